@@ -1,0 +1,85 @@
+//! Ledger events: the one record of everything writ decides and does.
+//!
+//! An [`Event`] is what gets appended to the ledger. Its `body` holds the kind-specific payload
+//! as JSON; large or raw material (a finding as received, a pre-image) is referenced by digest
+//! and stored beside the ledger. No secret may ever be put into an event: connectors hand back
+//! digests or redacted forms only.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Sha256Digest;
+use crate::ids::CaseId;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A finding was accepted from a source.
+    FindingReceived,
+    /// An identity was recorded or updated from a target's inventory.
+    IdentitySynced,
+    /// A case was opened.
+    CaseOpened,
+    /// Policy decided.
+    DecisionRecorded,
+    /// A change was requested.
+    ChangeRequested,
+    /// An approver approved.
+    ApprovalGranted,
+    /// An approver rejected.
+    ApprovalRejected,
+    /// An exception was granted.
+    ExceptionGranted,
+    /// An exception expired.
+    ExceptionExpired,
+    /// An emergency bypass was used; review is due.
+    BypassUsed,
+    /// The write-back intent was recorded (before apply).
+    WriteBackIntent,
+    /// The target accepted the change.
+    WriteBackApplied,
+    /// Reading the target back confirmed the change.
+    WriteBackVerified,
+    /// The write-back failed or did not verify.
+    WriteBackFailed,
+    /// The change was rolled back from its pre-image.
+    RolledBack,
+    /// The case was frozen or unfrozen.
+    CaseFrozen,
+    /// The case was closed (operationally or for compliance).
+    CaseClosed,
+}
+
+/// A control framework reference, for grouping evidence by control.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ControlTag(pub String);
+
+/// An event as appended to the ledger. `seq` and `time` are assigned by the sequencer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the ledger, from 0.
+    pub seq: u64,
+    /// When it was appended, from the injected clock.
+    pub time: Timestamp,
+    /// The case it belongs to, if any.
+    pub case_id: Option<CaseId>,
+    /// Who or what caused it (`source:prowler`, `user:alice`, `engine`).
+    pub actor: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Unique per logical event: a retry with the same key returns the first entry.
+    pub idempotency_key: String,
+    /// The policy bundle that decided, where a decision was made.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_bundle: Option<Sha256Digest>,
+    /// Digests of evidence stored beside the ledger.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub evidence: Vec<Sha256Digest>,
+    /// OWASP NHI Top 10 and NIST CSF 2.0 references.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub controls: Vec<ControlTag>,
+    /// The kind-specific payload.
+    pub body: serde_json::Value,
+}

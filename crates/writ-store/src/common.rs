@@ -1,0 +1,651 @@
+//! SQL shared by both backends.
+//!
+//! Both backends speak the same SQL here (`$N` placeholders, `ON CONFLICT`, partial indexes), so
+//! the statements are written once, in [`backend_queries!`], and expanded for each backend's
+//! concrete connection type. What differs (how a writer takes the lock, how migrations are
+//! serialised) stays in `sqlite.rs` and `postgres.rs`.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::StoreError;
+
+/// `time` as microseconds since the epoch, the unit every `*_us` column uses.
+pub(crate) fn micros(time: Timestamp) -> i64 {
+    time.as_microsecond()
+}
+
+/// The inverse of [`micros`].
+pub(crate) fn from_micros(table: &'static str, us: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_microsecond(us).map_err(|err| StoreError::Corrupt {
+        table,
+        detail: format!("time {us}: {err}"),
+    })
+}
+
+/// A sequence number as the database stores it.
+pub(crate) fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        table: "ledger_entries",
+        detail: format!("sequence number {seq} out of range"),
+    })
+}
+
+/// A sequence number as read from the database.
+pub(crate) fn seq_from_db(table: &'static str, seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("negative sequence number {seq}"),
+    })
+}
+
+/// A unit-like enum's serde name (`business_critical`), as stored in text columns.
+pub(crate) fn enum_text<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(other) => other.to_string(),
+        Err(err) => format!("<unserialisable: {err}>"),
+    }
+}
+
+/// Parses a text column written by [`enum_text`].
+pub(crate) fn parse_enum<T: DeserializeOwned>(
+    table: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|err| {
+        StoreError::Corrupt {
+            table,
+            detail: format!("{text:?}: {err}"),
+        }
+    })
+}
+
+/// A 32-byte hash column.
+pub(crate) fn hash_from_db(table: &'static str, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("hash of {} bytes, expected 32", bytes.len()),
+    })
+}
+
+/// Expands the shared statements for one backend. `$db` is the sqlx database type.
+macro_rules! backend_queries {
+    ($db:ty) => {
+        use sqlx::Row as _;
+        use uuid::Uuid;
+        use writ_core::Sha256Digest;
+        use writ_core::case::Case;
+        use writ_core::identity::Identity;
+        use writ_core::ids::{CaseId, IdentityId};
+
+        use $crate::StoreError;
+        use $crate::common::{
+            enum_text, from_micros, hash_from_db, micros, parse_enum, seq_from_db, seq_to_db,
+        };
+        use $crate::model::{CheckpointRow, Effect, EvidenceRow, LedgerRow};
+
+        type Conn = <$db as sqlx::Database>::Connection;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        pub(crate) async fn recorded_migrations(
+            conn: &mut Conn,
+        ) -> Result<Vec<(i64, String)>, StoreError> {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS writ_migrations (
+                    version    BIGINT PRIMARY KEY,
+                    name       TEXT   NOT NULL,
+                    checksum   TEXT   NOT NULL,
+                    applied_us BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let rows = sqlx::query("SELECT version, checksum FROM writ_migrations ORDER BY version")
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("version")?, row.try_get("checksum")?)))
+                .collect()
+        }
+
+        pub(crate) async fn apply_migration(
+            conn: &mut Conn,
+            migration: &$crate::migrate::Migration,
+            now_us: i64,
+        ) -> Result<(), StoreError> {
+            sqlx::raw_sql(migration.sql).execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO writ_migrations (version, name, checksum, applied_us) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(migration.checksum())
+            .bind(now_us)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        pub(crate) async fn head_size(conn: &mut Conn) -> Result<u64, StoreError> {
+            let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1")
+                .fetch_one(&mut *conn)
+                .await?;
+            seq_from_db("ledger_head", size)
+        }
+
+        /// Writes a batch whose head has already been locked and read as `head`.
+        pub(crate) async fn write_batch(
+            conn: &mut Conn,
+            head: u64,
+            batch: &$crate::model::CommitBatch,
+        ) -> Result<(), StoreError> {
+            if let Some(first) = batch.entries.first()
+                && first.seq != head
+            {
+                return Err(StoreError::HeadMoved {
+                    batch_start: first.seq,
+                    head,
+                });
+            }
+            let mut next = head;
+            for entry in &batch.entries {
+                if entry.seq != next {
+                    return Err(StoreError::BatchNotContiguous { seq: entry.seq });
+                }
+                insert_entry(conn, entry).await?;
+                next += 1;
+            }
+            if let Some(checkpoint) = &batch.checkpoint {
+                sqlx::query(
+                    "INSERT INTO checkpoints (size, root, note, time_us) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(seq_to_db(checkpoint.size)?)
+                .bind(checkpoint.root.to_vec())
+                .bind(checkpoint.note.as_str())
+                .bind(micros(checkpoint.time))
+                .execute(&mut *conn)
+                .await?;
+            }
+            for effect in &batch.effects {
+                apply_effect(conn, effect).await?;
+            }
+            if next != head {
+                sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
+                    .bind(seq_to_db(next)?)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_entry(conn: &mut Conn, entry: &LedgerRow) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO ledger_entries
+                    (seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(seq_to_db(entry.seq)?)
+            .bind(micros(entry.time))
+            .bind(entry.case_id.map(|id| id.as_uuid()))
+            .bind(entry.kind.as_str())
+            .bind(entry.actor.as_str())
+            .bind(entry.idempotency_key.as_str())
+            .bind(entry.leaf.as_slice())
+            .bind(entry.leaf_hash.to_vec())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn apply_effect(conn: &mut Conn, effect: &Effect) -> Result<(), StoreError> {
+            match effect {
+                Effect::PutEvidence(evidence) => {
+                    sqlx::query(
+                        "INSERT INTO evidence (digest, media_type, bytes, received_us)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+                    )
+                    .bind(evidence.digest.to_string())
+                    .bind(evidence.media_type.as_str())
+                    .bind(evidence.bytes.as_slice())
+                    .bind(micros(evidence.received))
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Effect::UpsertIdentity { identity, seq } => {
+                    let tags = serde_json::to_string(&identity.tags).unwrap_or_else(|_| "[]".into());
+                    sqlx::query(
+                        "INSERT INTO identities (id, system, external_id, kind, owner_team, criticality,
+                            privileged, tags, last_used_us, reconciled_us, updated_seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                         ON CONFLICT (id) DO UPDATE SET
+                            system = excluded.system, external_id = excluded.external_id,
+                            kind = excluded.kind, owner_team = excluded.owner_team,
+                            criticality = excluded.criticality, privileged = excluded.privileged,
+                            tags = excluded.tags, last_used_us = excluded.last_used_us,
+                            reconciled_us = excluded.reconciled_us, updated_seq = excluded.updated_seq",
+                    )
+                    .bind(identity.id.as_uuid())
+                    .bind(identity.system.as_str())
+                    .bind(identity.external_id.as_str())
+                    .bind(enum_text(&identity.kind))
+                    .bind(identity.owner_team.as_deref())
+                    .bind(enum_text(&identity.criticality))
+                    .bind(identity.privileged)
+                    .bind(tags)
+                    .bind(identity.last_used_at.map(micros))
+                    .bind(identity.reconciled_at.map(micros))
+                    .bind(seq_to_db(*seq)?)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Effect::UpsertCase { case, seq } => {
+                    sqlx::query(
+                        "INSERT INTO cases (id, identity_id, subject, finding_type, state,
+                            compliance_closed, opened_seq, updated_seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                         ON CONFLICT (id) DO UPDATE SET
+                            identity_id = excluded.identity_id, subject = excluded.subject,
+                            finding_type = excluded.finding_type, state = excluded.state,
+                            compliance_closed = excluded.compliance_closed,
+                            updated_seq = excluded.updated_seq",
+                    )
+                    .bind(case.id.as_uuid())
+                    .bind(case.identity_id.map(|id| id.as_uuid()))
+                    .bind(case.subject.as_str())
+                    .bind(case.finding_type.as_str())
+                    .bind(enum_text(&case.state))
+                    .bind(case.compliance_closed)
+                    .bind(seq_to_db(*seq)?)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Effect::InsertFinding {
+                    finding,
+                    case_id,
+                    seq,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO findings (id, case_id, source, finding_type, severity,
+                            confidence_bp, subject_system, subject_external_id, observed_us,
+                            evidence, idempotency_key, seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(finding.id.as_uuid())
+                    .bind(case_id.map(|id| id.as_uuid()))
+                    .bind(finding.source.as_str())
+                    .bind(finding.finding_type.as_str())
+                    .bind(enum_text(&finding.severity))
+                    .bind(i32::from(finding.confidence_bp))
+                    .bind(finding.subject_system.as_str())
+                    .bind(finding.subject_external_id.as_str())
+                    .bind(micros(finding.observed_at))
+                    .bind(finding.evidence.to_string())
+                    .bind(finding.idempotency_key.as_str())
+                    .bind(seq_to_db(*seq)?)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn clear_projections(conn: &mut Conn) -> Result<(), StoreError> {
+            for statement in [
+                "DELETE FROM findings",
+                "DELETE FROM cases",
+                "DELETE FROM identities",
+            ] {
+                sqlx::query(statement).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        fn entry_from_row(row: &DbRow) -> Result<LedgerRow, StoreError> {
+            const T: &str = "ledger_entries";
+            Ok(LedgerRow {
+                seq: seq_from_db(T, row.try_get("seq")?)?,
+                time: from_micros(T, row.try_get("time_us")?)?,
+                case_id: row.try_get::<Option<Uuid>, _>("case_id")?.map(CaseId),
+                kind: row.try_get("kind")?,
+                actor: row.try_get("actor")?,
+                idempotency_key: row.try_get("idempotency_key")?,
+                leaf: row.try_get("leaf")?,
+                leaf_hash: hash_from_db(T, row.try_get("leaf_hash")?)?,
+            })
+        }
+
+        pub(crate) async fn entry_by_idempotency_key(
+            conn: &mut Conn,
+            key: &str,
+        ) -> Result<Option<LedgerRow>, StoreError> {
+            sqlx::query(
+                "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash
+                 FROM ledger_entries WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?
+            .as_ref()
+            .map(entry_from_row)
+            .transpose()
+        }
+
+        pub(crate) async fn entries(
+            conn: &mut Conn,
+            from: u64,
+            limit: u32,
+        ) -> Result<Vec<LedgerRow>, StoreError> {
+            sqlx::query(
+                "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash
+                 FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(seq_to_db(from)?)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+        }
+
+        pub(crate) async fn case_entries(
+            conn: &mut Conn,
+            case: CaseId,
+        ) -> Result<Vec<LedgerRow>, StoreError> {
+            sqlx::query(
+                "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash
+                 FROM ledger_entries WHERE case_id = $1 ORDER BY seq",
+            )
+            .bind(case.as_uuid())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+        }
+
+        pub(crate) async fn checkpoints(conn: &mut Conn) -> Result<Vec<CheckpointRow>, StoreError> {
+            const T: &str = "checkpoints";
+            sqlx::query("SELECT size, root, note, time_us FROM checkpoints ORDER BY size")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(CheckpointRow {
+                        size: seq_from_db(T, row.try_get("size")?)?,
+                        root: hash_from_db(T, row.try_get("root")?)?,
+                        note: row.try_get("note")?,
+                        time: from_micros(T, row.try_get("time_us")?)?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn evidence(
+            conn: &mut Conn,
+            digest: &Sha256Digest,
+        ) -> Result<Option<EvidenceRow>, StoreError> {
+            const T: &str = "evidence";
+            let Some(row) = sqlx::query(
+                "SELECT media_type, bytes, received_us FROM evidence WHERE digest = $1",
+            )
+            .bind(digest.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(EvidenceRow {
+                digest: *digest,
+                media_type: row.try_get("media_type")?,
+                bytes: row.try_get("bytes")?,
+                received: from_micros(T, row.try_get("received_us")?)?,
+            }))
+        }
+
+        fn identity_from_row(row: &DbRow) -> Result<Identity, StoreError> {
+            const T: &str = "identities";
+            let tags: String = row.try_get("tags")?;
+            Ok(Identity {
+                id: IdentityId(row.try_get("id")?),
+                system: row.try_get("system")?,
+                external_id: row.try_get("external_id")?,
+                kind: parse_enum(T, &row.try_get::<String, _>("kind")?)?,
+                owner_team: row.try_get("owner_team")?,
+                criticality: parse_enum(T, &row.try_get::<String, _>("criticality")?)?,
+                privileged: row.try_get("privileged")?,
+                tags: serde_json::from_str(&tags).map_err(|err| StoreError::Corrupt {
+                    table: T,
+                    detail: format!("tags: {err}"),
+                })?,
+                last_used_at: row
+                    .try_get::<Option<i64>, _>("last_used_us")?
+                    .map(|us| from_micros(T, us))
+                    .transpose()?,
+                reconciled_at: row
+                    .try_get::<Option<i64>, _>("reconciled_us")?
+                    .map(|us| from_micros(T, us))
+                    .transpose()?,
+            })
+        }
+
+        pub(crate) async fn identity(
+            conn: &mut Conn,
+            id: IdentityId,
+        ) -> Result<Option<Identity>, StoreError> {
+            sqlx::query("SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(identity_from_row)
+                .transpose()
+        }
+
+        pub(crate) async fn identity_by_external_id(
+            conn: &mut Conn,
+            system: &str,
+            external_id: &str,
+        ) -> Result<Option<Identity>, StoreError> {
+            sqlx::query("SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE system = $1 AND external_id = $2")
+                .bind(system)
+                .bind(external_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(identity_from_row)
+                .transpose()
+        }
+
+        pub(crate) async fn identities(conn: &mut Conn) -> Result<Vec<Identity>, StoreError> {
+            sqlx::query("SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities ORDER BY system, external_id")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(identity_from_row)
+                .collect()
+        }
+
+        fn case_from_row(row: &DbRow) -> Result<Case, StoreError> {
+            const T: &str = "cases";
+            Ok(Case {
+                id: CaseId(row.try_get("id")?),
+                identity_id: row.try_get::<Option<Uuid>, _>("identity_id")?.map(IdentityId),
+                subject: row.try_get("subject")?,
+                finding_type: row.try_get("finding_type")?,
+                state: parse_enum(T, &row.try_get::<String, _>("state")?)?,
+                compliance_closed: row.try_get("compliance_closed")?,
+            })
+        }
+
+        pub(crate) async fn case(conn: &mut Conn, id: CaseId) -> Result<Option<Case>, StoreError> {
+            sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(case_from_row)
+                .transpose()
+        }
+
+        pub(crate) async fn open_case(
+            conn: &mut Conn,
+            subject: &str,
+            finding_type: &str,
+        ) -> Result<Option<Case>, StoreError> {
+            sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE subject = $1 AND finding_type = $2 AND state <> 'closed' ORDER BY opened_seq DESC LIMIT 1")
+                .bind(subject)
+                .bind(finding_type)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(case_from_row)
+                .transpose()
+        }
+
+        pub(crate) async fn cases(
+            conn: &mut Conn,
+            filter: &$crate::model::CaseFilter,
+        ) -> Result<Vec<Case>, StoreError> {
+            let limit = i64::from(filter.limit.unwrap_or(100));
+            let rows = match filter.state {
+                Some(state) => {
+                    sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state = $1 ORDER BY updated_seq DESC LIMIT $2")
+                        .bind(enum_text(&state))
+                        .bind(limit)
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+                None => {
+                    sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases ORDER BY updated_seq DESC LIMIT $1")
+                        .bind(limit)
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+            };
+            rows.iter().map(case_from_row).collect()
+        }
+    };
+}
+
+pub(crate) use backend_queries;
+
+/// Implements [`crate::Store`] for a backend type that has a `reader` pool, an inherent
+/// `begin_write()` that opens a write transaction holding the writer lock, and an inherent
+/// `locked_head(&mut tx)` that reads the ledger size under that lock. Expand inside a module that
+/// also expanded [`backend_queries!`] as `q`.
+macro_rules! impl_store {
+    ($store:ty, $backend:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> $crate::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), $crate::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.reader).await?;
+                Ok(())
+            }
+
+            async fn ledger_size(&self) -> Result<u64, $crate::StoreError> {
+                q::head_size(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn commit(&self, batch: $crate::CommitBatch) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let head = Self::locked_head(&mut tx).await?;
+                q::write_batch(&mut tx, head, &batch).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn entry_by_idempotency_key(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::LedgerRow>, $crate::StoreError> {
+                q::entry_by_idempotency_key(&mut *self.reader.acquire().await?, key).await
+            }
+
+            async fn entries(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::entries(&mut *self.reader.acquire().await?, from, limit).await
+            }
+
+            async fn case_entries(
+                &self,
+                case: writ_core::ids::CaseId,
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::case_entries(&mut *self.reader.acquire().await?, case).await
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<$crate::CheckpointRow>, $crate::StoreError> {
+                q::checkpoints(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn evidence(
+                &self,
+                digest: &writ_core::Sha256Digest,
+            ) -> Result<Option<$crate::EvidenceRow>, $crate::StoreError> {
+                q::evidence(&mut *self.reader.acquire().await?, digest).await
+            }
+
+            async fn identity(
+                &self,
+                id: writ_core::ids::IdentityId,
+            ) -> Result<Option<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identity(&mut *self.reader.acquire().await?, id).await
+            }
+
+            async fn identity_by_external_id(
+                &self,
+                system: &str,
+                external_id: &str,
+            ) -> Result<Option<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identity_by_external_id(&mut *self.reader.acquire().await?, system, external_id)
+                    .await
+            }
+
+            async fn identities(
+                &self,
+            ) -> Result<Vec<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identities(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn case(
+                &self,
+                id: writ_core::ids::CaseId,
+            ) -> Result<Option<writ_core::case::Case>, $crate::StoreError> {
+                q::case(&mut *self.reader.acquire().await?, id).await
+            }
+
+            async fn open_case(
+                &self,
+                subject: &str,
+                finding_type: &str,
+            ) -> Result<Option<writ_core::case::Case>, $crate::StoreError> {
+                q::open_case(&mut *self.reader.acquire().await?, subject, finding_type).await
+            }
+
+            async fn cases(
+                &self,
+                filter: &$crate::CaseFilter,
+            ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
+                q::cases(&mut *self.reader.acquire().await?, filter).await
+            }
+
+            async fn clear_projections(&self) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::locked_head(&mut tx).await?;
+                q::clear_projections(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,75 @@
+//! The PostgreSQL backend: for several stateless writ replicas sharing one database.
+//!
+//! Writers serialise on the ledger head row (`SELECT ... FOR UPDATE`), so appends from any
+//! replica form one gap-free sequence. Migrations run under a transaction-scoped advisory lock,
+//! so replicas that start together apply them once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Pool, Postgres, Transaction};
+
+use crate::{Backend, StoreError, migrate};
+
+mod q {
+    crate::common::backend_queries!(sqlx::Postgres);
+}
+
+/// The advisory lock key that serialises migrations ("writ" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7772_6974;
+
+/// A store in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    reader: Pool<Postgres>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://...`) and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("writ");
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let store = Self { reader: pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Readers and writers share one pool; writers lock the head row.
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.reader.begin().await?)
+    }
+
+    async fn locked_head(tx: &mut Transaction<'static, Postgres>) -> Result<u64, StoreError> {
+        let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut **tx)
+            .await?;
+        crate::common::seq_from_db("ledger_head", size)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.reader.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let recorded = q::recorded_migrations(&mut tx).await?;
+        let now_us = crate::common::micros(jiff::Timestamp::now());
+        for migration in migrate::pending(migrate::POSTGRES, &recorded)? {
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "applying migration"
+            );
+            q::apply_migration(&mut tx, migration, now_us).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+crate::common::impl_store!(PgStore, Backend::Postgres);

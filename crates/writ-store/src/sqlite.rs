@@ -1,0 +1,86 @@
+//! The SQLite backend: writ's embedded default.
+//!
+//! One file, WAL journal, `synchronous=FULL` (a committed entry survives power loss), foreign
+//! keys on. All writes go through a pool of exactly one connection and start with
+//! `BEGIN IMMEDIATE`, so there is a single writer and no write ever waits on a lock upgrade.
+//! Reads use their own small read-only pool and see committed data only.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite, Transaction};
+
+use crate::{Backend, StoreError, migrate};
+
+mod q {
+    crate::common::backend_queries!(sqlx::Sqlite);
+}
+
+/// A store in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reader: Pool<Sqlite>,
+    writer: Pool<Sqlite>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
+    /// and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let store = Self {
+            reader: writer.clone(),
+            writer,
+        };
+        store.migrate().await?;
+        if in_memory {
+            return Ok(store);
+        }
+        // Readers open only after the schema exists, read-only, so they can never write.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { reader, ..store })
+    }
+
+    /// Opens the single writer's transaction.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// `BEGIN IMMEDIATE` already holds the database's write lock.
+    async fn locked_head(tx: &mut Transaction<'static, Sqlite>) -> Result<u64, StoreError> {
+        q::head_size(tx).await
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let recorded = q::recorded_migrations(&mut tx).await?;
+        let now_us = crate::common::micros(jiff::Timestamp::now());
+        for migration in migrate::pending(migrate::SQLITE, &recorded)? {
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "applying migration"
+            );
+            q::apply_migration(&mut tx, migration, now_us).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+crate::common::impl_store!(SqliteStore, Backend::Sqlite);

@@ -1,0 +1,557 @@
+//! The store suite: every case runs against SQLite and against a real, throwaway PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use uuid::Uuid;
+use writ_core::Sha256Digest;
+use writ_core::case::{Case, CaseState};
+use writ_core::finding::{Finding, Severity};
+use writ_core::identity::{Criticality, Identity, IdentityKind};
+use writ_core::ids::{CaseId, FindingId, IdentityId};
+use writ_store::{
+    CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, Store, StoreError,
+};
+use writ_testkit::PgCluster;
+
+/// A store under test, plus whatever keeps its database alive.
+struct Harness {
+    store: Arc<dyn Store>,
+    url: String,
+    _keep: Keep,
+}
+
+#[allow(dead_code)]
+enum Keep {
+    Dir(tempfile::TempDir),
+    Pg(PgCluster),
+}
+
+async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+    Harness {
+        store: writ_store::open(&url).await.unwrap(),
+        url,
+        _keep: Keep::Dir(dir),
+    }
+}
+
+async fn postgres() -> Harness {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.create_database("writ").unwrap();
+    Harness {
+        store: writ_store::open(&url).await.unwrap(),
+        url,
+        _keep: Keep::Pg(cluster),
+    }
+}
+
+fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn uuid(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn entry(seq: u64, key: &str, case: Option<CaseId>) -> LedgerRow {
+    let leaf = format!("writ.event.v1\n{{\"seq\":{seq}}}").into_bytes();
+    LedgerRow {
+        seq,
+        time: t(seq as i64),
+        case_id: case,
+        kind: "finding_received".into(),
+        actor: "source:prowler".into(),
+        idempotency_key: key.into(),
+        leaf_hash: Sha256Digest::of(&leaf).0,
+        leaf,
+    }
+}
+
+fn identity(n: u128, external_id: &str) -> Identity {
+    Identity {
+        id: IdentityId(uuid(n)),
+        system: "aws:000000000000".into(),
+        external_id: external_id.into(),
+        kind: IdentityKind::ApiKey,
+        owner_team: Some("payments".into()),
+        criticality: Criticality::BusinessCritical,
+        privileged: true,
+        tags: vec!["ci".into(), "prod".into()],
+        last_used_at: Some(t(-86_400)),
+        reconciled_at: Some(t(-60)),
+    }
+}
+
+fn case(n: u128, subject: &str, state: CaseState) -> Case {
+    Case {
+        id: CaseId(uuid(n)),
+        identity_id: Some(IdentityId(uuid(1))),
+        subject: subject.into(),
+        finding_type: "iam_user_accesskey_unused".into(),
+        state,
+        compliance_closed: false,
+    }
+}
+
+fn finding(n: u128, key: &str, evidence: Sha256Digest) -> Finding {
+    Finding {
+        id: FindingId(uuid(n)),
+        source: "prowler".into(),
+        finding_type: "iam_user_accesskey_unused".into(),
+        severity: Severity::High,
+        confidence_bp: 9_500,
+        subject_system: "aws:000000000000".into(),
+        subject_external_id: "ci-deployer/AccessKey1".into(),
+        observed_at: t(-5),
+        evidence,
+        idempotency_key: key.into(),
+    }
+}
+
+async fn migrations_are_idempotent(h: Harness) {
+    assert_eq!(h.store.ledger_size().await.unwrap(), 0);
+    let again = writ_store::open(&h.url).await.unwrap();
+    assert_eq!(again.ledger_size().await.unwrap(), 0);
+    again.ping().await.unwrap();
+    assert_eq!(again.backend(), h.store.backend());
+}
+
+async fn commit_writes_ledger_and_projections_together(h: Harness) {
+    let raw = br#"{"finding":"exactly as received"}"#.to_vec();
+    let digest = Sha256Digest::of(&raw);
+    let case_id = CaseId(uuid(10));
+    let batch = CommitBatch {
+        entries: vec![entry(0, "k0", Some(case_id)), entry(1, "k1", Some(case_id))],
+        checkpoint: Some(CheckpointRow {
+            size: 2,
+            root: [7; 32],
+            note: "writ.example/ledger\n2\nBwcH\n\n— writ.example/ledger sig\n".into(),
+            time: t(2),
+        }),
+        effects: vec![
+            Effect::PutEvidence(EvidenceRow {
+                digest,
+                media_type: "application/json".into(),
+                bytes: raw.clone(),
+                received: t(0),
+            }),
+            Effect::UpsertIdentity {
+                identity: identity(1, "ci-deployer/AccessKey1"),
+                seq: 0,
+            },
+            Effect::UpsertCase {
+                case: case(
+                    10,
+                    "aws:000000000000/ci-deployer/AccessKey1",
+                    CaseState::AwaitingApproval,
+                ),
+                seq: 0,
+            },
+            Effect::InsertFinding {
+                finding: finding(20, "finding-1", digest),
+                case_id: Some(case_id),
+                seq: 1,
+            },
+        ],
+    };
+    h.store.commit(batch.clone()).await.unwrap();
+
+    assert_eq!(h.store.ledger_size().await.unwrap(), 2);
+    let stored = h.store.entries(0, 10).await.unwrap();
+    assert_eq!(stored, batch.entries);
+    assert_eq!(h.store.entries(1, 10).await.unwrap(), batch.entries[1..]);
+    assert_eq!(h.store.case_entries(case_id).await.unwrap(), batch.entries);
+    assert_eq!(
+        h.store.entry_by_idempotency_key("k1").await.unwrap(),
+        Some(batch.entries[1].clone())
+    );
+    assert_eq!(
+        h.store.entry_by_idempotency_key("nope").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        h.store.checkpoints().await.unwrap(),
+        vec![batch.checkpoint.clone().unwrap()]
+    );
+
+    let evidence = h.store.evidence(&digest).await.unwrap().unwrap();
+    assert_eq!(evidence.bytes, raw, "evidence is stored byte for byte");
+    assert_eq!(
+        h.store.evidence(&Sha256Digest::of(b"other")).await.unwrap(),
+        None
+    );
+
+    let stored_identity = h
+        .store
+        .identity(IdentityId(uuid(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_identity, identity(1, "ci-deployer/AccessKey1"));
+    assert_eq!(
+        h.store
+            .identity_by_external_id("aws:000000000000", "ci-deployer/AccessKey1")
+            .await
+            .unwrap(),
+        Some(stored_identity)
+    );
+    assert_eq!(
+        h.store.case(case_id).await.unwrap().unwrap().state,
+        CaseState::AwaitingApproval
+    );
+}
+
+async fn stale_head_is_refused(h: Harness) {
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", None)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "b", None)],
+            effects: vec![Effect::UpsertIdentity {
+                identity: identity(1, "x"),
+                seq: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::HeadMoved {
+                batch_start: 0,
+                head: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+    assert_eq!(h.store.identity(IdentityId(uuid(1))).await.unwrap(), None);
+}
+
+async fn gap_in_batch_writes_nothing(h: Harness) {
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", None), entry(2, "c", None)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::BatchNotContiguous { seq: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(h.store.ledger_size().await.unwrap(), 0);
+    assert!(h.store.entries(0, 10).await.unwrap().is_empty());
+}
+
+/// Fail closed: when any part of a batch cannot be written, no state changes.
+async fn failed_write_changes_no_state(h: Harness) {
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "dup", None)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "fresh", None), entry(2, "dup", None)],
+            checkpoint: Some(CheckpointRow {
+                size: 3,
+                root: [1; 32],
+                note: "n".into(),
+                time: t(3),
+            }),
+            effects: vec![
+                Effect::UpsertIdentity {
+                    identity: identity(1, "x"),
+                    seq: 1,
+                },
+                Effect::UpsertCase {
+                    case: case(10, "s", CaseState::NeedsReview),
+                    seq: 1,
+                },
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+    assert_eq!(
+        h.store.entry_by_idempotency_key("fresh").await.unwrap(),
+        None
+    );
+    assert!(h.store.checkpoints().await.unwrap().is_empty());
+    assert_eq!(h.store.identity(IdentityId(uuid(1))).await.unwrap(), None);
+    assert_eq!(h.store.case(CaseId(uuid(10))).await.unwrap(), None);
+}
+
+async fn duplicate_finding_key_conflicts(h: Harness) {
+    let digest = Sha256Digest::of(b"x");
+    let first = CommitBatch {
+        entries: vec![entry(0, "e0", None)],
+        effects: vec![Effect::InsertFinding {
+            finding: finding(20, "same-key", digest),
+            case_id: None,
+            seq: 0,
+        }],
+        ..Default::default()
+    };
+    h.store.commit(first).await.unwrap();
+    let second = CommitBatch {
+        entries: vec![entry(1, "e1", None)],
+        effects: vec![Effect::InsertFinding {
+            finding: finding(21, "same-key", digest),
+            case_id: None,
+            seq: 1,
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.store.commit(second).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+}
+
+async fn open_case_lookup_ignores_closed_cases(h: Harness) {
+    let subject = "aws:000000000000/ci-deployer";
+    let mut open = case(10, subject, CaseState::AwaitingApproval);
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", Some(open.id))],
+            effects: vec![Effect::UpsertCase {
+                case: open.clone(),
+                seq: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .open_case(subject, "iam_user_accesskey_unused")
+            .await
+            .unwrap(),
+        Some(open.clone())
+    );
+    assert_eq!(
+        h.store.open_case(subject, "other_type").await.unwrap(),
+        None
+    );
+
+    open.state = CaseState::Closed;
+    open.compliance_closed = true;
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "b", Some(open.id))],
+            effects: vec![Effect::UpsertCase {
+                case: open.clone(),
+                seq: 1,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .open_case(subject, "iam_user_accesskey_unused")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(h.store.case(open.id).await.unwrap(), Some(open));
+}
+
+async fn case_listing_filters_and_limits(h: Harness) {
+    let states = [
+        CaseState::NeedsReview,
+        CaseState::Remediated,
+        CaseState::NeedsReview,
+        CaseState::Frozen,
+    ];
+    let mut batch = CommitBatch::default();
+    for (i, state) in states.iter().enumerate() {
+        let c = case(100 + i as u128, &format!("subject-{i}"), *state);
+        batch
+            .entries
+            .push(entry(i as u64, &format!("k{i}"), Some(c.id)));
+        batch.effects.push(Effect::UpsertCase {
+            case: c,
+            seq: i as u64,
+        });
+    }
+    h.store.commit(batch).await.unwrap();
+    let all = h.store.cases(&CaseFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].subject, "subject-3", "newest first");
+    let review = h
+        .store
+        .cases(&CaseFilter {
+            state: Some(CaseState::NeedsReview),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(review.len(), 2);
+    let limited = h
+        .store
+        .cases(&CaseFilter {
+            state: None,
+            limit: Some(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+}
+
+async fn identity_upsert_replaces(h: Harness) {
+    let mut id = identity(1, "svc-backup");
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", None)],
+            effects: vec![Effect::UpsertIdentity {
+                identity: id.clone(),
+                seq: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    id.owner_team = None;
+    id.tags.clear();
+    id.last_used_at = None;
+    id.privileged = false;
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "b", None)],
+            effects: vec![Effect::UpsertIdentity {
+                identity: id.clone(),
+                seq: 1,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(h.store.identities().await.unwrap(), vec![id]);
+}
+
+async fn clear_projections_keeps_the_ledger(h: Harness) {
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", None)],
+            effects: vec![
+                Effect::UpsertIdentity {
+                    identity: identity(1, "x"),
+                    seq: 0,
+                },
+                Effect::UpsertCase {
+                    case: case(10, "s", CaseState::NeedsReview),
+                    seq: 0,
+                },
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    h.store.clear_projections().await.unwrap();
+    assert!(h.store.identities().await.unwrap().is_empty());
+    assert!(
+        h.store
+            .cases(&CaseFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+}
+
+/// Two writers that both think the ledger is empty: exactly one wins, the other is told the
+/// head moved, and the ledger has no gap and no duplicate.
+async fn racing_writers_serialise(h: Harness) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit(CommitBatch {
+                    entries: vec![entry(0, &format!("writer-{i}"), None)],
+                    ..Default::default()
+                })
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::HeadMoved { .. }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    migrations_are_idempotent,
+    commit_writes_ledger_and_projections_together,
+    stale_head_is_refused,
+    gap_in_batch_writes_nothing,
+    failed_write_changes_no_state,
+    duplicate_finding_key_conflicts,
+    open_case_lookup_ignores_closed_cases,
+    case_listing_filters_and_limits,
+    identity_upsert_replaces,
+    clear_projections_keeps_the_ledger,
+    racing_writers_serialise,
+);
+
+/// Several replicas starting at once against one PostgreSQL migrate exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_migrate_concurrently() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.create_database("writ").unwrap();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { writ_store::open(&url).await.map(|s| s.backend()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+}
