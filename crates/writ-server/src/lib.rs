@@ -1,1 +1,91 @@
-//! placeholder
+//! writ's HTTP edge (axum).
+//!
+//! Serves the API under `/v1`, the operational endpoints (`/healthz`, `/readyz`), and the
+//! OpenAPI 3.1 document at `/openapi.json`. Every error leaves as `application/problem+json`
+//! (RFC 9457) naming what was wrong; no handler answers an error in plain text. Handlers are thin:
+//! they parse, call the store or the core, and map the result.
+
+mod api;
+mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use writ_store::Store;
+
+pub use api::ApiDoc;
+pub use problem::{FieldError, Problem};
+
+/// Settings the HTTP edge needs.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The settings.
+    pub settings: ServerSettings,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_body_bytes;
+    api::routes()
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then drains requests in
+/// flight for at most `settings.shutdown_grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.settings.shutdown_grace;
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let deadline = async move {
+        if stopping_rx.wait_for(|stopping| *stopping).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(?grace, "shutdown grace elapsed; closing remaining connections");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Routes and the OpenAPI document that describes them.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::AppState;
+
+/// How long `/readyz` waits for the store.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+use crate::problem::Problem;
+
+/// The OpenAPI 3.1 description of writ's HTTP API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "writ",
+        description = "Governed write-back for non-human identities: findings in, policy decisions, approved and verified changes out, all in one tamper-evident ledger."
+    ),
+    paths(healthz, readyz, status, openapi_json),
+    components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError)),
+    tags(
+        (name = "operations", description = "Liveness, readiness and the API description"),
+        (name = "ledger", description = "The tamper-evident event ledger")
+    )
+)]
+pub struct ApiDoc;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/status", get(status))
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the process answers.
+    pub status: &'static str,
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` when the store answers.
+    pub status: &'static str,
+    /// The storage backend (`sqlite` or `postgres`).
+    pub backend: &'static str,
+}
+
+/// What this writ instance is and how far its ledger has grown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// writ's version.
+    pub version: &'static str,
+    /// The storage backend.
+    pub backend: &'static str,
+    /// Entries in the ledger.
+    pub ledger_size: u64,
+}
+
+/// Is the process alive? Does not touch the store.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Can this instance serve traffic? Checks that the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, Problem> {
+    // A probe must answer quickly even when the database hangs.
+    match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(Problem::unavailable(&err)),
+        Err(_) => return Err(Problem::unavailable(&"ping timed out")),
+    }
+    Ok(Json(Ready {
+        status: "ready",
+        backend: state.store.backend().name(),
+    }))
+}
+
+/// Version, backend and ledger size.
+#[utoipa::path(get, path = "/v1/status", tag = "ledger",
+    responses(
+        (status = 200, description = "Status", body = Status),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+async fn status(State(state): State<AppState>) -> Result<Json<Status>, Problem> {
+    let ledger_size = state
+        .store
+        .ledger_size()
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    Ok(Json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        backend: state.store.backend().name(),
+        ledger_size,
+    }))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,137 @@
+//! Configuration: defaults, then a TOML file, then `WRIT_*` environment variables, then flags.
+//!
+//! Nested keys map to environment variables with a double underscore:
+//! `[database] url` is `WRIT_DATABASE__URL`, `[server] listen` is `WRIT_SERVER__LISTEN`.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Storage.
+    pub database: DatabaseConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds to wait for requests in flight on shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (embedded) or `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://writ.db".into(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `writ=debug,sqlx=warn`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+const DEFAULT_FILE: &str = "writ.toml";
+
+impl Config {
+    /// Loads the configuration. `file` must exist when given; `./writ.toml` is read when it
+    /// exists and no file is given.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let path: Option<PathBuf> = match file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "configuration file {} does not exist",
+                    path.display()
+                );
+                Some(path.to_owned())
+            }
+            None => Path::new(DEFAULT_FILE)
+                .is_file()
+                .then(|| PathBuf::from(DEFAULT_FILE)),
+        };
+        if let Some(path) = &path {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("WRIT_")
+                .ignore(&["CONFIG"])
+                .split("__")
+                .lowercase(true),
+        );
+        figment.extract().with_context(|| match &path {
+            Some(path) => format!("invalid configuration (file {})", path.display()),
+            None => "invalid configuration (from WRIT_* environment variables)".to_owned(),
+        })
+    }
+
+    /// Prints the effective configuration as JSON, with secrets redacted.
+    pub fn print_redacted(&self) -> anyhow::Result<()> {
+        let mut shown = self.clone();
+        shown.database.url = writ_store::redact_url(&shown.database.url);
+        let text = serde_json::to_string_pretty(&shown)?;
+        println!("{text}");
+        Ok(())
+    }
+}

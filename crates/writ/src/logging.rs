@@ -1,0 +1,21 @@
+//! Structured logs (tracing): text for people, JSON (one object per line) for pipelines.
+//! Logs go to stdout; command results and errors meant for the operator go to stderr.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level.
+pub fn init(config: &LogConfig) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
+        _ => EnvFilter::try_new(&config.level)
+            .map_err(|err| anyhow::anyhow!("invalid log level {:?}: {err}", config.level))?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+}

@@ -1,0 +1,268 @@
+//! End-to-end: the real `writ` binary, started as a user would start it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use writ_testkit::{PgCluster, free_port};
+
+fn writ() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
+    command.env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WRIT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// A running `writ serve`, killed on drop if still alive.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn spawn(mut command: Command, port: u16) -> Server {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::get(format!("{}/healthz", self.base)).await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let output =
+                    std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+                        .wait_with_output()
+                        .unwrap();
+                panic!(
+                    "writ exited early ({status}): {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            assert!(Instant::now() < deadline, "writ did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Sends SIGTERM and returns what the process printed; asserts a clean exit.
+    fn terminate(self) -> Output {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = self.child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "writ did not exit cleanly on SIGTERM: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The Python venv made by `scripts/test` (or `$WRIT_TEST_VENV`).
+fn venv_bin(program: &str) -> PathBuf {
+    let venv = std::env::var_os("WRIT_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"));
+    let path = venv.join("bin").join(program);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test (it creates the test venv) or set WRIT_TEST_VENV",
+        path.display()
+    );
+    path
+}
+
+/// `writ serve` with no arguments: embedded SQLite in the working directory. The port comes from
+/// the environment (`WRIT_SERVER__LISTEN`), which also proves environment configuration works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let mut command = writ();
+    command
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("WRIT_SERVER__LISTEN", format!("127.0.0.1:{port}"));
+    let mut server = Server::spawn(command, port);
+    server.wait_ready().await;
+
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!((status, body["backend"].as_str()), (200, Some("sqlite")));
+    assert!(
+        dir.path().join("writ.db").exists(),
+        "writ.db was not created in the working directory"
+    );
+
+    let (status, doc) = server.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(&spec, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let validation = Command::new(venv_bin("openapi-spec-validator"))
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(
+        validation.status.success(),
+        "the OpenAPI document is not valid: {}{}",
+        String::from_utf8_lossy(&validation.stdout),
+        String::from_utf8_lossy(&validation.stderr)
+    );
+
+    let (status, problem) = server.get_json("/v1/does-not-exist").await;
+    assert_eq!(status, 404);
+    assert_eq!(problem["status"], 404);
+
+    server.terminate();
+}
+
+/// A TOML file selects PostgreSQL; `--log-format json` makes every log line a JSON object; the
+/// database password never appears in the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_from_a_config_file_on_postgres_with_json_logs() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.create_database("writ").unwrap();
+    let with_password = url.replace("postgres@", "postgres:not-a-real-password@");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let config = dir.path().join("writ.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{with_password}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut command = writ();
+    command
+        .args(["--log-format", "json", "--config"])
+        .arg(&config)
+        .arg("serve")
+        .current_dir(dir.path());
+    let mut server = Server::spawn(command, port);
+    server.wait_ready().await;
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!((status, body["backend"].as_str()), (200, Some("postgres")));
+    let (_, body) = server.get_json("/v1/status").await;
+    assert_eq!(body["ledger_size"], 0);
+
+    let output = server.terminate();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(!lines.is_empty(), "no log output");
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("log line is not JSON ({err}): {line}"));
+        assert!(parsed["level"].is_string() && parsed["timestamp"].is_string());
+    }
+    assert!(
+        !stdout.contains("not-a-real-password"),
+        "a secret reached the logs"
+    );
+    assert!(
+        !dir.path().join("writ.db").exists(),
+        "SQLite used despite the config file"
+    );
+}
+
+#[test]
+fn invalid_configuration_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("writ.toml"),
+        "[server]\nlisten = \"not an address\"\n",
+    )
+    .unwrap();
+    let output = writ()
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("writ.toml") && stderr.contains("listen"),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("writ.toml"), "[databse]\nurl = \"x\"\n").unwrap();
+    let output = writ()
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("databse"), "typo not named: {stderr}");
+
+    let output = writ()
+        .args(["--config", "missing.toml", "serve"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn unreachable_database_fails_clearly_without_leaking_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let output = writ()
+        .args(["serve", "--database"])
+        .arg(format!(
+            "postgres://writ:hunter2-secret@127.0.0.1:{port}/writ"
+        ))
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(all.contains("cannot open the database"), "{all}");
+    assert!(!all.contains("hunter2-secret"), "password leaked: {all}");
+
+    let output = writ()
+        .args(["serve", "--database", "mysql://x"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported database URL"));
+}
