@@ -1,0 +1,325 @@
+//! Whole-chain verification of a stored ledger.
+//!
+//! [`verify_chain`] walks the stored rows `(seq, leaf, stored leaf hash)` in
+//! order, in one pass and without per-entry allocation, and checks:
+//!
+//! 1. sequence numbers are contiguous from 0 (detects deleted and reordered
+//!    rows): [`FailureReason::SequenceGap`];
+//! 2. the stored hash equals `SHA-256(0x00 || leaf)`:
+//!    [`FailureReason::LeafHashMismatch`];
+//! 3. the leaf has the format tag and is RFC 8785 canonical JSON:
+//!    [`FailureReason::BadLeafTag`], [`FailureReason::NotCanonical`];
+//! 4. the leaf's top-level `"seq"` equals its position:
+//!    [`FailureReason::SeqFieldMismatch`];
+//! 5. at every checkpoint size, the checkpoint's signature, origin, declared
+//!    size and root hash (recomputed incrementally).
+//!
+//! The first problem in log order is reported, naming the entry's `seq`.
+
+use crate::checkpoint::{Checkpoint, VerifierKey, open};
+use crate::error::LedgerError;
+use crate::leaf::{LeafProblem, check_body, leaf_hash};
+use crate::tree::{Hash, TreeBuilder};
+use thiserror::Error;
+
+/// How leaves are checked for RFC 8785 canonical form. Both modes accept
+/// exactly the same leaves (tested differentially).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CanonicalCheck {
+    /// Single-pass validator that checks canonical form directly on the
+    /// bytes (sorted UTF-16 keys, escapes, ECMAScript numbers) without
+    /// building a value or allocating. The default.
+    #[default]
+    Streaming,
+    /// Parse with `serde_json`, re-serialize with `serde_json_canonicalizer`
+    /// and compare bytes. Reference behaviour; several times slower.
+    Recanonicalize,
+}
+
+/// Options for [`verify_chain_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VerifyOptions {
+    /// How to check canonical JSON.
+    pub canonical: CanonicalCheck,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FailureReason {
+    /// The stored leaf hash does not equal `SHA-256(0x00 || leaf)`.
+    #[error("stored leaf hash does not match the leaf")]
+    LeafHashMismatch,
+    /// The leaf does not start with `writ.event.v1\n`.
+    #[error("leaf format tag missing")]
+    BadLeafTag,
+    /// The leaf JSON is not RFC 8785 canonical.
+    #[error("leaf JSON is not canonical")]
+    NotCanonical,
+    /// Row sequence numbers are not contiguous (deleted or reordered rows).
+    #[error("expected seq {expected}, found {found}")]
+    SequenceGap {
+        /// The sequence number expected at this position.
+        expected: u64,
+        /// The sequence number found.
+        found: u64,
+    },
+    /// The leaf's `"seq"` field is missing or differs from its position.
+    #[error("leaf \"seq\" field is {found:?}, expected its position")]
+    SeqFieldMismatch {
+        /// The leaf's `"seq"` value, if it is a non-negative integer.
+        found: Option<u64>,
+    },
+    /// The recomputed root at `size` differs from the checkpoint's root.
+    #[error("root at size {size} does not match the checkpoint")]
+    CheckpointRootMismatch {
+        /// The checkpoint size.
+        size: u64,
+    },
+    /// The checkpoint at `size` has no valid signature by the key.
+    #[error("checkpoint at size {size} has a bad or missing signature")]
+    BadSignature {
+        /// The checkpoint size.
+        size: u64,
+    },
+    /// The checkpoint note or body at `size` is malformed.
+    #[error("checkpoint at size {size} is malformed")]
+    MalformedCheckpoint {
+        /// The checkpoint size.
+        size: u64,
+    },
+    /// The checkpoint's origin is not the key's name / bundle origin.
+    #[error("checkpoint at size {size} has the wrong origin")]
+    WrongOrigin {
+        /// The checkpoint size.
+        size: u64,
+    },
+    /// The size given next to a checkpoint differs from the signed size.
+    #[error("checkpoint declared at size {declared} is signed for size {signed}")]
+    CheckpointSizeMismatch {
+        /// The size the caller declared.
+        declared: u64,
+        /// The size in the signed checkpoint.
+        signed: u64,
+    },
+    /// A checkpoint covers more entries than the log has (trailing rows
+    /// deleted).
+    #[error("checkpoint at size {size} but the log has only {entries} entries")]
+    CheckpointBeyondLog {
+        /// The checkpoint size.
+        size: u64,
+        /// The number of entries in the log.
+        entries: u64,
+    },
+    /// A bundle entry's inclusion proof does not verify.
+    #[error("inclusion proof does not verify")]
+    BadInclusionProof,
+    /// A bundle entry's seq is not below the tree size.
+    #[error("seq is beyond the tree size {size}")]
+    SeqBeyondTree {
+        /// The tree size.
+        size: u64,
+    },
+    /// The bundle's consistency proof does not verify.
+    #[error("consistency proof does not verify")]
+    BadConsistencyProof,
+    /// The bundle's public key is not the one the auditor trusts.
+    #[error("bundle public key does not match the trusted key")]
+    PublicKeyMismatch,
+    /// The bundle is malformed (format, tree size, origin, ordering).
+    #[error("malformed bundle: {0}")]
+    MalformedBundle(String),
+}
+
+/// A verification failure: the first bad entry (by `seq`, when the problem
+/// belongs to one entry) and the reason.
+///
+/// `seq` is `None` for problems that belong to no single entry: checkpoint
+/// signature or root problems, and bundle-level problems.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{}: {reason}", match seq { Some(s) => format!("entry {s}"), None => "ledger".to_owned() })]
+pub struct VerifyFailure {
+    /// The sequence number of the first bad entry, if attributable.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub reason: FailureReason,
+}
+
+impl VerifyFailure {
+    pub(crate) fn at(seq: u64, reason: FailureReason) -> Self {
+        Self {
+            seq: Some(seq),
+            reason,
+        }
+    }
+
+    pub(crate) fn global(reason: FailureReason) -> Self {
+        Self { seq: None, reason }
+    }
+}
+
+/// The result of a successful [`verify_chain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Number of entries verified.
+    pub entries: u64,
+    /// The root at the final size.
+    pub root: Hash,
+    /// Number of checkpoints verified.
+    pub checkpoints_verified: usize,
+    /// The largest verified checkpoint, if any.
+    pub latest_checkpoint: Option<Checkpoint>,
+}
+
+/// Verifies a whole stored chain with the default options (streaming
+/// canonical check). See the module documentation for what is checked.
+///
+/// `entries` yields `(seq, leaf bytes, stored leaf hash)` in storage order;
+/// `checkpoints` are `(declared size, signed checkpoint note)` in any order.
+///
+/// # Errors
+///
+/// The first [`VerifyFailure`] in log order.
+pub fn verify_chain<'a, I, S>(
+    entries: I,
+    checkpoints: &[(u64, S)],
+    key: &VerifierKey,
+) -> Result<VerifyReport, VerifyFailure>
+where
+    I: IntoIterator<Item = (u64, &'a [u8], Hash)>,
+    S: AsRef<str>,
+{
+    verify_chain_with(entries, checkpoints, key, VerifyOptions::default())
+}
+
+/// [`verify_chain`] with explicit options.
+///
+/// # Errors
+///
+/// The first [`VerifyFailure`] in log order.
+pub fn verify_chain_with<'a, I, S>(
+    entries: I,
+    checkpoints: &[(u64, S)],
+    key: &VerifierKey,
+    options: VerifyOptions,
+) -> Result<VerifyReport, VerifyFailure>
+where
+    I: IntoIterator<Item = (u64, &'a [u8], Hash)>,
+    S: AsRef<str>,
+{
+    let mut order: Vec<usize> = (0..checkpoints.len()).collect();
+    order.sort_by_key(|&i| checkpoints[i].0);
+    let mut pending = order
+        .into_iter()
+        .map(|i| (checkpoints[i].0, checkpoints[i].1.as_ref()))
+        .peekable();
+
+    let mut builder = TreeBuilder::new();
+    let mut verified = 0usize;
+    let mut latest: Option<Checkpoint> = None;
+
+    drain_due(&mut pending, &builder, key, &mut verified, &mut latest)?;
+    let mut expected: u64 = 0;
+    for (seq, leaf, stored) in entries {
+        if seq != expected {
+            return Err(VerifyFailure::at(
+                expected,
+                FailureReason::SequenceGap {
+                    expected,
+                    found: seq,
+                },
+            ));
+        }
+        let h = leaf_hash(leaf);
+        if h != stored {
+            return Err(VerifyFailure::at(seq, FailureReason::LeafHashMismatch));
+        }
+        match check_body(leaf, options.canonical) {
+            Ok(Some(s)) if s == seq => {}
+            Ok(found) => {
+                return Err(VerifyFailure::at(
+                    seq,
+                    FailureReason::SeqFieldMismatch { found },
+                ));
+            }
+            Err(LeafProblem::BadTag) => {
+                return Err(VerifyFailure::at(seq, FailureReason::BadLeafTag));
+            }
+            Err(LeafProblem::NotCanonical) => {
+                return Err(VerifyFailure::at(seq, FailureReason::NotCanonical));
+            }
+        }
+        builder.push(h);
+        expected += 1;
+        drain_due(&mut pending, &builder, key, &mut verified, &mut latest)?;
+    }
+    if let Some((size, _)) = pending.next() {
+        return Err(VerifyFailure::at(
+            expected,
+            FailureReason::CheckpointBeyondLog {
+                size,
+                entries: expected,
+            },
+        ));
+    }
+    Ok(VerifyReport {
+        entries: expected,
+        root: builder.root(),
+        checkpoints_verified: verified,
+        latest_checkpoint: latest,
+    })
+}
+
+/// Checks every pending checkpoint whose size equals the current size.
+fn drain_due<'n, P>(
+    pending: &mut std::iter::Peekable<P>,
+    builder: &TreeBuilder,
+    key: &VerifierKey,
+    verified: &mut usize,
+    latest: &mut Option<Checkpoint>,
+) -> Result<(), VerifyFailure>
+where
+    P: Iterator<Item = (u64, &'n str)>,
+{
+    while let Some(&(size, note)) = pending.peek() {
+        if size != builder.size() {
+            break;
+        }
+        pending.next();
+        let cp = check_checkpoint(size, note, key, builder)?;
+        *verified += 1;
+        *latest = Some(cp);
+    }
+    Ok(())
+}
+
+fn check_checkpoint(
+    size: u64,
+    note: &str,
+    key: &VerifierKey,
+    builder: &TreeBuilder,
+) -> Result<Checkpoint, VerifyFailure> {
+    let cp = open(note, key).map_err(|e| VerifyFailure::global(checkpoint_reason(size, &e)))?;
+    if cp.size != size {
+        return Err(VerifyFailure::global(
+            FailureReason::CheckpointSizeMismatch {
+                declared: size,
+                signed: cp.size,
+            },
+        ));
+    }
+    if cp.root != builder.root() {
+        return Err(VerifyFailure::global(
+            FailureReason::CheckpointRootMismatch { size },
+        ));
+    }
+    Ok(cp)
+}
+
+/// Maps a checkpoint-opening error to a failure reason.
+pub(crate) fn checkpoint_reason(size: u64, e: &LedgerError) -> FailureReason {
+    match e {
+        LedgerError::BadSignature(_) => FailureReason::BadSignature { size },
+        LedgerError::WrongOrigin { .. } => FailureReason::WrongOrigin { size },
+        _ => FailureReason::MalformedCheckpoint { size },
+    }
+}
