@@ -43,6 +43,6 @@ pub use tree::{
     verify_inclusion,
 };
 pub use verify::{
-    CanonicalCheck, FailureReason, VerifyFailure, VerifyOptions, VerifyReport, verify_chain,
-    verify_chain_with,
+    CanonicalCheck, ChainVerifier, FailureReason, VerifyFailure, VerifyOptions, VerifyReport,
+    verify_chain, verify_chain_with,
 };

@@ -206,20 +206,70 @@ where
     I: IntoIterator<Item = (u64, &'a [u8], Hash)>,
     S: AsRef<str>,
 {
-    let mut order: Vec<usize> = (0..checkpoints.len()).collect();
-    order.sort_by_key(|&i| checkpoints[i].0);
-    let mut pending = order
-        .into_iter()
-        .map(|i| (checkpoints[i].0, checkpoints[i].1.as_ref()))
-        .peekable();
-
-    let mut builder = TreeBuilder::new();
-    let mut verified = 0usize;
-    let mut latest: Option<Checkpoint> = None;
-
-    drain_due(&mut pending, &builder, key, &mut verified, &mut latest)?;
-    let mut expected: u64 = 0;
+    let mut verifier = ChainVerifier::new(
+        checkpoints
+            .iter()
+            .map(|(size, note)| (*size, note.as_ref().to_owned())),
+        key.clone(),
+        options,
+    )?;
     for (seq, leaf, stored) in entries {
+        verifier.push(seq, leaf, stored)?;
+    }
+    verifier.finish()
+}
+
+/// The incremental form of [`verify_chain`]: feed entries one by one (for example page by
+/// page from a database) with [`ChainVerifier::push`], then call [`ChainVerifier::finish`].
+/// Memory stays O(log n) plus the checkpoints.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    key: VerifierKey,
+    options: VerifyOptions,
+    /// Checkpoints not yet reached, sorted by size descending (next one at the end).
+    pending: Vec<(u64, String)>,
+    builder: TreeBuilder,
+    verified: usize,
+    latest: Option<Checkpoint>,
+}
+
+impl ChainVerifier {
+    /// Starts a verification against `checkpoints` (`(declared size, signed note)`, any order).
+    ///
+    /// # Errors
+    ///
+    /// A checkpoint at size 0 that does not verify.
+    pub fn new(
+        checkpoints: impl IntoIterator<Item = (u64, String)>,
+        key: VerifierKey,
+        options: VerifyOptions,
+    ) -> Result<Self, VerifyFailure> {
+        let mut pending: Vec<(u64, String)> = checkpoints.into_iter().collect();
+        pending.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+        let mut verifier = Self {
+            key,
+            options,
+            pending,
+            builder: TreeBuilder::new(),
+            verified: 0,
+            latest: None,
+        };
+        verifier.drain_due()?;
+        Ok(verifier)
+    }
+
+    /// The number of entries accepted so far.
+    pub fn size(&self) -> u64 {
+        self.builder.size()
+    }
+
+    /// Checks the next stored entry.
+    ///
+    /// # Errors
+    ///
+    /// The first problem, naming the entry (or the checkpoint it completes).
+    pub fn push(&mut self, seq: u64, leaf: &[u8], stored: Hash) -> Result<(), VerifyFailure> {
+        let expected = self.builder.size();
         if seq != expected {
             return Err(VerifyFailure::at(
                 expected,
@@ -233,7 +283,7 @@ where
         if h != stored {
             return Err(VerifyFailure::at(seq, FailureReason::LeafHashMismatch));
         }
-        match check_body(leaf, options.canonical) {
+        match check_body(leaf, self.options.canonical) {
             Ok(Some(s)) if s == seq => {}
             Ok(found) => {
                 return Err(VerifyFailure::at(
@@ -248,48 +298,45 @@ where
                 return Err(VerifyFailure::at(seq, FailureReason::NotCanonical));
             }
         }
-        builder.push(h);
-        expected += 1;
-        drain_due(&mut pending, &builder, key, &mut verified, &mut latest)?;
+        self.builder.push(h);
+        self.drain_due()
     }
-    if let Some((size, _)) = pending.next() {
-        return Err(VerifyFailure::at(
-            expected,
-            FailureReason::CheckpointBeyondLog {
-                size,
-                entries: expected,
-            },
-        ));
-    }
-    Ok(VerifyReport {
-        entries: expected,
-        root: builder.root(),
-        checkpoints_verified: verified,
-        latest_checkpoint: latest,
-    })
-}
 
-/// Checks every pending checkpoint whose size equals the current size.
-fn drain_due<'n, P>(
-    pending: &mut std::iter::Peekable<P>,
-    builder: &TreeBuilder,
-    key: &VerifierKey,
-    verified: &mut usize,
-    latest: &mut Option<Checkpoint>,
-) -> Result<(), VerifyFailure>
-where
-    P: Iterator<Item = (u64, &'n str)>,
-{
-    while let Some(&(size, note)) = pending.peek() {
-        if size != builder.size() {
-            break;
+    /// Ends the verification.
+    ///
+    /// # Errors
+    ///
+    /// A checkpoint that claims more entries than were pushed.
+    pub fn finish(mut self) -> Result<VerifyReport, VerifyFailure> {
+        let entries = self.builder.size();
+        if let Some((size, _)) = self.pending.pop() {
+            return Err(VerifyFailure::at(
+                entries,
+                FailureReason::CheckpointBeyondLog { size, entries },
+            ));
         }
-        pending.next();
-        let cp = check_checkpoint(size, note, key, builder)?;
-        *verified += 1;
-        *latest = Some(cp);
+        Ok(VerifyReport {
+            entries,
+            root: self.builder.root(),
+            checkpoints_verified: self.verified,
+            latest_checkpoint: self.latest,
+        })
     }
-    Ok(())
+
+    /// Checks every pending checkpoint whose size equals the current size.
+    fn drain_due(&mut self) -> Result<(), VerifyFailure> {
+        while let Some((size, _)) = self.pending.last() {
+            if *size != self.builder.size() {
+                break;
+            }
+            if let Some((size, note)) = self.pending.pop() {
+                let cp = check_checkpoint(size, &note, &self.key, &self.builder)?;
+                self.verified += 1;
+                self.latest = Some(cp);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn check_checkpoint(
