@@ -83,3 +83,75 @@ pub struct Event {
     /// The kind-specific payload.
     pub body: serde_json::Value,
 }
+
+/// Field names that must never appear in an event body: they name secret material.
+const SECRET_FIELD_NAMES: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "secret_value",
+    "secret_string",
+    "secret_access_key",
+    "private_key",
+    "client_secret",
+    "api_key_value",
+    "token_value",
+    "plaintext",
+];
+
+/// JSON pointers to every field in `body` whose name marks it as secret material. An event with
+/// any such field is refused: connectors must hand back digests or redacted forms instead.
+pub fn secret_fields(body: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, pointer: &mut String, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    let lower = key.to_ascii_lowercase();
+                    if SECRET_FIELD_NAMES.contains(&lower.as_str()) && !child.is_null() {
+                        found.push(pointer.clone());
+                    }
+                    walk(child, pointer, found);
+                    pointer.truncate(len);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (index, child) in items.iter().enumerate() {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&index.to_string());
+                    walk(child, pointer, found);
+                    pointer.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(body, &mut String::new(), &mut found);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_are_found_anywhere() {
+        let body = serde_json::json!({
+            "finding": {"type": "leaked_secret", "hashed_secret": "abc"},
+            "target": {"items": [{"Password": "x"}], "a/b": {"private_key": "k"}},
+            "secret": null
+        });
+        assert_eq!(
+            secret_fields(&body),
+            vec![
+                "/target/a~1b/private_key".to_owned(),
+                "/target/items/0/Password".to_owned()
+            ]
+        );
+        assert!(secret_fields(&serde_json::json!({"digest": "sha256:00"})).is_empty());
+    }
+}

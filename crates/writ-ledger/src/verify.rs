@@ -69,6 +69,14 @@ pub enum FailureReason {
         /// The leaf's `"seq"` value, if it is a non-negative integer.
         found: Option<u64>,
     },
+    /// The log's own head claims more entries than are stored (rows deleted from the end).
+    #[error("the log claims {claimed} entries but {found} are stored")]
+    TruncatedLog {
+        /// The size the log's head records.
+        claimed: u64,
+        /// The entries found.
+        found: u64,
+    },
     /// The recomputed root at `size` differs from the checkpoint's root.
     #[error("root at size {size} does not match the checkpoint")]
     CheckpointRootMismatch {

@@ -290,7 +290,12 @@ macro_rules! backend_queries {
             Ok(())
         }
 
-        pub(crate) async fn clear_projections(conn: &mut Conn) -> Result<(), StoreError> {
+        /// Empties the projection tables, then applies `effects`; the caller holds the writer
+        /// lock, so this is atomic with respect to every other write.
+        pub(crate) async fn replace_projections(
+            conn: &mut Conn,
+            effects: &[Effect],
+        ) -> Result<(), StoreError> {
             for statement in [
                 "DELETE FROM findings",
                 "DELETE FROM cases",
@@ -298,7 +303,67 @@ macro_rules! backend_queries {
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
+            for effect in effects {
+                apply_effect(conn, effect).await?;
+            }
             Ok(())
+        }
+
+        pub(crate) async fn projection_dump(
+            conn: &mut Conn,
+        ) -> Result<$crate::model::ProjectionDump, StoreError> {
+            let mut dump = $crate::model::ProjectionDump::default();
+            for row in sqlx::query("SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us, updated_seq FROM identities ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                dump.identities.push((identity_from_row(&row)?, seq_from_db("identities", row.try_get("updated_seq")?)?));
+            }
+            for row in sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq FROM cases ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                dump.cases.push((
+                    case_from_row(&row)?,
+                    seq_from_db("cases", row.try_get("opened_seq")?)?,
+                    seq_from_db("cases", row.try_get("updated_seq")?)?,
+                ));
+            }
+            for row in sqlx::query("SELECT id, case_id, source, finding_type, severity, confidence_bp, subject_system, subject_external_id, observed_us, evidence, idempotency_key, seq FROM findings ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                dump.findings.push((
+                    finding_from_row(&row)?,
+                    row.try_get::<Option<Uuid>, _>("case_id")?.map(CaseId),
+                    seq_from_db("findings", row.try_get("seq")?)?,
+                ));
+            }
+            Ok(dump)
+        }
+
+        fn finding_from_row(row: &DbRow) -> Result<writ_core::finding::Finding, StoreError> {
+            const T: &str = "findings";
+            let evidence: String = row.try_get("evidence")?;
+            let confidence: i32 = row.try_get("confidence_bp")?;
+            Ok(writ_core::finding::Finding {
+                id: writ_core::ids::FindingId(row.try_get("id")?),
+                source: row.try_get("source")?,
+                finding_type: row.try_get("finding_type")?,
+                severity: parse_enum(T, &row.try_get::<String, _>("severity")?)?,
+                confidence_bp: u16::try_from(confidence).map_err(|_| StoreError::Corrupt {
+                    table: T,
+                    detail: format!("confidence {confidence}"),
+                })?,
+                subject_system: row.try_get("subject_system")?,
+                subject_external_id: row.try_get("subject_external_id")?,
+                observed_at: from_micros(T, row.try_get("observed_us")?)?,
+                evidence: evidence.parse().map_err(|err| StoreError::Corrupt {
+                    table: T,
+                    detail: format!("evidence digest: {err}"),
+                })?,
+                idempotency_key: row.try_get("idempotency_key")?,
+            })
         }
 
         fn entry_from_row(row: &DbRow) -> Result<LedgerRow, StoreError> {
@@ -637,12 +702,23 @@ macro_rules! impl_store {
                 q::cases(&mut *self.reader.acquire().await?, filter).await
             }
 
-            async fn clear_projections(&self) -> Result<(), $crate::StoreError> {
+            async fn replace_projections(
+                &self,
+                effects: Vec<$crate::Effect>,
+            ) -> Result<(), $crate::StoreError> {
                 let mut tx = self.begin_write().await?;
                 Self::locked_head(&mut tx).await?;
-                q::clear_projections(&mut tx).await?;
+                q::replace_projections(&mut tx, &effects).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn projection_dump(&self) -> Result<$crate::ProjectionDump, $crate::StoreError> {
+                // One read transaction, so the three tables are from the same instant.
+                let mut tx = self.reader.begin().await?;
+                let dump = q::projection_dump(&mut tx).await?;
+                tx.commit().await?;
+                Ok(dump)
             }
         }
     };

@@ -26,7 +26,9 @@ use writ_core::identity::Identity;
 use writ_core::ids::{CaseId, IdentityId};
 
 pub use migrate::{Migration, MigrationError};
-pub use model::{CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow};
+pub use model::{
+    CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, ProjectionDump,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -160,9 +162,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Cases matching `filter`, newest first.
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
 
-    /// Deletes every projection row (identities, cases, findings), keeping the ledger and
-    /// evidence. Used by `writ admin rebuild` before replaying the ledger.
-    async fn clear_projections(&self) -> Result<(), StoreError>;
+    /// Replaces every projection row (identities, cases, findings) with the result of
+    /// `effects`, in one transaction, keeping the ledger and evidence. Used by
+    /// `writ admin rebuild` after replaying the ledger.
+    async fn replace_projections(&self, effects: Vec<Effect>) -> Result<(), StoreError>;
+
+    /// Every projection row, ordered by id, with the ledger positions that produced it. Used
+    /// to prove that a rebuild from the ledger equals the live tables.
+    async fn projection_dump(&self) -> Result<ProjectionDump, StoreError>;
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://...`) and

@@ -104,3 +104,14 @@ pub struct CaseFilter {
     /// At most this many (default 100).
     pub limit: Option<u32>,
 }
+
+/// Every projection row, for comparing live tables with a rebuild.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectionDump {
+    /// Identities with the seq of the entry that last changed them.
+    pub identities: Vec<(Identity, u64)>,
+    /// Cases with the seqs that opened and last changed them.
+    pub cases: Vec<(Case, u64, u64)>,
+    /// Findings with their case and the seq that recorded them.
+    pub findings: Vec<(Finding, Option<CaseId>, u64)>,
+}

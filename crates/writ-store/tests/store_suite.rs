@@ -448,7 +448,7 @@ async fn identity_upsert_replaces(h: Harness) {
     assert_eq!(h.store.identities().await.unwrap(), vec![id]);
 }
 
-async fn clear_projections_keeps_the_ledger(h: Harness) {
+async fn replacing_projections_keeps_the_ledger(h: Harness) {
     h.store
         .commit(CommitBatch {
             entries: vec![entry(0, "a", None)],
@@ -466,7 +466,9 @@ async fn clear_projections_keeps_the_ledger(h: Harness) {
         })
         .await
         .unwrap();
-    h.store.clear_projections().await.unwrap();
+    let before = h.store.projection_dump().await.unwrap();
+    assert_eq!((before.identities.len(), before.cases.len()), (1, 1));
+    h.store.replace_projections(vec![]).await.unwrap();
     assert!(h.store.identities().await.unwrap().is_empty());
     assert!(
         h.store
@@ -476,6 +478,19 @@ async fn clear_projections_keeps_the_ledger(h: Harness) {
             .is_empty()
     );
     assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+
+    let effects = vec![
+        Effect::UpsertIdentity {
+            identity: identity(1, "x"),
+            seq: 0,
+        },
+        Effect::UpsertCase {
+            case: case(10, "s", CaseState::NeedsReview),
+            seq: 0,
+        },
+    ];
+    h.store.replace_projections(effects).await.unwrap();
+    assert_eq!(h.store.projection_dump().await.unwrap(), before);
 }
 
 /// Two writers that both think the ledger is empty: exactly one wins, the other is told the
@@ -536,7 +551,7 @@ suite!(
     open_case_lookup_ignores_closed_cases,
     case_listing_filters_and_limits,
     identity_upsert_replaces,
-    clear_projections_keeps_the_ledger,
+    replacing_projections_keeps_the_ledger,
     racing_writers_serialise,
 );
 

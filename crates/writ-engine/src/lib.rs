@@ -1,0 +1,16 @@
+//! writ's application services: the pieces that combine the pure core and ledger math with the
+//! store.
+//!
+//! - [`sequencer`]: the single ledger writer. Batches appends (group commit) into one
+//!   transaction and one signed checkpoint; callers learn their sequence number only after the
+//!   commit.
+//! - [`keys`]: the checkpoint signing key on disk (never in the database).
+//! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
+//! - [`rebuild`]: re-deriving the projection tables from the ledger.
+
+pub mod audit;
+pub mod keys;
+pub mod rebuild;
+pub mod sequencer;
+
+pub use sequencer::{AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig};

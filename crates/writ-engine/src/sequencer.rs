@@ -1,0 +1,523 @@
+//! The sequencer: the one writer of the ledger, with group commit.
+//!
+//! Callers send [`Draft`]s; a single task gathers whatever is queued (up to
+//! [`SequencerConfig::max_batch`], waiting at most [`SequencerConfig::linger`] for more), assigns
+//! sequence numbers and the time from the injected clock, encodes each event as a canonical
+//! leaf, extends the Merkle tree, signs **one** checkpoint for the batch, and hands the store one
+//! [`CommitBatch`] holding the entries, the checkpoint, the evidence and the projection effects.
+//! Only after that transaction commits does any caller get its [`Appended`]. If the commit fails,
+//! every caller in the batch gets the error and the in-memory tree is left as it was: nothing
+//! changed anywhere (fail closed).
+//!
+//! Idempotency: a draft whose key is already in the ledger (or earlier in the same batch)
+//! returns the original entry with `duplicate: true` and appends nothing.
+//!
+//! Several replicas may run a sequencer against one PostgreSQL: when another replica has
+//! appended first, the store answers `HeadMoved`, and the sequencer reads the new entries,
+//! extends its tree and retries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+use writ_core::event::{ControlTag, Event, EventKind, secret_fields};
+use writ_core::ids::CaseId;
+use writ_core::projection::{Projection, project};
+use writ_core::{Clock, Sha256Digest};
+use writ_ledger::{Checkpoint, Hash, SignerKey, TreeBuilder, encode_leaf, leaf_hash, sign};
+use writ_store::{CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, Store, StoreError};
+
+/// An event to append, before the sequencer gives it a place and a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// The case it belongs to.
+    pub case_id: Option<CaseId>,
+    /// Who or what caused it.
+    pub actor: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Unique per logical event; a retry with the same key returns the first entry.
+    pub idempotency_key: String,
+    /// The policy bundle that decided, where a decision was made.
+    pub policy_bundle: Option<Sha256Digest>,
+    /// Control framework references.
+    pub controls: Vec<ControlTag>,
+    /// The payload, including any `identity`/`case`/`finding` snapshots to project.
+    pub body: serde_json::Value,
+    /// Raw evidence to store beside the ledger; the event records only the digests.
+    pub evidence: Vec<EvidenceBlob>,
+}
+
+/// Raw evidence (a finding exactly as received, a pre-image), stored by digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceBlob {
+    /// Media type, for example `application/json`.
+    pub media_type: String,
+    /// The bytes, unchanged.
+    pub bytes: Vec<u8>,
+}
+
+/// Where an event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its RFC 6962 leaf hash.
+    pub leaf_hash: [u8; 32],
+    /// Its time.
+    pub time: Timestamp,
+    /// True when the idempotency key was already used and this is the original entry.
+    pub duplicate: bool,
+}
+
+/// Why an append failed. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The event body holds a field that names secret material.
+    #[error("refusing to record secret material in the ledger (field {pointer})")]
+    SecretInEvent {
+        /// JSON pointer to the field.
+        pointer: String,
+    },
+    /// The event could not be encoded as a canonical leaf.
+    #[error("cannot encode the event: {0}")]
+    Encode(String),
+    /// A unique value other than the idempotency key (say, a finding's key) is taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store failed; the batch was rolled back.
+    #[error("the ledger could not be written: {0}")]
+    Storage(String),
+    /// The stored ledger does not match the signing key or its own checkpoints.
+    #[error("the stored ledger cannot be extended: {0}")]
+    Untrusted(String),
+    /// The sequencer has stopped.
+    #[error("the ledger sequencer has stopped")]
+    Stopped,
+}
+
+/// Group-commit settings.
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    /// The most events in one transaction.
+    pub max_batch: usize,
+    /// How long to wait for more events once one has arrived (zero: take what is queued).
+    pub linger: Duration,
+    /// Queue length before callers wait.
+    pub queue: usize,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            linger: Duration::ZERO,
+            queue: 8192,
+        }
+    }
+}
+
+struct Request {
+    draft: Draft,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// A handle to the running sequencer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sequencer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Sequencer {
+    /// Loads the ledger's tree from the store, checks the latest checkpoint against it and the
+    /// key, and starts the writer task.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        key: SignerKey,
+        clock: Arc<dyn Clock>,
+        config: SequencerConfig,
+    ) -> Result<Self, AppendError> {
+        let mut tree = TreeBuilder::new();
+        catch_up(&*store, &mut tree).await?;
+        check_latest_checkpoint(&*store, &key, &tree).await?;
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let writer = Writer {
+            store,
+            key,
+            clock,
+            config,
+            tree,
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(Self { tx })
+    }
+
+    /// Appends one event and waits until it is committed.
+    pub async fn append(&self, draft: Draft) -> Result<Appended, AppendError> {
+        let reply = self.submit(draft).await?;
+        reply.await.map_err(|_| AppendError::Stopped)?
+    }
+
+    /// Appends several events; they are queued together so they share a transaction when
+    /// possible. Results come back in order.
+    pub async fn append_all(&self, drafts: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {
+        let mut waiting = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            waiting.push(self.submit(draft).await);
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for reply in waiting {
+            results.push(match reply {
+                Ok(reply) => reply.await.unwrap_or(Err(AppendError::Stopped)),
+                Err(err) => Err(err),
+            });
+        }
+        results
+    }
+
+    async fn submit(
+        &self,
+        draft: Draft,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        if let Some(pointer) = secret_fields(&draft.body).into_iter().next() {
+            return Err(AppendError::SecretInEvent { pointer });
+        }
+        let (reply, receive) = oneshot::channel();
+        self.tx
+            .send(Request { draft, reply })
+            .await
+            .map_err(|_| AppendError::Stopped)?;
+        Ok(receive)
+    }
+}
+
+/// Extends `tree` with every stored entry beyond its size.
+async fn catch_up(store: &dyn Store, tree: &mut TreeBuilder) -> Result<(), AppendError> {
+    loop {
+        let page = store.entries(tree.size(), 10_000).await.map_err(storage)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for row in page {
+            if row.seq != tree.size() {
+                return Err(AppendError::Untrusted(format!(
+                    "entry {} found where {} was expected; run `writ audit verify`",
+                    row.seq,
+                    tree.size()
+                )));
+            }
+            tree.push(Hash(row.leaf_hash));
+        }
+    }
+}
+
+/// Refuses to extend a ledger whose latest checkpoint was not signed by this key or does not
+/// match the stored entries.
+async fn check_latest_checkpoint(
+    store: &dyn Store,
+    key: &SignerKey,
+    tree: &TreeBuilder,
+) -> Result<(), AppendError> {
+    let Some(latest) = store.checkpoints().await.map_err(storage)?.pop() else {
+        return Ok(());
+    };
+    let verifier = key
+        .verifier_key()
+        .map_err(|err| AppendError::Untrusted(err.to_string()))?;
+    let checkpoint = writ_ledger::open(&latest.note, &verifier).map_err(|err| {
+        AppendError::Untrusted(format!(
+            "the latest checkpoint (size {}) does not verify with this signing key: {err}",
+            latest.size
+        ))
+    })?;
+    if checkpoint.size == tree.size() && checkpoint.root != TreeBuilder::root(tree) {
+        return Err(AppendError::Untrusted(format!(
+            "the stored entries do not hash to the latest checkpoint (size {}); run `writ audit verify`",
+            checkpoint.size
+        )));
+    }
+    Ok(())
+}
+
+/// How often a batch is retried after another replica moved the head.
+const MAX_HEAD_RETRIES: u32 = 64;
+
+/// Up to `attempt` x 500 microseconds, randomised.
+fn backoff(attempt: u32) -> Duration {
+    let mut random = [0u8; 2];
+    let jitter = if getrandom::fill(&mut random).is_ok() {
+        u64::from(u16::from_le_bytes(random)) % 500
+    } else {
+        250
+    };
+    Duration::from_micros(jitter * u64::from(attempt.min(20)))
+}
+
+fn storage(err: StoreError) -> AppendError {
+    AppendError::Storage(err.to_string())
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    key: SignerKey,
+    clock: Arc<dyn Clock>,
+    config: SequencerConfig,
+    tree: TreeBuilder,
+}
+
+/// A batch ready to commit, and what each request will be told.
+struct Prepared {
+    batch: CommitBatch,
+    results: Vec<Appended>,
+    tree: TreeBuilder,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.recv().await {
+            let mut requests = vec![first];
+            let deadline = tokio::time::Instant::now() + self.config.linger;
+            while requests.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(request) => requests.push(request),
+                    Err(mpsc::error::TryRecvError::Empty) if !self.config.linger.is_zero() => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(request)) => requests.push(request),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(requests).await;
+        }
+    }
+
+    /// Commits a batch, answering every request exactly once.
+    async fn process(&mut self, requests: Vec<Request>) {
+        let (drafts, replies): (Vec<Draft>, Vec<_>) =
+            requests.into_iter().map(|r| (r.draft, r.reply)).unzip();
+        let results = self.commit_drafts(drafts).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Returns one result per draft, in order.
+    async fn commit_drafts(&mut self, drafts: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {
+        let mut results: Vec<Option<Result<Appended, AppendError>>> = vec![None; drafts.len()];
+        // Within the batch, later drafts with an earlier draft's key follow that draft.
+        let mut first_with_key: HashMap<&str, usize> = HashMap::new();
+        let mut followers: Vec<(usize, usize)> = Vec::new();
+        let mut leaders: Vec<usize> = Vec::new();
+        for (index, draft) in drafts.iter().enumerate() {
+            match first_with_key.get(draft.idempotency_key.as_str()) {
+                Some(&leader) => followers.push((index, leader)),
+                None => {
+                    first_with_key.insert(&draft.idempotency_key, index);
+                    leaders.push(index);
+                }
+            }
+        }
+
+        let mut attempts = 0;
+        while !leaders.is_empty() {
+            attempts += 1;
+            let prepared = match self.prepare(leaders.iter().map(|&i| &drafts[i])) {
+                Ok(prepared) => prepared,
+                Err((position, err)) => {
+                    results[leaders[position]] = Some(Err(err));
+                    leaders.remove(position);
+                    continue;
+                }
+            };
+            match self.store.commit(prepared.batch).await {
+                Ok(()) => {
+                    self.tree = prepared.tree;
+                    for (&index, appended) in leaders.iter().zip(prepared.results) {
+                        results[index] = Some(Ok(appended));
+                    }
+                    leaders.clear();
+                }
+                Err(StoreError::HeadMoved { .. }) if attempts <= MAX_HEAD_RETRIES => {
+                    // Another replica appended: back off a little (with jitter, so that two
+                    // replicas do not keep colliding), extend our tree and try again.
+                    tokio::time::sleep(backoff(attempts)).await;
+                    if let Err(err) = catch_up(&*self.store, &mut self.tree).await {
+                        for &index in &leaders {
+                            results[index] = Some(Err(err.clone()));
+                        }
+                        leaders.clear();
+                    }
+                }
+                Err(StoreError::Conflict(detail)) => {
+                    // Resolve drafts whose key is already in the ledger; isolate the rest.
+                    let mut remaining = Vec::new();
+                    for &index in &leaders {
+                        match self
+                            .store
+                            .entry_by_idempotency_key(&drafts[index].idempotency_key)
+                            .await
+                        {
+                            Ok(Some(row)) => results[index] = Some(Ok(duplicate_of(&row))),
+                            Ok(None) => remaining.push(index),
+                            Err(err) => results[index] = Some(Err(storage(err))),
+                        }
+                    }
+                    if remaining.len() == leaders.len() {
+                        if remaining.len() == 1 {
+                            results[remaining[0]] = Some(Err(AppendError::Conflict(detail)));
+                            remaining.clear();
+                        } else {
+                            // Commit one by one so that only the offending draft fails.
+                            for index in remaining.drain(..) {
+                                let single =
+                                    Box::pin(self.commit_drafts(vec![drafts[index].clone()]))
+                                        .await
+                                        .pop()
+                                        .unwrap_or(Err(AppendError::Stopped));
+                                results[index] = Some(single);
+                            }
+                        }
+                    }
+                    leaders = remaining;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, events = leaders.len(), "ledger commit failed; batch rolled back");
+                    let err = storage(err);
+                    for &index in &leaders {
+                        results[index] = Some(Err(err.clone()));
+                    }
+                    leaders.clear();
+                }
+            }
+        }
+
+        for (index, leader) in followers {
+            results[index] = Some(match &results[leader] {
+                Some(Ok(appended)) => Ok(Appended {
+                    duplicate: true,
+                    ..*appended
+                }),
+                Some(Err(err)) => Err(err.clone()),
+                None => Err(AppendError::Stopped),
+            });
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or(Err(AppendError::Stopped)))
+            .collect()
+    }
+
+    /// Builds the commit for `drafts` on top of the current tree. On an encoding error, returns
+    /// the position of the draft at fault.
+    fn prepare<'d>(
+        &self,
+        drafts: impl Iterator<Item = &'d Draft>,
+    ) -> Result<Prepared, (usize, AppendError)> {
+        let mut tree = self.tree.clone();
+        let mut batch = CommitBatch::default();
+        let mut results = Vec::new();
+        let now = self.clock.now();
+        for (position, draft) in drafts.enumerate() {
+            let seq = tree.size();
+            let mut evidence_digests = Vec::with_capacity(draft.evidence.len());
+            for blob in &draft.evidence {
+                let digest = Sha256Digest::of(&blob.bytes);
+                evidence_digests.push(digest);
+                batch.effects.push(Effect::PutEvidence(EvidenceRow {
+                    digest,
+                    media_type: blob.media_type.clone(),
+                    bytes: blob.bytes.clone(),
+                    received: now,
+                }));
+            }
+            let event = Event {
+                seq,
+                time: now,
+                case_id: draft.case_id,
+                actor: draft.actor.clone(),
+                kind: draft.kind,
+                idempotency_key: draft.idempotency_key.clone(),
+                policy_bundle: draft.policy_bundle,
+                evidence: evidence_digests,
+                controls: draft.controls.clone(),
+                body: draft.body.clone(),
+            };
+            let fail = |err: String| (position, AppendError::Encode(err));
+            let leaf = encode_leaf(&event).map_err(|err| fail(err.to_string()))?;
+            let hash = leaf_hash(&leaf);
+            for projection in project(&event).map_err(|err| fail(err.to_string()))? {
+                batch.effects.push(effect_of(projection, seq));
+            }
+            tree.push(hash);
+            batch.entries.push(LedgerRow {
+                seq,
+                time: now,
+                case_id: draft.case_id,
+                kind: kind_name(draft.kind),
+                actor: draft.actor.clone(),
+                idempotency_key: draft.idempotency_key.clone(),
+                leaf,
+                leaf_hash: hash.0,
+            });
+            results.push(Appended {
+                seq,
+                leaf_hash: hash.0,
+                time: now,
+                duplicate: false,
+            });
+        }
+        let root = tree.root();
+        let checkpoint = Checkpoint::new(self.key.name(), tree.size(), root);
+        let note = sign(&checkpoint, &self.key).map_err(|err| {
+            (
+                0,
+                AppendError::Encode(format!("cannot sign the checkpoint: {err}")),
+            )
+        })?;
+        batch.checkpoint = Some(CheckpointRow {
+            size: tree.size(),
+            root: root.0,
+            note,
+            time: now,
+        });
+        Ok(Prepared {
+            batch,
+            results,
+            tree,
+        })
+    }
+}
+
+/// The store effect for a projection row produced by entry `seq`.
+pub fn effect_of(projection: Projection, seq: u64) -> Effect {
+    match projection {
+        Projection::Identity(identity) => Effect::UpsertIdentity { identity, seq },
+        Projection::Case(case) => Effect::UpsertCase { case, seq },
+        Projection::Finding { finding, case_id } => Effect::InsertFinding {
+            finding,
+            case_id,
+            seq,
+        },
+    }
+}
+
+/// An event kind's snake_case name, as stored in the `kind` column.
+pub fn kind_name(kind: EventKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{kind:?}"),
+    }
+}
+
+fn duplicate_of(row: &LedgerRow) -> Appended {
+    Appended {
+        seq: row.seq,
+        leaf_hash: row.leaf_hash,
+        time: row.time,
+        duplicate: true,
+    }
+}

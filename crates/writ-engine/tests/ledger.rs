@@ -1,0 +1,558 @@
+//! The ledger end to end over a real store: group commit, idempotency, fail-closed, restart,
+//! tamper detection, rebuild and offline export. Every case runs on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::json;
+use uuid::Uuid;
+use writ_core::case::{Case, CaseState};
+use writ_core::event::{ControlTag, EventKind};
+use writ_core::finding::{Finding, Severity};
+use writ_core::identity::{Criticality, Identity, IdentityKind};
+use writ_core::ids::{CaseId, FindingId, IdentityId};
+use writ_core::{ManualClock, Sha256Digest};
+use writ_engine::audit::{self, Selection};
+use writ_engine::{AppendError, Draft, EvidenceBlob, Sequencer, SequencerConfig, rebuild};
+use writ_ledger::{FailureReason, SignerKey, VerifierKey, generate_key, verify_bundle};
+use writ_store::{Backend, Store};
+use writ_testkit::PgCluster;
+
+struct Harness {
+    store: Arc<dyn Store>,
+    url: String,
+    signer: SignerKey,
+    verifier: VerifierKey,
+    clock: Arc<ManualClock>,
+    _keep: Keep,
+}
+
+#[allow(dead_code)]
+enum Keep {
+    Dir(tempfile::TempDir),
+    Pg(PgCluster),
+}
+
+fn keys(seed: u8) -> (SignerKey, VerifierKey) {
+    generate_key("writ.test/ledger", [seed; 32]).unwrap()
+}
+
+async fn harness_for(url: String, keep: Keep) -> Harness {
+    let (signer, verifier) = keys(7);
+    Harness {
+        store: writ_store::open(&url).await.unwrap(),
+        url,
+        signer,
+        verifier,
+        clock: Arc::new(ManualClock::new(
+            Timestamp::from_second(1_800_000_000).unwrap(),
+        )),
+        _keep: keep,
+    }
+}
+
+async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+    harness_for(url, Keep::Dir(dir)).await
+}
+
+async fn postgres() -> Harness {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.create_database("writ").unwrap();
+    harness_for(url, Keep::Pg(cluster)).await
+}
+
+impl Harness {
+    async fn sequencer(&self) -> Sequencer {
+        Sequencer::start(
+            self.store.clone(),
+            self.signer.clone(),
+            self.clock.clone(),
+            SequencerConfig::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn verify(&self) -> Result<writ_ledger::VerifyReport, writ_ledger::VerifyFailure> {
+        audit::verify_store(&*self.store, &self.verifier, &mut |_, _| {})
+            .await
+            .unwrap()
+    }
+
+    /// Runs SQL straight against the database, as an attacker with database access would.
+    async fn tamper(&self, sql: &str) {
+        match self.store.backend() {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+fn draft(key: &str) -> Draft {
+    Draft {
+        case_id: None,
+        actor: "engine".into(),
+        kind: EventKind::FindingReceived,
+        idempotency_key: key.into(),
+        policy_bundle: None,
+        controls: vec![ControlTag("NHI-01".into()), ControlTag("DE.CM".into())],
+        body: json!({"note": format!("event {key}")}),
+        evidence: vec![],
+    }
+}
+
+fn identity(n: u128) -> Identity {
+    Identity {
+        id: IdentityId(Uuid::from_u128(n)),
+        system: "aws:000000000000".into(),
+        external_id: format!("svc-{n}"),
+        kind: IdentityKind::ServiceAccount,
+        owner_team: Some("payments".into()),
+        criticality: Criticality::High,
+        privileged: false,
+        tags: vec!["prod".into()],
+        last_used_at: None,
+        reconciled_at: Some(Timestamp::from_second(1_799_999_000).unwrap()),
+    }
+}
+
+/// A small but realistic story: an identity synced, a finding opens a case, the case moves.
+fn story(n: u128) -> Vec<Draft> {
+    let case_id = CaseId(Uuid::from_u128(1000 + n));
+    let raw = format!(r#"{{"finding":"raw bytes {n}"}}"#).into_bytes();
+    let finding = Finding {
+        id: FindingId(Uuid::from_u128(2000 + n)),
+        source: "prowler".into(),
+        finding_type: "iam_user_accesskey_unused".into(),
+        severity: Severity::Medium,
+        confidence_bp: 9000,
+        subject_system: "aws:000000000000".into(),
+        subject_external_id: format!("svc-{n}"),
+        observed_at: Timestamp::from_second(1_799_999_500).unwrap(),
+        evidence: Sha256Digest::of(&raw),
+        idempotency_key: format!("finding-{n}"),
+    };
+    let mut case = Case {
+        id: case_id,
+        identity_id: Some(IdentityId(Uuid::from_u128(n))),
+        subject: format!("aws:000000000000/svc-{n}"),
+        finding_type: "iam_user_accesskey_unused".into(),
+        state: CaseState::NeedsReview,
+        compliance_closed: false,
+    };
+    let opened = json!({"case": case.clone(), "finding": finding});
+    case.state = CaseState::AwaitingApproval;
+    vec![
+        Draft {
+            kind: EventKind::IdentitySynced,
+            body: json!({"identity": identity(n)}),
+            ..draft(&format!("sync-{n}"))
+        },
+        Draft {
+            case_id: Some(case_id),
+            kind: EventKind::FindingReceived,
+            body: opened,
+            evidence: vec![EvidenceBlob {
+                media_type: "application/json".into(),
+                bytes: raw,
+            }],
+            ..draft(&format!("received-{n}"))
+        },
+        Draft {
+            case_id: Some(case_id),
+            kind: EventKind::DecisionRecorded,
+            policy_bundle: Some(Sha256Digest::of(b"bundle")),
+            body: json!({"case": case, "decision": {"tier": "approval", "count": 1}}),
+            ..draft(&format!("decided-{n}"))
+        },
+    ]
+}
+
+async fn group_commit_assigns_contiguous_seqs_and_verifies(h: Harness) {
+    let sequencer = h.sequencer().await;
+    let results = sequencer
+        .append_all((0..300).map(|i| draft(&format!("k{i}"))).collect())
+        .await;
+    let seqs: Vec<u64> = results.iter().map(|r| r.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, (0..300).collect::<Vec<_>>());
+    assert_eq!(h.store.ledger_size().await.unwrap(), 300);
+    let checkpoints = h.store.checkpoints().await.unwrap();
+    assert!(
+        checkpoints.len() < 300,
+        "appends were not batched: {} checkpoints",
+        checkpoints.len()
+    );
+    assert_eq!(checkpoints.last().unwrap().size, 300);
+    let report = h.verify().await.unwrap();
+    assert_eq!(report.entries, 300);
+    assert_eq!(report.checkpoints_verified, checkpoints.len());
+}
+
+async fn idempotency_key_returns_the_original_entry(h: Harness) {
+    let sequencer = h.sequencer().await;
+    let first = sequencer.append(draft("same")).await.unwrap();
+    assert!(!first.duplicate);
+    h.clock.advance(jiff::SignedDuration::from_secs(60));
+    let again = sequencer.append(draft("same")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.seq, again.leaf_hash, again.time),
+        (first.seq, first.leaf_hash, first.time)
+    );
+    // Duplicates inside one batch, too.
+    let results = sequencer
+        .append_all(vec![draft("a"), draft("a"), draft("same"), draft("b")])
+        .await;
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(results[0].seq, results[1].seq);
+    assert!(results[1].duplicate && results[2].duplicate && !results[3].duplicate);
+    assert_eq!(results[2].seq, first.seq);
+    assert_eq!(h.store.ledger_size().await.unwrap(), 3);
+    h.verify().await.unwrap();
+}
+
+async fn secrets_never_enter_the_ledger(h: Harness) {
+    let sequencer = h.sequencer().await;
+    let err = sequencer
+        .append(Draft {
+            body: json!({"rotation": {"new": {"secret_value": "hunter2"}}}),
+            ..draft("s")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AppendError::SecretInEvent {
+            pointer: "/rotation/new/secret_value".into()
+        }
+    );
+    assert_eq!(h.store.ledger_size().await.unwrap(), 0);
+}
+
+/// One draft in a batch fails in the store (its finding key is taken): only it fails, the
+/// others commit, and the ledger stays verifiable.
+async fn a_failing_draft_does_not_take_the_batch_down(h: Harness) {
+    let sequencer = h.sequencer().await;
+    for result in sequencer.append_all(story(1)).await {
+        result.unwrap();
+    }
+    let mut clash = story(1).remove(1);
+    clash.idempotency_key = "received-again".into();
+    let results = sequencer
+        .append_all(vec![draft("x"), clash, draft("y")])
+        .await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(AppendError::Conflict(_))),
+        "{results:?}"
+    );
+    assert_eq!(h.store.ledger_size().await.unwrap(), 5);
+    assert!(
+        h.store
+            .entry_by_idempotency_key("received-again")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    h.verify().await.unwrap();
+}
+
+async fn restart_continues_the_chain_and_refuses_a_foreign_key(h: Harness) {
+    {
+        let sequencer = h.sequencer().await;
+        sequencer.append_all(story(1)).await;
+    }
+    let sequencer = h.sequencer().await;
+    let next = sequencer.append(draft("after-restart")).await.unwrap();
+    assert_eq!(next.seq, 3);
+    h.verify().await.unwrap();
+
+    let (foreign, _) = keys(99);
+    let err = Sequencer::start(
+        h.store.clone(),
+        foreign,
+        h.clock.clone(),
+        SequencerConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AppendError::Untrusted(_)), "{err:?}");
+}
+
+async fn projections_evidence_and_rebuild_agree(h: Harness) {
+    let sequencer = h.sequencer().await;
+    for n in 1..=5 {
+        for result in sequencer.append_all(story(n)).await {
+            result.unwrap();
+        }
+    }
+    let case = h
+        .store
+        .case(CaseId(Uuid::from_u128(1003)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(case.state, CaseState::AwaitingApproval);
+    let raw = br#"{"finding":"raw bytes 3"}"#;
+    let evidence = h
+        .store
+        .evidence(&Sha256Digest::of(raw))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(evidence.bytes, raw);
+
+    let live = h.store.projection_dump().await.unwrap();
+    assert_eq!(
+        (live.identities.len(), live.cases.len(), live.findings.len()),
+        (5, 5, 5)
+    );
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+    let report = rebuild::rebuild(&*h.store).await.unwrap();
+    assert_eq!(report.entries, 15);
+    assert_eq!(
+        h.store.projection_dump().await.unwrap(),
+        live,
+        "rebuild differs from live tables"
+    );
+
+    h.tamper("UPDATE cases SET state = 'closed'").await;
+    let drift = rebuild::check(&*h.store).await.unwrap();
+    assert_eq!(drift.len(), 5, "{drift:?}");
+    rebuild::rebuild(&*h.store).await.unwrap();
+    assert_eq!(h.store.projection_dump().await.unwrap(), live);
+}
+
+async fn offline_bundles_verify_and_detect_tampering(h: Harness) {
+    let sequencer = h.sequencer().await;
+    for n in 1..=3 {
+        sequencer.append_all(story(n)).await;
+    }
+    let case = CaseId(Uuid::from_u128(1002));
+    let bundle = audit::export(&*h.store, Selection::Case(case), &h.verifier)
+        .await
+        .unwrap();
+    let report = verify_bundle(&bundle, &h.verifier).unwrap();
+    assert_eq!(report.seqs, vec![4, 5]);
+    let all = audit::export(&*h.store, Selection::All, &h.verifier)
+        .await
+        .unwrap();
+    assert_eq!(verify_bundle(&all, &h.verifier).unwrap().seqs.len(), 9);
+
+    let mut forged = writ_ledger::Bundle::from_json(&bundle.to_json().unwrap()).unwrap();
+    forged.entries[0].leaf[20] ^= 1;
+    assert!(verify_bundle(&forged, &h.verifier).is_err());
+    let (_, other) = keys(42);
+    assert!(verify_bundle(&bundle, &other).is_err());
+    assert!(matches!(
+        audit::export(&*h.store, Selection::Case(CaseId(Uuid::nil())), &h.verifier).await,
+        Err(audit::AuditError::UnknownCase(_))
+    ));
+}
+
+async fn populated(h: &Harness) {
+    let sequencer = h.sequencer().await;
+    for i in 0..10 {
+        // Separate appends: one checkpoint each, so a root mismatch pins a single entry.
+        sequencer.append(draft(&format!("k{i}"))).await.unwrap();
+    }
+    h.verify().await.unwrap();
+}
+
+async fn edited_leaf_is_named(h: Harness) {
+    populated(&h).await;
+    h.tamper("UPDATE ledger_entries SET leaf = leaf || leaf WHERE seq = 6")
+        .await;
+    let failure = h.verify().await.unwrap_err();
+    assert_eq!(
+        (failure.seq, failure.reason),
+        (Some(6), FailureReason::LeafHashMismatch)
+    );
+}
+
+async fn edited_leaf_with_recomputed_hash_breaks_the_checkpoint(h: Harness) {
+    populated(&h).await;
+    // Swap the hashes and leaves of two rows: each row is self-consistent, but the leaf's own
+    // seq field no longer matches its position.
+    h.tamper(
+        "UPDATE ledger_entries SET seq = 100 WHERE seq = 3;
+         UPDATE ledger_entries SET seq = 3 WHERE seq = 4;
+         UPDATE ledger_entries SET seq = 4 WHERE seq = 100;",
+    )
+    .await;
+    let failure = h.verify().await.unwrap_err();
+    assert_eq!(failure.seq, Some(3));
+    assert!(
+        matches!(
+            failure.reason,
+            FailureReason::SeqFieldMismatch { found: Some(4) }
+        ),
+        "{failure:?}"
+    );
+}
+
+async fn deleted_row_is_named(h: Harness) {
+    populated(&h).await;
+    h.tamper("DELETE FROM ledger_entries WHERE seq = 2").await;
+    let failure = h.verify().await.unwrap_err();
+    assert_eq!(failure.seq, Some(2));
+    assert!(matches!(
+        failure.reason,
+        FailureReason::SequenceGap {
+            expected: 2,
+            found: 3
+        }
+    ));
+}
+
+async fn deleted_tail_is_detected(h: Harness) {
+    populated(&h).await;
+    h.tamper("DELETE FROM ledger_entries WHERE seq = 9; DELETE FROM checkpoints WHERE size = 10")
+        .await;
+    let failure = h.verify().await.unwrap_err();
+    assert_eq!(failure.seq, Some(9));
+    assert!(
+        matches!(
+            failure.reason,
+            FailureReason::TruncatedLog {
+                claimed: 10,
+                found: 9
+            }
+        ),
+        "{failure:?}"
+    );
+}
+
+async fn forged_checkpoint_is_detected(h: Harness) {
+    populated(&h).await;
+    let (forger, _) = keys(13);
+    let latest = h.store.checkpoints().await.unwrap().pop().unwrap();
+    let checkpoint = writ_ledger::Checkpoint::new(
+        "writ.test/ledger",
+        latest.size,
+        writ_ledger::Hash(latest.root),
+    );
+    let forged = writ_ledger::sign(&checkpoint, &forger).unwrap();
+    h.tamper(&format!(
+        "UPDATE checkpoints SET note = '{}' WHERE size = {}",
+        forged.replace('\'', "''"),
+        latest.size
+    ))
+    .await;
+    let failure = h.verify().await.unwrap_err();
+    assert!(
+        matches!(failure.reason, FailureReason::BadSignature { size: 10 }),
+        "{failure:?}"
+    );
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    group_commit_assigns_contiguous_seqs_and_verifies,
+    idempotency_key_returns_the_original_entry,
+    secrets_never_enter_the_ledger,
+    a_failing_draft_does_not_take_the_batch_down,
+    restart_continues_the_chain_and_refuses_a_foreign_key,
+    projections_evidence_and_rebuild_agree,
+    offline_bundles_verify_and_detect_tampering,
+    edited_leaf_is_named,
+    edited_leaf_with_recomputed_hash_breaks_the_checkpoint,
+    deleted_row_is_named,
+    deleted_tail_is_detected,
+    forged_checkpoint_is_detected,
+);
+
+/// Two writ replicas append to one PostgreSQL at once: one gap-free chain, every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_share_one_chain() {
+    let h = postgres().await;
+    let replica_a = h.sequencer().await;
+    let second_store = writ_store::open(&h.url).await.unwrap();
+    let replica_b = Sequencer::start(
+        second_store,
+        h.signer.clone(),
+        h.clock.clone(),
+        SequencerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let a = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for i in 0..100 {
+            results.push(replica_a.append(draft(&format!("a{i}"))).await);
+        }
+        results
+    });
+    let b = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for i in 0..100 {
+            results.push(replica_b.append(draft(&format!("b{i}"))).await);
+        }
+        results
+    });
+    let mut seqs: Vec<u64> = a
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(b.await.unwrap())
+        .map(|r| r.unwrap().seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..200).collect::<Vec<_>>());
+    assert_eq!(h.verify().await.unwrap().entries, 200);
+}
+
+/// Fail closed: with the database gone, appends fail and nothing is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_fail_closed_when_the_database_is_gone() {
+    let h = postgres().await;
+    let sequencer = h.sequencer().await;
+    sequencer.append(draft("before")).await.unwrap();
+    let Harness {
+        _keep: Keep::Pg(cluster),
+        ..
+    } = h
+    else {
+        unreachable!()
+    };
+    drop(cluster);
+    let err = sequencer.append(draft("after")).await.unwrap_err();
+    assert!(matches!(err, AppendError::Storage(_)), "{err:?}");
+}
