@@ -91,9 +91,8 @@ pub async fn export(
     key: &VerifierKey,
 ) -> Result<Bundle, AuditError> {
     let checkpoint = store
-        .checkpoints()
+        .latest_checkpoint()
         .await?
-        .pop()
         .ok_or(AuditError::NoCheckpoint)?;
     let mut hashes: Vec<Hash> = Vec::new();
     let mut selected: Vec<(u64, Vec<u8>)> = Vec::new();

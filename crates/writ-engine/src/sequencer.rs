@@ -220,7 +220,7 @@ async fn check_latest_checkpoint(
     key: &SignerKey,
     tree: &TreeBuilder,
 ) -> Result<(), AppendError> {
-    let Some(latest) = store.checkpoints().await.map_err(storage)?.pop() else {
+    let Some(latest) = store.latest_checkpoint().await.map_err(storage)? else {
         return Ok(());
     };
     let verifier = key

@@ -1,6 +1,8 @@
 //! Routes and the OpenAPI document that describes them.
 
 use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -19,7 +21,7 @@ use crate::problem::Problem;
         title = "writ",
         description = "Governed write-back for non-human identities: findings in, policy decisions, approved and verified changes out, all in one tamper-evident ledger."
     ),
-    paths(healthz, readyz, status, openapi_json),
+    paths(healthz, readyz, status, latest_checkpoint, openapi_json),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError)),
     tags(
         (name = "operations", description = "Liveness, readiness and the API description"),
@@ -34,6 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/v1/status", get(status))
+        .route("/v1/ledger/checkpoint", get(latest_checkpoint))
 }
 
 /// Liveness.
@@ -106,6 +109,33 @@ async fn status(State(state): State<AppState>) -> Result<Json<Status>, Problem> 
         backend: state.store.backend().name(),
         ledger_size,
     }))
+}
+
+/// The latest signed checkpoint of the ledger: a C2SP `tlog-checkpoint` signed as a C2SP
+/// `signed-note` (Ed25519). Auditors keep these to check later exports for consistency.
+#[utoipa::path(get, path = "/v1/ledger/checkpoint", tag = "ledger",
+    responses(
+        (status = 200, description = "The signed checkpoint note", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 404, description = "Nothing has been appended yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
+    let latest = state
+        .store
+        .latest_checkpoint()
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    match latest {
+        Some(latest) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            latest.note,
+        )
+            .into_response()),
+        None => Err(
+            Problem::new(StatusCode::NOT_FOUND, "no-checkpoint", "No checkpoint yet")
+                .detail("the ledger is empty"),
+        ),
+    }
 }
 
 /// This document.

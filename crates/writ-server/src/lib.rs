@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use writ_engine::Sequencer;
 use writ_store::Store;
 
 pub use api::ApiDoc;
@@ -41,8 +42,10 @@ impl Default for ServerSettings {
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The store.
+    /// The store (reads).
     pub store: Arc<dyn Store>,
+    /// The ledger's single writer: every state change goes through it.
+    pub sequencer: Sequencer,
     /// The settings.
     pub settings: ServerSettings,
 }

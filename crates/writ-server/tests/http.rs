@@ -3,7 +3,11 @@
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use std::sync::Arc;
 use tower::ServiceExt;
+
+use writ_core::SystemClock;
+use writ_engine::{Sequencer, SequencerConfig};
 use writ_server::{AppState, ServerSettings, router};
 use writ_testkit::PgCluster;
 
@@ -33,17 +37,28 @@ async fn call(
     (status, content_type, json)
 }
 
+async fn app_on(url: &str) -> axum::Router {
+    let store = writ_store::open(url).await.unwrap();
+    let (signer, _) = writ_ledger::generate_key("writ.test/ledger", [5; 32]).unwrap();
+    let sequencer = Sequencer::start(
+        store.clone(),
+        signer,
+        Arc::new(SystemClock),
+        SequencerConfig::default(),
+    )
+    .await
+    .unwrap();
+    router(AppState {
+        store,
+        sequencer,
+        settings: ServerSettings::default(),
+    })
+}
+
 async fn sqlite_app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    let store = writ_store::open(&url).await.unwrap();
-    (
-        router(AppState {
-            store,
-            settings: ServerSettings::default(),
-        }),
-        dir,
-    )
+    (app_on(&url).await, dir)
 }
 
 #[tokio::test]
@@ -82,7 +97,13 @@ async fn openapi_document_describes_every_route() {
     let (status, _, doc) = call(app, "GET", "/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/healthz", "/readyz", "/openapi.json", "/v1/status"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/v1/status",
+        "/v1/ledger/checkpoint",
+    ] {
         assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
@@ -94,11 +115,7 @@ async fn openapi_document_describes_every_route() {
 async fn readiness_fails_when_postgres_stops() {
     let cluster = PgCluster::start().unwrap();
     let url = cluster.create_database("writ").unwrap();
-    let store = writ_store::open(&url).await.unwrap();
-    let app = router(AppState {
-        store,
-        settings: ServerSettings::default(),
-    });
+    let app = app_on(&url).await;
     let (status, _, body) = call(app.clone(), "GET", "/readyz").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["backend"], "postgres");

@@ -447,6 +447,26 @@ macro_rules! backend_queries {
                 .collect()
         }
 
+        pub(crate) async fn latest_checkpoint(
+            conn: &mut Conn,
+        ) -> Result<Option<CheckpointRow>, StoreError> {
+            const T: &str = "checkpoints";
+            let Some(row) = sqlx::query(
+                "SELECT size, root, note, time_us FROM checkpoints ORDER BY size DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(CheckpointRow {
+                size: seq_from_db(T, row.try_get("size")?)?,
+                root: hash_from_db(T, row.try_get("root")?)?,
+                note: row.try_get("note")?,
+                time: from_micros(T, row.try_get("time_us")?)?,
+            }))
+        }
+
         pub(crate) async fn evidence(
             conn: &mut Conn,
             digest: &Sha256Digest,
@@ -649,6 +669,12 @@ macro_rules! impl_store {
 
             async fn checkpoints(&self) -> Result<Vec<$crate::CheckpointRow>, $crate::StoreError> {
                 q::checkpoints(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn latest_checkpoint(
+                &self,
+            ) -> Result<Option<$crate::CheckpointRow>, $crate::StoreError> {
+                q::latest_checkpoint(&mut *self.reader.acquire().await?).await
             }
 
             async fn evidence(

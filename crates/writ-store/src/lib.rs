@@ -133,6 +133,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All checkpoints, by tree size.
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError>;
 
+    /// The checkpoint with the largest tree size, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError>;
+
     /// Raw evidence by digest.
     async fn evidence(&self, digest: &Sha256Digest) -> Result<Option<EvidenceRow>, StoreError>;
 

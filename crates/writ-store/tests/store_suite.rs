@@ -176,6 +176,7 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
         h.store.checkpoints().await.unwrap(),
         vec![batch.checkpoint.clone().unwrap()]
     );
+    assert_eq!(h.store.latest_checkpoint().await.unwrap(), batch.checkpoint);
 
     let evidence = h.store.evidence(&digest).await.unwrap().unwrap();
     assert_eq!(evidence.bytes, raw, "evidence is stored byte for byte");

@@ -22,7 +22,38 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The event ledger.
+    pub ledger: LedgerConfig,
 }
+
+/// `[ledger]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// The checkpoint signing key (private; mode 0600). Its public key is `<path>.pub`.
+    pub signing_key: PathBuf,
+    /// The ledger's origin (the key name and the first line of every checkpoint), used by
+    /// `writ keys init` and when `writ serve` creates the default key.
+    pub origin: String,
+    /// The most events committed in one transaction.
+    pub max_batch: usize,
+    /// Milliseconds to wait for more events once one has arrived.
+    pub linger_ms: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: PathBuf::from(DEFAULT_SIGNING_KEY),
+            origin: "writ.local/ledger".into(),
+            max_batch: 1024,
+            linger_ms: 0,
+        }
+    }
+}
+
+/// Where the signing key lives unless configured.
+pub const DEFAULT_SIGNING_KEY: &str = "writ-ledger.key";
 
 /// `[server]`
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,12 +1,20 @@
 //! The `writ` command: the server and every operator command, in one binary.
 
+mod admin_cmd;
+mod audit_cmd;
+mod bench;
 mod config;
+mod keys_cmd;
+mod ledger_key;
 mod logging;
+mod progress;
 mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
@@ -33,11 +41,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP API (and, later, the console). With no options: embedded SQLite file
-    /// `writ.db` in the working directory, listening on 127.0.0.1:8080.
+    /// Run the HTTP API. With no options: embedded SQLite file `writ.db` and signing key
+    /// `writ-ledger.key` in the working directory, listening on 127.0.0.1:8080.
     Serve(serve::ServeArgs),
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Manage the ledger's checkpoint signing key.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
+    /// Verify the ledger, or export and verify offline bundles.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+    /// Maintenance: rebuild projections from the ledger.
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCommand),
+    /// Measure throughput beside a baseline taken in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,15 +80,39 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(config, args),
-        Command::Config => config.print_redacted(),
+        Command::Serve(args) => serve::run(config, args).map(|()| ExitCode::SUCCESS),
+        Command::Config => config.print_redacted().map(|()| ExitCode::SUCCESS),
+        Command::Keys(command) => keys_cmd::run(&config, command).map(|()| ExitCode::SUCCESS),
+        Command::Audit(command) => audit_cmd::run(&config, command),
+        Command::Admin(command) => admin_cmd::run(&config, command),
+        Command::Bench(command) => bench::run(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "writ stopped with an error");
+            tracing::debug!(error = format!("{err:#}"), "command failed");
             eprintln!("writ: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
+}
+
+/// A multi-threaded runtime for commands that talk to the database.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Opens the configured store, naming the (redacted) URL on failure.
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn writ_store::Store>> {
+    writ_store::open(&config.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                writ_store::redact_url(&config.database.url)
+            )
+        })
 }

@@ -3,10 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use writ_core::SystemClock;
+use writ_engine::{Sequencer, SequencerConfig};
 use writ_server::{AppState, ServerSettings};
 
 use crate::config::Config;
+use crate::ledger_key;
 
 /// Options of `writ serve`; each overrides the configuration.
 #[derive(Debug, clap::Args)]
@@ -26,18 +31,25 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(database) = args.database {
         config.database.url = database;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    crate::runtime()?.block_on(serve(config))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let shown_url = writ_store::redact_url(&config.database.url);
-    let store = writ_store::open(&config.database.url)
-        .await
-        .with_context(|| format!("cannot open the database {shown_url}"))?;
+    let store = crate::open_store(&config).await?;
+    let key = ledger_key::signer_for_serving(&config)?;
+    let sequencer = Sequencer::start(
+        store.clone(),
+        key,
+        Arc::new(SystemClock),
+        SequencerConfig {
+            max_batch: config.ledger.max_batch,
+            linger: Duration::from_millis(config.ledger.linger_ms),
+            ..SequencerConfig::default()
+        },
+    )
+    .await
+    .context("cannot open the ledger for writing")?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -51,6 +63,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let state = AppState {
         store,
+        sequencer,
         settings: ServerSettings {
             max_body_bytes: config.server.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
