@@ -6,11 +6,16 @@
 //! (`signed_note-0.2.0/src/lib.rs`, where they pass). Only keys, texts and
 //! signature lines that appear there byte for byte are used here.
 //!
-//! The C2SP `tlog-checkpoint` spec example is NOT included: its exact bytes
-//! could not be checked offline.
+//! The C2SP `tlog-checkpoint` and `signed-note` spec examples (C2SP/C2SP,
+//! `tlog-checkpoint.md` and `signed-note.md`) are checked for structure: the
+//! specs do not publish the public keys, so their signatures can only be shown
+//! to be refused by a key that did not make them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests may unwrap (code standard).
 
-use writ_ledger::{LedgerError, SignerKey, VerifierKey, generate_key, sign_note, verify_note};
+use writ_ledger::{
+    Hash, LedgerError, SignerKey, VerifierKey, generate_key, open, parse_unverified, sign_note,
+    verify_note,
+};
 
 const PETER_SKEY: &str =
     "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
@@ -114,4 +119,34 @@ fn tampered_notes_are_rejected() {
     for m in &bad_msgs {
         assert!(verify_note(m, &vk).is_err(), "accepted {m:?}");
     }
+}
+
+/// The example in C2SP `tlog-checkpoint.md`.
+const C2SP_CHECKPOINT: &str = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n\u{2014} example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n";
+
+/// The example in C2SP `signed-note.md`.
+const C2SP_NOTE: &str = "Ognuno sta solo sul cuor della terra\ntrafitto da un raggio di sole:\n\ned \u{e8} subito sera.\n\n\u{2014} quasimodo.example/salvatore NnugSzTjtVAewIS+Z/iJhUPeFDkO/5QQ2i5ddnGITLlC+EhfLW9oJKONrMouFSQU0xMcXxj99ihAQwaqP3ZekRwNtIc=\n";
+
+#[test]
+fn c2sp_checkpoint_example_parses_and_only_its_key_could_open_it() {
+    let checkpoint = parse_unverified(C2SP_CHECKPOINT).unwrap();
+    assert_eq!(checkpoint.origin, "example.com/behind-the-sofa");
+    assert_eq!(checkpoint.size, 20_852_163);
+    assert_eq!(
+        checkpoint.root,
+        Hash::from_base64("CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=").unwrap()
+    );
+    let (_, impostor) = generate_key("example.com/behind-the-sofa", [1; 32]).unwrap();
+    assert!(open(C2SP_CHECKPOINT, &impostor).is_err());
+}
+
+#[test]
+fn c2sp_signed_note_example_is_refused_by_an_unknown_key() {
+    let (_, impostor) = generate_key("quasimodo.example/salvatore", [2; 32]).unwrap();
+    assert!(verify_note(C2SP_NOTE, &impostor).is_err());
+    // The note text includes its own blank line: the signature block is after the last one.
+    let (signer, verifier) = generate_key("quasimodo.example/salvatore", [3; 32]).unwrap();
+    let text = "Ognuno sta solo sul cuor della terra\ntrafitto da un raggio di sole:\n\ned \u{e8} subito sera.\n";
+    let ours = sign_note(text, &signer).unwrap();
+    assert_eq!(verify_note(&ours, &verifier).unwrap(), text);
 }
