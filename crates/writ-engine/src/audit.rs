@@ -5,6 +5,8 @@
 //! [`Bundle`] (entries, inclusion proofs, the latest signed checkpoint and the public key) that
 //! `writ audit verify --bundle` checks with no database.
 
+use std::sync::Arc;
+
 use writ_core::ids::CaseId;
 use writ_ledger::{
     Bundle, ChainVerifier, FailureReason, Hash, VerifierKey, VerifyFailure, VerifyOptions,
@@ -33,11 +35,12 @@ pub enum AuditError {
 }
 
 /// Verifies every entry and checkpoint in the store. `progress` is called with
-/// (entries done, entries claimed) after each page.
+/// (entries done, entries claimed) after each page. The next page is read while the current one
+/// is verified, so reading and hashing overlap.
 ///
 /// The outer `Result` is about being able to read the store; the inner one is the verdict.
 pub async fn verify_store(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     key: &VerifierKey,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
@@ -52,14 +55,24 @@ pub async fn verify_store(
         Ok(verifier) => verifier,
         Err(failure) => return Ok(Err(failure)),
     };
+    let fetch = |from: u64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.leaves(from, PAGE).await })
+    };
+    let mut next_page = fetch(0);
     loop {
-        let page = store.entries(verifier.size(), PAGE).await?;
-        if page.is_empty() {
+        let page = next_page
+            .await
+            .map_err(|err| AuditError::Ledger(format!("reader task failed: {err}")))??;
+        let Some(&(last, _, _)) = page.last() else {
             break;
-        }
-        // Every row either advances the verifier or ends the audit, so this loop terminates.
-        for row in &page {
-            if let Err(failure) = verifier.push(row.seq, &row.leaf, Hash(row.leaf_hash)) {
+        };
+        // Read ahead from just after this page; if the page has a gap the verifier stops
+        // before the read-ahead matters.
+        next_page = fetch(last + 1);
+        for (seq, leaf, hash) in &page {
+            if let Err(failure) = verifier.push(*seq, leaf, Hash(*hash)) {
+                next_page.abort();
                 return Ok(Err(failure));
             }
         }

@@ -77,7 +77,7 @@ impl Harness {
     }
 
     async fn verify(&self) -> Result<writ_ledger::VerifyReport, writ_ledger::VerifyFailure> {
-        audit::verify_store(&*self.store, &self.verifier, &mut |_, _| {})
+        audit::verify_store(self.store.clone(), &self.verifier, &mut |_, _| {})
             .await
             .unwrap()
     }

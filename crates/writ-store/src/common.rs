@@ -414,6 +414,30 @@ macro_rules! backend_queries {
             .collect()
         }
 
+        pub(crate) async fn leaves(
+            conn: &mut Conn,
+            from: u64,
+            limit: u32,
+        ) -> Result<Vec<(u64, Vec<u8>, [u8; 32])>, StoreError> {
+            const T: &str = "ledger_entries";
+            sqlx::query(
+                "SELECT seq, leaf, leaf_hash FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(seq_to_db(from)?)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    seq_from_db(T, row.try_get("seq")?)?,
+                    row.try_get("leaf")?,
+                    hash_from_db(T, row.try_get("leaf_hash")?)?,
+                ))
+            })
+            .collect()
+        }
+
         pub(crate) async fn case_entries(
             conn: &mut Conn,
             case: CaseId,
@@ -658,6 +682,14 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
                 q::entries(&mut *self.reader.acquire().await?, from, limit).await
+            }
+
+            async fn leaves(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<(u64, Vec<u8>, [u8; 32])>, $crate::StoreError> {
+                q::leaves(&mut *self.reader.acquire().await?, from, limit).await
             }
 
             async fn case_entries(

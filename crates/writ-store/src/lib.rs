@@ -127,6 +127,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Up to `limit` entries starting at `from`, in sequence order.
     async fn entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
 
+    /// Up to `limit` `(seq, leaf, leaf hash)` triples from `from`, in sequence order: just what
+    /// verification needs, read without decoding the other columns.
+    async fn leaves(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>, [u8; 32])>, StoreError>;
+
     /// The entries of one case, in sequence order.
     async fn case_entries(&self, case: CaseId) -> Result<Vec<LedgerRow>, StoreError>;
 

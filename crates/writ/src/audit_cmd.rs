@@ -76,7 +76,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
                 let store = crate::open_store(config).await?;
                 let total = store.ledger_size().await?;
                 let bar = progress::bar(total, "verifying");
-                let verdict = audit::verify_store(&*store, &verifier, &mut |done, _| {
+                let verdict = audit::verify_store(store.clone(), &verifier, &mut |done, _| {
                     bar.set_position(done);
                 })
                 .await?;

@@ -288,7 +288,7 @@ async fn verify_rate(entries: u64) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let started = Instant::now();
-    let verdict = audit::verify_store(&*store, &verifier, &mut |_, _| {}).await?;
+    let verdict = audit::verify_store(store.clone(), &verifier, &mut |_, _| {}).await?;
     let from_db = started.elapsed();
     let report = verdict.map_err(|failure| anyhow::anyhow!("verification failed: {failure:?}"))?;
 

@@ -125,6 +125,18 @@ async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
         dir.path().join("writ.db").exists(),
         "writ.db was not created in the working directory"
     );
+    assert!(
+        dir.path().join("writ-ledger.key").exists(),
+        "the default ledger signing key was not created"
+    );
+    let response = reqwest::get(format!("{}/v1/ledger/checkpoint", server.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        404,
+        "an empty ledger has no checkpoint"
+    );
 
     let (status, doc) = server.get_json("/openapi.json").await;
     assert_eq!(status, 200);

@@ -1,0 +1,396 @@
+//! End-to-end: `writ keys init`, `writ audit verify|export`, `writ admin rebuild` as an operator
+//! and an auditor run them, on SQLite and PostgreSQL. The ledger is filled through the engine
+//! library (ingest arrives with a later issue); everything checked is done by the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use serde_json::json;
+use writ_core::SystemClock;
+use writ_core::case::{Case, CaseState};
+use writ_core::event::EventKind;
+use writ_core::ids::CaseId;
+use writ_engine::{Draft, Sequencer, SequencerConfig};
+use writ_testkit::PgCluster;
+
+fn writ(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WRIT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A working directory with a config file, a signing key and a database.
+struct Site {
+    dir: tempfile::TempDir,
+    url: String,
+    _cluster: Option<Arc<PgCluster>>,
+}
+
+impl Site {
+    fn new(url: String, cluster: Option<Arc<PgCluster>>) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("writ.toml"),
+            format!(
+                "[database]\nurl = \"{url}\"\n\n[ledger]\nsigning_key = \"ledger.key\"\norigin = \"writ.test/ledger\"\n"
+            ),
+        )
+        .unwrap();
+        let output = writ(dir.path()).args(["keys", "init"]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(String::from_utf8_lossy(&output.stdout).starts_with("writ.test/ledger+"));
+        Site {
+            dir,
+            url,
+            _cluster: cluster,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        writ(self.dir.path()).args(args).output().unwrap()
+    }
+
+    /// Appends `cases` cases of three events each, one batch per append.
+    async fn fill(&self, cases: u128) {
+        let store = writ_store::open(&self.url).await.unwrap();
+        let signer = writ_engine::keys::load_signer(&self.path("ledger.key")).unwrap();
+        let sequencer = Sequencer::start(
+            store,
+            signer,
+            Arc::new(SystemClock),
+            SequencerConfig::default(),
+        )
+        .await
+        .unwrap();
+        for n in 0..cases {
+            let id = CaseId(uuid::Uuid::from_u128(n + 1));
+            let mut case = Case {
+                id,
+                identity_id: None,
+                subject: format!("aws:000000000000/svc-{n}"),
+                finding_type: "iam_user_accesskey_unused".into(),
+                state: CaseState::NeedsReview,
+                compliance_closed: false,
+            };
+            for (step, state) in [
+                CaseState::NeedsReview,
+                CaseState::AwaitingApproval,
+                CaseState::Remediating,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                case.state = state;
+                sequencer
+                    .append(Draft {
+                        case_id: Some(id),
+                        actor: "engine".into(),
+                        kind: EventKind::CaseOpened,
+                        idempotency_key: format!("case-{n}-{step}"),
+                        policy_bundle: None,
+                        controls: vec![],
+                        body: json!({"case": case}),
+                        evidence: vec![],
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn tamper(&self, sql: &str) {
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// Makes fresh sites on one backend.
+enum Backend {
+    Sqlite,
+    Postgres(Arc<PgCluster>, std::cell::Cell<u32>),
+}
+
+impl Backend {
+    fn postgres() -> Backend {
+        Backend::Postgres(
+            Arc::new(PgCluster::start().unwrap()),
+            std::cell::Cell::new(0),
+        )
+    }
+
+    fn site(&self) -> Site {
+        match self {
+            Backend::Sqlite => {
+                // The database lives in the site's own directory (relative URL, like the default).
+                Site::new("sqlite://writ.db".into(), None)
+            }
+            Backend::Postgres(cluster, counter) => {
+                counter.set(counter.get() + 1);
+                let url = cluster
+                    .create_database(&format!("site{}", counter.get()))
+                    .unwrap();
+                Site::new(url, Some(cluster.clone()))
+            }
+        }
+    }
+}
+
+/// Opens a site's relative SQLite URL from the test process (which runs elsewhere).
+fn absolute(site: &Site) -> String {
+    if site.url == "sqlite://writ.db" {
+        format!("sqlite://{}", site.path("writ.db").display())
+    } else {
+        site.url.clone()
+    }
+}
+
+async fn operator_and_auditor_story(backend: Backend) {
+    let mut site = backend.site();
+    site.url = absolute(&site);
+    site.fill(4).await;
+
+    let output = site.run(&["audit", "verify"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("ledger verified: 12 entries, 12 checkpoints"),
+        "{}",
+        text(&output)
+    );
+
+    // Export one case and verify it offline, with nothing but the bundle and the public key.
+    let output = site.run(&[
+        "audit",
+        "export",
+        "--case",
+        "00000000-0000-0000-0000-000000000002",
+        "-o",
+        "case.json",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let offline = tempfile::tempdir().unwrap();
+    std::fs::copy(site.path("case.json"), offline.path().join("case.json")).unwrap();
+    std::fs::copy(
+        site.path("ledger.key.pub"),
+        offline.path().join("ledger.pub"),
+    )
+    .unwrap();
+    let output = writ(offline.path())
+        .args([
+            "audit",
+            "verify",
+            "--bundle",
+            "case.json",
+            "--key",
+            "ledger.pub",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("3 entries (3-5)"),
+        "{}",
+        text(&output)
+    );
+
+    // A changed byte in the bundle is caught.
+    let mut bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(offline.path().join("case.json")).unwrap()).unwrap();
+    let leaf = bundle["entries"][1]["leaf"].as_str().unwrap().to_owned();
+    let flipped = if leaf.starts_with('d') {
+        leaf.replacen('d', "e", 1)
+    } else {
+        format!("d{}", &leaf[1..])
+    };
+    bundle["entries"][1]["leaf"] = json!(flipped);
+    std::fs::write(offline.path().join("forged.json"), bundle.to_string()).unwrap();
+    let output = writ(offline.path())
+        .args([
+            "audit",
+            "verify",
+            "--bundle",
+            "forged.json",
+            "--key",
+            "ledger.pub",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("VERIFICATION FAILED"),
+        "{}",
+        text(&output)
+    );
+
+    // The whole ledger, too.
+    let output = site.run(&["audit", "export", "--all", "-o", "all.json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = site.run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        "all.json",
+        "--key",
+        "ledger.key.pub",
+    ]);
+    assert!(
+        text(&output).contains("12 entries (0-11)"),
+        "{}",
+        text(&output)
+    );
+
+    // A bundle is never verified with its own key.
+    let output = site.run(&["audit", "verify", "--bundle", "all.json"]);
+    assert_eq!(output.status.code(), Some(2));
+
+    // Projections: check, drift, repair.
+    let output = site.run(&["admin", "rebuild", "--check"]);
+    assert!(output.status.success(), "{}", text(&output));
+    site.tamper("UPDATE cases SET state = 'closed'").await;
+    let output = site.run(&["admin", "rebuild", "--check"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let output = site.run(&["admin", "rebuild"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(site.run(&["admin", "rebuild", "--check"]).status.success());
+}
+
+async fn tampering_is_named(backend: Backend) {
+    let cases: [(&str, &str); 5] = [
+        (
+            "UPDATE ledger_entries SET actor = 'mallory', leaf = leaf || leaf WHERE seq = 4",
+            "first bad entry is seq 4: stored leaf hash does not match",
+        ),
+        (
+            "DELETE FROM ledger_entries WHERE seq = 7",
+            "first bad entry is seq 7: expected seq 7, found 8",
+        ),
+        (
+            "UPDATE ledger_entries SET seq = 100 WHERE seq = 2; UPDATE ledger_entries SET seq = 2 WHERE seq = 3; UPDATE ledger_entries SET seq = 3 WHERE seq = 100",
+            "first bad entry is seq 2",
+        ),
+        (
+            "DELETE FROM ledger_entries WHERE seq = 11; DELETE FROM checkpoints WHERE size = 12",
+            "first bad entry is seq 11: the log claims 12 entries but 11 are stored",
+        ),
+        (
+            "FORGE",
+            "checkpoint at size 12 has a bad or missing signature",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let mut site = backend.site();
+        site.url = absolute(&site);
+        site.fill(4).await;
+        assert!(site.run(&["audit", "verify"]).status.success());
+        if sql == "FORGE" {
+            // Re-sign the latest checkpoint with a key that is not the ledger's.
+            let (forger, _) = writ_ledger::generate_key("writ.test/ledger", [66; 32]).unwrap();
+            let store = writ_store::open(&site.url).await.unwrap();
+            let latest = store.latest_checkpoint().await.unwrap().unwrap();
+            let note = writ_ledger::sign(
+                &writ_ledger::Checkpoint::new(
+                    "writ.test/ledger",
+                    latest.size,
+                    writ_ledger::Hash(latest.root),
+                ),
+                &forger,
+            )
+            .unwrap();
+            site.tamper(&format!(
+                "UPDATE checkpoints SET note = '{note}' WHERE size = {}",
+                latest.size
+            ))
+            .await;
+        } else {
+            site.tamper(sql).await;
+        }
+        let output = site.run(&["audit", "verify"]);
+        assert_eq!(output.status.code(), Some(1), "{sql}: {}", text(&output));
+        assert!(
+            text(&output).contains(expected),
+            "{sql}: expected {expected:?} in {}",
+            text(&output)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_operator_and_auditor_story() {
+    operator_and_auditor_story(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_operator_and_auditor_story() {
+    operator_and_auditor_story(Backend::postgres()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tampering_is_named() {
+    tampering_is_named(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tampering_is_named() {
+    tampering_is_named(Backend::postgres()).await;
+}
+
+#[test]
+fn keys_init_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = writ(dir.path())
+        .args(["keys", "init", "--key", "k", "--origin", "a.example/log"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let second = writ(dir.path())
+        .args(["keys", "init", "--key", "k", "--origin", "a.example/log"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        text(&second).contains("refusing to overwrite"),
+        "{}",
+        text(&second)
+    );
+    let bad = writ(dir.path())
+        .args(["keys", "init", "--key", "k2", "--origin", "has space"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).contains("invalid ledger origin"),
+        "{}",
+        text(&bad)
+    );
+}
