@@ -51,6 +51,31 @@ pub enum EventKind {
     CaseClosed,
 }
 
+impl EventKind {
+    /// The NIST CSF 2.0 outcomes this kind of event is evidence for. The sequencer adds them to
+    /// every event, beside any tags the caller gives (OWASP NHI Top 10 tags depend on the
+    /// finding, so the ingest path adds those).
+    pub fn nist_csf_controls(self) -> &'static [&'static str] {
+        use EventKind as K;
+        match self {
+            K::FindingReceived => &["DE.CM", "DE.AE-02"],
+            K::IdentitySynced => &["ID.AM-01", "PR.AA-01"],
+            K::CaseOpened | K::CaseFrozen | K::CaseClosed => &["RS.MA-01", "GV.OC-03"],
+            K::DecisionRecorded => &["GV.RM-03", "GV.PO-01"],
+            K::ChangeRequested | K::ApprovalGranted | K::ApprovalRejected => {
+                &["PR.AA-05", "GV.RR-02"]
+            }
+            K::ExceptionGranted | K::ExceptionExpired => &["ID.RA-07", "GV.RM-03"],
+            K::BypassUsed => &["RS.MA-01", "GV.OV-03"],
+            K::WriteBackIntent
+            | K::WriteBackApplied
+            | K::WriteBackVerified
+            | K::WriteBackFailed => &["RS.MI-02", "PR.AA-05"],
+            K::RolledBack => &["RC.RP-01", "RS.MI-02"],
+        }
+    }
+}
+
 /// A control framework reference, for grouping evidence by control.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

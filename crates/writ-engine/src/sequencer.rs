@@ -434,6 +434,13 @@ impl Writer {
                     received: now,
                 }));
             }
+            let mut controls = draft.controls.clone();
+            for tag in draft.kind.nist_csf_controls() {
+                if !controls.iter().any(|c| c.0 == *tag) {
+                    controls.push(ControlTag((*tag).to_owned()));
+                }
+            }
+            controls.sort();
             let event = Event {
                 seq,
                 time: now,
@@ -443,7 +450,7 @@ impl Writer {
                 idempotency_key: draft.idempotency_key.clone(),
                 policy_bundle: draft.policy_bundle,
                 evidence: evidence_digests,
-                controls: draft.controls.clone(),
+                controls,
                 body: draft.body.clone(),
             };
             let fail = |err: String| (position, AppendError::Encode(err));
