@@ -46,3 +46,73 @@ pub struct Finding {
     /// The idempotency key the source gave (or one derived from the evidence).
     pub idempotency_key: String,
 }
+
+/// The format a finding arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    /// writ's own JSON.
+    Native,
+    /// OCSF Detection Finding (class_uid 2004) from any producer.
+    Ocsf,
+    /// Prowler's OCSF JSON output.
+    Prowler,
+    /// A detect-secrets baseline.
+    DetectSecrets,
+    /// A gitleaks JSON report.
+    Gitleaks,
+}
+
+/// How much a findings source is trusted; policies can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Unvetted or experimental source.
+    Low,
+    /// Ordinary production scanner.
+    Medium,
+    /// Authoritative source.
+    High,
+}
+
+/// What a finding is about, as the tool names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubjectRef {
+    /// The system holding it (`aws:123456789012`, `postgres:billing`, `git:repo`).
+    pub system: String,
+    /// Its id in that system (`ci-deployer/AccessKey1`, `role/app`).
+    pub external_id: String,
+    /// What kind of identity the tool believes it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_hint: Option<crate::identity::IdentityKind>,
+}
+
+/// A finding as a format parser understands it, before writ authenticates, identifies,
+/// resolves or decides anything. Never holds secret material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The format it came in.
+    pub format: SourceFormat,
+    /// What was found, as a stable type name (`iam_user_accesskey_unused`, `leaked_secret`).
+    pub finding_type: String,
+    /// How bad.
+    pub severity: Severity,
+    /// Confidence in ten-thousandths (0..=10000).
+    pub confidence_bp: u16,
+    /// The identity it is about.
+    pub subject: SubjectRef,
+    /// When the tool observed it, if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Timestamp>,
+    /// A one-line summary for people.
+    pub title: String,
+    /// The tool's own unique id for the finding, if it has one (used for idempotency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_key: Option<String>,
+    /// OWASP NHI Top 10 tags the finding is evidence for (`NHI-02`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<String>,
+    /// Format-specific details worth keeping (no secrets).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
