@@ -7,10 +7,12 @@
 //! - [`keys`]: the checkpoint signing key on disk (never in the database).
 //! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
+//! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
 pub mod keys;
 pub mod rebuild;
 pub mod sequencer;
+pub mod sources;
 
 pub use sequencer::{AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig};

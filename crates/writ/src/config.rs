@@ -24,6 +24,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The event ledger.
     pub ledger: LedgerConfig,
+    /// Findings sources allowed to send findings (`[[sources]]`).
+    pub sources: Vec<writ_engine::sources::SourceConfig>,
 }
 
 /// `[ledger]`

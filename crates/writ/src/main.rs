@@ -9,6 +9,7 @@ mod ledger_key;
 mod logging;
 mod progress;
 mod serve;
+mod token_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Command {
     /// Maintenance: rebuild projections from the ledger.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
+    /// Make credentials for findings sources.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
     /// Measure throughput beside a baseline taken in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys_cmd::run(&config, command).map(|()| ExitCode::SUCCESS),
         Command::Audit(command) => audit_cmd::run(&config, command),
         Command::Admin(command) => admin_cmd::run(&config, command),
+        Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),
     };
     match result {
