@@ -376,6 +376,68 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
     assert_eq!(h.store.case(open.id).await.unwrap(), Some(open));
 }
 
+/// Only one case per subject and finding type may be open: a second one conflicts and nothing
+/// of its batch is written.
+async fn one_open_case_per_subject(h: Harness) {
+    let first = case(10, "aws:1/ci", CaseState::NeedsReview);
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", Some(first.id))],
+            effects: vec![Effect::UpsertCase {
+                case: first.clone(),
+                seq: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = case(11, "aws:1/ci", CaseState::AwaitingApproval);
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "b", Some(second.id))],
+            effects: vec![Effect::UpsertCase {
+                case: second.clone(),
+                seq: 1,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.store.case(second.id).await.unwrap(), None);
+    // Once the first is closed, a new case may open.
+    let mut closed = first;
+    closed.state = CaseState::Closed;
+    h.store
+        .commit(CommitBatch {
+            entries: vec![
+                entry(1, "c", Some(closed.id)),
+                entry(2, "d", Some(second.id)),
+            ],
+            effects: vec![
+                Effect::UpsertCase {
+                    case: closed,
+                    seq: 1,
+                },
+                Effect::UpsertCase {
+                    case: second.clone(),
+                    seq: 2,
+                },
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .open_case("aws:1/ci", "iam_user_accesskey_unused")
+            .await
+            .unwrap(),
+        Some(second)
+    );
+}
+
 async fn case_listing_filters_and_limits(h: Harness) {
     let states = [
         CaseState::NeedsReview,
@@ -551,6 +613,7 @@ suite!(
     duplicate_finding_key_conflicts,
     open_case_lookup_ignores_closed_cases,
     case_listing_filters_and_limits,
+    one_open_case_per_subject,
     identity_upsert_replaces,
     replacing_projections_keeps_the_ledger,
     racing_writers_serialise,

@@ -3,6 +3,7 @@
 mod admin_cmd;
 mod audit_cmd;
 mod bench;
+mod case_cmd;
 mod config;
 mod keys_cmd;
 mod ledger_key;
@@ -56,6 +57,9 @@ enum Command {
     /// Maintenance: rebuild projections from the ledger.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
+    /// List cases and show their story.
+    #[command(subcommand)]
+    Case(case_cmd::CaseCommand),
     /// Make credentials for findings sources.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys_cmd::run(&config, command).map(|()| ExitCode::SUCCESS),
         Command::Audit(command) => audit_cmd::run(&config, command),
         Command::Admin(command) => admin_cmd::run(&config, command),
+        Command::Case(command) => case_cmd::run(&config, command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),
     };
