@@ -1,0 +1,349 @@
+//! The entity and request model: how writ's findings and identities become Cedar entities,
+//! context and requests, and the [`Evaluation`] record that makes a decision replayable.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid, Request, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use writ_core::finding::{Observation, Severity, Trust};
+use writ_core::identity::{Criticality, Identity, IdentityKind};
+
+use crate::bundle::with_sources;
+use crate::error::PolicyError;
+
+/// The Cedar namespace of writ's entity types and actions.
+pub const NAMESPACE: &str = "Writ";
+
+/// The remediation actions writ knows. Each has two Cedar actions: `auto:<a>` and `<a>`.
+pub const ACTIONS: [&str; 8] = [
+    "disable",
+    "enable",
+    "revoke",
+    "delete",
+    "rotate",
+    "reduce_scope",
+    "set_expiry",
+    "grant",
+];
+
+/// The principal writ asks about: the automation engine.
+pub const ENGINE_PRINCIPAL: &str = r#"Writ::Engine::"automation""#;
+
+/// Everything a decision is made from. Borrowed; nothing is read from anywhere else.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionRequest<'a> {
+    /// The identity the finding is about, or `None` when the inventory does not know it.
+    pub identity: Option<&'a Identity>,
+    /// Whether the identity's source of truth is complete and fresh (ignored when `identity`
+    /// is `None`: unknown identities are never reconciled).
+    pub reconciled: bool,
+    /// The finding.
+    pub observation: &'a Observation,
+    /// What the finding signals (`inactivity`, `leak`, `compromise`, `overprivilege`, ...).
+    pub signal: &'a str,
+    /// The authenticated source that sent the finding.
+    pub source_name: &'a str,
+    /// How much that source is trusted.
+    pub source_trust: Trust,
+    /// The remediation action asked about (`disable`, `revoke`, ...; see [`ACTIONS`]).
+    pub action: &'a str,
+}
+
+/// The exact inputs a decision was evaluated from. Re-evaluating it against the same bundle
+/// (see [`crate::PolicyBundle::replay`]) gives the same [`writ_core::decision::Decision`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The remediation action (`disable`); both `auto:disable` and `disable` are evaluated.
+    pub action: String,
+    /// The principal's Cedar uid (`Writ::Engine::"automation"`).
+    pub principal: String,
+    /// The resource's Cedar uid (`Writ::Identity::"<id>"`).
+    pub resource: String,
+    /// The entities, in Cedar's entities JSON format.
+    pub entities: Value,
+    /// The context, in Cedar's context JSON format.
+    pub context: Value,
+}
+
+/// Cedar's name for an identity kind; also the `kind` attribute.
+pub fn kind_name(kind: IdentityKind) -> &'static str {
+    match kind {
+        IdentityKind::ServiceAccount => "service_account",
+        IdentityKind::ApiKey => "api_key",
+        IdentityKind::OauthApp => "oauth_app",
+        IdentityKind::Token => "token",
+        IdentityKind::Certificate => "certificate",
+        IdentityKind::Secret => "secret",
+        IdentityKind::AiAgent => "ai_agent",
+    }
+}
+
+/// The `criticality` attribute.
+pub fn criticality_name(criticality: Criticality) -> &'static str {
+    match criticality {
+        Criticality::Low => "low",
+        Criticality::Medium => "medium",
+        Criticality::High => "high",
+        Criticality::BusinessCritical => "business_critical",
+    }
+}
+
+/// The `finding.severity` context field.
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The `source.trust` context field.
+pub fn trust_name(trust: Trust) -> &'static str {
+    match trust {
+        Trust::Low => "low",
+        Trust::Medium => "medium",
+        Trust::High => "high",
+    }
+}
+
+/// Formats a confidence in ten-thousandths as a Cedar decimal literal (`9500` -> `0.9500`).
+pub fn confidence_decimal(confidence_bp: u16) -> Result<String, PolicyError> {
+    if confidence_bp > 10_000 {
+        return Err(PolicyError::Confidence(confidence_bp));
+    }
+    Ok(format!(
+        "{}.{:04}",
+        confidence_bp / 10_000,
+        confidence_bp % 10_000
+    ))
+}
+
+impl DecisionRequest<'_> {
+    /// Builds the evaluation record: entities (principal, then resource) and context.
+    pub fn evaluation(&self) -> Result<Evaluation, PolicyError> {
+        if !ACTIONS.contains(&self.action) {
+            return Err(PolicyError::UnknownAction(self.action.to_owned()));
+        }
+        let confidence = confidence_decimal(self.observation.confidence_bp)?;
+        let (resource_id, attrs) = match self.identity {
+            Some(identity) => {
+                let owner = identity.owner_team.clone().unwrap_or_default();
+                let tags: BTreeSet<&str> = identity.tags.iter().map(String::as_str).collect();
+                (
+                    identity.id.to_string(),
+                    json!({
+                        "kind": kind_name(identity.kind),
+                        "system": identity.system,
+                        "has_owner": !owner.is_empty(),
+                        "owner_team": owner,
+                        "criticality": criticality_name(identity.criticality),
+                        "privileged": identity.privileged,
+                        "tags": tags,
+                        "reconciled": self.reconciled,
+                    }),
+                )
+            }
+            None => {
+                let subject = &self.observation.subject;
+                (
+                    format!("unknown:{}/{}", subject.system, subject.external_id),
+                    json!({
+                        "kind": subject.kind_hint.map_or("unknown", kind_name),
+                        "system": subject.system,
+                        "has_owner": false,
+                        "owner_team": "",
+                        "criticality": "unknown",
+                        "privileged": false,
+                        "tags": [],
+                        "reconciled": false,
+                    }),
+                )
+            }
+        };
+        let resource = entity_uid("Identity", &resource_id)?;
+        let principal = parse_uid(ENGINE_PRINCIPAL)?;
+        let entities = json!([
+            {
+                "uid": uid_json(&principal),
+                "attrs": {},
+                "parents": [],
+            },
+            {
+                "uid": uid_json(&resource),
+                "attrs": attrs,
+                "parents": [],
+            },
+        ]);
+        let context = json!({
+            "finding": {
+                "type": self.observation.finding_type,
+                "severity": severity_name(self.observation.severity),
+                "confidence": { "__extn": { "fn": "decimal", "arg": confidence } },
+                "signal": self.signal,
+            },
+            "source": {
+                "name": self.source_name,
+                "trust": trust_name(self.source_trust),
+            },
+            "requested_action": self.action,
+        });
+        Ok(Evaluation {
+            action: self.action.to_owned(),
+            principal: principal.to_string(),
+            resource: resource.to_string(),
+            entities,
+            context,
+        })
+    }
+}
+
+fn uid_json(uid: &EntityUid) -> Value {
+    json!({ "type": uid.type_name().to_string(), "id": uid.id().unescaped() })
+}
+
+/// `Writ::<type_name>::"<id>"`.
+pub(crate) fn entity_uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    let type_name = EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}"))
+        .map_err(|e| PolicyError::Request(format!("bad entity type {type_name:?}: {e}")))?;
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
+}
+
+fn parse_uid(text: &str) -> Result<EntityUid, PolicyError> {
+    EntityUid::from_str(text).map_err(|e| PolicyError::InvalidPrincipal {
+        principal: text.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Whether the schema declares `Writ::Action::"<name>"`.
+pub(crate) fn schema_declares_action(schema: &Schema, name: &str) -> bool {
+    entity_uid("Action", name).is_ok_and(|uid| schema.actions().any(|a| *a == uid))
+}
+
+/// Turns an evaluation record into a Cedar request for `cedar_action` and its entities,
+/// checking both against the schema.
+pub(crate) fn cedar_inputs(
+    schema: &Schema,
+    evaluation: &Evaluation,
+    cedar_action: &str,
+) -> Result<(Request, Entities), PolicyError> {
+    let action = entity_uid("Action", cedar_action)?;
+    if !schema.actions().any(|a| *a == action) {
+        return Err(PolicyError::UndeclaredAction(action.to_string()));
+    }
+    let principal = parse_uid(&evaluation.principal)?;
+    let resource = EntityUid::from_str(&evaluation.resource)
+        .map_err(|e| PolicyError::Evaluation(format!("bad resource uid: {e}")))?;
+    let entities = Entities::from_json_value(evaluation.entities.clone(), Some(schema))
+        .map_err(|e| PolicyError::Entities(with_sources(&e)))?;
+    let context = Context::from_json_value(evaluation.context.clone(), Some((schema, &action)))
+        .map_err(|e| PolicyError::Context(with_sources(&e)))?;
+    let request = Request::new(principal, action, resource, context, Some(schema))
+        .map_err(|e| PolicyError::Request(with_sources(&e)))?;
+    Ok((request, entities))
+}
+
+/// Checks that the entities and context writ builds conform to `schema` for every writ action
+/// it declares. Returns the problems found (empty when the schema fits writ's model).
+pub(crate) fn schema_contract_problems(schema: &Schema) -> Vec<String> {
+    use writ_core::finding::{SourceFormat, SubjectRef};
+    use writ_core::ids::IdentityId;
+
+    let identity = Identity {
+        id: IdentityId(uuid::Uuid::nil()),
+        system: "contract:check".into(),
+        external_id: "sample".into(),
+        kind: IdentityKind::Token,
+        owner_team: Some("team".into()),
+        criticality: Criticality::Medium,
+        privileged: false,
+        tags: vec!["tag".into()],
+        last_used_at: None,
+        reconciled_at: None,
+    };
+    let observation = Observation {
+        format: SourceFormat::Native,
+        finding_type: "contract_check".into(),
+        severity: Severity::Medium,
+        confidence_bp: 5_000,
+        subject: SubjectRef {
+            system: "contract:check".into(),
+            external_id: "sample".into(),
+            kind_hint: None,
+        },
+        observed_at: None,
+        title: String::new(),
+        source_key: None,
+        controls: vec![],
+        details: Value::Null,
+    };
+    // Problem text -> the Cedar actions it occurs for.
+    let mut problems: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut declared = 0usize;
+    for action in ACTIONS {
+        for cedar_action in [format!("auto:{action}"), action.to_owned()] {
+            if !schema_declares_action(schema, &cedar_action) {
+                continue;
+            }
+            declared += 1;
+            for known in [Some(&identity), None] {
+                let request = DecisionRequest {
+                    identity: known,
+                    reconciled: true,
+                    observation: &observation,
+                    signal: "contract",
+                    source_name: "contract",
+                    source_trust: Trust::High,
+                    action,
+                };
+                let result = request
+                    .evaluation()
+                    .and_then(|e| cedar_inputs(schema, &e, &cedar_action));
+                if let Err(e) = result {
+                    let actions = problems.entry(e.to_string()).or_default();
+                    if !actions.contains(&cedar_action) {
+                        actions.push(cedar_action.clone());
+                    }
+                }
+            }
+        }
+    }
+    if declared == 0 {
+        return vec![format!(
+            "schema declares none of writ's actions ({NAMESPACE}::Action::\"auto:<a>\" and \"<a>\" for <a> in {})",
+            ACTIONS.join(", ")
+        )];
+    }
+    problems
+        .into_iter()
+        .map(|(problem, actions)| {
+            let which = if actions.len() == declared {
+                "every action".to_owned()
+            } else {
+                format!("action(s) {}", actions.join(", "))
+            };
+            format!("schema does not fit writ's entity model ({which}): {problem}")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_is_an_exact_decimal() {
+        assert_eq!(confidence_decimal(9_500).unwrap(), "0.9500");
+        assert_eq!(confidence_decimal(9_001).unwrap(), "0.9001");
+        assert_eq!(confidence_decimal(10_000).unwrap(), "1.0000");
+        assert_eq!(confidence_decimal(0).unwrap(), "0.0000");
+        assert!(confidence_decimal(10_001).is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! `policy test`: runs a folder of TOML case files against a bundle, like `opa test`.
+//!
+//! Each `*.toml` file in the folder is one case (see the crate README for the format). Cases
+//! run in file-name order. A case that cannot be read or parsed fails with the reason; only an
+//! unreadable folder is an error.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use writ_core::Sha256Digest;
+use writ_core::decision::{Decision, Tier};
+use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
+use writ_core::identity::{Criticality, Identity, IdentityKind};
+use writ_core::ids::IdentityId;
+
+use crate::bundle::PolicyBundle;
+use crate::error::PolicyError;
+use crate::model::DecisionRequest;
+
+/// The outcome of one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// The case file's name.
+    pub name: String,
+    /// The case's description, if it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether the decision matched every expectation.
+    pub passed: bool,
+    /// One line per mismatch (`tier: expected auto, got approval`), or why the case could not
+    /// run; empty when it passed.
+    pub failures: Vec<String>,
+    /// The decision made, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+/// The outcome of a test run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    /// Every case, in file-name order.
+    pub cases: Vec<CaseResult>,
+    /// How many passed.
+    pub passed: usize,
+    /// How many failed.
+    pub failed: usize,
+}
+
+impl TestReport {
+    /// True when there was at least one case and every case passed.
+    pub fn all_passed(&self) -> bool {
+        self.failed == 0 && self.passed > 0
+    }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for case in &self.cases {
+            if case.passed {
+                writeln!(f, "PASS {}", case.name)?;
+            } else {
+                writeln!(f, "FAIL {}", case.name)?;
+                for failure in &case.failures {
+                    writeln!(f, "  {failure}")?;
+                }
+            }
+        }
+        write!(f, "{} passed, {} failed", self.passed, self.failed)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    identity: IdentitySpec,
+    #[serde(default)]
+    subject: Option<SubjectSpec>,
+    finding: FindingSpec,
+    source: SourceSpec,
+    expect: ExpectSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdentitySpec {
+    Unknown(String),
+    Known(KnownIdentity),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnownIdentity {
+    kind: IdentityKind,
+    system: String,
+    #[serde(default = "default_external_id")]
+    external_id: String,
+    #[serde(default)]
+    owner_team: Option<String>,
+    criticality: Criticality,
+    #[serde(default)]
+    privileged: bool,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default = "default_true")]
+    reconciled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectSpec {
+    system: String,
+    external_id: String,
+    #[serde(default)]
+    kind_hint: Option<IdentityKind>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingSpec {
+    #[serde(rename = "type")]
+    finding_type: String,
+    severity: Severity,
+    confidence: f64,
+    signal: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSpec {
+    name: String,
+    trust: Trust,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectSpec {
+    tier: TierName,
+    #[serde(default)]
+    approvals: Option<u32>,
+    #[serde(default)]
+    approver_group: Option<String>,
+    #[serde(default)]
+    freeze: Option<bool>,
+    #[serde(default)]
+    determining_policies: Option<Vec<String>>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TierName {
+    Auto,
+    Approval,
+    CaseOnly,
+    Deny,
+}
+
+impl TierName {
+    fn of(tier: &Tier) -> Self {
+        match tier {
+            Tier::Auto => Self::Auto,
+            Tier::Approval { .. } => Self::Approval,
+            Tier::CaseOnly { .. } => Self::CaseOnly,
+            Tier::Deny => Self::Deny,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Approval => "approval",
+            Self::CaseOnly => "case_only",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+fn default_external_id() -> String {
+    "case-subject".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Runs every `*.toml` case in `cases_dir` against `bundle`.
+pub fn run_tests(bundle: &PolicyBundle, cases_dir: &Path) -> Result<TestReport, PolicyError> {
+    let io = |e: std::io::Error| PolicyError::Io {
+        path: cases_dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(cases_dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut cases = Vec::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = match fs::read_to_string(&path) {
+            Ok(text) => run_case(bundle, name, &text),
+            Err(e) => failed(name, None, vec![format!("cannot read case: {e}")]),
+        };
+        cases.push(result);
+    }
+    let passed = cases.iter().filter(|c| c.passed).count();
+    let failed = cases.len() - passed;
+    Ok(TestReport {
+        cases,
+        passed,
+        failed,
+    })
+}
+
+fn failed(name: String, description: Option<String>, failures: Vec<String>) -> CaseResult {
+    CaseResult {
+        name,
+        description,
+        passed: false,
+        failures,
+        decision: None,
+    }
+}
+
+/// Runs one case given as TOML text.
+fn run_case(bundle: &PolicyBundle, name: String, text: &str) -> CaseResult {
+    let case: CaseFile = match toml::from_str(text) {
+        Ok(case) => case,
+        Err(e) => {
+            return failed(
+                name,
+                None,
+                vec![format!("invalid case file: {}", e.message().trim())],
+            );
+        }
+    };
+    let description = case.description.clone();
+    match decide_case(bundle, &case) {
+        Ok(decision) => {
+            let failures = compare(&case.expect, &decision);
+            CaseResult {
+                name,
+                description,
+                passed: failures.is_empty(),
+                failures,
+                decision: Some(decision),
+            }
+        }
+        Err(message) => failed(name, description, vec![message]),
+    }
+}
+
+fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, String> {
+    let finding = &case.finding;
+    if !(0.0..=1.0).contains(&finding.confidence) {
+        return Err(format!(
+            "invalid case file: confidence {} is not between 0 and 1",
+            finding.confidence
+        ));
+    }
+    // In range by the check above, so the cast cannot truncate.
+    let confidence_bp = (finding.confidence * 10_000.0).round() as u16;
+    let (identity, reconciled, subject) = match &case.identity {
+        IdentitySpec::Unknown(word) if word == "unknown" => {
+            let subject = case.subject.as_ref().map_or_else(
+                || SubjectRef {
+                    system: "unknown".to_owned(),
+                    external_id: "unknown".to_owned(),
+                    kind_hint: None,
+                },
+                |s| SubjectRef {
+                    system: s.system.clone(),
+                    external_id: s.external_id.clone(),
+                    kind_hint: s.kind_hint,
+                },
+            );
+            (None, false, subject)
+        }
+        IdentitySpec::Unknown(word) => {
+            return Err(format!(
+                "invalid case file: identity must be a table or \"unknown\", not {word:?}"
+            ));
+        }
+        IdentitySpec::Known(known) => {
+            if case.subject.is_some() {
+                return Err(
+                    "invalid case file: [subject] is only for identity = \"unknown\"".to_owned(),
+                );
+            }
+            let key = format!("{}\u{0}{}", known.system, known.external_id);
+            let digest = Sha256Digest::of(key.as_bytes());
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest.0[..16]);
+            let identity = Identity {
+                id: IdentityId(uuid::Uuid::from_bytes(bytes)),
+                system: known.system.clone(),
+                external_id: known.external_id.clone(),
+                kind: known.kind,
+                owner_team: known.owner_team.clone(),
+                criticality: known.criticality,
+                privileged: known.privileged,
+                tags: known.tags.clone(),
+                last_used_at: None,
+                reconciled_at: None,
+            };
+            let subject = SubjectRef {
+                system: known.system.clone(),
+                external_id: known.external_id.clone(),
+                kind_hint: Some(known.kind),
+            };
+            (Some(identity), known.reconciled, subject)
+        }
+    };
+    let action = match (&case.action, bundle.remediation_for(&finding.finding_type)) {
+        (Some(action), _) => action.clone(),
+        (None, Some(action)) => action.to_owned(),
+        (None, None) => {
+            return Err(format!(
+                "no action given and remediations.toml maps no action to finding type {:?}",
+                finding.finding_type
+            ));
+        }
+    };
+    let observation = Observation {
+        format: SourceFormat::Native,
+        finding_type: finding.finding_type.clone(),
+        severity: finding.severity,
+        confidence_bp,
+        subject,
+        observed_at: None,
+        title: case.description.clone().unwrap_or_default(),
+        source_key: None,
+        controls: vec![],
+        details: serde_json::Value::Null,
+    };
+    let request = DecisionRequest {
+        identity: identity.as_ref(),
+        reconciled,
+        observation: &observation,
+        signal: &finding.signal,
+        source_name: &case.source.name,
+        source_trust: case.source.trust,
+        action: &action,
+    };
+    bundle
+        .decide(&request)
+        .map(|(decision, _)| decision)
+        .map_err(|e| format!("decision failed: {e}"))
+}
+
+fn compare(expect: &ExpectSpec, decision: &Decision) -> Vec<String> {
+    let mut failures = Vec::new();
+    let got = TierName::of(&decision.tier);
+    if expect.tier != got {
+        failures.push(format!(
+            "tier: expected {}, got {} ({})",
+            expect.tier.name(),
+            got.name(),
+            decision.reason
+        ));
+    }
+    let (count, group, freeze) = match &decision.tier {
+        Tier::Approval {
+            count,
+            approver_group,
+        } => (Some(*count), Some(approver_group.as_str()), None),
+        Tier::CaseOnly { freeze } => (None, None, Some(*freeze)),
+        Tier::Auto | Tier::Deny => (None, None, None),
+    };
+    if let Some(want) = expect.approvals
+        && count != Some(want)
+    {
+        failures.push(format!("approvals: expected {want}, got {}", show(count)));
+    }
+    if let Some(want) = &expect.approver_group
+        && group != Some(want.as_str())
+    {
+        failures.push(format!(
+            "approver_group: expected {want:?}, got {}",
+            show(group.map(|g| format!("{g:?}")))
+        ));
+    }
+    if let Some(want) = expect.freeze
+        && freeze != Some(want)
+    {
+        failures.push(format!("freeze: expected {want}, got {}", show(freeze)));
+    }
+    if let Some(want) = &expect.determining_policies {
+        let mut want = want.clone();
+        want.sort();
+        if want != decision.determining_policies {
+            failures.push(format!(
+                "determining_policies: expected {want:?}, got {:?}",
+                decision.determining_policies
+            ));
+        }
+    }
+    if let Some(want) = &expect.reason
+        && *want != decision.reason
+    {
+        failures.push(format!(
+            "reason: expected {want:?}, got {:?}",
+            decision.reason
+        ));
+    }
+    failures
+}
+
+fn show<T: fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_names_parse() {
+        let spec: ExpectSpec = toml::from_str("tier = \"case_only\"\nfreeze = true").unwrap();
+        assert_eq!(spec.tier, TierName::CaseOnly);
+        assert_eq!(spec.freeze, Some(true));
+    }
+}
