@@ -4,12 +4,14 @@
 //! - [`sequencer`]: the single ledger writer. Batches appends (group commit) into one
 //!   transaction and one signed checkpoint; callers learn their sequence number only after the
 //!   commit.
+//! - [`ingest`]: from an authenticated finding to a case with a recorded policy decision.
 //! - [`keys`]: the checkpoint signing key on disk (never in the database).
 //! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
+pub mod ingest;
 pub mod keys;
 pub mod rebuild;
 pub mod sequencer;

@@ -1,0 +1,512 @@
+//! The ingest pipeline over a real store and the shipped demo policy bundle: identity
+//! resolution, the source-of-truth gate, deduplication, idempotency and policy tiers. Every case
+//! runs on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use uuid::Uuid;
+use writ_core::case::CaseState;
+use writ_core::clock::SequentialIds;
+use writ_core::decision::Tier;
+use writ_core::event::EventKind;
+use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
+use writ_core::identity::{Criticality, Identity, IdentityKind};
+use writ_core::ids::IdentityId;
+use writ_core::{ManualClock, Sha256Digest};
+use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
+use writ_engine::sources::Source;
+use writ_engine::{Draft, Sequencer, SequencerConfig, rebuild};
+use writ_ledger::generate_key;
+use writ_policy::{Evaluation, PolicyBundle};
+use writ_store::Store;
+use writ_testkit::PgCluster;
+
+struct Harness {
+    store: Arc<dyn Store>,
+    sequencer: Sequencer,
+    clock: Arc<ManualClock>,
+    ingestor: Ingestor,
+    policy: Arc<PolicyBundle>,
+    _keep: (Option<tempfile::TempDir>, Option<PgCluster>),
+}
+
+const NOW: i64 = 1_800_000_000;
+
+async fn harness_on(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)) -> Harness {
+    let store = writ_store::open(&url).await.unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_second(NOW).unwrap()));
+    let (signer, _) = generate_key("writ.test/ledger", [1; 32]).unwrap();
+    let sequencer = Sequencer::start(
+        store.clone(),
+        signer,
+        clock.clone(),
+        SequencerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let policy = Arc::new(
+        PolicyBundle::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo"))
+            .unwrap(),
+    );
+    let ingestor = Ingestor::new(
+        store.clone(),
+        sequencer.clone(),
+        clock.clone(),
+        Arc::new(SequentialIds::starting_at(1)),
+        policy.clone(),
+        IngestSettings::default(),
+    );
+    let h = Harness {
+        store,
+        sequencer,
+        clock,
+        ingestor,
+        policy,
+        _keep: keep,
+    };
+    h.seed_inventory().await;
+    h
+}
+
+async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+    harness_on(url, (Some(dir), None)).await
+}
+
+async fn postgres() -> Harness {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.create_database("writ").unwrap();
+    harness_on(url, (None, Some(cluster))).await
+}
+
+fn identity(n: u128, system: &str, external_id: &str, kind: IdentityKind) -> Identity {
+    Identity {
+        id: IdentityId(Uuid::from_u128(n)),
+        system: system.into(),
+        external_id: external_id.into(),
+        kind,
+        owner_team: Some("payments".into()),
+        criticality: Criticality::High,
+        privileged: false,
+        tags: vec![],
+        last_used_at: None,
+        reconciled_at: Some(Timestamp::from_second(NOW - 600).unwrap()),
+    }
+}
+
+impl Harness {
+    async fn seed_inventory(&self) {
+        let mut unowned = identity(
+            3,
+            "aws:000000000000",
+            "orphan/AccessKey1",
+            IdentityKind::ApiKey,
+        );
+        unowned.owner_team = None;
+        let mut critical = identity(5, "stripe:live", "rk_live_payments", IdentityKind::Token);
+        critical.criticality = Criticality::BusinessCritical;
+        for identity in [
+            identity(
+                1,
+                "aws:000000000000",
+                "ci-deployer/AccessKey1",
+                IdentityKind::ApiKey,
+            ),
+            identity(2, "github:acme", "ghp_deploy_bot", IdentityKind::Token),
+            unowned,
+            critical,
+        ] {
+            self.sequencer
+                .append(Draft {
+                    case_id: None,
+                    actor: "sync:test".into(),
+                    kind: EventKind::IdentitySynced,
+                    idempotency_key: format!("sync:{}", identity.id),
+                    policy_bundle: None,
+                    controls: vec![],
+                    body: json!({ "identity": identity }),
+                    evidence: vec![],
+                })
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn observation(
+    system: &str,
+    external_id: &str,
+    finding_type: &str,
+    confidence_bp: u16,
+) -> Observation {
+    Observation {
+        format: SourceFormat::Native,
+        finding_type: finding_type.into(),
+        severity: Severity::High,
+        confidence_bp,
+        subject: SubjectRef {
+            system: system.into(),
+            external_id: external_id.into(),
+            kind_hint: None,
+        },
+        observed_at: Some(Timestamp::from_second(NOW - 60).unwrap()),
+        title: format!("{finding_type} on {external_id}"),
+        source_key: None,
+        controls: vec!["NHI-01".into()],
+        details: serde_json::Value::Null,
+    }
+}
+
+fn submit(observation: Observation, key: &str) -> Submission {
+    let evidence =
+        serde_json::to_vec(&json!({"raw": key, "subject": observation.subject.external_id}))
+            .unwrap();
+    Submission {
+        observation,
+        evidence,
+        redacted_from: None,
+        idempotency_key: Some(key.into()),
+    }
+}
+
+fn prowler() -> Source {
+    Source {
+        name: "prowler".into(),
+        trust: Trust::High,
+    }
+}
+
+async fn unused_key_needs_owner_approval(h: Harness) {
+    let sub = submit(
+        observation(
+            "aws:000000000000",
+            "ci-deployer/AccessKey1",
+            "iam_user_accesskey_unused",
+            10_000,
+        ),
+        "k1",
+    );
+    let evidence = sub.evidence.clone();
+    let outcome = h.ingestor.ingest(&prowler(), sub).await.unwrap();
+    assert_eq!(outcome.case_state, CaseState::AwaitingApproval);
+    assert!(!outcome.joined_open_case && !outcome.duplicate);
+    let decision = outcome.decision.clone().unwrap();
+    assert_eq!(
+        decision.tier,
+        Tier::Approval {
+            count: 1,
+            approver_group: "owner_team".into()
+        }
+    );
+    assert_eq!(decision.action, "disable");
+    assert_eq!(decision.bundle_hash, h.policy.hash());
+    assert_eq!(
+        decision.determining_policies,
+        vec!["inactive-credential-disable-owner-approval".to_owned()]
+    );
+
+    // The story in the ledger: the finding, then the decision with its exact inputs.
+    let events = h.store.case_entries(outcome.case_id).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["finding_received", "decision_recorded"]);
+    let decided = writ_ledger::decode_leaf(&events[1].leaf).unwrap();
+    assert_eq!(decided["policy_bundle"], json!(h.policy.hash()));
+    let evaluation: Evaluation =
+        serde_json::from_value(decided["body"]["evaluation"].clone()).unwrap();
+    assert_eq!(
+        h.policy.replay(&evaluation).unwrap(),
+        decision,
+        "replaying the recorded inputs gives the same decision"
+    );
+    // The finding's bytes are kept exactly.
+    let stored = h
+        .store
+        .evidence(&Sha256Digest::of(&evidence))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.bytes, evidence);
+    let case = h.store.case(outcome.case_id).await.unwrap().unwrap();
+    assert_eq!(case.identity_id, Some(IdentityId(Uuid::from_u128(1))));
+}
+
+async fn incomplete_source_of_truth_goes_to_human_review(h: Harness) {
+    let unknown = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "ghost/AccessKey1",
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                "u",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown.case_state, CaseState::NeedsReview);
+    assert_eq!(
+        unknown.review_reason.as_deref(),
+        Some("source of truth incomplete: identity unknown to the inventory")
+    );
+    let unowned = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "orphan/AccessKey1",
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                "o",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unowned.case_state, CaseState::NeedsReview);
+    assert!(unowned.review_reason.unwrap().contains("no owner"));
+
+    // A token that policy would revoke automatically, but whose system is stale: review.
+    h.clock.advance(SignedDuration::from_hours(48));
+    let stale = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("github:acme", "ghp_deploy_bot", "token_compromise", 9_900),
+                "s",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale.case_state, CaseState::NeedsReview);
+    assert!(
+        stale
+            .review_reason
+            .unwrap()
+            .contains("source of truth incomplete")
+    );
+    assert_ne!(
+        stale.decision.unwrap().tier,
+        Tier::Auto,
+        "policy itself refuses auto on unreconciled identities"
+    );
+}
+
+async fn policy_tiers_follow_the_demo_bundle(h: Harness) {
+    let auto = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("github:acme", "ghp_deploy_bot", "token_compromise", 9_500),
+                "t1",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(auto.decision.unwrap().tier, Tier::Auto);
+    assert_eq!(auto.case_state, CaseState::Remediating);
+
+    let frozen = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("stripe:live", "rk_live_payments", "token_compromise", 9_900),
+                "t2",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        frozen.decision.unwrap().tier,
+        Tier::CaseOnly { freeze: true }
+    );
+    assert_eq!(frozen.case_state, CaseState::Frozen);
+
+    let low_trust = Source {
+        name: "hobby-scanner".into(),
+        trust: Trust::Low,
+    };
+    let needs_approval = h
+        .ingestor
+        .ingest(
+            &low_trust,
+            submit(
+                observation("github:acme", "ghp_deploy_bot", "token_compromise", 9_500),
+                "t3",
+            ),
+        )
+        .await
+        .unwrap();
+    // Same subject and type as the first: it joins that case rather than deciding again.
+    assert!(needs_approval.joined_open_case);
+    assert_eq!(needs_approval.case_id, auto.case_id);
+
+    let unknown_type = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("github:acme", "ghp_deploy_bot", "weird_new_check", 9_500),
+                "t4",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown_type.case_state, CaseState::NeedsReview);
+    assert!(unknown_type.decision.is_none());
+    assert!(
+        unknown_type
+            .review_reason
+            .unwrap()
+            .contains("no remediation")
+    );
+}
+
+async fn duplicates_return_the_original(h: Harness) {
+    let first = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "ci-deployer/AccessKey1",
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                "same",
+            ),
+        )
+        .await
+        .unwrap();
+    let size = h.store.ledger_size().await.unwrap();
+    let again = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "ci-deployer/AccessKey1",
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                "same",
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.finding_id, again.case_id, again.seq),
+        (first.finding_id, first.case_id, first.seq)
+    );
+    assert_eq!(again.decision, first.decision);
+    assert_eq!(
+        h.store.ledger_size().await.unwrap(),
+        size,
+        "a duplicate records nothing"
+    );
+    // The same key from another source is another finding.
+    let other = Source {
+        name: "other".into(),
+        trust: Trust::Medium,
+    };
+    let theirs = h
+        .ingestor
+        .ingest(
+            &other,
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "ci-deployer/AccessKey1",
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                "same",
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(!theirs.duplicate && theirs.joined_open_case);
+}
+
+/// Many findings about one subject at once open exactly one case.
+async fn concurrent_findings_open_one_case(h: Harness) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let ingestor = h.ingestor.clone();
+        tasks.push(tokio::spawn(async move {
+            ingestor
+                .ingest(
+                    &prowler(),
+                    submit(
+                        observation(
+                            "aws:000000000000",
+                            "ci-deployer/AccessKey1",
+                            "iam_user_accesskey_unused",
+                            10_000,
+                        ),
+                        &format!("c{i}"),
+                    ),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut cases = Vec::new();
+    for task in tasks {
+        cases.push(task.await.unwrap().case_id);
+    }
+    cases.dedup();
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    let dump = h.store.projection_dump().await.unwrap();
+    assert_eq!(dump.cases.len(), 1);
+    assert_eq!(dump.findings.len(), 40);
+    assert!(
+        rebuild::check(&*h.store).await.unwrap().is_empty(),
+        "projections match the ledger"
+    );
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    unused_key_needs_owner_approval,
+    incomplete_source_of_truth_goes_to_human_review,
+    policy_tiers_follow_the_demo_bundle,
+    duplicates_return_the_original,
+    concurrent_findings_open_one_case,
+);
