@@ -152,10 +152,12 @@ impl Ingestor {
         source: &Source,
         submission: Submission,
     ) -> Result<IngestOutcome, IngestError> {
+        // The caller's key, else the evidence digest: a retry of the same bytes is a duplicate.
+        // The tool's own finding id is not enough (Prowler reuses one for distinct findings),
+        // and a later scan of the same problem is not a retry: it joins the open case instead.
         let key_base = submission
             .idempotency_key
             .clone()
-            .or_else(|| submission.observation.source_key.clone())
             .unwrap_or_else(|| Sha256Digest::of(&submission.evidence).hex());
         let finding_key = format!("finding:{}:{key_base}", source.name);
         if let Some(row) = self.store.entry_by_idempotency_key(&finding_key).await? {

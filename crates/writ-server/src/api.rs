@@ -21,11 +21,12 @@ use crate::problem::Problem;
         title = "writ",
         description = "Governed write-back for non-human identities: findings in, policy decisions, approved and verified changes out, all in one tamper-evident ledger."
     ),
-    paths(healthz, readyz, status, latest_checkpoint, openapi_json),
-    components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError)),
+    paths(healthz, readyz, status, latest_checkpoint, openapi_json, crate::findings::ingest),
+    components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
     tags(
         (name = "operations", description = "Liveness, readiness and the API description"),
-        (name = "ledger", description = "The tamper-evident event ledger")
+        (name = "ledger", description = "The tamper-evident event ledger"),
+        (name = "findings", description = "Findings in: authenticated ingest in several formats")
     )
 )]
 pub struct ApiDoc;
@@ -37,6 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi_json))
         .route("/v1/status", get(status))
         .route("/v1/ledger/checkpoint", get(latest_checkpoint))
+        .route("/v1/findings", axum::routing::post(crate::findings::ingest))
 }
 
 /// Liveness.

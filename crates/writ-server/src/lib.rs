@@ -6,6 +6,7 @@
 //! they parse, call the store or the core, and map the result.
 
 mod api;
+mod findings;
 mod problem;
 
 use std::sync::Arc;
@@ -15,10 +16,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use writ_core::Clock;
 use writ_engine::Sequencer;
+use writ_engine::ingest::Ingestor;
+use writ_engine::sources::SourceRegistry;
 use writ_store::Store;
 
 pub use api::ApiDoc;
+pub use findings::parse_format;
 pub use problem::{FieldError, Problem};
 
 /// Settings the HTTP edge needs.
@@ -46,6 +51,12 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The ledger's single writer: every state change goes through it.
     pub sequencer: Sequencer,
+    /// The ingest pipeline (absent in tests that do not ingest).
+    pub ingestor: Option<Ingestor>,
+    /// The findings sources allowed to send findings.
+    pub sources: SourceRegistry,
+    /// The clock (signature freshness).
+    pub clock: Arc<dyn Clock>,
     /// The settings.
     pub settings: ServerSettings,
 }

@@ -51,6 +51,9 @@ async fn app_on(url: &str) -> axum::Router {
     router(AppState {
         store,
         sequencer,
+        ingestor: None,
+        sources: writ_engine::sources::SourceRegistry::default(),
+        clock: Arc::new(SystemClock),
         settings: ServerSettings::default(),
     })
 }

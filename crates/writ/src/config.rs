@@ -26,6 +26,35 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// Findings sources allowed to send findings (`[[sources]]`).
     pub sources: Vec<writ_engine::sources::SourceConfig>,
+    /// The policy bundle.
+    pub policy: PolicyConfig,
+    /// Ingest.
+    pub ingest: IngestConfig,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The Cedar bundle directory; the built-in demo bundle when absent.
+    pub bundle: Option<PathBuf>,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How many hours since a system's last reconciliation its identities count as fresh;
+    /// after that, findings about them go to human review.
+    pub max_reconcile_age_hours: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_reconcile_age_hours: 24,
+        }
+    }
 }
 
 /// `[ledger]`

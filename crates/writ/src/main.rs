@@ -5,9 +5,12 @@ mod audit_cmd;
 mod bench;
 mod case_cmd;
 mod config;
+mod ingest_cmd;
 mod keys_cmd;
 mod ledger_key;
 mod logging;
+mod policy_cmd;
+mod policy_source;
 mod progress;
 mod serve;
 mod token_cmd;
@@ -57,6 +60,11 @@ enum Command {
     /// Maintenance: rebuild projections from the ledger.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
+    /// Ingest findings files (streaming, constant memory, progress bar).
+    Ingest(ingest_cmd::IngestArgs),
+    /// Validate, test and inspect policy bundles.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
     /// List cases and show their story.
     #[command(subcommand)]
     Case(case_cmd::CaseCommand),
@@ -93,6 +101,8 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys_cmd::run(&config, command).map(|()| ExitCode::SUCCESS),
         Command::Audit(command) => audit_cmd::run(&config, command),
         Command::Admin(command) => admin_cmd::run(&config, command),
+        Command::Ingest(args) => ingest_cmd::run(&config, args),
+        Command::Policy(command) => policy_cmd::run(command),
         Command::Case(command) => case_cmd::run(&config, command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),

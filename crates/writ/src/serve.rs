@@ -6,7 +6,11 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use writ_core::SystemClock;
+use jiff::SignedDuration;
+use writ_core::clock::RandomIds;
+use writ_core::{Clock, SystemClock};
+use writ_engine::ingest::{IngestSettings, Ingestor};
+use writ_engine::sources::SourceRegistry;
 use writ_engine::{Sequencer, SequencerConfig};
 use writ_server::{AppState, ServerSettings};
 
@@ -34,14 +38,28 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     crate::runtime()?.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let shown_url = writ_store::redact_url(&config.database.url);
-    let store = crate::open_store(&config).await?;
-    let key = ledger_key::signer_for_serving(&config)?;
+/// Everything a writing command needs, wired from the configuration.
+pub struct Parts {
+    /// The store.
+    pub store: Arc<dyn writ_store::Store>,
+    /// The ledger writer.
+    pub sequencer: Sequencer,
+    /// The ingest pipeline.
+    pub ingestor: Ingestor,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Opens the store, the ledger (with its signing key) and the policy bundle.
+pub async fn build(config: &Config) -> anyhow::Result<Parts> {
+    let policy = Arc::new(crate::policy_source::load(config)?);
+    let store = crate::open_store(config).await?;
+    let key = ledger_key::signer_for_serving(config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sequencer = Sequencer::start(
         store.clone(),
         key,
-        Arc::new(SystemClock),
+        clock.clone(),
         SequencerConfig {
             max_batch: config.ledger.max_batch,
             linger: Duration::from_millis(config.ledger.linger_ms),
@@ -50,6 +68,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot open the ledger for writing")?;
+    let ingestor = Ingestor::new(
+        store.clone(),
+        sequencer.clone(),
+        clock.clone(),
+        Arc::new(RandomIds),
+        policy,
+        IngestSettings {
+            max_reconcile_age: SignedDuration::from_hours(i64::from(
+                config.ingest.max_reconcile_age_hours,
+            )),
+        },
+    );
+    Ok(Parts {
+        store,
+        sequencer,
+        ingestor,
+        clock,
+    })
+}
+
+/// The ingest pipeline alone (for `writ ingest`).
+pub async fn build_ingestor(config: &Config) -> anyhow::Result<Ingestor> {
+    Ok(build(config).await?.ingestor)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let shown_url = writ_store::redact_url(&config.database.url);
+    let sources = SourceRegistry::load(&config.sources).context("invalid [[sources]]")?;
+    let Parts {
+        store,
+        sequencer,
+        ingestor,
+        clock,
+    } = build(&config).await?;
+    if sources.is_empty() {
+        tracing::warn!(
+            "no [[sources]] configured: POST /v1/findings will refuse every request (make a token with `writ token new`)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -64,6 +121,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         store,
         sequencer,
+        ingestor: Some(ingestor),
+        sources,
+        clock,
         settings: ServerSettings {
             max_body_bytes: config.server.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),

@@ -1,0 +1,365 @@
+//! `POST /v1/findings`: authenticated ingest of one finding or a batch, in any supported format.
+
+use std::io::Cursor;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use writ_core::finding::SourceFormat;
+use writ_engine::ingest::{IngestOutcome, Submission};
+use writ_engine::sources::{AuthError, AuthHeaders, Source};
+use writ_formats::{FindingReader, ParseOptions, detect_format};
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// Query parameters of `POST /v1/findings`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IngestQuery {
+    /// `native`, `ocsf`, `prowler`, `detect_secrets` or `gitleaks`; detected from the content
+    /// when absent.
+    pub format: Option<String>,
+    /// For secrets scanners: the repository or system that was scanned.
+    pub system: Option<String>,
+}
+
+/// One accepted finding.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Its position in the request (0-based).
+    pub index: usize,
+    /// The line it started on.
+    pub line: u64,
+    /// What happened to it.
+    #[schema(value_type = Object)]
+    pub outcome: IngestOutcome,
+}
+
+/// One refused finding. Nothing was recorded for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Refused {
+    /// Its position in the request (0-based), when it could be delimited.
+    pub index: usize,
+    /// The line of the problem.
+    pub line: u64,
+    /// The offending field, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The result of an ingest request: which findings were accepted and which refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestResponse {
+    /// The format read.
+    pub format: String,
+    /// The authenticated source.
+    pub source: String,
+    /// Findings recorded (new, or joining an open case).
+    pub accepted: Vec<Accepted>,
+    /// Findings already recorded under the same idempotency key (nothing new recorded).
+    pub duplicates: Vec<Accepted>,
+    /// Findings refused, each with its line and field.
+    pub refused: Vec<Refused>,
+    /// Findings the format says are not problems (Prowler PASS, ...).
+    pub skipped: u64,
+}
+
+/// Ingest findings. Authenticate with `Authorization: Bearer <token>`, or sign the body with
+/// HMAC-SHA256 (`X-Writ-Source`, `X-Writ-Timestamp`, `X-Writ-Signature: sha256=<hex>` over
+/// `<timestamp>.<body>`). One bad finding does not lose the others: the response lists what
+/// was accepted and what was refused, with lines and fields.
+#[utoipa::path(post, path = "/v1/findings", tag = "findings",
+    params(IngestQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Idempotency key, when the body holds a single finding")),
+    request_body(content = String, description = "Findings: native JSON (object, array or NDJSON), OCSF 2004, Prowler OCSF, detect-secrets baseline, or gitleaks JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Some or all findings accepted", body = IngestResponse),
+        (status = 400, description = "Malformed input or unknown format", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Every finding was already ingested", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No finding was valid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written; nothing stored", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    Query(query): Query<IngestQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match ingest_inner(state, query, headers, body).await {
+        Ok(response) => response,
+        Err(problem) => problem.instance("/v1/findings").into_response(),
+    }
+}
+
+async fn ingest_inner(
+    state: AppState,
+    query: IngestQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+            )
+            .detail(format!(
+                "the body exceeds the limit of {} bytes (server.max_body_bytes)",
+                state.settings.max_body_bytes
+            ))
+            .field("body", "too large")
+        } else {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable-body",
+                "Unreadable request body",
+            )
+            .detail(rejection.body_text())
+        }
+    })?;
+    let source = match authenticate(&state, &headers, &body) {
+        Ok(source) => source,
+        Err(problem) => {
+            let mut response = problem.instance("/v1/findings").into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"writ\""),
+            );
+            return Ok(response);
+        }
+    };
+    let Some(ingestor) = state.ingestor.as_ref() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest-disabled",
+            "Ingest is not configured",
+        ));
+    };
+
+    let format = match query.format.as_deref() {
+        Some(name) => parse_format(name).ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unknown-format",
+                "Unknown finding format",
+            )
+            .field(
+                "format",
+                format!("{name:?} is not one of native, ocsf, prowler, detect_secrets, gitleaks"),
+            )
+        })?,
+        None => detect_format(&body).ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unknown-format",
+                "Unknown finding format",
+            )
+            .detail("the body is not a format writ recognises; name it with ?format=")
+            .field("format", "could not be detected from the body")
+        })?,
+    };
+    let mut options = ParseOptions::default();
+    if let Some(system) = &query.system {
+        options.secrets_system = system.clone();
+    }
+    options.max_finding_bytes = state.settings.max_body_bytes;
+    let header_key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+
+    let mut reader = FindingReader::new(Cursor::new(body.as_ref()), format, options);
+    let mut parsed = Vec::new();
+    let mut refused = Vec::new();
+    let mut fatal = None;
+    for (index, item) in reader.by_ref().enumerate() {
+        match item {
+            Ok(finding) => parsed.push((index, finding)),
+            Err(err) if err.is_fatal() => {
+                fatal = Some(err);
+                break;
+            }
+            Err(err) => refused.push(Refused {
+                index,
+                line: err.line,
+                field: err.field.clone(),
+                message: err.message.clone(),
+            }),
+        }
+    }
+    let skipped = reader.report().skipped;
+    if let Some(err) = fatal {
+        let mut problem = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-input",
+            "Malformed input",
+        )
+        .detail(format!("line {}: {}", err.line, err.message));
+        problem = problem.field(
+            err.field
+                .clone()
+                .unwrap_or_else(|| format!("line {}", err.line)),
+            err.message.clone(),
+        );
+        if !parsed.is_empty() {
+            problem = problem.detail(format!(
+                "line {}: {}; nothing was stored, because the input's structure is broken",
+                err.line, err.message
+            ));
+        }
+        return Err(problem);
+    }
+    let single = parsed.len() + refused.len() == 1;
+
+    let mut accepted = Vec::new();
+    let mut duplicates = Vec::new();
+    for (index, finding) in parsed {
+        let line = finding.line;
+        let submission = Submission {
+            observation: finding.observation,
+            evidence: finding.evidence,
+            redacted_from: finding.redacted_from,
+            idempotency_key: if single { header_key.clone() } else { None },
+        };
+        match ingestor.ingest(&source, submission).await {
+            Ok(outcome) if outcome.duplicate => duplicates.push(Accepted {
+                index,
+                line,
+                outcome,
+            }),
+            Ok(outcome) => accepted.push(Accepted {
+                index,
+                line,
+                outcome,
+            }),
+            Err(writ_engine::ingest::IngestError::Append(
+                writ_engine::AppendError::SecretInEvent { pointer },
+            )) => refused.push(Refused {
+                index,
+                line,
+                field: Some(pointer),
+                message: "holds secret material; nothing recorded".into(),
+            }),
+            Err(err) => {
+                tracing::error!(error = %err, "ingest failed");
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ledger-unavailable",
+                    "The ledger could not be written",
+                )
+                .detail(format!(
+                    "finding {index} (line {line}) was not recorded: {err}; findings before it in this request were recorded (see their idempotency keys) — retry the request"
+                )));
+            }
+        }
+    }
+
+    if accepted.is_empty() && duplicates.is_empty() && !refused.is_empty() {
+        let mut problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-findings",
+            "No finding was valid",
+        )
+        .detail(format!(
+            "{} finding(s) refused; nothing was stored",
+            refused.len()
+        ));
+        for r in &refused {
+            problem = problem.field(
+                format!(
+                    "line {}{}",
+                    r.line,
+                    r.field
+                        .as_deref()
+                        .map(|f| format!(": {f}"))
+                        .unwrap_or_default()
+                ),
+                r.message.clone(),
+            );
+        }
+        return Err(problem);
+    }
+    if accepted.is_empty() && refused.is_empty() && !duplicates.is_empty() {
+        let first = &duplicates[0].outcome;
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "duplicate-finding",
+            "Already ingested",
+        )
+        .detail(format!(
+            "{} finding(s) were already ingested under the same idempotency key; nothing new was recorded (first: finding {} in case {})",
+            duplicates.len(),
+            first.finding_id,
+            first.case_id
+        ))
+        .field("idempotency_key", "already used"));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(IngestResponse {
+            format: format_name(format).to_owned(),
+            source: source.name,
+            accepted,
+            duplicates,
+            refused,
+            skipped,
+        }),
+    )
+        .into_response())
+}
+
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Source, Problem> {
+    let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let auth = AuthHeaders {
+        authorization: get(header::AUTHORIZATION.as_str()),
+        source: get("x-writ-source"),
+        timestamp: get("x-writ-timestamp"),
+        signature: get("x-writ-signature"),
+    };
+    state
+        .sources
+        .authenticate(auth, body, state.clock.now())
+        .map_err(|err| {
+            let field = match err {
+                AuthError::Missing | AuthError::Rejected => "Authorization",
+                AuthError::Stale => "X-Writ-Timestamp",
+            };
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Not authenticated",
+            )
+            .detail(format!("{err}; nothing was stored"))
+            .field(field, err.to_string())
+        })
+}
+
+/// A format by its name.
+pub fn parse_format(name: &str) -> Option<SourceFormat> {
+    serde_json::from_value(serde_json::Value::String(name.replace('-', "_"))).ok()
+}
+
+fn format_name(format: SourceFormat) -> &'static str {
+    match format {
+        SourceFormat::Native => "native",
+        SourceFormat::Ocsf => "ocsf",
+        SourceFormat::Prowler => "prowler",
+        SourceFormat::DetectSecrets => "detect_secrets",
+        SourceFormat::Gitleaks => "gitleaks",
+    }
+}

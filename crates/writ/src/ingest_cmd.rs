@@ -1,0 +1,262 @@
+//! `writ ingest FILE...`: stream findings files into writ, with a progress bar, in constant
+//! memory.
+//!
+//! Runs in-process against the configured database (the operator's own access), as the source
+//! named by `--source` (which must be configured in `[[sources]]`, or the built-in low-trust
+//! `cli` source). Every bad finding is reported as `FILE:LINE: field: message` and skipped; the
+//! good ones are recorded. Exit status 1 when any finding was refused.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use writ_core::finding::{SourceFormat, Trust};
+use writ_engine::ingest::{IngestOutcome, Ingestor, Submission};
+use writ_engine::sources::Source;
+use writ_formats::{FindingReader, ParseOptions, detect_format};
+
+use crate::config::Config;
+use crate::progress;
+
+/// Options of `writ ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Findings files (native JSON/NDJSON, OCSF, Prowler OCSF, detect-secrets, gitleaks).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The format of every file (default: detected per file).
+    #[arg(long)]
+    format: Option<String>,
+    /// The source to record the findings as (a configured `[[sources]]` name).
+    #[arg(long, default_value = "cli")]
+    source: String,
+    /// For secrets scanners: the repository or system that was scanned.
+    #[arg(long)]
+    system: Option<String>,
+    /// Findings processed at once.
+    #[arg(long, default_value_t = 64)]
+    parallel: usize,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    new_cases: u64,
+    joined: u64,
+    duplicates: u64,
+    refused: u64,
+    skipped: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: &IngestOutcome) {
+        if outcome.duplicate {
+            self.duplicates += 1;
+        } else if outcome.joined_open_case {
+            self.joined += 1;
+        } else {
+            self.new_cases += 1;
+        }
+    }
+}
+
+pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let source = resolve_source(config, &args.source)?;
+    let forced = args
+        .format
+        .as_deref()
+        .map(|name| {
+            writ_server::parse_format(name).with_context(|| {
+                format!("--format {name:?} is not one of native, ocsf, prowler, detect_secrets, gitleaks")
+            })
+        })
+        .transpose()?;
+    crate::runtime()?.block_on(async {
+        let ingestor = crate::serve::build_ingestor(config).await?;
+        let mut tally = Tally::default();
+        for file in &args.files {
+            ingest_file(&ingestor, &source, file, forced, &args, &mut tally).await?;
+        }
+        println!(
+            "ingested {} finding(s): {} new case(s), {} joined an open case, {} duplicate(s); {} refused; {} skipped (not problems)",
+            tally.new_cases + tally.joined + tally.duplicates,
+            tally.new_cases,
+            tally.joined,
+            tally.duplicates,
+            tally.refused,
+            tally.skipped
+        );
+        Ok(if tally.refused > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+fn resolve_source(config: &Config, name: &str) -> anyhow::Result<Source> {
+    if let Some(configured) = config.sources.iter().find(|s| s.name == name) {
+        return Ok(Source {
+            name: configured.name.clone(),
+            trust: configured.trust,
+        });
+    }
+    anyhow::ensure!(
+        name == "cli",
+        "source {name:?} is not configured in [[sources]]"
+    );
+    Ok(Source {
+        name: "cli".into(),
+        trust: Trust::Low,
+    })
+}
+
+/// Counts bytes as they are read, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+async fn ingest_file(
+    ingestor: &Ingestor,
+    source: &Source,
+    path: &Path,
+    forced: Option<SourceFormat>,
+    args: &IngestArgs,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let display = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("cannot open {display}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let format = match forced {
+        Some(format) => format,
+        None => {
+            let mut head = vec![0u8; 64 * 1024];
+            let mut sniff = File::open(path).with_context(|| format!("cannot open {display}"))?;
+            let n = sniff.read(&mut head)?;
+            detect_format(&head[..n]).with_context(|| {
+                format!("{display}: unknown finding format (give --format native|ocsf|prowler|detect_secrets|gitleaks)")
+            })?
+        }
+    };
+    let bar = progress::bytes_bar(size, "ingesting");
+    let mut options = ParseOptions::default();
+    if let Some(system) = &args.system {
+        options.secrets_system = system.clone();
+    }
+    let mut reader = FindingReader::new(
+        BufReader::with_capacity(
+            256 * 1024,
+            Counting {
+                inner: file,
+                bar: bar.clone(),
+            },
+        ),
+        format,
+        options,
+    );
+    let source = Arc::new(source.clone());
+    let mut in_flight: JoinSet<(u64, Result<IngestOutcome, writ_engine::ingest::IngestError>)> =
+        JoinSet::new();
+    let parallel = args.parallel.max(1);
+    let mut failure: Option<anyhow::Error> = None;
+    for item in reader.by_ref() {
+        match item {
+            Ok(finding) => {
+                while in_flight.len() >= parallel {
+                    if let Some(done) = in_flight.join_next().await {
+                        settle(done, &display, tally, &mut failure);
+                    }
+                }
+                let ingestor = ingestor.clone();
+                let source = source.clone();
+                let line = finding.line;
+                in_flight.spawn(async move {
+                    let submission = Submission {
+                        observation: finding.observation,
+                        evidence: finding.evidence,
+                        redacted_from: finding.redacted_from,
+                        idempotency_key: None,
+                    };
+                    (line, ingestor.ingest(&source, submission).await)
+                });
+            }
+            Err(err) => {
+                tally.refused += 1;
+                bar.suspend(|| {
+                    eprintln!(
+                        "{display}:{}: {}{}",
+                        err.line,
+                        err.field
+                            .as_deref()
+                            .map(|f| format!("{f}: "))
+                            .unwrap_or_default(),
+                        err.message
+                    );
+                });
+                if err.is_fatal() {
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        settle(done, &display, tally, &mut failure);
+    }
+    tally.skipped += reader.report().skipped;
+    bar.finish_and_clear();
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+fn settle(
+    done: Result<
+        (u64, Result<IngestOutcome, writ_engine::ingest::IngestError>),
+        tokio::task::JoinError,
+    >,
+    display: &str,
+    tally: &mut Tally,
+    failure: &mut Option<anyhow::Error>,
+) {
+    match done {
+        Ok((_, Ok(outcome))) => tally.add(&outcome),
+        Ok((
+            line,
+            Err(writ_engine::ingest::IngestError::Append(
+                writ_engine::AppendError::SecretInEvent { pointer },
+            )),
+        )) => {
+            tally.refused += 1;
+            eprintln!("{display}:{line}: {pointer}: holds secret material; not recorded");
+        }
+        Ok((line, Err(err))) => {
+            if failure.is_none() {
+                *failure = Some(anyhow::anyhow!(
+                    "{display}:{line}: could not be recorded ({err}); findings before it were recorded, rerun to resume (duplicates are skipped)"
+                ));
+            }
+        }
+        Err(join) => {
+            if failure.is_none() {
+                *failure = Some(anyhow::anyhow!("ingest task failed: {join}"));
+            }
+        }
+    }
+}

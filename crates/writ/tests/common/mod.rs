@@ -1,0 +1,168 @@
+//! Shared harness for the end-to-end tests: a site (working directory, config, signing key,
+//! database) and a running `writ serve`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use writ_testkit::PgCluster;
+
+/// `writ` with a clean environment, run in `dir`.
+pub fn writ(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WRIT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Standard output and error together.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Which database a site uses.
+pub enum Db {
+    Sqlite,
+    Postgres(Arc<PgCluster>),
+}
+
+impl Db {
+    pub fn postgres() -> Db {
+        Db::Postgres(Arc::new(PgCluster::start().unwrap()))
+    }
+}
+
+/// A working directory with `writ.toml`, a signing key and a database.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    /// The database URL as the test process reaches it.
+    pub url: String,
+    pub port: u16,
+    _cluster: Option<Arc<PgCluster>>,
+}
+
+impl Site {
+    /// `extra` is appended to writ.toml.
+    pub fn new(db: &Db, extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, cluster) = match db {
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("writ.db").display()),
+                None,
+            ),
+            Db::Postgres(cluster) => {
+                let name = format!("site_{}", writ_testkit::free_port().unwrap());
+                (
+                    cluster.create_database(&name).unwrap(),
+                    Some(cluster.clone()),
+                )
+            }
+        };
+        let port = writ_testkit::free_port().unwrap();
+        std::fs::write(
+            dir.path().join("writ.toml"),
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{url}\"\n\n[ledger]\nsigning_key = \"ledger.key\"\norigin = \"writ.test/ledger\"\n\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        let output = writ(dir.path()).args(["keys", "init"]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        Site {
+            dir,
+            url,
+            port,
+            _cluster: cluster,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        writ(self.dir.path()).args(args).output().unwrap()
+    }
+
+    /// Starts `writ serve` and waits until it answers.
+    pub async fn serve(&self) -> Server {
+        let child = writ(self.dir.path())
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{}", self.port),
+        };
+        server.wait_ready().await;
+        server
+    }
+}
+
+/// A running `writ serve`; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+}
+
+impl Server {
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::get(format!("{}/readyz", self.base)).await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().unwrap()
+            {
+                let output = self.child.take().unwrap().wait_with_output().unwrap();
+                panic!("writ serve exited early ({status}): {}", text(&output));
+            }
+            assert!(Instant::now() < deadline, "writ serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server with SIGTERM and returns its output.
+    pub fn stop(mut self) -> Output {
+        let child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The writ-formats fixtures (real scanner output).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../writ-formats/tests/fixtures")
+        .join(name)
+}
