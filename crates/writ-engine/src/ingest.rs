@@ -12,7 +12,7 @@
 //! `decision_recorded` (the decision, the exact policy inputs, the resulting case snapshot). A
 //! finding that joins an open case adds one `finding_received` event.
 
-use std::hash::{Hash as _, Hasher as _};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
@@ -22,7 +22,7 @@ use writ_core::case::{Case, CaseState};
 use writ_core::decision::{Decision, Tier};
 use writ_core::event::{ControlTag, EventKind};
 use writ_core::finding::{Finding, Observation};
-use writ_core::identity::SourceOfTruth;
+use writ_core::identity::{Identity, SourceOfTruth};
 use writ_core::ids::{CaseId, FindingId};
 use writ_core::{Clock, IdSource, Sha256Digest};
 use writ_policy::{DecisionRequest, PolicyBundle};
@@ -79,6 +79,9 @@ pub enum IngestError {
     /// The policy could not be evaluated.
     #[error("policy evaluation failed: {0}")]
     Policy(String),
+    /// The batch could not be prepared (a lookup failed) or this finding could not be settled.
+    #[error("{0}")]
+    Batch(String),
     /// A recorded event could not be read back.
     #[error("ledger entry {seq} is unreadable: {detail}")]
     Corrupt {
@@ -104,8 +107,6 @@ impl Default for IngestSettings {
     }
 }
 
-const SUBJECT_LOCKS: usize = 256;
-
 /// The ingest pipeline. Cheap to clone; share one per process.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -115,9 +116,29 @@ pub struct Ingestor {
     ids: Arc<dyn IdSource>,
     policy: Arc<PolicyBundle>,
     settings: IngestSettings,
-    /// Findings about the same subject and type are handled one at a time in this process, so
-    /// deduplication cannot race; across replicas the one-open-case index catches the race.
-    locks: Arc<Vec<Mutex<()>>>,
+    /// One batch at a time per process, so that deduplication sees every case opened before
+    /// it. Across replicas, the one-open-case index catches a race and the loser retries.
+    lane: Arc<Mutex<()>>,
+}
+
+/// A finding's keys: the ledger idempotency key of its `finding_received` event, and the base
+/// shared with its `decision_recorded` event.
+struct Keys {
+    finding: String,
+    base: String,
+}
+
+/// What the batch planned for one submission.
+enum Plan {
+    /// Already in the ledger before this batch.
+    Recorded(LedgerRow),
+    /// Same key as an earlier submission of this batch.
+    SameAs(usize),
+    /// New events: the indexes of its drafts in the batch, and the outcome they will give.
+    Append {
+        drafts: Vec<usize>,
+        outcome: IngestOutcome,
+    },
 }
 
 impl Ingestor {
@@ -137,7 +158,7 @@ impl Ingestor {
             ids,
             policy,
             settings,
-            locks: Arc::new((0..SUBJECT_LOCKS).map(|_| Mutex::new(())).collect()),
+            lane: Arc::new(Mutex::new(())),
         }
     }
 
@@ -152,53 +173,202 @@ impl Ingestor {
         source: &Source,
         submission: Submission,
     ) -> Result<IngestOutcome, IngestError> {
-        // The caller's key, else the evidence digest: a retry of the same bytes is a duplicate.
-        // The tool's own finding id is not enough (Prowler reuses one for distinct findings),
-        // and a later scan of the same problem is not a retry: it joins the open case instead.
-        let key_base = submission
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| Sha256Digest::of(&submission.evidence).hex());
-        let finding_key = format!("finding:{}:{key_base}", source.name);
-        if let Some(row) = self.store.entry_by_idempotency_key(&finding_key).await? {
-            return self.replayed_outcome(&row).await;
-        }
-        let obs = &submission.observation;
-        let subject = format!("{}/{}", obs.subject.system, obs.subject.external_id);
-        let _guard = self.lock_for(&subject, &obs.finding_type).lock().await;
-        // A retry of the same finding may have finished while we waited for the lock.
-        if let Some(row) = self.store.entry_by_idempotency_key(&finding_key).await? {
-            return self.replayed_outcome(&row).await;
-        }
-        // Another replica may open the same case at the same moment; the second loses on the
-        // one-open-case index and then joins the first.
-        match self
-            .record(source, &submission, &subject, &finding_key, &key_base)
+        self.ingest_batch(source, vec![submission])
             .await
-        {
-            Err(IngestError::Append(AppendError::Conflict(_))) => {
-                self.record(source, &submission, &subject, &finding_key, &key_base)
-                    .await
-            }
-            other => other,
-        }
+            .pop()
+            .unwrap_or(Err(IngestError::Append(AppendError::Stopped)))
     }
 
-    async fn record(
+    /// Ingests findings from `source`, in order, with a handful of reads for the whole batch and
+    /// its events committed together. Returns one result per submission, in order; one failing
+    /// finding does not fail the others.
+    pub async fn ingest_batch(
+        &self,
+        source: &Source,
+        submissions: Vec<Submission>,
+    ) -> Vec<Result<IngestOutcome, IngestError>> {
+        let (mut results, retry) = {
+            let _lane = self.lane.lock().await;
+            match self.run_batch(source, &submissions).await {
+                Ok(done) => done,
+                Err(err) => {
+                    let message = err.to_string();
+                    return submissions
+                        .iter()
+                        .map(|_| Err(IngestError::Batch(message.clone())))
+                        .collect();
+                }
+            }
+        };
+        // Another replica opened one of our cases first (or recorded the same finding): those
+        // findings go again, alone, and now join what the other replica recorded.
+        for index in retry {
+            let again = {
+                let _lane = self.lane.lock().await;
+                self.run_batch(source, std::slice::from_ref(&submissions[index]))
+                    .await
+            };
+            results[index] = match again {
+                Ok((mut single, _)) => single
+                    .pop()
+                    .unwrap_or(Err(IngestError::Append(AppendError::Stopped))),
+                Err(err) => Err(err),
+            };
+        }
+        results
+    }
+
+    /// Plans and commits one batch. Returns the results and the indexes to retry alone.
+    async fn run_batch(
+        &self,
+        source: &Source,
+        submissions: &[Submission],
+    ) -> Result<(Vec<Result<IngestOutcome, IngestError>>, Vec<usize>), IngestError> {
+        let now = self.clock.now();
+        // The caller's key, else the evidence digest: a retry of the same bytes is a
+        // duplicate. The tool's own finding id is not enough (Prowler reuses one for distinct
+        // findings), and a later scan of the same problem is not a retry: it joins the case.
+        let keys: Vec<Keys> = submissions
+            .iter()
+            .map(|s| {
+                let base = s
+                    .idempotency_key
+                    .clone()
+                    .unwrap_or_else(|| Sha256Digest::of(&s.evidence).hex());
+                Keys {
+                    finding: format!("finding:{}:{base}", source.name),
+                    base,
+                }
+            })
+            .collect();
+        let all_keys: Vec<String> = keys.iter().map(|k| k.finding.clone()).collect();
+        let mut recorded: HashMap<String, LedgerRow> = self
+            .store
+            .entries_by_idempotency_keys(&all_keys)
+            .await?
+            .into_iter()
+            .map(|row| (row.idempotency_key.clone(), row))
+            .collect();
+        let pairs: Vec<(String, String)> = submissions
+            .iter()
+            .map(|s| {
+                (
+                    s.observation.subject.system.clone(),
+                    s.observation.subject.external_id.clone(),
+                )
+            })
+            .collect();
+        let identities: HashMap<(String, String), Identity> = self
+            .store
+            .identities_by_external_ids(&pairs)
+            .await?
+            .into_iter()
+            .map(|i| ((i.system.clone(), i.external_id.clone()), i))
+            .collect();
+        let subjects: Vec<String> = pairs.iter().map(|(s, e)| format!("{s}/{e}")).collect();
+        let mut open: HashMap<(String, String), Case> = self
+            .store
+            .open_cases_for(&subjects)
+            .await?
+            .into_iter()
+            .map(|c| ((c.subject.clone(), c.finding_type.clone()), c))
+            .collect();
+
+        let mut drafts: Vec<Draft> = Vec::new();
+        let mut plans: Vec<Result<Plan, IngestError>> = Vec::with_capacity(submissions.len());
+        let mut first_with_key: HashMap<&str, usize> = HashMap::new();
+        for (index, (submission, key)) in submissions.iter().zip(&keys).enumerate() {
+            if let Some(&earlier) = first_with_key.get(key.finding.as_str()) {
+                plans.push(Ok(Plan::SameAs(earlier)));
+                continue;
+            }
+            first_with_key.insert(&key.finding, index);
+            if let Some(row) = recorded.remove(&key.finding) {
+                plans.push(Ok(Plan::Recorded(row)));
+                continue;
+            }
+            let plan = self.plan(
+                source,
+                submission,
+                key,
+                &subjects[index],
+                identities.get(&pairs[index]),
+                &mut open,
+                &mut drafts,
+                now,
+            );
+            plans.push(plan);
+        }
+
+        let appended = self.sequencer.append_all(drafts).await;
+        let mut results: Vec<Result<IngestOutcome, IngestError>> = Vec::with_capacity(plans.len());
+        let mut retry = Vec::new();
+        for (index, plan) in plans.into_iter().enumerate() {
+            let result = match plan {
+                Err(err) => Err(err),
+                Ok(Plan::Recorded(row)) => self.replayed_outcome(&row).await,
+                Ok(Plan::SameAs(earlier)) => match &results[earlier] {
+                    Ok(outcome) => Ok(IngestOutcome {
+                        duplicate: true,
+                        ..outcome.clone()
+                    }),
+                    Err(_) => Err(IngestError::Batch(
+                        "an earlier finding with the same key failed".into(),
+                    )),
+                },
+                Ok(Plan::Append { drafts, outcome }) => {
+                    let mut seq = None;
+                    let mut failure = None;
+                    let mut duplicate = false;
+                    for draft in drafts {
+                        match &appended[draft] {
+                            Ok(done) => {
+                                seq.get_or_insert(done.seq);
+                                duplicate |= done.duplicate;
+                            }
+                            Err(err) => {
+                                failure.get_or_insert_with(|| err.clone());
+                            }
+                        }
+                    }
+                    match (failure, seq) {
+                        (Some(AppendError::Conflict(_)), _) => {
+                            retry.push(index);
+                            Err(IngestError::Batch("retrying alone".into()))
+                        }
+                        (Some(err), _) => Err(IngestError::Append(err)),
+                        (None, Some(seq)) => Ok(IngestOutcome {
+                            seq,
+                            duplicate,
+                            ..outcome
+                        }),
+                        (None, None) => Err(IngestError::Append(AppendError::Stopped)),
+                    }
+                }
+            };
+            results.push(result);
+        }
+        Ok((results, retry))
+    }
+
+    /// Plans the events for one new finding, updating `open` with any case it opens.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the batch's shared lookups, passed in"
+    )]
+    fn plan(
         &self,
         source: &Source,
         submission: &Submission,
+        key: &Keys,
         subject: &str,
-        finding_key: &str,
-        key_base: &str,
-    ) -> Result<IngestOutcome, IngestError> {
+        identity: Option<&Identity>,
+        open: &mut HashMap<(String, String), Case>,
+        drafts: &mut Vec<Draft>,
+        now: jiff::Timestamp,
+    ) -> Result<Plan, IngestError> {
         let obs = &submission.observation;
-        let now = self.clock.now();
-        let identity = self
-            .store
-            .identity_by_external_id(&obs.subject.system, &obs.subject.external_id)
-            .await?;
-        let review_reason = match &identity {
+        let review_reason = match identity {
             None => {
                 Some("source of truth incomplete: identity unknown to the inventory".to_owned())
             }
@@ -221,14 +391,27 @@ impl Ingestor {
             subject_external_id: obs.subject.external_id.clone(),
             observed_at: obs.observed_at.unwrap_or(now),
             evidence: Sha256Digest::of(&submission.evidence),
-            idempotency_key: finding_key.to_owned(),
+            idempotency_key: key.finding.clone(),
         };
         let controls: Vec<ControlTag> = obs.controls.iter().cloned().map(ControlTag).collect();
+        let mut finding_body = json!({
+            "finding": finding,
+            "observation": {
+                "format": obs.format,
+                "title": obs.title,
+                "subject_kind": obs.subject.kind_hint,
+                "details": obs.details,
+            },
+            "source": {"name": source.name, "trust": source.trust},
+        });
+        if let Some(original) = submission.redacted_from {
+            finding_body["redacted_from"] = json!(original);
+        }
         let received = |case_id: CaseId, body: serde_json::Value| Draft {
             case_id: Some(case_id),
             actor: format!("source:{}", source.name),
             kind: EventKind::FindingReceived,
-            idempotency_key: finding_key.to_owned(),
+            idempotency_key: key.finding.clone(),
             policy_bundle: None,
             controls: controls.clone(),
             body,
@@ -237,52 +420,35 @@ impl Ingestor {
                 bytes: submission.evidence.clone(),
             }],
         };
-        let finding_body = |case: Option<&Case>| {
-            let mut body = json!({
-                "finding": finding,
-                "observation": {
-                    "format": obs.format,
-                    "title": obs.title,
-                    "subject_kind": obs.subject.kind_hint,
-                    "details": obs.details,
-                },
-                "source": {"name": source.name, "trust": source.trust},
-            });
-            if let Some(case) = case {
-                body["case"] = json!(case);
-            }
-            if let Some(original) = submission.redacted_from {
-                body["redacted_from"] = json!(original);
-            }
-            body
-        };
+        let open_key = (subject.to_owned(), obs.finding_type.clone());
 
-        if let Some(open) = self.store.open_case(subject, &obs.finding_type).await? {
-            let appended = self
-                .sequencer
-                .append(received(open.id, finding_body(None)))
-                .await?;
-            return Ok(IngestOutcome {
-                finding_id: finding.id,
-                case_id: open.id,
-                case_state: open.state,
-                joined_open_case: true,
-                duplicate: appended.duplicate,
-                decision: None,
-                review_reason: None,
-                seq: appended.seq,
+        if let Some(case) = open.get(&open_key) {
+            drafts.push(received(case.id, finding_body));
+            return Ok(Plan::Append {
+                drafts: vec![drafts.len() - 1],
+                outcome: IngestOutcome {
+                    finding_id: finding.id,
+                    case_id: case.id,
+                    case_state: case.state,
+                    joined_open_case: true,
+                    duplicate: false,
+                    decision: None,
+                    review_reason: None,
+                    seq: 0,
+                },
             });
         }
 
         let mut case = Case {
             id: CaseId(self.ids.next_id(now)),
-            identity_id: identity.as_ref().map(|i| i.id),
+            identity_id: identity.map(|i| i.id),
             subject: subject.to_owned(),
             finding_type: obs.finding_type.clone(),
             state: CaseState::NeedsReview,
             compliance_closed: false,
         };
-        let opened = received(case.id, finding_body(Some(&case)));
+        finding_body["case"] = json!(case);
+        let opened = received(case.id, finding_body);
 
         let Some(action) = self
             .policy
@@ -293,16 +459,20 @@ impl Ingestor {
                 "no remediation is defined for finding type {:?} in the policy bundle",
                 obs.finding_type
             );
-            let appended = self.sequencer.append(opened).await?;
-            return Ok(IngestOutcome {
-                finding_id: finding.id,
-                case_id: case.id,
-                case_state: case.state,
-                joined_open_case: false,
-                duplicate: appended.duplicate,
-                decision: None,
-                review_reason: Some(reason),
-                seq: appended.seq,
+            drafts.push(opened);
+            open.insert(open_key, case.clone());
+            return Ok(Plan::Append {
+                drafts: vec![drafts.len() - 1],
+                outcome: IngestOutcome {
+                    finding_id: finding.id,
+                    case_id: case.id,
+                    case_state: case.state,
+                    joined_open_case: false,
+                    duplicate: false,
+                    decision: None,
+                    review_reason: Some(reason),
+                    seq: 0,
+                },
             });
         };
         let signal = signal_for(&obs.finding_type);
@@ -310,7 +480,7 @@ impl Ingestor {
         let (decision, evaluation) = self
             .policy
             .decide(&DecisionRequest {
-                identity: identity.as_ref(),
+                identity,
                 reconciled,
                 observation: obs,
                 signal,
@@ -336,32 +506,30 @@ impl Ingestor {
         if let Some(reason) = &review_reason {
             decided_body["routing"] = json!({"to": "human_review", "reason": reason});
         }
-        let decided = Draft {
+        drafts.push(opened);
+        drafts.push(Draft {
             case_id: Some(case.id),
             actor: "engine".into(),
             kind: EventKind::DecisionRecorded,
-            idempotency_key: format!("decision:{}:{key_base}", source.name),
+            idempotency_key: format!("decision:{}:{}", source.name, key.base),
             policy_bundle: Some(decision.bundle_hash),
             controls,
             body: decided_body,
             evidence: vec![],
-        };
-        let mut results = self
-            .sequencer
-            .append_all(vec![opened, decided])
-            .await
-            .into_iter();
-        let first = results.next().unwrap_or(Err(AppendError::Stopped))?;
-        results.next().unwrap_or(Err(AppendError::Stopped))?;
-        Ok(IngestOutcome {
-            finding_id: finding.id,
-            case_id: case.id,
-            case_state: case.state,
-            joined_open_case: false,
-            duplicate: first.duplicate,
-            decision: Some(decision),
-            review_reason,
-            seq: first.seq,
+        });
+        open.insert(open_key, case.clone());
+        Ok(Plan::Append {
+            drafts: vec![drafts.len() - 2, drafts.len() - 1],
+            outcome: IngestOutcome {
+                finding_id: finding.id,
+                case_id: case.id,
+                case_state: case.state,
+                joined_open_case: false,
+                duplicate: false,
+                decision: Some(decision),
+                review_reason,
+                seq: 0,
+            },
         })
     }
 
@@ -397,14 +565,6 @@ impl Ingestor {
             review_reason: None,
             seq: row.seq,
         })
-    }
-
-    fn lock_for(&self, subject: &str, finding_type: &str) -> &Mutex<()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        subject.hash(&mut hasher);
-        finding_type.hash(&mut hasher);
-        let index = usize::try_from(hasher.finish() % SUBJECT_LOCKS as u64).unwrap_or(0);
-        &self.locks[index]
     }
 }
 

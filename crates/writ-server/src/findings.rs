@@ -224,15 +224,23 @@ async fn ingest_inner(
 
     let mut accepted = Vec::new();
     let mut duplicates = Vec::new();
-    for (index, finding) in parsed {
-        let line = finding.line;
-        let submission = Submission {
-            observation: finding.observation,
-            evidence: finding.evidence,
-            redacted_from: finding.redacted_from,
-            idempotency_key: if single { header_key.clone() } else { None },
-        };
-        match ingestor.ingest(&source, submission).await {
+    let (positions, submissions): (Vec<(usize, u64)>, Vec<Submission>) = parsed
+        .into_iter()
+        .map(|(index, finding)| {
+            (
+                (index, finding.line),
+                Submission {
+                    observation: finding.observation,
+                    evidence: finding.evidence,
+                    redacted_from: finding.redacted_from,
+                    idempotency_key: if single { header_key.clone() } else { None },
+                },
+            )
+        })
+        .unzip();
+    let results = ingestor.ingest_batch(&source, submissions).await;
+    for ((index, line), result) in positions.into_iter().zip(results) {
+        match result {
             Ok(outcome) if outcome.duplicate => duplicates.push(Accepted {
                 index,
                 line,
@@ -259,7 +267,7 @@ async fn ingest_inner(
                     "The ledger could not be written",
                 )
                 .detail(format!(
-                    "finding {index} (line {line}) was not recorded: {err}; findings before it in this request were recorded (see their idempotency keys) — retry the request"
+                    "finding {index} (line {line}) was not recorded: {err}; retry the request (findings already recorded come back as duplicates)"
                 )));
             }
         }

@@ -134,7 +134,8 @@ macro_rules! backend_queries {
             seq_from_db("ledger_head", size)
         }
 
-        /// Writes a batch whose head has already been locked and read as `head`.
+        /// Writes a batch whose head has already been locked and read as `head`. Rows go in
+        /// multi-row `INSERT`s (a few statements per batch, not a few per event).
         pub(crate) async fn write_batch(
             conn: &mut Conn,
             head: u64,
@@ -153,8 +154,10 @@ macro_rules! backend_queries {
                 if entry.seq != next {
                     return Err(StoreError::BatchNotContiguous { seq: entry.seq });
                 }
-                insert_entry(conn, entry).await?;
                 next += 1;
+            }
+            for chunk in batch.entries.chunks(ROWS_PER_STATEMENT) {
+                insert_entries(conn, chunk).await?;
             }
             if let Some(checkpoint) = &batch.checkpoint {
                 sqlx::query(
@@ -167,9 +170,7 @@ macro_rules! backend_queries {
                 .execute(&mut *conn)
                 .await?;
             }
-            for effect in &batch.effects {
-                apply_effect(conn, effect).await?;
-            }
+            apply_effects(conn, &batch.effects).await?;
             if next != head {
                 sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
                     .bind(seq_to_db(next)?)
@@ -179,113 +180,186 @@ macro_rules! backend_queries {
             Ok(())
         }
 
-        async fn insert_entry(conn: &mut Conn, entry: &LedgerRow) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO ledger_entries
-                    (seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(seq_to_db(entry.seq)?)
-            .bind(micros(entry.time))
-            .bind(entry.case_id.map(|id| id.as_uuid()))
-            .bind(entry.kind.as_str())
-            .bind(entry.actor.as_str())
-            .bind(entry.idempotency_key.as_str())
-            .bind(entry.leaf.as_slice())
-            .bind(entry.leaf_hash.to_vec())
-            .execute(&mut *conn)
-            .await?;
+        /// Rows per multi-row statement: under SQLite's 32766 bound variables at 12 columns.
+        const ROWS_PER_STATEMENT: usize = 1000;
+
+        async fn insert_entries(conn: &mut Conn, entries: &[LedgerRow]) -> Result<(), StoreError> {
+            let mut builder = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO ledger_entries (seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash) ",
+            );
+            let mut bad_seq = None;
+            builder.push_values(entries, |mut row, entry| {
+                let seq = seq_to_db(entry.seq).unwrap_or_else(|_| {
+                    bad_seq = Some(entry.seq);
+                    -1
+                });
+                row.push_bind(seq)
+                    .push_bind(micros(entry.time))
+                    .push_bind(entry.case_id.map(|id| id.as_uuid()))
+                    .push_bind(entry.kind.clone())
+                    .push_bind(entry.actor.clone())
+                    .push_bind(entry.idempotency_key.clone())
+                    .push_bind(entry.leaf.clone())
+                    .push_bind(entry.leaf_hash.to_vec());
+            });
+            if let Some(seq) = bad_seq {
+                return Err(StoreError::BatchNotContiguous { seq });
+            }
+            builder.build().execute(&mut *conn).await?;
             Ok(())
         }
 
-        async fn apply_effect(conn: &mut Conn, effect: &Effect) -> Result<(), StoreError> {
-            match effect {
-                Effect::PutEvidence(evidence) => {
-                    sqlx::query(
-                        "INSERT INTO evidence (digest, media_type, bytes, received_us)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
-                    )
-                    .bind(evidence.digest.to_string())
-                    .bind(evidence.media_type.as_str())
-                    .bind(evidence.bytes.as_slice())
-                    .bind(micros(evidence.received))
-                    .execute(&mut *conn)
-                    .await?;
+        /// Applies projection effects with as few statements as possible. Several changes to
+        /// one identity or case collapse into one row carrying the first and last seq, so the
+        /// result equals applying them one by one.
+        async fn apply_effects(conn: &mut Conn, effects: &[Effect]) -> Result<(), StoreError> {
+            let mut evidence: Vec<&EvidenceRow> = Vec::new();
+            let mut identities: Vec<(&Identity, u64)> = Vec::new();
+            let mut cases: Vec<(&Case, u64, u64)> = Vec::new();
+            let mut findings = Vec::new();
+            let mut seen_evidence = std::collections::HashSet::new();
+            let mut identity_at: std::collections::HashMap<IdentityId, usize> =
+                std::collections::HashMap::new();
+            let mut case_at: std::collections::HashMap<CaseId, usize> = std::collections::HashMap::new();
+            for effect in effects {
+                match effect {
+                    Effect::PutEvidence(row) => {
+                        if seen_evidence.insert(row.digest) {
+                            evidence.push(row);
+                        }
+                    }
+                    Effect::UpsertIdentity { identity, seq } => match identity_at.get(&identity.id) {
+                        Some(&at) => identities[at] = (identity, *seq),
+                        None => {
+                            identity_at.insert(identity.id, identities.len());
+                            identities.push((identity, *seq));
+                        }
+                    },
+                    Effect::UpsertCase { case, seq } => match case_at.get(&case.id) {
+                        Some(&at) => {
+                            let opened = cases[at].1;
+                            cases[at] = (case, opened, *seq);
+                        }
+                        None => {
+                            case_at.insert(case.id, cases.len());
+                            cases.push((case, *seq, *seq));
+                        }
+                    },
+                    Effect::InsertFinding {
+                        finding,
+                        case_id,
+                        seq,
+                    } => findings.push((finding, *case_id, *seq)),
                 }
-                Effect::UpsertIdentity { identity, seq } => {
+            }
+            for chunk in evidence.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO evidence (digest, media_type, bytes, received_us) ",
+                );
+                builder.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.digest.to_string())
+                        .push_bind(e.media_type.clone())
+                        .push_bind(e.bytes.clone())
+                        .push_bind(micros(e.received));
+                });
+                builder.push(" ON CONFLICT (digest) DO NOTHING");
+                builder.build().execute(&mut *conn).await?;
+            }
+            for chunk in identities.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO identities (id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us, updated_seq) ",
+                );
+                let mut bad = None;
+                builder.push_values(chunk, |mut row, (identity, seq)| {
                     let tags = serde_json::to_string(&identity.tags).unwrap_or_else(|_| "[]".into());
-                    sqlx::query(
-                        "INSERT INTO identities (id, system, external_id, kind, owner_team, criticality,
-                            privileged, tags, last_used_us, reconciled_us, updated_seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                         ON CONFLICT (id) DO UPDATE SET
-                            system = excluded.system, external_id = excluded.external_id,
-                            kind = excluded.kind, owner_team = excluded.owner_team,
-                            criticality = excluded.criticality, privileged = excluded.privileged,
-                            tags = excluded.tags, last_used_us = excluded.last_used_us,
-                            reconciled_us = excluded.reconciled_us, updated_seq = excluded.updated_seq",
-                    )
-                    .bind(identity.id.as_uuid())
-                    .bind(identity.system.as_str())
-                    .bind(identity.external_id.as_str())
-                    .bind(enum_text(&identity.kind))
-                    .bind(identity.owner_team.as_deref())
-                    .bind(enum_text(&identity.criticality))
-                    .bind(identity.privileged)
-                    .bind(tags)
-                    .bind(identity.last_used_at.map(micros))
-                    .bind(identity.reconciled_at.map(micros))
-                    .bind(seq_to_db(*seq)?)
-                    .execute(&mut *conn)
-                    .await?;
+                    row.push_bind(identity.id.as_uuid())
+                        .push_bind(identity.system.clone())
+                        .push_bind(identity.external_id.clone())
+                        .push_bind(enum_text(&identity.kind))
+                        .push_bind(identity.owner_team.clone())
+                        .push_bind(enum_text(&identity.criticality))
+                        .push_bind(identity.privileged)
+                        .push_bind(tags)
+                        .push_bind(identity.last_used_at.map(micros))
+                        .push_bind(identity.reconciled_at.map(micros))
+                        .push_bind(seq_to_db(*seq).unwrap_or_else(|_| {
+                            bad = Some(*seq);
+                            -1
+                        }));
+                });
+                if let Some(seq) = bad {
+                    return Err(StoreError::BatchNotContiguous { seq });
                 }
-                Effect::UpsertCase { case, seq } => {
-                    sqlx::query(
-                        "INSERT INTO cases (id, identity_id, subject, finding_type, state,
-                            compliance_closed, opened_seq, updated_seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                         ON CONFLICT (id) DO UPDATE SET
-                            identity_id = excluded.identity_id, subject = excluded.subject,
-                            finding_type = excluded.finding_type, state = excluded.state,
-                            compliance_closed = excluded.compliance_closed,
-                            updated_seq = excluded.updated_seq",
-                    )
-                    .bind(case.id.as_uuid())
-                    .bind(case.identity_id.map(|id| id.as_uuid()))
-                    .bind(case.subject.as_str())
-                    .bind(case.finding_type.as_str())
-                    .bind(enum_text(&case.state))
-                    .bind(case.compliance_closed)
-                    .bind(seq_to_db(*seq)?)
-                    .execute(&mut *conn)
-                    .await?;
+                builder.push(
+                    " ON CONFLICT (id) DO UPDATE SET
+                        system = excluded.system, external_id = excluded.external_id,
+                        kind = excluded.kind, owner_team = excluded.owner_team,
+                        criticality = excluded.criticality, privileged = excluded.privileged,
+                        tags = excluded.tags, last_used_us = excluded.last_used_us,
+                        reconciled_us = excluded.reconciled_us, updated_seq = excluded.updated_seq",
+                );
+                builder.build().execute(&mut *conn).await?;
+            }
+            for chunk in cases.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO cases (id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq) ",
+                );
+                let mut bad = None;
+                builder.push_values(chunk, |mut row, (case, opened, updated)| {
+                    let mut seq = |s: u64| {
+                        seq_to_db(s).unwrap_or_else(|_| {
+                            bad = Some(s);
+                            -1
+                        })
+                    };
+                    let (opened, updated) = (seq(*opened), seq(*updated));
+                    row.push_bind(case.id.as_uuid())
+                        .push_bind(case.identity_id.map(|id| id.as_uuid()))
+                        .push_bind(case.subject.clone())
+                        .push_bind(case.finding_type.clone())
+                        .push_bind(enum_text(&case.state))
+                        .push_bind(case.compliance_closed)
+                        .push_bind(opened)
+                        .push_bind(updated);
+                });
+                if let Some(seq) = bad {
+                    return Err(StoreError::BatchNotContiguous { seq });
                 }
-                Effect::InsertFinding {
-                    finding,
-                    case_id,
-                    seq,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO findings (id, case_id, source, finding_type, severity,
-                            confidence_bp, subject_system, subject_external_id, observed_us,
-                            evidence, idempotency_key, seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    )
-                    .bind(finding.id.as_uuid())
-                    .bind(case_id.map(|id| id.as_uuid()))
-                    .bind(finding.source.as_str())
-                    .bind(finding.finding_type.as_str())
-                    .bind(enum_text(&finding.severity))
-                    .bind(i32::from(finding.confidence_bp))
-                    .bind(finding.subject_system.as_str())
-                    .bind(finding.subject_external_id.as_str())
-                    .bind(micros(finding.observed_at))
-                    .bind(finding.evidence.to_string())
-                    .bind(finding.idempotency_key.as_str())
-                    .bind(seq_to_db(*seq)?)
-                    .execute(&mut *conn)
-                    .await?;
+                builder.push(
+                    " ON CONFLICT (id) DO UPDATE SET
+                        identity_id = excluded.identity_id, subject = excluded.subject,
+                        finding_type = excluded.finding_type, state = excluded.state,
+                        compliance_closed = excluded.compliance_closed,
+                        updated_seq = excluded.updated_seq",
+                );
+                builder.build().execute(&mut *conn).await?;
+            }
+            for chunk in findings.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO findings (id, case_id, source, finding_type, severity, confidence_bp, subject_system, subject_external_id, observed_us, evidence, idempotency_key, seq) ",
+                );
+                let mut bad = None;
+                builder.push_values(chunk, |mut row, (finding, case_id, seq)| {
+                    row.push_bind(finding.id.as_uuid())
+                        .push_bind(case_id.map(|id| id.as_uuid()))
+                        .push_bind(finding.source.clone())
+                        .push_bind(finding.finding_type.clone())
+                        .push_bind(enum_text(&finding.severity))
+                        .push_bind(i32::from(finding.confidence_bp))
+                        .push_bind(finding.subject_system.clone())
+                        .push_bind(finding.subject_external_id.clone())
+                        .push_bind(micros(finding.observed_at))
+                        .push_bind(finding.evidence.to_string())
+                        .push_bind(finding.idempotency_key.clone())
+                        .push_bind(seq_to_db(*seq).unwrap_or_else(|_| {
+                            bad = Some(*seq);
+                            -1
+                        }));
+                });
+                if let Some(seq) = bad {
+                    return Err(StoreError::BatchNotContiguous { seq });
                 }
+                builder.build().execute(&mut *conn).await?;
             }
             Ok(())
         }
@@ -303,10 +377,7 @@ macro_rules! backend_queries {
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
-            for effect in effects {
-                apply_effect(conn, effect).await?;
-            }
-            Ok(())
+            apply_effects(conn, effects).await
         }
 
         pub(crate) async fn projection_dump(
@@ -513,6 +584,78 @@ macro_rules! backend_queries {
             }))
         }
 
+        /// Rows per `IN (...)` lookup.
+        const KEYS_PER_LOOKUP: usize = 500;
+
+        pub(crate) async fn entries_by_idempotency_keys(
+            conn: &mut Conn,
+            keys: &[String],
+        ) -> Result<Vec<LedgerRow>, StoreError> {
+            let mut rows = Vec::new();
+            for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash FROM ledger_entries WHERE idempotency_key IN (",
+                );
+                let mut list = builder.separated(", ");
+                for key in chunk {
+                    list.push_bind(key.clone());
+                }
+                builder.push(")");
+                for row in builder.build().fetch_all(&mut *conn).await? {
+                    rows.push(entry_from_row(&row)?);
+                }
+            }
+            Ok(rows)
+        }
+
+        pub(crate) async fn identities_by_external_ids(
+            conn: &mut Conn,
+            subjects: &[(String, String)],
+        ) -> Result<Vec<Identity>, StoreError> {
+            let mut found = Vec::new();
+            for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE external_id IN (",
+                );
+                let mut list = builder.separated(", ");
+                for (_, external_id) in chunk {
+                    list.push_bind(external_id.clone());
+                }
+                builder.push(")");
+                for row in builder.build().fetch_all(&mut *conn).await? {
+                    let identity = identity_from_row(&row)?;
+                    if chunk
+                        .iter()
+                        .any(|(s, e)| *s == identity.system && *e == identity.external_id)
+                    {
+                        found.push(identity);
+                    }
+                }
+            }
+            Ok(found)
+        }
+
+        pub(crate) async fn open_cases_for(
+            conn: &mut Conn,
+            subjects: &[String],
+        ) -> Result<Vec<Case>, StoreError> {
+            let mut found = Vec::new();
+            for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state <> 'closed' AND subject IN (",
+                );
+                let mut list = builder.separated(", ");
+                for subject in chunk {
+                    list.push_bind(subject.clone());
+                }
+                builder.push(")");
+                for row in builder.build().fetch_all(&mut *conn).await? {
+                    found.push(case_from_row(&row)?);
+                }
+            }
+            Ok(found)
+        }
+
         fn identity_from_row(row: &DbRow) -> Result<Identity, StoreError> {
             const T: &str = "identities";
             let tags: String = row.try_get("tags")?;
@@ -714,6 +857,27 @@ macro_rules! impl_store {
                 digest: &writ_core::Sha256Digest,
             ) -> Result<Option<$crate::EvidenceRow>, $crate::StoreError> {
                 q::evidence(&mut *self.reader.acquire().await?, digest).await
+            }
+
+            async fn entries_by_idempotency_keys(
+                &self,
+                keys: &[String],
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::entries_by_idempotency_keys(&mut *self.reader.acquire().await?, keys).await
+            }
+
+            async fn identities_by_external_ids(
+                &self,
+                subjects: &[(String, String)],
+            ) -> Result<Vec<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identities_by_external_ids(&mut *self.reader.acquire().await?, subjects).await
+            }
+
+            async fn open_cases_for(
+                &self,
+                subjects: &[String],
+            ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
+                q::open_cases_for(&mut *self.reader.acquire().await?, subjects).await
             }
 
             async fn identity(

@@ -147,6 +147,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Raw evidence by digest.
     async fn evidence(&self, digest: &Sha256Digest) -> Result<Option<EvidenceRow>, StoreError>;
 
+    /// The entries with any of these idempotency keys (batch form of
+    /// [`Store::entry_by_idempotency_key`]).
+    async fn entries_by_idempotency_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<LedgerRow>, StoreError>;
+
+    /// The identities matching any of these `(system, external id)` pairs.
+    async fn identities_by_external_ids(
+        &self,
+        subjects: &[(String, String)],
+    ) -> Result<Vec<Identity>, StoreError>;
+
+    /// The open cases (any finding type) for any of these subjects.
+    async fn open_cases_for(&self, subjects: &[String]) -> Result<Vec<Case>, StoreError>;
+
     /// One identity by id.
     async fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;
 

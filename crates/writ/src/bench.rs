@@ -29,6 +29,9 @@ pub enum BenchCommand {
     /// Ledger appends per second (group commit) beside raw inserts of the same rows, and the
     /// verification rate of a large ledger.
     Ledger(LedgerArgs),
+    /// Findings per second from a file to recorded decisions, beside raw inserts of the same
+    /// finding rows, with peak memory as the input grows.
+    Ingest(crate::bench_ingest::IngestArgs),
 }
 
 /// Options of `writ bench ledger`.
@@ -63,8 +66,10 @@ pub enum BenchBackend {
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
-    let BenchCommand::Ledger(args) = command;
-    crate::runtime()?.block_on(ledger(args))?;
+    match command {
+        BenchCommand::Ledger(args) => crate::runtime()?.block_on(ledger(args))?,
+        BenchCommand::Ingest(args) => crate::runtime()?.block_on(crate::bench_ingest::run(args))?,
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -73,7 +78,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     dead_code,
     reason = "held only so that its Drop runs after the measurement"
 )]
-enum Scratch {
+pub(crate) enum Scratch {
     Dir(tempfile::TempDir),
     Pg(Option<PgCluster>),
 }
@@ -188,7 +193,7 @@ async fn append_vs_raw(
     Ok(())
 }
 
-async fn all_rows(store: &dyn Store) -> anyhow::Result<Vec<LedgerRow>> {
+pub(crate) async fn all_rows(store: &dyn Store) -> anyhow::Result<Vec<LedgerRow>> {
     let mut rows = Vec::new();
     loop {
         let page = store.entries(rows.len() as u64, 10_000).await?;
@@ -324,6 +329,6 @@ async fn verify_rate(entries: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn per_second(count: u64, elapsed: Duration) -> f64 {
+pub(crate) fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }

@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::task::JoinSet;
 use writ_core::finding::{SourceFormat, Trust};
 use writ_engine::ingest::{IngestOutcome, Ingestor, Submission};
 use writ_engine::sources::Source;
@@ -37,9 +36,9 @@ pub struct IngestArgs {
     /// For secrets scanners: the repository or system that was scanned.
     #[arg(long)]
     system: Option<String>,
-    /// Findings processed at once.
-    #[arg(long, default_value_t = 64)]
-    parallel: usize,
+    /// Findings committed together.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
 }
 
 /// Counts for the summary line.
@@ -168,32 +167,26 @@ async fn ingest_file(
         options,
     );
     let source = Arc::new(source.clone());
-    let mut in_flight: JoinSet<(u64, Result<IngestOutcome, writ_engine::ingest::IngestError>)> =
-        JoinSet::new();
-    let parallel = args.parallel.max(1);
+    let batch_size = args.batch.max(1);
+    let mut batch: Vec<(u64, Submission)> = Vec::with_capacity(batch_size);
+    // One batch is ingested while the next is parsed.
+    let mut running: Option<tokio::task::JoinHandle<Vec<(u64, IngestResult)>>> = None;
     let mut failure: Option<anyhow::Error> = None;
-    for item in reader.by_ref() {
+    let mut items = reader.by_ref().peekable();
+    while failure.is_none() {
+        let item = items.next();
+        let end = item.is_none();
         match item {
-            Ok(finding) => {
-                while in_flight.len() >= parallel {
-                    if let Some(done) = in_flight.join_next().await {
-                        settle(done, &display, tally, &mut failure);
-                    }
-                }
-                let ingestor = ingestor.clone();
-                let source = source.clone();
-                let line = finding.line;
-                in_flight.spawn(async move {
-                    let submission = Submission {
-                        observation: finding.observation,
-                        evidence: finding.evidence,
-                        redacted_from: finding.redacted_from,
-                        idempotency_key: None,
-                    };
-                    (line, ingestor.ingest(&source, submission).await)
-                });
-            }
-            Err(err) => {
+            Some(Ok(finding)) => batch.push((
+                finding.line,
+                Submission {
+                    observation: finding.observation,
+                    evidence: finding.evidence,
+                    redacted_from: finding.redacted_from,
+                    idempotency_key: None,
+                },
+            )),
+            Some(Err(err)) => {
                 tally.refused += 1;
                 bar.suspend(|| {
                     eprintln!(
@@ -210,13 +203,27 @@ async fn ingest_file(
                     break;
                 }
             }
+            None => {}
         }
-        if failure.is_some() {
+        if batch.len() >= batch_size || (end && !batch.is_empty()) {
+            if let Some(previous) = running.take() {
+                settle(previous.await, &display, tally, &mut failure);
+            }
+            let ingestor = ingestor.clone();
+            let source = source.clone();
+            let work = std::mem::take(&mut batch);
+            running = Some(tokio::spawn(async move {
+                let (lines, submissions): (Vec<u64>, Vec<Submission>) = work.into_iter().unzip();
+                let results = ingestor.ingest_batch(&source, submissions).await;
+                lines.into_iter().zip(results).collect()
+            }));
+        }
+        if end {
             break;
         }
     }
-    while let Some(done) = in_flight.join_next().await {
-        settle(done, &display, tally, &mut failure);
+    if let Some(previous) = running.take() {
+        settle(previous.await, &display, tally, &mut failure);
     }
     tally.skipped += reader.report().skipped;
     bar.finish_and_clear();
@@ -226,36 +233,36 @@ async fn ingest_file(
     }
 }
 
+type IngestResult = Result<IngestOutcome, writ_engine::ingest::IngestError>;
+
 fn settle(
-    done: Result<
-        (u64, Result<IngestOutcome, writ_engine::ingest::IngestError>),
-        tokio::task::JoinError,
-    >,
+    done: Result<Vec<(u64, IngestResult)>, tokio::task::JoinError>,
     display: &str,
     tally: &mut Tally,
     failure: &mut Option<anyhow::Error>,
 ) {
-    match done {
-        Ok((_, Ok(outcome))) => tally.add(&outcome),
-        Ok((
-            line,
+    let results = match done {
+        Ok(results) => results,
+        Err(join) => {
+            failure.get_or_insert_with(|| anyhow::anyhow!("ingest task failed: {join}"));
+            return;
+        }
+    };
+    for (line, result) in results {
+        match result {
+            Ok(outcome) => tally.add(&outcome),
             Err(writ_engine::ingest::IngestError::Append(
                 writ_engine::AppendError::SecretInEvent { pointer },
-            )),
-        )) => {
-            tally.refused += 1;
-            eprintln!("{display}:{line}: {pointer}: holds secret material; not recorded");
-        }
-        Ok((line, Err(err))) => {
-            if failure.is_none() {
-                *failure = Some(anyhow::anyhow!(
-                    "{display}:{line}: could not be recorded ({err}); findings before it were recorded, rerun to resume (duplicates are skipped)"
-                ));
+            )) => {
+                tally.refused += 1;
+                eprintln!("{display}:{line}: {pointer}: holds secret material; not recorded");
             }
-        }
-        Err(join) => {
-            if failure.is_none() {
-                *failure = Some(anyhow::anyhow!("ingest task failed: {join}"));
+            Err(err) => {
+                failure.get_or_insert_with(|| {
+                    anyhow::anyhow!(
+                        "{display}:{line}: could not be recorded ({err}); rerun to resume (findings already recorded are skipped as duplicates)"
+                    )
+                });
             }
         }
     }

@@ -3,6 +3,7 @@
 mod admin_cmd;
 mod audit_cmd;
 mod bench;
+mod bench_ingest;
 mod case_cmd;
 mod config;
 mod ingest_cmd;
