@@ -20,7 +20,7 @@ use writ_core::decision::{Decision, Tier};
 
 use crate::bundle::{PolicyBundle, PolicyMeta, sorted_ids};
 use crate::error::PolicyError;
-use crate::model::{ACTIONS, DecisionRequest, Evaluation, cedar_inputs};
+use crate::model::{ACTIONS, DecisionRequest, Evaluation, cedar_request};
 
 /// The reason given when nothing matched.
 pub const NO_PERMIT_MATCHED: &str = "no permit matched";
@@ -43,7 +43,9 @@ impl PolicyBundle {
         if !ACTIONS.contains(&action) {
             return Err(PolicyError::UnknownAction(action.to_owned()));
         }
-        let auto = self.authorize(evaluation, &format!("auto:{action}"))?;
+        // The entities are the same for both questions: build them once.
+        let entities = crate::model::cedar_entities(&self.schema, evaluation)?;
+        let auto = self.authorize(evaluation, &entities, &format!("auto:{action}"))?;
         if let Some(failure) = self.failure(action, &auto) {
             return Ok(failure);
         }
@@ -63,7 +65,7 @@ impl PolicyBundle {
             return Ok(case);
         }
 
-        let manual = self.authorize(evaluation, action)?;
+        let manual = self.authorize(evaluation, &entities, action)?;
         if let Some(failure) = self.failure(action, &manual) {
             return Ok(failure);
         }
@@ -100,10 +102,11 @@ impl PolicyBundle {
     fn authorize(
         &self,
         evaluation: &Evaluation,
+        entities: &cedar_policy::Entities,
         cedar_action: &str,
     ) -> Result<Response, PolicyError> {
-        let (request, entities) = cedar_inputs(&self.schema, evaluation, cedar_action)?;
-        Ok(Authorizer::new().is_authorized(&request, &self.policies, &entities))
+        let request = cedar_request(&self.schema, evaluation, cedar_action)?;
+        Ok(Authorizer::new().is_authorized(&request, &self.policies, entities))
     }
 
     fn decision(&self, tier: Tier, action: &str, reason: String, ids: Vec<String>) -> Decision {

@@ -229,11 +229,45 @@ pub(crate) fn schema_declares_action(schema: &Schema, name: &str) -> bool {
 
 /// Turns an evaluation record into a Cedar request for `cedar_action` and its entities,
 /// checking both against the schema.
+/// The entities of an evaluation, validated against `schema`.
+pub(crate) fn cedar_entities(
+    schema: &Schema,
+    evaluation: &Evaluation,
+) -> Result<Entities, PolicyError> {
+    Entities::from_json_value(evaluation.entities.clone(), Some(schema))
+        .map_err(|e| PolicyError::Entities(with_sources(&e)))
+}
+
+/// The request of an evaluation for one Cedar action, validated against `schema`.
+pub(crate) fn cedar_request(
+    schema: &Schema,
+    evaluation: &Evaluation,
+    cedar_action: &str,
+) -> Result<Request, PolicyError> {
+    let (request, _) = request_parts(schema, evaluation, cedar_action, false)?;
+    Ok(request)
+}
+
+/// The request and entities of an evaluation for one Cedar action.
 pub(crate) fn cedar_inputs(
     schema: &Schema,
     evaluation: &Evaluation,
     cedar_action: &str,
 ) -> Result<(Request, Entities), PolicyError> {
+    let (request, entities) = request_parts(schema, evaluation, cedar_action, true)?;
+    let entities = match entities {
+        Some(entities) => entities,
+        None => cedar_entities(schema, evaluation)?,
+    };
+    Ok((request, entities))
+}
+
+fn request_parts(
+    schema: &Schema,
+    evaluation: &Evaluation,
+    cedar_action: &str,
+    with_entities: bool,
+) -> Result<(Request, Option<Entities>), PolicyError> {
     let action = entity_uid("Action", cedar_action)?;
     if !schema.actions().any(|a| *a == action) {
         return Err(PolicyError::UndeclaredAction(action.to_string()));
@@ -241,8 +275,11 @@ pub(crate) fn cedar_inputs(
     let principal = parse_uid(&evaluation.principal)?;
     let resource = EntityUid::from_str(&evaluation.resource)
         .map_err(|e| PolicyError::Evaluation(format!("bad resource uid: {e}")))?;
-    let entities = Entities::from_json_value(evaluation.entities.clone(), Some(schema))
-        .map_err(|e| PolicyError::Entities(with_sources(&e)))?;
+    let entities = if with_entities {
+        Some(cedar_entities(schema, evaluation)?)
+    } else {
+        None
+    };
     let context = Context::from_json_value(evaluation.context.clone(), Some((schema, &action)))
         .map_err(|e| PolicyError::Context(with_sources(&e)))?;
     let request = Request::new(principal, action, resource, context, Some(schema))
