@@ -482,28 +482,7 @@ async fn concurrent_findings_open_one_case(h: Harness) {
     );
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+writ_testkit::backend_suite!(
     unused_key_needs_owner_approval,
     incomplete_source_of_truth_goes_to_human_review,
     policy_tiers_follow_the_demo_bundle,

@@ -481,28 +481,7 @@ async fn forged_checkpoint_is_detected(h: Harness) {
     );
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+writ_testkit::backend_suite!(
     leaf_format_is_stable,
     group_commit_assigns_contiguous_seqs_and_verifies,
     idempotency_key_returns_the_original_entry,

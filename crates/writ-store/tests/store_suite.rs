@@ -583,28 +583,7 @@ async fn racing_writers_serialise(h: Harness) {
     assert_eq!(h.store.ledger_size().await.unwrap(), 1);
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+writ_testkit::backend_suite!(
     migrations_are_idempotent,
     commit_writes_ledger_and_projections_together,
     stale_head_is_refused,

@@ -43,3 +43,29 @@ pub fn free_port() -> Result<u16, HarnessError> {
     let listener = TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
 }
+
+/// Runs each named async case against both backends: expands to `mod sqlite` and
+/// `mod postgres`, one `#[tokio::test]` per case, each calling `super::CASE(super::sqlite().await)`
+/// or `super::CASE(super::postgres().await)`. The calling test file defines `sqlite()` and
+/// `postgres()` (its harness constructors) and depends on tokio.
+#[macro_export]
+macro_rules! backend_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
