@@ -45,7 +45,8 @@ impl PolicyBundle {
         }
         // The entities are the same for both questions: build them once.
         let entities = crate::model::cedar_entities(&self.schema, evaluation)?;
-        let auto = self.authorize(evaluation, &entities, &format!("auto:{action}"))?;
+        let context = crate::model::cedar_context(evaluation)?;
+        let auto = self.authorize(evaluation, &entities, &context, &format!("auto:{action}"))?;
         if let Some(failure) = self.failure(action, &auto) {
             return Ok(failure);
         }
@@ -65,7 +66,7 @@ impl PolicyBundle {
             return Ok(case);
         }
 
-        let manual = self.authorize(evaluation, &entities, action)?;
+        let manual = self.authorize(evaluation, &entities, &context, action)?;
         if let Some(failure) = self.failure(action, &manual) {
             return Ok(failure);
         }
@@ -103,9 +104,10 @@ impl PolicyBundle {
         &self,
         evaluation: &Evaluation,
         entities: &cedar_policy::Entities,
+        context: &cedar_policy::Context,
         cedar_action: &str,
     ) -> Result<Response, PolicyError> {
-        let request = cedar_request(&self.schema, evaluation, cedar_action)?;
+        let request = cedar_request(&self.schema, evaluation, context, cedar_action)?;
         Ok(Authorizer::new().is_authorized(&request, &self.policies, entities))
     }
 

@@ -238,14 +238,30 @@ pub(crate) fn cedar_entities(
         .map_err(|e| PolicyError::Entities(with_sources(&e)))
 }
 
-/// The request of an evaluation for one Cedar action, validated against `schema`.
+/// The context of an evaluation. Parsed once per decision and shared by both questions; it is
+/// checked against the schema when each request is built ([`cedar_request`]).
+pub(crate) fn cedar_context(evaluation: &Evaluation) -> Result<Context, PolicyError> {
+    Context::from_json_value(evaluation.context.clone(), None)
+        .map_err(|e| PolicyError::Context(with_sources(&e)))
+}
+
+/// The request of an evaluation for one Cedar action; `Request::new` validates the principal,
+/// resource and context against `schema` for that action.
 pub(crate) fn cedar_request(
     schema: &Schema,
     evaluation: &Evaluation,
+    context: &Context,
     cedar_action: &str,
 ) -> Result<Request, PolicyError> {
-    let (request, _) = request_parts(schema, evaluation, cedar_action, false)?;
-    Ok(request)
+    let action = entity_uid("Action", cedar_action)?;
+    if !schema.actions().any(|a| *a == action) {
+        return Err(PolicyError::UndeclaredAction(action.to_string()));
+    }
+    let principal = parse_uid(&evaluation.principal)?;
+    let resource = EntityUid::from_str(&evaluation.resource)
+        .map_err(|e| PolicyError::Evaluation(format!("bad resource uid: {e}")))?;
+    Request::new(principal, action, resource, context.clone(), Some(schema))
+        .map_err(|e| PolicyError::Request(with_sources(&e)))
 }
 
 /// The request and entities of an evaluation for one Cedar action.
