@@ -1,0 +1,411 @@
+//! End-to-end tests of `AwsIam` against a real moto server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{ACCOUNT, MotoServer, Seed, use_key};
+use serde_json::json;
+use writ_connector_aws::AwsIam;
+use writ_connectors::{ApplyOutcome, Connector, ConnectorError, Verification};
+use writ_core::change::{Action, Reversibility};
+
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+const STAR: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}"#;
+
+async fn connect(server: &MotoServer) -> AwsIam {
+    AwsIam::connect(server.config()).await.unwrap()
+}
+
+#[tokio::test]
+async fn system_names_the_account_from_sts() {
+    let moto = MotoServer::start().await;
+    let iam = connect(&moto).await;
+    assert_eq!(iam.system(), format!("aws:{ACCOUNT}"));
+    assert!(iam.capabilities().discovery);
+    let debug = format!("{iam:?}");
+    assert!(!debug.contains("testing\""), "{debug}");
+}
+
+#[tokio::test]
+async fn disable_by_slot_then_roll_back() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("svc").await;
+    let (key1, _) = seed.access_key("svc").await;
+    let (key2, _) = seed.access_key("svc").await;
+    let iam = connect(&moto).await;
+
+    // Slot resolution: AccessKey2 is the second key by CreateDate.
+    let plan = iam.plan("svc/AccessKey2", &Action::Disable).await.unwrap();
+    assert_eq!(plan.reversibility, Reversibility::Reversible);
+    assert!(plan.pre_image.exists);
+    assert_eq!(plan.pre_image.external_id, format!("svc/{key2}"));
+    assert_eq!(plan.pre_image.attributes["access_key_id"], json!(key2));
+    assert_eq!(plan.pre_image.attributes["slot"], json!("AccessKey2"));
+    assert_eq!(plan.pre_image.attributes["status"], json!("Active"));
+    assert_eq!(
+        iam.read("svc/AccessKey1").await.unwrap().attributes["access_key_id"],
+        json!(key1)
+    );
+
+    assert_eq!(iam.apply(&plan, "c1").await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.verify(&plan).await.unwrap(), Verification::Confirmed);
+    assert_eq!(
+        seed.key_status("svc", &key2).await.as_deref(),
+        Some("Inactive")
+    );
+    assert_eq!(
+        seed.key_status("svc", &key1).await.as_deref(),
+        Some("Active")
+    );
+    assert_eq!(
+        iam.apply(&plan, "c1").await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+
+    assert_eq!(iam.rollback(&plan).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        seed.key_status("svc", &key2).await.as_deref(),
+        Some("Active")
+    );
+    assert_eq!(iam.read("svc/AccessKey2").await.unwrap(), plan.pre_image);
+    assert_eq!(
+        iam.rollback(&plan).await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+    assert!(matches!(
+        iam.verify(&plan).await.unwrap(),
+        Verification::NotInEffect { .. }
+    ));
+}
+
+#[tokio::test]
+async fn enable_by_raw_key_id_then_roll_back() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("svc").await;
+    let (key, _) = seed.access_key("svc").await;
+    seed.iam(
+        "UpdateAccessKey",
+        &[
+            ("UserName", "svc"),
+            ("AccessKeyId", &key),
+            ("Status", "Inactive"),
+        ],
+    )
+    .await;
+    let iam = connect(&moto).await;
+
+    let plan = iam
+        .plan(&format!("svc/{key}"), &Action::Enable)
+        .await
+        .unwrap();
+    assert_eq!(plan.pre_image.attributes["status"], json!("Inactive"));
+    assert_eq!(plan.pre_image.attributes["slot"], json!("AccessKey1"));
+    assert_eq!(iam.apply(&plan, "e1").await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.verify(&plan).await.unwrap(), Verification::Confirmed);
+    assert_eq!(
+        iam.apply(&plan, "e1").await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+    assert_eq!(iam.rollback(&plan).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        seed.key_status("svc", &key).await.as_deref(),
+        Some("Inactive")
+    );
+}
+
+#[tokio::test]
+async fn delete_is_irreversible_and_pinned_to_the_key() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("svc").await;
+    let (key1, _) = seed.access_key("svc").await;
+    let (key2, _) = seed.access_key("svc").await;
+    let iam = connect(&moto).await;
+
+    let plan = iam.plan("svc/AccessKey1", &Action::Delete).await.unwrap();
+    assert_eq!(plan.reversibility, Reversibility::Irreversible);
+    assert_eq!(plan.pre_image.attributes["access_key_id"], json!(key1));
+    assert_eq!(iam.apply(&plan, "d1").await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.verify(&plan).await.unwrap(), Verification::Confirmed);
+    assert_eq!(seed.key_status("svc", &key1).await, None);
+    // The slots renumber, but the plan stays pinned to the deleted key.
+    assert_eq!(
+        iam.read("svc/AccessKey1").await.unwrap().attributes["access_key_id"],
+        json!(key2)
+    );
+    assert_eq!(
+        iam.apply(&plan, "d1").await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+    assert_eq!(
+        seed.key_status("svc", &key2).await.as_deref(),
+        Some("Active")
+    );
+    match iam.rollback(&plan).await.unwrap() {
+        ApplyOutcome::Rejected { reason } => assert!(reason.contains("irreversible"), "{reason}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reduce_scope_detaches_and_deletes_then_restores_identically() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("svc").await;
+    seed.iam(
+        "AttachUserPolicy",
+        &[("UserName", "svc"), ("PolicyArn", ADMIN)],
+    )
+    .await;
+    seed.iam(
+        "PutUserPolicy",
+        &[
+            ("UserName", "svc"),
+            ("PolicyName", "star"),
+            ("PolicyDocument", STAR),
+        ],
+    )
+    .await;
+    let keep = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+    seed.iam(
+        "PutUserPolicy",
+        &[
+            ("UserName", "svc"),
+            ("PolicyName", "keep"),
+            ("PolicyDocument", keep),
+        ],
+    )
+    .await;
+    let created = seed
+        .iam(
+            "CreatePolicy",
+            &[("PolicyName", "deploy"), ("PolicyDocument", STAR)],
+        )
+        .await;
+    let custom = format!("arn:aws:iam::{ACCOUNT}:policy/deploy");
+    assert!(created.contains(&custom), "{created}");
+    seed.iam(
+        "AttachUserPolicy",
+        &[("UserName", "svc"), ("PolicyArn", &custom)],
+    )
+    .await;
+    let iam = connect(&moto).await;
+
+    let action = Action::ReduceScope {
+        remove: vec![
+            format!("policy:{ADMIN}"),
+            format!("policy:{custom}"),
+            "inline:star".to_owned(),
+        ],
+    };
+    let plan = iam.plan("svc", &action).await.unwrap();
+    assert_eq!(plan.reversibility, Reversibility::Reversible);
+    assert_eq!(
+        plan.pre_image.attributes["inline_policies"]["star"],
+        json!(STAR)
+    );
+    assert_eq!(
+        plan.pre_image.attributes["attached_policies"],
+        json!([{ "arn": ADMIN, "name": "AdministratorAccess" }, { "arn": custom, "name": "deploy" }])
+    );
+
+    assert_eq!(iam.apply(&plan, "r1").await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.verify(&plan).await.unwrap(), Verification::Confirmed);
+    let after = iam.read("svc").await.unwrap();
+    assert_eq!(after.attributes["attached_policies"], json!([]));
+    assert_eq!(after.attributes["inline_policies"], json!({ "keep": keep }));
+    assert_eq!(
+        iam.apply(&plan, "r1").await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+
+    assert_eq!(iam.rollback(&plan).await.unwrap(), ApplyOutcome::Applied);
+    // Policy re-attached, inline document back byte for byte: the whole pre-image is back.
+    assert_eq!(iam.read("svc").await.unwrap(), plan.pre_image);
+    assert_eq!(
+        iam.rollback(&plan).await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+}
+
+#[tokio::test]
+async fn discover_lists_users_keys_status_last_use_and_policies() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    for u in ["svc-etl", "svc-backup", "svc-admin"] {
+        seed.user(u).await;
+    }
+    let (etl, etl_secret) = seed.access_key("svc-etl").await;
+    let (backup, _) = seed.access_key("svc-backup").await;
+    seed.iam(
+        "UpdateAccessKey",
+        &[
+            ("UserName", "svc-backup"),
+            ("AccessKeyId", &backup),
+            ("Status", "Inactive"),
+        ],
+    )
+    .await;
+    use_key(&moto, &etl, &etl_secret).await;
+    seed.iam(
+        "AttachUserPolicy",
+        &[("UserName", "svc-admin"), ("PolicyArn", ADMIN)],
+    )
+    .await;
+    seed.iam(
+        "PutUserPolicy",
+        &[
+            ("UserName", "svc-backup"),
+            ("PolicyName", "star"),
+            ("PolicyDocument", STAR),
+        ],
+    )
+    .await;
+    let iam = connect(&moto).await;
+
+    let found = iam.discover().await.unwrap();
+    let get = |id: &str| {
+        found
+            .iter()
+            .find(|o| o.external_id == id)
+            .unwrap_or_else(|| panic!("{id} not discovered in {found:#?}"))
+    };
+    for u in ["svc-etl", "svc-backup", "svc-admin"] {
+        assert_eq!(get(u).object_kind, "user");
+    }
+    assert_eq!(
+        get("svc-admin").attributes["attached_policies"][0]["arn"],
+        json!(ADMIN)
+    );
+    assert_eq!(
+        get("svc-backup").attributes["inline_policies"],
+        json!(["star"])
+    );
+
+    let etl_key = get(&format!("svc-etl/{etl}"));
+    assert_eq!(etl_key.object_kind, "access_key");
+    assert_eq!(etl_key.attributes["status"], json!("Active"));
+    assert_eq!(
+        etl_key.attributes["slot_external_id"],
+        json!("svc-etl/AccessKey1")
+    );
+    assert!(
+        etl_key.attributes["last_used"]["date"].is_string(),
+        "{:?}",
+        etl_key.attributes
+    );
+    let backup_key = get(&format!("svc-backup/{backup}"));
+    assert_eq!(backup_key.attributes["status"], json!("Inactive"));
+    assert_eq!(backup_key.attributes["last_used"], json!(null));
+    // Discovery never carries key secrets.
+    let text = serde_json::to_string(&found).unwrap();
+    assert!(!text.contains(&etl_secret));
+}
+
+#[tokio::test]
+async fn unknown_user_is_rejected_and_bad_actions_are_unsupported() {
+    let moto = MotoServer::start().await;
+    let iam = connect(&moto).await;
+
+    for id in ["ghost/AccessKey1", "ghost/AKIAGHOSTGHOSTGHOST1"] {
+        let plan = iam.plan(id, &Action::Disable).await.unwrap();
+        assert!(!plan.pre_image.exists);
+        match iam.apply(&plan, "g").await.unwrap() {
+            ApplyOutcome::Rejected { reason } => {
+                assert!(reason.contains("NoSuchEntity"), "{reason}")
+            }
+            other => panic!("{id}: expected a rejection, got {other:?}"),
+        }
+    }
+    let plan = iam
+        .plan(
+            "ghost",
+            &Action::ReduceScope {
+                remove: vec!["inline:x".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        iam.apply(&plan, "g").await.unwrap(),
+        ApplyOutcome::Rejected { .. }
+    ));
+
+    for (id, action) in [
+        (
+            "svc/AccessKey1",
+            Action::SetExpiry {
+                until: "2030-01-01T00:00:00Z".into(),
+            },
+        ),
+        ("svc/AccessKey1", Action::Rotate),
+        ("svc", Action::Disable),
+    ] {
+        assert!(matches!(
+            iam.plan(id, &action).await,
+            Err(ConnectorError::Unsupported(_))
+        ));
+    }
+    assert!(matches!(
+        iam.plan(
+            "svc",
+            &Action::ReduceScope {
+                remove: vec!["group:x".into()]
+            }
+        )
+        .await,
+        Err(ConnectorError::Permanent(_))
+    ));
+}
+
+#[tokio::test]
+async fn moto_stopped_mid_test_is_retryable() {
+    let mut moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("svc").await;
+    seed.access_key("svc").await;
+    let iam = connect(&moto).await;
+    let plan = iam.plan("svc/AccessKey1", &Action::Disable).await.unwrap();
+
+    moto.stop();
+    let err = iam.apply(&plan, "x").await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(iam.read("svc").await.unwrap_err().is_retryable());
+    assert!(iam.discover().await.unwrap_err().is_retryable());
+    assert!(!err.to_string().contains("testing"), "{err}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable_and_client_errors_are_not() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    // moto answers 500 for ServiceSpecificCredentials (not implemented).
+    let err = client
+        .query(
+            writ_connector_aws::Service::Iam,
+            "ListServiceSpecificCredentials",
+            &[("UserName", "x")],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(ConnectorError::from(err).is_retryable());
+    let err = client
+        .query(
+            writ_connector_aws::Service::Iam,
+            "GetUser",
+            &[("UserName", "ghost")],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found() && !err.is_retryable(), "{err}");
+}

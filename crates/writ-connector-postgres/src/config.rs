@@ -1,0 +1,63 @@
+//! Configuration of the PostgreSQL roles connector, and the sink rotated secrets go to.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use writ_connectors::ConnectorError;
+
+/// Where a rotated password goes: the place its consumers read it from (a secrets manager, a
+/// vault path, a Kubernetes secret). writ never sees it.
+#[async_trait]
+pub trait SecretSink: Send + Sync {
+    /// Stores `secret` as the new password of `role` on `system` and returns the version id the
+    /// store gave it. Implementations must not log the secret.
+    async fn deliver(
+        &self,
+        system: &str,
+        role: &str,
+        secret: &str,
+    ) -> Result<String, ConnectorError>;
+}
+
+/// How to reach one PostgreSQL server.
+#[derive(Clone)]
+pub struct PostgresRolesConfig {
+    /// The system's name as identities refer to it, e.g. `postgres:billing`.
+    pub system: String,
+    /// The admin connection URL (`postgres://user:password@host:port/db`). It comes from
+    /// configuration or the environment, never from writ's database. It may hold a password:
+    /// it is never logged and `Debug` shows it redacted.
+    pub url: String,
+    /// Where rotated passwords go. Without one, `rotate` is not offered.
+    pub rotation_secret_sink: Option<Arc<dyn SecretSink>>,
+}
+
+impl std::fmt::Debug for PostgresRolesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresRolesConfig")
+            .field("system", &self.system)
+            .field("url", &"[redacted]")
+            .field(
+                "rotation_secret_sink",
+                &self.rotation_secret_sink.as_ref().map(|_| "configured"),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_url() {
+        let config = PostgresRolesConfig {
+            system: "postgres:billing".into(),
+            url: "postgres://admin:hunter2@db/billing".into(),
+            rotation_secret_sink: None,
+        };
+        let debug = format!("{config:?}");
+        assert!(debug.contains("postgres:billing"));
+        assert!(!debug.contains("hunter2"));
+    }
+}

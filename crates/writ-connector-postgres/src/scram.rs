@@ -1,0 +1,244 @@
+//! SCRAM-SHA-256 password verifiers (RFC 5802, RFC 7677), as PostgreSQL stores them.
+//!
+//! A rotation never sends a plaintext password to the server: it computes the verifier
+//! `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` here and sends that, exactly as
+//! `psql`'s `\password` does. PostgreSQL recognises a pre-hashed verifier and stores it as is.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// The iteration count PostgreSQL uses by default (`scram_iterations`).
+pub const SCRAM_ITERATIONS: u32 = 4096;
+
+/// The salt length PostgreSQL uses (bytes).
+pub const SCRAM_SALT_LEN: usize = 16;
+
+/// Random bytes in a generated password (encoded as 43 URL-safe base64 characters).
+const PASSWORD_BYTES: usize = 32;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a verifier could not be computed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScramError {
+    /// The password is not printable ASCII. SASLprep (RFC 4013) is not implemented, and it is
+    /// the identity only on printable ASCII, so other passwords are refused rather than hashed
+    /// differently from PostgreSQL.
+    #[error("password must be printable ASCII (SASLprep is not implemented)")]
+    NotAscii,
+    /// The salt is empty or the iteration count is zero.
+    #[error("invalid SCRAM parameters")]
+    InvalidParameters,
+    /// The operating system's random source failed.
+    #[error("random source failed")]
+    Random,
+}
+
+/// A password in memory. Its `Debug` output is redacted so it cannot leak through logs.
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The plaintext. Hand it only to a [`crate::SecretSink`] or a verifier computation.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Generates a new random password: 32 bytes from the OS random source, URL-safe base64.
+pub fn generate_password() -> Result<Secret, ScramError> {
+    let mut bytes = [0u8; PASSWORD_BYTES];
+    getrandom::fill(&mut bytes).map_err(|_| ScramError::Random)?;
+    Ok(Secret(URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Generates a new random salt of [`SCRAM_SALT_LEN`] bytes.
+pub fn generate_salt() -> Result<Vec<u8>, ScramError> {
+    let mut salt = vec![0u8; SCRAM_SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|_| ScramError::Random)?;
+    Ok(salt)
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32], ScramError> {
+    let mut mac = HmacSha256::new_from_slice(key).map_err(|_| ScramError::InvalidParameters)?;
+    for part in parts {
+        mac.update(part);
+    }
+    Ok(mac.finalize().into_bytes().into())
+}
+
+/// `Hi(password, salt, i)` of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block.
+fn salted_password(password: &str, salt: &[u8], iterations: u32) -> Result<[u8; 32], ScramError> {
+    let keyed = HmacSha256::new_from_slice(password.as_bytes())
+        .map_err(|_| ScramError::InvalidParameters)?;
+    let mut mac = keyed.clone();
+    mac.update(salt);
+    mac.update(&1u32.to_be_bytes());
+    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
+    let mut result = u;
+    for _ in 1..iterations {
+        let mut mac = keyed.clone();
+        mac.update(&u);
+        u = mac.finalize().into_bytes().into();
+        for (r, x) in result.iter_mut().zip(u.iter()) {
+            *r ^= x;
+        }
+    }
+    Ok(result)
+}
+
+/// The keys a SCRAM verifier is made of.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramKeys {
+    /// `H(HMAC(SaltedPassword, "Client Key"))`.
+    pub stored_key: [u8; 32],
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ScramKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScramKeys([redacted])")
+    }
+}
+
+/// Computes StoredKey and ServerKey for a password (RFC 5802 section 3).
+pub fn scram_keys(password: &str, salt: &[u8], iterations: u32) -> Result<ScramKeys, ScramError> {
+    if !password.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ScramError::NotAscii);
+    }
+    if salt.is_empty() || iterations == 0 {
+        return Err(ScramError::InvalidParameters);
+    }
+    let salted = salted_password(password, salt, iterations)?;
+    let client_key = hmac(&salted, &[b"Client Key"])?;
+    let stored_key: [u8; 32] = Sha256::digest(client_key).into();
+    let server_key = hmac(&salted, &[b"Server Key"])?;
+    Ok(ScramKeys {
+        stored_key,
+        server_key,
+    })
+}
+
+/// The verifier PostgreSQL stores in `pg_authid.rolpassword` for `password`:
+/// `SCRAM-SHA-256$<iterations>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>`.
+///
+/// The result lets anyone holding it impersonate the server to a client and mount an offline
+/// guessing attack, so it is treated as a secret too: it is wrapped in [`Secret`].
+pub fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> Result<Secret, ScramError> {
+    let keys = scram_keys(password, salt, iterations)?;
+    Ok(Secret(format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(keys.stored_key),
+        STANDARD.encode(keys.server_key)
+    )))
+}
+
+/// The salt (base64, as stored) and iteration count of a stored SCRAM verifier, or `None` for
+/// anything else (MD5, no password, a malformed value). Neither is secret: the server sends both
+/// to any client that starts a SCRAM exchange.
+pub fn verifier_salt(verifier: &str) -> Option<(&str, u32)> {
+    let rest = verifier.strip_prefix("SCRAM-SHA-256$")?;
+    let (params, keys) = rest.split_once('$')?;
+    let (iterations, salt) = params.split_once(':')?;
+    keys.split_once(':')?;
+    Some((salt, iterations.parse().ok()?))
+}
+
+/// SHA-256 (hex) of a verifier: what logs and outcomes may carry instead of the verifier.
+pub fn verifier_digest(verifier: &str) -> String {
+    hex::encode(Sha256::digest(verifier.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SCRAM-SHA-256 exchange of RFC 7677 section 3: user `user`, password `pencil`.
+    const SALT_B64: &str = "W22ZaJ0SNY7soEsUEjb6gQ==";
+    const CLIENT_FIRST_BARE: &str = "n=user,r=rOprNGfwEbeRWgbNEkqO";
+    const SERVER_FIRST: &str =
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const CLIENT_FINAL_NO_PROOF: &str =
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+    const CLIENT_PROOF: &str = "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    const SERVER_SIGNATURE: &str = "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+    fn auth_message() -> String {
+        format!("{CLIENT_FIRST_BARE},{SERVER_FIRST},{CLIENT_FINAL_NO_PROOF}")
+    }
+
+    #[test]
+    fn server_signature_matches_rfc7677() {
+        let salt = STANDARD.decode(SALT_B64).unwrap();
+        let keys = scram_keys("pencil", &salt, 4096).unwrap();
+        let signature = hmac(&keys.server_key, &[auth_message().as_bytes()]).unwrap();
+        assert_eq!(STANDARD.encode(signature), SERVER_SIGNATURE);
+    }
+
+    #[test]
+    fn stored_key_matches_rfc7677_client_proof() {
+        // ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage), and StoredKey = H(ClientKey).
+        let salt = STANDARD.decode(SALT_B64).unwrap();
+        let keys = scram_keys("pencil", &salt, 4096).unwrap();
+        let client_signature = hmac(&keys.stored_key, &[auth_message().as_bytes()]).unwrap();
+        let proof = STANDARD.decode(CLIENT_PROOF).unwrap();
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(client_signature.iter())
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let stored: [u8; 32] = Sha256::digest(&client_key).into();
+        assert_eq!(stored, keys.stored_key);
+    }
+
+    #[test]
+    fn verifier_has_postgres_format_and_parses_back() {
+        let salt = STANDARD.decode(SALT_B64).unwrap();
+        let verifier = scram_verifier("pencil", &salt, 4096).unwrap();
+        let v = verifier.expose();
+        assert!(v.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
+        assert_eq!(verifier_salt(v), Some((SALT_B64, 4096)));
+        assert_eq!(verifier_salt("md5abcdef"), None);
+        assert_eq!(verifier_salt("SCRAM-SHA-256$x:y$z"), None);
+        assert_eq!(verifier_digest(v).len(), 64);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_hash_like_postgres() {
+        assert_eq!(
+            scram_keys("pässword", b"salt", 4096),
+            Err(ScramError::NotAscii)
+        );
+        assert_eq!(
+            scram_keys("p", b"", 4096),
+            Err(ScramError::InvalidParameters)
+        );
+        assert_eq!(scram_keys("p", b"s", 0), Err(ScramError::InvalidParameters));
+    }
+
+    #[test]
+    fn generated_passwords_are_random_ascii_and_redacted() {
+        let a = generate_password().unwrap();
+        let b = generate_password().unwrap();
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 43);
+        assert!(scram_keys(a.expose(), b"salt", 1).is_ok());
+        assert_eq!(format!("{a:?}"), "Secret([redacted])");
+        assert!(!format!("{a:?}").contains(a.expose()));
+        assert_eq!(generate_salt().unwrap().len(), SCRAM_SALT_LEN);
+    }
+}
