@@ -1,4 +1,5 @@
-//! Test harness: real services, started on loopback by the tests themselves.
+//! Test harness: real services, started on loopback by the tests themselves: PostgreSQL
+//! ([`PgCluster`]) and moto ([`MotoServer`]).
 //!
 //! No test in writ depends on a server started by hand. [`PgCluster`] runs `initdb` and
 //! `pg_ctl` on a temporary directory (as the `postgres` user when the tests run as root, since
@@ -6,8 +7,10 @@
 //! slapd, a SCIM server and a browser here, following the same shape: start, wait until ready,
 //! hand out a URL, stop on drop.
 
+mod moto;
 mod postgres;
 
+pub use moto::MotoServer;
 pub use postgres::PgCluster;
 
 use std::net::TcpListener;

@@ -3,10 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use writ_connector_aws::{AwsClient, AwsConfig, Service};
@@ -16,89 +13,28 @@ pub const ACCOUNT: &str = "123456789012";
 /// The region the tests use.
 pub const REGION: &str = "us-east-1";
 
-/// A moto server on 127.0.0.1 and a free port; killed on drop.
+/// A moto server from the shared test harness, with helpers for these tests.
 #[derive(Debug)]
 pub struct MotoServer {
-    child: Option<Child>,
+    inner: writ_testkit::MotoServer,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
-}
-
-fn moto_binary() -> PathBuf {
-    let venv = std::env::var_os("WRIT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"));
-    let bin = venv.join("bin").join("moto_server");
-    assert!(
-        bin.exists(),
-        "{} not found: run scripts/test (it creates .venv from requirements-test.txt) \
-         or point WRIT_TEST_VENV at one",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl MotoServer {
     /// Starts moto, waits until it answers, and resets its state.
     pub async fn start() -> Self {
-        let bin = moto_binary();
-        let mut last_err = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
-            let child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                // moto 5 only knows AWS-managed policies (AdministratorAccess, ...) with this.
-                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-            let mut server = MotoServer {
-                child: Some(child),
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            let http = reqwest::Client::new();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Some(status) = server
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
-                    last_err = format!("moto_server exited with {status}");
-                    break;
-                }
-                match http
-                    .post(format!("{}/moto-api/reset", server.url))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => return server,
-                    Ok(r) => last_err = format!("reset answered {}", r.status()),
-                    Err(e) => last_err = e.to_string(),
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            server.stop();
-        }
-        panic!("moto_server did not become ready: {last_err}");
+        let inner = tokio::task::spawn_blocking(writ_testkit::MotoServer::start)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = inner.url();
+        MotoServer { inner, url }
     }
 
     /// Kills the server now (to test what connectors do when the target goes away).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.inner.stop();
     }
 
     /// Test credentials pointing at this server.
@@ -112,12 +48,6 @@ impl MotoServer {
     /// A signed client for seeding.
     pub fn client(&self) -> AwsClient {
         AwsClient::new(self.config()).unwrap()
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
