@@ -19,6 +19,8 @@ pub enum EventKind {
     FindingReceived,
     /// An identity was recorded or updated from a target's inventory.
     IdentitySynced,
+    /// Ownership and criticality rules were imported.
+    OwnershipImported,
     /// A case was opened.
     CaseOpened,
     /// Policy decided.
@@ -60,6 +62,7 @@ impl EventKind {
         match self {
             K::FindingReceived => &["DE.CM", "DE.AE-02"],
             K::IdentitySynced => &["ID.AM-01", "PR.AA-01"],
+            K::OwnershipImported => &["ID.AM-01", "GV.RR-02"],
             K::CaseOpened | K::CaseFrozen | K::CaseClosed => &["RS.MA-01", "GV.OC-03"],
             K::DecisionRecorded => &["GV.RM-03", "GV.PO-01"],
             K::ChangeRequested | K::ApprovalGranted | K::ApprovalRejected => {

@@ -5,6 +5,7 @@
 //!   transaction and one signed checkpoint; callers learn their sequence number only after the
 //!   commit.
 //! - [`ingest`]: from an authenticated finding to a case with a recorded policy decision.
+//! - [`inventory`]: identities from target discovery, ownership and criticality from a rules file.
 //! - [`keys`]: the checkpoint signing key on disk (never in the database).
 //! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
@@ -12,6 +13,7 @@
 
 pub mod audit;
 pub mod ingest;
+pub mod inventory;
 pub mod keys;
 pub mod rebuild;
 pub mod sequencer;

@@ -467,6 +467,22 @@ macro_rules! backend_queries {
             .transpose()
         }
 
+        pub(crate) async fn latest_entry_of_kind(
+            conn: &mut Conn,
+            kind: &str,
+        ) -> Result<Option<LedgerRow>, StoreError> {
+            sqlx::query(
+                "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash
+                 FROM ledger_entries WHERE kind = $1 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(kind)
+            .fetch_optional(&mut *conn)
+            .await?
+            .as_ref()
+            .map(entry_from_row)
+            .transpose()
+        }
+
         pub(crate) async fn entries(
             conn: &mut Conn,
             from: u64,
@@ -817,6 +833,13 @@ macro_rules! impl_store {
                 key: &str,
             ) -> Result<Option<$crate::LedgerRow>, $crate::StoreError> {
                 q::entry_by_idempotency_key(&mut *self.reader.acquire().await?, key).await
+            }
+
+            async fn latest_entry_of_kind(
+                &self,
+                kind: &str,
+            ) -> Result<Option<$crate::LedgerRow>, $crate::StoreError> {
+                q::latest_entry_of_kind(&mut *self.reader.acquire().await?, kind).await
             }
 
             async fn entries(

@@ -124,6 +124,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The entry with this idempotency key, if one was appended.
     async fn entry_by_idempotency_key(&self, key: &str) -> Result<Option<LedgerRow>, StoreError>;
 
+    /// The newest entry of this kind (`ownership_imported`, ...), if any.
+    async fn latest_entry_of_kind(&self, kind: &str) -> Result<Option<LedgerRow>, StoreError>;
+
     /// Up to `limit` entries starting at `from`, in sequence order.
     async fn entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
 

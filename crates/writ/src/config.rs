@@ -28,8 +28,50 @@ pub struct Config {
     pub sources: Vec<writ_engine::sources::SourceConfig>,
     /// The policy bundle.
     pub policy: PolicyConfig,
+    /// Target systems writ reads and changes (`[[targets]]`).
+    pub targets: Vec<TargetConfig>,
     /// Ingest.
     pub ingest: IngestConfig,
+}
+
+/// `[[targets]]`: a target system. Credentials never come from writ's database: the AWS ones come
+/// from the standard `AWS_*` environment variables, a PostgreSQL URL from the environment
+/// variable named by `url_env` (or `url`, for local setups).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The name `writ sync NAME` uses.
+    pub name: String,
+    /// `postgres`, `aws_iam` or `aws_secrets`.
+    pub kind: TargetKind,
+    /// The system name identities get (default: derived by the connector, e.g.
+    /// `aws:<account>`); required for `postgres`.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// PostgreSQL: the admin URL (prefer `url_env`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: the environment variable holding the admin URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// AWS: the endpoint (for moto or a VPC endpoint); default the public one.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// AWS: the region (default `AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// The kinds of target writ has connectors for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// PostgreSQL roles.
+    Postgres,
+    /// AWS IAM users and access keys.
+    AwsIam,
+    /// AWS Secrets Manager secrets.
+    AwsSecrets,
 }
 
 /// `[policy]`
@@ -192,6 +234,9 @@ impl Config {
     pub fn print_redacted(&self) -> anyhow::Result<()> {
         let mut shown = self.clone();
         shown.database.url = writ_store::redact_url(&shown.database.url);
+        for target in &mut shown.targets {
+            target.url = target.url.as_deref().map(writ_store::redact_url);
+        }
         let text = serde_json::to_string_pretty(&shown)?;
         println!("{text}");
         Ok(())

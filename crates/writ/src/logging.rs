@@ -1,5 +1,6 @@
 //! Structured logs (tracing): text for people, JSON (one object per line) for pipelines.
-//! Logs go to stdout; command results and errors meant for the operator go to stderr.
+//! Logs go to stderr, so that a command's output on stdout (`--json` listings, exports) stays
+//! clean; `sqlx` is quieted to warnings (its INFO level logs every server notice).
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,10 +10,12 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init(config: &LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
-        _ => EnvFilter::try_new(&config.level)
+        _ => EnvFilter::try_new(format!("{},sqlx=warn", config.level))
             .map_err(|err| anyhow::anyhow!("invalid log level {:?}: {err}", config.level))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -7,6 +7,7 @@ mod bench_ingest;
 mod case_cmd;
 mod config;
 mod ingest_cmd;
+mod inventory_cmd;
 mod keys_cmd;
 mod ledger_key;
 mod logging;
@@ -66,6 +67,11 @@ enum Command {
     /// Validate, test and inspect policy bundles.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Discover a target's identities into the inventory.
+    Sync(inventory_cmd::SyncArgs),
+    /// Import ownership rules; list the inventory.
+    #[command(subcommand)]
+    Inventory(inventory_cmd::InventoryCommand),
     /// List cases and show their story.
     #[command(subcommand)]
     Case(case_cmd::CaseCommand),
@@ -104,6 +110,8 @@ fn main() -> ExitCode {
         Command::Admin(command) => admin_cmd::run(&config, command),
         Command::Ingest(args) => ingest_cmd::run(&config, args),
         Command::Policy(command) => policy_cmd::run(command),
+        Command::Sync(args) => inventory_cmd::sync(&config, args),
+        Command::Inventory(command) => inventory_cmd::run(&config, command),
         Command::Case(command) => case_cmd::run(&config, command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),

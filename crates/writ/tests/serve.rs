@@ -191,8 +191,8 @@ async fn serve_from_a_config_file_on_postgres_with_json_logs() {
     assert_eq!(body["ledger_size"], 0);
 
     let output = server.terminate();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
+    let logs = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = logs.lines().collect();
     assert!(!lines.is_empty(), "no log output");
     for line in &lines {
         let parsed: serde_json::Value = serde_json::from_str(line)
@@ -200,7 +200,7 @@ async fn serve_from_a_config_file_on_postgres_with_json_logs() {
         assert!(parsed["level"].is_string() && parsed["timestamp"].is_string());
     }
     assert!(
-        !stdout.contains("not-a-real-password"),
+        !logs.contains("not-a-real-password"),
         "a secret reached the logs"
     );
     assert!(

@@ -1,0 +1,159 @@
+//! `writ sync` and `writ inventory`: fill the inventory that findings resolve against.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use writ_connector_aws::{AwsConfig, AwsIam, AwsSecretsManager};
+use writ_connector_postgres::{PostgresRoles, PostgresRolesConfig};
+use writ_connectors::Connector;
+use writ_core::clock::RandomIds;
+use writ_engine::inventory;
+
+use crate::config::{Config, TargetConfig, TargetKind};
+
+/// Options of `writ sync`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The `[[targets]]` name to discover.
+    target: String,
+}
+
+/// `writ inventory ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum InventoryCommand {
+    /// Import ownership and criticality rules (CSV `pattern,owner_team,criticality[,privileged]`
+    /// or a JSON array), record them in the ledger, and apply them to known identities.
+    Import {
+        /// The rules file (`.csv` or `.json`).
+        file: PathBuf,
+    },
+    /// List the identities writ knows.
+    List,
+}
+
+/// Connects to a configured target.
+pub async fn connect(target: &TargetConfig) -> anyhow::Result<Arc<dyn Connector>> {
+    match target.kind {
+        TargetKind::Postgres => {
+            let url = match (&target.url_env, &target.url) {
+                (Some(var), _) => std::env::var(var).with_context(|| {
+                    format!(
+                        "target {}: environment variable {var} is not set",
+                        target.name
+                    )
+                })?,
+                (None, Some(url)) => url.clone(),
+                (None, None) => anyhow::bail!("target {}: give url_env (or url)", target.name),
+            };
+            let system = target.system.clone().with_context(|| {
+                format!("target {}: a postgres target needs `system`", target.name)
+            })?;
+            let connector = PostgresRoles::connect(PostgresRolesConfig {
+                system,
+                url,
+                rotation_secret_sink: None,
+            })
+            .await
+            .with_context(|| format!("target {}: cannot connect", target.name))?;
+            Ok(Arc::new(connector))
+        }
+        TargetKind::AwsIam | TargetKind::AwsSecrets => {
+            let mut config = AwsConfig::from_env().with_context(|| {
+                format!(
+                    "target {}: AWS credentials (AWS_ACCESS_KEY_ID, ...)",
+                    target.name
+                )
+            })?;
+            if let Some(region) = &target.region {
+                config.region = region.clone();
+            }
+            if let Some(endpoint) = &target.endpoint {
+                config = config
+                    .with_endpoint(endpoint)
+                    .with_context(|| format!("target {}: bad endpoint", target.name))?;
+            }
+            Ok(if target.kind == TargetKind::AwsIam {
+                Arc::new(AwsIam::connect(config).await?)
+            } else {
+                Arc::new(AwsSecretsManager::connect(config).await?)
+            })
+        }
+    }
+}
+
+pub fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let target = config
+        .targets
+        .iter()
+        .find(|t| t.name == args.target)
+        .with_context(|| format!("no [[targets]] entry named {:?}", args.target))?;
+    crate::runtime()?.block_on(async {
+        let connector = connect(target).await?;
+        let parts = crate::serve::build(config).await?;
+        let report = inventory::sync(
+            &*parts.store,
+            &parts.sequencer,
+            &*connector,
+            &*parts.clock,
+            &RandomIds,
+        )
+        .await?;
+        println!(
+            "synced {}: {} objects discovered, {} identities recorded, {} matched an ownership rule",
+            connector.system(),
+            report.discovered,
+            report.recorded,
+            report.owned
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn run(config: &Config, command: InventoryCommand) -> anyhow::Result<ExitCode> {
+    crate::runtime()?.block_on(async {
+        match command {
+            InventoryCommand::Import { file } => {
+                let display = file.display().to_string();
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("cannot read {display}"))?;
+                let text = String::from_utf8(bytes.clone())
+                    .with_context(|| format!("{display} is not UTF-8"))?;
+                let rules = inventory::parse_rules(&display, &text)?;
+                let parts = crate::serve::build(config).await?;
+                let report = inventory::import_rules(
+                    &*parts.store,
+                    &parts.sequencer,
+                    &display,
+                    &bytes,
+                    rules,
+                    &*parts.clock,
+                )
+                .await?;
+                println!(
+                    "imported {display}: {} identities matched a rule, {} updated",
+                    report.owned, report.recorded
+                );
+            }
+            InventoryCommand::List => {
+                let store = crate::open_store(config).await?;
+                for identity in store.identities().await? {
+                    println!(
+                        "{}/{}  {:?}  owner={}  {:?}  reconciled={}",
+                        identity.system,
+                        identity.external_id,
+                        identity.kind,
+                        identity.owner_team.as_deref().unwrap_or("-"),
+                        identity.criticality,
+                        identity
+                            .reconciled_at
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
