@@ -10,6 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
+/// `time` truncated to whole microseconds: writ's time resolution everywhere (the store keeps
+/// microseconds, so every time that enters an event is truncated first and the tables equal
+/// what the ledger says).
+pub fn to_micros(time: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(time.as_microsecond()).unwrap_or(time)
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current instant.
@@ -22,7 +29,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Timestamp::now()
+        to_micros(Timestamp::now())
     }
 }
 

@@ -25,7 +25,7 @@ pub enum EventKind {
     CaseOpened,
     /// Policy decided.
     DecisionRecorded,
-    /// A change was requested.
+    /// A change was requested (a write-back job queued).
     ChangeRequested,
     /// An approver approved.
     ApprovalGranted,

@@ -16,6 +16,7 @@ pub mod exception;
 pub mod finding;
 pub mod identity;
 pub mod ids;
+pub mod job;
 pub mod projection;
 
 pub use clock::{Clock, IdSource, ManualClock, SystemClock};

@@ -13,6 +13,7 @@ use crate::event::Event;
 use crate::finding::Finding;
 use crate::identity::Identity;
 use crate::ids::CaseId;
+use crate::job::Job;
 
 /// The snapshot fields an event body may carry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub struct Snapshots {
     /// A finding the event records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finding: Option<Finding>,
+    /// A write-back job as it is after the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
 }
 
 /// One projection row implied by an event.
@@ -35,6 +39,8 @@ pub enum Projection {
     Identity(Identity),
     /// Insert or replace this case.
     Case(Case),
+    /// Insert or replace this job.
+    Job(Job),
     /// Record this finding, attached to the event's case.
     Finding {
         /// The finding.
@@ -55,7 +61,7 @@ pub struct ProjectionError {
     pub source: serde_json::Error,
 }
 
-/// The projection rows `event` implies, in a fixed order (identity, case, finding).
+/// The projection rows `event` implies, in a fixed order (identity, case, job, finding).
 pub fn project(event: &Event) -> Result<Vec<Projection>, ProjectionError> {
     let snapshots = Snapshots::deserialize(&event.body).map_err(|source| ProjectionError {
         seq: event.seq,
@@ -67,6 +73,9 @@ pub fn project(event: &Event) -> Result<Vec<Projection>, ProjectionError> {
     }
     if let Some(case) = snapshots.case {
         rows.push(Projection::Case(case));
+    }
+    if let Some(job) = snapshots.job {
+        rows.push(Projection::Job(job));
     }
     if let Some(finding) = snapshots.finding {
         rows.push(Projection::Finding {

@@ -23,7 +23,8 @@ use writ_core::decision::{Decision, Tier};
 use writ_core::event::{ControlTag, EventKind};
 use writ_core::finding::{Finding, Observation};
 use writ_core::identity::{Identity, SourceOfTruth};
-use writ_core::ids::{CaseId, FindingId};
+use writ_core::ids::{CaseId, FindingId, JobId};
+use writ_core::job::{Job, JobState, action_from_name};
 use writ_core::{Clock, IdSource, Sha256Digest};
 use writ_policy::{DecisionRequest, PolicyBundle};
 use writ_store::{LedgerRow, Store, StoreError};
@@ -389,7 +390,7 @@ impl Ingestor {
             confidence_bp: obs.confidence_bp,
             subject_system: obs.subject.system.clone(),
             subject_external_id: obs.subject.external_id.clone(),
-            observed_at: obs.observed_at.unwrap_or(now),
+            observed_at: writ_core::clock::to_micros(obs.observed_at.unwrap_or(now)),
             evidence: Sha256Digest::of(&submission.evidence),
             idempotency_key: key.finding.clone(),
         };
@@ -506,6 +507,23 @@ impl Ingestor {
         if let Some(reason) = &review_reason {
             decided_body["routing"] = json!({"to": "human_review", "reason": reason});
         }
+        // Automation allowed: queue the write-back in the same batch as the decision.
+        let job = match (case.state, identity, action_from_name(&action)) {
+            (CaseState::Remediating, Some(identity), Some(job_action)) => Some(Job {
+                id: JobId(self.ids.next_id(now)),
+                case_id: case.id,
+                system: identity.system.clone(),
+                external_id: identity.external_id.clone(),
+                action: job_action,
+                state: JobState::Queued,
+                attempts: 0,
+                next_attempt_at: None,
+                dry_run: false,
+                last_error: None,
+            }),
+            _ => None,
+        };
+        let first = drafts.len();
         drafts.push(opened);
         drafts.push(Draft {
             case_id: Some(case.id),
@@ -513,13 +531,25 @@ impl Ingestor {
             kind: EventKind::DecisionRecorded,
             idempotency_key: format!("decision:{}:{}", source.name, key.base),
             policy_bundle: Some(decision.bundle_hash),
-            controls,
+            controls: controls.clone(),
             body: decided_body,
             evidence: vec![],
         });
+        if let Some(job) = &job {
+            drafts.push(Draft {
+                case_id: Some(case.id),
+                actor: "engine".into(),
+                kind: EventKind::ChangeRequested,
+                idempotency_key: format!("job:{}:queued", job.id),
+                policy_bundle: Some(decision.bundle_hash),
+                controls,
+                body: json!({ "job": job }),
+                evidence: vec![],
+            });
+        }
         open.insert(open_key, case.clone());
         Ok(Plan::Append {
-            drafts: vec![drafts.len() - 2, drafts.len() - 1],
+            drafts: (first..drafts.len()).collect(),
             outcome: IngestOutcome {
                 finding_id: finding.id,
                 case_id: case.id,

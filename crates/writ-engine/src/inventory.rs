@@ -224,7 +224,8 @@ pub fn identity_from(
     let last_used_at = attrs["last_used"]
         .as_str()
         .or_else(|| attrs["last_used"]["date"].as_str())
-        .and_then(|text| text.parse::<Timestamp>().ok());
+        .and_then(|text| text.parse::<Timestamp>().ok())
+        .map(writ_core::clock::to_micros);
     let mut tags = Vec::new();
     if let Some(key_id) = attrs["access_key_id"].as_str() {
         tags.push(format!("key_id:{key_id}"));
@@ -242,7 +243,7 @@ pub fn identity_from(
         privileged,
         tags,
         last_used_at,
-        reconciled_at: Some(now),
+        reconciled_at: Some(writ_core::clock::to_micros(now)),
     })
 }
 

@@ -9,6 +9,7 @@
 //! - [`keys`]: the checkpoint signing key on disk (never in the database).
 //! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
+//! - [`writeback`]: approvals, the write-back job worker (intent, apply, verify), rollback.
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
@@ -18,5 +19,6 @@ pub mod keys;
 pub mod rebuild;
 pub mod sequencer;
 pub mod sources;
+pub mod writeback;
 
 pub use sequencer::{AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig};

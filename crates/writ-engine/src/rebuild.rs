@@ -86,6 +86,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
     let mut identities = BTreeMap::new();
     let mut cases = BTreeMap::new();
     let mut findings = BTreeMap::new();
+    let mut jobs = BTreeMap::new();
     for effect in effects {
         match effect {
             Effect::PutEvidence(_) => {}
@@ -95,6 +96,10 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
             Effect::UpsertCase { case, seq } => {
                 let opened = cases.get(&case.id).map_or(seq, |(_, opened, _)| *opened);
                 cases.insert(case.id, (case, opened, seq));
+            }
+            Effect::UpsertJob { job, seq } => {
+                let created = jobs.get(&job.id).map_or(seq, |(_, created, _)| *created);
+                jobs.insert(job.id, (job, created, seq));
             }
             Effect::InsertFinding {
                 finding,
@@ -111,6 +116,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         identities: identities.into_values().collect(),
         cases: cases.into_values().collect(),
         findings: findings.into_values().collect(),
+        jobs: jobs.into_values().collect(),
     }
 }
 
@@ -143,5 +149,6 @@ fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> 
     );
     compare("cases", &expected.cases, &live.cases, &mut out);
     compare("findings", &expected.findings, &live.findings, &mut out);
+    compare("jobs", &expected.jobs, &live.jobs, &mut out);
     out
 }

@@ -420,7 +420,7 @@ impl Writer {
         let mut tree = self.tree.clone();
         let mut batch = CommitBatch::default();
         let mut results = Vec::new();
-        let now = self.clock.now();
+        let now = writ_core::clock::to_micros(self.clock.now());
         for (position, draft) in drafts.enumerate() {
             let seq = tree.size();
             let mut evidence_digests = Vec::with_capacity(draft.evidence.len());
@@ -504,6 +504,7 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
     match projection {
         Projection::Identity(identity) => Effect::UpsertIdentity { identity, seq },
         Projection::Case(case) => Effect::UpsertCase { case, seq },
+        Projection::Job(job) => Effect::UpsertJob { job, seq },
         Projection::Finding { finding, case_id } => Effect::InsertFinding {
             finding,
             case_id,

@@ -217,6 +217,9 @@ macro_rules! backend_queries {
             let mut identities: Vec<(&Identity, u64)> = Vec::new();
             let mut cases: Vec<(&Case, u64, u64)> = Vec::new();
             let mut findings = Vec::new();
+            let mut jobs: Vec<(&writ_core::job::Job, u64, u64)> = Vec::new();
+            let mut job_at: std::collections::HashMap<writ_core::ids::JobId, usize> =
+                std::collections::HashMap::new();
             let mut seen_evidence = std::collections::HashSet::new();
             let mut identity_at: std::collections::HashMap<IdentityId, usize> =
                 std::collections::HashMap::new();
@@ -245,12 +248,54 @@ macro_rules! backend_queries {
                             cases.push((case, *seq, *seq));
                         }
                     },
+                    Effect::UpsertJob { job, seq } => match job_at.get(&job.id) {
+                        Some(&at) => {
+                            let created = jobs[at].1;
+                            jobs[at] = (job, created, *seq);
+                        }
+                        None => {
+                            job_at.insert(job.id, jobs.len());
+                            jobs.push((job, *seq, *seq));
+                        }
+                    },
                     Effect::InsertFinding {
                         finding,
                         case_id,
                         seq,
                     } => findings.push((finding, *case_id, *seq)),
                 }
+            }
+            for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO jobs (id, case_id, system, state, next_attempt_us, snapshot, created_seq, updated_seq) ",
+                );
+                let mut bad = None;
+                builder.push_values(chunk, |mut row, (job, created, updated)| {
+                    let mut seq = |s: u64| {
+                        seq_to_db(s).unwrap_or_else(|_| {
+                            bad = Some(s);
+                            -1
+                        })
+                    };
+                    let (created, updated) = (seq(*created), seq(*updated));
+                    row.push_bind(job.id.as_uuid())
+                        .push_bind(job.case_id.as_uuid())
+                        .push_bind(job.system.clone())
+                        .push_bind(enum_text(&job.state))
+                        .push_bind(job.next_attempt_at.map(micros))
+                        .push_bind(serde_json::to_string(job).unwrap_or_default())
+                        .push_bind(created)
+                        .push_bind(updated);
+                });
+                if let Some(seq) = bad {
+                    return Err(StoreError::BatchNotContiguous { seq });
+                }
+                builder.push(
+                    " ON CONFLICT (id) DO UPDATE SET
+                        state = excluded.state, next_attempt_us = excluded.next_attempt_us,
+                        snapshot = excluded.snapshot, updated_seq = excluded.updated_seq",
+                );
+                builder.build().execute(&mut *conn).await?;
             }
             for chunk in evidence.chunks(ROWS_PER_STATEMENT) {
                 let mut builder = sqlx::QueryBuilder::<$db>::new(
@@ -374,6 +419,7 @@ macro_rules! backend_queries {
                 "DELETE FROM findings",
                 "DELETE FROM cases",
                 "DELETE FROM identities",
+                "DELETE FROM jobs",
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
@@ -410,7 +456,51 @@ macro_rules! backend_queries {
                     seq_from_db("findings", row.try_get("seq")?)?,
                 ));
             }
+            for row in sqlx::query("SELECT snapshot, created_seq, updated_seq FROM jobs ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                dump.jobs.push((
+                    job_from_row(&row)?,
+                    seq_from_db("jobs", row.try_get("created_seq")?)?,
+                    seq_from_db("jobs", row.try_get("updated_seq")?)?,
+                ));
+            }
             Ok(dump)
+        }
+
+        fn job_from_row(row: &DbRow) -> Result<writ_core::job::Job, StoreError> {
+            let snapshot: String = row.try_get("snapshot")?;
+            serde_json::from_str(&snapshot).map_err(|err| StoreError::Corrupt {
+                table: "jobs",
+                detail: err.to_string(),
+            })
+        }
+
+        pub(crate) async fn pending_jobs(
+            conn: &mut Conn,
+            limit: u32,
+        ) -> Result<Vec<writ_core::job::Job>, StoreError> {
+            sqlx::query("SELECT snapshot FROM jobs WHERE state IN ('queued', 'intent', 'applied') ORDER BY updated_seq LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(job_from_row)
+                .collect()
+        }
+
+        pub(crate) async fn jobs_for_case(
+            conn: &mut Conn,
+            case: CaseId,
+        ) -> Result<Vec<writ_core::job::Job>, StoreError> {
+            sqlx::query("SELECT snapshot FROM jobs WHERE case_id = $1 ORDER BY created_seq")
+                .bind(case.as_uuid())
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(job_from_row)
+                .collect()
         }
 
         fn finding_from_row(row: &DbRow) -> Result<writ_core::finding::Finding, StoreError> {
@@ -945,6 +1035,20 @@ macro_rules! impl_store {
                 filter: &$crate::CaseFilter,
             ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
                 q::cases(&mut *self.reader.acquire().await?, filter).await
+            }
+
+            async fn pending_jobs(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
+                q::pending_jobs(&mut *self.reader.acquire().await?, limit).await
+            }
+
+            async fn jobs_for_case(
+                &self,
+                case: writ_core::ids::CaseId,
+            ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
+                q::jobs_for_case(&mut *self.reader.acquire().await?, case).await
             }
 
             async fn replace_projections(

@@ -192,6 +192,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Cases matching `filter`, newest first.
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
 
+    /// Write-back jobs a worker still has to finish (queued, intent recorded, or applied),
+    /// oldest change first.
+    async fn pending_jobs(&self, limit: u32) -> Result<Vec<writ_core::job::Job>, StoreError>;
+
+    /// The jobs of one case, oldest first.
+    async fn jobs_for_case(&self, case: CaseId) -> Result<Vec<writ_core::job::Job>, StoreError>;
+
     /// Replaces every projection row (identities, cases, findings) with the result of
     /// `effects`, in one transaction, keeping the ledger and evidence. Used by
     /// `writ admin rebuild` after replaying the ledger.

@@ -65,6 +65,11 @@ pub const SQLITE: &[Migration] = &[
         name: "one_open_case",
         sql: include_str!("../migrations/sqlite/0002_one_open_case.sql"),
     },
+    Migration {
+        version: 3,
+        name: "jobs",
+        sql: include_str!("../migrations/sqlite/0003_jobs.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -78,6 +83,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "one_open_case",
         sql: include_str!("../migrations/postgres/0002_one_open_case.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "jobs",
+        sql: include_str!("../migrations/postgres/0003_jobs.sql"),
     },
 ];
 

@@ -6,6 +6,7 @@ use writ_core::case::{Case, CaseState};
 use writ_core::finding::Finding;
 use writ_core::identity::Identity;
 use writ_core::ids::CaseId;
+use writ_core::job::Job;
 
 /// One ledger entry as stored: the leaf bytes and their hash, plus a few columns copied out of
 /// the leaf for indexing. The leaf is authoritative; the columns are conveniences.
@@ -74,6 +75,13 @@ pub enum Effect {
         /// The entry that changed it.
         seq: u64,
     },
+    /// Insert or replace a write-back job.
+    UpsertJob {
+        /// The job as it now is.
+        job: Job,
+        /// The entry that changed it.
+        seq: u64,
+    },
     /// Record a finding, attached to a case.
     InsertFinding {
         /// The finding.
@@ -114,4 +122,6 @@ pub struct ProjectionDump {
     pub cases: Vec<(Case, u64, u64)>,
     /// Findings with their case and the seq that recorded them.
     pub findings: Vec<(Finding, Option<CaseId>, u64)>,
+    /// Jobs with the seqs that created and last changed them.
+    pub jobs: Vec<(Job, u64, u64)>,
 }

@@ -16,6 +16,7 @@ mod policy_source;
 mod progress;
 mod serve;
 mod token_cmd;
+mod writeback_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,13 @@ enum Command {
     /// Import ownership rules; list the inventory.
     #[command(subcommand)]
     Inventory(inventory_cmd::InventoryCommand),
+    /// Approve a case's pending change; queues the write-back once approvals are complete.
+    Approve(writeback_cmd::ApproveArgs),
+    /// Undo a case's verified change from its recorded pre-image.
+    Rollback(writeback_cmd::RollbackArgs),
+    /// Drive the write-back worker.
+    #[command(subcommand)]
+    Writeback(writeback_cmd::WriteBackCommand),
     /// List cases and show their story.
     #[command(subcommand)]
     Case(case_cmd::CaseCommand),
@@ -112,6 +120,9 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy_cmd::run(command),
         Command::Sync(args) => inventory_cmd::sync(&config, args),
         Command::Inventory(command) => inventory_cmd::run(&config, command),
+        Command::Approve(args) => writeback_cmd::approve(&config, args),
+        Command::Rollback(args) => writeback_cmd::rollback(&config, args),
+        Command::Writeback(command) => writeback_cmd::run(&config, command),
         Command::Case(command) => case_cmd::run(&config, command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),

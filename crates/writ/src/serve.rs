@@ -129,7 +129,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         },
     };
+    // The write-back worker: works pending jobs every two seconds while the server runs.
+    let worker = writ_engine::writeback::WriteBack::new(
+        state.store.clone(),
+        state.sequencer.clone(),
+        state.clock.clone(),
+        Arc::new(RandomIds),
+        crate::writeback_cmd::connectors(&config).await,
+        writ_engine::writeback::WriteBackSettings::default(),
+    );
+    let worker_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(err) = worker.run_once().await {
+                tracing::error!(error = %err, "write-back pass failed; will retry");
+            }
+        }
+    });
     writ_server::serve(listener, state, shutdown_signal()).await?;
+    worker_task.abort();
     tracing::info!("writ stopped");
     Ok(())
 }

@@ -121,8 +121,78 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: Db) {
     );
     assert_eq!(policy["state"], "needs_review");
 
+    // Write-back: the owner approves, the worker deactivates the key in moto and reads it back;
+    // a rollback restores it. All of it in the one case.
+    let case_id = unused["id"].as_str().unwrap().to_owned();
+    let output = run_with_aws(
+        &site,
+        &moto,
+        &[
+            "approve",
+            &case_id,
+            "--as",
+            "alice",
+            "--rationale",
+            "owner confirmed: unused since the migration",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("write-back job"),
+        "{}",
+        text(&output)
+    );
+    let output = run_with_aws(&site, &moto, &["writeback", "run"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("1 verified"), "{}", text(&output));
+    assert_eq!(key_status(&moto.url(), "svc-etl").await, "Inactive");
+    let story = text(&site.run(&["case", "show", &case_id]));
+    for step in [
+        "approval_granted",
+        "change_requested",
+        "write_back_intent",
+        "write_back_applied",
+        "write_back_verified",
+    ] {
+        assert!(story.contains(step), "{step} missing from {story}");
+    }
+    let output = run_with_aws(
+        &site,
+        &moto,
+        &[
+            "rollback",
+            &case_id,
+            "--as",
+            "alice",
+            "--rationale",
+            "still used by the nightly job",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(key_status(&moto.url(), "svc-etl").await, "Active");
+
     assert!(site.run(&["audit", "verify"]).status.success());
-    assert!(site.run(&["admin", "rebuild", "--check"]).status.success());
+    let output = site.run(&["admin", "rebuild", "--check"]);
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+async fn key_status(url: &str, user: &str) -> String {
+    let client = AwsClient::new(
+        AwsConfig::new("testing", "testing", "us-east-1")
+            .with_endpoint(url)
+            .unwrap(),
+    )
+    .unwrap();
+    let body = client
+        .query(Service::Iam, "ListAccessKeys", &[("UserName", user)])
+        .await
+        .unwrap();
+    let status = body
+        .split("<Status>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Status>").next())
+        .unwrap();
+    status.to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

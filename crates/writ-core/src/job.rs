@@ -1,0 +1,81 @@
+//! Write-back jobs: an approved change on its way into a target system.
+//!
+//! A job is projected from the ledger like cases are: every step (queued, intent recorded,
+//! applied, verified, failed, rolled back) is an event carrying the job's new snapshot. The
+//! intent is recorded before anything touches the target, so that after a crash the engine
+//! knows what may have happened and can read the target to find out.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::change::Action;
+use crate::ids::{CaseId, JobId};
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker (possibly until `next_attempt_at`).
+    Queued,
+    /// The plan and pre-image are recorded; the target may or may not have changed.
+    Intent,
+    /// The target accepted the change; not yet read back.
+    Applied,
+    /// Reading the target back confirmed the change.
+    Verified,
+    /// The change failed or did not verify: a human must look.
+    Failed,
+    /// The change was undone from the pre-image.
+    RolledBack,
+    /// Dry run: planned and recorded, never applied.
+    Planned,
+}
+
+impl JobState {
+    /// Whether a worker still has something to do.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            JobState::Queued | JobState::Intent | JobState::Applied
+        )
+    }
+}
+
+/// A write-back job as projected from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The case it remediates.
+    pub case_id: CaseId,
+    /// The target system (a `[[targets]]` connector's system name).
+    pub system: String,
+    /// The object to change, in the target's terms.
+    pub external_id: String,
+    /// What to do.
+    pub action: Action,
+    /// Where it stands.
+    pub state: JobState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Not before this time (backoff after a retryable failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+    /// Plan and record only; never apply.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The last failure, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The action a policy decision names, when it needs no parameters from a person.
+pub fn action_from_name(name: &str) -> Option<Action> {
+    match name {
+        "disable" => Some(Action::Disable),
+        "enable" => Some(Action::Enable),
+        "delete" => Some(Action::Delete),
+        "rotate" => Some(Action::Rotate),
+        _ => None,
+    }
+}

@@ -1,0 +1,349 @@
+//! Write-back end to end on real parts: moto holds an IAM user's access key; a finding about it
+//! is decided (owner approval), approved, written back (key deactivated in moto), read back,
+//! and rolled back, with the whole story in one case. Also: a crash between applying and
+//! recording does not apply twice. On SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use serde_json::json;
+use writ_connector_aws::{AwsClient, AwsConfig, AwsIam, Service};
+use writ_connectors::{
+    ApplyOutcome, Capabilities, Connector, ConnectorError, DiscoveredObject, ObjectState, Plan,
+    Verification,
+};
+use writ_core::SystemClock;
+use writ_core::case::CaseState;
+use writ_core::change::Action;
+use writ_core::clock::RandomIds;
+use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
+use writ_core::job::JobState;
+use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
+use writ_engine::inventory;
+use writ_engine::sources::Source;
+use writ_engine::writeback::{WriteBack, WriteBackSettings};
+use writ_engine::{Sequencer, SequencerConfig};
+use writ_ledger::generate_key;
+use writ_policy::PolicyBundle;
+use writ_store::Store;
+use writ_testkit::{MotoServer, PgCluster};
+
+/// Delegates to a real connector; can pretend the process died right after the target changed.
+#[derive(Debug)]
+struct CrashAfterApply {
+    inner: AwsIam,
+    crash_next: AtomicBool,
+    applies: AtomicUsize,
+}
+
+#[async_trait]
+impl Connector for CrashAfterApply {
+    fn system(&self) -> &str {
+        self.inner.system()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn discover(&self) -> Result<Vec<DiscoveredObject>, ConnectorError> {
+        self.inner.discover().await
+    }
+    async fn read(&self, id: &str) -> Result<ObjectState, ConnectorError> {
+        self.inner.read(id).await
+    }
+    async fn plan(&self, id: &str, action: &Action) -> Result<Plan, ConnectorError> {
+        self.inner.plan(id, action).await
+    }
+    async fn apply(&self, plan: &Plan, key: &str) -> Result<ApplyOutcome, ConnectorError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.inner.apply(plan, key).await?;
+        if self.crash_next.swap(false, Ordering::SeqCst) {
+            return Err(ConnectorError::Retryable(
+                "connection lost after the change".into(),
+            ));
+        }
+        Ok(outcome)
+    }
+    async fn verify(&self, plan: &Plan) -> Result<Verification, ConnectorError> {
+        self.inner.verify(plan).await
+    }
+    async fn rollback(&self, plan: &Plan) -> Result<ApplyOutcome, ConnectorError> {
+        self.inner.rollback(plan).await
+    }
+}
+
+struct World {
+    store: Arc<dyn Store>,
+    ingestor: Ingestor,
+    writeback: WriteBack,
+    connector: Arc<CrashAfterApply>,
+    _moto: MotoServer,
+    _keep: (Option<tempfile::TempDir>, Option<PgCluster>),
+}
+
+async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)) -> World {
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let config = AwsConfig::new("testing", "testing", "us-east-1")
+        .with_endpoint(&moto.url())
+        .unwrap();
+    let client = AwsClient::new(config.clone()).unwrap();
+    client
+        .query(Service::Iam, "CreateUser", &[("UserName", "svc-etl")])
+        .await
+        .unwrap();
+    client
+        .query(Service::Iam, "CreateAccessKey", &[("UserName", "svc-etl")])
+        .await
+        .unwrap();
+
+    let store = writ_store::open(&url).await.unwrap();
+    let (signer, _) = generate_key("writ.test/ledger", [2; 32]).unwrap();
+    let clock = Arc::new(SystemClock);
+    let sequencer = Sequencer::start(
+        store.clone(),
+        signer,
+        clock.clone(),
+        SequencerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let connector = Arc::new(CrashAfterApply {
+        inner: AwsIam::connect(config).await.unwrap(),
+        crash_next: AtomicBool::new(false),
+        applies: AtomicUsize::new(0),
+    });
+    inventory::sync(&*store, &sequencer, &*connector, &*clock, &RandomIds)
+        .await
+        .unwrap();
+    let rules =
+        inventory::parse_rules("owners.csv", "aws:123456789012/svc-etl*,data,high\n").unwrap();
+    inventory::import_rules(&*store, &sequencer, "owners.csv", b"x", rules, &*clock)
+        .await
+        .unwrap();
+    let policy = Arc::new(
+        PolicyBundle::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo"),
+        )
+        .unwrap(),
+    );
+    let ingestor = Ingestor::new(
+        store.clone(),
+        sequencer.clone(),
+        clock.clone(),
+        Arc::new(RandomIds),
+        policy,
+        IngestSettings::default(),
+    );
+    let writeback = WriteBack::new(
+        store.clone(),
+        sequencer,
+        clock,
+        Arc::new(RandomIds),
+        vec![connector.clone() as Arc<dyn Connector>],
+        WriteBackSettings {
+            backoff: jiff::SignedDuration::ZERO,
+            ..WriteBackSettings::default()
+        },
+    );
+    World {
+        store,
+        ingestor,
+        writeback,
+        connector,
+        _moto: moto,
+        _keep: keep,
+    }
+}
+
+async fn sqlite() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+    world(url, (Some(dir), None)).await
+}
+
+async fn postgres() -> World {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.create_database("writ").unwrap();
+    world(url, (None, Some(cluster))).await
+}
+
+async fn key_status(w: &World) -> String {
+    w.connector
+        .read("svc-etl/AccessKey1")
+        .await
+        .unwrap()
+        .attributes["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
+    let observation = Observation {
+        format: SourceFormat::Native,
+        finding_type: "iam_user_accesskey_unused".into(),
+        severity: Severity::Medium,
+        confidence_bp: 10_000,
+        subject: SubjectRef {
+            system: "aws:123456789012".into(),
+            external_id: "svc-etl/AccessKey1".into(),
+            kind_hint: None,
+        },
+        observed_at: None,
+        title: "unused for 200 days".into(),
+        source_key: None,
+        controls: vec![],
+        details: serde_json::Value::Null,
+    };
+    let source = Source {
+        name: "prowler".into(),
+        trust: Trust::High,
+    };
+    let outcome = w
+        .ingestor
+        .ingest(
+            &source,
+            Submission {
+                evidence: serde_json::to_vec(&json!({"finding": "unused key"})).unwrap(),
+                observation,
+                redacted_from: None,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.case_state, CaseState::AwaitingApproval);
+    outcome.case_id
+}
+
+async fn approved_change_is_applied_verified_and_rolled_back(w: World) {
+    let case = unused_key_case(&w).await;
+    assert_eq!(key_status(&w).await, "Active");
+    // Nothing happens without the approval.
+    assert_eq!(w.writeback.run_once().await.unwrap().verified, 0);
+    assert!(
+        w.writeback.approve(case, "alice", "", false).await.is_err(),
+        "rationale required"
+    );
+    let job = w
+        .writeback
+        .approve(case, "alice", "owner confirmed the key is unused", false)
+        .await
+        .unwrap()
+        .expect("one approval is enough under the demo policy");
+    assert_eq!(job.state, JobState::Queued);
+    assert!(
+        w.writeback
+            .approve(case, "bob", "late", false)
+            .await
+            .is_err(),
+        "case no longer awaiting"
+    );
+
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!(report.verified, 1, "{report:?}");
+    assert_eq!(
+        key_status(&w).await,
+        "Inactive",
+        "the key is deactivated in moto"
+    );
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+
+    let kinds: Vec<String> = w
+        .store
+        .case_entries(case)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "finding_received",
+            "decision_recorded",
+            "approval_granted",
+            "change_requested",
+            "write_back_intent",
+            "write_back_applied",
+            "write_back_verified"
+        ]
+    );
+
+    w.writeback
+        .rollback(case, "alice", "the key is still needed")
+        .await
+        .unwrap();
+    assert_eq!(
+        key_status(&w).await,
+        "Active",
+        "rollback restores the pre-image"
+    );
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::RolledBack
+    );
+    let drift = writ_engine::rebuild::check(&*w.store).await.unwrap();
+    assert!(drift.is_empty(), "{drift:#?}");
+}
+
+async fn a_crash_after_apply_does_not_apply_twice(w: World) {
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "go", false)
+        .await
+        .unwrap()
+        .unwrap();
+    w.connector.crash_next.store(true, Ordering::SeqCst);
+    let first = w.writeback.run_once().await.unwrap();
+    assert_eq!(first.retried, 1, "{first:?}");
+    assert_eq!(key_status(&w).await, "Inactive", "the target did change");
+    let jobs = w.store.jobs_for_case(case).await.unwrap();
+    assert_eq!(
+        jobs[0].state,
+        JobState::Intent,
+        "only the intent was recorded"
+    );
+
+    let second = w.writeback.run_once().await.unwrap();
+    assert_eq!(second.verified, 1, "{second:?}");
+    assert_eq!(
+        w.connector.applies.load(Ordering::SeqCst),
+        1,
+        "applied exactly once"
+    );
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+}
+
+async fn dry_run_plans_without_applying(w: World) {
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "try", true)
+        .await
+        .unwrap()
+        .unwrap();
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!(report.planned, 1);
+    assert_eq!(key_status(&w).await, "Active");
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        w.store.jobs_for_case(case).await.unwrap()[0].state,
+        JobState::Planned
+    );
+}
+
+writ_testkit::backend_suite!(
+    approved_change_is_applied_verified_and_rolled_back,
+    a_crash_after_apply_does_not_apply_twice,
+    dry_run_plans_without_applying,
+);
