@@ -67,6 +67,9 @@ pub struct Job {
     /// The last failure, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When the target accepted the change (for the per-system change cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Timestamp>,
 }
 
 /// The action a policy decision names, when it needs no parameters from a person.

@@ -520,6 +520,7 @@ impl Ingestor {
                 next_attempt_at: None,
                 dry_run: false,
                 last_error: None,
+                applied_at: None,
             }),
             _ => None,
         };

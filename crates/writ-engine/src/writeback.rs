@@ -51,13 +51,17 @@ pub enum WriteBackError {
     },
 }
 
-/// Worker settings.
+/// Worker settings, including the blast-radius guards.
 #[derive(Debug, Clone)]
 pub struct WriteBackSettings {
     /// Attempts before a job fails for good.
     pub max_attempts: u32,
     /// First retry delay; doubled each attempt.
     pub backoff: SignedDuration,
+    /// At most this many changes applied per system within `window`; further jobs wait.
+    pub max_changes_per_window: u32,
+    /// The window of the change cap.
+    pub window: SignedDuration,
 }
 
 impl Default for WriteBackSettings {
@@ -65,8 +69,19 @@ impl Default for WriteBackSettings {
         Self {
             max_attempts: 5,
             backoff: SignedDuration::from_secs(5),
+            max_changes_per_window: 50,
+            window: SignedDuration::from_hours(1),
         }
     }
+}
+
+/// Whether an action takes rights away (and so could remove the last administrator).
+fn removes_access(action: &writ_core::change::Action) -> bool {
+    use writ_core::change::Action as A;
+    matches!(
+        action,
+        A::Disable | A::Delete | A::Revoke { .. } | A::ReduceScope { .. }
+    )
 }
 
 /// What one pass of the worker did.
@@ -80,6 +95,14 @@ pub struct PassReport {
     pub retried: usize,
     /// Jobs planned in dry-run mode.
     pub planned: usize,
+}
+
+/// What a guard says about a job.
+enum Guard {
+    /// Not now: try again at this time.
+    Wait(jiff::Timestamp, String),
+    /// Never: a human must look.
+    Refuse(String),
 }
 
 /// The write-back engine.
@@ -115,6 +138,12 @@ impl WriteBack {
             connectors,
             settings,
         }
+    }
+
+    /// The same engine with other settings.
+    pub fn with_settings(mut self, settings: WriteBackSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Records an approval of `case`'s pending change by `approver`. When the approvals the
@@ -212,6 +241,7 @@ impl WriteBack {
             next_attempt_at: None,
             dry_run,
             last_error: None,
+            applied_at: None,
         };
         let mut case = case.clone();
         case.state = CaseState::Remediating;
@@ -248,6 +278,26 @@ impl WriteBack {
         // What may already have happened, by the last recorded state.
         let plan = match job.state {
             JobState::Queued => {
+                if let Some(reason) = self.guard(&job).await? {
+                    return match reason {
+                        Guard::Wait(until, why) => {
+                            job.next_attempt_at = Some(until);
+                            job.last_error = Some(why);
+                            self.record(
+                                &job,
+                                None,
+                                EventKind::WriteBackFailed,
+                                "engine",
+                                &format!("held:{}", until.as_microsecond()),
+                                json!({ "retryable": true, "held_by_guard": true, "error": job.last_error }),
+                            )
+                            .await?;
+                            report.retried += 1;
+                            Ok(())
+                        }
+                        Guard::Refuse(why) => self.fail(job, &why, report).await,
+                    };
+                }
                 let plan = match connector.plan(&job.external_id, &job.action).await {
                     Ok(plan) => plan,
                     Err(err) => return self.retry_or_fail(job, err, report).await,
@@ -294,6 +344,7 @@ impl WriteBack {
                     .await;
             }
             job.state = JobState::Applied;
+            job.applied_at = Some(self.clock.now());
             self.record(
                 &job,
                 None,
@@ -379,6 +430,60 @@ impl WriteBack {
         )
         .await?;
         Ok(job)
+    }
+
+    /// The blast-radius guards: a cap on changes per system per window, and never taking
+    /// rights from the last privileged identity of a system.
+    async fn guard(&self, job: &Job) -> Result<Option<Guard>, WriteBackError> {
+        let now = self.clock.now();
+        let since = now.checked_sub(self.settings.window).unwrap_or(now);
+        let recent: Vec<Job> = self.store.jobs_applied_since(&job.system, since).await?;
+        if recent.len()
+            >= usize::try_from(self.settings.max_changes_per_window).unwrap_or(usize::MAX)
+        {
+            let oldest = recent
+                .iter()
+                .filter_map(|j| j.applied_at)
+                .min()
+                .unwrap_or(now);
+            let until = oldest.checked_add(self.settings.window).unwrap_or(now);
+            return Ok(Some(Guard::Wait(
+                until,
+                format!(
+                    "change cap reached: {} changes on {} within {:#}; waiting until {until}",
+                    recent.len(),
+                    job.system,
+                    self.settings.window
+                ),
+            )));
+        }
+        if removes_access(&job.action)
+            && let Some(target) = self
+                .store
+                .identity_by_external_id(&job.system, &job.external_id)
+                .await?
+            && target.privileged
+        {
+            let others = self
+                .store
+                .identities()
+                .await?
+                .into_iter()
+                .filter(|i| {
+                    i.system == job.system
+                        && i.privileged
+                        && i.id != target.id
+                        && !i.tags.iter().any(|t| t == "status:inactive")
+                })
+                .count();
+            if others == 0 {
+                return Ok(Some(Guard::Refuse(format!(
+                    "refused: {} is the last privileged identity of {}; taking its rights would lock the system out",
+                    job.external_id, job.system
+                ))));
+            }
+        }
+        Ok(None)
     }
 
     async fn retry_or_fail(

@@ -75,6 +75,7 @@ impl Connector for CrashAfterApply {
 
 struct World {
     store: Arc<dyn Store>,
+    sequencer: Sequencer,
     ingestor: Ingestor,
     writeback: WriteBack,
     connector: Arc<CrashAfterApply>,
@@ -83,6 +84,8 @@ struct World {
 }
 
 async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)) -> World {
+    let rules = "aws:123456789012/svc-*,data,high\n";
+    let settings = WriteBackSettings::default();
     let moto = tokio::task::spawn_blocking(MotoServer::start)
         .await
         .unwrap()
@@ -91,14 +94,16 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         .with_endpoint(&moto.url())
         .unwrap();
     let client = AwsClient::new(config.clone()).unwrap();
-    client
-        .query(Service::Iam, "CreateUser", &[("UserName", "svc-etl")])
-        .await
-        .unwrap();
-    client
-        .query(Service::Iam, "CreateAccessKey", &[("UserName", "svc-etl")])
-        .await
-        .unwrap();
+    for user in ["svc-etl", "svc-bi"] {
+        client
+            .query(Service::Iam, "CreateUser", &[("UserName", user)])
+            .await
+            .unwrap();
+        client
+            .query(Service::Iam, "CreateAccessKey", &[("UserName", user)])
+            .await
+            .unwrap();
+    }
 
     let store = writ_store::open(&url).await.unwrap();
     let (signer, _) = generate_key("writ.test/ledger", [2; 32]).unwrap();
@@ -119,8 +124,7 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
     inventory::sync(&*store, &sequencer, &*connector, &*clock, &RandomIds)
         .await
         .unwrap();
-    let rules =
-        inventory::parse_rules("owners.csv", "aws:123456789012/svc-etl*,data,high\n").unwrap();
+    let rules = inventory::parse_rules("owners.csv", rules).unwrap();
     inventory::import_rules(&*store, &sequencer, "owners.csv", b"x", rules, &*clock)
         .await
         .unwrap();
@@ -138,6 +142,7 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         policy,
         IngestSettings::default(),
     );
+    let sequencer_for_world = sequencer.clone();
     let writeback = WriteBack::new(
         store.clone(),
         sequencer,
@@ -146,11 +151,12 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         vec![connector.clone() as Arc<dyn Connector>],
         WriteBackSettings {
             backoff: jiff::SignedDuration::ZERO,
-            ..WriteBackSettings::default()
+            ..settings
         },
     );
     World {
         store,
+        sequencer: sequencer_for_world,
         ingestor,
         writeback,
         connector,
@@ -183,6 +189,10 @@ async fn key_status(w: &World) -> String {
 }
 
 async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
+    unused_key_case_for(w, "svc-etl").await
+}
+
+async fn unused_key_case_for(w: &World, user: &str) -> writ_core::ids::CaseId {
     let observation = Observation {
         format: SourceFormat::Native,
         finding_type: "iam_user_accesskey_unused".into(),
@@ -190,7 +200,7 @@ async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
         confidence_bp: 10_000,
         subject: SubjectRef {
             system: "aws:123456789012".into(),
-            external_id: "svc-etl/AccessKey1".into(),
+            external_id: format!("{user}/AccessKey1"),
             kind_hint: None,
         },
         observed_at: None,
@@ -208,7 +218,8 @@ async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
         .ingest(
             &source,
             Submission {
-                evidence: serde_json::to_vec(&json!({"finding": "unused key"})).unwrap(),
+                evidence: serde_json::to_vec(&json!({"finding": "unused key", "user": user}))
+                    .unwrap(),
                 observation,
                 redacted_from: None,
                 idempotency_key: None,
@@ -216,7 +227,11 @@ async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
         )
         .await
         .unwrap();
-    assert_eq!(outcome.case_state, CaseState::AwaitingApproval);
+    assert_eq!(
+        outcome.case_state,
+        CaseState::AwaitingApproval,
+        "{outcome:?}"
+    );
     outcome.case_id
 }
 
@@ -342,7 +357,71 @@ async fn dry_run_plans_without_applying(w: World) {
     );
 }
 
+/// The change cap holds a second change on the same system until the window has room.
+async fn change_cap_holds_jobs(w: World) {
+    let mut w = w;
+    w.writeback = w.writeback.clone().with_settings(WriteBackSettings {
+        max_changes_per_window: 1,
+        backoff: jiff::SignedDuration::ZERO,
+        ..WriteBackSettings::default()
+    });
+    let first = unused_key_case_for(&w, "svc-etl").await;
+    let second = unused_key_case_for(&w, "svc-bi").await;
+    w.writeback
+        .approve(first, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    w.writeback
+        .approve(second, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!((report.verified, report.retried), (1, 1), "{report:?}");
+    let held = w.store.jobs_for_case(second).await.unwrap().remove(0);
+    assert_eq!(held.state, JobState::Queued);
+    assert!(held.next_attempt_at.is_some());
+    assert!(held.last_error.unwrap().contains("change cap"));
+}
+
+/// Never take the rights of the last privileged identity of a system.
+async fn last_admin_is_never_disabled(w: World) {
+    let rules = inventory::parse_rules(
+        "owners.csv",
+        "aws:123456789012/svc-etl/*,data,high,true\naws:123456789012/*,data,high,false\n",
+    )
+    .unwrap();
+    inventory::import_rules(
+        &*w.store,
+        &w.sequencer,
+        "owners.csv",
+        b"admins",
+        rules,
+        &SystemClock,
+    )
+    .await
+    .unwrap();
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(key_status(&w).await, "Active", "nothing was changed");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::WriteBackFailed
+    );
+    let job = w.store.jobs_for_case(case).await.unwrap().remove(0);
+    assert!(job.last_error.unwrap().contains("last privileged identity"));
+}
+
 writ_testkit::backend_suite!(
+    change_cap_holds_jobs,
+    last_admin_is_never_disabled,
     approved_change_is_applied_verified_and_rolled_back,
     a_crash_after_apply_does_not_apply_twice,
     dry_run_plans_without_applying,

@@ -490,6 +490,26 @@ macro_rules! backend_queries {
                 .collect()
         }
 
+        pub(crate) async fn jobs_applied_since(
+            conn: &mut Conn,
+            system: &str,
+            since: jiff::Timestamp,
+        ) -> Result<Vec<writ_core::job::Job>, StoreError> {
+            let jobs: Vec<writ_core::job::Job> = sqlx::query(
+                "SELECT snapshot FROM jobs WHERE system = $1 AND state IN ('applied', 'verified', 'failed', 'rolled_back')",
+            )
+            .bind(system)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<_, _>>()?;
+            Ok(jobs
+                .into_iter()
+                .filter(|j| j.applied_at.is_some_and(|at| at >= since))
+                .collect())
+        }
+
         pub(crate) async fn jobs_for_case(
             conn: &mut Conn,
             case: CaseId,
@@ -1042,6 +1062,14 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
                 q::pending_jobs(&mut *self.reader.acquire().await?, limit).await
+            }
+
+            async fn jobs_applied_since(
+                &self,
+                system: &str,
+                since: jiff::Timestamp,
+            ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
+                q::jobs_applied_since(&mut *self.reader.acquire().await?, system, since).await
             }
 
             async fn jobs_for_case(

@@ -196,6 +196,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// oldest change first.
     async fn pending_jobs(&self, limit: u32) -> Result<Vec<writ_core::job::Job>, StoreError>;
 
+    /// The jobs of `system` whose change the target accepted at or after `since`.
+    async fn jobs_applied_since(
+        &self,
+        system: &str,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<writ_core::job::Job>, StoreError>;
+
     /// The jobs of one case, oldest first.
     async fn jobs_for_case(&self, case: CaseId) -> Result<Vec<writ_core::job::Job>, StoreError>;
 
