@@ -308,15 +308,21 @@ impl WriteBack {
                     JobState::Intent
                 };
                 job.attempts += 1;
-                self.record(
-                    &job,
-                    None,
-                    EventKind::WriteBackIntent,
-                    "engine",
-                    &format!("intent:{}", job.attempts),
-                    json!({ "plan": plan }),
-                )
-                .await?;
+                let claimed = self
+                    .record(
+                        &job,
+                        None,
+                        EventKind::WriteBackIntent,
+                        "engine",
+                        &format!("intent:{}", job.attempts),
+                        json!({ "plan": plan }),
+                    )
+                    .await?;
+                // The intent's idempotency key names the job and the attempt: if it was already
+                // recorded, another worker (another replica) holds this attempt. Leave it.
+                if !claimed {
+                    return Ok(());
+                }
                 if job.dry_run {
                     report.planned += 1;
                     return Ok(());
@@ -536,7 +542,8 @@ impl WriteBack {
         Ok(())
     }
 
-    /// Appends a job event with the job's (and optionally the case's) new snapshot.
+    /// Appends a job event with the job's (and optionally the case's) new snapshot. Returns
+    /// false when the same step of the same job was already recorded (by another worker).
     async fn record(
         &self,
         job: &Job,
@@ -545,12 +552,13 @@ impl WriteBack {
         actor: &str,
         step: &str,
         mut body: serde_json::Value,
-    ) -> Result<(), WriteBackError> {
+    ) -> Result<bool, WriteBackError> {
         body["job"] = json!(job);
         if let Some(case) = case {
             body["case"] = json!(case);
         }
-        self.sequencer
+        let appended = self
+            .sequencer
             .append(Draft {
                 case_id: Some(job.case_id),
                 actor: actor.to_owned(),
@@ -562,7 +570,7 @@ impl WriteBack {
                 evidence: vec![],
             })
             .await?;
-        Ok(())
+        Ok(!appended.duplicate)
     }
 
     async fn case(&self, id: CaseId) -> Result<Case, WriteBackError> {

@@ -419,7 +419,27 @@ async fn last_admin_is_never_disabled(w: World) {
     assert!(job.last_error.unwrap().contains("last privileged identity"));
 }
 
+/// Two workers (two replicas) on the same queue: each job is worked once.
+async fn concurrent_workers_apply_once(w: World) {
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let other = w.writeback.clone();
+    let (a, b) = tokio::join!(w.writeback.run_once(), other.run_once());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.verified + b.verified, 1, "{a:?} {b:?}");
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+}
+
 writ_testkit::backend_suite!(
+    concurrent_workers_apply_once,
     change_cap_holds_jobs,
     last_admin_is_never_disabled,
     approved_change_is_applied_verified_and_rolled_back,
