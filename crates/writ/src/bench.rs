@@ -32,6 +32,8 @@ pub enum BenchCommand {
     /// Findings per second from a file to recorded decisions, beside raw inserts of the same
     /// finding rows, with peak memory as the input grows.
     Ingest(crate::bench_ingest::IngestArgs),
+    /// Time from a finding to a verified change in moto and PostgreSQL, beside the direct call.
+    Writeback(crate::bench_writeback::WriteBackArgs),
 }
 
 /// Options of `writ bench ledger`.
@@ -69,6 +71,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match command {
         BenchCommand::Ledger(args) => crate::runtime()?.block_on(ledger(args))?,
         BenchCommand::Ingest(args) => crate::runtime()?.block_on(crate::bench_ingest::run(args))?,
+        BenchCommand::Writeback(args) => {
+            crate::runtime()?.block_on(crate::bench_writeback::run(args))?
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

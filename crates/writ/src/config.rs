@@ -220,7 +220,7 @@ impl Config {
         }
         figment = figment.merge(
             Env::prefixed("WRIT_")
-                .ignore(&["CONFIG"])
+                .ignore(&["CONFIG", "TEST_VENV", "PG_BIN"])
                 .split("__")
                 .lowercase(true),
         );

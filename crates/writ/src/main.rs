@@ -4,6 +4,7 @@ mod admin_cmd;
 mod audit_cmd;
 mod bench;
 mod bench_ingest;
+mod bench_writeback;
 mod case_cmd;
 mod config;
 mod ingest_cmd;
