@@ -135,11 +135,7 @@ async fn one_backend(
     )
     .await?;
     seed(&sequencer, args.subjects).await?;
-    let dir = tempfile::tempdir()?;
-    for (name, text) in crate::policy_source::DEMO_BUNDLE {
-        std::fs::write(dir.path().join(name), text)?;
-    }
-    let policy = Arc::new(crate::policy_source::load_dir(dir.path())?);
+    let policy = Arc::new(crate::policy_source::demo()?);
     let ingestor = Ingestor::new(
         store.clone(),
         sequencer.clone(),

@@ -82,11 +82,7 @@ async fn rig(connector: Arc<dyn Connector>, rules: &str) -> anyhow::Result<Rig> 
         &*clock,
     )
     .await?;
-    let policy_dir = tempfile::tempdir()?;
-    for (name, text) in crate::policy_source::DEMO_BUNDLE {
-        std::fs::write(policy_dir.path().join(name), text)?;
-    }
-    let policy = Arc::new(crate::policy_source::load_dir(policy_dir.path())?);
+    let policy = Arc::new(crate::policy_source::demo()?);
     let ingestor = Ingestor::new(
         store.clone(),
         sequencer.clone(),

@@ -41,11 +41,7 @@ pub fn load(config: &Config) -> anyhow::Result<PolicyBundle> {
     match &config.policy.bundle {
         Some(dir) => load_dir(dir),
         None => {
-            let dir = tempfile::tempdir().context("cannot materialise the demo policy bundle")?;
-            for (name, text) in DEMO_BUNDLE {
-                std::fs::write(dir.path().join(name), text)?;
-            }
-            let bundle = load_dir(dir.path())?;
+            let bundle = demo()?;
             tracing::warn!(
                 bundle = %bundle.hash(),
                 "no [policy] bundle configured: using the built-in demo bundle (policies/demo)"
@@ -53,6 +49,15 @@ pub fn load(config: &Config) -> anyhow::Result<PolicyBundle> {
             Ok(bundle)
         }
     }
+}
+
+/// The built-in demo bundle.
+pub fn demo() -> anyhow::Result<PolicyBundle> {
+    let dir = tempfile::tempdir().context("cannot materialise the demo policy bundle")?;
+    for (name, text) in DEMO_BUNDLE {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    load_dir(dir.path())
 }
 
 /// Loads a bundle directory, with every problem named on failure.
