@@ -89,7 +89,7 @@ macro_rules! backend_queries {
         type Conn = <$db as sqlx::Database>::Connection;
         type DbRow = <$db as sqlx::Database>::Row;
 
-        pub(crate) async fn recorded_migrations(
+        async fn recorded_migrations(
             conn: &mut Conn,
         ) -> Result<Vec<(i64, String)>, StoreError> {
             sqlx::query(
@@ -109,7 +109,26 @@ macro_rules! backend_queries {
                 .collect()
         }
 
-        pub(crate) async fn apply_migration(
+        /// Applies the migrations of `known` that the database lacks, inside the caller's
+        /// transaction (which already holds whatever lock serialises migrations).
+        pub(crate) async fn migrate(
+            conn: &mut Conn,
+            known: &'static [$crate::migrate::Migration],
+        ) -> Result<(), StoreError> {
+            let recorded = recorded_migrations(conn).await?;
+            let now_us = micros(jiff::Timestamp::now());
+            for migration in $crate::migrate::pending(known, &recorded)? {
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    "applying migration"
+                );
+                apply_migration(conn, migration, now_us).await?;
+            }
+            Ok(())
+        }
+
+        async fn apply_migration(
             conn: &mut Conn,
             migration: &$crate::migrate::Migration,
             now_us: i64,

@@ -57,16 +57,7 @@ impl PgStore {
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await?;
-        let recorded = q::recorded_migrations(&mut tx).await?;
-        let now_us = crate::common::micros(jiff::Timestamp::now());
-        for migration in migrate::pending(migrate::POSTGRES, &recorded)? {
-            tracing::info!(
-                version = migration.version,
-                name = migration.name,
-                "applying migration"
-            );
-            q::apply_migration(&mut tx, migration, now_us).await?;
-        }
+        q::migrate(&mut tx, migrate::POSTGRES).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -68,16 +68,7 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let recorded = q::recorded_migrations(&mut tx).await?;
-        let now_us = crate::common::micros(jiff::Timestamp::now());
-        for migration in migrate::pending(migrate::SQLITE, &recorded)? {
-            tracing::info!(
-                version = migration.version,
-                name = migration.name,
-                "applying migration"
-            );
-            q::apply_migration(&mut tx, migration, now_us).await?;
-        }
+        q::migrate(&mut tx, migrate::SQLITE).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -266,14 +266,7 @@ async fn raw_inserts(
         }};
     }
     if backend == "sqlite" {
-        let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
-        let mut conn = sqlx::SqliteConnection::connect_with(
-            &options
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
-        )
-        .await?;
+        let mut conn = raw_sqlite(url).await?;
         conn.execute("DROP TABLE IF EXISTS raw_entries").await?;
         conn.execute(RAW_TABLE_SQLITE).await?;
         Ok(timed_inserts!(sqlx::Sqlite, conn, "BEGIN IMMEDIATE"))
@@ -283,6 +276,19 @@ async fn raw_inserts(
         conn.execute(RAW_TABLE_POSTGRES).await?;
         Ok(timed_inserts!(sqlx::Postgres, conn, "BEGIN"))
     }
+}
+
+/// A plain SQLite connection with the store's durability settings (WAL, `synchronous=FULL`), for
+/// raw-insert baselines.
+pub(crate) async fn raw_sqlite(url: &str) -> anyhow::Result<sqlx::SqliteConnection> {
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+    Ok(sqlx::SqliteConnection::connect_with(
+        &options
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
+    )
+    .await?)
 }
 
 /// Builds a ledger of `entries` on SQLite, then measures verification from the database and

@@ -316,14 +316,7 @@ async fn raw_finding_inserts(
         }};
     }
     if backend == "sqlite" {
-        let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
-        let mut conn = sqlx::SqliteConnection::connect_with(
-            &options
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
-        )
-        .await?;
+        let mut conn = crate::bench::raw_sqlite(url).await?;
         conn.execute(RAW_SQLITE).await?;
         Ok(timed!(conn, "BEGIN IMMEDIATE"))
     } else {
