@@ -1,11 +1,15 @@
 //! End-to-end: `writ keys init`, `writ audit verify|export`, `writ admin rebuild` as an operator
 //! and an auditor run them, on SQLite and PostgreSQL. The ledger is filled through the engine
-//! library (ingest arrives with a later issue); everything checked is done by the real binary.
+//! library; everything checked is done by the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::Arc;
+
+use common::{text, writ};
 
 use serde_json::json;
 use writ_core::SystemClock;
@@ -14,25 +18,6 @@ use writ_core::event::EventKind;
 use writ_core::ids::CaseId;
 use writ_engine::{Draft, Sequencer, SequencerConfig};
 use writ_testkit::PgCluster;
-
-fn writ(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
-    command.current_dir(dir).env_remove("RUST_LOG");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WRIT_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// A working directory with a config file, a signing key and a database.
 struct Site {
