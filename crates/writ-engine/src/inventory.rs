@@ -76,7 +76,8 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<OwnershipRule>, Invento
     };
     if file.ends_with(".json") {
         let mut de = serde_json::Deserializer::from_str(text);
-        return json_rules(&mut de).map_err(|err| error(err.line(), err.to_string()));
+        return Vec::<OwnershipRule>::deserialize(&mut de)
+            .map_err(|err| error(err.line(), err.to_string()));
     }
     let mut rules = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -135,12 +136,6 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<OwnershipRule>, Invento
         });
     }
     Ok(rules)
-}
-
-fn json_rules(
-    de: &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
-) -> Result<Vec<OwnershipRule>, serde_json::Error> {
-    Vec::<OwnershipRule>::deserialize(de)
 }
 
 /// Whether `text` matches the glob `pattern` (`*` any run, `?` one character).
