@@ -62,6 +62,9 @@ pub struct WriteBackSettings {
     pub max_changes_per_window: u32,
     /// The window of the change cap.
     pub window: SignedDuration,
+    /// How long a worker holds a job it claimed before another worker may take it over
+    /// (renewed at each step). A worker that dies holds its jobs this long.
+    pub lease: SignedDuration,
 }
 
 impl Default for WriteBackSettings {
@@ -71,9 +74,13 @@ impl Default for WriteBackSettings {
             backoff: SignedDuration::from_secs(5),
             max_changes_per_window: 50,
             window: SignedDuration::from_hours(1),
+            lease: SignedDuration::from_secs(60),
         }
     }
 }
+
+/// Jobs claimed per pass of a worker.
+const CLAIM_BATCH: u32 = 100;
 
 /// Whether an action takes rights away (and so could remove the last administrator).
 fn removes_access(action: &writ_core::change::Action) -> bool {
@@ -114,6 +121,8 @@ pub struct WriteBack {
     ids: Arc<dyn IdSource>,
     connectors: HashMap<String, Arc<dyn Connector>>,
     settings: WriteBackSettings,
+    /// This worker's name on its job leases; unique per engine.
+    holder: String,
 }
 
 impl WriteBack {
@@ -130,7 +139,9 @@ impl WriteBack {
             .into_iter()
             .map(|c| (c.system().to_owned(), c))
             .collect();
+        let holder = format!("worker:{}", ids.next_id(clock.now()));
         Self {
+            holder,
             store,
             sequencer,
             clock,
@@ -257,17 +268,44 @@ impl WriteBack {
         Ok(job)
     }
 
-    /// Works every pending job once.
+    /// Works every due job once: claims a lease on up to 100 due jobs no other worker holds,
+    /// and works them one by one, giving each lease up when done.
     pub async fn run_once(&self) -> Result<PassReport, WriteBackError> {
         let mut report = PassReport::default();
         let now = self.clock.now();
-        for job in self.store.pending_jobs(100).await? {
-            if job.next_attempt_at.is_some_and(|at| at > now) {
+        let claimed = self
+            .store
+            .claim_jobs(&self.holder, now, self.lease_end(), CLAIM_BATCH)
+            .await?;
+        for job in claimed {
+            let id = job.id;
+            // The lease was taken for the whole claim; renew it before this job's turn.
+            if !self.renew(id).await? {
                 continue;
             }
-            self.work(job, &mut report).await?;
+            let worked = self.work(job, &mut report).await;
+            self.store.release_lease(id, &self.holder).await?;
+            worked?;
         }
         Ok(report)
+    }
+
+    /// When a lease taken or renewed now ends.
+    fn lease_end(&self) -> jiff::Timestamp {
+        let now = self.clock.now();
+        now.checked_add(self.settings.lease).unwrap_or(now)
+    }
+
+    /// Renews this worker's lease on `job`; false when another worker has taken it over.
+    async fn renew(&self, job: JobId) -> Result<bool, WriteBackError> {
+        let held = self
+            .store
+            .renew_lease(job, &self.holder, self.lease_end())
+            .await?;
+        if !held {
+            tracing::warn!(job = %job, "lease lost to another worker; leaving the job to it");
+        }
+        Ok(held)
     }
 
     async fn work(&self, mut job: Job, report: &mut PassReport) -> Result<(), WriteBackError> {
@@ -334,6 +372,10 @@ impl WriteBack {
         };
 
         if job.state == JobState::Intent {
+            // Fence: only the lease holder touches the target.
+            if !self.renew(job.id).await? {
+                return Ok(());
+            }
             // After a crash the change may already be in effect: read before applying again.
             let in_effect = matches!(connector.verify(&plan).await, Ok(Verification::Confirmed));
             let outcome = if in_effect {

@@ -14,12 +14,12 @@ use writ_connectors::{
     ApplyOutcome, Capabilities, Connector, ConnectorError, DiscoveredObject, ObjectState, Plan,
     Verification,
 };
-use writ_core::SystemClock;
 use writ_core::case::CaseState;
 use writ_core::change::Action;
 use writ_core::clock::RandomIds;
 use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
 use writ_core::job::JobState;
+use writ_core::{Clock as _, SystemClock};
 use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
 use writ_engine::inventory;
 use writ_engine::sources::Source;
@@ -79,6 +79,7 @@ struct World {
     ingestor: Ingestor,
     writeback: WriteBack,
     connector: Arc<CrashAfterApply>,
+    clock: Arc<SystemClock>,
     _moto: MotoServer,
     _keep: (Option<tempfile::TempDir>, Option<PgCluster>),
 }
@@ -146,7 +147,7 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
     let writeback = WriteBack::new(
         store.clone(),
         sequencer,
-        clock,
+        clock.clone(),
         Arc::new(RandomIds),
         vec![connector.clone() as Arc<dyn Connector>],
         WriteBackSettings {
@@ -160,6 +161,7 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         ingestor,
         writeback,
         connector,
+        clock,
         _moto: moto,
         _keep: keep,
     }
@@ -438,8 +440,78 @@ async fn concurrent_workers_apply_once(w: World) {
     );
 }
 
+/// Two separate workers (as on two replicas) claim through leases: one of them gets the job.
+async fn separate_workers_lease_each_job_once(w: World) {
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let (a, b) = (
+        w.worker(WriteBackSettings::default()),
+        w.worker(WriteBackSettings::default()),
+    );
+    let (a, b) = tokio::join!(a.run_once(), b.run_once());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.verified + b.verified, 1, "{a:?} {b:?}");
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 1);
+}
+
+/// A worker that claimed a job and died holds it until its lease runs out; then another
+/// worker takes it over and finishes it once.
+async fn a_dead_workers_job_is_taken_over_after_its_lease(w: World) {
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = w.clock.now();
+    let lease = jiff::SignedDuration::from_millis(700);
+    let claimed = w
+        .store
+        .claim_jobs("worker:dead", now, now + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let survivor = w.worker(WriteBackSettings::default());
+    let early = survivor.run_once().await.unwrap();
+    assert_eq!(
+        early,
+        Default::default(),
+        "the dead worker's lease still holds"
+    );
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 0);
+
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let late = survivor.run_once().await.unwrap();
+    assert_eq!(late.verified, 1, "{late:?}");
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+}
+
+impl World {
+    /// Another worker (its own lease holder) on the same store, ledger and target.
+    fn worker(&self, settings: WriteBackSettings) -> WriteBack {
+        WriteBack::new(
+            self.store.clone(),
+            self.sequencer.clone(),
+            self.clock.clone(),
+            Arc::new(RandomIds),
+            vec![self.connector.clone() as Arc<dyn Connector>],
+            settings,
+        )
+    }
+}
+
 writ_testkit::backend_suite!(
     concurrent_workers_apply_once,
+    separate_workers_lease_each_job_once,
+    a_dead_workers_job_is_taken_over_after_its_lease,
     change_cap_holds_jobs,
     last_admin_is_never_disabled,
     approved_change_is_applied_verified_and_rolled_back,

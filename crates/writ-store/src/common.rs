@@ -509,6 +509,88 @@ macro_rules! backend_queries {
                 .collect()
         }
 
+        /// Leases due, unleased pending jobs to `holder`. `lock` is the row-locking clause
+        /// of the candidate query (`FOR UPDATE OF j SKIP LOCKED` on PostgreSQL, empty on
+        /// SQLite, whose one writer already excludes every other claim). Run inside the
+        /// writer's transaction.
+        pub(crate) async fn claim_jobs(
+            conn: &mut Conn,
+            lock: &str,
+            holder: &str,
+            now: jiff::Timestamp,
+            until: jiff::Timestamp,
+            limit: u32,
+        ) -> Result<Vec<writ_core::job::Job>, StoreError> {
+            // `lock` is one of two constant clauses, never input.
+            let due: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT j.id FROM jobs j
+                 WHERE j.state IN ('queued', 'intent', 'applied')
+                   AND (j.next_attempt_us IS NULL OR j.next_attempt_us <= $1)
+                   AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = j.id AND l.expires_us > $1)
+                 ORDER BY j.updated_seq
+                 LIMIT $2 {lock}"
+            )))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut jobs = Vec::with_capacity(due.len());
+            for id in due {
+                // Takes a free or expired lease; a live lease of another worker stays.
+                let leased = sqlx::query(
+                    "INSERT INTO job_leases (job_id, holder, expires_us) VALUES ($1, $2, $3)
+                     ON CONFLICT (job_id) DO UPDATE SET holder = excluded.holder, expires_us = excluded.expires_us
+                     WHERE job_leases.expires_us <= $4",
+                )
+                .bind(id)
+                .bind(holder)
+                .bind(micros(until))
+                .bind(micros(now))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if leased == 1 {
+                    let row = sqlx::query("SELECT snapshot FROM jobs WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    jobs.push(job_from_row(&row)?);
+                }
+            }
+            Ok(jobs)
+        }
+
+        pub(crate) async fn renew_lease(
+            conn: &mut Conn,
+            job: writ_core::ids::JobId,
+            holder: &str,
+            until: jiff::Timestamp,
+        ) -> Result<bool, StoreError> {
+            let renewed = sqlx::query(
+                "UPDATE job_leases SET expires_us = $1 WHERE job_id = $2 AND holder = $3",
+            )
+            .bind(micros(until))
+            .bind(job.as_uuid())
+            .bind(holder)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(renewed == 1)
+        }
+
+        pub(crate) async fn release_lease(
+            conn: &mut Conn,
+            job: writ_core::ids::JobId,
+            holder: &str,
+        ) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM job_leases WHERE job_id = $1 AND holder = $2")
+                .bind(job.as_uuid())
+                .bind(holder)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
         pub(crate) async fn jobs_applied_since(
             conn: &mut Conn,
             system: &str,
@@ -1081,6 +1163,43 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
                 q::pending_jobs(&mut *self.reader.acquire().await?, limit).await
+            }
+
+            async fn claim_jobs(
+                &self,
+                holder: &str,
+                now: jiff::Timestamp,
+                until: jiff::Timestamp,
+                limit: u32,
+            ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let jobs =
+                    q::claim_jobs(&mut tx, Self::CLAIM_LOCK, holder, now, until, limit).await?;
+                tx.commit().await?;
+                Ok(jobs)
+            }
+
+            async fn renew_lease(
+                &self,
+                job: writ_core::ids::JobId,
+                holder: &str,
+                until: jiff::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let renewed = q::renew_lease(&mut tx, job, holder, until).await?;
+                tx.commit().await?;
+                Ok(renewed)
+            }
+
+            async fn release_lease(
+                &self,
+                job: writ_core::ids::JobId,
+                holder: &str,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                q::release_lease(&mut tx, job, holder).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn jobs_applied_since(

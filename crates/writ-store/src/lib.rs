@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use writ_core::Sha256Digest;
 use writ_core::case::Case;
 use writ_core::identity::Identity;
-use writ_core::ids::{CaseId, IdentityId};
+use writ_core::ids::{CaseId, IdentityId, JobId};
 
 pub use migrate::{Migration, MigrationError};
 pub use model::{
@@ -195,6 +195,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Write-back jobs a worker still has to finish (queued, intent recorded, or applied),
     /// oldest change first.
     async fn pending_jobs(&self, limit: u32) -> Result<Vec<writ_core::job::Job>, StoreError>;
+
+    /// Leases up to `limit` pending jobs that are due at `now` and not leased to another
+    /// worker, to `holder` until `until`, oldest change first. On PostgreSQL, rows another
+    /// replica is claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`), so
+    /// concurrent workers never get the same job; on SQLite the single writer serialises claims.
+    async fn claim_jobs(
+        &self,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<writ_core::job::Job>, StoreError>;
+
+    /// Extends `holder`'s lease on `job` to `until`. Returns false when the lease is no longer
+    /// `holder`'s (it expired and another worker took the job): the caller must stop.
+    async fn renew_lease(
+        &self,
+        job: JobId,
+        holder: &str,
+        until: jiff::Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up `holder`'s lease on `job`, if it still holds it.
+    async fn release_lease(&self, job: JobId, holder: &str) -> Result<(), StoreError>;
 
     /// The jobs of `system` whose change the target accepted at or after `since`.
     async fn jobs_applied_since(

@@ -70,6 +70,11 @@ pub const SQLITE: &[Migration] = &[
         name: "jobs",
         sql: include_str!("../migrations/sqlite/0003_jobs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "job_leases",
+        sql: include_str!("../migrations/sqlite/0004_job_leases.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -88,6 +93,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "jobs",
         sql: include_str!("../migrations/postgres/0003_jobs.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "job_leases",
+        sql: include_str!("../migrations/postgres/0004_job_leases.sql"),
     },
 ];
 

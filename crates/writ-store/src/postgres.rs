@@ -39,6 +39,9 @@ impl PgStore {
         Ok(store)
     }
 
+    /// The row-locking clause of a job claim: replicas claiming at the same moment skip each other's candidate rows.
+    const CLAIM_LOCK: &str = "FOR UPDATE OF j SKIP LOCKED";
+
     /// Readers and writers share one pool; writers lock the head row.
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.reader.begin().await?)

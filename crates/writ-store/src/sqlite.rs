@@ -38,7 +38,10 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            // 64 MiB of page cache for the one writer: the ledger's random-keyed indexes
+            // (idempotency keys, digests) outgrow SQLite's 2 MiB default within some hundred
+            // thousand entries, after which every commit spills and re-reads index pages.
+            .connect_with(options.clone().pragma("cache_size", "-65536"))
             .await?;
         let store = Self {
             reader: writer.clone(),
@@ -55,6 +58,9 @@ impl SqliteStore {
             .await?;
         Ok(Self { reader, ..store })
     }
+
+    /// The row-locking clause of a job claim: the one writer connection already excludes every other claim.
+    const CLAIM_LOCK: &str = "";
 
     /// Opens the single writer's transaction.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {

@@ -205,6 +205,85 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
     );
 }
 
+fn job(n: u128, state: writ_core::job::JobState) -> writ_core::job::Job {
+    writ_core::job::Job {
+        id: writ_core::ids::JobId(uuid(n)),
+        case_id: CaseId(uuid(n + 1000)),
+        system: "pg:main".into(),
+        external_id: format!("role{n}"),
+        action: writ_core::change::Action::Disable,
+        state,
+        attempts: 0,
+        next_attempt_at: None,
+        dry_run: false,
+        last_error: None,
+        applied_at: None,
+    }
+}
+
+/// A live lease keeps a job from every other worker; renewing needs the lease; an expired or
+/// released lease is free again; finished and not-yet-due jobs are never claimed.
+async fn job_leases_exclude_other_workers(h: Harness) {
+    use writ_core::job::JobState;
+    let mut later = job(3, JobState::Queued);
+    later.next_attempt_at = Some(t(100));
+    let jobs = [job(1, JobState::Queued), job(2, JobState::Verified), later];
+    h.store
+        .commit(CommitBatch {
+            entries: (0..3).map(|i| entry(i, &format!("j{i}"), None)).collect(),
+            effects: jobs
+                .iter()
+                .zip(0..)
+                .map(|(job, seq)| Effect::UpsertJob {
+                    job: job.clone(),
+                    seq,
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids = |jobs: Vec<writ_core::job::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let a = h.store.claim_jobs("a", t(10), t(20), 10).await.unwrap();
+    assert_eq!(ids(a), vec![jobs[0].id], "only the due, unfinished job");
+    assert!(
+        h.store
+            .claim_jobs("b", t(15), t(25), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!h.store.renew_lease(jobs[0].id, "b", t(30)).await.unwrap());
+    assert!(h.store.renew_lease(jobs[0].id, "a", t(30)).await.unwrap());
+    assert!(
+        h.store
+            .claim_jobs("b", t(25), t(35), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Expired: b takes it over, and a's renewal now fails.
+    let b = h.store.claim_jobs("b", t(30), t(40), 10).await.unwrap();
+    assert_eq!(ids(b), vec![jobs[0].id]);
+    assert!(!h.store.renew_lease(jobs[0].id, "a", t(50)).await.unwrap());
+    // Released (by its holder only): free at once.
+    h.store.release_lease(jobs[0].id, "a").await.unwrap();
+    assert!(
+        h.store
+            .claim_jobs("c", t(31), t(41), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.store.release_lease(jobs[0].id, "b").await.unwrap();
+    let c = h.store.claim_jobs("c", t(100), t(110), 10).await.unwrap();
+    assert_eq!(
+        ids(c),
+        vec![jobs[0].id, jobs[2].id],
+        "the held-back job is due now"
+    );
+}
+
 async fn stale_head_is_refused(h: Harness) {
     h.store
         .commit(CommitBatch {
@@ -596,6 +675,7 @@ writ_testkit::backend_suite!(
     identity_upsert_replaces,
     replacing_projections_keeps_the_ledger,
     racing_writers_serialise,
+    job_leases_exclude_other_workers,
 );
 
 /// Several replicas starting at once against one PostgreSQL migrate exactly once.

@@ -19,6 +19,21 @@ impl MotoServer {
     /// Starts `moto_server` from the test venv (`$WRIT_TEST_VENV`, else `.venv` at the
     /// workspace root), waits until it answers, and resets its state.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with_env(&[])
+    }
+
+    /// Like [`MotoServer::start`], and moto writes every request it receives, as one JSON
+    /// object per line, to `path` (moto's recorder): a record of what the target was asked to
+    /// do, to count calls against.
+    pub fn start_recording(path: &std::path::Path) -> Result<Self, HarnessError> {
+        let path = path.display().to_string();
+        Self::start_with_env(&[
+            ("MOTO_ENABLE_RECORDING", "true"),
+            ("MOTO_RECORDER_FILEPATH", &path),
+        ])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Result<Self, HarnessError> {
         let bin = moto_binary()?;
         let mut last = String::new();
         for _attempt in 0..3 {
@@ -27,6 +42,7 @@ impl MotoServer {
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 // moto 5 only knows AWS-managed policies (AdministratorAccess, ...) with this.
                 .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -32,6 +32,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// Ingest.
     pub ingest: IngestConfig,
+    /// The write-back worker and its guards.
+    pub writeback: WriteBackConfig,
 }
 
 /// `[[targets]]`: a target system. Credentials never come from writ's database: the AWS ones come
@@ -95,6 +97,54 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_reconcile_age_hours: 24,
+        }
+    }
+}
+
+/// `[writeback]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriteBackConfig {
+    /// Milliseconds between two passes of `writ serve`'s write-back worker.
+    pub interval_ms: u64,
+    /// Seconds a worker holds a job it claimed; a job whose worker died waits this long before
+    /// another worker takes it over.
+    pub lease_seconds: u32,
+    /// Attempts before a job fails for good.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubled each attempt.
+    pub backoff_seconds: u32,
+    /// Blast-radius guard: at most this many changes per system within `window_minutes`.
+    pub max_changes_per_window: u32,
+    /// The window of the change cap, in minutes.
+    pub window_minutes: u32,
+}
+
+impl Default for WriteBackConfig {
+    fn default() -> Self {
+        let engine = writ_engine::writeback::WriteBackSettings::default();
+        let whole = |d: jiff::SignedDuration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        Self {
+            interval_ms: 2000,
+            lease_seconds: whole(engine.lease),
+            max_attempts: engine.max_attempts,
+            backoff_seconds: whole(engine.backoff),
+            max_changes_per_window: engine.max_changes_per_window,
+            window_minutes: whole(engine.window) / 60,
+        }
+    }
+}
+
+impl WriteBackConfig {
+    /// The engine's settings.
+    pub fn settings(&self) -> writ_engine::writeback::WriteBackSettings {
+        let secs = |s: u32| jiff::SignedDuration::from_secs(i64::from(s));
+        writ_engine::writeback::WriteBackSettings {
+            max_attempts: self.max_attempts.max(1),
+            backoff: secs(self.backoff_seconds),
+            max_changes_per_window: self.max_changes_per_window,
+            window: secs(self.window_minutes.saturating_mul(60)),
+            lease: secs(self.lease_seconds.max(1)),
         }
     }
 }

@@ -129,17 +129,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         },
     };
-    // The write-back worker: works pending jobs every two seconds while the server runs.
+    // The write-back worker: works due jobs every `[writeback] interval_ms` while the server
+    // runs. Replicas share the queue through job leases.
     let worker = writ_engine::writeback::WriteBack::new(
         state.store.clone(),
         state.sequencer.clone(),
         state.clock.clone(),
         Arc::new(RandomIds),
         crate::writeback_cmd::connectors(&config).await,
-        writ_engine::writeback::WriteBackSettings::default(),
+        config.writeback.settings(),
     );
+    let interval = Duration::from_millis(config.writeback.interval_ms.max(10));
     let worker_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if let Err(err) = worker.run_once().await {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use writ_connectors::Connector;
 use writ_core::clock::RandomIds;
 use writ_core::ids::CaseId;
-use writ_engine::writeback::{WriteBack, WriteBackSettings};
+use writ_engine::writeback::WriteBack;
 
 use crate::config::Config;
 
@@ -71,7 +71,7 @@ pub async fn engine(config: &Config) -> anyhow::Result<WriteBack> {
         parts.clock,
         Arc::new(RandomIds),
         connectors(config).await,
-        WriteBackSettings::default(),
+        config.writeback.settings(),
     ))
 }
 

@@ -111,6 +111,29 @@ impl Site {
     }
 }
 
+impl Site {
+    /// Starts `writ serve` with `env` added, its output appended to `serve.log` in the site,
+    /// without waiting for it to answer.
+    pub fn spawn_serve(&self, env: &[(&str, String)]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("serve.log"))
+            .unwrap();
+        let child = writ(self.dir.path())
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
 /// A running `writ serve`; killed on drop.
 pub struct Server {
     child: Option<Child>,
@@ -118,7 +141,16 @@ pub struct Server {
 }
 
 impl Server {
-    async fn wait_ready(&mut self) {
+    /// Kills the server with SIGKILL: no shutdown, no flushing, as in a crash.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Waits until the server answers `/readyz` (panics after 30 s or if it exits).
+    pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(response) = reqwest::get(format!("{}/readyz", self.base)).await
