@@ -2,6 +2,7 @@
 //!
 //! External ids:
 //! - `<user>`: an IAM user (for [`Action::ReduceScope`]);
+//! - `role:<name>`: an IAM role (for [`Action::ReduceScope`]; `:` never occurs in IAM names);
 //! - `<user>/AccessKey1`, `<user>/AccessKey2`: a key *slot*, as Prowler names keys. Slot N is
 //!   the Nth key of the user in `ListAccessKeys` ordered by `CreateDate` (oldest first; keys
 //!   with the same `CreateDate` keep the order `ListAccessKeys` gives, which is creation order
@@ -32,7 +33,14 @@ const INACTIVE: &str = "Inactive";
 const MAX_PAGES: usize = 1000;
 
 /// The AWS IAM connector: disables, enables and deletes access keys; detaches managed and
-/// deletes inline user policies.
+/// deletes inline policies of users and roles, and confines them within a permissions
+/// boundary.
+///
+/// [`Action::ReduceScope`] entries: `policy:<arn>` (detach a managed policy), `inline:<name>`
+/// (delete an inline policy), `boundary:<arn>` (set the managed policy `<arn>` as the
+/// permissions boundary, capping whatever the other policies grant). Rollback restores each
+/// from the pre-image: re-attach, re-put the same document, put back the previous boundary or
+/// remove it.
 #[derive(Debug, Clone)]
 pub struct AwsIam {
     client: AwsClient,
@@ -42,8 +50,66 @@ pub struct AwsIam {
 /// What an external id names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
-    User(String),
+    Principal(Principal),
     Key { user: String, key: KeyRef },
+}
+
+/// An IAM user or role: what policies and boundaries attach to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Principal {
+    kind: PrincipalKind,
+    name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrincipalKind {
+    User,
+    Role,
+}
+
+impl PrincipalKind {
+    /// The noun in IAM action names (`DetachUserPolicy`, `DetachRolePolicy`).
+    fn noun(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "User",
+            PrincipalKind::Role => "Role",
+        }
+    }
+
+    /// The request parameter naming it.
+    fn param(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "UserName",
+            PrincipalKind::Role => "RoleName",
+        }
+    }
+
+    /// The pre-image attribute naming it.
+    fn attribute(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Role => "role",
+        }
+    }
+}
+
+impl Principal {
+    /// `Verb` + `User`/`Role` + `rest`: the IAM action for this kind of principal.
+    fn api(&self, verb: &str, rest: &str) -> String {
+        format!("{verb}{}{rest}", self.kind.noun())
+    }
+
+    /// The principal a user or role pre-image names.
+    fn of(state: &ObjectState) -> Option<Principal> {
+        [PrincipalKind::User, PrincipalKind::Role]
+            .into_iter()
+            .find_map(|kind| {
+                str_attr(state, kind.attribute()).map(|name| Principal {
+                    kind,
+                    name: name.to_owned(),
+                })
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +124,10 @@ enum KeyRef {
 enum Entitlement {
     /// `policy:<arn>`: a managed policy attached to the user.
     Managed(String),
-    /// `inline:<name>`: an inline user policy.
+    /// `inline:<name>`: an inline policy.
     Inline(String),
+    /// `boundary:<arn>`: confine the principal within this managed policy.
+    Boundary(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +140,26 @@ struct KeyMeta {
 fn parse_target(external_id: &str) -> Result<Target, ConnectorError> {
     let invalid = || {
         ConnectorError::Permanent(format!(
-            "invalid IAM external id {external_id:?}: expected <user>, <user>/AccessKeyN or <user>/<key id>"
+            "invalid IAM external id {external_id:?}: expected <user>, role:<name>, <user>/AccessKeyN or <user>/<key id>"
         ))
     };
+    if let Some(role) = external_id.strip_prefix("role:") {
+        if role.is_empty() || role.contains(['/', ':']) {
+            return Err(invalid());
+        }
+        return Ok(Target::Principal(Principal {
+            kind: PrincipalKind::Role,
+            name: role.to_owned(),
+        }));
+    }
+    if external_id.contains(':') {
+        return Err(invalid());
+    }
     match external_id.split_once('/') {
-        None if !external_id.is_empty() => Ok(Target::User(external_id.to_owned())),
+        None if !external_id.is_empty() => Ok(Target::Principal(Principal {
+            kind: PrincipalKind::User,
+            name: external_id.to_owned(),
+        })),
         None => Err(invalid()),
         Some((user, key)) if !user.is_empty() && !key.is_empty() && !key.contains('/') => {
             let key = match key.strip_prefix("AccessKey").map(str::parse::<usize>) {
@@ -99,8 +182,11 @@ fn parse_entitlement(s: &str) -> Result<Entitlement, ConnectorError> {
             Ok(Entitlement::Managed(arn.to_owned()))
         }
         Some(("inline", name)) if !name.is_empty() => Ok(Entitlement::Inline(name.to_owned())),
+        Some(("boundary", arn)) if arn.starts_with("arn:") => {
+            Ok(Entitlement::Boundary(arn.to_owned()))
+        }
         _ => Err(ConnectorError::Permanent(format!(
-            "invalid entitlement {s:?}: expected policy:<arn> or inline:<name>"
+            "invalid entitlement {s:?}: expected policy:<arn>, inline:<name> or boundary:<arn>"
         ))),
     }
 }
@@ -247,86 +333,122 @@ impl AwsIam {
         })
     }
 
-    async fn attached_policies(&self, user: &str) -> Result<Vec<(String, String)>, AwsError> {
-        self.paged("ListAttachedUserPolicies", &[("UserName", user)], |root| {
-            xml::members(root, "AttachedPolicies")
-                .into_iter()
-                .filter_map(|m| {
-                    Some((
-                        xml::child_text(m, "PolicyArn")?,
-                        xml::child_text(m, "PolicyName").unwrap_or_default(),
-                    ))
-                })
-                .collect()
-        })
+    async fn attached_policies(&self, who: &Principal) -> Result<Vec<(String, String)>, AwsError> {
+        self.paged(
+            &who.api("ListAttached", "Policies"),
+            &[(who.kind.param(), &who.name)],
+            |root| {
+                xml::members(root, "AttachedPolicies")
+                    .into_iter()
+                    .filter_map(|m| {
+                        Some((
+                            xml::child_text(m, "PolicyArn")?,
+                            xml::child_text(m, "PolicyName").unwrap_or_default(),
+                        ))
+                    })
+                    .collect()
+            },
+        )
         .await
     }
 
-    async fn inline_policy_names(&self, user: &str) -> Result<Vec<String>, AwsError> {
-        self.paged("ListUserPolicies", &[("UserName", user)], |root| {
-            xml::members(root, "PolicyNames")
-                .into_iter()
-                .map(|m| m.text().unwrap_or_default().to_owned())
-                .collect()
-        })
+    async fn inline_policy_names(&self, who: &Principal) -> Result<Vec<String>, AwsError> {
+        self.paged(
+            &who.api("List", "Policies"),
+            &[(who.kind.param(), &who.name)],
+            |root| {
+                xml::members(root, "PolicyNames")
+                    .into_iter()
+                    .map(|m| m.text().unwrap_or_default().to_owned())
+                    .collect()
+            },
+        )
         .await
     }
 
-    async fn inline_policy_document(&self, user: &str, name: &str) -> Result<String, AwsError> {
+    async fn inline_policy_document(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> Result<String, AwsError> {
         let body = self
-            .call("GetUserPolicy", &[("UserName", user), ("PolicyName", name)])
+            .call(
+                &who.api("Get", "Policy"),
+                &[(who.kind.param(), &who.name), ("PolicyName", name)],
+            )
             .await?;
         let doc = xml::parse(&body)?;
         let raw = xml::find_text(doc.root(), "PolicyDocument")
-            .ok_or_else(|| AwsError::Decode("GetUserPolicy without PolicyDocument".into()))?;
+            .ok_or_else(|| AwsError::Decode("Get*Policy without PolicyDocument".into()))?;
         Ok(decode_policy_document(&raw))
     }
 
-    /// A user's state: its managed and inline policies (with documents) and key ids.
-    async fn user_state(&self, user: &str) -> Result<ObjectState, AwsError> {
-        let body = match self.call("GetUser", &[("UserName", user)]).await {
+    /// A user's or role's state: its managed and inline policies (with documents), its
+    /// permissions boundary and, for a user, its key ids.
+    async fn principal_state(&self, who: &Principal) -> Result<ObjectState, AwsError> {
+        let external_id = match who.kind {
+            PrincipalKind::User => who.name.clone(),
+            PrincipalKind::Role => format!("role:{}", who.name),
+        };
+        let body = match self
+            .call(&who.api("Get", ""), &[(who.kind.param(), &who.name)])
+            .await
+        {
             Ok(body) => body,
             Err(e) if e.is_not_found() => {
                 return Ok(ObjectState {
-                    external_id: user.to_owned(),
+                    external_id,
                     exists: false,
-                    attributes: json!({ "user": user }),
+                    attributes: json!({ (who.kind.attribute()): who.name }),
                 });
             }
             Err(e) => return Err(e),
         };
-        let arn = {
+        let (arn, boundary, last_used) = {
             let doc = xml::parse(&body)?;
-            xml::find_text(doc.root(), "Arn")
+            (
+                xml::find_text(doc.root(), "Arn"),
+                xml::find_text(doc.root(), "PermissionsBoundaryArn"),
+                // Roles only: users' last use is their keys'.
+                xml::find(doc.root(), "RoleLastUsed")
+                    .and_then(|node| xml::child_text(node, "LastUsedDate")),
+            )
         };
         let attached: Vec<Value> = self
-            .attached_policies(user)
+            .attached_policies(who)
             .await?
             .into_iter()
             .map(|(arn, name)| json!({ "arn": arn, "name": name }))
             .collect();
         let mut inline = serde_json::Map::new();
-        for name in self.inline_policy_names(user).await? {
-            let document = self.inline_policy_document(user, &name).await?;
+        for name in self.inline_policy_names(who).await? {
+            let document = self.inline_policy_document(who, &name).await?;
             inline.insert(name, Value::String(document));
         }
-        let keys: Vec<String> = self
-            .list_keys(user)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let mut attributes = json!({
+            (who.kind.attribute()): who.name,
+            "arn": arn,
+            "attached_policies": attached,
+            "inline_policies": inline,
+            "permissions_boundary": boundary,
+        });
+        if let Some(date) = last_used {
+            attributes["last_used"] = json!({ "date": date });
+        }
+        if who.kind == PrincipalKind::User {
+            let keys: Vec<String> = self
+                .list_keys(&who.name)
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| k.id)
+                .collect();
+            attributes["access_keys"] = json!(keys);
+        }
         Ok(ObjectState {
-            external_id: user.to_owned(),
+            external_id,
             exists: true,
-            attributes: json!({
-                "user": user,
-                "arn": arn,
-                "attached_policies": attached,
-                "inline_policies": inline,
-                "access_keys": keys,
-            }),
+            attributes,
         })
     }
 
@@ -428,32 +550,38 @@ impl AwsIam {
         plan: &Plan,
         remove: &[String],
     ) -> Result<ApplyOutcome, ConnectorError> {
-        let Some(user) = str_attr(&plan.pre_image, "user").filter(|_| plan.pre_image.exists) else {
+        let Some(who) = Principal::of(&plan.pre_image).filter(|_| plan.pre_image.exists) else {
             return Ok(rejected(format!(
-                "NoSuchEntity: user {} does not exist",
+                "NoSuchEntity: {} does not exist",
                 plan.external_id
             )));
         };
-        let now = self.user_state(user).await?;
+        let now = self.principal_state(&who).await?;
         if !now.exists {
             return Ok(rejected(format!(
-                "NoSuchEntity: user {user} does not exist"
+                "NoSuchEntity: {} does not exist",
+                plan.external_id
             )));
         }
+        let named = (who.kind.param(), who.name.as_str());
         let mut changed = false;
         for entry in remove {
             let result = match parse_entitlement(entry)? {
                 Entitlement::Managed(arn) if has_managed(&now, &arn) => {
-                    self.call(
-                        "DetachUserPolicy",
-                        &[("UserName", user), ("PolicyArn", &arn)],
-                    )
-                    .await
+                    self.call(&who.api("Detach", "Policy"), &[named, ("PolicyArn", &arn)])
+                        .await
                 }
                 Entitlement::Inline(name) if inline_document(&now, &name).is_some() => {
                     self.call(
-                        "DeleteUserPolicy",
-                        &[("UserName", user), ("PolicyName", &name)],
+                        &who.api("Delete", "Policy"),
+                        &[named, ("PolicyName", &name)],
+                    )
+                    .await
+                }
+                Entitlement::Boundary(arn) if boundary(&now) != Some(arn.as_str()) => {
+                    self.call(
+                        &who.api("Put", "PermissionsBoundary"),
+                        &[named, ("PermissionsBoundary", &arn)],
                     )
                     .await
                 }
@@ -479,38 +607,47 @@ impl AwsIam {
         remove: &[String],
     ) -> Result<ApplyOutcome, ConnectorError> {
         let pre = &plan.pre_image;
-        let Some(user) = str_attr(pre, "user").filter(|_| pre.exists) else {
+        let Some(who) = Principal::of(pre).filter(|_| pre.exists) else {
             return Ok(ApplyOutcome::AlreadyInState);
         };
-        let now = self.user_state(user).await?;
+        let now = self.principal_state(&who).await?;
         if !now.exists {
             return Ok(rejected(format!(
-                "NoSuchEntity: user {user} no longer exists"
+                "NoSuchEntity: {} no longer exists",
+                plan.external_id
             )));
         }
+        let named = (who.kind.param(), who.name.as_str());
         let mut changed = false;
         for entry in remove {
             let result = match parse_entitlement(entry)? {
                 Entitlement::Managed(arn) if has_managed(pre, &arn) && !has_managed(&now, &arn) => {
-                    self.call(
-                        "AttachUserPolicy",
-                        &[("UserName", user), ("PolicyArn", &arn)],
-                    )
-                    .await
+                    self.call(&who.api("Attach", "Policy"), &[named, ("PolicyArn", &arn)])
+                        .await
                 }
                 Entitlement::Inline(name) => match inline_document(pre, &name) {
                     Some(doc) if inline_document(&now, &name) != Some(doc) => {
                         self.call(
-                            "PutUserPolicy",
-                            &[
-                                ("UserName", user),
-                                ("PolicyName", &name),
-                                ("PolicyDocument", doc),
-                            ],
+                            &who.api("Put", "Policy"),
+                            &[named, ("PolicyName", &name), ("PolicyDocument", doc)],
                         )
                         .await
                     }
                     _ => continue,
+                },
+                Entitlement::Boundary(_) if boundary(pre) == boundary(&now) => continue,
+                Entitlement::Boundary(_) => match boundary(pre) {
+                    Some(previous) => {
+                        self.call(
+                            &who.api("Put", "PermissionsBoundary"),
+                            &[named, ("PermissionsBoundary", previous)],
+                        )
+                        .await
+                    }
+                    None => {
+                        self.call(&who.api("Delete", "PermissionsBoundary"), &[named])
+                            .await
+                    }
                 },
                 Entitlement::Managed(_) => continue,
             };
@@ -525,6 +662,11 @@ impl AwsIam {
             ApplyOutcome::AlreadyInState
         })
     }
+}
+
+/// The permissions boundary's policy ARN in a user or role state.
+fn boundary(state: &ObjectState) -> Option<&str> {
+    str_attr(state, "permissions_boundary")
 }
 
 fn has_managed(state: &ObjectState, arn: &str) -> bool {
@@ -588,14 +730,18 @@ impl Connector for AwsIam {
             else {
                 continue;
             };
+            let principal = Principal {
+                kind: PrincipalKind::User,
+                name: user.clone(),
+            };
             let attached: Vec<Value> = self
-                .attached_policies(&user)
+                .attached_policies(&principal)
                 .await?
                 .into_iter()
                 .map(|(arn, name)| json!({ "arn": arn, "name": name }))
                 .collect();
             attributes["attached_policies"] = Value::Array(attached);
-            attributes["inline_policies"] = json!(self.inline_policy_names(&user).await?);
+            attributes["inline_policies"] = json!(self.inline_policy_names(&principal).await?);
             let keys = self.list_keys(&user).await?.unwrap_or_default();
             attributes["access_keys"] = json!(keys.iter().map(|k| &k.id).collect::<Vec<_>>());
             out.push(DiscoveredObject {
@@ -619,12 +765,36 @@ impl Connector for AwsIam {
                 });
             }
         }
+        let roles: Vec<String> = self
+            .paged("ListRoles", &[], |root| {
+                xml::members(root, "Roles")
+                    .into_iter()
+                    .filter_map(|m| xml::child_text(m, "RoleName"))
+                    .collect()
+            })
+            .await?;
+        for name in roles {
+            let state = self
+                .principal_state(&Principal {
+                    kind: PrincipalKind::Role,
+                    name,
+                })
+                .await?;
+            // Deleted between the listing and the read: not there any more.
+            if state.exists {
+                out.push(DiscoveredObject {
+                    external_id: state.external_id,
+                    object_kind: "role".to_owned(),
+                    attributes: state.attributes,
+                });
+            }
+        }
         Ok(out)
     }
 
     async fn read(&self, external_id: &str) -> Result<ObjectState, ConnectorError> {
         Ok(match parse_target(external_id)? {
-            Target::User(user) => self.user_state(&user).await?,
+            Target::Principal(who) => self.principal_state(&who).await?,
             Target::Key { user, key } => self.key_state(&user, &key).await?,
         })
     }
@@ -635,7 +805,7 @@ impl Connector for AwsIam {
             (Target::Key { .. }, Action::Disable | Action::Enable) => Reversibility::Reversible,
             // AWS never shows a deleted key's secret again: it cannot be recreated.
             (Target::Key { .. }, Action::Delete) => Reversibility::Irreversible,
-            (Target::User(_), Action::ReduceScope { remove }) => {
+            (Target::Principal(_), Action::ReduceScope { remove }) => {
                 if remove.is_empty() {
                     return Err(ConnectorError::Permanent(
                         "reduce_scope needs at least one entitlement".into(),
@@ -654,7 +824,7 @@ impl Connector for AwsIam {
             }
         };
         let pre_image = match &target {
-            Target::User(user) => self.user_state(user).await?,
+            Target::Principal(who) => self.principal_state(who).await?,
             Target::Key { user, key } => self.key_state(user, key).await?,
         };
         Ok(Plan {
@@ -727,13 +897,18 @@ impl Connector for AwsIam {
                 })
             }
             Action::ReduceScope { remove } => {
-                let user = str_attr(&plan.pre_image, "user").unwrap_or(&plan.external_id);
-                let observed = self.user_state(user).await?;
-                let mut holds = true;
+                let Some(who) = Principal::of(&plan.pre_image) else {
+                    return Ok(Verification::NotInEffect {
+                        observed: plan.pre_image.clone(),
+                    });
+                };
+                let observed = self.principal_state(&who).await?;
+                let mut holds = observed.exists;
                 for entry in remove {
                     holds &= match parse_entitlement(entry)? {
                         Entitlement::Managed(arn) => !has_managed(&observed, &arn),
                         Entitlement::Inline(name) => inline_document(&observed, &name).is_none(),
+                        Entitlement::Boundary(arn) => boundary(&observed) == Some(arn.as_str()),
                     };
                 }
                 Ok(if holds {
@@ -780,7 +955,20 @@ mod tests {
 
     #[test]
     fn parses_external_ids() {
-        assert_eq!(parse_target("svc").unwrap(), Target::User("svc".into()));
+        assert_eq!(
+            parse_target("svc").unwrap(),
+            Target::Principal(Principal {
+                kind: PrincipalKind::User,
+                name: "svc".into()
+            })
+        );
+        assert_eq!(
+            parse_target("role:agent-runner").unwrap(),
+            Target::Principal(Principal {
+                kind: PrincipalKind::Role,
+                name: "agent-runner".into()
+            })
+        );
         assert_eq!(
             parse_target("svc/AccessKey2").unwrap(),
             Target::Key {
@@ -802,6 +990,9 @@ mod tests {
             "svc/AccessKey0",
             "svc/AccessKeyX",
             "a/b/c",
+            "role:",
+            "role:a/b",
+            "group:admins",
         ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
@@ -817,6 +1008,11 @@ mod tests {
             parse_entitlement("inline:star").unwrap(),
             Entitlement::Inline("star".into())
         );
+        assert_eq!(
+            parse_entitlement("boundary:arn:aws:iam::123456789012:policy/cap").unwrap(),
+            Entitlement::Boundary("arn:aws:iam::123456789012:policy/cap".into())
+        );
+        assert!(parse_entitlement("boundary:cap").is_err());
         assert!(parse_entitlement("group:admins").is_err());
         assert!(parse_entitlement("policy:ReadOnly").is_err());
     }

@@ -1,5 +1,6 @@
-//! writ connectors for AWS: [`AwsIam`] (IAM users, access keys, user policies) and
-//! [`AwsSecretsManager`] (Secrets Manager secrets).
+//! writ connectors for AWS: [`AwsIam`] (IAM users and roles, access keys, policies, permissions
+//! boundaries) and [`AwsSecretsManager`] (Secrets Manager secrets); and [`SecretsManagerSink`],
+//! where other connectors' rotated secrets go.
 //!
 //! Both speak the AWS HTTP APIs directly, signed with SigV4 ([`AwsClient`]), so they work
 //! against real AWS and against an emulator such as moto (set [`AwsConfig::endpoint`] or
@@ -20,6 +21,7 @@ mod error;
 mod iam;
 mod secrets;
 mod sigv4;
+mod sink;
 mod xml;
 
 pub use client::AwsClient;
@@ -27,3 +29,4 @@ pub use config::{AwsConfig, SecretString, Service};
 pub use error::AwsError;
 pub use iam::AwsIam;
 pub use secrets::{AwsSecretsManager, rotation_token};
+pub use sink::{DEFAULT_SECRET_NAME, SecretsManagerSink};

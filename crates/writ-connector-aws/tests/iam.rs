@@ -235,6 +235,127 @@ async fn reduce_scope_detaches_and_deletes_then_restores_identically() {
     );
 }
 
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// An AI agent's role: its policies detached, its inline policy deleted and a permissions
+/// boundary set in one change; read back; rolled back to the exact pre-image (no boundary).
+/// Then a role that already had a boundary gets a tighter one, and rollback puts the old one
+/// back.
+#[tokio::test]
+async fn role_scope_and_permissions_boundary_then_restore() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    let cap = |name: &str| format!("arn:aws:iam::{ACCOUNT}:policy/{name}");
+    for name in ["agent-cap", "agent-cap-strict"] {
+        seed.iam(
+            "CreatePolicy",
+            &[("PolicyName", name), ("PolicyDocument", STAR)],
+        )
+        .await;
+    }
+    seed.iam(
+        "CreateRole",
+        &[
+            ("RoleName", "agent-runner"),
+            ("AssumeRolePolicyDocument", TRUST),
+        ],
+    )
+    .await;
+    seed.iam(
+        "AttachRolePolicy",
+        &[("RoleName", "agent-runner"), ("PolicyArn", ADMIN)],
+    )
+    .await;
+    seed.iam(
+        "PutRolePolicy",
+        &[
+            ("RoleName", "agent-runner"),
+            ("PolicyName", "star"),
+            ("PolicyDocument", STAR),
+        ],
+    )
+    .await;
+    let iam = connect(&moto).await;
+
+    let discovered = iam.discover().await.unwrap();
+    let role = discovered
+        .iter()
+        .find(|o| o.external_id == "role:agent-runner")
+        .unwrap_or_else(|| panic!("role not discovered: {discovered:#?}"));
+    assert_eq!(role.object_kind, "role");
+    assert_eq!(role.attributes["attached_policies"][0]["arn"], json!(ADMIN));
+
+    let action = Action::ReduceScope {
+        remove: vec![
+            format!("policy:{ADMIN}"),
+            "inline:star".to_owned(),
+            format!("boundary:{}", cap("agent-cap")),
+        ],
+    };
+    let plan = iam.plan("role:agent-runner", &action).await.unwrap();
+    assert_eq!(plan.reversibility, Reversibility::Reversible);
+    assert_eq!(
+        plan.pre_image.attributes["permissions_boundary"],
+        json!(null)
+    );
+    assert_eq!(iam.verify(&plan).await.unwrap(), {
+        let observed = iam.read("role:agent-runner").await.unwrap();
+        Verification::NotInEffect { observed }
+    });
+    assert_eq!(iam.apply(&plan, "k").await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.verify(&plan).await.unwrap(), Verification::Confirmed);
+    let after = iam.read("role:agent-runner").await.unwrap();
+    assert_eq!(after.attributes["attached_policies"], json!([]));
+    assert_eq!(after.attributes["inline_policies"], json!({}));
+    assert_eq!(
+        after.attributes["permissions_boundary"],
+        json!(cap("agent-cap"))
+    );
+    assert_eq!(
+        iam.apply(&plan, "k").await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+    assert_eq!(iam.rollback(&plan).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.read("role:agent-runner").await.unwrap(), plan.pre_image);
+
+    // A tighter boundary replaces the one in place; rollback restores the old one.
+    let loose = Action::ReduceScope {
+        remove: vec![format!("boundary:{}", cap("agent-cap"))],
+    };
+    let first = iam.plan("role:agent-runner", &loose).await.unwrap();
+    assert_eq!(
+        iam.apply(&first, "k1").await.unwrap(),
+        ApplyOutcome::Applied
+    );
+    let strict = Action::ReduceScope {
+        remove: vec![format!("boundary:{}", cap("agent-cap-strict"))],
+    };
+    let second = iam.plan("role:agent-runner", &strict).await.unwrap();
+    assert_eq!(
+        second.pre_image.attributes["permissions_boundary"],
+        json!(cap("agent-cap"))
+    );
+    assert_eq!(
+        iam.apply(&second, "k2").await.unwrap(),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(iam.verify(&second).await.unwrap(), Verification::Confirmed);
+    assert_eq!(iam.rollback(&second).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        iam.read("role:agent-runner").await.unwrap().attributes["permissions_boundary"],
+        json!(cap("agent-cap"))
+    );
+
+    // A role that does not exist is refused, not half-changed.
+    let missing = iam.plan("role:nobody", &loose).await.unwrap();
+    assert!(!missing.pre_image.exists);
+    assert!(matches!(
+        iam.apply(&missing, "k3").await.unwrap(),
+        ApplyOutcome::Rejected { .. }
+    ));
+}
+
 #[tokio::test]
 async fn discover_lists_users_keys_status_last_use_and_policies() {
     let moto = MotoServer::start().await;

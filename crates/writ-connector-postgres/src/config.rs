@@ -2,22 +2,7 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use writ_connectors::ConnectorError;
-
-/// Where a rotated password goes: the place its consumers read it from (a secrets manager, a
-/// vault path, a Kubernetes secret). writ never sees it.
-#[async_trait]
-pub trait SecretSink: Send + Sync {
-    /// Stores `secret` as the new password of `role` on `system` and returns the version id the
-    /// store gave it. Implementations must not log the secret.
-    async fn deliver(
-        &self,
-        system: &str,
-        role: &str,
-        secret: &str,
-    ) -> Result<String, ConnectorError>;
-}
+pub use writ_connectors::SecretSink;
 
 /// How to reach one PostgreSQL server.
 #[derive(Clone)]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ScramCluster, admin, can_log_in, connector, role_url};
+use common::{admin, can_log_in, connector, role_url};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sqlx::{Column, Connection, PgConnection, Row};
@@ -13,13 +13,14 @@ use writ_connector_postgres::scram::{generate_salt, scram_verifier};
 use writ_connector_postgres::sql::{MAX_IDENTIFIER_BYTES, quote_ident, quote_literal};
 use writ_connectors::{ApplyOutcome, Connector, Verification};
 use writ_core::change::{Action, Reversibility};
+use writ_testkit::PgCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_accepts_our_verifier_for_the_plaintext() {
-    let cluster = ScramCluster::start();
+    let cluster = PgCluster::start_scram().unwrap();
     let verifier = scram_verifier("correct horse", &generate_salt().unwrap(), 4096).unwrap();
     admin(
-        &cluster.url(),
+        &cluster.url("postgres"),
         &format!(
             "CREATE ROLE app LOGIN PASSWORD {};",
             quote_literal(verifier.expose())
@@ -27,31 +28,33 @@ async fn postgres_accepts_our_verifier_for_the_plaintext() {
     )
     .await;
     // Stored as sent (not re-hashed): PostgreSQL recognised the verifier.
-    let mut conn = PgConnection::connect(&cluster.url()).await.unwrap();
+    let mut conn = PgConnection::connect(&cluster.url("postgres"))
+        .await
+        .unwrap();
     let stored: String =
         sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
             .fetch_one(&mut conn)
             .await
             .unwrap();
     assert_eq!(stored, verifier.expose());
-    let port = cluster.port;
+    let port = cluster.port();
     assert!(can_log_in(&role_url(port, "postgres", "app", Some("correct horse"))).await);
     assert!(!can_log_in(&role_url(port, "postgres", "app", Some("wrong horse"))).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_sets_a_new_password_only_the_sink_knows() {
-    let cluster = ScramCluster::start();
-    let port = cluster.port;
+    let cluster = PgCluster::start_scram().unwrap();
+    let port = cluster.port();
     admin(
-        &cluster.url(),
+        &cluster.url("postgres"),
         "CREATE ROLE \"svc'rot\" LOGIN PASSWORD 'old-password';",
     )
     .await;
     let role = "svc'rot";
     assert!(can_log_in(&role_url(port, "postgres", role, Some("old-password"))).await);
 
-    let (conn, sink) = connector(&cluster.url()).await;
+    let (conn, sink) = connector(&cluster.url("postgres")).await;
     let plan = conn.plan(role, &Action::Rotate).await.unwrap();
     assert_eq!(plan.reversibility, Reversibility::Irreversible);
     assert!(plan.pre_image.attributes["planned_scram_salt"].is_string());

@@ -139,6 +139,21 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     async fn rollback(&self, plan: &Plan) -> Result<ApplyOutcome, ConnectorError>;
 }
 
+/// Where a rotated secret goes: the place its consumers read it from (a secrets manager, a
+/// vault path, a Kubernetes secret). One connector rotates (a database role's password), another
+/// system stores the result; writ itself never keeps the value.
+#[async_trait]
+pub trait SecretSink: Send + Sync {
+    /// Stores `secret` as the new credential of `identity` on `system` and returns the version
+    /// id the store gave it. Implementations never log the secret or put it in an error.
+    async fn deliver(
+        &self,
+        system: &str,
+        identity: &str,
+        secret: &str,
+    ) -> Result<String, ConnectorError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

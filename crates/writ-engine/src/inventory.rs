@@ -192,19 +192,17 @@ pub fn identity_from(
 ) -> Option<Identity> {
     let attrs = &object.attributes;
     let (kind, external_id, privileged) = match object.object_kind.as_str() {
-        "role" => (
+        // Database roles (superuser, createrole) and IAM roles and users (administrator
+        // policy attached) alike.
+        "role" | "user" => (
             IdentityKind::ServiceAccount,
             object.external_id.clone(),
             attrs["superuser"].as_bool().unwrap_or(false)
-                || attrs["createrole"].as_bool().unwrap_or(false),
-        ),
-        "user" => (
-            IdentityKind::ServiceAccount,
-            object.external_id.clone(),
-            attrs["attached_policies"].as_array().is_some_and(|p| {
-                p.iter()
-                    .any(|v| v.to_string().contains("AdministratorAccess"))
-            }),
+                || attrs["createrole"].as_bool().unwrap_or(false)
+                || attrs["attached_policies"].as_array().is_some_and(|p| {
+                    p.iter()
+                        .any(|v| v.to_string().contains("AdministratorAccess"))
+                }),
         ),
         "access_key" => (
             IdentityKind::ApiKey,

@@ -20,6 +20,16 @@ pub struct PgCluster {
 impl PgCluster {
     /// Initialises and starts a new cluster. Takes about a second.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(false)
+    }
+
+    /// Like [`PgCluster::start`], but every role except `postgres` must log in over TCP with
+    /// a password (SCRAM-SHA-256), so that tests can prove which password works.
+    pub fn start_scram() -> Result<Self, HarnessError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(scram: bool) -> Result<Self, HarnessError> {
         let bin = find_bin_dir()?;
         let run_as_postgres = running_as_root();
         let dir = tempfile::Builder::new().prefix("writ-pg-").tempdir()?;
@@ -58,6 +68,14 @@ impl PgCluster {
                 "--no-instructions".as_ref(),
             ],
         )?;
+        if scram {
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 host all all 127.0.0.1/32 scram-sha-256\n",
+            )?;
+        }
         let server_options = format!(
             "-k {} -p {} -h 127.0.0.1 -F -c max_connections=200",
             cluster.dir.path().display(),

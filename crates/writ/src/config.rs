@@ -62,6 +62,14 @@ pub struct TargetConfig {
     /// AWS: the region (default `AWS_REGION`).
     #[serde(default)]
     pub region: Option<String>,
+    /// PostgreSQL: the `aws_secrets` target rotated passwords are delivered to. Without one,
+    /// rotation is not offered (the new password would have nowhere to go).
+    #[serde(default)]
+    pub rotation_sink: Option<String>,
+    /// PostgreSQL: the secret name for a rotated password; `{system}` and `{identity}` are
+    /// replaced (default `writ/{system}/{identity}`).
+    #[serde(default)]
+    pub rotation_secret_name: Option<String>,
 }
 
 /// The kinds of target writ has connectors for.

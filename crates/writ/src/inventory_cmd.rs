@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use writ_connector_aws::{AwsConfig, AwsIam, AwsSecretsManager};
+use writ_connector_aws::{
+    AwsConfig, AwsIam, AwsSecretsManager, DEFAULT_SECRET_NAME, SecretsManagerSink,
+};
 use writ_connector_postgres::{PostgresRoles, PostgresRolesConfig};
-use writ_connectors::Connector;
+use writ_connectors::{Connector, SecretSink};
 use writ_core::clock::RandomIds;
 use writ_engine::inventory;
 
@@ -33,8 +35,8 @@ pub enum InventoryCommand {
     List,
 }
 
-/// Connects to a configured target.
-pub async fn connect(target: &TargetConfig) -> anyhow::Result<Arc<dyn Connector>> {
+/// Connects to a configured target (`config` supplies the other targets it refers to).
+pub async fn connect(config: &Config, target: &TargetConfig) -> anyhow::Result<Arc<dyn Connector>> {
     match target.kind {
         TargetKind::Postgres => {
             let url = match (&target.url_env, &target.url) {
@@ -50,30 +52,21 @@ pub async fn connect(target: &TargetConfig) -> anyhow::Result<Arc<dyn Connector>
             let system = target.system.clone().with_context(|| {
                 format!("target {}: a postgres target needs `system`", target.name)
             })?;
+            let rotation_secret_sink = match &target.rotation_sink {
+                Some(name) => Some(secrets_sink(config, target, name)?),
+                None => None,
+            };
             let connector = PostgresRoles::connect(PostgresRolesConfig {
                 system,
                 url,
-                rotation_secret_sink: None,
+                rotation_secret_sink,
             })
             .await
             .with_context(|| format!("target {}: cannot connect", target.name))?;
             Ok(Arc::new(connector))
         }
         TargetKind::AwsIam | TargetKind::AwsSecrets => {
-            let mut config = AwsConfig::from_env().with_context(|| {
-                format!(
-                    "target {}: AWS credentials (AWS_ACCESS_KEY_ID, ...)",
-                    target.name
-                )
-            })?;
-            if let Some(region) = &target.region {
-                config.region = region.clone();
-            }
-            if let Some(endpoint) = &target.endpoint {
-                config = config
-                    .with_endpoint(endpoint)
-                    .with_context(|| format!("target {}: bad endpoint", target.name))?;
-            }
+            let config = aws_config(target)?;
             Ok(if target.kind == TargetKind::AwsIam {
                 Arc::new(AwsIam::connect(config).await?)
             } else {
@@ -83,6 +76,57 @@ pub async fn connect(target: &TargetConfig) -> anyhow::Result<Arc<dyn Connector>
     }
 }
 
+/// The AWS settings of a target: credentials from the standard environment, region and
+/// endpoint from the target.
+fn aws_config(target: &TargetConfig) -> anyhow::Result<AwsConfig> {
+    let mut config = AwsConfig::from_env().with_context(|| {
+        format!(
+            "target {}: AWS credentials (AWS_ACCESS_KEY_ID, ...)",
+            target.name
+        )
+    })?;
+    if let Some(region) = &target.region {
+        config.region = region.clone();
+    }
+    if let Some(endpoint) = &target.endpoint {
+        config = config
+            .with_endpoint(endpoint)
+            .with_context(|| format!("target {}: bad endpoint", target.name))?;
+    }
+    Ok(config)
+}
+
+/// The sink `target`'s rotated passwords go to: the `aws_secrets` target named `name`.
+fn secrets_sink(
+    config: &Config,
+    target: &TargetConfig,
+    name: &str,
+) -> anyhow::Result<Arc<dyn SecretSink>> {
+    let store = config
+        .targets
+        .iter()
+        .find(|t| t.name == name)
+        .with_context(|| {
+            format!(
+                "target {}: rotation_sink names {name:?}, which is not a [[targets]] entry",
+                target.name
+            )
+        })?;
+    anyhow::ensure!(
+        store.kind == TargetKind::AwsSecrets,
+        "target {}: rotation_sink {name:?} must be an aws_secrets target",
+        target.name
+    );
+    let template = target
+        .rotation_secret_name
+        .as_deref()
+        .unwrap_or(DEFAULT_SECRET_NAME);
+    Ok(Arc::new(SecretsManagerSink::new(
+        aws_config(store)?,
+        template,
+    )?))
+}
+
 pub fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let target = config
         .targets
@@ -90,7 +134,7 @@ pub fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
         .find(|t| t.name == args.target)
         .with_context(|| format!("no [[targets]] entry named {:?}", args.target))?;
     crate::runtime()?.block_on(async {
-        let connector = connect(target).await?;
+        let connector = connect(config, target).await?;
         let parts = crate::serve::build(config).await?;
         let report = inventory::sync(
             &*parts.store,

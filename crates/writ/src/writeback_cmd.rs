@@ -52,7 +52,7 @@ pub enum WriteBackCommand {
 pub async fn connectors(config: &Config) -> Vec<Arc<dyn Connector>> {
     let mut out = Vec::new();
     for target in &config.targets {
-        match crate::inventory_cmd::connect(target).await {
+        match crate::inventory_cmd::connect(config, target).await {
             Ok(connector) => out.push(connector),
             Err(err) => {
                 tracing::error!(target = %target.name, error = format!("{err:#}"), "target unavailable; its write-back jobs wait")

@@ -1,0 +1,199 @@
+//! End-to-end: a leaked PostgreSQL password is rotated through the real binary. The target
+//! cluster authenticates with SCRAM over TCP; the new password goes to Secrets Manager (moto),
+//! where the application reads it, and nowhere else: it works for logging in, the leaked one no
+//! longer does, and neither writ's database, its ledger nor its output holds it. On SQLite and
+//! PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Db, Site, text};
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, PgConnection};
+use writ_connector_aws::{AwsClient, AwsConfig, Service};
+use writ_testkit::{MotoServer, PgCluster};
+
+const LEAKED: &str = "leaked-in-a-public-gist";
+
+async fn can_log_in(port: u16, role: &str, password: &str) -> bool {
+    let options = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(port)
+        .username(role)
+        .password(password)
+        .database("postgres");
+    match PgConnection::connect_with(&options).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Every file under `dir`, recursively, as bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
+    let target = tokio::task::spawn_blocking(PgCluster::start_scram)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut admin = PgConnection::connect(&target.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE app LOGIN PASSWORD '{LEAKED}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    assert!(can_log_in(target.port(), "app", LEAKED).await);
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let site = Site::new(
+        &db,
+        &format!(
+            "[[targets]]\nname = \"billing-db\"\nkind = \"postgres\"\nsystem = \"postgres:billing\"\n\
+             url = \"{}\"\nrotation_sink = \"secrets\"\n\n\
+             [[targets]]\nname = \"secrets\"\nkind = \"aws_secrets\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
+            target.url("postgres"),
+            moto.url()
+        ),
+    );
+    let with_aws = |args: &[&str]| {
+        common::writ(site.dir.path())
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    let mut said = String::new();
+    let mut run = |args: &[&str]| {
+        let output = with_aws(args);
+        said.push_str(&text(&output));
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        text(&output)
+    };
+    run(&["sync", "billing-db"]);
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\npostgres:billing/app,payments,medium\n",
+    )
+    .unwrap();
+    run(&["inventory", "import", "owners.csv"]);
+    std::fs::write(
+        site.path("leak.json"),
+        serde_json::to_vec(&json!({
+            "finding_type": "leaked_secret",
+            "severity": "critical",
+            "confidence": 0.97,
+            "subject": {"system": "postgres:billing", "external_id": "app", "kind": "service_account"},
+            "title": "password of role app found in a public gist",
+            "idempotency_key": "gist-scan:app",
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    run(&["ingest", "--source", "cli", "leak.json"]);
+    let listing = with_aws(&["case", "list", "--json"]);
+    let cases: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let case = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"] == "postgres:billing/app")
+        .unwrap_or_else(|| panic!("no case in {cases}"))
+        .clone();
+    assert_eq!(case["state"], "awaiting_approval", "{case}");
+    let id = case["id"].as_str().unwrap();
+    let approved = run(&[
+        "approve",
+        id,
+        "--as",
+        "payments-lead",
+        "--rationale",
+        "leaked in a gist; rotate now",
+    ]);
+    assert!(approved.contains("write-back job"), "{approved}");
+    let worked = run(&["writeback", "run"]);
+    assert!(worked.contains("1 verified"), "{worked}");
+
+    // The application's copy: in Secrets Manager, as JSON with the username.
+    let secrets = AwsClient::new(
+        AwsConfig::new("testing", "testing", "us-east-1")
+            .with_endpoint(&moto.url())
+            .unwrap(),
+    )
+    .unwrap();
+    let stored = secrets
+        .json(
+            Service::SecretsManager,
+            "secretsmanager.GetSecretValue",
+            &json!({ "SecretId": "writ/postgres-billing/app" }),
+        )
+        .await
+        .unwrap();
+    let value: Value = serde_json::from_str(stored["SecretString"].as_str().unwrap()).unwrap();
+    assert_eq!(value["username"], "app");
+    let password = value["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 32, "a strong password");
+    assert!(can_log_in(target.port(), "app", &password).await);
+    assert!(!can_log_in(target.port(), "app", LEAKED).await);
+
+    // Nowhere in writ: not its files (database, WAL, config, logs), ledger, evidence or output.
+    for (path, bytes) in files_under(site.dir.path()) {
+        assert!(
+            !contains(&bytes, &password),
+            "the password is in {}",
+            path.display()
+        );
+    }
+    let store = writ_store::open(&site.url).await.unwrap();
+    for entry in store.entries(0, 10_000).await.unwrap() {
+        assert!(
+            !contains(&entry.leaf, &password),
+            "in ledger entry {}",
+            entry.seq
+        );
+    }
+    let dump = format!("{:?}", store.projection_dump().await.unwrap());
+    assert!(!dump.contains(&password));
+    let story = run(&["case", "show", id]);
+    assert!(story.contains("write_back_verified"), "{story}");
+    run(&["audit", "verify"]);
+    assert!(!said.contains(&password), "a command printed the password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_leaked_password_is_rotated_into_secrets_manager() {
+    leaked_password_is_rotated_into_secrets_manager(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leaked_password_is_rotated_into_secrets_manager() {
+    leaked_password_is_rotated_into_secrets_manager(Db::postgres()).await;
+}
