@@ -7,12 +7,19 @@
 //! state from the tier. Identities with an incomplete source of truth always go to human review,
 //! whatever policy says, so automation never acts on them.
 //!
-//! Two ledger events per new case, appended together (one transaction when they share a batch):
+//! Two ledger events per new case (three when automation queues the change), recorded as one
+//! group, in one transaction, all or nothing:
 //! `finding_received` (the finding, the evidence digest, the opening case snapshot) and
 //! `decision_recorded` (the decision, the exact policy inputs, the resulting case snapshot). A
 //! finding that joins an open case adds one `finding_received` event.
+//!
+//! Batches are pipelined: while one batch's events are being committed, the next batch is read
+//! and planned against the store *and* the cases and keys of the batch in flight, so the
+//! database and the policy engine work at the same time. A batch is submitted only after the
+//! one before it has settled; if that one did not commit whole and the new batch relied on it
+//! (it joined a case the other was opening), the new batch is planned again from the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::SignedDuration;
@@ -20,7 +27,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use writ_core::case::{Case, CaseState};
 use writ_core::decision::{Decision, Tier};
-use writ_core::event::{ControlTag, EventKind};
+use writ_core::event::{ControlTag, EventKind, secret_fields};
 use writ_core::finding::{Finding, Observation};
 use writ_core::identity::{Identity, SourceOfTruth};
 use writ_core::ids::{CaseId, FindingId, JobId};
@@ -31,6 +38,10 @@ use writ_store::{LedgerRow, Store, StoreError};
 
 use crate::sequencer::{AppendError, Draft, EvidenceBlob, Sequencer};
 use crate::sources::Source;
+
+/// Batches worth keeping in [`Ingestor::ingest_batch`] at once: one being planned while the
+/// one before it commits. More only wait.
+pub const PIPELINE_DEPTH: usize = 2;
 
 /// One finding as submitted: what the parser made of it and its evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,9 +128,46 @@ pub struct Ingestor {
     ids: Arc<dyn IdSource>,
     policy: Arc<PolicyBundle>,
     settings: IngestSettings,
-    /// One batch at a time per process, so that deduplication sees every case opened before
-    /// it. Across replicas, the one-open-case index catches a race and the loser retries.
-    lane: Arc<Mutex<()>>,
+    /// The pipeline's turns and what the batch in flight is opening. Within a process,
+    /// deduplication sees every case opened before (committed or in flight); across replicas,
+    /// the one-open-case index catches a race and the loser retries.
+    lanes: Arc<Lanes>,
+}
+
+/// Turns of the ingest pipeline: one batch plans while (at most) one commits.
+#[derive(Debug, Default)]
+struct Lanes {
+    /// Held while a batch reads and plans, until it is handed to the sequencer.
+    plan: Mutex<()>,
+    /// Held from a batch's hand-over to the sequencer until its results are in.
+    commit: Mutex<()>,
+    /// The last batch handed over.
+    in_flight: std::sync::Mutex<InFlight>,
+}
+
+/// The cases and finding keys of the last batch handed over to the sequencer, and whether
+/// all of its events were committed.
+#[derive(Debug, Default, Clone)]
+struct InFlight {
+    /// Cases it opens, by subject and finding type.
+    cases: HashMap<(String, String), Case>,
+    /// Its findings' idempotency keys.
+    keys: HashSet<String>,
+    /// Set when every one of its events was committed.
+    committed_whole: bool,
+}
+
+/// A planned batch, ready to hand over.
+struct Planned {
+    plans: Vec<Result<Plan, IngestError>>,
+    /// Each finding's events: recorded all together or not at all.
+    groups: Vec<Vec<Draft>>,
+    /// Cases this batch opens.
+    opened: HashMap<(String, String), Case>,
+    /// Finding keys this batch records.
+    keys: HashSet<String>,
+    /// Whether a finding joined a case that only the batch in flight knows of.
+    relies_on_in_flight: bool,
 }
 
 /// A finding's keys: the ledger idempotency key of its `finding_received` event, and the base
@@ -133,11 +181,13 @@ struct Keys {
 enum Plan {
     /// Already in the ledger before this batch.
     Recorded(LedgerRow),
+    /// Same key as a finding of the batch in flight: settled alone afterwards.
+    InFlight,
     /// Same key as an earlier submission of this batch.
     SameAs(usize),
-    /// New events: the indexes of its drafts in the batch, and the outcome they will give.
+    /// New events: the index of its group of drafts in the batch, and the outcome they give.
     Append {
-        drafts: Vec<usize>,
+        group: usize,
         outcome: IngestOutcome,
     },
 }
@@ -159,7 +209,7 @@ impl Ingestor {
             ids,
             policy,
             settings,
-            lane: Arc::new(Mutex::new(())),
+            lanes: Arc::new(Lanes::default()),
         }
     }
 
@@ -188,27 +238,23 @@ impl Ingestor {
         source: &Source,
         submissions: Vec<Submission>,
     ) -> Vec<Result<IngestOutcome, IngestError>> {
-        let (mut results, retry) = {
-            let _lane = self.lane.lock().await;
-            match self.run_batch(source, &submissions).await {
-                Ok(done) => done,
-                Err(err) => {
-                    let message = err.to_string();
-                    return submissions
-                        .iter()
-                        .map(|_| Err(IngestError::Batch(message.clone())))
-                        .collect();
-                }
+        let (mut results, retry) = match self.run_batch(source, &submissions).await {
+            Ok(done) => done,
+            Err(err) => {
+                let message = err.to_string();
+                return submissions
+                    .iter()
+                    .map(|_| Err(IngestError::Batch(message.clone())))
+                    .collect();
             }
         };
-        // Another replica opened one of our cases first (or recorded the same finding): those
-        // findings go again, alone, and now join what the other replica recorded.
+        // Another replica opened one of our cases first (or recorded the same finding), or the
+        // batch in flight held the same finding: those findings go again, alone, and now join
+        // what was recorded.
         for index in retry {
-            let again = {
-                let _lane = self.lane.lock().await;
-                self.run_batch(source, std::slice::from_ref(&submissions[index]))
-                    .await
-            };
+            let again = self
+                .run_batch(source, std::slice::from_ref(&submissions[index]))
+                .await;
             results[index] = match again {
                 Ok((mut single, _)) => single
                     .pop()
@@ -219,12 +265,75 @@ impl Ingestor {
         results
     }
 
-    /// Plans and commits one batch. Returns the results and the indexes to retry alone.
+    /// Plans and commits one batch through the pipeline. Returns the results and the indexes
+    /// to retry alone.
     async fn run_batch(
         &self,
         source: &Source,
         submissions: &[Submission],
     ) -> Result<(Vec<Result<IngestOutcome, IngestError>>, Vec<usize>), IngestError> {
+        let plan_turn = self.lanes.plan.lock().await;
+        let seen = self.in_flight();
+        let mut planned = self.plan_batch(source, submissions, &seen).await?;
+        // Wait for the batch before to settle; if it did not commit whole and this one relied
+        // on it, plan again from what the store now holds.
+        let commit_turn = self.lanes.commit.lock().await;
+        if planned.relies_on_in_flight && !self.in_flight().committed_whole {
+            planned = self
+                .plan_batch(source, submissions, &InFlight::default())
+                .await?;
+        }
+        let Planned {
+            plans,
+            groups,
+            opened,
+            keys,
+            ..
+        } = planned;
+        self.set_in_flight(InFlight {
+            cases: opened,
+            keys,
+            committed_whole: false,
+        });
+        drop(plan_turn);
+        let appended = self.sequencer.append_groups(groups).await;
+        let committed_whole = appended.iter().flatten().all(Result::is_ok);
+        let settled = self.settle(plans, appended).await;
+        if committed_whole {
+            self.lanes
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .committed_whole = true;
+        }
+        drop(commit_turn);
+        Ok(settled)
+    }
+
+    fn in_flight(&self) -> InFlight {
+        self.lanes
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_in_flight(&self, in_flight: InFlight) {
+        *self
+            .lanes
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = in_flight;
+    }
+
+    /// Reads what the batch needs (three lookups) and plans every finding's events, seeing the
+    /// cases and keys of the batch `in_flight` as well as the store.
+    async fn plan_batch(
+        &self,
+        source: &Source,
+        submissions: &[Submission],
+        in_flight: &InFlight,
+    ) -> Result<Planned, IngestError> {
         let now = self.clock.now();
         // The caller's key, else the evidence digest: a retry of the same bytes is a
         // duplicate. The tool's own finding id is not enough (Prowler reuses one for distinct
@@ -274,10 +383,20 @@ impl Ingestor {
             .into_iter()
             .map(|c| ((c.subject.clone(), c.finding_type.clone()), c))
             .collect();
+        // Cases the batch in flight is opening and the store does not show yet.
+        let mut only_in_flight: HashSet<CaseId> = HashSet::new();
+        for (key, case) in &in_flight.cases {
+            if !open.contains_key(key) {
+                only_in_flight.insert(case.id);
+                open.insert(key.clone(), case.clone());
+            }
+        }
 
-        let mut drafts: Vec<Draft> = Vec::new();
+        let mut groups: Vec<Vec<Draft>> = Vec::new();
         let mut plans: Vec<Result<Plan, IngestError>> = Vec::with_capacity(submissions.len());
         let mut first_with_key: HashMap<&str, usize> = HashMap::new();
+        let mut opened = HashMap::new();
+        let mut relies_on_in_flight = false;
         for (index, (submission, key)) in submissions.iter().zip(&keys).enumerate() {
             if let Some(&earlier) = first_with_key.get(key.finding.as_str()) {
                 plans.push(Ok(Plan::SameAs(earlier)));
@@ -288,6 +407,10 @@ impl Ingestor {
                 plans.push(Ok(Plan::Recorded(row)));
                 continue;
             }
+            if in_flight.keys.contains(&key.finding) {
+                plans.push(Ok(Plan::InFlight));
+                continue;
+            }
             let plan = self.plan(
                 source,
                 submission,
@@ -295,19 +418,50 @@ impl Ingestor {
                 &subjects[index],
                 identities.get(&pairs[index]),
                 &mut open,
-                &mut drafts,
+                &mut groups,
                 now,
             );
+            if let Ok(Plan::Append { outcome, .. }) = &plan {
+                if outcome.joined_open_case {
+                    relies_on_in_flight |= only_in_flight.contains(&outcome.case_id);
+                } else {
+                    let open_key = (
+                        subjects[index].clone(),
+                        submission.observation.finding_type.clone(),
+                    );
+                    if let Some(case) = open.get(&open_key) {
+                        opened.insert(open_key, case.clone());
+                    }
+                }
+            }
             plans.push(plan);
         }
+        Ok(Planned {
+            plans,
+            groups,
+            opened,
+            keys: keys.into_iter().map(|k| k.finding).collect(),
+            relies_on_in_flight,
+        })
+    }
 
-        let appended = self.sequencer.append_all(drafts).await;
+    /// Turns the plans and the sequencer's answers into one result per submission, and the
+    /// indexes to retry alone.
+    async fn settle(
+        &self,
+        plans: Vec<Result<Plan, IngestError>>,
+        appended: Vec<Vec<Result<crate::sequencer::Appended, AppendError>>>,
+    ) -> (Vec<Result<IngestOutcome, IngestError>>, Vec<usize>) {
         let mut results: Vec<Result<IngestOutcome, IngestError>> = Vec::with_capacity(plans.len());
         let mut retry = Vec::new();
         for (index, plan) in plans.into_iter().enumerate() {
             let result = match plan {
                 Err(err) => Err(err),
                 Ok(Plan::Recorded(row)) => self.replayed_outcome(&row).await,
+                Ok(Plan::InFlight) => {
+                    retry.push(index);
+                    Err(IngestError::Batch("retrying alone".into()))
+                }
                 Ok(Plan::SameAs(earlier)) => match &results[earlier] {
                     Ok(outcome) => Ok(IngestOutcome {
                         duplicate: true,
@@ -317,12 +471,12 @@ impl Ingestor {
                         "an earlier finding with the same key failed".into(),
                     )),
                 },
-                Ok(Plan::Append { drafts, outcome }) => {
+                Ok(Plan::Append { group, outcome }) => {
                     let mut seq = None;
                     let mut failure = None;
                     let mut duplicate = false;
-                    for draft in drafts {
-                        match &appended[draft] {
+                    for appended in appended.get(group).into_iter().flatten() {
+                        match appended {
                             Ok(done) => {
                                 seq.get_or_insert(done.seq);
                                 duplicate |= done.duplicate;
@@ -349,7 +503,7 @@ impl Ingestor {
             };
             results.push(result);
         }
-        Ok((results, retry))
+        (results, retry)
     }
 
     /// Plans the events for one new finding, updating `open` with any case it opens.
@@ -365,7 +519,7 @@ impl Ingestor {
         subject: &str,
         identity: Option<&Identity>,
         open: &mut HashMap<(String, String), Case>,
-        drafts: &mut Vec<Draft>,
+        groups: &mut Vec<Vec<Draft>>,
         now: jiff::Timestamp,
     ) -> Result<Plan, IngestError> {
         let obs = &submission.observation;
@@ -408,6 +562,12 @@ impl Ingestor {
         if let Some(original) = submission.redacted_from {
             finding_body["redacted_from"] = json!(original);
         }
+        // Refused whole, before any of its events is submitted: the sequencer would refuse
+        // only the event carrying the field and record the others (a decision without its
+        // finding).
+        if let Some(pointer) = secret_fields(&finding_body).into_iter().next() {
+            return Err(IngestError::Append(AppendError::SecretInEvent { pointer }));
+        }
         let received = |case_id: CaseId, body: serde_json::Value| Draft {
             case_id: Some(case_id),
             actor: format!("source:{}", source.name),
@@ -424,9 +584,9 @@ impl Ingestor {
         let open_key = (subject.to_owned(), obs.finding_type.clone());
 
         if let Some(case) = open.get(&open_key) {
-            drafts.push(received(case.id, finding_body));
+            groups.push(vec![received(case.id, finding_body)]);
             return Ok(Plan::Append {
-                drafts: vec![drafts.len() - 1],
+                group: groups.len() - 1,
                 outcome: IngestOutcome {
                     finding_id: finding.id,
                     case_id: case.id,
@@ -460,10 +620,10 @@ impl Ingestor {
                 "no remediation is defined for finding type {:?} in the policy bundle",
                 obs.finding_type
             );
-            drafts.push(opened);
+            groups.push(vec![opened]);
             open.insert(open_key, case.clone());
             return Ok(Plan::Append {
-                drafts: vec![drafts.len() - 1],
+                group: groups.len() - 1,
                 outcome: IngestOutcome {
                     finding_id: finding.id,
                     case_id: case.id,
@@ -524,9 +684,8 @@ impl Ingestor {
             }),
             _ => None,
         };
-        let first = drafts.len();
-        drafts.push(opened);
-        drafts.push(Draft {
+        let mut group = vec![opened];
+        group.push(Draft {
             case_id: Some(case.id),
             actor: "engine".into(),
             kind: EventKind::DecisionRecorded,
@@ -537,7 +696,7 @@ impl Ingestor {
             evidence: vec![],
         });
         if let Some(job) = &job {
-            drafts.push(Draft {
+            group.push(Draft {
                 case_id: Some(case.id),
                 actor: "engine".into(),
                 kind: EventKind::ChangeRequested,
@@ -548,9 +707,10 @@ impl Ingestor {
                 evidence: vec![],
             });
         }
+        groups.push(group);
         open.insert(open_key, case.clone());
         Ok(Plan::Append {
-            drafts: (first..drafts.len()).collect(),
+            group: groups.len() - 1,
             outcome: IngestOutcome {
                 finding_id: finding.id,
                 case_id: case.id,

@@ -12,6 +12,11 @@
 //! Idempotency: a draft whose key is already in the ledger (or earlier in the same batch)
 //! returns the original entry with `duplicate: true` and appends nothing.
 //!
+//! Groups: [`Sequencer::append_groups`] takes drafts in groups that are recorded all or nothing
+//! (a finding's events, say: never a decision without its finding). A request is never split
+//! across transactions; when a transaction is refused, the groups are retried one by one so
+//! that only the group at fault fails.
+//!
 //! Several replicas may run a sequencer against one PostgreSQL: when another replica has
 //! appended first, the store answers `HeadMoved`, and the sequencer reads the new entries,
 //! extends its tree and retries.
@@ -119,9 +124,16 @@ impl Default for SequencerConfig {
     }
 }
 
+/// One caller's groups of drafts, committed in one transaction, each group all or nothing.
 struct Request {
-    draft: Draft,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
+    groups: Vec<Vec<Draft>>,
+    reply: oneshot::Sender<Vec<Vec<Result<Appended, AppendError>>>>,
+}
+
+impl Request {
+    fn len(&self) -> usize {
+        self.groups.iter().map(Vec::len).sum()
+    }
 }
 
 /// A handle to the running sequencer. Cheap to clone.
@@ -156,40 +168,82 @@ impl Sequencer {
 
     /// Appends one event and waits until it is committed.
     pub async fn append(&self, draft: Draft) -> Result<Appended, AppendError> {
-        let reply = self.submit(draft).await?;
-        reply.await.map_err(|_| AppendError::Stopped)?
-    }
-
-    /// Appends several events; they are queued together so they share a transaction when
-    /// possible. Results come back in order.
-    pub async fn append_all(&self, drafts: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {
-        let mut waiting = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            waiting.push(self.submit(draft).await);
-        }
-        let mut results = Vec::with_capacity(waiting.len());
-        for reply in waiting {
-            results.push(match reply {
-                Ok(reply) => reply.await.unwrap_or(Err(AppendError::Stopped)),
-                Err(err) => Err(err),
-            });
-        }
-        results
-    }
-
-    async fn submit(
-        &self,
-        draft: Draft,
-    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
-        if let Some(pointer) = secret_fields(&draft.body).into_iter().next() {
-            return Err(AppendError::SecretInEvent { pointer });
-        }
-        let (reply, receive) = oneshot::channel();
-        self.tx
-            .send(Request { draft, reply })
+        self.append_groups(vec![vec![draft]])
             .await
-            .map_err(|_| AppendError::Stopped)?;
-        Ok(receive)
+            .pop()
+            .and_then(|mut group| group.pop())
+            .unwrap_or(Err(AppendError::Stopped))
+    }
+
+    /// Appends several independent events in one request, so they share a transaction when
+    /// possible; each succeeds or fails on its own. Results come back in order.
+    pub async fn append_all(&self, drafts: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {
+        self.append_groups(drafts.into_iter().map(|d| vec![d]).collect())
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Appends groups of events in one request. Each group is recorded whole or not at all;
+    /// one group failing does not fail the others. Results come back per group, in order.
+    pub async fn append_groups(
+        &self,
+        groups: Vec<Vec<Draft>>,
+    ) -> Vec<Vec<Result<Appended, AppendError>>> {
+        // A group with a secret-named field is refused whole, before anything is sent.
+        let mut refused: Vec<Option<(AppendError, usize)>> = Vec::with_capacity(groups.len());
+        let mut send = Vec::with_capacity(groups.len());
+        for group in groups {
+            let pointer = group
+                .iter()
+                .find_map(|draft| secret_fields(&draft.body).into_iter().next());
+            match pointer {
+                Some(pointer) => {
+                    refused.push(Some((AppendError::SecretInEvent { pointer }, group.len())));
+                    send.push(Vec::new());
+                }
+                None => {
+                    refused.push(None);
+                    send.push(group);
+                }
+            }
+        }
+        let sizes: Vec<usize> = send.iter().map(Vec::len).collect();
+        let answered = if sizes.iter().all(|&n| n == 0) {
+            Ok(send.iter().map(|_| Vec::new()).collect())
+        } else {
+            let (reply, receive) = oneshot::channel();
+            match self
+                .tx
+                .send(Request {
+                    groups: send,
+                    reply,
+                })
+                .await
+            {
+                Ok(()) => receive.await.map_err(|_| AppendError::Stopped),
+                Err(_) => Err(AppendError::Stopped),
+            }
+        };
+        let mut answered = match answered {
+            Ok(answered) => answered.into_iter(),
+            Err(err) => sizes
+                .iter()
+                .map(|&n| vec![Err(err.clone()); n])
+                .collect::<Vec<_>>()
+                .into_iter(),
+        };
+        refused
+            .into_iter()
+            .map(|refusal| {
+                let group = answered.next().unwrap_or_default();
+                match refusal {
+                    Some((err, n)) => vec![Err(err); n],
+                    None => group,
+                }
+            })
+            .collect()
     }
 }
 
@@ -277,14 +331,22 @@ struct Prepared {
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.recv().await {
+            let mut drafts = first.len();
             let mut requests = vec![first];
             let deadline = tokio::time::Instant::now() + self.config.linger;
-            while requests.len() < self.config.max_batch {
+            // Requests are never split: a large one may exceed `max_batch` on its own.
+            while drafts < self.config.max_batch {
                 match rx.try_recv() {
-                    Ok(request) => requests.push(request),
+                    Ok(request) => {
+                        drafts += request.len();
+                        requests.push(request);
+                    }
                     Err(mpsc::error::TryRecvError::Empty) if !self.config.linger.is_zero() => {
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(request)) => requests.push(request),
+                            Ok(Some(request)) => {
+                                drafts += request.len();
+                                requests.push(request);
+                            }
                             Ok(None) | Err(_) => break,
                         }
                     }
@@ -297,16 +359,33 @@ impl Writer {
 
     /// Commits a batch, answering every request exactly once.
     async fn process(&mut self, requests: Vec<Request>) {
-        let (drafts, replies): (Vec<Draft>, Vec<_>) =
-            requests.into_iter().map(|r| (r.draft, r.reply)).unzip();
-        let results = self.commit_drafts(drafts).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        let mut shapes = Vec::with_capacity(requests.len());
+        let mut groups = Vec::new();
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests {
+            shapes.push(request.groups.len());
+            groups.extend(request.groups);
+            replies.push(request.reply);
+        }
+        let mut results = self.commit_groups(groups).await.into_iter();
+        for (reply, count) in replies.into_iter().zip(shapes) {
+            let _ = reply.send(results.by_ref().take(count).collect());
         }
     }
 
-    /// Returns one result per draft, in order.
-    async fn commit_drafts(&mut self, drafts: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {
+    /// Commits `groups` in one transaction when possible; returns one result per draft, per
+    /// group, in order. A group is recorded whole or not at all.
+    async fn commit_groups(
+        &mut self,
+        groups: Vec<Vec<Draft>>,
+    ) -> Vec<Vec<Result<Appended, AppendError>>> {
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        let group_of: Vec<usize> = sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(group, &n)| std::iter::repeat_n(group, n))
+            .collect();
+        let drafts: Vec<Draft> = groups.into_iter().flatten().collect();
         let mut results: Vec<Option<Result<Appended, AppendError>>> = vec![None; drafts.len()];
         // Within the batch, later drafts with an earlier draft's key follow that draft.
         let mut first_with_key: HashMap<&str, usize> = HashMap::new();
@@ -321,6 +400,19 @@ impl Writer {
                 }
             }
         }
+        // Fails every leader of `group` with `err`.
+        let fail_group = |leaders: &mut Vec<usize>,
+                          results: &mut Vec<Option<Result<Appended, AppendError>>>,
+                          group: usize,
+                          err: &AppendError| {
+            leaders.retain(|&index| {
+                let member = group_of[index] == group;
+                if member {
+                    results[index] = Some(Err(err.clone()));
+                }
+                !member
+            });
+        };
 
         let mut attempts = 0;
         while !leaders.is_empty() {
@@ -328,8 +420,8 @@ impl Writer {
             let prepared = match self.prepare(leaders.iter().map(|&i| &drafts[i])) {
                 Ok(prepared) => prepared,
                 Err((position, err)) => {
-                    results[leaders[position]] = Some(Err(err));
-                    leaders.remove(position);
+                    let group = group_of[leaders[position]];
+                    fail_group(&mut leaders, &mut results, group, &err);
                     continue;
                 }
             };
@@ -367,19 +459,33 @@ impl Writer {
                         }
                     }
                     if remaining.len() == leaders.len() {
-                        if remaining.len() == 1 {
-                            results[remaining[0]] = Some(Err(AppendError::Conflict(detail)));
-                            remaining.clear();
-                        } else {
-                            // Commit one by one so that only the offending draft fails.
+                        let mut groups_left: Vec<usize> =
+                            remaining.iter().map(|&i| group_of[i]).collect();
+                        groups_left.dedup();
+                        if groups_left.len() == 1 {
+                            let err = AppendError::Conflict(detail);
                             for index in remaining.drain(..) {
-                                let single =
-                                    Box::pin(self.commit_drafts(vec![drafts[index].clone()]))
-                                        .await
-                                        .pop()
-                                        .unwrap_or(Err(AppendError::Stopped));
-                                results[index] = Some(single);
+                                results[index] = Some(Err(err.clone()));
                             }
+                        } else {
+                            // Commit group by group so that only the offending group fails.
+                            for group in groups_left {
+                                let members: Vec<usize> = remaining
+                                    .iter()
+                                    .copied()
+                                    .filter(|&i| group_of[i] == group)
+                                    .collect();
+                                let alone: Vec<Draft> =
+                                    members.iter().map(|&i| drafts[i].clone()).collect();
+                                let outcome = Box::pin(self.commit_groups(vec![alone]))
+                                    .await
+                                    .pop()
+                                    .unwrap_or_default();
+                                for (index, result) in members.into_iter().zip(outcome) {
+                                    results[index] = Some(result);
+                                }
+                            }
+                            remaining.clear();
                         }
                     }
                     leaders = remaining;
@@ -405,9 +511,12 @@ impl Writer {
                 None => Err(AppendError::Stopped),
             });
         }
-        results
+        let mut results = results
             .into_iter()
-            .map(|result| result.unwrap_or(Err(AppendError::Stopped)))
+            .map(|result| result.unwrap_or(Err(AppendError::Stopped)));
+        sizes
+            .into_iter()
+            .map(|n| results.by_ref().take(n).collect())
             .collect()
     }
 

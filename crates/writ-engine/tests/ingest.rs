@@ -22,7 +22,7 @@ use writ_engine::sources::Source;
 use writ_engine::{Draft, Sequencer, SequencerConfig, rebuild};
 use writ_ledger::generate_key;
 use writ_policy::{Evaluation, PolicyBundle};
-use writ_store::Store;
+use writ_store::{Store, StoreError};
 use writ_testkit::PgCluster;
 
 struct Harness {
@@ -482,7 +482,195 @@ async fn concurrent_findings_open_one_case(h: Harness) {
     );
 }
 
+/// Two batches in the pipeline at once: the second is planned while the first commits, joins
+/// the case the first is opening, and records a finding both carry once. A finding carrying a
+/// secret-named field is refused whole: none of its events (not even its decision) is recorded.
+async fn pipelined_batches_see_each_other(h: Harness) {
+    let unused = |key: &str| {
+        submit(
+            observation(
+                "aws:000000000000",
+                "ci-deployer/AccessKey1",
+                "iam_user_accesskey_unused",
+                10_000,
+            ),
+            key,
+        )
+    };
+    let mut poisoned = submit(
+        observation(
+            "aws:000000000000",
+            "svc-etl/AccessKey1",
+            "iam_user_accesskey_unused",
+            10_000,
+        ),
+        "poisoned",
+    );
+    poisoned.observation.details = json!({"password": "hunter2"});
+    let first = vec![unused("p1"), poisoned, unused("shared")];
+    let second = vec![unused("p2"), unused("shared")];
+    let source = prowler();
+    let (a, b) = tokio::join!(
+        h.ingestor.ingest_batch(&source, first),
+        h.ingestor.ingest_batch(&source, second)
+    );
+    assert!(
+        matches!(
+            &a[1],
+            Err(writ_engine::ingest::IngestError::Append(
+                writ_engine::AppendError::SecretInEvent { .. }
+            ))
+        ),
+        "the secret-carrying finding is refused: {:?}",
+        a[1]
+    );
+    let ok: Vec<_> = [&a[0], &a[2], &b[0], &b[1]]
+        .into_iter()
+        .map(|r| r.as_ref().unwrap())
+        .collect();
+    let case = ok[0].case_id;
+    assert!(ok.iter().all(|o| o.case_id == case), "{ok:?}");
+    assert_eq!(
+        ok.iter().filter(|o| !o.duplicate).count(),
+        3,
+        "the shared finding is recorded once: {ok:?}"
+    );
+    let dump = h.store.projection_dump().await.unwrap();
+    assert_eq!(dump.cases.len(), 1);
+    assert_eq!(dump.findings.len(), 3);
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
+/// A store that fails its next `commit` when armed, and otherwise is the real one.
+#[derive(Debug)]
+struct FailNextCommit {
+    inner: Arc<dyn Store>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+/// The `Store` impl of [`FailNextCommit`]: `commit` as given, every other method delegated.
+/// (One macro for the whole impl, so that `async_trait` sees the expanded methods.)
+macro_rules! store_delegating_all_but_commit {
+    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        #[async_trait::async_trait]
+        impl Store for FailNextCommit {
+            fn backend(&self) -> writ_store::Backend {
+                self.inner.backend()
+            }
+            async fn commit(&self, batch: writ_store::CommitBatch) -> Result<(), StoreError> {
+                if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    return Err(StoreError::Corrupt {
+                        table: "ledger_entries",
+                        detail: "injected: the database failed the commit".into(),
+                    });
+                }
+                self.inner.commit(batch).await
+            }
+            $( async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                self.inner.$name($($arg),*).await
+            } )*
+        }
+    };
+}
+
+store_delegating_all_but_commit! {
+        fn ping(&self) -> ();
+        fn ledger_size(&self) -> u64;
+        fn entry_by_idempotency_key(&self, key: &str) -> Option<writ_store::LedgerRow>;
+        fn latest_entry_of_kind(&self, kind: &str) -> Option<writ_store::LedgerRow>;
+        fn entries(&self, from: u64, limit: u32) -> Vec<writ_store::LedgerRow>;
+        fn leaves(&self, from: u64, limit: u32) -> Vec<(u64, Vec<u8>, [u8; 32])>;
+        fn case_entries(&self, case: writ_core::ids::CaseId) -> Vec<writ_store::LedgerRow>;
+        fn checkpoints(&self) -> Vec<writ_store::CheckpointRow>;
+        fn latest_checkpoint(&self) -> Option<writ_store::CheckpointRow>;
+        fn evidence(&self, digest: &Sha256Digest) -> Option<writ_store::EvidenceRow>;
+        fn entries_by_idempotency_keys(&self, keys: &[String]) -> Vec<writ_store::LedgerRow>;
+        fn identities_by_external_ids(&self, subjects: &[(String, String)]) -> Vec<Identity>;
+        fn open_cases_for(&self, subjects: &[String]) -> Vec<writ_core::case::Case>;
+        fn identity(&self, id: IdentityId) -> Option<Identity>;
+        fn identity_by_external_id(&self, system: &str, external_id: &str) -> Option<Identity>;
+        fn identities(&self) -> Vec<Identity>;
+        fn case(&self, id: writ_core::ids::CaseId) -> Option<writ_core::case::Case>;
+        fn open_case(&self, subject: &str, finding_type: &str) -> Option<writ_core::case::Case>;
+        fn cases(&self, filter: &writ_store::CaseFilter) -> Vec<writ_core::case::Case>;
+        fn pending_jobs(&self, limit: u32) -> Vec<writ_core::job::Job>;
+        fn claim_jobs(&self, holder: &str, now: Timestamp, until: Timestamp, limit: u32) -> Vec<writ_core::job::Job>;
+        fn renew_lease(&self, job: writ_core::ids::JobId, holder: &str, until: Timestamp) -> bool;
+        fn release_lease(&self, job: writ_core::ids::JobId, holder: &str) -> ();
+        fn jobs_applied_since(&self, system: &str, since: Timestamp) -> Vec<writ_core::job::Job>;
+        fn jobs_for_case(&self, case: writ_core::ids::CaseId) -> Vec<writ_core::job::Job>;
+        fn replace_projections(&self, effects: Vec<writ_store::Effect>) -> ();
+        fn projection_dump(&self) -> writ_store::ProjectionDump;
+}
+
+/// The batch in flight fails to commit while the next one, planned meanwhile, has joined the
+/// case it was opening: the next batch is planned again from the store and opens the case
+/// itself, rather than recording findings in a case that does not exist. And the failed
+/// finding's events are recorded all or nothing: no decision without its finding.
+async fn a_failed_batch_in_flight_is_planned_around(h: Harness) {
+    let flaky = Arc::new(FailNextCommit {
+        inner: h.store.clone(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let (signer, _) = generate_key("writ.test/ledger", [1; 32]).unwrap();
+    let sequencer = Sequencer::start(
+        flaky.clone(),
+        signer,
+        h.clock.clone(),
+        SequencerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let ingestor = Ingestor::new(
+        flaky.clone(),
+        sequencer,
+        h.clock.clone(),
+        Arc::new(SequentialIds::starting_at(1_000)),
+        h.policy.clone(),
+        IngestSettings::default(),
+    );
+    let unused = |key: &str| {
+        submit(
+            observation(
+                "aws:000000000000",
+                "ci-deployer/AccessKey1",
+                "iam_user_accesskey_unused",
+                10_000,
+            ),
+            key,
+        )
+    };
+    flaky.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let source = prowler();
+    let (a, b) = tokio::join!(
+        ingestor.ingest_batch(&source, vec![unused("first")]),
+        ingestor.ingest_batch(&source, vec![unused("second")])
+    );
+    assert!(a[0].is_err(), "the first batch's commit failed: {a:?}");
+    let second = b[0].as_ref().unwrap();
+    assert!(!second.joined_open_case, "{second:?}");
+    let case = h.store.case(second.case_id).await.unwrap().unwrap();
+    assert_eq!(case.state, CaseState::AwaitingApproval);
+    let dump = h.store.projection_dump().await.unwrap();
+    assert_eq!(dump.cases.len(), 1);
+    assert_eq!(dump.findings.len(), 1);
+    let first_recorded = h
+        .store
+        .entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .any(|e| e.idempotency_key.ends_with(":first"));
+    assert!(
+        !first_recorded,
+        "nothing of the failed finding is in the ledger"
+    );
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 writ_testkit::backend_suite!(
+    a_failed_batch_in_flight_is_planned_around,
+    pipelined_batches_see_each_other,
     unused_key_needs_owner_approval,
     incomplete_source_of_truth_goes_to_human_review,
     policy_tiers_follow_the_demo_bundle,

@@ -292,6 +292,53 @@ async fn a_failing_draft_does_not_take_the_batch_down(h: Harness) {
     h.verify().await.unwrap();
 }
 
+/// Groups are all or nothing: a group with a refused member (a secret-named field, a taken
+/// finding key) records none of its events; the other groups of the request commit.
+async fn a_group_is_recorded_whole_or_not_at_all(h: Harness) {
+    let sequencer = h.sequencer().await;
+    for result in sequencer.append_all(story(1)).await {
+        result.unwrap();
+    }
+    let mut secret = draft("g0-secret");
+    secret.body = json!({"password": "abc"});
+    let mut clash = story(1).remove(1);
+    clash.idempotency_key = "g2-clash".into();
+    let results = sequencer
+        .append_groups(vec![
+            vec![draft("g0-a"), secret],
+            vec![draft("g1-a"), draft("g1-b")],
+            vec![draft("g2-a"), clash],
+            vec![draft("g3-a")],
+        ])
+        .await;
+    assert!(
+        results[0]
+            .iter()
+            .all(|r| matches!(r, Err(AppendError::SecretInEvent { .. }))),
+        "{results:?}"
+    );
+    assert!(results[1].iter().all(Result::is_ok), "{results:?}");
+    assert!(
+        results[2]
+            .iter()
+            .all(|r| matches!(r, Err(AppendError::Conflict(_)))),
+        "{results:?}"
+    );
+    assert!(results[3].iter().all(Result::is_ok), "{results:?}");
+    for absent in ["g0-a", "g0-secret", "g2-a", "g2-clash"] {
+        assert!(
+            h.store
+                .entry_by_idempotency_key(absent)
+                .await
+                .unwrap()
+                .is_none(),
+            "{absent} was recorded"
+        );
+    }
+    assert_eq!(h.store.ledger_size().await.unwrap(), 3 + 3);
+    h.verify().await.unwrap();
+}
+
 async fn restart_continues_the_chain_and_refuses_a_foreign_key(h: Harness) {
     {
         let sequencer = h.sequencer().await;
@@ -487,6 +534,7 @@ writ_testkit::backend_suite!(
     idempotency_key_returns_the_original_entry,
     secrets_never_enter_the_ledger,
     a_failing_draft_does_not_take_the_batch_down,
+    a_group_is_recorded_whole_or_not_at_all,
     restart_continues_the_chain_and_refuses_a_foreign_key,
     projections_evidence_and_rebuild_agree,
     offline_bundles_verify_and_detect_tampering,

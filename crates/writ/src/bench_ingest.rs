@@ -163,11 +163,11 @@ async fn one_backend(
     let started = Instant::now();
     let mut done = 0u64;
     let mut batch = Vec::with_capacity(args.batch);
-    let mut running: Option<
+    let mut running: std::collections::VecDeque<
         tokio::task::JoinHandle<
             Vec<Result<writ_engine::ingest::IngestOutcome, writ_engine::ingest::IngestError>>,
         >,
-    > = None;
+    > = std::collections::VecDeque::new();
     let items = reader.by_ref();
     loop {
         let item = items.next();
@@ -183,7 +183,9 @@ async fn one_backend(
             });
         }
         if batch.len() >= args.batch.max(1) || (end && !batch.is_empty()) {
-            if let Some(previous) = running.take() {
+            if running.len() >= writ_engine::ingest::PIPELINE_DEPTH
+                && let Some(previous) = running.pop_front()
+            {
                 for result in previous.await? {
                     result?;
                     done += 1;
@@ -196,7 +198,7 @@ async fn one_backend(
             let ingestor = ingestor.clone();
             let source = source.clone();
             let work = std::mem::take(&mut batch);
-            running = Some(tokio::spawn(async move {
+            running.push_back(tokio::spawn(async move {
                 ingestor.ingest_batch(&source, work).await
             }));
         }
@@ -204,7 +206,7 @@ async fn one_backend(
             break;
         }
     }
-    if let Some(previous) = running.take() {
+    while let Some(previous) = running.pop_front() {
         for result in previous.await? {
             result?;
         }

@@ -169,8 +169,10 @@ async fn ingest_file(
     let source = Arc::new(source.clone());
     let batch_size = args.batch.max(1);
     let mut batch: Vec<(u64, Submission)> = Vec::with_capacity(batch_size);
-    // One batch is ingested while the next is parsed.
-    let mut running: Option<tokio::task::JoinHandle<Vec<(u64, IngestResult)>>> = None;
+    // Two batches in the ingest pipeline (one planned while the other commits) while the
+    // next is parsed.
+    let mut running: std::collections::VecDeque<tokio::task::JoinHandle<Vec<(u64, IngestResult)>>> =
+        std::collections::VecDeque::new();
     let mut failure: Option<anyhow::Error> = None;
     let mut items = reader.by_ref().peekable();
     while failure.is_none() {
@@ -206,13 +208,15 @@ async fn ingest_file(
             None => {}
         }
         if batch.len() >= batch_size || (end && !batch.is_empty()) {
-            if let Some(previous) = running.take() {
+            if running.len() >= writ_engine::ingest::PIPELINE_DEPTH
+                && let Some(previous) = running.pop_front()
+            {
                 settle(previous.await, &display, tally, &mut failure);
             }
             let ingestor = ingestor.clone();
             let source = source.clone();
             let work = std::mem::take(&mut batch);
-            running = Some(tokio::spawn(async move {
+            running.push_back(tokio::spawn(async move {
                 let (lines, submissions): (Vec<u64>, Vec<Submission>) = work.into_iter().unzip();
                 let results = ingestor.ingest_batch(&source, submissions).await;
                 lines.into_iter().zip(results).collect()
@@ -222,7 +226,7 @@ async fn ingest_file(
             break;
         }
     }
-    if let Some(previous) = running.take() {
+    while let Some(previous) = running.pop_front() {
         settle(previous.await, &display, tally, &mut failure);
     }
     tally.skipped += reader.report().skipped;
