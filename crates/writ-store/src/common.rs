@@ -215,10 +215,10 @@ macro_rules! backend_queries {
                 row.push_bind(seq)
                     .push_bind(micros(entry.time))
                     .push_bind(entry.case_id.map(|id| id.as_uuid()))
-                    .push_bind(entry.kind.clone())
-                    .push_bind(entry.actor.clone())
-                    .push_bind(entry.idempotency_key.clone())
-                    .push_bind(entry.leaf.clone())
+                    .push_bind(entry.kind.as_str())
+                    .push_bind(entry.actor.as_str())
+                    .push_bind(entry.idempotency_key.as_str())
+                    .push_bind(entry.leaf.as_slice())
                     .push_bind(entry.leaf_hash.to_vec());
             });
             if let Some(seq) = bad_seq {
@@ -322,8 +322,8 @@ macro_rules! backend_queries {
                 );
                 builder.push_values(chunk, |mut row, e| {
                     row.push_bind(e.digest.to_string())
-                        .push_bind(e.media_type.clone())
-                        .push_bind(e.bytes.clone())
+                        .push_bind(e.media_type.as_str())
+                        .push_bind(e.bytes.as_slice())
                         .push_bind(micros(e.received));
                 });
                 builder.push(" ON CONFLICT (digest) DO NOTHING");
