@@ -174,6 +174,19 @@ fn submit(observation: Observation, key: &str) -> Submission {
     }
 }
 
+/// A finding that ci-deployer's first key is unused, with idempotency key `key`.
+fn unused_key_finding(key: &str) -> Submission {
+    submit(
+        observation(
+            "aws:000000000000",
+            "ci-deployer/AccessKey1",
+            "iam_user_accesskey_unused",
+            10_000,
+        ),
+        key,
+    )
+}
+
 fn prowler() -> Source {
     Source {
         name: "prowler".into(),
@@ -486,17 +499,6 @@ async fn concurrent_findings_open_one_case(h: Harness) {
 /// the case the first is opening, and records a finding both carry once. A finding carrying a
 /// secret-named field is refused whole: none of its events (not even its decision) is recorded.
 async fn pipelined_batches_see_each_other(h: Harness) {
-    let unused = |key: &str| {
-        submit(
-            observation(
-                "aws:000000000000",
-                "ci-deployer/AccessKey1",
-                "iam_user_accesskey_unused",
-                10_000,
-            ),
-            key,
-        )
-    };
     let mut poisoned = submit(
         observation(
             "aws:000000000000",
@@ -507,8 +509,12 @@ async fn pipelined_batches_see_each_other(h: Harness) {
         "poisoned",
     );
     poisoned.observation.details = json!({"password": "hunter2"});
-    let first = vec![unused("p1"), poisoned, unused("shared")];
-    let second = vec![unused("p2"), unused("shared")];
+    let first = vec![
+        unused_key_finding("p1"),
+        poisoned,
+        unused_key_finding("shared"),
+    ];
+    let second = vec![unused_key_finding("p2"), unused_key_finding("shared")];
     let source = prowler();
     let (a, b) = tokio::join!(
         h.ingestor.ingest_batch(&source, first),
@@ -629,22 +635,11 @@ async fn a_failed_batch_in_flight_is_planned_around(h: Harness) {
         h.policy.clone(),
         IngestSettings::default(),
     );
-    let unused = |key: &str| {
-        submit(
-            observation(
-                "aws:000000000000",
-                "ci-deployer/AccessKey1",
-                "iam_user_accesskey_unused",
-                10_000,
-            ),
-            key,
-        )
-    };
     flaky.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let source = prowler();
     let (a, b) = tokio::join!(
-        ingestor.ingest_batch(&source, vec![unused("first")]),
-        ingestor.ingest_batch(&source, vec![unused("second")])
+        ingestor.ingest_batch(&source, vec![unused_key_finding("first")]),
+        ingestor.ingest_batch(&source, vec![unused_key_finding("second")])
     );
     assert!(a[0].is_err(), "the first batch's commit failed: {a:?}");
     let second = b[0].as_ref().unwrap();

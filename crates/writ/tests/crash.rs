@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{Db, Site, text};
 use serde_json::{Value, json};
-use writ_connector_aws::{AwsClient, AwsConfig, Service};
+use writ_connector_aws::Service;
 use writ_core::case::CaseState;
 use writ_core::job::JobState;
 use writ_testkit::MotoServer;
@@ -39,15 +39,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn aws(moto: &MotoServer) -> AwsClient {
-    AwsClient::new(
-        AwsConfig::new("testing", "testing", "us-east-1")
-            .with_endpoint(&moto.url())
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// The demo schema and remediations, and one policy: disabling an unused key is automatic.
@@ -151,18 +142,6 @@ fn deactivations_since(recording: &Path, offset: &mut usize) -> BTreeMap<String,
     counts
 }
 
-async fn key_status(client: &AwsClient, user: &str) -> String {
-    let body = client
-        .query(Service::Iam, "ListAccessKeys", &[("UserName", user)])
-        .await
-        .unwrap();
-    body.split("<Status>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Status>").next())
-        .unwrap()
-        .to_owned()
-}
-
 async fn serve_survives_sigkill(db: Db) {
     let kills: usize = std::env::var("WRIT_CRASH_KILLS")
         .ok()
@@ -189,7 +168,7 @@ async fn serve_survives_sigkill(db: Db) {
     .await
     .unwrap()
     .unwrap();
-    let iam = aws(&moto);
+    let iam = common::moto_client(&moto.url());
     // One user (with one key) per finding; a new finding every other lifetime of the server.
     let users: Vec<String> = (0..kills / 2)
         .map(|n| format!("svc-crash-{n:03}"))
@@ -362,7 +341,11 @@ async fn serve_survives_sigkill(db: Db) {
             "{user}: moto was asked to deactivate the key {} times",
             deactivated.get(user).copied().unwrap_or(0)
         );
-        assert_eq!(key_status(&iam, user).await, "Inactive", "{user}");
+        assert_eq!(
+            common::key_status(&moto.url(), user).await,
+            "Inactive",
+            "{user}"
+        );
         let applied = entries
             .iter()
             .find(|e| e.kind == "write_back_applied")

@@ -6,17 +6,12 @@
 
 mod common;
 
-use common::{Db, Site, fixture, text};
-use writ_connector_aws::{AwsClient, AwsConfig, Service};
+use common::{Db, Site, fixture, key_status, text};
+use writ_connector_aws::Service;
 use writ_testkit::MotoServer;
 
 async fn seed_moto(url: &str) {
-    let client = AwsClient::new(
-        AwsConfig::new("testing", "testing", "us-east-1")
-            .with_endpoint(url)
-            .unwrap(),
-    )
-    .unwrap();
+    let client = common::moto_client(url);
     for (user, keys) in [("svc-etl", 1), ("ci-deployer", 2), ("svc-backup", 1)] {
         client
             .query(Service::Iam, "CreateUser", &[("UserName", user)])
@@ -174,25 +169,6 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: Db) {
     assert!(site.run(&["audit", "verify"]).status.success());
     let output = site.run(&["admin", "rebuild", "--check"]);
     assert!(output.status.success(), "{}", text(&output));
-}
-
-async fn key_status(url: &str, user: &str) -> String {
-    let client = AwsClient::new(
-        AwsConfig::new("testing", "testing", "us-east-1")
-            .with_endpoint(url)
-            .unwrap(),
-    )
-    .unwrap();
-    let body = client
-        .query(Service::Iam, "ListAccessKeys", &[("UserName", user)])
-        .await
-        .unwrap();
-    let status = body
-        .split("<Status>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Status>").next())
-        .unwrap();
-    status.to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use common::{Db, Site, text};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, PgConnection};
-use writ_connector_aws::{AwsClient, AwsConfig, Service};
+use writ_connector_aws::Service;
 use writ_testkit::{MotoServer, PgCluster};
 
 const LEAKED: &str = "leaked-in-a-public-gist";
@@ -143,12 +143,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
     assert!(worked.contains("1 verified"), "{worked}");
 
     // The application's copy: in Secrets Manager, as JSON with the username.
-    let secrets = AwsClient::new(
-        AwsConfig::new("testing", "testing", "us-east-1")
-            .with_endpoint(&moto.url())
-            .unwrap(),
-    )
-    .unwrap();
+    let secrets = common::moto_client(&moto.url());
     let stored = secrets
         .json(
             Service::SecretsManager,

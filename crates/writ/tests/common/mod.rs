@@ -198,3 +198,30 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("../writ-formats/tests/fixtures")
         .join(name)
 }
+
+/// A signed AWS client for moto at `url` (moto accepts any credentials).
+pub fn moto_client(url: &str) -> writ_connector_aws::AwsClient {
+    writ_connector_aws::AwsClient::new(
+        writ_connector_aws::AwsConfig::new("testing", "testing", "us-east-1")
+            .with_endpoint(url)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The status (`Active`/`Inactive`) of `user`'s first access key in moto at `url`.
+pub async fn key_status(url: &str, user: &str) -> String {
+    let body = moto_client(url)
+        .query(
+            writ_connector_aws::Service::Iam,
+            "ListAccessKeys",
+            &[("UserName", user)],
+        )
+        .await
+        .unwrap();
+    body.split("<Status>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Status>").next())
+        .unwrap()
+        .to_owned()
+}
