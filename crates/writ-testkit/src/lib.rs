@@ -10,7 +10,7 @@
 mod moto;
 mod postgres;
 
-pub use moto::MotoServer;
+pub use moto::{MotoServer, venv_program};
 pub use postgres::PgCluster;
 
 use std::net::TcpListener;

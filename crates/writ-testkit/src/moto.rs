@@ -119,10 +119,16 @@ impl Drop for MotoServer {
 }
 
 fn moto_binary() -> Result<PathBuf, HarnessError> {
+    venv_program("moto_server")
+}
+
+/// A program from the Python test venv (`$WRIT_TEST_VENV`, else `.venv` at the workspace
+/// root) that `scripts/test` makes from `requirements-test.txt`.
+pub fn venv_program(name: &str) -> Result<PathBuf, HarnessError> {
     let venv = std::env::var_os("WRIT_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"));
-    let bin = venv.join("bin").join("moto_server");
+    let bin = venv.join("bin").join(name);
     if bin.exists() {
         Ok(bin)
     } else {

@@ -1,109 +1,12 @@
 //! End-to-end: the real `writ` binary, started as a user would start it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use writ_testkit::{PgCluster, free_port};
+use std::process::Command;
 
-fn writ() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
-    command.env_remove("RUST_LOG");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WRIT_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-/// A running `writ serve`, killed on drop if still alive.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn spawn(mut command: Command, port: u16) -> Server {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = reqwest::get(format!("{}/healthz", self.base)).await
-                && response.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let output =
-                    std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-                        .wait_with_output()
-                        .unwrap();
-                panic!(
-                    "writ exited early ({status}): {}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            assert!(Instant::now() < deadline, "writ did not become healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-
-    /// Sends SIGTERM and returns what the process printed; asserts a clean exit.
-    fn terminate(self) -> Output {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = self.child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "writ did not exit cleanly on SIGTERM: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The Python venv made by `scripts/test` (or `$WRIT_TEST_VENV`).
-fn venv_bin(program: &str) -> PathBuf {
-    let venv = std::env::var_os("WRIT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv"));
-    let path = venv.join("bin").join(program);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test (it creates the test venv) or set WRIT_TEST_VENV",
-        path.display()
-    );
-    path
-}
+use common::{Server, writ};
+use writ_testkit::{PgCluster, free_port, venv_program};
 
 /// `writ serve` with no arguments: embedded SQLite in the working directory. The port comes from
 /// the environment (`WRIT_SERVER__LISTEN`), which also proves environment configuration works.
@@ -111,10 +14,9 @@ fn venv_bin(program: &str) -> PathBuf {
 async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut command = writ();
+    let mut command = writ(dir.path());
     command
         .arg("serve")
-        .current_dir(dir.path())
         .env("WRIT_SERVER__LISTEN", format!("127.0.0.1:{port}"));
     let mut server = Server::spawn(command, port);
     server.wait_ready().await;
@@ -129,7 +31,7 @@ async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
         dir.path().join("writ-ledger.key").exists(),
         "the default ledger signing key was not created"
     );
-    let response = reqwest::get(format!("{}/v1/ledger/checkpoint", server.base))
+    let response = reqwest::get(server.url("/v1/ledger/checkpoint"))
         .await
         .unwrap();
     assert_eq!(
@@ -142,7 +44,7 @@ async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
     assert_eq!(status, 200);
     let spec = dir.path().join("openapi.json");
     std::fs::write(&spec, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    let validation = Command::new(venv_bin("openapi-spec-validator"))
+    let validation = Command::new(venv_program("openapi-spec-validator").unwrap())
         .arg(&spec)
         .output()
         .unwrap();
@@ -177,12 +79,11 @@ async fn serve_from_a_config_file_on_postgres_with_json_logs() {
         ),
     )
     .unwrap();
-    let mut command = writ();
+    let mut command = writ(dir.path());
     command
         .args(["--log-format", "json", "--config"])
         .arg(&config)
-        .arg("serve")
-        .current_dir(dir.path());
+        .arg("serve");
     let mut server = Server::spawn(command, port);
     server.wait_ready().await;
     let (status, body) = server.get_json("/readyz").await;
@@ -217,11 +118,7 @@ fn invalid_configuration_names_the_file_and_the_key() {
         "[server]\nlisten = \"not an address\"\n",
     )
     .unwrap();
-    let output = writ()
-        .arg("serve")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let output = writ(dir.path()).arg("serve").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -230,18 +127,13 @@ fn invalid_configuration_names_the_file_and_the_key() {
     );
 
     std::fs::write(dir.path().join("writ.toml"), "[databse]\nurl = \"x\"\n").unwrap();
-    let output = writ()
-        .arg("serve")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let output = writ(dir.path()).arg("serve").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("databse"), "typo not named: {stderr}");
 
-    let output = writ()
+    let output = writ(dir.path())
         .args(["--config", "missing.toml", "serve"])
-        .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -252,13 +144,12 @@ fn invalid_configuration_names_the_file_and_the_key() {
 fn unreachable_database_fails_clearly_without_leaking_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let output = writ()
+    let output = writ(dir.path())
         .args(["serve", "--database"])
         .arg(format!(
             "postgres://writ:hunter2-secret@127.0.0.1:{port}/writ"
         ))
         .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -270,9 +161,8 @@ fn unreachable_database_fails_clearly_without_leaking_the_password() {
     assert!(all.contains("cannot open the database"), "{all}");
     assert!(!all.contains("hunter2-secret"), "password leaked: {all}");
 
-    let output = writ()
+    let output = writ(dir.path())
         .args(["serve", "--database", "mysql://x"])
-        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(!output.status.success());

@@ -141,6 +141,38 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts `command` (a `writ ... serve` listening on `port`), capturing its output,
+    /// without waiting for it to answer.
+    pub fn spawn(mut command: Command, port: u16) -> Server {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GETs `path` and returns the status and the JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::get(self.url(path)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Stops the server with SIGTERM, asserts that it exited cleanly, and returns its output.
+    pub fn terminate(self) -> Output {
+        let output = self.stop();
+        assert!(
+            output.status.success(),
+            "writ did not exit cleanly on SIGTERM: {}",
+            text(&output)
+        );
+        output
+    }
+
     /// Kills the server with SIGKILL: no shutdown, no flushing, as in a crash.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {
