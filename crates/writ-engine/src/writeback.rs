@@ -79,8 +79,12 @@ impl Default for WriteBackSettings {
     }
 }
 
-/// Jobs claimed per pass of a worker.
-const CLAIM_BATCH: u32 = 100;
+/// Jobs a worker claims at a time: few, so that a lease never has to wait behind many other
+/// jobs' target calls before its own turn.
+const CLAIM_BATCH: u32 = 8;
+
+/// Jobs claimed at most in one pass of a worker.
+const PASS_LIMIT: u32 = 100;
 
 /// Whether an action takes rights away (and so could remove the last administrator).
 fn removes_access(action: &writ_core::change::Action) -> bool {
@@ -268,24 +272,48 @@ impl WriteBack {
         Ok(job)
     }
 
-    /// Works every due job once: claims a lease on up to 100 due jobs no other worker holds,
-    /// and works them one by one, giving each lease up when done.
+    /// Works every due job once (up to 100 per pass): claims leases on a few due jobs no other
+    /// worker holds, works them one by one, giving each lease up when done, and claims again
+    /// until nothing is due.
     pub async fn run_once(&self) -> Result<PassReport, WriteBackError> {
         let mut report = PassReport::default();
-        let now = self.clock.now();
-        let claimed = self
-            .store
-            .claim_jobs(&self.holder, now, self.lease_end(), CLAIM_BATCH)
-            .await?;
-        for job in claimed {
-            let id = job.id;
-            // The lease was taken for the whole claim; renew it before this job's turn.
-            if !self.renew(id).await? {
-                continue;
+        let mut worked_this_pass = std::collections::HashSet::new();
+        let mut claimed_this_pass = 0;
+        while claimed_this_pass < PASS_LIMIT {
+            let claimed = self
+                .store
+                .claim_jobs(
+                    &self.holder,
+                    self.clock.now(),
+                    self.lease_end(),
+                    CLAIM_BATCH.min(PASS_LIMIT - claimed_this_pass),
+                )
+                .await?;
+            if claimed.is_empty() {
+                break;
             }
-            let worked = self.work(job, &mut report).await;
-            self.store.release_lease(id, &self.holder).await?;
-            worked?;
+            claimed_this_pass += u32::try_from(claimed.len()).unwrap_or(PASS_LIMIT);
+            let mut progress = false;
+            for job in claimed {
+                let id = job.id;
+                // Once per pass: a job left as it was (another replica holds its attempt)
+                // waits for the next pass.
+                if !worked_this_pass.insert(id) {
+                    self.store.release_lease(id, &self.holder).await?;
+                    continue;
+                }
+                progress = true;
+                // The lease was taken for the whole claim; renew it before this job's turn.
+                if !self.renew(id).await? {
+                    continue;
+                }
+                let worked = self.work(job, &mut report).await;
+                self.store.release_lease(id, &self.holder).await?;
+                worked?;
+            }
+            if !progress {
+                break;
+            }
         }
         Ok(report)
     }
