@@ -274,7 +274,13 @@ impl Ingestor {
     ) -> Result<(Vec<Result<IngestOutcome, IngestError>>, Vec<usize>), IngestError> {
         let plan_turn = self.lanes.plan.lock().await;
         let seen = self.in_flight();
+        let planning = std::time::Instant::now();
         let mut planned = self.plan_batch(source, submissions, &seen).await?;
+        tracing::debug!(
+            findings = submissions.len(),
+            plan_ms = planning.elapsed().as_secs_f64() * 1e3,
+            "ingest batch planned"
+        );
         // Wait for the batch before to settle; if it did not commit whole and this one relied
         // on it, plan again from what the store now holds.
         let commit_turn = self.lanes.commit.lock().await;
@@ -335,6 +341,7 @@ impl Ingestor {
         in_flight: &InFlight,
     ) -> Result<Planned, IngestError> {
         let now = self.clock.now();
+        let looking_up = std::time::Instant::now();
         // The caller's key, else the evidence digest: a retry of the same bytes is a
         // duplicate. The tool's own finding id is not enough (Prowler reuses one for distinct
         // findings), and a later scan of the same problem is not a retry: it joins the case.
@@ -376,13 +383,23 @@ impl Ingestor {
             .map(|i| ((i.system.clone(), i.external_id.clone()), i))
             .collect();
         let subjects: Vec<String> = pairs.iter().map(|(s, e)| format!("{s}/{e}")).collect();
+        let case_keys: Vec<(String, String)> = subjects
+            .iter()
+            .zip(submissions)
+            .map(|(subject, s)| (subject.clone(), s.observation.finding_type.clone()))
+            .collect();
         let mut open: HashMap<(String, String), Case> = self
             .store
-            .open_cases_for(&subjects)
+            .open_cases_for(&case_keys)
             .await?
             .into_iter()
             .map(|c| ((c.subject.clone(), c.finding_type.clone()), c))
             .collect();
+        tracing::debug!(
+            findings = submissions.len(),
+            lookups_ms = looking_up.elapsed().as_secs_f64() * 1e3,
+            "ingest batch looked up"
+        );
         // Cases the batch in flight is opening and the store does not show yet.
         let mut only_in_flight: HashSet<CaseId> = HashSet::new();
         for (key, case) in &in_flight.cases {

@@ -417,6 +417,7 @@ impl Writer {
         let mut attempts = 0;
         while !leaders.is_empty() {
             attempts += 1;
+            let preparing = std::time::Instant::now();
             let prepared = match self.prepare(leaders.iter().map(|&i| &drafts[i])) {
                 Ok(prepared) => prepared,
                 Err((position, err)) => {
@@ -425,7 +426,16 @@ impl Writer {
                     continue;
                 }
             };
-            match self.store.commit(prepared.batch).await {
+            let committing = std::time::Instant::now();
+            let committed = self.store.commit(prepared.batch).await;
+            tracing::debug!(
+                events = leaders.len(),
+                prepare_ms = (committing - preparing).as_secs_f64() * 1e3,
+                commit_ms = committing.elapsed().as_secs_f64() * 1e3,
+                ok = committed.is_ok(),
+                "ledger batch"
+            );
+            match committed {
                 Ok(()) => {
                     self.tree = prepared.tree;
                     for (&index, appended) in leaders.iter().zip(prepared.results) {

@@ -592,7 +592,7 @@ store_delegating_all_but_commit! {
         fn evidence(&self, digest: &Sha256Digest) -> Option<writ_store::EvidenceRow>;
         fn entries_by_idempotency_keys(&self, keys: &[String]) -> Vec<writ_store::LedgerRow>;
         fn identities_by_external_ids(&self, subjects: &[(String, String)]) -> Vec<Identity>;
-        fn open_cases_for(&self, subjects: &[String]) -> Vec<writ_core::case::Case>;
+        fn open_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_core::case::Case>;
         fn identity(&self, id: IdentityId) -> Option<Identity>;
         fn identity_by_external_id(&self, system: &str, external_id: &str) -> Option<Identity>;
         fn identities(&self) -> Vec<Identity>;

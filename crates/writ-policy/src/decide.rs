@@ -31,22 +31,38 @@ impl PolicyBundle {
         &self,
         request: &DecisionRequest<'_>,
     ) -> Result<(Decision, Evaluation), PolicyError> {
-        let evaluation = request.evaluation()?;
-        let decision = self.replay(&evaluation)?;
+        // The inputs are built directly rather than parsed back from the record; they are
+        // equal either way, so replaying the record gives this decision.
+        let (evaluation, entities, context) = request.evaluation_and_inputs(&self.schema)?;
+        let decision = self.evaluate(&evaluation, &entities, &context)?;
         Ok((decision, evaluation))
     }
 
     /// Re-evaluates a recorded [`Evaluation`] under this bundle. With the bundle that made the
     /// original decision, the result is identical to it.
     pub fn replay(&self, evaluation: &Evaluation) -> Result<Decision, PolicyError> {
-        let action = evaluation.action.as_str();
-        if !ACTIONS.contains(&action) {
-            return Err(PolicyError::UnknownAction(action.to_owned()));
+        if !ACTIONS.contains(&evaluation.action.as_str()) {
+            return Err(PolicyError::UnknownAction(evaluation.action.clone()));
         }
         // The entities are the same for both questions: build them once.
         let entities = crate::model::cedar_entities(&self.schema, evaluation)?;
         let context = crate::model::cedar_context(evaluation)?;
-        let auto = self.authorize(evaluation, &entities, &context, &format!("auto:{action}"))?;
+        self.evaluate(evaluation, &entities, &context)
+    }
+
+    /// Asks the tier questions about `evaluation`'s principal and resource, with its
+    /// entities and context already in Cedar's form.
+    fn evaluate(
+        &self,
+        evaluation: &Evaluation,
+        entities: &cedar_policy::Entities,
+        context: &cedar_policy::Context,
+    ) -> Result<Decision, PolicyError> {
+        let action = evaluation.action.as_str();
+        if !ACTIONS.contains(&action) {
+            return Err(PolicyError::UnknownAction(action.to_owned()));
+        }
+        let auto = self.authorize(evaluation, entities, context, &format!("auto:{action}"))?;
         if let Some(failure) = self.failure(action, &auto) {
             return Ok(failure);
         }
@@ -66,7 +82,7 @@ impl PolicyBundle {
             return Ok(case);
         }
 
-        let manual = self.authorize(evaluation, &entities, &context, action)?;
+        let manual = self.authorize(evaluation, entities, context, action)?;
         if let Some(failure) = self.failure(action, &manual) {
             return Ok(failure);
         }

@@ -122,82 +122,184 @@ pub fn confidence_decimal(confidence_bp: u16) -> Result<String, PolicyError> {
     ))
 }
 
-impl DecisionRequest<'_> {
-    /// Builds the evaluation record: entities (principal, then resource) and context.
-    pub fn evaluation(&self) -> Result<Evaluation, PolicyError> {
-        if !ACTIONS.contains(&self.action) {
-            return Err(PolicyError::UnknownAction(self.action.to_owned()));
+/// A request's attribute values, worked out once and rendered two ways: as the evaluation
+/// record kept in the ledger ([`Facts::record`], Cedar's JSON formats) and as Cedar values
+/// built directly ([`Facts::cedar`]), which is what [`crate::PolicyBundle::decide`] evaluates.
+/// The two renderings are equal once parsed (a property test holds them to it), so replaying
+/// the record gives the same decision.
+struct Facts<'a> {
+    principal: EntityUid,
+    resource: EntityUid,
+    kind: &'a str,
+    system: &'a str,
+    owner_team: &'a str,
+    criticality: &'a str,
+    privileged: bool,
+    tags: BTreeSet<&'a str>,
+    reconciled: bool,
+    confidence: String,
+}
+
+impl<'a> Facts<'a> {
+    fn of(request: &DecisionRequest<'a>) -> Result<Self, PolicyError> {
+        if !ACTIONS.contains(&request.action) {
+            return Err(PolicyError::UnknownAction(request.action.to_owned()));
         }
-        let confidence = confidence_decimal(self.observation.confidence_bp)?;
-        let (resource_id, attrs) = match self.identity {
-            Some(identity) => {
-                let owner = identity.owner_team.clone().unwrap_or_default();
-                let tags: BTreeSet<&str> = identity.tags.iter().map(String::as_str).collect();
-                (
-                    identity.id.to_string(),
-                    json!({
-                        "kind": kind_name(identity.kind),
-                        "system": identity.system,
-                        "has_owner": !owner.is_empty(),
-                        "owner_team": owner,
-                        "criticality": criticality_name(identity.criticality),
-                        "privileged": identity.privileged,
-                        "tags": tags,
-                        "reconciled": self.reconciled,
-                    }),
-                )
-            }
-            None => {
-                let subject = &self.observation.subject;
-                (
-                    format!("unknown:{}/{}", subject.system, subject.external_id),
-                    json!({
-                        "kind": subject.kind_hint.map_or("unknown", kind_name),
-                        "system": subject.system,
-                        "has_owner": false,
-                        "owner_team": "",
-                        "criticality": "unknown",
-                        "privileged": false,
-                        "tags": [],
-                        "reconciled": false,
-                    }),
-                )
-            }
-        };
-        let resource = entity_uid("Identity", &resource_id)?;
+        let confidence = confidence_decimal(request.observation.confidence_bp)?;
         let principal = parse_uid(ENGINE_PRINCIPAL)?;
+        Ok(match request.identity {
+            Some(identity) => Facts {
+                principal,
+                resource: entity_uid("Identity", &identity.id.to_string())?,
+                kind: kind_name(identity.kind),
+                system: &identity.system,
+                owner_team: identity.owner_team.as_deref().unwrap_or_default(),
+                criticality: criticality_name(identity.criticality),
+                privileged: identity.privileged,
+                tags: identity.tags.iter().map(String::as_str).collect(),
+                reconciled: request.reconciled,
+                confidence,
+            },
+            None => {
+                let subject = &request.observation.subject;
+                Facts {
+                    principal,
+                    resource: entity_uid(
+                        "Identity",
+                        &format!("unknown:{}/{}", subject.system, subject.external_id),
+                    )?,
+                    kind: subject.kind_hint.map_or("unknown", kind_name),
+                    system: &subject.system,
+                    owner_team: "",
+                    criticality: "unknown",
+                    privileged: false,
+                    tags: BTreeSet::new(),
+                    reconciled: false,
+                    confidence,
+                }
+            }
+        })
+    }
+
+    /// The evaluation record: entities (principal, then resource) and context as JSON.
+    fn record(&self, request: &DecisionRequest<'_>) -> Evaluation {
         let entities = json!([
             {
-                "uid": uid_json(&principal),
+                "uid": uid_json(&self.principal),
                 "attrs": {},
                 "parents": [],
             },
             {
-                "uid": uid_json(&resource),
-                "attrs": attrs,
+                "uid": uid_json(&self.resource),
+                "attrs": {
+                    "kind": self.kind,
+                    "system": self.system,
+                    "has_owner": !self.owner_team.is_empty(),
+                    "owner_team": self.owner_team,
+                    "criticality": self.criticality,
+                    "privileged": self.privileged,
+                    "tags": self.tags,
+                    "reconciled": self.reconciled,
+                },
                 "parents": [],
             },
         ]);
         let context = json!({
             "finding": {
-                "type": self.observation.finding_type,
-                "severity": severity_name(self.observation.severity),
-                "confidence": { "__extn": { "fn": "decimal", "arg": confidence } },
-                "signal": self.signal,
+                "type": request.observation.finding_type,
+                "severity": severity_name(request.observation.severity),
+                "confidence": { "__extn": { "fn": "decimal", "arg": self.confidence } },
+                "signal": request.signal,
             },
             "source": {
-                "name": self.source_name,
-                "trust": trust_name(self.source_trust),
+                "name": request.source_name,
+                "trust": trust_name(request.source_trust),
             },
-            "requested_action": self.action,
+            "requested_action": request.action,
         });
-        Ok(Evaluation {
-            action: self.action.to_owned(),
-            principal: principal.to_string(),
-            resource: resource.to_string(),
+        Evaluation {
+            action: request.action.to_owned(),
+            principal: self.principal.to_string(),
+            resource: self.resource.to_string(),
             entities,
             context,
-        })
+        }
+    }
+
+    /// The same entities and context as Cedar values, without a JSON round trip. The entities
+    /// are checked against `schema` as parsing the record would check them.
+    fn cedar(
+        &self,
+        request: &DecisionRequest<'_>,
+        schema: &Schema,
+    ) -> Result<(Entities, Context), PolicyError> {
+        use std::collections::{HashMap, HashSet};
+
+        use cedar_policy::{Entity, RestrictedExpression as X};
+
+        let text = |value: &str| X::new_string(value.to_owned());
+        let attrs = HashMap::from([
+            ("kind".to_owned(), text(self.kind)),
+            ("system".to_owned(), text(self.system)),
+            (
+                "has_owner".to_owned(),
+                X::new_bool(!self.owner_team.is_empty()),
+            ),
+            ("owner_team".to_owned(), text(self.owner_team)),
+            ("criticality".to_owned(), text(self.criticality)),
+            ("privileged".to_owned(), X::new_bool(self.privileged)),
+            (
+                "tags".to_owned(),
+                X::new_set(self.tags.iter().map(|t| text(t))),
+            ),
+            ("reconciled".to_owned(), X::new_bool(self.reconciled)),
+        ]);
+        let resource = Entity::new(self.resource.clone(), attrs, HashSet::new())
+            .map_err(|e| PolicyError::Entities(with_sources(&e)))?;
+        let principal = Entity::new_no_attrs(self.principal.clone(), HashSet::new());
+        let entities = Entities::from_entities([principal, resource], Some(schema))
+            .map_err(|e| PolicyError::Entities(with_sources(&e)))?;
+        let record = |fields: Vec<(&str, X)>| {
+            X::new_record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)))
+                .map_err(|e| PolicyError::Context(with_sources(&e)))
+        };
+        let finding = record(vec![
+            ("type", text(&request.observation.finding_type)),
+            (
+                "severity",
+                text(severity_name(request.observation.severity)),
+            ),
+            ("confidence", X::new_decimal(&self.confidence)),
+            ("signal", text(request.signal)),
+        ])?;
+        let source = record(vec![
+            ("name", text(request.source_name)),
+            ("trust", text(trust_name(request.source_trust))),
+        ])?;
+        let context = Context::from_pairs([
+            ("finding".to_owned(), finding),
+            ("source".to_owned(), source),
+            ("requested_action".to_owned(), text(request.action)),
+        ])
+        .map_err(|e| PolicyError::Context(with_sources(&e)))?;
+        Ok((entities, context))
+    }
+}
+
+impl DecisionRequest<'_> {
+    /// Builds the evaluation record: entities (principal, then resource) and context.
+    pub fn evaluation(&self) -> Result<Evaluation, PolicyError> {
+        Ok(Facts::of(self)?.record(self))
+    }
+
+    /// The evaluation record and the same inputs as Cedar values (checked against `schema`).
+    pub(crate) fn evaluation_and_inputs(
+        &self,
+        schema: &Schema,
+    ) -> Result<(Evaluation, Entities, Context), PolicyError> {
+        let facts = Facts::of(self)?;
+        let (entities, context) = facts.cedar(self, schema)?;
+        Ok((facts.record(self), entities, context))
     }
 }
 
@@ -389,7 +491,112 @@ pub(crate) fn schema_contract_problems(schema: &Schema) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use writ_core::finding::{SourceFormat, SubjectRef};
+    use writ_core::ids::IdentityId;
+
     use super::*;
+
+    fn demo_schema() -> Schema {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
+        crate::PolicyBundle::load_dir(&dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .schema
+    }
+
+    fn any_kind() -> impl Strategy<Value = IdentityKind> {
+        prop_oneof![
+            Just(IdentityKind::ServiceAccount),
+            Just(IdentityKind::ApiKey),
+            Just(IdentityKind::OauthApp),
+            Just(IdentityKind::Token),
+            Just(IdentityKind::Certificate),
+            Just(IdentityKind::Secret),
+            Just(IdentityKind::AiAgent),
+        ]
+    }
+
+    prop_compose! {
+        fn any_identity()(
+            kind in any_kind(),
+            criticality in prop_oneof![
+                Just(Criticality::Low),
+                Just(Criticality::Medium),
+                Just(Criticality::High),
+                Just(Criticality::BusinessCritical),
+            ],
+            id in any::<u128>(),
+            system in "\\PC{0,12}",
+            owner_team in proptest::option::of("\\PC{0,8}"),
+            privileged in any::<bool>(),
+            tags in proptest::collection::vec("\\PC{0,6}", 0..4),
+        ) -> Identity {
+            Identity {
+                id: IdentityId(uuid::Uuid::from_u128(id)),
+                system,
+                external_id: "x".into(),
+                kind,
+                owner_team,
+                criticality,
+                privileged,
+                tags,
+                last_used_at: None,
+                reconciled_at: None,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The Cedar values `decide` evaluates equal those parsed from the record that
+        /// `replay` evaluates, for any request.
+        #[test]
+        fn direct_inputs_equal_the_parsed_record(
+            identity in proptest::option::of(any_identity()),
+            reconciled in any::<bool>(),
+            finding_type in "\\PC{0,12}",
+            severity in prop_oneof![
+                Just(Severity::Info), Just(Severity::Low), Just(Severity::Medium),
+                Just(Severity::High), Just(Severity::Critical),
+            ],
+            confidence_bp in 0u16..=10_000,
+            kind_hint in proptest::option::of(any_kind()),
+            subject in "\\PC{0,12}",
+            signal in "\\PC{0,8}",
+            source_name in "\\PC{0,8}",
+            trust in prop_oneof![Just(Trust::Low), Just(Trust::Medium), Just(Trust::High)],
+            action in proptest::sample::select(ACTIONS.to_vec()),
+        ) {
+            static SCHEMA: std::sync::LazyLock<Schema> = std::sync::LazyLock::new(demo_schema);
+            let observation = Observation {
+                format: SourceFormat::Native,
+                finding_type,
+                severity,
+                confidence_bp,
+                subject: SubjectRef { system: subject.clone(), external_id: subject, kind_hint },
+                observed_at: None,
+                title: String::new(),
+                source_key: None,
+                controls: vec![],
+                details: Value::Null,
+            };
+            let request = DecisionRequest {
+                identity: identity.as_ref(),
+                reconciled,
+                observation: &observation,
+                signal: &signal,
+                source_name: &source_name,
+                source_trust: trust,
+                action,
+            };
+            let (record, entities, context) = request.evaluation_and_inputs(&SCHEMA).unwrap();
+            prop_assert_eq!(&record, &request.evaluation().unwrap());
+            // `Entities`' `==` compares entity uids only; `deep_eq` compares attributes too.
+            prop_assert!(entities.deep_eq(&cedar_entities(&SCHEMA, &record).unwrap()));
+            prop_assert_eq!(context, cedar_context(&record).unwrap());
+        }
+    }
 
     #[test]
     fn confidence_is_an_exact_decimal() {

@@ -24,6 +24,19 @@ pub(crate) fn from_micros(table: &'static str, us: i64) -> Result<Timestamp, Sto
     })
 }
 
+/// Pairs grouped by their first element, each group's second elements distinct and sorted.
+pub(crate) fn grouped(pairs: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
+    let mut groups: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for (first, second) in pairs {
+        groups.entry(first).or_default().insert(second);
+    }
+    groups
+        .into_iter()
+        .map(|(first, seconds)| (first, seconds.into_iter().collect()))
+        .collect()
+}
+
 /// A sequence number as the database stores it.
 pub(crate) fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Corrupt {
@@ -840,22 +853,20 @@ macro_rules! backend_queries {
             subjects: &[(String, String)],
         ) -> Result<Vec<Identity>, StoreError> {
             let mut found = Vec::new();
-            for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE external_id IN (",
-                );
-                let mut list = builder.separated(", ");
-                for (_, external_id) in chunk {
-                    list.push_bind(external_id.clone());
-                }
-                builder.push(")");
-                for row in builder.build().fetch_all(&mut *conn).await? {
-                    let identity = identity_from_row(&row)?;
-                    if chunk
-                        .iter()
-                        .any(|(s, e)| *s == identity.system && *e == identity.external_id)
-                    {
-                        found.push(identity);
+            // One system at a time, so that each look-up walks the (system, external_id) index.
+            for (system, external_ids) in $crate::common::grouped(subjects) {
+                for chunk in external_ids.chunks(KEYS_PER_LOOKUP) {
+                    let mut builder = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE system = ",
+                    );
+                    builder.push_bind(system).push(" AND external_id IN (");
+                    let mut list = builder.separated(", ");
+                    for external_id in chunk {
+                        list.push_bind(*external_id);
+                    }
+                    builder.push(")");
+                    for row in builder.build().fetch_all(&mut *conn).await? {
+                        found.push(identity_from_row(&row)?);
                     }
                 }
             }
@@ -864,20 +875,29 @@ macro_rules! backend_queries {
 
         pub(crate) async fn open_cases_for(
             conn: &mut Conn,
-            subjects: &[String],
+            keys: &[(String, String)],
         ) -> Result<Vec<Case>, StoreError> {
+            // Keys are (subject, finding type); one finding type at a time, so that each
+            // look-up walks the one-open-case index on both of its columns.
+            let by_type: Vec<(String, String)> = keys
+                .iter()
+                .map(|(subject, finding_type)| (finding_type.clone(), subject.clone()))
+                .collect();
             let mut found = Vec::new();
-            for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state <> 'closed' AND subject IN (",
-                );
-                let mut list = builder.separated(", ");
-                for subject in chunk {
-                    list.push_bind(subject.clone());
-                }
-                builder.push(")");
-                for row in builder.build().fetch_all(&mut *conn).await? {
-                    found.push(case_from_row(&row)?);
+            for (finding_type, subjects) in $crate::common::grouped(&by_type) {
+                for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
+                    let mut builder = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state <> 'closed' AND finding_type = ",
+                    );
+                    builder.push_bind(finding_type).push(" AND subject IN (");
+                    let mut list = builder.separated(", ");
+                    for subject in chunk {
+                        list.push_bind(*subject);
+                    }
+                    builder.push(")");
+                    for row in builder.build().fetch_all(&mut *conn).await? {
+                        found.push(case_from_row(&row)?);
+                    }
                 }
             }
             Ok(found)
@@ -1109,9 +1129,9 @@ macro_rules! impl_store {
 
             async fn open_cases_for(
                 &self,
-                subjects: &[String],
+                keys: &[(String, String)],
             ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
-                q::open_cases_for(&mut *self.reader.acquire().await?, subjects).await
+                q::open_cases_for(&mut *self.reader.acquire().await?, keys).await
             }
 
             async fn identity(

@@ -163,8 +163,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         subjects: &[(String, String)],
     ) -> Result<Vec<Identity>, StoreError>;
 
-    /// The open cases (any finding type) for any of these subjects.
-    async fn open_cases_for(&self, subjects: &[String]) -> Result<Vec<Case>, StoreError>;
+    /// The open cases for any of these `(subject, finding type)` pairs.
+    async fn open_cases_for(&self, keys: &[(String, String)]) -> Result<Vec<Case>, StoreError>;
 
     /// One identity by id.
     async fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;

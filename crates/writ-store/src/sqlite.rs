@@ -63,7 +63,7 @@ impl SqliteStore {
         // Readers open only after the schema exists, read-only, so they can never write.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(true).pragma("mmap_size", "1073741824"))
             .await?;
         Ok(Self { reader, ..store })
     }

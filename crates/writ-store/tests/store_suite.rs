@@ -455,6 +455,82 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
     assert_eq!(h.store.case(open.id).await.unwrap(), Some(open));
 }
 
+/// The batch look-ups ingest plans with: identities by (system, external id) across systems,
+/// open cases by (subject, finding type) only, duplicates and misses in the keys ignored.
+async fn batch_lookups_match_exact_pairs(h: Harness) {
+    let mut other_system = identity(2, "ci-deployer");
+    other_system.system = "github:acme".into();
+    let known = [
+        identity(1, "ci-deployer"),
+        other_system,
+        identity(3, "backup"),
+    ];
+    let mut cases = [
+        case(
+            10,
+            "aws:000000000000/ci-deployer",
+            CaseState::AwaitingApproval,
+        ),
+        case(11, "aws:000000000000/ci-deployer", CaseState::NeedsReview),
+        case(12, "aws:000000000000/backup", CaseState::Closed),
+    ];
+    cases[1].finding_type = "leaked_secret".into();
+    let mut effects: Vec<Effect> = known
+        .iter()
+        .map(|i| Effect::UpsertIdentity {
+            identity: i.clone(),
+            seq: 0,
+        })
+        .collect();
+    effects.extend(cases.iter().map(|c| Effect::UpsertCase {
+        case: c.clone(),
+        seq: 0,
+    }));
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "a", None)],
+            effects,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pair = |s: &str, e: &str| (s.to_owned(), e.to_owned());
+
+    let mut found = h
+        .store
+        .identities_by_external_ids(&[
+            pair("aws:000000000000", "ci-deployer"),
+            pair("aws:000000000000", "ci-deployer"),
+            pair("github:acme", "ci-deployer"),
+            pair("github:acme", "backup"),
+            pair("aws:000000000000", "nobody"),
+        ])
+        .await
+        .unwrap();
+    found.sort_by_key(|i| i.id.as_uuid());
+    assert_eq!(found, known[..2].to_vec());
+
+    let found = h
+        .store
+        .open_cases_for(&[
+            pair("aws:000000000000/ci-deployer", "iam_user_accesskey_unused"),
+            pair("aws:000000000000/ci-deployer", "iam_user_accesskey_unused"),
+            pair("aws:000000000000/backup", "iam_user_accesskey_unused"),
+            pair("aws:000000000000/ci-deployer", "other_type"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found, vec![cases[0].clone()]);
+    assert!(h.store.open_cases_for(&[]).await.unwrap().is_empty());
+    assert!(
+        h.store
+            .identities_by_external_ids(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Only one case per subject and finding type may be open: a second one conflicts and nothing
 /// of its batch is written.
 async fn one_open_case_per_subject(h: Harness) {
@@ -670,6 +746,7 @@ writ_testkit::backend_suite!(
     failed_write_changes_no_state,
     duplicate_finding_key_conflicts,
     open_case_lookup_ignores_closed_cases,
+    batch_lookups_match_exact_pairs,
     case_listing_filters_and_limits,
     one_open_case_per_subject,
     identity_upsert_replaces,
