@@ -63,10 +63,18 @@ pub struct ProjectionError {
 
 /// The projection rows `event` implies, in a fixed order (identity, case, job, finding).
 pub fn project(event: &Event) -> Result<Vec<Projection>, ProjectionError> {
-    let snapshots = Snapshots::deserialize(&event.body).map_err(|source| ProjectionError {
-        seq: event.seq,
-        source,
-    })?;
+    project_body(event.seq, event.case_id, &event.body)
+}
+
+/// [`project`] of the event at `seq` in `case_id` whose body is `body`, for a caller that
+/// holds the body apart from the rest of the event.
+pub fn project_body(
+    seq: u64,
+    case_id: Option<CaseId>,
+    body: &serde_json::Value,
+) -> Result<Vec<Projection>, ProjectionError> {
+    let snapshots =
+        Snapshots::deserialize(body).map_err(|source| ProjectionError { seq, source })?;
     let mut rows = Vec::new();
     if let Some(identity) = snapshots.identity {
         rows.push(Projection::Identity(identity));
@@ -78,10 +86,7 @@ pub fn project(event: &Event) -> Result<Vec<Projection>, ProjectionError> {
         rows.push(Projection::Job(job));
     }
     if let Some(finding) = snapshots.finding {
-        rows.push(Projection::Finding {
-            finding,
-            case_id: event.case_id,
-        });
+        rows.push(Projection::Finding { finding, case_id });
     }
     Ok(rows)
 }

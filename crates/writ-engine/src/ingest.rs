@@ -375,13 +375,6 @@ impl Ingestor {
                 )
             })
             .collect();
-        let identities: HashMap<(String, String), Identity> = self
-            .store
-            .identities_by_external_ids(&pairs)
-            .await?
-            .into_iter()
-            .map(|i| ((i.system.clone(), i.external_id.clone()), i))
-            .collect();
         let subjects: Vec<String> = pairs.iter().map(|(s, e)| format!("{s}/{e}")).collect();
         let case_keys: Vec<(String, String)> = subjects
             .iter()
@@ -395,11 +388,6 @@ impl Ingestor {
             .into_iter()
             .map(|c| ((c.subject.clone(), c.finding_type.clone()), c))
             .collect();
-        tracing::debug!(
-            findings = submissions.len(),
-            lookups_ms = looking_up.elapsed().as_secs_f64() * 1e3,
-            "ingest batch looked up"
-        );
         // Cases the batch in flight is opening and the store does not show yet.
         let mut only_in_flight: HashSet<CaseId> = HashSet::new();
         for (key, case) in &in_flight.cases {
@@ -408,6 +396,26 @@ impl Ingestor {
                 open.insert(key.clone(), case.clone());
             }
         }
+        // Only a finding that may open a case needs its identity: one that joins an open case
+        // records the finding and nothing else.
+        let may_open: Vec<(String, String)> = pairs
+            .iter()
+            .zip(&case_keys)
+            .filter(|(_, case_key)| !open.contains_key(*case_key))
+            .map(|(pair, _)| pair.clone())
+            .collect();
+        let identities: HashMap<(String, String), Identity> = self
+            .store
+            .identities_by_external_ids(&may_open)
+            .await?
+            .into_iter()
+            .map(|i| ((i.system.clone(), i.external_id.clone()), i))
+            .collect();
+        tracing::debug!(
+            findings = submissions.len(),
+            lookups_ms = looking_up.elapsed().as_secs_f64() * 1e3,
+            "ingest batch looked up"
+        );
 
         let mut groups: Vec<Vec<Draft>> = Vec::new();
         let mut plans: Vec<Result<Plan, IngestError>> = Vec::with_capacity(submissions.len());
@@ -540,19 +548,6 @@ impl Ingestor {
         now: jiff::Timestamp,
     ) -> Result<Plan, IngestError> {
         let obs = &submission.observation;
-        let review_reason = match identity {
-            None => {
-                Some("source of truth incomplete: identity unknown to the inventory".to_owned())
-            }
-            Some(identity) => {
-                match identity.source_of_truth(now, self.settings.max_reconcile_age) {
-                    SourceOfTruth::Reconciled => None,
-                    SourceOfTruth::Incomplete { reason } => {
-                        Some(format!("source of truth incomplete: {reason}"))
-                    }
-                }
-            }
-        };
         let finding = Finding {
             id: FindingId(self.ids.next_id(now)),
             source: source.name.clone(),
@@ -617,6 +612,20 @@ impl Ingestor {
             });
         }
 
+        // A new case: whether automation may act depends on the identity's source of truth.
+        let review_reason = match identity {
+            None => {
+                Some("source of truth incomplete: identity unknown to the inventory".to_owned())
+            }
+            Some(identity) => {
+                match identity.source_of_truth(now, self.settings.max_reconcile_age) {
+                    SourceOfTruth::Reconciled => None,
+                    SourceOfTruth::Incomplete { reason } => {
+                        Some(format!("source of truth incomplete: {reason}"))
+                    }
+                }
+            }
+        };
         let mut case = Case {
             id: CaseId(self.ids.next_id(now)),
             identity_id: identity.map(|i| i.id),

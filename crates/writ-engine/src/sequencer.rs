@@ -29,9 +29,9 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use writ_core::event::{ControlTag, Event, EventKind, secret_fields};
 use writ_core::ids::CaseId;
-use writ_core::projection::{Projection, project};
+use writ_core::projection::{Projection, project_body};
 use writ_core::{Clock, Sha256Digest};
-use writ_ledger::{Checkpoint, Hash, SignerKey, TreeBuilder, encode_leaf, leaf_hash, sign};
+use writ_ledger::{Checkpoint, Hash, SignerKey, TreeBuilder, encode_members_leaf, leaf_hash, sign};
 use writ_store::{CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, Store, StoreError};
 
 /// An event to append, before the sequencer gives it a place and a time.
@@ -560,7 +560,9 @@ impl Writer {
                 }
             }
             controls.sort();
-            let event = Event {
+            // The event without its body, which is encoded and projected from the draft by
+            // reference.
+            let header = Event {
                 seq,
                 time: now,
                 case_id: draft.case_id,
@@ -570,12 +572,14 @@ impl Writer {
                 policy_bundle: draft.policy_bundle,
                 evidence: evidence_digests,
                 controls,
-                body: draft.body.clone(),
+                body: serde_json::Value::Null,
             };
             let fail = |err: String| (position, AppendError::Encode(err));
-            let leaf = encode_leaf(&event).map_err(|err| fail(err.to_string()))?;
+            let leaf = encode_event_leaf(&header, &draft.body).map_err(fail)?;
             let hash = leaf_hash(&leaf);
-            for projection in project(&event).map_err(|err| fail(err.to_string()))? {
+            let projections = project_body(seq, draft.case_id, &draft.body)
+                .map_err(|err| fail(err.to_string()))?;
+            for projection in projections {
                 batch.effects.push(effect_of(projection, seq));
             }
             tree.push(hash);
@@ -618,6 +622,22 @@ impl Writer {
     }
 }
 
+/// The leaf of `header` with `body` as its body: the bytes `writ_ledger::encode_leaf` gives for
+/// the whole event, without copying the body.
+fn encode_event_leaf(header: &Event, body: &serde_json::Value) -> Result<Vec<u8>, String> {
+    let header = serde_json::to_value(header).map_err(|err| err.to_string())?;
+    let serde_json::Value::Object(header) = header else {
+        return Err("an event must serialize as a JSON object".to_owned());
+    };
+    let members = header
+        .iter()
+        .filter(|(name, _)| name.as_str() != "body")
+        .map(|(name, value)| (name.as_str(), value))
+        .chain(std::iter::once(("body", body)))
+        .collect();
+    encode_members_leaf(members).map_err(|err| err.to_string())
+}
+
 /// The store effect for a projection row produced by entry `seq`.
 pub fn effect_of(projection: Projection, seq: u64) -> Effect {
     match projection {
@@ -646,5 +666,52 @@ fn duplicate_of(row: &LedgerRow) -> Appended {
         leaf_hash: row.leaf_hash,
         time: row.time,
         duplicate: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+    use writ_ledger::encode_leaf;
+
+    use super::*;
+
+    proptest! {
+        /// Encoding the body by reference gives the leaf of the whole event.
+        #[test]
+        fn event_leaf_by_parts_equals_the_whole(
+            seq in any::<u64>(),
+            micros in 0i64..4_102_444_800_000_000,
+            case in proptest::option::of(any::<u128>()),
+            actor in any::<String>(),
+            key in "\\PC*",
+            bundle in proptest::option::of(any::<[u8; 32]>()),
+            evidence in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+            controls in proptest::collection::vec("\\PC{0,8}", 0..3),
+            text in any::<String>(),
+            number in any::<i64>(),
+        ) {
+            let body = json!({
+                "case": {"id": text, "n": number, "\u{e000}": [1.5, null, true]},
+                "body": {"nested": "x"},
+                "seq": "not the event's",
+            });
+            let mut event = Event {
+                seq,
+                time: Timestamp::from_microsecond(micros).unwrap(),
+                case_id: case.map(|n| CaseId(uuid::Uuid::from_u128(n))),
+                actor,
+                kind: EventKind::FindingReceived,
+                idempotency_key: key,
+                policy_bundle: bundle.map(Sha256Digest),
+                evidence: evidence.into_iter().map(Sha256Digest).collect(),
+                controls: controls.into_iter().map(ControlTag).collect(),
+                body: serde_json::Value::Null,
+            };
+            let by_parts = encode_event_leaf(&event, &body).unwrap();
+            event.body = body;
+            prop_assert_eq!(by_parts, encode_leaf(&event).unwrap());
+        }
     }
 }

@@ -28,6 +28,29 @@ pub fn encode_leaf<T: Serialize>(event: &T) -> Result<Vec<u8>, LedgerError> {
     Ok(out)
 }
 
+/// Encodes the leaf of a JSON object given as its members, in any order: the same bytes as
+/// [`encode_leaf`] of that object, several times faster, and without copying a member the
+/// caller holds by reference (see [`crate::jcs`]).
+///
+/// # Errors
+///
+/// [`LedgerError::Serialize`] if two members have the same name.
+pub fn encode_members_leaf(
+    mut members: Vec<(&str, &serde_json::Value)>,
+) -> Result<Vec<u8>, LedgerError> {
+    members.sort_unstable_by(|a, b| crate::jcs::utf16_order(a.0, b.0));
+    if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(LedgerError::Serialize(format!(
+            "duplicate member `{}`",
+            pair[0].0
+        )));
+    }
+    let mut out = Vec::with_capacity(LEAF_TAG.len() + 2048);
+    out.extend_from_slice(LEAF_TAG);
+    crate::jcs::write_members(members, &mut out);
+    Ok(out)
+}
+
 /// Decodes a leaf: checks the format tag, parses the JSON and checks it is
 /// canonical (re-canonicalising it gives the same bytes).
 ///
@@ -169,6 +192,15 @@ mod tests {
                 Err(LedgerError::NotCanonical(_))
             ));
         }
+    }
+
+    #[test]
+    fn members_encode_like_the_object() {
+        let body = json!({"z": [1, {"b": "\u{1}", "a": 2.5}], "a": null});
+        let seq = json!(7);
+        let leaf = encode_members_leaf(vec![("seq", &seq), ("body", &body)]).unwrap();
+        assert_eq!(leaf, encode_leaf(&json!({"body": body, "seq": 7})).unwrap());
+        assert!(encode_members_leaf(vec![("seq", &seq), ("seq", &seq)]).is_err());
     }
 
     #[test]

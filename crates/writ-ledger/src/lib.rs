@@ -24,6 +24,7 @@ pub mod bundle;
 mod canonical;
 pub mod checkpoint;
 pub mod error;
+mod jcs;
 pub mod leaf;
 pub mod tree;
 pub mod verify;
@@ -37,7 +38,7 @@ pub use checkpoint::{
     sign, sign_note, verify_note,
 };
 pub use error::{LedgerError, ProofError};
-pub use leaf::{LEAF_TAG, decode_leaf, encode_leaf, leaf_hash, validate_leaf};
+pub use leaf::{LEAF_TAG, decode_leaf, encode_leaf, encode_members_leaf, leaf_hash, validate_leaf};
 pub use tree::{
     EMPTY_ROOT, Hash, Tree, TreeBuilder, hash_children, root_of, verify_consistency,
     verify_inclusion,
