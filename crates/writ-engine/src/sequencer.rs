@@ -579,6 +579,17 @@ impl Writer {
             let hash = leaf_hash(&leaf);
             let projections = project_body(seq, draft.case_id, &draft.body)
                 .map_err(|err| fail(err.to_string()))?;
+            // A finding is recorded under its event's key (the store refuses anything else).
+            for projection in &projections {
+                if let Projection::Finding { finding, .. } = projection
+                    && finding.idempotency_key != draft.idempotency_key
+                {
+                    return Err(fail(format!(
+                        "the finding's idempotency key {:?} is not its event's {:?}",
+                        finding.idempotency_key, draft.idempotency_key
+                    )));
+                }
+            }
             for projection in projections {
                 batch.effects.push(effect_of(projection, seq));
             }

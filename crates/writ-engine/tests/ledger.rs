@@ -147,7 +147,7 @@ fn story(n: u128) -> Vec<Draft> {
         subject_external_id: format!("svc-{n}"),
         observed_at: Timestamp::from_second(1_799_999_500).unwrap(),
         evidence: Sha256Digest::of(&raw),
-        idempotency_key: format!("finding-{n}"),
+        idempotency_key: format!("received-{n}"),
     };
     let mut case = Case {
         id: case_id,
@@ -264,15 +264,27 @@ async fn secrets_never_enter_the_ledger(h: Harness) {
     assert_eq!(h.store.ledger_size().await.unwrap(), 0);
 }
 
-/// One draft in a batch fails in the store (its finding key is taken): only it fails, the
-/// others commit, and the ledger stays verifiable.
+/// The finding of `story(1)` again under `key`, opening a second case for the same subject and
+/// finding type while the first is open: the store refuses it (one open case per subject).
+fn clashing_finding(key: &str) -> Draft {
+    let mut clash = story(1).remove(1);
+    clash.idempotency_key = key.into();
+    clash.body["finding"]["idempotency_key"] = json!(key);
+    clash.body["finding"]["id"] = json!(Uuid::from_u128(9_001));
+    let second_case = CaseId(Uuid::from_u128(9_002));
+    clash.body["case"]["id"] = json!(second_case);
+    clash.case_id = Some(second_case);
+    clash
+}
+
+/// One draft in a batch fails in the store (a second open case for its subject): only it
+/// fails, the others commit, and the ledger stays verifiable.
 async fn a_failing_draft_does_not_take_the_batch_down(h: Harness) {
     let sequencer = h.sequencer().await;
     for result in sequencer.append_all(story(1)).await {
         result.unwrap();
     }
-    let mut clash = story(1).remove(1);
-    clash.idempotency_key = "received-again".into();
+    let clash = clashing_finding("received-again");
     let results = sequencer
         .append_all(vec![draft("x"), clash, draft("y")])
         .await;
@@ -292,8 +304,25 @@ async fn a_failing_draft_does_not_take_the_batch_down(h: Harness) {
     h.verify().await.unwrap();
 }
 
-/// Groups are all or nothing: a group with a refused member (a secret-named field, a taken
-/// finding key) records none of its events; the other groups of the request commit.
+/// A finding is recorded under its own event's key: a draft whose finding carries another key
+/// is refused alone, before the store sees it.
+async fn a_finding_under_another_key_is_refused(h: Harness) {
+    let sequencer = h.sequencer().await;
+    let mut odd = clashing_finding("received-odd");
+    odd.body["finding"]["idempotency_key"] = json!("some-other-key");
+    let results = sequencer
+        .append_all(vec![draft("x"), odd, draft("y")])
+        .await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(&results[1], Err(AppendError::Encode(message)) if message.contains("some-other-key")),
+        "{results:?}"
+    );
+    assert_eq!(h.store.ledger_size().await.unwrap(), 2);
+}
+
+/// Groups are all or nothing: a group with a refused member (a secret-named field, a second
+/// open case) records none of its events; the other groups of the request commit.
 async fn a_group_is_recorded_whole_or_not_at_all(h: Harness) {
     let sequencer = h.sequencer().await;
     for result in sequencer.append_all(story(1)).await {
@@ -301,8 +330,7 @@ async fn a_group_is_recorded_whole_or_not_at_all(h: Harness) {
     }
     let mut secret = draft("g0-secret");
     secret.body = json!({"password": "abc"});
-    let mut clash = story(1).remove(1);
-    clash.idempotency_key = "g2-clash".into();
+    let clash = clashing_finding("g2-clash");
     let results = sequencer
         .append_groups(vec![
             vec![draft("g0-a"), secret],
@@ -534,6 +562,7 @@ writ_testkit::backend_suite!(
     idempotency_key_returns_the_original_entry,
     secrets_never_enter_the_ledger,
     a_failing_draft_does_not_take_the_batch_down,
+    a_finding_under_another_key_is_refused,
     a_group_is_recorded_whole_or_not_at_all,
     restart_continues_the_chain_and_refuses_a_foreign_key,
     projections_evidence_and_rebuild_agree,

@@ -188,6 +188,19 @@ macro_rules! backend_queries {
                 }
                 next += 1;
             }
+            // A finding's key is its entry's key, so the ledger's unique index keeps findings
+            // unique too (the findings table has no index of its own on it).
+            for effect in &batch.effects {
+                if let Effect::InsertFinding { finding, seq, .. } = effect {
+                    let entry = seq
+                        .checked_sub(head)
+                        .and_then(|at| usize::try_from(at).ok())
+                        .and_then(|at| batch.entries.get(at));
+                    if entry.is_none_or(|e| e.idempotency_key != finding.idempotency_key) {
+                        return Err(StoreError::FindingKeyMismatch { seq: *seq });
+                    }
+                }
+            }
             for chunk in batch.entries.chunks(ROWS_PER_STATEMENT) {
                 insert_entries(conn, chunk).await?;
             }

@@ -75,6 +75,13 @@ pub enum StoreError {
         /// The first out-of-place sequence number.
         seq: u64,
     },
+    /// A finding in the batch does not carry the idempotency key of the entry that records
+    /// it (or no entry of the batch has its seq). Nothing was written.
+    #[error("the finding recorded by entry {seq} does not carry that entry's idempotency key")]
+    FindingKeyMismatch {
+        /// The seq the finding names.
+        seq: u64,
+    },
     /// An idempotency key or other unique value is already taken. Nothing was written.
     #[error("conflict: {0}")]
     Conflict(String),

@@ -75,6 +75,11 @@ pub const SQLITE: &[Migration] = &[
         name: "job_leases",
         sql: include_str!("../migrations/sqlite/0004_job_leases.sql"),
     },
+    Migration {
+        version: 5,
+        name: "findings_keyed_by_entry",
+        sql: include_str!("../migrations/sqlite/0005_findings_keyed_by_entry.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -98,6 +103,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "job_leases",
         sql: include_str!("../migrations/postgres/0004_job_leases.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "findings_keyed_by_entry",
+        sql: include_str!("../migrations/postgres/0005_findings_keyed_by_entry.sql"),
     },
 ];
 

@@ -90,3 +90,38 @@ impl SqliteStore {
 }
 
 crate::common::impl_store!(SqliteStore, Backend::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{ConnectOptions as _, Connection as _};
+
+    use super::*;
+    use crate::Store as _;
+
+    /// Migration 5 rebuilds the findings table: rows recorded before it are all still there.
+    #[tokio::test]
+    async fn findings_survive_the_rebuild_of_migration_5() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut conn = options.connect().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        q::migrate(&mut tx, &migrate::SQLITE[..4]).await.unwrap();
+        sqlx::query(
+            "INSERT INTO findings (id, case_id, source, finding_type, severity, confidence_bp, subject_system, subject_external_id, observed_us, evidence, idempotency_key, seq)
+             VALUES (X'0190c0de000070008000000000000001', NULL, 'prowler', 'iam_user_accesskey_unused', 'high', 9500, 'aws:1', 'ci/AccessKey1', 1800000000000000, 'sha256:0000000000000000000000000000000000000000000000000000000000000000', 'finding:prowler:k', 0)",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let findings = store.projection_dump().await.unwrap().findings;
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].0.idempotency_key, "finding:prowler:k");
+    }
+}

@@ -124,7 +124,10 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
     let digest = Sha256Digest::of(&raw);
     let case_id = CaseId(uuid(10));
     let batch = CommitBatch {
-        entries: vec![entry(0, "k0", Some(case_id)), entry(1, "k1", Some(case_id))],
+        entries: vec![
+            entry(0, "k0", Some(case_id)),
+            entry(1, "finding-1", Some(case_id)),
+        ],
         checkpoint: Some(CheckpointRow {
             size: 2,
             root: [7; 32],
@@ -165,7 +168,7 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
     assert_eq!(h.store.entries(1, 10).await.unwrap(), batch.entries[1..]);
     assert_eq!(h.store.case_entries(case_id).await.unwrap(), batch.entries);
     assert_eq!(
-        h.store.entry_by_idempotency_key("k1").await.unwrap(),
+        h.store.entry_by_idempotency_key("finding-1").await.unwrap(),
         Some(batch.entries[1].clone())
     );
     assert_eq!(
@@ -378,10 +381,13 @@ async fn failed_write_changes_no_state(h: Harness) {
     assert_eq!(h.store.case(CaseId(uuid(10))).await.unwrap(), None);
 }
 
+/// A finding's idempotency key is its entry's key: a second finding with a taken key
+/// conflicts (on the ledger's unique index), and a finding that does not carry its entry's key
+/// is refused. Nothing of either batch is written.
 async fn duplicate_finding_key_conflicts(h: Harness) {
     let digest = Sha256Digest::of(b"x");
     let first = CommitBatch {
-        entries: vec![entry(0, "e0", None)],
+        entries: vec![entry(0, "same-key", None)],
         effects: vec![Effect::InsertFinding {
             finding: finding(20, "same-key", digest),
             case_id: None,
@@ -391,7 +397,7 @@ async fn duplicate_finding_key_conflicts(h: Harness) {
     };
     h.store.commit(first).await.unwrap();
     let second = CommitBatch {
-        entries: vec![entry(1, "e1", None)],
+        entries: vec![entry(1, "same-key", None)],
         effects: vec![Effect::InsertFinding {
             finding: finding(21, "same-key", digest),
             case_id: None,
@@ -403,7 +409,23 @@ async fn duplicate_finding_key_conflicts(h: Harness) {
         h.store.commit(second).await,
         Err(StoreError::Conflict(_))
     ));
+    for (entry_key, finding_seq) in [("other-key", 1), ("fresh-key", 2)] {
+        let mismatched = CommitBatch {
+            entries: vec![entry(1, entry_key, None)],
+            effects: vec![Effect::InsertFinding {
+                finding: finding(22, "fresh-key", digest),
+                case_id: None,
+                seq: finding_seq,
+            }],
+            ..Default::default()
+        };
+        assert!(matches!(
+            h.store.commit(mismatched).await,
+            Err(StoreError::FindingKeyMismatch { .. })
+        ));
+    }
     assert_eq!(h.store.ledger_size().await.unwrap(), 1);
+    assert_eq!(h.store.projection_dump().await.unwrap().findings.len(), 1);
 }
 
 async fn open_case_lookup_ignores_closed_cases(h: Harness) {
