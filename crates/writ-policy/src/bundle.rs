@@ -3,7 +3,7 @@
 //! A bundle is refused as a whole when anything is wrong with it; [`BundleError`] then lists
 //! every problem found, each with its file and, where the source allows, its line and column.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 use std::str::FromStr;
@@ -60,6 +60,20 @@ pub struct PolicyBundle {
     pub(crate) meta: BTreeMap<String, PolicyMeta>,
     pub(crate) remediations: BTreeMap<String, String>,
     pub(crate) files: Vec<String>,
+    /// The Cedar uid of every writ action the schema declares (`auto:<a>` and `<a>`), by name.
+    pub(crate) action_uids: HashMap<String, cedar_policy::EntityUid>,
+}
+
+/// The uids of writ's actions that `schema` declares.
+fn declared_actions(schema: &Schema) -> HashMap<String, cedar_policy::EntityUid> {
+    crate::model::ACTIONS
+        .iter()
+        .flat_map(|action| [format!("auto:{action}"), (*action).to_owned()])
+        .filter_map(|name| {
+            let uid = crate::model::entity_uid("Action", &name).ok()?;
+            schema.actions().any(|a| *a == uid).then_some((name, uid))
+        })
+        .collect()
 }
 
 /// One file of the bundle, as read.
@@ -129,6 +143,7 @@ impl PolicyBundle {
         match (schema, remediations) {
             (Some(schema), Some(remediations)) => Ok(PolicyBundle {
                 hash,
+                action_uids: declared_actions(&schema),
                 schema,
                 policies,
                 meta,

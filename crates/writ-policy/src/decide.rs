@@ -15,12 +15,12 @@
 //! A policy that errors during evaluation fails closed: the decision is [`Tier::Deny`] naming
 //! the erroring policies.
 
-use cedar_policy::{Authorizer, Decision as CedarDecision, Response};
+use cedar_policy::{Authorizer, Decision as CedarDecision, Request, Response};
 use writ_core::decision::{Decision, Tier};
 
 use crate::bundle::{PolicyBundle, PolicyMeta, sorted_ids};
 use crate::error::PolicyError;
-use crate::model::{ACTIONS, DecisionRequest, Evaluation, cedar_request};
+use crate::model::{ACTIONS, CedarInputs, DecisionRequest, Evaluation};
 
 /// The reason given when nothing matched.
 pub const NO_PERMIT_MATCHED: &str = "no permit matched";
@@ -33,8 +33,8 @@ impl PolicyBundle {
     ) -> Result<(Decision, Evaluation), PolicyError> {
         // The inputs are built directly rather than parsed back from the record; they are
         // equal either way, so replaying the record gives this decision.
-        let (evaluation, entities, context) = request.evaluation_and_inputs(&self.schema)?;
-        let decision = self.evaluate(&evaluation, &entities, &context)?;
+        let (evaluation, inputs) = request.evaluation_and_inputs(&self.schema)?;
+        let decision = self.evaluate(&evaluation.action, &inputs)?;
         Ok((decision, evaluation))
     }
 
@@ -44,25 +44,17 @@ impl PolicyBundle {
         if !ACTIONS.contains(&evaluation.action.as_str()) {
             return Err(PolicyError::UnknownAction(evaluation.action.clone()));
         }
-        // The entities are the same for both questions: build them once.
-        let entities = crate::model::cedar_entities(&self.schema, evaluation)?;
-        let context = crate::model::cedar_context(evaluation)?;
-        self.evaluate(evaluation, &entities, &context)
+        // The inputs are the same for both questions: parse them once.
+        let inputs = CedarInputs::parse(&self.schema, evaluation)?;
+        self.evaluate(&evaluation.action, &inputs)
     }
 
-    /// Asks the tier questions about `evaluation`'s principal and resource, with its
-    /// entities and context already in Cedar's form.
-    fn evaluate(
-        &self,
-        evaluation: &Evaluation,
-        entities: &cedar_policy::Entities,
-        context: &cedar_policy::Context,
-    ) -> Result<Decision, PolicyError> {
-        let action = evaluation.action.as_str();
+    /// Asks the tier questions about `action`, with the inputs already in Cedar's form.
+    fn evaluate(&self, action: &str, inputs: &CedarInputs) -> Result<Decision, PolicyError> {
         if !ACTIONS.contains(&action) {
             return Err(PolicyError::UnknownAction(action.to_owned()));
         }
-        let auto = self.authorize(evaluation, entities, context, &format!("auto:{action}"))?;
+        let auto = self.authorize(inputs, &format!("auto:{action}"))?;
         if let Some(failure) = self.failure(action, &auto) {
             return Ok(failure);
         }
@@ -82,7 +74,7 @@ impl PolicyBundle {
             return Ok(case);
         }
 
-        let manual = self.authorize(evaluation, entities, context, action)?;
+        let manual = self.authorize(inputs, action)?;
         if let Some(failure) = self.failure(action, &manual) {
             return Ok(failure);
         }
@@ -116,15 +108,24 @@ impl PolicyBundle {
         ))
     }
 
-    fn authorize(
-        &self,
-        evaluation: &Evaluation,
-        entities: &cedar_policy::Entities,
-        context: &cedar_policy::Context,
-        cedar_action: &str,
-    ) -> Result<Response, PolicyError> {
-        let request = cedar_request(&self.schema, evaluation, context, cedar_action)?;
-        Ok(Authorizer::new().is_authorized(&request, &self.policies, entities))
+    fn authorize(&self, inputs: &CedarInputs, cedar_action: &str) -> Result<Response, PolicyError> {
+        let action = self.action_uids.get(cedar_action).ok_or_else(|| {
+            PolicyError::UndeclaredAction(
+                crate::model::entity_uid("Action", cedar_action)
+                    .map_or_else(|_| cedar_action.to_owned(), |uid| uid.to_string()),
+            )
+        })?;
+        // `Request::new` checks the principal, resource and context against the schema for
+        // this action.
+        let request = Request::new(
+            inputs.principal.clone(),
+            action.clone(),
+            inputs.resource.clone(),
+            inputs.context.clone(),
+            Some(&self.schema),
+        )
+        .map_err(|e| PolicyError::Request(crate::bundle::with_sources(&e)))?;
+        Ok(Authorizer::new().is_authorized(&request, &self.policies, &inputs.entities))
     }
 
     fn decision(&self, tier: Tier, action: &str, reason: String, ids: Vec<String>) -> Decision {

@@ -286,6 +286,27 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// What Cedar evaluates for one decision: both tier questions share it.
+pub(crate) struct CedarInputs {
+    pub(crate) principal: EntityUid,
+    pub(crate) resource: EntityUid,
+    pub(crate) entities: Entities,
+    pub(crate) context: Context,
+}
+
+impl CedarInputs {
+    /// The inputs of a recorded evaluation, parsed (the entities checked against `schema`).
+    pub(crate) fn parse(schema: &Schema, evaluation: &Evaluation) -> Result<Self, PolicyError> {
+        Ok(Self {
+            principal: parse_uid(&evaluation.principal)?,
+            resource: EntityUid::from_str(&evaluation.resource)
+                .map_err(|e| PolicyError::Evaluation(format!("bad resource uid: {e}")))?,
+            entities: cedar_entities(schema, evaluation)?,
+            context: cedar_context(evaluation)?,
+        })
+    }
+}
+
 impl DecisionRequest<'_> {
     /// Builds the evaluation record: entities (principal, then resource) and context.
     pub fn evaluation(&self) -> Result<Evaluation, PolicyError> {
@@ -296,10 +317,19 @@ impl DecisionRequest<'_> {
     pub(crate) fn evaluation_and_inputs(
         &self,
         schema: &Schema,
-    ) -> Result<(Evaluation, Entities, Context), PolicyError> {
+    ) -> Result<(Evaluation, CedarInputs), PolicyError> {
         let facts = Facts::of(self)?;
         let (entities, context) = facts.cedar(self, schema)?;
-        Ok((facts.record(self), entities, context))
+        let evaluation = facts.record(self);
+        Ok((
+            evaluation,
+            CedarInputs {
+                principal: facts.principal,
+                resource: facts.resource,
+                entities,
+                context,
+            },
+        ))
     }
 }
 
@@ -341,29 +371,10 @@ pub(crate) fn cedar_entities(
 }
 
 /// The context of an evaluation. Parsed once per decision and shared by both questions; it is
-/// checked against the schema when each request is built ([`cedar_request`]).
+/// checked against the schema when each request is built.
 pub(crate) fn cedar_context(evaluation: &Evaluation) -> Result<Context, PolicyError> {
     Context::from_json_value(evaluation.context.clone(), None)
         .map_err(|e| PolicyError::Context(with_sources(&e)))
-}
-
-/// The request of an evaluation for one Cedar action; `Request::new` validates the principal,
-/// resource and context against `schema` for that action.
-pub(crate) fn cedar_request(
-    schema: &Schema,
-    evaluation: &Evaluation,
-    context: &Context,
-    cedar_action: &str,
-) -> Result<Request, PolicyError> {
-    let action = entity_uid("Action", cedar_action)?;
-    if !schema.actions().any(|a| *a == action) {
-        return Err(PolicyError::UndeclaredAction(action.to_string()));
-    }
-    let principal = parse_uid(&evaluation.principal)?;
-    let resource = EntityUid::from_str(&evaluation.resource)
-        .map_err(|e| PolicyError::Evaluation(format!("bad resource uid: {e}")))?;
-    Request::new(principal, action, resource, context.clone(), Some(schema))
-        .map_err(|e| PolicyError::Request(with_sources(&e)))
 }
 
 /// The request and entities of an evaluation for one Cedar action.
@@ -590,11 +601,14 @@ mod tests {
                 source_trust: trust,
                 action,
             };
-            let (record, entities, context) = request.evaluation_and_inputs(&SCHEMA).unwrap();
+            let (record, direct) = request.evaluation_and_inputs(&SCHEMA).unwrap();
             prop_assert_eq!(&record, &request.evaluation().unwrap());
+            let parsed = CedarInputs::parse(&SCHEMA, &record).unwrap();
+            prop_assert_eq!(direct.principal, parsed.principal);
+            prop_assert_eq!(direct.resource, parsed.resource);
             // `Entities`' `==` compares entity uids only; `deep_eq` compares attributes too.
-            prop_assert!(entities.deep_eq(&cedar_entities(&SCHEMA, &record).unwrap()));
-            prop_assert_eq!(context, cedar_context(&record).unwrap());
+            prop_assert!(direct.entities.deep_eq(&parsed.entities));
+            prop_assert_eq!(direct.context, parsed.context);
         }
     }
 
