@@ -37,7 +37,7 @@ pub struct IngestArgs {
     #[arg(long)]
     system: Option<String>,
     /// Findings read, decided and committed together. Larger batches are faster (fewer
-    /// commits and lookups) and hold more in memory: about 400 MiB at the default, flat
+    /// commits and lookups) and hold more in memory: about 450 MiB at the default, flat
     /// whatever the file's size; 1000 needs about 200 MiB.
     #[arg(long, default_value_t = 5000)]
     batch: usize,
