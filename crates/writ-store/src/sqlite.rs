@@ -62,7 +62,12 @@ impl SqliteStore {
         if in_memory {
             return Ok(store);
         }
-        // Readers open only after the schema exists, read-only, so they can never write.
+        // Readers open only after the schema exists, read-only, so they can never write. They
+        // map the database file (up to 1 GiB) rather than copy each page they read through a
+        // private cache: ingest's batch look-ups touch pages all over the random-keyed indexes.
+        // The price, as SQLite documents: an I/O error while reading a mapped page is a signal
+        // that ends the process rather than an error. That fails closed (nothing is written
+        // by a reader, and nothing unacknowledged was promised).
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true).pragma("mmap_size", "1073741824"))
