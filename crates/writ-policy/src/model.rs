@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid, Request, Schema};
 use serde::{Deserialize, Serialize};
@@ -146,11 +147,11 @@ impl<'a> Facts<'a> {
             return Err(PolicyError::UnknownAction(request.action.to_owned()));
         }
         let confidence = confidence_decimal(request.observation.confidence_bp)?;
-        let principal = parse_uid(ENGINE_PRINCIPAL)?;
+        let principal = engine_principal()?;
         Ok(match request.identity {
             Some(identity) => Facts {
                 principal,
-                resource: entity_uid("Identity", &identity.id.to_string())?,
+                resource: identity_uid(&identity.id.to_string())?,
                 kind: kind_name(identity.kind),
                 system: &identity.system,
                 owner_team: identity.owner_team.as_deref().unwrap_or_default(),
@@ -164,10 +165,10 @@ impl<'a> Facts<'a> {
                 let subject = &request.observation.subject;
                 Facts {
                     principal,
-                    resource: entity_uid(
-                        "Identity",
-                        &format!("unknown:{}/{}", subject.system, subject.external_id),
-                    )?,
+                    resource: identity_uid(&format!(
+                        "unknown:{}/{}",
+                        subject.system, subject.external_id
+                    ))?,
                     kind: subject.kind_hint.map_or("unknown", kind_name),
                     system: &subject.system,
                     owner_team: "",
@@ -345,6 +346,29 @@ pub(crate) fn entity_uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyE
         type_name,
         EntityId::new(id),
     ))
+}
+
+/// [`ENGINE_PRINCIPAL`], parsed once (Cedar's parser is costly next to a decision).
+fn engine_principal() -> Result<EntityUid, PolicyError> {
+    static PRINCIPAL: LazyLock<Option<EntityUid>> =
+        LazyLock::new(|| parse_uid(ENGINE_PRINCIPAL).ok());
+    match &*PRINCIPAL {
+        Some(uid) => Ok(uid.clone()),
+        None => parse_uid(ENGINE_PRINCIPAL),
+    }
+}
+
+/// `Writ::Identity::"<id>"`, with the type name parsed once.
+fn identity_uid(id: &str) -> Result<EntityUid, PolicyError> {
+    static IDENTITY: LazyLock<Option<EntityTypeName>> =
+        LazyLock::new(|| EntityTypeName::from_str(&format!("{NAMESPACE}::Identity")).ok());
+    match &*IDENTITY {
+        Some(type_name) => Ok(EntityUid::from_type_name_and_id(
+            type_name.clone(),
+            EntityId::new(id),
+        )),
+        None => entity_uid("Identity", id),
+    }
 }
 
 fn parse_uid(text: &str) -> Result<EntityUid, PolicyError> {
