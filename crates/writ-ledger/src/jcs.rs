@@ -34,21 +34,24 @@ pub(crate) fn write_value(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Object(map) => write_members(members_of(map), out),
+        Value::Object(map) => write_sorted_members(&sorted_members(map), out),
     }
 }
 
-fn members_of(map: &Map<String, Value>) -> Vec<(&str, &Value)> {
-    map.iter()
+/// A map's members in canonical order (names in a map are distinct).
+fn sorted_members(map: &Map<String, Value>) -> Vec<(&str, &Value)> {
+    let mut members: Vec<(&str, &Value)> = map
+        .iter()
         .map(|(name, value)| (name.as_str(), value))
-        .collect()
+        .collect();
+    members.sort_unstable_by(|a, b| utf16_order(a.0, b.0));
+    members
 }
 
-/// Writes an object from its members, in any order. Names must be distinct.
-pub(crate) fn write_members(mut members: Vec<(&str, &Value)>, out: &mut Vec<u8>) {
-    members.sort_unstable_by(|a, b| utf16_order(a.0, b.0));
+/// Writes an object from its members, already sorted by [`utf16_order`] with distinct names.
+pub(crate) fn write_sorted_members(members: &[(&str, &Value)], out: &mut Vec<u8>) {
     out.push(b'{');
-    for (index, (name, value)) in members.into_iter().enumerate() {
+    for (index, (name, value)) in members.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }

@@ -47,7 +47,7 @@ pub fn encode_members_leaf(
     }
     let mut out = Vec::with_capacity(LEAF_TAG.len() + 2048);
     out.extend_from_slice(LEAF_TAG);
-    crate::jcs::write_members(members, &mut out);
+    crate::jcs::write_sorted_members(&members, &mut out);
     Ok(out)
 }
 
