@@ -25,7 +25,9 @@ pub(crate) fn from_micros(table: &'static str, us: i64) -> Result<Timestamp, Sto
 }
 
 /// Pairs grouped by their first element, each group's second elements distinct and sorted.
-pub(crate) fn grouped(pairs: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
+pub(crate) fn grouped<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(&'a str, Vec<&'a str>)> {
     let mut groups: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
         std::collections::BTreeMap::new();
     for (first, second) in pairs {
@@ -865,25 +867,20 @@ macro_rules! backend_queries {
             conn: &mut Conn,
             subjects: &[(String, String)],
         ) -> Result<Vec<Identity>, StoreError> {
-            let mut found = Vec::new();
             // One system at a time, so that each look-up walks the (system, external_id) index.
-            for (system, external_ids) in $crate::common::grouped(subjects) {
-                for chunk in external_ids.chunks(KEYS_PER_LOOKUP) {
-                    let mut builder = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE system = ",
-                    );
-                    builder.push_bind(system).push(" AND external_id IN (");
-                    let mut list = builder.separated(", ");
-                    for external_id in chunk {
-                        list.push_bind(*external_id);
-                    }
-                    builder.push(")");
-                    for row in builder.build().fetch_all(&mut *conn).await? {
-                        found.push(identity_from_row(&row)?);
-                    }
-                }
-            }
-            Ok(found)
+            let groups = $crate::common::grouped(
+                subjects.iter().map(|(system, external_id)| (system.as_str(), external_id.as_str())),
+            );
+            rows_in_groups(
+                conn,
+                "SELECT id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us FROM identities WHERE system = ",
+                " AND external_id IN (",
+                groups,
+            )
+            .await?
+            .iter()
+            .map(identity_from_row)
+            .collect()
         }
 
         pub(crate) async fn open_cases_for(
@@ -892,28 +889,44 @@ macro_rules! backend_queries {
         ) -> Result<Vec<Case>, StoreError> {
             // Keys are (subject, finding type); one finding type at a time, so that each
             // look-up walks the one-open-case index on both of its columns.
-            let by_type: Vec<(String, String)> = keys
-                .iter()
-                .map(|(subject, finding_type)| (finding_type.clone(), subject.clone()))
-                .collect();
-            let mut found = Vec::new();
-            for (finding_type, subjects) in $crate::common::grouped(&by_type) {
-                for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
-                    let mut builder = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state <> 'closed' AND finding_type = ",
-                    );
-                    builder.push_bind(finding_type).push(" AND subject IN (");
+            let groups = $crate::common::grouped(
+                keys.iter().map(|(subject, finding_type)| (finding_type.as_str(), subject.as_str())),
+            );
+            rows_in_groups(
+                conn,
+                "SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state <> 'closed' AND finding_type = ",
+                " AND subject IN (",
+                groups,
+            )
+            .await?
+            .iter()
+            .map(case_from_row)
+            .collect()
+        }
+
+        /// The rows of `select` (which ends comparing a column to the group's first element)
+        /// followed by `in_list` (which opens an `IN (` of the group's second elements), for
+        /// every group, in chunks of [`KEYS_PER_LOOKUP`].
+        async fn rows_in_groups(
+            conn: &mut Conn,
+            select: &str,
+            in_list: &str,
+            groups: Vec<(&str, Vec<&str>)>,
+        ) -> Result<Vec<DbRow>, StoreError> {
+            let mut rows = Vec::new();
+            for (first, seconds) in groups {
+                for chunk in seconds.chunks(KEYS_PER_LOOKUP) {
+                    let mut builder = sqlx::QueryBuilder::<$db>::new(select);
+                    builder.push_bind(first).push(in_list);
                     let mut list = builder.separated(", ");
-                    for subject in chunk {
-                        list.push_bind(*subject);
+                    for second in chunk {
+                        list.push_bind(*second);
                     }
                     builder.push(")");
-                    for row in builder.build().fetch_all(&mut *conn).await? {
-                        found.push(case_from_row(&row)?);
-                    }
+                    rows.extend(builder.build().fetch_all(&mut *conn).await?);
                 }
             }
-            Ok(found)
+            Ok(rows)
         }
 
         fn identity_from_row(row: &DbRow) -> Result<Identity, StoreError> {
