@@ -19,6 +19,9 @@ use crate::model::{self, ACTIONS};
 /// The name of the remediations file every bundle must hold.
 pub const REMEDIATIONS_FILE: &str = "remediations.toml";
 
+/// The signal of a finding type whose entry in `remediations.toml` declares none.
+pub const DEFAULT_SIGNAL: &str = "other";
+
 /// The prefix of the bundle hash's canonical listing (versioned so the listing can evolve).
 const HASH_DOMAIN: &[u8] = b"writ-policy-bundle/v1\n";
 
@@ -59,6 +62,8 @@ pub struct PolicyBundle {
     pub(crate) policies: PolicySet,
     pub(crate) meta: BTreeMap<String, PolicyMeta>,
     pub(crate) remediations: BTreeMap<String, String>,
+    /// The declared signal of each finding type that declares one.
+    pub(crate) signals: BTreeMap<String, String>,
     pub(crate) files: Vec<String>,
     /// The Cedar uid of every writ action the schema declares (`auto:<a>` and `<a>`), by name.
     pub(crate) action_uids: HashMap<String, cedar_policy::EntityUid>,
@@ -86,7 +91,65 @@ struct BundleFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemediationsFile {
-    finding_types: BTreeMap<String, toml::Spanned<String>>,
+    finding_types: BTreeMap<String, toml::Spanned<FindingTypeEntry>>,
+}
+
+/// One `[finding_types]` entry: `type = "<action>"` or
+/// `type = { action = "<action>", signal = "<signal>" }`.
+enum FindingTypeEntry {
+    /// The string form: the action only (the signal is [`DEFAULT_SIGNAL`]).
+    Action(String),
+    /// The table form.
+    Table(FindingTypeTable),
+}
+
+/// The table form of a `[finding_types]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingTypeTable {
+    action: toml::Spanned<String>,
+    #[serde(default)]
+    signal: Option<toml::Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for FindingTypeEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FindingTypeEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an action name or a table { action = \"...\", signal = \"...\" }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FindingTypeEntry::Action(v.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                FindingTypeTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(FindingTypeEntry::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Whether `signal` is a lowercase identifier: `[a-z][a-z0-9_]*`.
+fn is_signal_name(signal: &str) -> bool {
+    let mut chars = signal.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// What `remediations.toml` declares: the action of each finding type, and the signal of
+/// those that declare one.
+struct Remediations {
+    actions: BTreeMap<String, String>,
+    signals: BTreeMap<String, String>,
 }
 
 /// A policy as parsed from its file, before renaming to its `@id`.
@@ -147,7 +210,8 @@ impl PolicyBundle {
                 schema,
                 policies,
                 meta,
-                remediations,
+                remediations: remediations.actions,
+                signals: remediations.signals,
                 files: files.into_iter().map(|f| f.name).collect(),
             }),
             // Unreachable in practice: a missing schema or remediations file is an issue.
@@ -165,6 +229,15 @@ impl PolicyBundle {
     /// The action that remediates `finding_type`, per `remediations.toml`.
     pub fn remediation_for(&self, finding_type: &str) -> Option<&str> {
         self.remediations.get(finding_type).map(String::as_str)
+    }
+
+    /// What `finding_type` signals, as policies see it in `context.finding.signal`: the signal
+    /// its `remediations.toml` entry declares, else [`DEFAULT_SIGNAL`] (`"other"`), also for a
+    /// finding type the file does not list.
+    pub fn signal_for(&self, finding_type: &str) -> &str {
+        self.signals
+            .get(finding_type)
+            .map_or(DEFAULT_SIGNAL, String::as_str)
     }
 
     /// The finding type to action mapping, sorted by finding type.
@@ -312,7 +385,7 @@ fn load_remediations(
     texts: &BTreeMap<String, String>,
     schema: Option<&Schema>,
     issues: &mut Vec<BundleIssue>,
-) -> Option<BTreeMap<String, String>> {
+) -> Option<Remediations> {
     let Some(text) = texts.get(REMEDIATIONS_FILE) else {
         if !issues.iter().any(|i| i.file == REMEDIATIONS_FILE) {
             issues.push(BundleIssue::in_file(
@@ -338,9 +411,35 @@ fn load_remediations(
             return None;
         }
     };
-    let mut out = BTreeMap::new();
+    let mut out = Remediations {
+        actions: BTreeMap::new(),
+        signals: BTreeMap::new(),
+    };
     let mut ok = true;
-    for (finding_type, action) in parsed.finding_types {
+    for (finding_type, entry) in parsed.finding_types {
+        let entry_span = entry.span();
+        let (action, signal) = match entry.into_inner() {
+            FindingTypeEntry::Action(action) => (toml::Spanned::new(entry_span, action), None),
+            FindingTypeEntry::Table(table) => (table.action, table.signal),
+        };
+        if let Some(signal) = signal {
+            let name = signal.get_ref();
+            if is_signal_name(name) {
+                out.signals
+                    .insert(finding_type.clone(), signal.into_inner());
+            } else {
+                ok = false;
+                let (line, column) = line_column(text, signal.span().start);
+                issues.push(BundleIssue {
+                    file: REMEDIATIONS_FILE.to_owned(),
+                    line,
+                    column,
+                    message: format!(
+                        "finding type {finding_type:?} declares signal {name:?}, which is not a lowercase identifier ([a-z][a-z0-9_]*)"
+                    ),
+                });
+            }
+        }
         let (line, column) = line_column(text, action.span().start);
         let name = action.get_ref();
         if !ACTIONS.contains(&name.as_str()) {
@@ -372,7 +471,7 @@ fn load_remediations(
                 }
             }
         }
-        out.insert(finding_type, action.into_inner());
+        out.actions.insert(finding_type, action.into_inner());
     }
     ok.then_some(out)
 }
@@ -669,6 +768,114 @@ mod tests {
         assert_eq!(line_column(text, 3), (Some(2), Some(1)));
         assert_eq!(line_column(text, 7), (Some(2), Some(4)));
         assert_eq!(line_column(text, 8), (Some(3), Some(1)));
+    }
+
+    fn remediations(text: &str) -> (Option<Remediations>, Vec<BundleIssue>) {
+        let texts = BTreeMap::from([(REMEDIATIONS_FILE.to_owned(), text.to_owned())]);
+        let mut issues = Vec::new();
+        let out = load_remediations(&texts, None, &mut issues);
+        (out, issues)
+    }
+
+    #[test]
+    fn string_and_table_forms_both_load() {
+        let (out, issues) = remediations(
+            "[finding_types]\n\
+             plain = \"disable\"\n\
+             declared = { action = \"revoke\", signal = \"compromise\" }\n\
+             no_signal = { action = \"rotate\" }\n\
+             \n\
+             [finding_types.long_form]\n\
+             action = \"grant\"\n\
+             signal = \"entitlement_request2\"\n",
+        );
+        assert!(issues.is_empty(), "{issues:?}");
+        let out = out.unwrap();
+        let actions: Vec<(&str, &str)> = out
+            .actions
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("declared", "revoke"),
+                ("long_form", "grant"),
+                ("no_signal", "rotate"),
+                ("plain", "disable")
+            ]
+        );
+        let signals: Vec<(&str, &str)> = out
+            .signals
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            signals,
+            [
+                ("declared", "compromise"),
+                ("long_form", "entitlement_request2")
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_a_table_is_refused_with_its_line() {
+        let (out, issues) = remediations(
+            "[finding_types]\n\
+             ok = \"disable\"\n\
+             typo = { action = \"revoke\", sginal = \"compromise\" }\n",
+        );
+        assert!(out.is_none());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].file, REMEDIATIONS_FILE);
+        assert_eq!(issues[0].line, Some(3), "{issues:?}");
+        assert!(issues[0].message.contains("sginal"), "{issues:?}");
+    }
+
+    #[test]
+    fn table_without_an_action_is_refused_with_its_line() {
+        let (out, issues) = remediations("[finding_types]\nx = { signal = \"leak\" }\n");
+        assert!(out.is_none());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].line, Some(2), "{issues:?}");
+        assert!(issues[0].message.contains("action"), "{issues:?}");
+    }
+
+    #[test]
+    fn bad_signals_are_refused_with_their_position() {
+        for bad in ["", "Leak", "1leak", "_leak", "leak-ish", "leak ", "fuite_é"] {
+            let (out, issues) = remediations(&format!(
+                "[finding_types]\nok = \"disable\"\nx = {{ action = \"rotate\", signal = {bad:?} }}\n"
+            ));
+            assert!(out.is_none(), "{bad:?} accepted");
+            assert_eq!(issues.len(), 1, "{issues:?}");
+            assert_eq!(issues[0].file, REMEDIATIONS_FILE);
+            assert_eq!((issues[0].line, issues[0].column), (Some(3), Some(35)));
+            assert!(
+                issues[0].message.contains("not a lowercase identifier"),
+                "{issues:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_signal_and_bad_action_are_both_named() {
+        let (out, issues) =
+            remediations("[finding_types]\nx = { action = \"nuke\", signal = \"Bad\" }\n");
+        assert!(out.is_none());
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        assert!(issues.iter().all(|i| i.line == Some(2)), "{issues:?}");
+    }
+
+    #[test]
+    fn signal_names() {
+        for good in ["a", "leak", "stale_credential", "x2", "a_1_b"] {
+            assert!(is_signal_name(good), "{good:?}");
+        }
+        for bad in ["", "A", "2x", "_x", "x-y", "x y", "é"] {
+            assert!(!is_signal_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod testing;
 
 pub use bundle::{
     ANN_APPROVALS, ANN_APPROVERS, ANN_CASE_ONLY, ANN_FREEZE, ANN_ID, DEFAULT_APPROVERS,
-    PolicyBundle, REMEDIATIONS_FILE,
+    DEFAULT_SIGNAL, PolicyBundle, REMEDIATIONS_FILE,
 };
 pub use decide::NO_PERMIT_MATCHED;
 pub use error::{BundleError, BundleIssue, PolicyError};

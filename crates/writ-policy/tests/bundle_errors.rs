@@ -66,6 +66,33 @@ fn bad_remediations_values() {
 }
 
 #[test]
+fn unknown_key_in_a_finding_type_table() {
+    let e = refuse("unknown_finding_type_key");
+    assert_eq!(e.issues.len(), 1, "{e}");
+    let issue = &e.issues[0];
+    assert_eq!(
+        (issue.file.as_str(), issue.line),
+        ("remediations.toml", Some(4))
+    );
+    assert!(issue.message.contains("sginal"), "{e}");
+}
+
+#[test]
+fn bad_signals() {
+    let e = refuse("bad_signals");
+    let lines: Vec<String> = e.issues.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "remediations.toml:3:47: finding type \"leaked_secret\" declares signal \"Leak\", which is not a lowercase identifier ([a-z][a-z0-9_]*)",
+            "remediations.toml:4:39: finding type \"inactive_service_account\" maps to unknown action \"deactivate\" (known: disable, enable, revoke, delete, rotate, reduce_scope, set_expiry, grant)",
+            "remediations.toml:4:62: finding type \"inactive_service_account\" declares signal \"\", which is not a lowercase identifier ([a-z][a-z0-9_]*)",
+        ],
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_remediations_syntax() {
     let e = refuse("bad_remediations_syntax");
     insta::assert_snapshot!(e.to_string());

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use writ_policy::{PolicyBundle, run_tests};
+use writ_policy::{DEFAULT_SIGNAL, PolicyBundle, run_tests};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -45,6 +45,42 @@ fn example_bundle_loads() {
             "writ.cedarschema"
         ]
     );
+}
+
+#[test]
+fn example_bundle_declares_a_signal_for_every_finding_type() {
+    let bundle = example_bundle();
+    let signals: Vec<(&str, &str)> = bundle
+        .remediations()
+        .keys()
+        .map(|t| (t.as_str(), bundle.signal_for(t)))
+        .collect();
+    // What the demo policies read in `context.finding.signal`.
+    assert_eq!(
+        signals,
+        [
+            ("agent_entitlement_request", "entitlement_request"),
+            ("agent_overprivileged", "overprivilege"),
+            ("certificate_long_lived", "stale_credential"),
+            ("iam_user_accesskey_unused", "inactivity"),
+            ("inactive_service_account", "inactivity"),
+            ("leaked_secret", "leak"),
+            ("token_compromise", "compromise"),
+        ]
+    );
+    // Substrings mean nothing: the signal is what the bundle declares, else "other".
+    assert_eq!(bundle.signal_for("no_such_type"), DEFAULT_SIGNAL);
+    assert_eq!(bundle.signal_for("token_usage_compromise"), "other");
+    assert_eq!(bundle.signal_for("TOKEN_COMPROMISE"), "other");
+}
+
+#[test]
+fn string_form_entries_signal_other() {
+    // The hash variant's remediations.toml uses the string form only.
+    let bundle = PolicyBundle::load_dir(&root().join("tests/fixtures/hash_variant")).unwrap();
+    assert_eq!(bundle.remediation_for("token_compromise"), Some("revoke"));
+    assert_eq!(bundle.signal_for("token_compromise"), "other");
+    assert_eq!(bundle.signal_for("no_such_type"), "other");
 }
 
 #[test]
