@@ -662,7 +662,7 @@ impl Ingestor {
                 },
             });
         };
-        let signal = signal_for(&obs.finding_type);
+        let signal = self.policy.signal_for(&obs.finding_type);
         let reconciled = review_reason.is_none();
         let (decision, evaluation) = self
             .policy
@@ -782,27 +782,5 @@ impl Ingestor {
             review_reason: None,
             seq: row.seq,
         })
-    }
-}
-
-/// What a finding type signals, as policies see it in `context.finding.signal`.
-pub fn signal_for(finding_type: &str) -> &'static str {
-    let t = finding_type.to_ascii_lowercase();
-    if t.contains("compromise") || t.contains("anomal") || t.contains("suspicious") {
-        "compromise"
-    } else if t.contains("leak") || t.contains("exposed") || t.contains("secret_found") {
-        "leak"
-    } else if t.contains("unused")
-        || t.contains("inactive")
-        || t.contains("dormant")
-        || t.contains("no_setup")
-    {
-        "inactivity"
-    } else if t.contains("privilege") || t.contains("admin") || t.contains("entitlement") {
-        "overprivilege"
-    } else if t.contains("rotate") || t.contains("age") || t.contains("expir") {
-        "stale_credential"
-    } else {
-        "other"
     }
 }
