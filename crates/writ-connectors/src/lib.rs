@@ -10,7 +10,8 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use writ_core::change::{Action, Reversibility};
+use writ_core::change::Action;
+pub use writ_core::change::{ApplyOutcome, ObjectState, Plan, Verification};
 
 /// What a connector can do; the engine refuses actions a connector does not advertise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,59 +31,6 @@ pub struct DiscoveredObject {
     pub object_kind: String,
     /// Target-specific attributes, with secrets removed.
     pub attributes: serde_json::Value,
-}
-
-/// The state of one object, read from the target. Used as a pre-image and for verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectState {
-    /// Its id in the target.
-    pub external_id: String,
-    /// Whether it exists at all.
-    pub exists: bool,
-    /// Target-specific attributes, with secrets removed.
-    pub attributes: serde_json::Value,
-}
-
-/// A planned change: what will be done, what the target looks like before it, and whether it
-/// can be undone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
-    /// The object to change.
-    pub external_id: String,
-    /// The action.
-    pub action: Action,
-    /// The state read before the change; rollback restores it.
-    pub pre_image: ObjectState,
-    /// Whether it can be undone.
-    pub reversibility: Reversibility,
-}
-
-/// What happened when a change was applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ApplyOutcome {
-    /// The target changed.
-    Applied,
-    /// The target was already in the desired state (a replay after a crash, say).
-    AlreadyInState,
-    /// The target refused the change; retrying will not help.
-    Rejected {
-        /// The target's reason.
-        reason: String,
-    },
-}
-
-/// What reading the target back showed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "verification", rename_all = "snake_case")]
-pub enum Verification {
-    /// The change is in effect.
-    Confirmed,
-    /// The change is not (or not fully) in effect.
-    NotInEffect {
-        /// What was seen instead.
-        observed: ObjectState,
-    },
 }
 
 /// Why a connector call failed.

@@ -1,8 +1,8 @@
-//! Change requests: an action proposed against a target identity.
+//! Changes: the actions writ can take on a target, the plan a connector makes for one (with
+//! the pre-image it read), and what applying and reading back showed. These are pure data: the
+//! connectors produce them and the ledger records them.
 
 use serde::{Deserialize, Serialize};
-
-use crate::ids::{CaseId, ChangeId, IdentityId};
 
 /// What to do to the target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -63,17 +63,55 @@ pub enum Reversibility {
     Irreversible,
 }
 
-/// A change proposed for a case.
+/// The state of one object, read from the target. Used as a pre-image and for verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeRequest {
-    /// Its id.
-    pub id: ChangeId,
-    /// The case it belongs to.
-    pub case_id: CaseId,
-    /// The identity to change.
-    pub identity_id: IdentityId,
-    /// What to do.
+pub struct ObjectState {
+    /// Its id in the target.
+    pub external_id: String,
+    /// Whether it exists at all.
+    pub exists: bool,
+    /// Target-specific attributes, with secrets removed.
+    pub attributes: serde_json::Value,
+}
+
+/// A planned change: what will be done, what the target looks like before it, and whether it
+/// can be undone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The object to change.
+    pub external_id: String,
+    /// The action.
     pub action: Action,
+    /// The state read before the change; rollback restores it.
+    pub pre_image: ObjectState,
     /// Whether it can be undone.
     pub reversibility: Reversibility,
+}
+
+/// What happened when a change was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ApplyOutcome {
+    /// The target changed.
+    Applied,
+    /// The target was already in the desired state (a replay after a crash, say).
+    AlreadyInState,
+    /// The target refused the change; retrying will not help.
+    Rejected {
+        /// The target's reason.
+        reason: String,
+    },
+}
+
+/// What reading the target back showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verification", rename_all = "snake_case")]
+pub enum Verification {
+    /// The change is in effect.
+    Confirmed,
+    /// The change is not (or not fully) in effect.
+    NotInEffect {
+        /// What was seen instead.
+        observed: ObjectState,
+    },
 }

@@ -40,3 +40,19 @@ pub struct Decision {
     /// Why, in words (for example "no permit matched").
     pub reason: String,
 }
+
+/// The exact inputs a decision was evaluated from. Re-evaluating it against the same bundle
+/// (writ-policy's `PolicyBundle::replay`) gives the same [`Decision`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The remediation action (`disable`); both `auto:disable` and `disable` are evaluated.
+    pub action: String,
+    /// The principal's Cedar uid (`Writ::Engine::"automation"`).
+    pub principal: String,
+    /// The resource's Cedar uid (`Writ::Identity::"<id>"`).
+    pub resource: String,
+    /// The entities, in Cedar's entities JSON format.
+    pub entities: serde_json::Value,
+    /// The context, in Cedar's context JSON format.
+    pub context: serde_json::Value,
+}

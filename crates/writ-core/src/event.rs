@@ -1,59 +1,95 @@
 //! Ledger events: the one record of everything writ decides and does.
 //!
-//! An [`Event`] is what gets appended to the ledger. Its `body` holds the kind-specific payload
-//! as JSON; large or raw material (a finding as received, a pre-image) is referenced by digest
+//! An [`Event`] is what gets appended to the ledger. Its `body` is an [`EventBody`]: one variant
+//! per [`EventKind`], with typed fields. Large or raw material (a finding as received, a pre-image) is referenced by digest
 //! and stored beside the ledger. No secret may ever be put into an event: connectors hand back
 //! digests or redacted forms only.
+
+use std::fmt;
+use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::Sha256Digest;
+use crate::approval::Approval;
+use crate::case::Case;
+use crate::change::{ApplyOutcome, Plan};
+use crate::decision::{Decision, Evaluation};
+use crate::finding::{Finding, SourceFormat, Trust};
+use crate::identity::{Identity, IdentityKind};
 use crate::ids::CaseId;
+use crate::job::Job;
+use crate::ownership::OwnershipRule;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What happened: the kind of an event, as its snake_case name in the leaf and the `kind`
+/// column. Each kind has exactly one [`EventBody`] variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
-    /// A finding was accepted from a source.
+    /// A finding was accepted from a source (and, for the first finding of a case, the case
+    /// was opened).
     FindingReceived,
     /// An identity was recorded or updated from a target's inventory.
     IdentitySynced,
     /// Ownership and criticality rules were imported.
     OwnershipImported,
-    /// A case was opened.
-    CaseOpened,
     /// Policy decided.
     DecisionRecorded,
     /// A change was requested (a write-back job queued).
     ChangeRequested,
     /// An approver approved.
     ApprovalGranted,
-    /// An approver rejected.
-    ApprovalRejected,
-    /// An exception was granted.
-    ExceptionGranted,
-    /// An exception expired.
-    ExceptionExpired,
-    /// An emergency bypass was used; review is due.
-    BypassUsed,
     /// The write-back intent was recorded (before apply).
     WriteBackIntent,
     /// The target accepted the change.
     WriteBackApplied,
     /// Reading the target back confirmed the change.
     WriteBackVerified,
-    /// The write-back failed or did not verify.
+    /// The write-back failed or did not verify (or was put back for a retry).
     WriteBackFailed,
+    /// A rollback was asked for and its intent recorded (before the target is touched).
+    RollbackIntent,
     /// The change was rolled back from its pre-image.
     RolledBack,
-    /// The case was frozen or unfrozen.
-    CaseFrozen,
-    /// The case was closed (operationally or for compliance).
-    CaseClosed,
 }
 
 impl EventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EventKind; 12] = [
+        EventKind::FindingReceived,
+        EventKind::IdentitySynced,
+        EventKind::OwnershipImported,
+        EventKind::DecisionRecorded,
+        EventKind::ChangeRequested,
+        EventKind::ApprovalGranted,
+        EventKind::WriteBackIntent,
+        EventKind::WriteBackApplied,
+        EventKind::WriteBackVerified,
+        EventKind::WriteBackFailed,
+        EventKind::RollbackIntent,
+        EventKind::RolledBack,
+    ];
+
+    /// The kind's snake_case name, as stored in the leaf and the `kind` column.
+    pub fn name(self) -> &'static str {
+        use EventKind as K;
+        match self {
+            K::FindingReceived => "finding_received",
+            K::IdentitySynced => "identity_synced",
+            K::OwnershipImported => "ownership_imported",
+            K::DecisionRecorded => "decision_recorded",
+            K::ChangeRequested => "change_requested",
+            K::ApprovalGranted => "approval_granted",
+            K::WriteBackIntent => "write_back_intent",
+            K::WriteBackApplied => "write_back_applied",
+            K::WriteBackVerified => "write_back_verified",
+            K::WriteBackFailed => "write_back_failed",
+            K::RollbackIntent => "rollback_intent",
+            K::RolledBack => "rolled_back",
+        }
+    }
+
     /// The NIST CSF 2.0 outcomes this kind of event is evidence for. The sequencer adds them to
     /// every event, beside any tags the caller gives (OWASP NHI Top 10 tags depend on the
     /// finding, so the ingest path adds those).
@@ -63,19 +99,35 @@ impl EventKind {
             K::FindingReceived => &["DE.CM", "DE.AE-02"],
             K::IdentitySynced => &["ID.AM-01", "PR.AA-01"],
             K::OwnershipImported => &["ID.AM-01", "GV.RR-02"],
-            K::CaseOpened | K::CaseFrozen | K::CaseClosed => &["RS.MA-01", "GV.OC-03"],
             K::DecisionRecorded => &["GV.RM-03", "GV.PO-01"],
-            K::ChangeRequested | K::ApprovalGranted | K::ApprovalRejected => {
-                &["PR.AA-05", "GV.RR-02"]
-            }
-            K::ExceptionGranted | K::ExceptionExpired => &["ID.RA-07", "GV.RM-03"],
-            K::BypassUsed => &["RS.MA-01", "GV.OV-03"],
+            K::ChangeRequested | K::ApprovalGranted => &["PR.AA-05", "GV.RR-02"],
             K::WriteBackIntent
             | K::WriteBackApplied
             | K::WriteBackVerified
             | K::WriteBackFailed => &["RS.MI-02", "PR.AA-05"],
-            K::RolledBack => &["RC.RP-01", "RS.MI-02"],
+            K::RollbackIntent | K::RolledBack => &["RC.RP-01", "RS.MI-02"],
         }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A kind name that writ does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?}")]
+pub struct UnknownEventKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| UnknownEventKind(name.to_owned()))
     }
 }
 
@@ -85,7 +137,10 @@ impl EventKind {
 pub struct ControlTag(pub String);
 
 /// An event as appended to the ledger. `seq` and `time` are assigned by the sequencer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// In the leaf, `kind` names the event and `body` holds its kind's fields (no tag of its own),
+/// so reading an event back takes both: [`EventBody::decode`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// Position in the ledger, from 0.
     pub seq: u64,
@@ -109,7 +164,379 @@ pub struct Event {
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub controls: Vec<ControlTag>,
     /// The kind-specific payload.
-    pub body: serde_json::Value,
+    pub body: EventBody,
+}
+
+/// An event whose header was read but whose body is not yet decoded.
+#[derive(Deserialize)]
+struct RawEvent {
+    seq: u64,
+    time: Timestamp,
+    case_id: Option<CaseId>,
+    actor: String,
+    kind: EventKind,
+    idempotency_key: String,
+    #[serde(default)]
+    policy_bundle: Option<Sha256Digest>,
+    #[serde(default)]
+    evidence: Vec<Sha256Digest>,
+    #[serde(default)]
+    controls: Vec<ControlTag>,
+    body: serde_json::Value,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawEvent::deserialize(deserializer)?;
+        let body = EventBody::decode(raw.kind, raw.body).map_err(serde::de::Error::custom)?;
+        Ok(Event {
+            seq: raw.seq,
+            time: raw.time,
+            case_id: raw.case_id,
+            actor: raw.actor,
+            kind: raw.kind,
+            idempotency_key: raw.idempotency_key,
+            policy_bundle: raw.policy_bundle,
+            evidence: raw.evidence,
+            controls: raw.controls,
+            body,
+        })
+    }
+}
+
+/// A body that does not have its kind's shape.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} body: {source}")]
+pub struct BodyError {
+    /// The kind the body was read as.
+    pub kind: EventKind,
+    /// What did not fit.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// The payload of every kind of event, with typed fields. Serialised without a tag (the
+/// event's `kind` says which variant it is); [`EventBody::decode`] reads it back by kind.
+///
+/// Events that change a case, a job or an identity carry the new snapshot of it; the
+/// projection ([`crate::projection::project`]) takes the snapshots and nothing else, and the
+/// state machine ([`crate::workflow`]) checks that each snapshot's state is a legal step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EventBody {
+    /// See [`FindingReceived`].
+    FindingReceived(FindingReceived),
+    /// See [`IdentitySynced`].
+    IdentitySynced(IdentitySynced),
+    /// See [`OwnershipImported`].
+    OwnershipImported(OwnershipImported),
+    /// See [`DecisionRecorded`].
+    DecisionRecorded(DecisionRecorded),
+    /// See [`ChangeRequested`].
+    ChangeRequested(ChangeRequested),
+    /// See [`ApprovalGranted`].
+    ApprovalGranted(ApprovalGranted),
+    /// See [`WriteBackIntent`].
+    WriteBackIntent(WriteBackIntent),
+    /// See [`WriteBackApplied`].
+    WriteBackApplied(WriteBackApplied),
+    /// See [`WriteBackVerified`].
+    WriteBackVerified(WriteBackVerified),
+    /// See [`WriteBackFailed`].
+    WriteBackFailed(WriteBackFailed),
+    /// See [`RollbackIntent`].
+    RollbackIntent(RollbackIntent),
+    /// See [`RolledBack`].
+    RolledBack(RolledBack),
+}
+
+impl EventBody {
+    /// The kind of event this body belongs to.
+    pub fn kind(&self) -> EventKind {
+        use EventBody as B;
+        use EventKind as K;
+        match self {
+            B::FindingReceived(_) => K::FindingReceived,
+            B::IdentitySynced(_) => K::IdentitySynced,
+            B::OwnershipImported(_) => K::OwnershipImported,
+            B::DecisionRecorded(_) => K::DecisionRecorded,
+            B::ChangeRequested(_) => K::ChangeRequested,
+            B::ApprovalGranted(_) => K::ApprovalGranted,
+            B::WriteBackIntent(_) => K::WriteBackIntent,
+            B::WriteBackApplied(_) => K::WriteBackApplied,
+            B::WriteBackVerified(_) => K::WriteBackVerified,
+            B::WriteBackFailed(_) => K::WriteBackFailed,
+            B::RollbackIntent(_) => K::RollbackIntent,
+            B::RolledBack(_) => K::RolledBack,
+        }
+    }
+
+    /// Reads a body of `kind` back from its JSON.
+    pub fn decode(kind: EventKind, body: serde_json::Value) -> Result<EventBody, BodyError> {
+        use EventBody as B;
+        use EventKind as K;
+        let decoded = match kind {
+            K::FindingReceived => serde_json::from_value(body).map(B::FindingReceived),
+            K::IdentitySynced => serde_json::from_value(body).map(B::IdentitySynced),
+            K::OwnershipImported => serde_json::from_value(body).map(B::OwnershipImported),
+            K::DecisionRecorded => serde_json::from_value(body).map(B::DecisionRecorded),
+            K::ChangeRequested => serde_json::from_value(body).map(B::ChangeRequested),
+            K::ApprovalGranted => serde_json::from_value(body).map(B::ApprovalGranted),
+            K::WriteBackIntent => serde_json::from_value(body).map(B::WriteBackIntent),
+            K::WriteBackApplied => serde_json::from_value(body).map(B::WriteBackApplied),
+            K::WriteBackVerified => serde_json::from_value(body).map(B::WriteBackVerified),
+            K::WriteBackFailed => serde_json::from_value(body).map(B::WriteBackFailed),
+            K::RollbackIntent => serde_json::from_value(body).map(B::RollbackIntent),
+            K::RolledBack => serde_json::from_value(body).map(B::RolledBack),
+        };
+        decoded.map_err(|source| BodyError { kind, source })
+    }
+
+    /// The body as a JSON value (its leaf form before canonicalisation).
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+
+    /// The case snapshot the event carries, if any.
+    pub fn case(&self) -> Option<&Case> {
+        use EventBody as B;
+        match self {
+            B::FindingReceived(b) => b.case.as_ref(),
+            B::DecisionRecorded(b) => Some(&b.case),
+            B::ChangeRequested(b) => b.case.as_ref(),
+            B::WriteBackVerified(b) => Some(&b.case),
+            B::WriteBackFailed(b) => b.case.as_ref(),
+            B::RolledBack(b) => Some(&b.case),
+            B::IdentitySynced(_)
+            | B::OwnershipImported(_)
+            | B::ApprovalGranted(_)
+            | B::WriteBackIntent(_)
+            | B::WriteBackApplied(_)
+            | B::RollbackIntent(_) => None,
+        }
+    }
+
+    /// The job snapshot the event carries, if any.
+    pub fn job(&self) -> Option<&Job> {
+        use EventBody as B;
+        match self {
+            B::ChangeRequested(b) => Some(&b.job),
+            B::WriteBackIntent(b) => Some(&b.job),
+            B::WriteBackApplied(b) => Some(&b.job),
+            B::WriteBackVerified(b) => Some(&b.job),
+            B::WriteBackFailed(b) => Some(&b.job),
+            B::RollbackIntent(b) => Some(&b.job),
+            B::RolledBack(b) => Some(&b.job),
+            B::FindingReceived(_)
+            | B::IdentitySynced(_)
+            | B::OwnershipImported(_)
+            | B::DecisionRecorded(_)
+            | B::ApprovalGranted(_) => None,
+        }
+    }
+}
+
+/// What a finding's source said, beside the normalised [`Finding`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationSummary {
+    /// The format it arrived in.
+    pub format: SourceFormat,
+    /// The tool's one-line summary.
+    pub title: String,
+    /// What kind of identity the tool believes the subject is.
+    pub subject_kind: Option<IdentityKind>,
+    /// Format-specific details (no secrets).
+    pub details: serde_json::Value,
+}
+
+/// The authenticated source of a finding, as policies saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRef {
+    /// Its configured name.
+    pub name: String,
+    /// How much it is trusted.
+    pub trust: Trust,
+}
+
+/// `finding_received`: a finding was accepted. The first finding of a case opens it and
+/// carries the new case; a finding that joins an open case carries none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingReceived {
+    /// The finding, normalised.
+    pub finding: Finding,
+    /// What the tool said about it.
+    pub observation: ObservationSummary,
+    /// Who sent it.
+    pub source: SourceRef,
+    /// When the stored evidence is a redacted form, the digest of the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_from: Option<Sha256Digest>,
+    /// The case it opened, if it opened one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<Case>,
+}
+
+/// Where an undecidable or unautomatable case was sent, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Always `human_review` today.
+    pub to: String,
+    /// Why automation stays away.
+    pub reason: String,
+}
+
+/// `decision_recorded`: policy decided a case, from the exact inputs recorded here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRecorded {
+    /// The case as the decision leaves it.
+    pub case: Case,
+    /// The decision.
+    pub decision: Decision,
+    /// The inputs it was evaluated from (replayable).
+    pub evaluation: Evaluation,
+    /// The finding type's signal, from the bundle.
+    pub signal: String,
+    /// Set when the case goes to a human whatever the tier said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
+}
+
+/// `identity_synced`: an identity as a target reported it (and ownership rules shaped it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySynced {
+    /// The identity as it now is.
+    pub identity: Identity,
+    /// The kind of object the target reported, when it came from discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_kind: Option<String>,
+    /// Why it changed, when not from discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `ownership_imported`: the ownership rules in force from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipImported {
+    /// The file they came from.
+    pub file: String,
+    /// The rules, in file order (first match wins).
+    pub rules: Vec<OwnershipRule>,
+}
+
+/// `change_requested`: a write-back job was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequested {
+    /// The new job.
+    pub job: Job,
+    /// The case, when queueing moved it (approvals complete); none when it was queued with
+    /// the decision that already moved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<Case>,
+}
+
+/// `approval_granted`: one approver's vote for the case's current decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalGranted {
+    /// The vote.
+    pub approval: Approval,
+    /// Why, in the approver's words.
+    pub rationale: String,
+}
+
+/// `write_back_intent`: the plan and pre-image, recorded before the target is touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackIntent {
+    /// The job, now `intent` (or `planned` for a dry run).
+    pub job: Job,
+    /// What will be done and what the target looked like before.
+    pub plan: Plan,
+}
+
+/// `write_back_applied`: the target took the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackApplied {
+    /// The job, now `applied`.
+    pub job: Job,
+    /// What the target said.
+    pub outcome: ApplyOutcome,
+}
+
+/// The read-back's verdict in a `write_back_verified` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadBack {
+    /// The target shows the change.
+    Confirmed,
+}
+
+/// `write_back_verified`: reading the target back confirmed the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackVerified {
+    /// The job, now `verified`.
+    pub job: Job,
+    /// The case, now `remediated`.
+    pub case: Case,
+    /// What the read-back showed.
+    pub verification: ReadBack,
+}
+
+/// `write_back_failed`: a try failed. Retryable failures keep the job pending (with a later
+/// `next_attempt_at`); a final one fails the job and the case, for a human.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackFailed {
+    /// The job after the failure.
+    pub job: Job,
+    /// The case, when the failure is final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<Case>,
+    /// Whether the job will be tried again.
+    pub retryable: bool,
+    /// What went wrong, for people.
+    pub error: String,
+    /// A blast-radius guard held the job back (nothing was tried).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_by_guard: bool,
+    /// A human must look.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_attention: bool,
+}
+
+/// `rollback_intent`: a person asked to undo a verified change; recorded before the target is
+/// touched, so a crash in between is finished by the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackIntent {
+    /// The job, now `rollback_intent`.
+    pub job: Job,
+    /// Why, in the requester's words.
+    pub rationale: String,
+}
+
+/// `rolled_back`: the change was undone from its pre-image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolledBack {
+    /// The job, now `rolled_back`.
+    pub job: Job,
+    /// The case, now `rolled_back`.
+    pub case: Case,
+    /// What the target said.
+    pub outcome: ApplyOutcome,
+    /// Why, in the requester's words.
+    pub rationale: String,
 }
 
 /// Field names that must never appear in an event body: they name secret material.

@@ -61,14 +61,10 @@ typed_id!(
     ChangeId
 );
 typed_id!(
-    /// Identifies an approval or rejection.
-    ApprovalId
-);
-typed_id!(
-    /// Identifies a risk-acceptance exception.
-    ExceptionId
-);
-typed_id!(
     /// Identifies a write-back job.
     JobId
+);
+typed_id!(
+    /// Identifies an approval or rejection.
+    ApprovalId
 );

@@ -12,8 +12,21 @@ use crate::change::Action;
 use crate::ids::{CaseId, JobId};
 
 /// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobState {
     /// Waiting for a worker (possibly until `next_attempt_at`).
     Queued,
@@ -29,6 +42,8 @@ pub enum JobState {
     RolledBack,
     /// Dry run: planned and recorded, never applied.
     Planned,
+    /// A person asked to undo the verified change; recorded before the target is touched.
+    RollbackIntent,
 }
 
 impl JobState {
@@ -36,7 +51,7 @@ impl JobState {
     pub fn is_pending(self) -> bool {
         matches!(
             self,
-            JobState::Queued | JobState::Intent | JobState::Applied
+            JobState::Queued | JobState::Intent | JobState::Applied | JobState::RollbackIntent
         )
     }
 }
@@ -70,6 +85,33 @@ pub struct Job {
     /// When the target accepted the change (for the per-system change cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<Timestamp>,
+}
+
+impl Job {
+    /// A new job for `case_id`: `action` on `external_id` in `system`, queued now. The one
+    /// place a job is made, whether policy allowed it automatically or approvals completed.
+    pub fn queued(
+        id: JobId,
+        case_id: CaseId,
+        system: &str,
+        external_id: &str,
+        action: Action,
+        dry_run: bool,
+    ) -> Self {
+        Job {
+            id,
+            case_id,
+            system: system.to_owned(),
+            external_id: external_id.to_owned(),
+            action,
+            state: JobState::Queued,
+            attempts: 0,
+            next_attempt_at: None,
+            dry_run,
+            last_error: None,
+            applied_at: None,
+        }
+    }
 }
 
 /// The action a policy decision names, when it needs no parameters from a person.

@@ -1,8 +1,8 @@
 //! The pure core of writ.
 //!
 //! Everything in this crate is deterministic and free of I/O: the domain model (identities,
-//! findings, cases, decisions, change requests, approvals, exceptions and ledger events), the
-//! case state machine, and the injected sources of time and randomness. The edges (store,
+//! findings, cases, decisions, changes, approvals, ownership rules and typed ledger events), the
+//! workflow state machine for cases and jobs, and the injected sources of time and randomness. The edges (store,
 //! connectors, server, CLI) depend on this crate; it depends on none of them.
 
 pub mod approval;
@@ -12,12 +12,14 @@ pub mod clock;
 pub mod decision;
 pub mod digest;
 pub mod event;
-pub mod exception;
+pub mod example;
 pub mod finding;
 pub mod identity;
 pub mod ids;
 pub mod job;
+pub mod ownership;
 pub mod projection;
+pub mod workflow;
 
 pub use clock::{Clock, IdSource, ManualClock, SystemClock};
 pub use digest::Sha256Digest;

@@ -23,19 +23,23 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::SignedDuration;
-use serde_json::json;
 use tokio::sync::Mutex;
 use writ_core::case::{Case, CaseState};
 use writ_core::decision::{Decision, Tier};
-use writ_core::event::{ControlTag, EventKind, secret_fields};
+use writ_core::event::{
+    ChangeRequested, ControlTag, DecisionRecorded, EventBody, FindingReceived, ObservationSummary,
+    Routing, SourceRef,
+};
 use writ_core::finding::{Finding, Observation};
 use writ_core::identity::{Identity, SourceOfTruth};
 use writ_core::ids::{CaseId, FindingId, JobId};
-use writ_core::job::{Job, JobState, action_from_name};
+use writ_core::job::{Job, action_from_name};
+use writ_core::workflow::{ENGINE_ACTOR, decided_state};
 use writ_core::{Clock, IdSource, Sha256Digest};
 use writ_policy::{DecisionRequest, PolicyBundle};
 use writ_store::{LedgerRow, Store, StoreError};
 
+use crate::entries::{self, UnreadableEntry};
 use crate::sequencer::{AppendError, Draft, EvidenceBlob, Sequencer};
 use crate::sources::Source;
 
@@ -102,6 +106,15 @@ pub enum IngestError {
         /// Why.
         detail: String,
     },
+}
+
+impl From<UnreadableEntry> for IngestError {
+    fn from(err: UnreadableEntry) -> Self {
+        IngestError::Corrupt {
+            seq: err.seq,
+            detail: err.detail,
+        }
+    }
 }
 
 /// Ingest settings.
@@ -561,46 +574,43 @@ impl Ingestor {
             idempotency_key: key.finding.clone(),
         };
         let controls: Vec<ControlTag> = obs.controls.iter().cloned().map(ControlTag).collect();
-        let mut finding_body = json!({
-            "finding": finding,
-            "observation": {
-                "format": obs.format,
-                "title": obs.title,
-                "subject_kind": obs.subject.kind_hint,
-                "details": obs.details,
+        let mut received_body = FindingReceived {
+            finding,
+            observation: ObservationSummary {
+                format: obs.format,
+                title: obs.title.clone(),
+                subject_kind: obs.subject.kind_hint,
+                details: obs.details.clone(),
             },
-            "source": {"name": source.name, "trust": source.trust},
-        });
-        if let Some(original) = submission.redacted_from {
-            finding_body["redacted_from"] = json!(original);
-        }
-        // Refused whole, before any of its events is submitted: the sequencer would refuse
-        // only the event carrying the field and record the others (a decision without its
-        // finding).
-        if let Some(pointer) = secret_fields(&finding_body).into_iter().next() {
-            return Err(IngestError::Append(AppendError::SecretInEvent { pointer }));
-        }
-        let received = |case_id: CaseId, body: serde_json::Value| Draft {
-            case_id: Some(case_id),
-            actor: format!("source:{}", source.name),
-            kind: EventKind::FindingReceived,
-            idempotency_key: key.finding.clone(),
-            policy_bundle: None,
+            source: SourceRef {
+                name: source.name.clone(),
+                trust: source.trust,
+            },
+            redacted_from: submission.redacted_from,
+            case: None,
+        };
+        let finding_id = received_body.finding.id;
+        let received = |case_id: CaseId, body: FindingReceived| Draft {
             controls: controls.clone(),
-            body,
             evidence: vec![EvidenceBlob {
                 media_type: "application/json".into(),
                 bytes: submission.evidence.clone(),
             }],
+            ..Draft::new(
+                Some(case_id),
+                format!("source:{}", source.name),
+                key.finding.clone(),
+                EventBody::FindingReceived(body),
+            )
         };
         let open_key = (subject.to_owned(), obs.finding_type.clone());
 
         if let Some(case) = open.get(&open_key) {
-            groups.push(vec![received(case.id, finding_body)]);
+            groups.push(vec![received(case.id, received_body)]);
             return Ok(Plan::Append {
                 group: groups.len() - 1,
                 outcome: IngestOutcome {
-                    finding_id: finding.id,
+                    finding_id,
                     case_id: case.id,
                     case_state: case.state,
                     joined_open_case: true,
@@ -634,8 +644,8 @@ impl Ingestor {
             state: CaseState::NeedsReview,
             compliance_closed: false,
         };
-        finding_body["case"] = json!(case);
-        let opened = received(case.id, finding_body);
+        received_body.case = Some(case.clone());
+        let opened = received(case.id, received_body);
 
         let Some(action) = self
             .policy
@@ -651,7 +661,7 @@ impl Ingestor {
             return Ok(Plan::Append {
                 group: groups.len() - 1,
                 outcome: IngestOutcome {
-                    finding_id: finding.id,
+                    finding_id,
                     case_id: case.id,
                     case_state: case.state,
                     joined_open_case: false,
@@ -676,61 +686,59 @@ impl Ingestor {
                 action: &action,
             })
             .map_err(|err| IngestError::Policy(err.to_string()))?;
-        case.state = match (&decision.tier, reconciled) {
-            (_, false) => CaseState::NeedsReview,
-            (Tier::Auto, true) => CaseState::Remediating,
-            (Tier::Approval { .. }, true) => CaseState::AwaitingApproval,
-            (Tier::CaseOnly { freeze: true }, true) => CaseState::Frozen,
-            (Tier::CaseOnly { freeze: false }, true) => CaseState::NeedsReview,
-            (Tier::Deny, true) => CaseState::Denied,
-        };
-        let mut decided_body = json!({
-            "case": case,
-            "decision": decision,
-            "evaluation": evaluation,
-            "signal": signal,
-        });
-        if let Some(reason) = &review_reason {
-            decided_body["routing"] = json!({"to": "human_review", "reason": reason});
-        }
-        // Automation allowed: queue the write-back in the same batch as the decision.
-        let job = match (case.state, identity, action_from_name(&action)) {
-            (CaseState::Remediating, Some(identity), Some(job_action)) => Some(Job {
-                id: JobId(self.ids.next_id(now)),
-                case_id: case.id,
-                system: identity.system.clone(),
-                external_id: identity.external_id.clone(),
-                action: job_action,
-                state: JobState::Queued,
-                attempts: 0,
-                next_attempt_at: None,
-                dry_run: false,
-                last_error: None,
-                applied_at: None,
-            }),
+        // Automation allowed: the job is queued in the same group as the decision.
+        let job_action = identity.zip(action_from_name(&action));
+        case.state = decided_state(&decision.tier, reconciled, job_action.is_some());
+        let job = match (case.state, job_action) {
+            (CaseState::Remediating, Some((identity, job_action))) => Some(Job::queued(
+                JobId(self.ids.next_id(now)),
+                case.id,
+                &identity.system,
+                &identity.external_id,
+                job_action,
+                false,
+            )),
             _ => None,
         };
+        // Policy allows automation but nothing can be queued (the action needs parameters from
+        // a person): a human takes it, and the decision says why.
+        let review_reason = match (&decision.tier, &review_reason, &job) {
+            (Tier::Auto, None, None) => Some(format!(
+                "automation allowed, but action {action} needs parameters from a person"
+            )),
+            _ => review_reason,
+        };
+        let routing = review_reason.as_ref().map(|reason| Routing {
+            to: "human_review".into(),
+            reason: reason.clone(),
+        });
         let mut group = vec![opened];
         group.push(Draft {
-            case_id: Some(case.id),
-            actor: "engine".into(),
-            kind: EventKind::DecisionRecorded,
-            idempotency_key: format!("decision:{}:{}", source.name, key.base),
             policy_bundle: Some(decision.bundle_hash),
             controls: controls.clone(),
-            body: decided_body,
-            evidence: vec![],
+            ..Draft::new(
+                Some(case.id),
+                ENGINE_ACTOR,
+                format!("decision:{}:{}", source.name, key.base),
+                EventBody::DecisionRecorded(DecisionRecorded {
+                    case: case.clone(),
+                    decision: decision.clone(),
+                    evaluation,
+                    signal: signal.to_owned(),
+                    routing,
+                }),
+            )
         });
-        if let Some(job) = &job {
+        if let Some(job) = job {
             group.push(Draft {
-                case_id: Some(case.id),
-                actor: "engine".into(),
-                kind: EventKind::ChangeRequested,
-                idempotency_key: format!("job:{}:queued", job.id),
                 policy_bundle: Some(decision.bundle_hash),
                 controls,
-                body: json!({ "job": job }),
-                evidence: vec![],
+                ..Draft::new(
+                    Some(case.id),
+                    ENGINE_ACTOR,
+                    format!("job:{}:queued", job.id),
+                    EventBody::ChangeRequested(ChangeRequested { job, case: None }),
+                )
             });
         }
         groups.push(group);
@@ -738,7 +746,7 @@ impl Ingestor {
         Ok(Plan::Append {
             group: groups.len() - 1,
             outcome: IngestOutcome {
-                finding_id: finding.id,
+                finding_id,
                 case_id: case.id,
                 case_state: case.state,
                 joined_open_case: false,
@@ -750,33 +758,30 @@ impl Ingestor {
         })
     }
 
-    /// The outcome of a finding that was already ingested, read back from the ledger.
+    /// The outcome of a finding that was already ingested, read back from the ledger: the
+    /// finding's own entry, and the decision its case was opened with (if it opened one).
     async fn replayed_outcome(&self, row: &LedgerRow) -> Result<IngestOutcome, IngestError> {
         let corrupt = |detail: String| IngestError::Corrupt {
             seq: row.seq,
             detail,
         };
-        let event = writ_ledger::decode_leaf(&row.leaf).map_err(|err| corrupt(err.to_string()))?;
-        let finding: Finding = serde_json::from_value(event["body"]["finding"].clone())
-            .map_err(|err| corrupt(err.to_string()))?;
+        let EventBody::FindingReceived(received) = entries::decode_body(row)? else {
+            return Err(corrupt(format!("a {} entry, not a finding", row.kind)));
+        };
         let case_id = row
             .case_id
             .ok_or_else(|| corrupt("finding event without a case".into()))?;
-        let case = self.store.case(case_id).await?;
-        let decision_key = row.idempotency_key.replacen("finding:", "decision:", 1);
-        let decision = match self.store.entry_by_idempotency_key(&decision_key).await? {
-            Some(decided) => {
-                let event = writ_ledger::decode_leaf(&decided.leaf)
-                    .map_err(|err| corrupt(err.to_string()))?;
-                serde_json::from_value(event["body"]["decision"].clone()).ok()
-            }
-            None => None,
+        let view = self.store.case_view(case_id).await?;
+        let opened_here = received.case.is_some();
+        let decision = match &view {
+            Some(view) if opened_here => view.decision.as_ref().map(|(d, _)| d.clone()),
+            _ => None,
         };
         Ok(IngestOutcome {
-            finding_id: finding.id,
+            finding_id: received.finding.id,
             case_id,
-            case_state: case.map_or(CaseState::NeedsReview, |c| c.state),
-            joined_open_case: event["body"]["case"].is_null(),
+            case_state: view.map_or(CaseState::NeedsReview, |v| v.case.state),
+            joined_open_case: !opened_here,
             duplicate: true,
             decision,
             review_reason: None,

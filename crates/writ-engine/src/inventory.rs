@@ -11,33 +11,17 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
 use writ_connectors::{Connector, DiscoveredObject};
-use writ_core::event::EventKind;
+use writ_core::event::{EventBody, EventKind, IdentitySynced, OwnershipImported};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
+use writ_core::ownership::{self, OwnershipRule, OwnershipRules, RulesFormat};
 use writ_core::{Clock, IdSource, Sha256Digest};
 use writ_store::Store;
 
+use crate::entries;
 use crate::sequencer::{AppendError, Draft, EvidenceBlob, Sequencer};
-
-/// One ownership rule: identities whose `system/external_id` matches `pattern` (`*` matches any
-/// run of characters, `?` one) belong to `owner_team` and have `criticality`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OwnershipRule {
-    /// Glob over `system/external_id`, e.g. `aws:123456789012/svc-*`.
-    pub pattern: String,
-    /// The owning team; empty means "no owner" (findings then go to human review).
-    #[serde(default)]
-    pub owner_team: Option<String>,
-    /// How critical the identity's system is.
-    pub criticality: Criticality,
-    /// Overrides what the target says about administrative rights.
-    #[serde(default)]
-    pub privileged: Option<bool>,
-}
 
 /// Why an inventory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,119 +51,19 @@ pub enum InventoryError {
 }
 
 /// Parses a rules file: CSV (`pattern,owner_team,criticality[,privileged]`, `#` comments, an
-/// optional header line) or JSON (an array of rules), chosen by the file name's extension.
+/// optional header line, RFC 4180 quoting) or JSON (an array of rules), chosen by the file
+/// name's extension. Errors name the file and line.
 pub fn parse_rules(file: &str, text: &str) -> Result<Vec<OwnershipRule>, InventoryError> {
-    let error = |line: usize, message: String| InventoryError::Rules {
-        file: file.to_owned(),
-        line,
-        message,
+    let format = if file.ends_with(".json") {
+        RulesFormat::Json
+    } else {
+        RulesFormat::Csv
     };
-    if file.ends_with(".json") {
-        let mut de = serde_json::Deserializer::from_str(text);
-        return Vec::<OwnershipRule>::deserialize(&mut de)
-            .map_err(|err| error(err.line(), err.to_string()));
-    }
-    let mut rules = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        let raw = raw.trim();
-        if raw.is_empty() || raw.starts_with('#') {
-            continue;
-        }
-        if raw.contains('"') {
-            return Err(error(line, "quoted CSV fields are not supported".into()));
-        }
-        let fields: Vec<&str> = raw.split(',').map(str::trim).collect();
-        if index == 0 && fields.first() == Some(&"pattern") {
-            continue;
-        }
-        if !(3..=4).contains(&fields.len()) {
-            return Err(error(
-                line,
-                format!(
-                    "expected pattern,owner_team,criticality[,privileged]; found {} fields",
-                    fields.len()
-                ),
-            ));
-        }
-        let criticality: Criticality = serde_json::from_value(serde_json::Value::String(
-            fields[2].to_owned(),
-        ))
-        .map_err(|_| {
-            error(
-                line,
-                format!(
-                    "criticality {:?} is not low, medium, high or business_critical",
-                    fields[2]
-                ),
-            )
-        })?;
-        let privileged = match fields.get(3).copied() {
-            None | Some("") => None,
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            Some(other) => {
-                return Err(error(
-                    line,
-                    format!("privileged {other:?} is not true or false"),
-                ));
-            }
-        };
-        if fields[0].is_empty() {
-            return Err(error(line, "empty pattern".into()));
-        }
-        rules.push(OwnershipRule {
-            pattern: fields[0].to_owned(),
-            owner_team: Some(fields[1].to_owned()).filter(|t| !t.is_empty()),
-            criticality,
-            privileged,
-        });
-    }
-    Ok(rules)
-}
-
-/// Whether `text` matches the glob `pattern` (`*` any run, `?` one character).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// Applies the first matching rule to `identity`; returns whether one matched.
-pub fn apply_rules(identity: &mut Identity, rules: &[OwnershipRule]) -> bool {
-    let key = format!("{}/{}", identity.system, identity.external_id);
-    match rules.iter().find(|rule| glob_match(&rule.pattern, &key)) {
-        Some(rule) => {
-            identity.owner_team = rule.owner_team.clone();
-            identity.criticality = rule.criticality;
-            if let Some(privileged) = rule.privileged {
-                identity.privileged = privileged;
-            }
-            true
-        }
-        None => false,
-    }
+    ownership::parse_rules(format, text).map_err(|err| InventoryError::Rules {
+        file: file.to_owned(),
+        line: err.line,
+        message: err.message,
+    })
 }
 
 /// The identity a discovered object stands for, if it is one writ governs. Access keys are
@@ -240,15 +124,23 @@ pub fn identity_from(
     })
 }
 
-/// The latest imported rules (none if never imported).
-pub async fn current_rules(store: &dyn Store) -> Result<Vec<OwnershipRule>, InventoryError> {
-    let Some(row) = store.latest_entry_of_kind("ownership_imported").await? else {
-        return Ok(Vec::new());
+/// The latest imported rules (none if never imported), compiled for matching.
+pub async fn current_rules(store: &dyn Store) -> Result<OwnershipRules, InventoryError> {
+    let Some(row) = store
+        .latest_entry_of_kind(EventKind::OwnershipImported)
+        .await?
+    else {
+        return Ok(OwnershipRules::default());
     };
-    let event = writ_ledger::decode_leaf(&row.leaf)
-        .map_err(|err| InventoryError::Corrupt(err.to_string()))?;
-    serde_json::from_value(event["body"]["rules"].clone())
-        .map_err(|err| InventoryError::Corrupt(err.to_string()))
+    let EventBody::OwnershipImported(imported) =
+        entries::decode_body(&row).map_err(|err| InventoryError::Corrupt(err.to_string()))?
+    else {
+        return Err(InventoryError::Corrupt(format!(
+            "entry {} is not an ownership import",
+            row.seq
+        )));
+    };
+    OwnershipRules::new(imported.rules).map_err(|err| InventoryError::Corrupt(err.to_string()))
 }
 
 /// What a sync or import recorded.
@@ -295,19 +187,20 @@ pub async fn sync(
         if let Some(existing) = known.get(&identity.external_id) {
             identity.id = existing.id;
         }
-        if apply_rules(&mut identity, &rules) {
+        if rules.apply(&mut identity) {
             report.owned += 1;
         }
-        drafts.push(Draft {
-            case_id: None,
-            actor: format!("sync:{system}"),
-            kind: EventKind::IdentitySynced,
-            idempotency_key: format!("sync:{system}:{run}:{}", identity.external_id),
-            policy_bundle: None,
-            controls: vec![],
-            body: json!({ "identity": identity, "object_kind": object.object_kind }),
-            evidence: vec![],
-        });
+        let key = format!("sync:{system}:{run}:{}", identity.external_id);
+        drafts.push(Draft::new(
+            None,
+            format!("sync:{system}"),
+            key,
+            EventBody::IdentitySynced(IdentitySynced {
+                identity,
+                object_kind: Some(object.object_kind.clone()),
+                reason: None,
+            }),
+        ));
     }
     report.recorded = drafts.len();
     for result in sequencer.append_all(drafts).await {
@@ -328,43 +221,51 @@ pub async fn import_rules(
 ) -> Result<InventoryReport, InventoryError> {
     let now = clock.now();
     let digest = Sha256Digest::of(bytes);
+    let compiled = OwnershipRules::new(rules.clone()).map_err(|err| InventoryError::Rules {
+        file: file.to_owned(),
+        line: err.line,
+        message: err.message,
+    })?;
     sequencer
         .append(Draft {
-            case_id: None,
-            actor: "operator".into(),
-            kind: EventKind::OwnershipImported,
-            idempotency_key: format!("ownership:{digest}:{}", now.as_microsecond()),
-            policy_bundle: None,
-            controls: vec![],
-            body: json!({ "file": file, "rules": rules }),
             evidence: vec![EvidenceBlob {
                 media_type: "text/plain".into(),
                 bytes: bytes.to_vec(),
             }],
+            ..Draft::new(
+                None,
+                "operator",
+                format!("ownership:{digest}:{}", now.as_microsecond()),
+                EventBody::OwnershipImported(OwnershipImported {
+                    file: file.to_owned(),
+                    rules,
+                }),
+            )
         })
         .await?;
     let mut report = InventoryReport::default();
     let mut drafts = Vec::new();
     for mut identity in store.identities().await? {
         let before = identity.clone();
-        if apply_rules(&mut identity, &rules) {
+        if compiled.apply(&mut identity) {
             report.owned += 1;
         }
         if identity != before {
-            drafts.push(Draft {
-                case_id: None,
-                actor: "operator".into(),
-                kind: EventKind::IdentitySynced,
-                idempotency_key: format!(
-                    "ownership:{digest}:{}:{}",
-                    now.as_microsecond(),
-                    identity.id
-                ),
-                policy_bundle: None,
-                controls: vec![],
-                body: json!({ "identity": identity, "reason": "ownership rules imported" }),
-                evidence: vec![],
-            });
+            let key = format!(
+                "ownership:{digest}:{}:{}",
+                now.as_microsecond(),
+                identity.id
+            );
+            drafts.push(Draft::new(
+                None,
+                "operator",
+                key,
+                EventBody::IdentitySynced(IdentitySynced {
+                    identity,
+                    object_kind: None,
+                    reason: Some("ownership rules imported".into()),
+                }),
+            ));
         }
     }
     report.recorded = drafts.len();
@@ -379,27 +280,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn globs_match_like_shells() {
-        assert!(glob_match("aws:1/svc-*", "aws:1/svc-etl/AccessKey1"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "abbc"));
-        assert!(glob_match("*AccessKey?", "aws:1/u/AccessKey2"));
-        assert!(!glob_match("postgres:*", "aws:1/x"));
-    }
-
-    #[test]
-    fn csv_rules_parse_and_errors_name_the_line() {
-        let text = "pattern,owner_team,criticality,privileged\n# comment\naws:1/svc-etl*,data,high\naws:1/*,,low,false\n";
-        let rules = parse_rules("owners.csv", text).unwrap();
-        assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].owner_team.as_deref(), Some("data"));
-        assert_eq!(rules[1].owner_team, None);
-        assert_eq!(rules[1].privileged, Some(false));
-        let err = parse_rules("owners.csv", "a,b,urgent\n").unwrap_err();
+    fn rules_file_errors_name_the_file_and_line() {
+        let err = parse_rules("owners.csv", "a,b,low\na,b,urgent\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "owners.csv:1: criticality \"urgent\" is not low, medium, high or business_critical"
+            "owners.csv:2: criticality \"urgent\" is not low, medium, high or business_critical"
         );
         let err = parse_rules(
             "owners.json",
@@ -407,32 +292,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("owners.json:2:"), "{err}");
-    }
-
-    #[test]
-    fn first_matching_rule_wins() {
-        let rules = parse_rules(
-            "o.csv",
-            "aws:1/svc-etl/*,data,high,true\naws:1/*,platform,low\n",
-        )
-        .unwrap();
-        let mut identity = Identity {
-            id: IdentityId(uuid::Uuid::nil()),
-            system: "aws:1".into(),
-            external_id: "svc-etl/AccessKey1".into(),
-            kind: IdentityKind::ApiKey,
-            owner_team: None,
-            criticality: Criticality::Medium,
-            privileged: false,
-            tags: vec![],
-            last_used_at: None,
-            reconciled_at: None,
-        };
-        assert!(apply_rules(&mut identity, &rules));
-        assert_eq!(identity.owner_team.as_deref(), Some("data"));
-        assert!(identity.privileged);
-        identity.external_id = "ci/AccessKey1".into();
-        assert!(apply_rules(&mut identity, &rules));
-        assert_eq!(identity.owner_team.as_deref(), Some("platform"));
     }
 }

@@ -1,6 +1,7 @@
 //! writ's application services: the pieces that combine the pure core and ledger math with the
 //! store.
 //!
+//! - [`entries`]: reading ledger entries back as typed events, checked against their leaves.
 //! - [`sequencer`]: the single ledger writer. Batches appends (group commit) into one
 //!   transaction and one signed checkpoint; callers learn their sequence number only after the
 //!   commit.
@@ -13,6 +14,7 @@
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
+pub mod entries;
 pub mod ingest;
 pub mod inventory;
 pub mod keys;

@@ -1,17 +1,19 @@
 //! Re-deriving the projection tables from the ledger.
 //!
 //! The ledger is the source of truth; identities, cases and findings are projections of it.
-//! [`derive`] replays every entry through [`writ_core::projection::project`] (the same function
-//! the live write path uses); [`rebuild`] replaces the tables with the result in one
+//! [`derive`] replays every entry through the workflow state machine and
+//! [`writ_core::projection::project`] (the same functions the live write path uses); [`rebuild`] replaces the tables with the result in one
 //! transaction; [`check`] compares the result with the live tables without writing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize as _;
-use writ_core::event::Event;
+use writ_core::case::Case;
+use writ_core::ids::CaseId;
 use writ_core::projection::project;
+use writ_core::workflow::CaseWorkflow;
 use writ_store::{Effect, ProjectionDump, Store, StoreError};
 
+use crate::entries;
 use crate::sequencer::effect_of;
 
 /// Why a rebuild could not be done.
@@ -39,9 +41,12 @@ pub struct RebuildReport {
     pub rows: usize,
 }
 
-/// Replays the whole ledger into the projection effects it implies, in ledger order.
+/// Replays the whole ledger into the projection effects it implies, in ledger order. Every
+/// event goes through the workflow state machine of its case, as it did when it was appended:
+/// an illegal step (say, a frozen case becoming remediated) is refused and named.
 pub async fn derive(store: &dyn Store) -> Result<(u64, Vec<Effect>), RebuildError> {
     let mut effects = Vec::new();
+    let mut workflows: HashMap<CaseId, CaseWorkflow> = HashMap::new();
     let mut next = 0u64;
     loop {
         let page = store.entries(next, 10_000).await?;
@@ -49,13 +54,21 @@ pub async fn derive(store: &dyn Store) -> Result<(u64, Vec<Effect>), RebuildErro
             break;
         }
         for row in page {
-            let bad = |detail: String| RebuildError::BadEntry {
-                seq: row.seq,
-                detail,
-            };
-            let value = writ_ledger::decode_leaf(&row.leaf).map_err(|err| bad(err.to_string()))?;
-            let event = Event::deserialize(&value).map_err(|err| bad(err.to_string()))?;
-            for projection in project(&event).map_err(|err| bad(err.to_string()))? {
+            let event = entries::decode(&row).map_err(|err| RebuildError::BadEntry {
+                seq: err.seq,
+                detail: err.detail,
+            })?;
+            if let Some(case_id) = event.case_id {
+                workflows
+                    .entry(case_id)
+                    .or_default()
+                    .apply(case_id, &event.body)
+                    .map_err(|err| RebuildError::BadEntry {
+                        seq: event.seq,
+                        detail: err.to_string(),
+                    })?;
+            }
+            for projection in project(event.case_id, &event.body) {
                 effects.push(effect_of(projection, event.seq));
             }
             next = row.seq + 1;
@@ -81,25 +94,46 @@ pub async fn check(store: &dyn Store) -> Result<Vec<String>, RebuildError> {
     Ok(differences(&expected, &live))
 }
 
-/// The tables that applying `effects` to empty projections would produce.
+/// The tables that applying `effects` to empty projections would produce (what the store's
+/// `apply_effects` does, row by row).
 pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
+    type CaseRow = (Case, u64, u64, Option<serde_json::Value>, Option<u64>);
     let mut identities = BTreeMap::new();
-    let mut cases = BTreeMap::new();
+    let mut cases: BTreeMap<CaseId, CaseRow> = BTreeMap::new();
     let mut findings = BTreeMap::new();
     let mut jobs = BTreeMap::new();
+    let mut votes = BTreeMap::new();
     for effect in effects {
         match effect {
             Effect::PutEvidence(_) => {}
             Effect::UpsertIdentity { identity, seq } => {
                 identities.insert(identity.id, (identity, seq));
             }
-            Effect::UpsertCase { case, seq } => {
-                let opened = cases.get(&case.id).map_or(seq, |(_, opened, _)| *opened);
-                cases.insert(case.id, (case, opened, seq));
+            Effect::UpsertCase {
+                case,
+                decision,
+                seq,
+            } => {
+                let (opened, earlier, earlier_seq) = cases
+                    .get(&case.id)
+                    .map_or((seq, None, None), |(_, opened, _, d, at)| {
+                        (*opened, d.clone(), *at)
+                    });
+                let (decision, decision_seq) = match decision {
+                    Some(decision) => (Some(json_text(&*decision)), Some(seq)),
+                    None => (earlier, earlier_seq),
+                };
+                cases.insert(case.id, (case, opened, seq, decision, decision_seq));
             }
-            Effect::UpsertJob { job, seq } => {
-                let created = jobs.get(&job.id).map_or(seq, |(_, created, _)| *created);
-                jobs.insert(job.id, (job, created, seq));
+            Effect::UpsertJob { job, plan, seq } => {
+                let (created, earlier) = jobs.get(&job.id).map_or(
+                    (seq, None),
+                    |(_, created, _, plan): &(_, u64, u64, Option<serde_json::Value>)| {
+                        (*created, plan.clone())
+                    },
+                );
+                let plan = plan.map(|plan| json_text(&*plan)).or(earlier);
+                jobs.insert(job.id, (job, created, seq, plan));
             }
             Effect::InsertFinding {
                 finding,
@@ -110,14 +144,33 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                     .entry(finding.id)
                     .or_insert((finding, case_id, seq));
             }
+            Effect::InsertVote {
+                case_id,
+                approver,
+                seq,
+            } => {
+                if let Some((_, _, updated, _, Some(decision_seq))) = cases.get_mut(&case_id) {
+                    *updated = (*updated).max(seq);
+                    votes.insert(
+                        (case_id, *decision_seq, approver.clone()),
+                        (case_id, *decision_seq, approver, seq),
+                    );
+                }
+            }
         }
     }
     ProjectionDump {
         identities: identities.into_values().collect(),
         cases: cases.into_values().collect(),
+        votes: votes.into_values().collect(),
         findings: findings.into_values().collect(),
         jobs: jobs.into_values().collect(),
     }
+}
+
+/// A read model's JSON as the store's dump reads it back.
+fn json_text<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> {
@@ -148,6 +201,7 @@ fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> 
         &mut out,
     );
     compare("cases", &expected.cases, &live.cases, &mut out);
+    compare("votes", &expected.votes, &live.votes, &mut out);
     compare("findings", &expected.findings, &live.findings, &mut out);
     compare("jobs", &expected.jobs, &live.jobs, &mut out);
     out

@@ -26,33 +26,80 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use writ_core::event::{ControlTag, Event, EventKind, secret_fields};
-use writ_core::ids::CaseId;
-use writ_core::projection::{Projection, project_body};
+use writ_core::case::CaseState;
+use writ_core::event::{ControlTag, EventBody, EventKind, secret_fields};
+use writ_core::ids::{CaseId, JobId};
+use writ_core::job::JobState;
+use writ_core::projection::{Projection, project};
+use writ_core::workflow::{IllegalTransition, case_transition, job_transition};
 use writ_core::{Clock, Sha256Digest};
 use writ_ledger::{Checkpoint, Hash, SignerKey, TreeBuilder, encode_members_leaf, leaf_hash, sign};
-use writ_store::{CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, Store, StoreError};
+use writ_store::{
+    CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation, LedgerRow, Store, StoreError,
+};
 
 /// An event to append, before the sequencer gives it a place and a time.
+///
+/// A draft that changes a case or a job (its body carries a case or job snapshot) must say,
+/// in `expect`, what state and version of it the writer read, unless an earlier draft of the
+/// same group made it: the sequencer checks every such change against the state machine
+/// ([`writ_core::workflow`]) from that state, and the store checks that the state still holds
+/// in the same transaction (a conditional append). So a transition is legal when it is
+/// recorded, not only when it was decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {
     /// The case it belongs to.
     pub case_id: Option<CaseId>,
     /// Who or what caused it.
     pub actor: String,
-    /// What happened.
-    pub kind: EventKind,
     /// Unique per logical event; a retry with the same key returns the first entry.
     pub idempotency_key: String,
     /// The policy bundle that decided, where a decision was made.
     pub policy_bundle: Option<Sha256Digest>,
     /// Control framework references.
     pub controls: Vec<ControlTag>,
-    /// The payload, including any `identity`/`case`/`finding` snapshots to project.
-    pub body: serde_json::Value,
+    /// The payload, with the snapshots of whatever it changes.
+    pub body: EventBody,
     /// Raw evidence to store beside the ledger; the event records only the digests.
     pub evidence: Vec<EvidenceBlob>,
+    /// What the writer read of the cases and jobs this draft changes.
+    pub expect: Vec<Expectation>,
+}
+
+impl Draft {
+    /// A draft of `body` by `actor` under `idempotency_key`, with nothing else set.
+    pub fn new(
+        case_id: Option<CaseId>,
+        actor: impl Into<String>,
+        idempotency_key: impl Into<String>,
+        body: EventBody,
+    ) -> Self {
+        Draft {
+            case_id,
+            actor: actor.into(),
+            idempotency_key: idempotency_key.into(),
+            policy_bundle: None,
+            controls: Vec::new(),
+            body,
+            evidence: Vec::new(),
+            expect: Vec::new(),
+        }
+    }
+
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        self.body.kind()
+    }
+}
+
+/// A draft with its body encoded as JSON once, on the caller's task: the secret check and the
+/// leaf both read it.
+#[derive(Debug, Clone)]
+struct Encoded {
+    draft: Draft,
+    body: serde_json::Value,
 }
 
 /// Raw evidence (a finding exactly as received, a pre-image), stored by digest.
@@ -98,6 +145,12 @@ pub enum AppendError {
     /// The stored ledger does not match the signing key or its own checkpoints.
     #[error("the stored ledger cannot be extended: {0}")]
     Untrusted(String),
+    /// The event is not a legal step of its case or job from the state before it.
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// A case or job changed since the writer read it; read again and decide again.
+    #[error("{0}")]
+    Stale(String),
     /// The sequencer has stopped.
     #[error("the ledger sequencer has stopped")]
     Stopped,
@@ -126,7 +179,7 @@ impl Default for SequencerConfig {
 
 /// One caller's groups of drafts, committed in one transaction, each group all or nothing.
 struct Request {
-    groups: Vec<Vec<Draft>>,
+    groups: Vec<Vec<Encoded>>,
     reply: oneshot::Sender<Vec<Vec<Result<Appended, AppendError>>>>,
 }
 
@@ -195,17 +248,15 @@ impl Sequencer {
         let mut refused: Vec<Option<(AppendError, usize)>> = Vec::with_capacity(groups.len());
         let mut send = Vec::with_capacity(groups.len());
         for group in groups {
-            let pointer = group
-                .iter()
-                .find_map(|draft| secret_fields(&draft.body).into_iter().next());
-            match pointer {
-                Some(pointer) => {
-                    refused.push(Some((AppendError::SecretInEvent { pointer }, group.len())));
-                    send.push(Vec::new());
-                }
-                None => {
+            let size = group.len();
+            match encode_group(group) {
+                Ok(encoded) => {
                     refused.push(None);
-                    send.push(group);
+                    send.push(encoded);
+                }
+                Err(err) => {
+                    refused.push(Some((err, size)));
+                    send.push(Vec::new());
                 }
             }
         }
@@ -245,6 +296,23 @@ impl Sequencer {
             })
             .collect()
     }
+}
+
+/// Encodes each draft's body once, refusing the whole group if any holds a secret-named field.
+fn encode_group(group: Vec<Draft>) -> Result<Vec<Encoded>, AppendError> {
+    group
+        .into_iter()
+        .map(|draft| {
+            let body = draft
+                .body
+                .to_value()
+                .map_err(|err| AppendError::Encode(err.to_string()))?;
+            if let Some(pointer) = secret_fields(&body).into_iter().next() {
+                return Err(AppendError::SecretInEvent { pointer });
+            }
+            Ok(Encoded { draft, body })
+        })
+        .collect()
 }
 
 /// Extends `tree` with every stored entry beyond its size.
@@ -377,7 +445,7 @@ impl Writer {
     /// group, in order. A group is recorded whole or not at all.
     async fn commit_groups(
         &mut self,
-        groups: Vec<Vec<Draft>>,
+        groups: Vec<Vec<Encoded>>,
     ) -> Vec<Vec<Result<Appended, AppendError>>> {
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
         let group_of: Vec<usize> = sizes
@@ -385,17 +453,17 @@ impl Writer {
             .enumerate()
             .flat_map(|(group, &n)| std::iter::repeat_n(group, n))
             .collect();
-        let drafts: Vec<Draft> = groups.into_iter().flatten().collect();
+        let drafts: Vec<Encoded> = groups.into_iter().flatten().collect();
         let mut results: Vec<Option<Result<Appended, AppendError>>> = vec![None; drafts.len()];
         // Within the batch, later drafts with an earlier draft's key follow that draft.
         let mut first_with_key: HashMap<&str, usize> = HashMap::new();
         let mut followers: Vec<(usize, usize)> = Vec::new();
         let mut leaders: Vec<usize> = Vec::new();
         for (index, draft) in drafts.iter().enumerate() {
-            match first_with_key.get(draft.idempotency_key.as_str()) {
+            match first_with_key.get(draft.draft.idempotency_key.as_str()) {
                 Some(&leader) => followers.push((index, leader)),
                 None => {
-                    first_with_key.insert(&draft.idempotency_key, index);
+                    first_with_key.insert(&draft.draft.idempotency_key, index);
                     leaders.push(index);
                 }
             }
@@ -418,7 +486,9 @@ impl Writer {
         while !leaders.is_empty() {
             attempts += 1;
             let preparing = std::time::Instant::now();
-            let prepared = match self.prepare(leaders.iter().map(|&i| &drafts[i])) {
+            let prepared = match self.prepare(leaders.iter().map(|&i| &drafts[i]), |position| {
+                group_of[leaders[position]]
+            }) {
                 Ok(prepared) => prepared,
                 Err((position, err)) => {
                     let group = group_of[leaders[position]];
@@ -460,7 +530,7 @@ impl Writer {
                     for &index in &leaders {
                         match self
                             .store
-                            .entry_by_idempotency_key(&drafts[index].idempotency_key)
+                            .entry_by_idempotency_key(&drafts[index].draft.idempotency_key)
                             .await
                         {
                             Ok(Some(row)) => results[index] = Some(Ok(duplicate_of(&row))),
@@ -485,7 +555,7 @@ impl Writer {
                                     .copied()
                                     .filter(|&i| group_of[i] == group)
                                     .collect();
-                                let alone: Vec<Draft> =
+                                let alone: Vec<Encoded> =
                                     members.iter().map(|&i| drafts[i].clone()).collect();
                                 let outcome = Box::pin(self.commit_groups(vec![alone]))
                                     .await
@@ -499,6 +569,37 @@ impl Writer {
                         }
                     }
                     leaders = remaining;
+                }
+                Err(StoreError::Stale { .. }) if has_many_groups(&leaders, &group_of) => {
+                    // Someone else changed a case or job one of the groups read: commit group
+                    // by group, so that only the groups that read stale state fail.
+                    let mut groups_left: Vec<usize> =
+                        leaders.iter().map(|&i| group_of[i]).collect();
+                    groups_left.dedup();
+                    for group in groups_left {
+                        let members: Vec<usize> = leaders
+                            .iter()
+                            .copied()
+                            .filter(|&i| group_of[i] == group)
+                            .collect();
+                        let alone: Vec<Encoded> =
+                            members.iter().map(|&i| drafts[i].clone()).collect();
+                        let outcome = Box::pin(self.commit_groups(vec![alone]))
+                            .await
+                            .pop()
+                            .unwrap_or_default();
+                        for (index, result) in members.into_iter().zip(outcome) {
+                            results[index] = Some(result);
+                        }
+                    }
+                    leaders.clear();
+                }
+                Err(err @ StoreError::Stale { .. }) => {
+                    let err = AppendError::Stale(err.to_string());
+                    for &index in &leaders {
+                        results[index] = Some(Err(err.clone()));
+                    }
+                    leaders.clear();
                 }
                 Err(err) => {
                     tracing::error!(error = %err, events = leaders.len(), "ledger commit failed; batch rolled back");
@@ -530,18 +631,25 @@ impl Writer {
             .collect()
     }
 
-    /// Builds the commit for `drafts` on top of the current tree. On an encoding error, returns
-    /// the position of the draft at fault.
+    /// Builds the commit for `drafts` on top of the current tree. On an encoding error, an
+    /// illegal transition or an expectation an earlier draft of the batch already broke,
+    /// returns the position of the draft at fault. `group_of` names a position's group.
     fn prepare<'d>(
         &self,
-        drafts: impl Iterator<Item = &'d Draft>,
+        drafts: impl Iterator<Item = &'d Encoded>,
+        group_of: impl Fn(usize) -> usize,
     ) -> Result<Prepared, (usize, AppendError)> {
         let mut tree = self.tree.clone();
         let mut batch = CommitBatch::default();
         let mut results = Vec::new();
+        let mut states = BatchStates::default();
         let now = writ_core::clock::to_micros(self.clock.now());
-        for (position, draft) in drafts.enumerate() {
+        for (position, Encoded { draft, body }) in drafts.enumerate() {
             let seq = tree.size();
+            let fail = |err: AppendError| (position, err);
+            states
+                .check(draft, seq, group_of(position), &mut batch.expectations)
+                .map_err(fail)?;
             let mut evidence_digests = Vec::with_capacity(draft.evidence.len());
             for blob in &draft.evidence {
                 let digest = Sha256Digest::of(&blob.bytes);
@@ -554,40 +662,36 @@ impl Writer {
                 }));
             }
             let mut controls = draft.controls.clone();
-            for tag in draft.kind.nist_csf_controls() {
+            for tag in draft.kind().nist_csf_controls() {
                 if !controls.iter().any(|c| c.0 == *tag) {
                     controls.push(ControlTag((*tag).to_owned()));
                 }
             }
             controls.sort();
-            // The event without its body, which is encoded and projected from the draft by
-            // reference.
-            let header = Event {
+            let header = Header {
                 seq,
                 time: now,
                 case_id: draft.case_id,
-                actor: draft.actor.clone(),
-                kind: draft.kind,
-                idempotency_key: draft.idempotency_key.clone(),
+                actor: &draft.actor,
+                kind: draft.kind(),
+                idempotency_key: &draft.idempotency_key,
                 policy_bundle: draft.policy_bundle,
-                evidence: evidence_digests,
-                controls,
-                body: serde_json::Value::Null,
+                evidence: &evidence_digests,
+                controls: &controls,
             };
-            let fail = |err: String| (position, AppendError::Encode(err));
-            let leaf = encode_event_leaf(&header, &draft.body).map_err(fail)?;
+            let leaf =
+                encode_event_leaf(&header, body).map_err(|err| fail(AppendError::Encode(err)))?;
             let hash = leaf_hash(&leaf);
-            let projections = project_body(seq, draft.case_id, &draft.body)
-                .map_err(|err| fail(err.to_string()))?;
+            let projections = project(draft.case_id, &draft.body);
             // A finding is recorded under its event's key (the store refuses anything else).
             for projection in &projections {
                 if let Projection::Finding { finding, .. } = projection
                     && finding.idempotency_key != draft.idempotency_key
                 {
-                    return Err(fail(format!(
+                    return Err(fail(AppendError::Encode(format!(
                         "the finding's idempotency key {:?} is not its event's {:?}",
                         finding.idempotency_key, draft.idempotency_key
-                    )));
+                    ))));
                 }
             }
             for projection in projections {
@@ -598,7 +702,7 @@ impl Writer {
                 seq,
                 time: now,
                 case_id: draft.case_id,
-                kind: kind_name(draft.kind),
+                kind: draft.kind(),
                 actor: draft.actor.clone(),
                 idempotency_key: draft.idempotency_key.clone(),
                 leaf,
@@ -633,16 +737,144 @@ impl Writer {
     }
 }
 
+/// The cases and jobs a batch has changed so far, with the group that changed each, so that
+/// every draft is checked against the state machine from the state before it.
+#[derive(Default)]
+struct BatchStates {
+    cases: HashMap<CaseId, (Option<CaseState>, usize)>,
+    jobs: HashMap<JobId, (Option<JobState>, usize)>,
+}
+
+impl BatchStates {
+    /// Checks `draft` (at `seq`, in `group`): its expectations must be about things no other
+    /// group of the batch has changed (they go to the store, checked in the transaction); each
+    /// case or job it changes must have a known state before it (expected, or made earlier in
+    /// the group) from which the change is legal.
+    fn check(
+        &mut self,
+        draft: &Draft,
+        seq: u64,
+        group: usize,
+        expectations: &mut Vec<Expectation>,
+    ) -> Result<(), AppendError> {
+        for expectation in &draft.expect {
+            match *expectation {
+                Expectation::Case { id, state, .. } => {
+                    if self.cases.get(&id).is_some_and(|(_, g)| *g != group) {
+                        return Err(AppendError::Stale(format!(
+                            "case {id} changed in the same batch before entry {seq}"
+                        )));
+                    }
+                    self.cases.insert(id, (Some(state), group));
+                }
+                Expectation::Job { id, state, .. } => {
+                    if self.jobs.get(&id).is_some_and(|(_, g)| *g != group) {
+                        return Err(AppendError::Stale(format!(
+                            "job {id} changed in the same batch before entry {seq}"
+                        )));
+                    }
+                    self.jobs.insert(id, (Some(state), group));
+                }
+            }
+            expectations.push(*expectation);
+        }
+        let body = &draft.body;
+        if let Some(case_id) = draft.case_id {
+            let known = self.cases.get(&case_id).copied();
+            let changes = body.case().is_some();
+            match known {
+                Some((from, g)) if g == group || !changes => {
+                    let to = case_transition(from, body)?;
+                    if changes {
+                        self.cases.insert(case_id, (to, group));
+                    }
+                }
+                Some(_) => {
+                    return Err(AppendError::Stale(format!(
+                        "case {case_id} changed in the same batch before entry {seq}"
+                    )));
+                }
+                None => match body {
+                    // Opening a case: from nothing.
+                    EventBody::FindingReceived(b) if b.case.is_some() => {
+                        let to = case_transition(None, body)?;
+                        self.cases.insert(case_id, (to, group));
+                    }
+                    _ if changes => {
+                        return Err(AppendError::Illegal(IllegalTransition {
+                            kind: body.kind(),
+                            reason: format!(
+                                "case {case_id} is changed without saying what state it was read in"
+                            ),
+                        }));
+                    }
+                    // A finding joining an open case changes nothing; the store's indexes keep
+                    // it in an open case.
+                    _ => {}
+                },
+            }
+        }
+        if let Some(job) = body.job() {
+            let from = match (self.jobs.get(&job.id).copied(), body) {
+                (Some((_, g)), _) if g != group => {
+                    return Err(AppendError::Stale(format!(
+                        "job {} changed in the same batch before entry {seq}",
+                        job.id
+                    )));
+                }
+                (Some((from, _)), _) => from,
+                (None, EventBody::ChangeRequested(_)) => None,
+                (None, _) => {
+                    return Err(AppendError::Illegal(IllegalTransition {
+                        kind: body.kind(),
+                        reason: format!(
+                            "job {} is changed without saying what state it was read in",
+                            job.id
+                        ),
+                    }));
+                }
+            };
+            let to = job_transition(from, body)?;
+            self.jobs.insert(job.id, (to, group));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `leaders` span more than one group.
+fn has_many_groups(leaders: &[usize], group_of: &[usize]) -> bool {
+    leaders
+        .first()
+        .is_some_and(|&first| leaders.iter().any(|&i| group_of[i] != group_of[first]))
+}
+
+/// An event without its body, serialised exactly as [`writ_core::event::Event`] serialises
+/// those fields, so that the body can be encoded by reference.
+#[derive(Serialize)]
+struct Header<'a> {
+    seq: u64,
+    time: Timestamp,
+    case_id: Option<CaseId>,
+    actor: &'a str,
+    kind: EventKind,
+    idempotency_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_bundle: Option<Sha256Digest>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    evidence: &'a [Sha256Digest],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    controls: &'a [ControlTag],
+}
+
 /// The leaf of `header` with `body` as its body: the bytes `writ_ledger::encode_leaf` gives for
 /// the whole event, without copying the body.
-fn encode_event_leaf(header: &Event, body: &serde_json::Value) -> Result<Vec<u8>, String> {
+fn encode_event_leaf(header: &Header<'_>, body: &serde_json::Value) -> Result<Vec<u8>, String> {
     let header = serde_json::to_value(header).map_err(|err| err.to_string())?;
     let serde_json::Value::Object(header) = header else {
         return Err("an event must serialize as a JSON object".to_owned());
     };
     let members = header
         .iter()
-        .filter(|(name, _)| name.as_str() != "body")
         .map(|(name, value)| (name.as_str(), value))
         .chain(std::iter::once(("body", body)))
         .collect();
@@ -653,21 +885,22 @@ fn encode_event_leaf(header: &Event, body: &serde_json::Value) -> Result<Vec<u8>
 pub fn effect_of(projection: Projection, seq: u64) -> Effect {
     match projection {
         Projection::Identity(identity) => Effect::UpsertIdentity { identity, seq },
-        Projection::Case(case) => Effect::UpsertCase { case, seq },
-        Projection::Job(job) => Effect::UpsertJob { job, seq },
+        Projection::Case { case, decision } => Effect::UpsertCase {
+            case,
+            decision,
+            seq,
+        },
+        Projection::Job { job, plan } => Effect::UpsertJob { job, plan, seq },
         Projection::Finding { finding, case_id } => Effect::InsertFinding {
             finding,
             case_id,
             seq,
         },
-    }
-}
-
-/// An event kind's snake_case name, as stored in the `kind` column.
-pub fn kind_name(kind: EventKind) -> String {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{kind:?}"),
+        Projection::Vote { case_id, approver } => Effect::InsertVote {
+            case_id,
+            approver,
+            seq,
+        },
     }
 }
 
@@ -683,7 +916,6 @@ fn duplicate_of(row: &LedgerRow) -> Appended {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::json;
     use writ_ledger::encode_leaf;
 
     use super::*;
@@ -701,27 +933,37 @@ mod tests {
             evidence in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
             controls in proptest::collection::vec("\\PC{0,8}", 0..3),
             text in any::<String>(),
-            number in any::<i64>(),
         ) {
-            let body = json!({
-                "case": {"id": text, "n": number, "\u{e000}": [1.5, null, true]},
-                "body": {"nested": "x"},
-                "seq": "not the event's",
+            let body = EventBody::OwnershipImported(writ_core::event::OwnershipImported {
+                file: text,
+                rules: vec![],
             });
-            let mut event = Event {
+            let evidence: Vec<Sha256Digest> = evidence.into_iter().map(Sha256Digest).collect();
+            let controls: Vec<ControlTag> = controls.into_iter().map(ControlTag).collect();
+            let header = Header {
                 seq,
                 time: Timestamp::from_microsecond(micros).unwrap(),
                 case_id: case.map(|n| CaseId(uuid::Uuid::from_u128(n))),
-                actor,
-                kind: EventKind::FindingReceived,
-                idempotency_key: key,
+                actor: &actor,
+                kind: EventKind::OwnershipImported,
+                idempotency_key: &key,
                 policy_bundle: bundle.map(Sha256Digest),
-                evidence: evidence.into_iter().map(Sha256Digest).collect(),
-                controls: controls.into_iter().map(ControlTag).collect(),
-                body: serde_json::Value::Null,
+                evidence: &evidence,
+                controls: &controls,
             };
-            let by_parts = encode_event_leaf(&event, &body).unwrap();
-            event.body = body;
+            let by_parts = encode_event_leaf(&header, &body.to_value().unwrap()).unwrap();
+            let event = writ_core::event::Event {
+                seq,
+                time: header.time,
+                case_id: header.case_id,
+                actor: actor.clone(),
+                kind: header.kind,
+                idempotency_key: key.clone(),
+                policy_bundle: header.policy_bundle,
+                evidence: evidence.clone(),
+                controls: controls.clone(),
+                body,
+            };
             prop_assert_eq!(by_parts, encode_leaf(&event).unwrap());
         }
     }

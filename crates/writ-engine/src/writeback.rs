@@ -10,24 +10,42 @@
 //! After a crash the job's last recorded state says what may have happened: a job with an
 //! intent (or applied) but no verdict is read back first; if the change is already in effect it
 //! is recorded, not applied again, and otherwise applied (connectors are idempotent). So no
-//! change is applied twice and none is lost.
+//! change is applied twice and none is lost. A rollback records its intent first too, and the
+//! worker finishes it after a crash.
+//!
+//! Every step is a conditional append: it names the state and version of the job (and case) it
+//! read, the state machine in `writ_core::workflow` checks the step, and the store checks in the
+//! same transaction that nobody moved them meanwhile. So two approvals at once never queue two
+//! jobs, and a case never has two live jobs.
+//!
+//! Each try of a job counts as an attempt (planning, applying or reading back); a retryable
+//! failure puts the job back with exponential backoff until `max_attempts`, after which it fails
+//! for a human, every attempt recorded.
+//!
+//! The read models (the `jobs` table, the case's decision and votes) are for speed, not trust:
+//! before touching a target, the worker checks the job, the decision and the approvals it rests
+//! on against their ledger entries, and refuses a job that no entry backs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
-use serde_json::json;
 use writ_connectors::{ApplyOutcome, Connector, ConnectorError, Plan, Verification};
-use writ_core::approval::{Approval, Verdict, approvals_satisfied};
-use writ_core::case::{Case, CaseState};
-use writ_core::decision::{Decision, Tier};
-use writ_core::event::EventKind;
+use writ_core::approval::{Approval, Verdict};
+use writ_core::case::CaseState;
+use writ_core::decision::Tier;
+use writ_core::event::{
+    ApprovalGranted, ChangeRequested, EventBody, ReadBack, RollbackIntent, RolledBack,
+    WriteBackApplied, WriteBackFailed, WriteBackIntent, WriteBackVerified,
+};
 use writ_core::ids::{ApprovalId, CaseId, ChangeId, JobId};
 use writ_core::job::{Job, JobState, action_from_name};
+use writ_core::workflow::{CaseWorkflow, ENGINE_ACTOR};
 use writ_core::{Clock, IdSource};
-use writ_store::Store;
+use writ_store::{CaseView, Expectation, JobView, Store};
 
-use crate::sequencer::{AppendError, Draft, Sequencer};
+use crate::entries;
+use crate::sequencer::{AppendError, Appended, Draft, Sequencer};
 
 /// Why a write-back operation could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +59,10 @@ pub enum WriteBackError {
     /// The ledger refused the event; nothing changed.
     #[error(transparent)]
     Append(#[from] AppendError),
+    /// The case or job changed since it was read (another approver or worker got there
+    /// first); nothing was recorded.
+    #[error("{0}")]
+    Stale(String),
     /// A recorded event could not be read.
     #[error("ledger entry {seq} is unreadable: {detail}")]
     Corrupt {
@@ -49,6 +71,15 @@ pub enum WriteBackError {
         /// Why.
         detail: String,
     },
+}
+
+impl From<entries::UnreadableEntry> for WriteBackError {
+    fn from(err: entries::UnreadableEntry) -> Self {
+        WriteBackError::Corrupt {
+            seq: err.seq,
+            detail: err.detail,
+        }
+    }
 }
 
 /// Worker settings, including the blast-radius guards.
@@ -106,6 +137,11 @@ pub struct PassReport {
     pub retried: usize,
     /// Jobs planned in dry-run mode.
     pub planned: usize,
+    /// Rollbacks finished by the worker (after a crash or a failed first try).
+    pub rolled_back: usize,
+    /// Jobs refused because no ledger entry backs them (or what backs them does not allow
+    /// them); they are never worked, and each is logged as an error.
+    pub refused: usize,
 }
 
 /// What a guard says about a job.
@@ -128,6 +164,9 @@ pub struct WriteBack {
     /// This worker's name on its job leases; unique per engine.
     holder: String,
 }
+
+/// How often a conditional append is tried again after someone else changed the case first.
+const STALE_RETRIES: u32 = 8;
 
 impl WriteBack {
     /// An engine over these connectors (keyed by their system names).
@@ -161,8 +200,10 @@ impl WriteBack {
         self
     }
 
-    /// Records an approval of `case`'s pending change by `approver`. When the approvals the
-    /// decision asks for are complete, queues the write-back job. Returns the job if queued.
+    /// Records an approval of `case_id`'s pending change by `approver`. When the approvals the
+    /// decision asks for are complete, queues the write-back job in the same transaction.
+    /// Returns the job if queued. The vote and the job rest on the case as read: if another
+    /// approval (or anything else) changed the case first, it is read again and decided again.
     pub async fn approve(
         &self,
         case_id: CaseId,
@@ -170,106 +211,114 @@ impl WriteBack {
         rationale: &str,
         dry_run: bool,
     ) -> Result<Option<Job>, WriteBackError> {
-        let case = self.case(case_id).await?;
-        if case.state != CaseState::AwaitingApproval {
-            return Err(WriteBackError::Refused(format!(
-                "case {case_id} is not awaiting approval (it is {:?})",
-                case.state
-            )));
-        }
-        if rationale.trim().is_empty() {
-            return Err(WriteBackError::Refused(
-                "an approval needs a rationale".into(),
-            ));
-        }
-        let (decision, mut approvals) = self.decision_and_approvals(case_id).await?;
-        let Tier::Approval { count, .. } = decision.tier else {
-            return Err(WriteBackError::Refused(format!(
-                "case {case_id}'s decision does not call for approvals"
-            )));
-        };
-        if approvals.iter().any(|a| a.approver == approver) {
-            return Err(WriteBackError::Refused(format!(
-                "{approver} has already approved case {case_id}"
-            )));
-        }
-        let now = self.clock.now();
-        let approval = Approval {
-            id: ApprovalId(self.ids.next_id(now)),
-            change_id: ChangeId(case_id.as_uuid()),
-            approver: approver.to_owned(),
-            verdict: Verdict::Approve,
-            rationale: rationale.to_owned(),
-            at: now,
-        };
-        self.sequencer
-            .append(Draft {
-                case_id: Some(case_id),
-                actor: format!("user:{approver}"),
-                kind: EventKind::ApprovalGranted,
-                idempotency_key: format!("approval:{case_id}:{approver}"),
+        for _ in 0..STALE_RETRIES {
+            let view = self.case_view(case_id).await?;
+            if view.case.state != CaseState::AwaitingApproval {
+                return Err(WriteBackError::Refused(format!(
+                    "case {case_id} is not awaiting approval (it is {})",
+                    <&str>::from(view.case.state)
+                )));
+            }
+            let Some((decision, decision_seq)) = &view.decision else {
+                return Err(no_decision(case_id));
+            };
+            let mut workflow = workflow_of(&view);
+            let now = self.clock.now();
+            let vote = EventBody::ApprovalGranted(ApprovalGranted {
+                approval: Approval {
+                    id: ApprovalId(self.ids.next_id(now)),
+                    change_id: ChangeId(case_id.as_uuid()),
+                    approver: approver.to_owned(),
+                    verdict: Verdict::Approve,
+                    rationale: rationale.to_owned(),
+                    at: now,
+                },
+                rationale: rationale.to_owned(),
+            });
+            workflow
+                .apply(case_id, &vote)
+                .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+            let mut group = vec![Draft {
                 policy_bundle: Some(decision.bundle_hash),
-                controls: vec![],
-                body: json!({ "approval": approval, "rationale": rationale }),
-                evidence: vec![],
-            })
-            .await?;
-        approvals.push(approval);
-        // Separation of duties: the engine and the finding's source requested the change.
-        if !approvals_satisfied(&approvals, count, "engine") {
-            return Ok(None);
+                expect: vec![case_expectation(&view)],
+                ..Draft::new(
+                    Some(case_id),
+                    format!("user:{approver}"),
+                    format!("approval:{case_id}:{decision_seq}:{approver}"),
+                    vote,
+                )
+            }];
+            let job = if workflow.may_queue() {
+                let (draft, job) = self.queue(&view, &mut workflow, approver, dry_run).await?;
+                group.push(draft);
+                Some(job)
+            } else {
+                None
+            };
+            match self.append_group(group).await {
+                Err(WriteBackError::Stale(_)) => continue,
+                Err(err) => return Err(err),
+                Ok(_) => return Ok(job),
+            }
         }
-        self.enqueue(&case, &decision, approver, dry_run)
-            .await
-            .map(Some)
+        Err(WriteBackError::Refused(format!(
+            "case {case_id} kept changing while the approval was recorded; try again"
+        )))
     }
 
-    /// Queues the write-back of `case`'s decided action.
-    pub async fn enqueue(
+    /// The draft that queues the write-back of `view`'s decided action (checked with
+    /// `workflow`, which it advances), and the job.
+    async fn queue(
         &self,
-        case: &Case,
-        decision: &Decision,
+        view: &CaseView,
+        workflow: &mut CaseWorkflow,
         actor: &str,
         dry_run: bool,
-    ) -> Result<Job, WriteBackError> {
+    ) -> Result<(Draft, Job), WriteBackError> {
+        let case_id = view.case.id;
+        let Some((decision, _)) = &view.decision else {
+            return Err(no_decision(case_id));
+        };
         let action = action_from_name(&decision.action).ok_or_else(|| {
             WriteBackError::Refused(format!(
                 "action {} needs parameters from a person; not queued",
                 decision.action
             ))
         })?;
-        let identity_id = case.identity_id.ok_or_else(|| {
+        let identity = match view.case.identity_id {
+            Some(id) => self.store.identity(id).await?,
+            None => None,
+        }
+        .ok_or_else(|| {
             WriteBackError::Refused("the case's identity is not in the inventory".into())
         })?;
-        let identity = self.store.identity(identity_id).await?.ok_or_else(|| {
-            WriteBackError::Refused("the case's identity is not in the inventory".into())
-        })?;
-        let now = self.clock.now();
-        let job = Job {
-            id: JobId(self.ids.next_id(now)),
-            case_id: case.id,
-            system: identity.system.clone(),
-            external_id: identity.external_id.clone(),
+        let job = Job::queued(
+            JobId(self.ids.next_id(self.clock.now())),
+            case_id,
+            &identity.system,
+            &identity.external_id,
             action,
-            state: JobState::Queued,
-            attempts: 0,
-            next_attempt_at: None,
             dry_run,
-            last_error: None,
-            applied_at: None,
-        };
-        let mut case = case.clone();
+        );
+        let mut case = view.case.clone();
         case.state = CaseState::Remediating;
-        self.record(
-            &job,
-            Some(&case),
-            EventKind::ChangeRequested,
-            actor,
-            "queued",
-            json!({}),
-        )
-        .await?;
-        Ok(job)
+        let body = EventBody::ChangeRequested(ChangeRequested {
+            job: job.clone(),
+            case: Some(case),
+        });
+        workflow
+            .apply(case_id, &body)
+            .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+        let draft = Draft {
+            policy_bundle: Some(decision.bundle_hash),
+            ..Draft::new(
+                Some(case_id),
+                format!("user:{actor}"),
+                format!("job:{}:queued", job.id),
+                body,
+            )
+        };
+        Ok((draft, job))
     }
 
     /// Works every due job once (up to 100 per pass): claims leases on a few due jobs no other
@@ -294,8 +343,8 @@ impl WriteBack {
             }
             claimed_this_pass += u32::try_from(claimed.len()).unwrap_or(PASS_LIMIT);
             let mut progress = false;
-            for job in claimed {
-                let id = job.id;
+            for view in claimed {
+                let id = view.job.id;
                 // Once per pass: a job left as it was (another replica holds its attempt)
                 // waits for the next pass.
                 if !worked_this_pass.insert(id) {
@@ -307,7 +356,14 @@ impl WriteBack {
                 if !self.renew(id).await? {
                     continue;
                 }
-                let worked = self.work(job, &mut report).await;
+                let worked = match self.work(view, &mut report).await {
+                    // Someone else moved the job or its case first: theirs stands.
+                    Err(WriteBackError::Stale(why)) => {
+                        tracing::info!(job = %id, %why, "job changed meanwhile; leaving it");
+                        Ok(())
+                    }
+                    other => other,
+                };
                 self.store.release_lease(id, &self.holder).await?;
                 worked?;
             }
@@ -336,72 +392,105 @@ impl WriteBack {
         Ok(held)
     }
 
-    async fn work(&self, mut job: Job, report: &mut PassReport) -> Result<(), WriteBackError> {
-        let Some(connector) = self.connectors.get(&job.system).cloned() else {
-            let reason = format!("no connector configured for system {}", job.system);
-            return self.fail(job, &reason, report).await;
+    async fn work(&self, view: JobView, report: &mut PassReport) -> Result<(), WriteBackError> {
+        let case = self.case_view(view.job.case_id).await?;
+        let plan = match self.backing(&view, &case).await {
+            Ok(plan) => plan,
+            Err(why) => {
+                tracing::error!(
+                    job = %view.job.id,
+                    case = %view.job.case_id,
+                    %why,
+                    "refusing a job that the ledger does not back; nothing was changed"
+                );
+                report.refused += 1;
+                return Ok(());
+            }
         };
+        let mut step = Step::new(&view);
+        let Some(connector) = self.connectors.get(&step.job.system).cloned() else {
+            let reason = format!("no connector configured for system {}", step.job.system);
+            return self.fail(step, &reason, report).await;
+        };
+        if step.job.state == JobState::RollbackIntent {
+            let plan = plan.ok_or_else(|| no_plan(step.job.id))?;
+            return self
+                .finish_rollback(step, &plan, &*connector, report)
+                .await
+                .map(|_| ());
+        }
         // What may already have happened, by the last recorded state.
-        let plan = match job.state {
+        let plan = match step.job.state {
             JobState::Queued => {
-                if let Some(reason) = self.guard(&job).await? {
+                if let Some(reason) = self.guard(&step.job).await? {
                     return match reason {
                         Guard::Wait(until, why) => {
-                            job.next_attempt_at = Some(until);
-                            job.last_error = Some(why);
-                            self.record(
-                                &job,
-                                None,
-                                EventKind::WriteBackFailed,
-                                "engine",
+                            step.job.next_attempt_at = Some(until);
+                            step.job.last_error = Some(why.clone());
+                            self.record_job(
+                                &mut step,
                                 &format!("held:{}", until.as_microsecond()),
-                                json!({ "retryable": true, "held_by_guard": true, "error": job.last_error }),
+                                |job| {
+                                    EventBody::WriteBackFailed(WriteBackFailed {
+                                        job,
+                                        case: None,
+                                        retryable: true,
+                                        error: why,
+                                        held_by_guard: true,
+                                        needs_attention: false,
+                                    })
+                                },
                             )
                             .await?;
                             report.retried += 1;
                             Ok(())
                         }
-                        Guard::Refuse(why) => self.fail(job, &why, report).await,
+                        Guard::Refuse(why) => self.fail(step, &why, report).await,
                     };
                 }
-                let plan = match connector.plan(&job.external_id, &job.action).await {
+                step.job.attempts += 1;
+                let plan = match connector
+                    .plan(&step.job.external_id, &step.job.action)
+                    .await
+                {
                     Ok(plan) => plan,
-                    Err(err) => return self.retry_or_fail(job, err, report).await,
+                    Err(err) => return self.retry_or_fail(step, err, report).await,
                 };
-                job.state = if job.dry_run {
+                step.job.state = if step.job.dry_run {
                     JobState::Planned
                 } else {
                     JobState::Intent
                 };
-                job.attempts += 1;
+                // The intent's key names the job and the attempt: if it was already recorded,
+                // another worker (another replica) holds this attempt. Leave it.
+                let intent_key = format!("intent:{}", step.job.attempts);
                 let claimed = self
-                    .record(
-                        &job,
-                        None,
-                        EventKind::WriteBackIntent,
-                        "engine",
-                        &format!("intent:{}", job.attempts),
-                        json!({ "plan": plan }),
-                    )
+                    .record_job(&mut step, &intent_key, |job| {
+                        EventBody::WriteBackIntent(WriteBackIntent {
+                            job,
+                            plan: plan.clone(),
+                        })
+                    })
                     .await?;
-                // The intent's idempotency key names the job and the attempt: if it was already
-                // recorded, another worker (another replica) holds this attempt. Leave it.
                 if !claimed {
                     return Ok(());
                 }
-                if job.dry_run {
+                if step.job.dry_run {
                     report.planned += 1;
                     return Ok(());
                 }
                 plan
             }
-            JobState::Intent | JobState::Applied => self.recorded_plan(&job).await?,
+            JobState::Intent | JobState::Applied => {
+                step.job.attempts += 1;
+                plan.ok_or_else(|| no_plan(step.job.id))?
+            }
             _ => return Ok(()),
         };
 
-        if job.state == JobState::Intent {
+        if step.job.state == JobState::Intent {
             // Fence: only the lease holder touches the target.
-            if !self.renew(job.id).await? {
+            if !self.renew(step.job.id).await? {
                 return Ok(());
             }
             // After a crash the change may already be in effect: read before applying again.
@@ -409,49 +498,44 @@ impl WriteBack {
             let outcome = if in_effect {
                 ApplyOutcome::AlreadyInState
             } else {
-                match connector.apply(&plan, &job.id.to_string()).await {
+                match connector.apply(&plan, &step.job.id.to_string()).await {
                     Ok(outcome) => outcome,
-                    Err(err) => return self.retry_or_fail(job, err, report).await,
+                    Err(err) => return self.retry_or_fail(step, err, report).await,
                 }
             };
             if let ApplyOutcome::Rejected { reason } = &outcome {
                 return self
-                    .fail(job, &format!("the target refused: {reason}"), report)
+                    .fail(step, &format!("the target refused: {reason}"), report)
                     .await;
             }
-            job.state = JobState::Applied;
-            job.applied_at = Some(self.clock.now());
-            self.record(
-                &job,
-                None,
-                EventKind::WriteBackApplied,
-                "engine",
-                "applied",
-                json!({ "outcome": outcome }),
-            )
+            step.job.state = JobState::Applied;
+            step.job.applied_at = Some(self.clock.now());
+            self.record_job(&mut step, "applied", |job| {
+                EventBody::WriteBackApplied(WriteBackApplied { job, outcome })
+            })
             .await?;
         }
 
         match connector.verify(&plan).await {
             Ok(Verification::Confirmed) => {
-                job.state = JobState::Verified;
-                let mut case = self.case(job.case_id).await?;
-                case.state = CaseState::Remediated;
-                self.record(
-                    &job,
-                    Some(&case),
-                    EventKind::WriteBackVerified,
-                    "engine",
-                    "verified",
-                    json!({ "verification": "confirmed" }),
-                )
+                step.job.state = JobState::Verified;
+                let case = self.case_view(step.job.case_id).await?;
+                let mut remediated = case.case.clone();
+                remediated.state = CaseState::Remediated;
+                self.record_case_step(&mut step, ENGINE_ACTOR, &case, "verified", |job| {
+                    EventBody::WriteBackVerified(WriteBackVerified {
+                        job,
+                        case: remediated,
+                        verification: ReadBack::Confirmed,
+                    })
+                })
                 .await?;
                 report.verified += 1;
                 Ok(())
             }
             Ok(Verification::NotInEffect { observed }) => {
                 self.fail(
-                    job,
+                    step,
                     &format!(
                         "read-back does not show the change: {}",
                         observed.attributes
@@ -460,52 +544,143 @@ impl WriteBack {
                 )
                 .await
             }
-            Err(err) => self.retry_or_fail(job, err, report).await,
+            Err(err) => self.retry_or_fail(step, err, report).await,
         }
     }
 
-    /// Undoes `case`'s verified change from its recorded pre-image.
+    /// Undoes `case_id`'s verified change from its recorded pre-image. The intent is recorded
+    /// first; if the target does not take the rollback now, the worker tries again later
+    /// (retryable errors) and the call says so.
     pub async fn rollback(
         &self,
         case_id: CaseId,
         actor: &str,
         rationale: &str,
     ) -> Result<Job, WriteBackError> {
-        let mut job = self
-            .store
-            .jobs_for_case(case_id)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|j| j.state == JobState::Verified)
+        if rationale.trim().is_empty() {
+            return Err(WriteBackError::Refused(
+                "a rollback needs a rationale".into(),
+            ));
+        }
+        let case = self.case_view(case_id).await?;
+        let view = case
+            .job
+            .clone()
+            .filter(|j| {
+                j.job.state == JobState::Verified && case.case.state == CaseState::Remediated
+            })
             .ok_or_else(|| {
                 WriteBackError::Refused(format!("case {case_id} has no verified change to undo"))
             })?;
-        let connector = self.connectors.get(&job.system).cloned().ok_or_else(|| {
-            WriteBackError::Refused(format!("no connector configured for system {}", job.system))
-        })?;
-        let plan = self.recorded_plan(&job).await?;
-        let outcome = connector.rollback(&plan).await.map_err(|err| {
-            WriteBackError::Refused(format!("the target did not take the rollback: {err}"))
-        })?;
-        if let ApplyOutcome::Rejected { reason } = &outcome {
-            return Err(WriteBackError::Refused(format!(
-                "rollback refused: {reason}"
-            )));
-        }
-        job.state = JobState::RolledBack;
-        let mut case = self.case(case_id).await?;
-        case.state = CaseState::RolledBack;
-        self.record(
-            &job,
-            Some(&case),
-            EventKind::RolledBack,
+        let plan = self
+            .backing(&view, &case)
+            .await
+            .map_err(|why| {
+                WriteBackError::Refused(format!("the recorded change cannot be trusted: {why}"))
+            })?
+            .ok_or_else(|| no_plan(view.job.id))?;
+        let connector = self
+            .connectors
+            .get(&view.job.system)
+            .cloned()
+            .ok_or_else(|| {
+                WriteBackError::Refused(format!(
+                    "no connector configured for system {}",
+                    view.job.system
+                ))
+            })?;
+        let mut step = Step::new(&view);
+        step.job.state = JobState::RollbackIntent;
+        step.job.next_attempt_at = None;
+        step.job.last_error = None;
+        self.record_case_step(
+            &mut step,
             &format!("user:{actor}"),
-            "rolled-back",
-            json!({ "outcome": outcome, "rationale": rationale }),
+            &case,
+            "rollback-intent",
+            |job| {
+                EventBody::RollbackIntent(RollbackIntent {
+                    job,
+                    rationale: rationale.to_owned(),
+                })
+            },
         )
         .await?;
-        Ok(job)
+        step.job.attempts += 1;
+        let mut report = PassReport::default();
+        let job = self
+            .finish_rollback(step, &plan, &*connector, &mut report)
+            .await?;
+        match job.state {
+            JobState::RolledBack => Ok(job),
+            _ => Err(WriteBackError::Refused(format!(
+                "the rollback is recorded but the target did not take it yet ({}); the worker will try again",
+                job.last_error.as_deref().unwrap_or("no reason given")
+            ))),
+        }
+    }
+
+    /// Restores `plan`'s pre-image for a job whose rollback intent is recorded, and records the
+    /// outcome. Returns the job as recorded.
+    async fn finish_rollback(
+        &self,
+        mut step: Step,
+        plan: &Plan,
+        connector: &dyn Connector,
+        report: &mut PassReport,
+    ) -> Result<Job, WriteBackError> {
+        let outcome = match connector.rollback(plan).await {
+            Ok(ApplyOutcome::Rejected { reason }) => {
+                self.fail(
+                    step.clone(),
+                    &format!("the target refused the rollback: {reason}"),
+                    report,
+                )
+                .await?;
+                step.job.state = JobState::Failed;
+                step.job.last_error = Some(reason);
+                return Ok(step.job);
+            }
+            Ok(outcome) => outcome,
+            Err(err) => {
+                let error = err.to_string();
+                self.retry_or_fail(step.clone(), err, report).await?;
+                step.job.last_error = Some(error);
+                return Ok(step.job);
+            }
+        };
+        let rationale = self.rollback_rationale(step.job.id).await?;
+        let case = self.case_view(step.job.case_id).await?;
+        let mut rolled_back = case.case.clone();
+        rolled_back.state = CaseState::RolledBack;
+        step.job.state = JobState::RolledBack;
+        self.record_case_step(&mut step, ENGINE_ACTOR, &case, "rolled-back", |job| {
+            EventBody::RolledBack(RolledBack {
+                job,
+                case: rolled_back,
+                outcome,
+                rationale,
+            })
+        })
+        .await?;
+        report.rolled_back += 1;
+        Ok(step.job)
+    }
+
+    /// The rationale recorded with a job's rollback intent.
+    async fn rollback_rationale(&self, job: JobId) -> Result<String, WriteBackError> {
+        let row = self
+            .store
+            .entry_by_idempotency_key(&format!("job:{job}:rollback-intent"))
+            .await?
+            .ok_or_else(|| WriteBackError::Refused(format!("job {job} has no rollback intent")))?;
+        match entries::decode_body(&row)? {
+            EventBody::RollbackIntent(intent) => Ok(intent.rationale),
+            other => Err(WriteBackError::Corrupt {
+                seq: row.seq,
+                detail: format!("a {} entry, not a rollback intent", other.kind()),
+            }),
+        }
     }
 
     /// The blast-radius guards: a cap on changes per system per window, and never taking
@@ -562,156 +737,344 @@ impl WriteBack {
         Ok(None)
     }
 
+    /// Puts the job back for another try with backoff, or fails it when the error is not
+    /// retryable or this was its last attempt.
     async fn retry_or_fail(
         &self,
-        mut job: Job,
+        mut step: Step,
         err: ConnectorError,
         report: &mut PassReport,
     ) -> Result<(), WriteBackError> {
-        if !err.is_retryable() || job.attempts >= self.settings.max_attempts {
-            return self.fail(job, &err.to_string(), report).await;
+        if !err.is_retryable() || step.job.attempts >= self.settings.max_attempts {
+            let reason = if err.is_retryable() {
+                format!("gave up after {} attempts: {err}", step.job.attempts)
+            } else {
+                err.to_string()
+            };
+            return self.fail(step, &reason, report).await;
         }
         let delay =
-            self.settings.backoff * i32::try_from(1u32 << job.attempts.min(10)).unwrap_or(1);
-        job.next_attempt_at = self.clock.now().checked_add(delay).ok();
-        job.last_error = Some(err.to_string());
+            self.settings.backoff * i32::try_from(1u32 << step.job.attempts.min(10)).unwrap_or(1);
+        step.job.next_attempt_at = self.clock.now().checked_add(delay).ok();
+        step.job.last_error = Some(err.to_string());
         // Keep the state: a job whose intent is recorded is read back before any new apply.
-        self.record(
-            &job,
-            None,
-            EventKind::WriteBackFailed,
-            "engine",
-            &format!("retry:{}", job.attempts),
-            json!({ "retryable": true, "error": err.to_string() }),
-        )
+        let attempt = step.job.attempts;
+        self.record_job(&mut step, &format!("retry:{attempt}"), |job| {
+            EventBody::WriteBackFailed(WriteBackFailed {
+                job,
+                case: None,
+                retryable: true,
+                error: err.to_string(),
+                held_by_guard: false,
+                needs_attention: false,
+            })
+        })
         .await?;
         report.retried += 1;
         Ok(())
     }
 
+    /// Fails the job and its case for good; a human must look.
     async fn fail(
         &self,
-        mut job: Job,
+        mut step: Step,
         reason: &str,
         report: &mut PassReport,
     ) -> Result<(), WriteBackError> {
-        job.state = JobState::Failed;
-        job.last_error = Some(reason.to_owned());
-        let mut case = self.case(job.case_id).await?;
-        case.state = CaseState::WriteBackFailed;
-        self.record(
-            &job,
-            Some(&case),
-            EventKind::WriteBackFailed,
-            "engine",
-            "failed",
-            json!({ "retryable": false, "error": reason, "needs_attention": true }),
-        )
+        step.job.state = JobState::Failed;
+        step.job.last_error = Some(reason.to_owned());
+        step.job.next_attempt_at = None;
+        let case = self.case_view(step.job.case_id).await?;
+        let mut failed = case.case.clone();
+        failed.state = CaseState::WriteBackFailed;
+        self.record_case_step(&mut step, ENGINE_ACTOR, &case, "failed", |job| {
+            EventBody::WriteBackFailed(WriteBackFailed {
+                job,
+                case: Some(failed),
+                retryable: false,
+                error: reason.to_owned(),
+                held_by_guard: false,
+                needs_attention: true,
+            })
+        })
         .await?;
         report.failed += 1;
         Ok(())
     }
 
-    /// Appends a job event with the job's (and optionally the case's) new snapshot. Returns
-    /// false when the same step of the same job was already recorded (by another worker).
-    async fn record(
+    /// Appends a step of the job that leaves its case as it is, expecting the job as `step`
+    /// last saw it. Returns false when the same step of the same job was already recorded (by
+    /// another worker).
+    async fn record_job(
         &self,
-        job: &Job,
-        case: Option<&Case>,
-        kind: EventKind,
-        actor: &str,
-        step: &str,
-        mut body: serde_json::Value,
+        step: &mut Step,
+        name: &str,
+        body: impl FnOnce(Job) -> EventBody,
     ) -> Result<bool, WriteBackError> {
-        body["job"] = json!(job);
-        if let Some(case) = case {
-            body["case"] = json!(case);
-        }
-        let appended = self
-            .sequencer
-            .append(Draft {
-                case_id: Some(job.case_id),
-                actor: actor.to_owned(),
-                kind,
-                idempotency_key: format!("job:{}:{step}", job.id),
-                policy_bundle: None,
-                controls: vec![],
-                body,
-                evidence: vec![],
-            })
-            .await?;
-        Ok(!appended.duplicate)
+        let expect = vec![step.expectation()];
+        let body = body(step.job.clone());
+        self.record(step, ENGINE_ACTOR, name, body, expect).await
     }
 
-    async fn case(&self, id: CaseId) -> Result<Case, WriteBackError> {
+    /// Appends a step that moves the job and its case, expecting both as read.
+    async fn record_case_step(
+        &self,
+        step: &mut Step,
+        actor: &str,
+        case: &CaseView,
+        name: &str,
+        body: impl FnOnce(Job) -> EventBody,
+    ) -> Result<bool, WriteBackError> {
+        let expect = vec![step.expectation(), case_expectation(case)];
+        let body = body(step.job.clone());
+        self.record(step, actor, name, body, expect).await
+    }
+
+    async fn record(
+        &self,
+        step: &mut Step,
+        actor: &str,
+        name: &str,
+        body: EventBody,
+        expect: Vec<Expectation>,
+    ) -> Result<bool, WriteBackError> {
+        let draft = Draft {
+            expect,
+            ..Draft::new(
+                Some(step.job.case_id),
+                actor,
+                format!("job:{}:{name}", step.job.id),
+                body,
+            )
+        };
+        let appended = self.append_group(vec![draft]).await?;
+        let Some(appended) = appended.first() else {
+            return Err(WriteBackError::Append(AppendError::Stopped));
+        };
+        if appended.duplicate {
+            return Ok(false);
+        }
+        step.version = appended.seq;
+        step.recorded = step.job.state;
+        Ok(true)
+    }
+
+    /// Appends one group, mapping the sequencer's refusals to this engine's errors.
+    async fn append_group(&self, group: Vec<Draft>) -> Result<Vec<Appended>, WriteBackError> {
+        let results = self
+            .sequencer
+            .append_groups(vec![group])
+            .await
+            .pop()
+            .unwrap_or_default();
+        results
+            .into_iter()
+            .map(|result| match result {
+                Ok(appended) => Ok(appended),
+                Err(AppendError::Stale(why)) => Err(WriteBackError::Stale(why)),
+                Err(AppendError::Illegal(err)) => Err(WriteBackError::Refused(err.to_string())),
+                Err(AppendError::Conflict(why)) => Err(WriteBackError::Refused(format!(
+                    "refused by the store: {why}"
+                ))),
+                Err(err) => Err(WriteBackError::Append(err)),
+            })
+            .collect()
+    }
+
+    async fn case_view(&self, id: CaseId) -> Result<CaseView, WriteBackError> {
         self.store
-            .case(id)
+            .case_view(id)
             .await?
             .ok_or_else(|| WriteBackError::Refused(format!("no case {id}")))
     }
 
-    /// The plan recorded in the job's latest intent event.
-    async fn recorded_plan(&self, job: &Job) -> Result<Plan, WriteBackError> {
-        for row in self.store.case_entries(job.case_id).await?.iter().rev() {
-            if row.kind != "write_back_intent" {
-                continue;
-            }
-            let event =
-                writ_ledger::decode_leaf(&row.leaf).map_err(|err| WriteBackError::Corrupt {
-                    seq: row.seq,
-                    detail: err.to_string(),
-                })?;
-            if event["body"]["job"]["id"] != json!(job.id) {
-                continue;
-            }
-            return serde_json::from_value(event["body"]["plan"].clone()).map_err(|err| {
-                WriteBackError::Corrupt {
-                    seq: row.seq,
-                    detail: err.to_string(),
-                }
-            });
+    /// Checks `view` (a job from the `jobs` table) against the ledger before anything touches
+    /// a target: the entry that queued it names the same change; the decision in force on its
+    /// case allowed it (automatically, or with the approvals it asked for, each an entry by a
+    /// distinct approver); the entry that last changed it holds exactly this job; and, once
+    /// it has an intent, the recorded plan is the one the ledger holds. Returns the plan.
+    /// An error says why the job is not backed.
+    async fn backing(&self, view: &JobView, case: &CaseView) -> Result<Option<Plan>, String> {
+        let job = &view.job;
+        let read = |seq: u64| async move {
+            let row = self
+                .store
+                .entries(seq, 1)
+                .await
+                .map_err(|err| err.to_string())?
+                .into_iter()
+                .next()
+                .filter(|row| row.seq == seq)
+                .ok_or_else(|| format!("entry {seq} does not exist"))?;
+            entries::decode(&row).map_err(|err| err.to_string())
+        };
+        // The change itself.
+        let queued = read(view.created_seq).await?;
+        let EventBody::ChangeRequested(requested) = &queued.body else {
+            return Err(format!(
+                "entry {} (said to queue it) is a {}",
+                view.created_seq, queued.kind
+            ));
+        };
+        let same_change = |recorded: &Job| {
+            recorded.id == job.id
+                && recorded.case_id == job.case_id
+                && recorded.system == job.system
+                && recorded.external_id == job.external_id
+                && recorded.action == job.action
+                && recorded.dry_run == job.dry_run
+        };
+        if queued.case_id != Some(job.case_id) || !same_change(&requested.job) {
+            return Err(format!(
+                "entry {} queued a different change",
+                view.created_seq
+            ));
         }
-        Err(WriteBackError::Refused(format!(
-            "job {} has no recorded intent",
-            job.id
-        )))
+        // What allowed it.
+        let Some((_, decision_seq)) = &case.decision else {
+            return Err("its case has no decision".into());
+        };
+        let decided = read(*decision_seq).await?;
+        let EventBody::DecisionRecorded(decided_body) = &decided.body else {
+            return Err(format!("entry {decision_seq} is not a decision"));
+        };
+        if decided.case_id != Some(job.case_id) || *decision_seq > view.created_seq {
+            return Err(format!(
+                "entry {decision_seq} is not the decision of its case before it was queued"
+            ));
+        }
+        match &decided_body.decision.tier {
+            Tier::Auto if decided_body.routing.is_none() && queued.actor == ENGINE_ACTOR => {}
+            Tier::Approval { count, .. } => {
+                let mut approvers = std::collections::BTreeSet::new();
+                for (approver, seq) in &case.votes {
+                    if *seq > view.created_seq || *seq < *decision_seq {
+                        continue;
+                    }
+                    let vote = read(*seq).await?;
+                    let EventBody::ApprovalGranted(granted) = &vote.body else {
+                        return Err(format!("entry {seq} is not an approval"));
+                    };
+                    if vote.case_id != Some(job.case_id)
+                        || granted.approval.approver != *approver
+                        || vote.actor != format!("user:{approver}")
+                        || approver == ENGINE_ACTOR
+                    {
+                        return Err(format!("entry {seq} is not {approver}'s approval of it"));
+                    }
+                    approvers.insert(approver.clone());
+                }
+                if approvers.len() < usize::try_from(*count).unwrap_or(usize::MAX) {
+                    return Err(format!(
+                        "the decision needs {count} approval(s); the ledger holds {}",
+                        approvers.len()
+                    ));
+                }
+            }
+            other => {
+                return Err(format!("a {other:?} decision allows no change"));
+            }
+        }
+        // The job as last recorded.
+        let latest = read(view.updated_seq).await?;
+        if latest.body.job() != Some(job) {
+            return Err(format!(
+                "entry {} does not hold the job as the table has it",
+                view.updated_seq
+            ));
+        }
+        // The plan, once there is one.
+        let Some(plan) = &view.plan else {
+            return Ok(None);
+        };
+        if let EventBody::WriteBackIntent(intent) = &latest.body {
+            return if intent.plan == *plan {
+                Ok(Some(plan.clone()))
+            } else {
+                Err("the recorded plan is not the intent's".into())
+            };
+        }
+        let rows = self
+            .store
+            .case_entries(job.case_id)
+            .await
+            .map_err(|err| err.to_string())?;
+        for row in rows.iter().rev() {
+            if row.kind != writ_core::event::EventKind::WriteBackIntent {
+                continue;
+            }
+            let EventBody::WriteBackIntent(intent) =
+                entries::decode_body(row).map_err(|err| err.to_string())?
+            else {
+                continue;
+            };
+            if intent.job.id == job.id {
+                return if intent.plan == *plan {
+                    Ok(Some(intent.plan))
+                } else {
+                    Err("the recorded plan is not the intent's".into())
+                };
+            }
+        }
+        Err("the job has a plan but no intent in the ledger".into())
+    }
+}
+
+/// A job being worked: its snapshot as the worker changes it, and the state and version
+/// (the seq of the entry) it was last recorded with, which the next step expects.
+#[derive(Debug, Clone)]
+struct Step {
+    job: Job,
+    recorded: JobState,
+    version: u64,
+}
+
+impl Step {
+    fn new(view: &JobView) -> Self {
+        Step {
+            job: view.job.clone(),
+            recorded: view.job.state,
+            version: view.updated_seq,
+        }
     }
 
-    /// The case's decision and the approvals recorded so far.
-    async fn decision_and_approvals(
-        &self,
-        case_id: CaseId,
-    ) -> Result<(Decision, Vec<Approval>), WriteBackError> {
-        let mut decision = None;
-        let mut approvals = Vec::new();
-        for row in self.store.case_entries(case_id).await? {
-            let corrupt = |detail: String| WriteBackError::Corrupt {
-                seq: row.seq,
-                detail,
-            };
-            match row.kind.as_str() {
-                "decision_recorded" => {
-                    let event =
-                        writ_ledger::decode_leaf(&row.leaf).map_err(|e| corrupt(e.to_string()))?;
-                    decision = Some(
-                        serde_json::from_value(event["body"]["decision"].clone())
-                            .map_err(|e| corrupt(e.to_string()))?,
-                    );
-                }
-                "approval_granted" => {
-                    let event =
-                        writ_ledger::decode_leaf(&row.leaf).map_err(|e| corrupt(e.to_string()))?;
-                    approvals.push(
-                        serde_json::from_value(event["body"]["approval"].clone())
-                            .map_err(|e| corrupt(e.to_string()))?,
-                    );
-                }
-                _ => {}
-            }
+    /// The expectation that the job is still as last recorded.
+    fn expectation(&self) -> Expectation {
+        Expectation::Job {
+            id: self.job.id,
+            state: self.recorded,
+            updated_seq: self.version,
         }
-        let decision = decision.ok_or_else(|| {
-            WriteBackError::Refused(format!("case {case_id} has no recorded decision"))
-        })?;
-        Ok((decision, approvals))
     }
+}
+
+/// The expectation that a case is still as `view` read it.
+fn case_expectation(view: &CaseView) -> Expectation {
+    Expectation::Case {
+        id: view.case.id,
+        state: view.case.state,
+        updated_seq: view.updated_seq,
+    }
+}
+
+/// What the read models say about a case, as the state machine needs it.
+fn workflow_of(view: &CaseView) -> CaseWorkflow {
+    CaseWorkflow {
+        case: Some(view.case.id),
+        state: Some(view.case.state),
+        decision: view.decision.as_ref().map(|(d, _)| d.clone()),
+        routed_to_human: false,
+        votes: view.votes.iter().map(|(a, _)| a.clone()).collect(),
+        job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),
+    }
+}
+
+fn no_decision(case_id: CaseId) -> WriteBackError {
+    WriteBackError::Refused(format!(
+        "case {case_id} has no decision in force (if this database predates the read models, run `writ admin rebuild`)"
+    ))
+}
+
+fn no_plan(job: JobId) -> WriteBackError {
+    WriteBackError::Refused(format!("job {job} has no recorded intent"))
 }

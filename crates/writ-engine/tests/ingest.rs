@@ -12,7 +12,7 @@ use uuid::Uuid;
 use writ_core::case::CaseState;
 use writ_core::clock::SequentialIds;
 use writ_core::decision::Tier;
-use writ_core::event::EventKind;
+use writ_core::event::{EventBody, IdentitySynced};
 use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
@@ -122,16 +122,16 @@ impl Harness {
             critical,
         ] {
             self.sequencer
-                .append(Draft {
-                    case_id: None,
-                    actor: "sync:test".into(),
-                    kind: EventKind::IdentitySynced,
-                    idempotency_key: format!("sync:{}", identity.id),
-                    policy_bundle: None,
-                    controls: vec![],
-                    body: json!({ "identity": identity }),
-                    evidence: vec![],
-                })
+                .append(Draft::new(
+                    None,
+                    "sync:test",
+                    format!("sync:{}", identity.id),
+                    EventBody::IdentitySynced(IdentitySynced {
+                        identity,
+                        object_kind: None,
+                        reason: None,
+                    }),
+                ))
                 .await
                 .unwrap();
         }
@@ -225,7 +225,7 @@ async fn unused_key_needs_owner_approval(h: Harness) {
 
     // The story in the ledger: the finding, then the decision with its exact inputs.
     let events = h.store.case_entries(outcome.case_id).await.unwrap();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(kinds, ["finding_received", "decision_recorded"]);
     let decided = writ_ledger::decode_leaf(&events[1].leaf).unwrap();
     assert_eq!(decided["policy_bundle"], json!(h.policy.hash()));
@@ -328,8 +328,18 @@ async fn policy_tiers_follow_the_demo_bundle(h: Harness) {
         )
         .await
         .unwrap();
+    // Policy allows revoking automatically, but a revocation needs to know what to revoke:
+    // no job can be queued, so a person takes it (the case says why) rather than the case
+    // claiming a remediation that nothing will carry out.
     assert_eq!(auto.decision.unwrap().tier, Tier::Auto);
-    assert_eq!(auto.case_state, CaseState::Remediating);
+    assert_eq!(auto.case_state, CaseState::NeedsReview);
+    assert!(
+        auto.review_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("needs parameters from a person")),
+        "{:?}",
+        auto.review_reason
+    );
 
     let frozen = h
         .ingestor
@@ -554,59 +564,77 @@ struct FailNextCommit {
     armed: std::sync::atomic::AtomicBool,
 }
 
-/// The `Store` impl of [`FailNextCommit`]: `commit` as given, every other method delegated.
-/// (One macro for the whole impl, so that `async_trait` sees the expanded methods.)
-macro_rules! store_delegating_all_but_commit {
-    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+/// Delegates every listed method of role trait `$role` to `self.inner`. (One macro per impl,
+/// so that `async_trait` sees the expanded methods.)
+macro_rules! delegate {
+    ($role:path { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )* } $($extra:item)*) => {
         #[async_trait::async_trait]
-        impl Store for FailNextCommit {
-            fn backend(&self) -> writ_store::Backend {
-                self.inner.backend()
-            }
-            async fn commit(&self, batch: writ_store::CommitBatch) -> Result<(), StoreError> {
-                if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    return Err(StoreError::Corrupt {
-                        table: "ledger_entries",
-                        detail: "injected: the database failed the commit".into(),
-                    });
-                }
-                self.inner.commit(batch).await
-            }
+        impl $role for FailNextCommit {
             $( async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
                 self.inner.$name($($arg),*).await
             } )*
+            $($extra)*
         }
     };
 }
 
-store_delegating_all_but_commit! {
-        fn ping(&self) -> ();
+delegate! {
+    writ_store::LedgerStore {
         fn ledger_size(&self) -> u64;
         fn entry_by_idempotency_key(&self, key: &str) -> Option<writ_store::LedgerRow>;
-        fn latest_entry_of_kind(&self, kind: &str) -> Option<writ_store::LedgerRow>;
+        fn entries_by_idempotency_keys(&self, keys: &[String]) -> Vec<writ_store::LedgerRow>;
+        fn latest_entry_of_kind(&self, kind: writ_core::event::EventKind) -> Option<writ_store::LedgerRow>;
         fn entries(&self, from: u64, limit: u32) -> Vec<writ_store::LedgerRow>;
         fn leaves(&self, from: u64, limit: u32) -> Vec<(u64, Vec<u8>, [u8; 32])>;
         fn case_entries(&self, case: writ_core::ids::CaseId) -> Vec<writ_store::LedgerRow>;
         fn checkpoints(&self) -> Vec<writ_store::CheckpointRow>;
         fn latest_checkpoint(&self) -> Option<writ_store::CheckpointRow>;
         fn evidence(&self, digest: &Sha256Digest) -> Option<writ_store::EvidenceRow>;
-        fn entries_by_idempotency_keys(&self, keys: &[String]) -> Vec<writ_store::LedgerRow>;
+    }
+    async fn commit(&self, batch: writ_store::CommitBatch) -> Result<(), StoreError> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Corrupt {
+                table: "ledger_entries",
+                detail: "injected: the database failed the commit".into(),
+            });
+        }
+        self.inner.commit(batch).await
+    }
+}
+
+delegate! {
+    writ_store::ProjectionStore {
         fn identities_by_external_ids(&self, subjects: &[(String, String)]) -> Vec<Identity>;
         fn open_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_core::case::Case>;
         fn identity(&self, id: IdentityId) -> Option<Identity>;
         fn identity_by_external_id(&self, system: &str, external_id: &str) -> Option<Identity>;
         fn identities(&self) -> Vec<Identity>;
         fn case(&self, id: writ_core::ids::CaseId) -> Option<writ_core::case::Case>;
-        fn open_case(&self, subject: &str, finding_type: &str) -> Option<writ_core::case::Case>;
+        fn case_view(&self, id: writ_core::ids::CaseId) -> Option<writ_store::CaseView>;
         fn cases(&self, filter: &writ_store::CaseFilter) -> Vec<writ_core::case::Case>;
-        fn pending_jobs(&self, limit: u32) -> Vec<writ_core::job::Job>;
-        fn claim_jobs(&self, holder: &str, now: Timestamp, until: Timestamp, limit: u32) -> Vec<writ_core::job::Job>;
+    }
+}
+
+delegate! {
+    writ_store::JobQueue {
+        fn claim_jobs(&self, holder: &str, now: Timestamp, until: Timestamp, limit: u32) -> Vec<writ_store::JobView>;
         fn renew_lease(&self, job: writ_core::ids::JobId, holder: &str, until: Timestamp) -> bool;
         fn release_lease(&self, job: writ_core::ids::JobId, holder: &str) -> ();
         fn jobs_applied_since(&self, system: &str, since: Timestamp) -> Vec<writ_core::job::Job>;
+        fn job_view(&self, id: writ_core::ids::JobId) -> Option<writ_store::JobView>;
         fn jobs_for_case(&self, case: writ_core::ids::CaseId) -> Vec<writ_core::job::Job>;
+    }
+}
+
+delegate! {
+    writ_store::AdminStore {
+        fn ping(&self) -> ();
         fn replace_projections(&self, effects: Vec<writ_store::Effect>) -> ();
         fn projection_dump(&self) -> writ_store::ProjectionDump;
+    }
+    fn backend(&self) -> writ_store::Backend {
+        self.inner.backend()
+    }
 }
 
 /// The batch in flight fails to commit while the next one, planned meanwhile, has joined the

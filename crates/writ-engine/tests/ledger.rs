@@ -7,11 +7,10 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
-use writ_core::case::{Case, CaseState};
-use writ_core::event::{ControlTag, EventKind};
-use writ_core::finding::{Finding, Severity};
-use writ_core::identity::{Criticality, Identity, IdentityKind};
-use writ_core::ids::{CaseId, FindingId, IdentityId};
+use writ_core::case::CaseState;
+use writ_core::event::{ControlTag, EventBody, OwnershipImported};
+use writ_core::example;
+use writ_core::ids::{CaseId, FindingId};
 use writ_core::{ManualClock, Sha256Digest};
 use writ_engine::audit::{self, Selection};
 use writ_engine::{AppendError, Draft, EvidenceBlob, Sequencer, SequencerConfig, rebuild};
@@ -107,90 +106,69 @@ impl Harness {
 
 fn draft(key: &str) -> Draft {
     Draft {
-        case_id: None,
-        actor: "engine".into(),
-        kind: EventKind::FindingReceived,
-        idempotency_key: key.into(),
-        policy_bundle: None,
         controls: vec![ControlTag("NHI-01".into()), ControlTag("DE.CM".into())],
-        body: json!({"note": format!("event {key}")}),
-        evidence: vec![],
+        ..Draft::new(
+            None,
+            "engine",
+            key,
+            EventBody::OwnershipImported(OwnershipImported {
+                file: format!("event {key}"),
+                rules: vec![],
+            }),
+        )
     }
 }
 
-fn identity(n: u128) -> Identity {
-    Identity {
-        id: IdentityId(Uuid::from_u128(n)),
-        system: "aws:000000000000".into(),
-        external_id: format!("svc-{n}"),
-        kind: IdentityKind::ServiceAccount,
-        owner_team: Some("payments".into()),
-        criticality: Criticality::High,
-        privileged: false,
-        tags: vec!["prod".into()],
-        last_used_at: None,
-        reconciled_at: Some(Timestamp::from_second(1_799_999_000).unwrap()),
-    }
-}
-
-/// A small but realistic story: an identity synced, a finding opens a case, the case moves.
+/// A small but realistic story, recorded as one group: an identity synced, a finding opens a
+/// case, policy decides it needs one approval.
 fn story(n: u128) -> Vec<Draft> {
-    let case_id = CaseId(Uuid::from_u128(1000 + n));
+    let case_id = example::case_id(n);
     let raw = format!(r#"{{"finding":"raw bytes {n}"}}"#).into_bytes();
-    let finding = Finding {
-        id: FindingId(Uuid::from_u128(2000 + n)),
-        source: "prowler".into(),
-        finding_type: "iam_user_accesskey_unused".into(),
-        severity: Severity::Medium,
-        confidence_bp: 9000,
-        subject_system: "aws:000000000000".into(),
-        subject_external_id: format!("svc-{n}"),
-        observed_at: Timestamp::from_second(1_799_999_500).unwrap(),
-        evidence: Sha256Digest::of(&raw),
-        idempotency_key: format!("received-{n}"),
-    };
-    let mut case = Case {
-        id: case_id,
-        identity_id: Some(IdentityId(Uuid::from_u128(n))),
-        subject: format!("aws:000000000000/svc-{n}"),
-        finding_type: "iam_user_accesskey_unused".into(),
-        state: CaseState::NeedsReview,
-        compliance_closed: false,
-    };
-    let opened = json!({"case": case.clone(), "finding": finding});
-    case.state = CaseState::AwaitingApproval;
+    let key = format!("received-{n}");
     vec![
+        Draft::new(None, "engine", format!("sync-{n}"), example::synced(n)),
         Draft {
-            kind: EventKind::IdentitySynced,
-            body: json!({"identity": identity(n)}),
-            ..draft(&format!("sync-{n}"))
-        },
-        Draft {
-            case_id: Some(case_id),
-            kind: EventKind::FindingReceived,
-            body: opened,
             evidence: vec![EvidenceBlob {
                 media_type: "application/json".into(),
-                bytes: raw,
+                bytes: raw.clone(),
             }],
-            ..draft(&format!("received-{n}"))
+            ..Draft::new(
+                Some(case_id),
+                "engine",
+                key.clone(),
+                example::opened(n, &key, &raw),
+            )
         },
         Draft {
-            case_id: Some(case_id),
-            kind: EventKind::DecisionRecorded,
             policy_bundle: Some(Sha256Digest::of(b"bundle")),
-            body: json!({"case": case, "decision": {"tier": "approval", "count": 1}}),
-            ..draft(&format!("decided-{n}"))
+            ..Draft::new(
+                Some(case_id),
+                "engine",
+                format!("decided-{n}"),
+                example::decided(n, example::one_owner_approval()),
+            )
         },
     ]
+}
+
+/// Appends `story(n)` as one group and returns its results.
+async fn append_story(
+    sequencer: &Sequencer,
+    n: u128,
+) -> Vec<Result<writ_engine::Appended, AppendError>> {
+    sequencer
+        .append_groups(vec![story(n)])
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The leaf format is what auditors' tools read: it must not change by accident. With the clock
 /// and ids fixed, the stored leaf is byte for byte the snapshot, on either backend.
 async fn leaf_format_is_stable(h: Harness) {
     let sequencer = h.sequencer().await;
-    let drafts = story(7);
-    for result in sequencer.append_all(drafts).await {
+    for result in append_story(&sequencer, 7).await {
         result.unwrap();
     }
     let entries = h.store.entries(0, 10).await.unwrap();
@@ -250,7 +228,7 @@ async fn secrets_never_enter_the_ledger(h: Harness) {
     let sequencer = h.sequencer().await;
     let err = sequencer
         .append(Draft {
-            body: json!({"rotation": {"new": {"secret_value": "hunter2"}}}),
+            body: secret_body(),
             ..draft("s")
         })
         .await
@@ -258,7 +236,7 @@ async fn secrets_never_enter_the_ledger(h: Harness) {
     assert_eq!(
         err,
         AppendError::SecretInEvent {
-            pointer: "/rotation/new/secret_value".into()
+            pointer: "/observation/details/rotation/new/secret_value".into()
         }
     );
     assert_eq!(h.store.ledger_size().await.unwrap(), 0);
@@ -269,19 +247,33 @@ async fn secrets_never_enter_the_ledger(h: Harness) {
 fn clashing_finding(key: &str) -> Draft {
     let mut clash = story(1).remove(1);
     clash.idempotency_key = key.into();
-    clash.body["finding"]["idempotency_key"] = json!(key);
-    clash.body["finding"]["id"] = json!(Uuid::from_u128(9_001));
     let second_case = CaseId(Uuid::from_u128(9_002));
-    clash.body["case"]["id"] = json!(second_case);
+    let EventBody::FindingReceived(body) = &mut clash.body else {
+        unreachable!("story(1)[1] is a finding")
+    };
+    body.finding.idempotency_key = key.into();
+    body.finding.id = FindingId(Uuid::from_u128(9_001));
+    body.case.as_mut().unwrap().id = second_case;
     clash.case_id = Some(second_case);
     clash
+}
+
+/// A finding whose tool details hold a secret-named field.
+fn secret_body() -> EventBody {
+    let mut body = example::opened(1, "s", b"raw");
+    let EventBody::FindingReceived(received) = &mut body else {
+        unreachable!()
+    };
+    received.observation.details = json!({"rotation": {"new": {"secret_value": "hunter2"}}});
+    received.case = None;
+    body
 }
 
 /// One draft in a batch fails in the store (a second open case for its subject): only it
 /// fails, the others commit, and the ledger stays verifiable.
 async fn a_failing_draft_does_not_take_the_batch_down(h: Harness) {
     let sequencer = h.sequencer().await;
-    for result in sequencer.append_all(story(1)).await {
+    for result in append_story(&sequencer, 1).await {
         result.unwrap();
     }
     let clash = clashing_finding("received-again");
@@ -309,7 +301,10 @@ async fn a_failing_draft_does_not_take_the_batch_down(h: Harness) {
 async fn a_finding_under_another_key_is_refused(h: Harness) {
     let sequencer = h.sequencer().await;
     let mut odd = clashing_finding("received-odd");
-    odd.body["finding"]["idempotency_key"] = json!("some-other-key");
+    let EventBody::FindingReceived(body) = &mut odd.body else {
+        unreachable!()
+    };
+    body.finding.idempotency_key = "some-other-key".into();
     let results = sequencer
         .append_all(vec![draft("x"), odd, draft("y")])
         .await;
@@ -325,11 +320,11 @@ async fn a_finding_under_another_key_is_refused(h: Harness) {
 /// open case) records none of its events; the other groups of the request commit.
 async fn a_group_is_recorded_whole_or_not_at_all(h: Harness) {
     let sequencer = h.sequencer().await;
-    for result in sequencer.append_all(story(1)).await {
+    for result in append_story(&sequencer, 1).await {
         result.unwrap();
     }
     let mut secret = draft("g0-secret");
-    secret.body = json!({"password": "abc"});
+    secret.body = secret_body();
     let clash = clashing_finding("g2-clash");
     let results = sequencer
         .append_groups(vec![
@@ -370,7 +365,7 @@ async fn a_group_is_recorded_whole_or_not_at_all(h: Harness) {
 async fn restart_continues_the_chain_and_refuses_a_foreign_key(h: Harness) {
     {
         let sequencer = h.sequencer().await;
-        sequencer.append_all(story(1)).await;
+        append_story(&sequencer, 1).await;
     }
     let sequencer = h.sequencer().await;
     let next = sequencer.append(draft("after-restart")).await.unwrap();
@@ -392,7 +387,7 @@ async fn restart_continues_the_chain_and_refuses_a_foreign_key(h: Harness) {
 async fn projections_evidence_and_rebuild_agree(h: Harness) {
     let sequencer = h.sequencer().await;
     for n in 1..=5 {
-        for result in sequencer.append_all(story(n)).await {
+        for result in append_story(&sequencer, n).await {
             result.unwrap();
         }
     }
@@ -436,7 +431,7 @@ async fn projections_evidence_and_rebuild_agree(h: Harness) {
 async fn offline_bundles_verify_and_detect_tampering(h: Harness) {
     let sequencer = h.sequencer().await;
     for n in 1..=3 {
-        sequencer.append_all(story(n)).await;
+        append_story(&sequencer, n).await;
     }
     let case = CaseId(Uuid::from_u128(1002));
     let bundle = audit::export(&*h.store, Selection::Case(case), &h.verifier)

@@ -279,7 +279,7 @@ async fn approved_change_is_applied_verified_and_rolled_back(w: World) {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.name().to_owned())
         .collect();
     assert_eq!(
         kinds,

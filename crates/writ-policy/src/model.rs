@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 
 use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid, Request, Schema};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use writ_core::finding::{Observation, Severity, Trust};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
@@ -52,21 +51,7 @@ pub struct DecisionRequest<'a> {
     pub action: &'a str,
 }
 
-/// The exact inputs a decision was evaluated from. Re-evaluating it against the same bundle
-/// (see [`crate::PolicyBundle::replay`]) gives the same [`writ_core::decision::Decision`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// The remediation action (`disable`); both `auto:disable` and `disable` are evaluated.
-    pub action: String,
-    /// The principal's Cedar uid (`Writ::Engine::"automation"`).
-    pub principal: String,
-    /// The resource's Cedar uid (`Writ::Identity::"<id>"`).
-    pub resource: String,
-    /// The entities, in Cedar's entities JSON format.
-    pub entities: Value,
-    /// The context, in Cedar's context JSON format.
-    pub context: Value,
-}
+pub use writ_core::decision::Evaluation;
 
 /// Cedar's name for an identity kind; also the `kind` attribute.
 pub fn kind_name(kind: IdentityKind) -> &'static str {

@@ -5,16 +5,21 @@
 //! - [`PgStore`]: for several stateless writ replicas sharing one PostgreSQL. Writers serialise
 //!   on the ledger head row (`SELECT ... FOR UPDATE`).
 //!
-//! The ledger is the source of truth. The only way to change state is [`Store::commit`], which
+//! The store is split by role, each trait with its contract: [`LedgerStore`] (the append-only
+//! ledger), [`ProjectionStore`] (tables derived from it, and the engine's read models),
+//! [`JobQueue`] (write-back jobs and worker leases) and [`AdminStore`] (health, rebuild).
+//! [`Store`] is all four.
+//!
+//! The ledger is the source of truth. The only way to change state is [`LedgerStore::commit`], which
 //! appends ledger entries and applies their projections (identities, cases, findings, evidence)
 //! in **one transaction**: if any part fails, nothing is written (fail closed). The store does
 //! no ledger math; it stores what the sequencer computed and checks that sequence numbers
 //! continue the head exactly.
 
-mod common;
 mod migrate;
 mod model;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -22,12 +27,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use writ_core::Sha256Digest;
 use writ_core::case::Case;
+use writ_core::event::EventKind;
 use writ_core::identity::Identity;
 use writ_core::ids::{CaseId, IdentityId, JobId};
+use writ_core::job::Job;
 
 pub use migrate::{Migration, MigrationError};
 pub use model::{
-    CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, ProjectionDump,
+    CaseFilter, CaseView, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation, JobView,
+    LedgerRow, ProjectionDump,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -85,6 +93,17 @@ pub enum StoreError {
     /// An idempotency key or other unique value is already taken. Nothing was written.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A case or job is no longer what the writer read before appending (another writer
+    /// changed it first). Nothing was written; read again and decide again.
+    #[error("{what} changed since it was read (expected {expected}, found {found})")]
+    Stale {
+        /// The case or job.
+        what: String,
+        /// What the writer read.
+        expected: String,
+        /// What the database holds now.
+        found: String,
+    },
     /// A stored row could not be turned back into the domain model.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {
@@ -112,27 +131,34 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// The storage interface that every other part of writ uses.
+/// The ledger: append-only entries, their checkpoints and evidence.
+///
+/// Contract: [`LedgerStore::commit`] is the only write path of the whole store. It appends the
+/// batch's entries (which must start exactly at the ledger head and be contiguous), stores its
+/// checkpoint and evidence, checks its [`Expectation`]s and applies its projection effects, in
+/// **one transaction**: on any error nothing is written. Entries are never changed or removed.
+/// Reads return entries in sequence order.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Which backend this is.
-    fn backend(&self) -> Backend;
-
-    /// Checks that the database answers (for `/readyz`).
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// The number of entries in the ledger.
     async fn ledger_size(&self) -> Result<u64, StoreError>;
 
     /// Appends `batch.entries` (which must start at the current ledger size), stores the
-    /// checkpoint, and applies `batch.effects`, all in one transaction.
+    /// checkpoint, checks the expectations and applies `batch.effects`, all in one transaction.
     async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
 
     /// The entry with this idempotency key, if one was appended.
     async fn entry_by_idempotency_key(&self, key: &str) -> Result<Option<LedgerRow>, StoreError>;
 
-    /// The newest entry of this kind (`ownership_imported`, ...), if any.
-    async fn latest_entry_of_kind(&self, kind: &str) -> Result<Option<LedgerRow>, StoreError>;
+    /// The entries with any of these idempotency keys (batch form of
+    /// [`LedgerStore::entry_by_idempotency_key`]).
+    async fn entries_by_idempotency_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<LedgerRow>, StoreError>;
+
+    /// The newest entry of this kind, if any.
+    async fn latest_entry_of_kind(&self, kind: EventKind) -> Result<Option<LedgerRow>, StoreError>;
 
     /// Up to `limit` entries starting at `from`, in sequence order.
     async fn entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
@@ -156,14 +182,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Raw evidence by digest.
     async fn evidence(&self, digest: &Sha256Digest) -> Result<Option<EvidenceRow>, StoreError>;
+}
 
-    /// The entries with any of these idempotency keys (batch form of
-    /// [`Store::entry_by_idempotency_key`]).
-    async fn entries_by_idempotency_keys(
-        &self,
-        keys: &[String],
-    ) -> Result<Vec<LedgerRow>, StoreError>;
-
+/// The projections: identities, cases, findings and the read models, derived from the ledger.
+///
+/// Contract: every row here was written by [`LedgerStore::commit`] from the effects of ledger
+/// entries (or by [`AdminStore::replace_projections`] from a replay of them), so each can be
+/// rebuilt from the ledger. They are for speed, not for trust: whatever a decision to touch a
+/// target rests on is checked against the ledger entries themselves.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// The identities matching any of these `(system, external id)` pairs.
     async fn identities_by_external_ids(
         &self,
@@ -189,20 +217,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// One case by id.
     async fn case(&self, id: CaseId) -> Result<Option<Case>, StoreError>;
 
-    /// The open case for a subject and finding type, if any (for deduplication).
-    async fn open_case(
-        &self,
-        subject: &str,
-        finding_type: &str,
-    ) -> Result<Option<Case>, StoreError>;
+    /// One case with its version, decision in force, votes and latest job.
+    async fn case_view(&self, id: CaseId) -> Result<Option<CaseView>, StoreError>;
 
-    /// Cases matching `filter`, newest first.
+    /// Cases matching `filter`, most recently changed first.
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
+}
 
-    /// Write-back jobs a worker still has to finish (queued, intent recorded, or applied),
-    /// oldest change first.
-    async fn pending_jobs(&self, limit: u32) -> Result<Vec<writ_core::job::Job>, StoreError>;
-
+/// The write-back job queue: jobs (projected like cases) and the leases workers hold on them.
+///
+/// Contract: job rows change only through [`LedgerStore::commit`]; `job_leases` is the one
+/// table written outside it (operational coordination, not domain state, never rebuilt). A
+/// lease is held by one worker at a time until it expires.
+#[async_trait]
+pub trait JobQueue: Send + Sync + std::fmt::Debug {
     /// Leases up to `limit` pending jobs that are due at `now` and not leased to another
     /// worker, to `holder` until `until`, oldest change first. On PostgreSQL, rows another
     /// replica is claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`), so
@@ -213,7 +241,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: jiff::Timestamp,
         until: jiff::Timestamp,
         limit: u32,
-    ) -> Result<Vec<writ_core::job::Job>, StoreError>;
+    ) -> Result<Vec<JobView>, StoreError>;
 
     /// Extends `holder`'s lease on `job` to `until`. Returns false when the lease is no longer
     /// `holder`'s (it expired and another worker took the job): the caller must stop.
@@ -232,13 +260,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         system: &str,
         since: jiff::Timestamp,
-    ) -> Result<Vec<writ_core::job::Job>, StoreError>;
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// One job with its version and plan.
+    async fn job_view(&self, id: JobId) -> Result<Option<JobView>, StoreError>;
 
     /// The jobs of one case, oldest first.
-    async fn jobs_for_case(&self, case: CaseId) -> Result<Vec<writ_core::job::Job>, StoreError>;
+    async fn jobs_for_case(&self, case: CaseId) -> Result<Vec<Job>, StoreError>;
+}
 
-    /// Replaces every projection row (identities, cases, findings) with the result of
-    /// `effects`, in one transaction, keeping the ledger and evidence. Used by
+/// Administration: health, and rebuilding or comparing the projections.
+///
+/// Contract: [`AdminStore::replace_projections`] swaps every projection table for the given
+/// effects in one transaction under the writer lock; the ledger and evidence are untouched.
+#[async_trait]
+pub trait AdminStore: Send + Sync + std::fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Checks that the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Replaces every projection row (identities, cases, findings, jobs, votes) with the result
+    /// of `effects`, in one transaction, keeping the ledger and evidence. Used by
     /// `writ admin rebuild` after replaying the ledger.
     async fn replace_projections(&self, effects: Vec<Effect>) -> Result<(), StoreError>;
 
@@ -246,6 +290,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// to prove that a rebuild from the ledger equals the live tables.
     async fn projection_dump(&self) -> Result<ProjectionDump, StoreError>;
 }
+
+/// Everything a backend provides: the four roles together. Code that needs only one role
+/// should take that trait.
+pub trait Store: LedgerStore + ProjectionStore + JobQueue + AdminStore {}
+
+impl<T: LedgerStore + ProjectionStore + JobQueue + AdminStore> Store for T {}
 
 /// Opens the store named by `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://...`) and
 /// brings its schema up to date.

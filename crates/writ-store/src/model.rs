@@ -3,10 +3,13 @@
 use jiff::Timestamp;
 use writ_core::Sha256Digest;
 use writ_core::case::{Case, CaseState};
+use writ_core::change::Plan;
+use writ_core::decision::Decision;
+use writ_core::event::EventKind;
 use writ_core::finding::Finding;
 use writ_core::identity::Identity;
-use writ_core::ids::CaseId;
-use writ_core::job::Job;
+use writ_core::ids::{CaseId, JobId};
+use writ_core::job::{Job, JobState};
 
 /// One ledger entry as stored: the leaf bytes and their hash, plus a few columns copied out of
 /// the leaf for indexing. The leaf is authoritative; the columns are conveniences.
@@ -18,8 +21,8 @@ pub struct LedgerRow {
     pub time: Timestamp,
     /// The case the event belongs to.
     pub case_id: Option<CaseId>,
-    /// The event kind, as its snake_case name.
-    pub kind: String,
+    /// The event kind.
+    pub kind: EventKind,
     /// Who caused it.
     pub actor: String,
     /// Unique per logical event.
@@ -68,18 +71,34 @@ pub enum Effect {
         /// The entry that changed it.
         seq: u64,
     },
-    /// Insert or replace a case.
+    /// Insert or replace a case; with `decision`, that decision is now in force (recorded
+    /// by entry `seq`) and votes for an earlier one stop counting.
     UpsertCase {
         /// The case as it now is.
         case: Case,
+        /// A new decision in force.
+        decision: Option<Box<Decision>>,
         /// The entry that changed it.
         seq: u64,
     },
-    /// Insert or replace a write-back job.
+    /// Insert or replace a write-back job; with `plan`, its recorded plan and pre-image.
     UpsertJob {
         /// The job as it now is.
         job: Job,
+        /// The plan recorded with its intent.
+        plan: Option<Box<Plan>>,
         /// The entry that changed it.
+        seq: u64,
+    },
+    /// Record `approver`'s vote for the decision in force on `case_id` (and mark the case
+    /// changed by `seq`). A second vote by the same approver for the same decision is a
+    /// conflict.
+    InsertVote {
+        /// The case.
+        case_id: CaseId,
+        /// Who approved.
+        approver: String,
+        /// The entry that recorded it.
         seq: u64,
     },
     /// Record a finding, attached to a case.
@@ -102,6 +121,66 @@ pub struct CommitBatch {
     pub checkpoint: Option<CheckpointRow>,
     /// Projection changes.
     pub effects: Vec<Effect>,
+    /// What the writers of these entries read before deciding to append them. Checked in the
+    /// same transaction, before anything is written: if any no longer holds, the whole batch
+    /// fails with [`crate::StoreError::Stale`] and nothing is written (a conditional append).
+    pub expectations: Vec<Expectation>,
+}
+
+/// A condition an append rests on: the case or job is still in the state, and at the version
+/// (the seq of the entry that last changed it), that the writer read. The sequencer makes sure
+/// no earlier entry of the same batch changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expectation {
+    /// The case is in `state`, last changed by entry `updated_seq`.
+    Case {
+        /// The case.
+        id: CaseId,
+        /// Its state as read.
+        state: CaseState,
+        /// Its version as read.
+        updated_seq: u64,
+    },
+    /// The job is in `state`, last changed by entry `updated_seq`.
+    Job {
+        /// The job.
+        id: JobId,
+        /// Its state as read.
+        state: JobState,
+        /// Its version as read.
+        updated_seq: u64,
+    },
+}
+
+/// A case with what the engine decides from: its version, the decision in force and the votes
+/// for it, and its latest job. Read from the projections, never by rescanning the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseView {
+    /// The case.
+    pub case: Case,
+    /// The entry that opened it.
+    pub opened_seq: u64,
+    /// The entry that last changed it (its version, for [`Expectation::Case`]).
+    pub updated_seq: u64,
+    /// The decision in force and the entry that recorded it.
+    pub decision: Option<(Decision, u64)>,
+    /// Who approved the decision in force, with the entry that recorded each vote.
+    pub votes: Vec<(String, u64)>,
+    /// The case's latest job.
+    pub job: Option<JobView>,
+}
+
+/// A job with its version and recorded plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobView {
+    /// The job.
+    pub job: Job,
+    /// The entry that queued it.
+    pub created_seq: u64,
+    /// The entry that last changed it (its version, for [`Expectation::Job`]).
+    pub updated_seq: u64,
+    /// The plan and pre-image recorded with its intent, once there is one.
+    pub plan: Option<Plan>,
 }
 
 /// Which cases to list.
@@ -113,15 +192,23 @@ pub struct CaseFilter {
     pub limit: Option<u32>,
 }
 
+/// A case in a [`ProjectionDump`]: the case, the seqs that opened and last changed it, and the
+/// decision in force (parsed as JSON) with the seq that recorded it.
+pub type CaseDumpRow = (Case, u64, u64, Option<serde_json::Value>, Option<u64>);
+
 /// Every projection row, for comparing live tables with a rebuild.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProjectionDump {
     /// Identities with the seq of the entry that last changed them.
     pub identities: Vec<(Identity, u64)>,
-    /// Cases with the seqs that opened and last changed them.
-    pub cases: Vec<(Case, u64, u64)>,
+    /// Cases with the seqs that opened and last changed them, and the decision in force
+    /// (as stored, parsed as JSON) with the seq that recorded it.
+    pub cases: Vec<CaseDumpRow>,
+    /// Votes: case, decision seq, approver, the seq that recorded the vote.
+    pub votes: Vec<(CaseId, u64, String, u64)>,
     /// Findings with their case and the seq that recorded them.
     pub findings: Vec<(Finding, Option<CaseId>, u64)>,
-    /// Jobs with the seqs that created and last changed them.
-    pub jobs: Vec<(Job, u64, u64)>,
+    /// Jobs with the seqs that created and last changed them, and their plan as stored
+    /// (parsed as JSON).
+    pub jobs: Vec<(Job, u64, u64, Option<serde_json::Value>)>,
 }

@@ -13,7 +13,7 @@ use sqlx::{Pool, Postgres, Transaction};
 use crate::{Backend, StoreError, migrate};
 
 mod q {
-    crate::common::backend_queries!(sqlx::Postgres);
+    crate::sql::backend_queries!(sqlx::Postgres);
 }
 
 /// The advisory lock key that serialises migrations ("writ" in ASCII).
@@ -51,7 +51,7 @@ impl PgStore {
         let size: i64 = sqlx::query_scalar("SELECT size FROM ledger_head WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut **tx)
             .await?;
-        crate::common::seq_from_db("ledger_head", size)
+        crate::sql::seq_from_db("ledger_head", size)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -66,4 +66,4 @@ impl PgStore {
     }
 }
 
-crate::common::impl_store!(PgStore, Backend::Postgres);
+crate::sql::impls::impl_store!(PgStore, Backend::Postgres);

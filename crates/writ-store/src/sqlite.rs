@@ -14,7 +14,7 @@ use sqlx::{Pool, Sqlite, Transaction};
 use crate::{Backend, StoreError, migrate};
 
 mod q {
-    crate::common::backend_queries!(sqlx::Sqlite);
+    crate::sql::backend_queries!(sqlx::Sqlite);
 }
 
 /// A store in one SQLite file.
@@ -96,14 +96,14 @@ impl SqliteStore {
     }
 }
 
-crate::common::impl_store!(SqliteStore, Backend::Sqlite);
+crate::sql::impls::impl_store!(SqliteStore, Backend::Sqlite);
 
 #[cfg(test)]
 mod tests {
     use sqlx::{ConnectOptions as _, Connection as _};
 
     use super::*;
-    use crate::Store as _;
+    use crate::AdminStore as _;
 
     /// Migration 5 rebuilds the findings table: rows recorded before it are all still there.
     #[tokio::test]

@@ -62,7 +62,7 @@ fn entry(seq: u64, key: &str, case: Option<CaseId>) -> LedgerRow {
         seq,
         time: t(seq as i64),
         case_id: case,
-        kind: "finding_received".into(),
+        kind: writ_core::event::EventKind::FindingReceived,
         actor: "source:prowler".into(),
         idempotency_key: key.into(),
         leaf_hash: Sha256Digest::of(&leaf).0,
@@ -146,6 +146,7 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
                 seq: 0,
             },
             Effect::UpsertCase {
+                decision: None,
                 case: case(
                     10,
                     "aws:000000000000/ci-deployer/AccessKey1",
@@ -159,6 +160,7 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
                 seq: 1,
             },
         ],
+        expectations: vec![],
     };
     h.store.commit(batch.clone()).await.unwrap();
 
@@ -238,6 +240,7 @@ async fn job_leases_exclude_other_workers(h: Harness) {
                 .iter()
                 .zip(0..)
                 .map(|(job, seq)| Effect::UpsertJob {
+                    plan: None,
                     job: job.clone(),
                     seq,
                 })
@@ -246,7 +249,8 @@ async fn job_leases_exclude_other_workers(h: Harness) {
         })
         .await
         .unwrap();
-    let ids = |jobs: Vec<writ_core::job::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let ids =
+        |jobs: Vec<writ_store::JobView>| jobs.into_iter().map(|j| j.job.id).collect::<Vec<_>>();
     let a = h.store.claim_jobs("a", t(10), t(20), 10).await.unwrap();
     assert_eq!(ids(a), vec![jobs[0].id], "only the due, unfinished job");
     assert!(
@@ -363,10 +367,12 @@ async fn failed_write_changes_no_state(h: Harness) {
                     seq: 1,
                 },
                 Effect::UpsertCase {
+                    decision: None,
                     case: case(10, "s", CaseState::NeedsReview),
                     seq: 1,
                 },
             ],
+            expectations: vec![],
         })
         .await
         .unwrap_err();
@@ -435,6 +441,7 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(0, "a", Some(open.id))],
             effects: vec![Effect::UpsertCase {
+                decision: None,
                 case: open.clone(),
                 seq: 0,
             }],
@@ -444,13 +451,18 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
         .unwrap();
     assert_eq!(
         h.store
-            .open_case(subject, "iam_user_accesskey_unused")
+            .open_cases_for(&[(subject.to_owned(), "iam_user_accesskey_unused".to_owned())])
             .await
-            .unwrap(),
+            .unwrap()
+            .pop(),
         Some(open.clone())
     );
     assert_eq!(
-        h.store.open_case(subject, "other_type").await.unwrap(),
+        h.store
+            .open_cases_for(&[(subject.to_owned(), "other_type".to_owned())])
+            .await
+            .unwrap()
+            .pop(),
         None
     );
 
@@ -460,6 +472,7 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(1, "b", Some(open.id))],
             effects: vec![Effect::UpsertCase {
+                decision: None,
                 case: open.clone(),
                 seq: 1,
             }],
@@ -469,9 +482,10 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
         .unwrap();
     assert_eq!(
         h.store
-            .open_case(subject, "iam_user_accesskey_unused")
+            .open_cases_for(&[(subject.to_owned(), "iam_user_accesskey_unused".to_owned())])
             .await
-            .unwrap(),
+            .unwrap()
+            .pop(),
         None
     );
     assert_eq!(h.store.case(open.id).await.unwrap(), Some(open));
@@ -505,6 +519,7 @@ async fn batch_lookups_match_exact_pairs(h: Harness) {
         })
         .collect();
     effects.extend(cases.iter().map(|c| Effect::UpsertCase {
+        decision: None,
         case: c.clone(),
         seq: 0,
     }));
@@ -561,6 +576,7 @@ async fn one_open_case_per_subject(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(0, "a", Some(first.id))],
             effects: vec![Effect::UpsertCase {
+                decision: None,
                 case: first.clone(),
                 seq: 0,
             }],
@@ -574,6 +590,7 @@ async fn one_open_case_per_subject(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(1, "b", Some(second.id))],
             effects: vec![Effect::UpsertCase {
+                decision: None,
                 case: second.clone(),
                 seq: 1,
             }],
@@ -594,10 +611,12 @@ async fn one_open_case_per_subject(h: Harness) {
             ],
             effects: vec![
                 Effect::UpsertCase {
+                    decision: None,
                     case: closed,
                     seq: 1,
                 },
                 Effect::UpsertCase {
+                    decision: None,
                     case: second.clone(),
                     seq: 2,
                 },
@@ -608,9 +627,13 @@ async fn one_open_case_per_subject(h: Harness) {
         .unwrap();
     assert_eq!(
         h.store
-            .open_case("aws:1/ci", "iam_user_accesskey_unused")
+            .open_cases_for(&[(
+                "aws:1/ci".to_owned(),
+                "iam_user_accesskey_unused".to_owned()
+            )])
             .await
-            .unwrap(),
+            .unwrap()
+            .pop(),
         Some(second)
     );
 }
@@ -629,6 +652,7 @@ async fn case_listing_filters_and_limits(h: Harness) {
             .entries
             .push(entry(i as u64, &format!("k{i}"), Some(c.id)));
         batch.effects.push(Effect::UpsertCase {
+            decision: None,
             case: c,
             seq: i as u64,
         });
@@ -698,6 +722,7 @@ async fn replacing_projections_keeps_the_ledger(h: Harness) {
                     seq: 0,
                 },
                 Effect::UpsertCase {
+                    decision: None,
                     case: case(10, "s", CaseState::NeedsReview),
                     seq: 0,
                 },
@@ -725,6 +750,7 @@ async fn replacing_projections_keeps_the_ledger(h: Harness) {
             seq: 0,
         },
         Effect::UpsertCase {
+            decision: None,
             case: case(10, "s", CaseState::NeedsReview),
             seq: 0,
         },

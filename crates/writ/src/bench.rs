@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use serde_json::json;
 use sqlx::{Connection as _, Executor as _};
 use writ_core::SystemClock;
-use writ_core::event::{ControlTag, EventKind};
+use writ_core::event::{ControlTag, EventBody, OwnershipImported};
+use writ_core::identity::Criticality;
 use writ_core::ids::CaseId;
+use writ_core::ownership::OwnershipRule;
 use writ_engine::{Draft, Sequencer, SequencerConfig, audit};
 use writ_ledger::{ChainVerifier, Hash, VerifyOptions, generate_key};
 use writ_store::{LedgerRow, Store};
@@ -119,22 +120,25 @@ async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A realistic event: about 300 bytes of canonical JSON.
+/// A realistic event: about 300 bytes of canonical JSON, with no projection (so the bench
+/// measures the ledger alone).
 fn bench_draft(i: u64) -> Draft {
     Draft {
-        case_id: Some(CaseId(uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, i))),
-        actor: "source:prowler".into(),
-        kind: EventKind::FindingReceived,
-        idempotency_key: format!("bench-{i}"),
-        policy_bundle: None,
         controls: vec![ControlTag("NHI-01".into()), ControlTag("DE.CM-01".into())],
-        body: json!({
-            "finding_type": "iam_user_accesskey_unused",
-            "subject": format!("aws:123456789012/svc-{}/AccessKey1", i % 997),
-            "severity": "medium",
-            "confidence": "0.95",
-        }),
-        evidence: vec![],
+        ..Draft::new(
+            Some(CaseId(uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, i))),
+            "source:prowler",
+            format!("bench-{i}"),
+            EventBody::OwnershipImported(OwnershipImported {
+                file: format!("aws:123456789012/svc-{}/AccessKey1", i % 997),
+                rules: vec![OwnershipRule {
+                    pattern: "aws:123456789012/svc-*".into(),
+                    owner_team: Some("iam_user_accesskey_unused".into()),
+                    criticality: Criticality::Medium,
+                    privileged: Some(false),
+                }],
+            }),
+        )
     }
 }
 
@@ -238,7 +242,7 @@ async fn raw_inserts(
                         b.push_bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
                             .push_bind(row.time.as_microsecond())
                             .push_bind(row.case_id.map(|id| id.as_uuid()))
-                            .push_bind(row.kind.clone())
+                            .push_bind(row.kind.name())
                             .push_bind(row.actor.clone())
                             .push_bind(row.idempotency_key.clone())
                             .push_bind(row.leaf.clone())
@@ -251,7 +255,7 @@ async fn raw_inserts(
                             .bind(i64::try_from(row.seq)?)
                             .bind(row.time.as_microsecond())
                             .bind(row.case_id.map(|id| id.as_uuid()))
-                            .bind(row.kind.as_str())
+                            .bind(row.kind.name())
                             .bind(row.actor.as_str())
                             .bind(row.idempotency_key.as_str())
                             .bind(row.leaf.as_slice())

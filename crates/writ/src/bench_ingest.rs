@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _};
 use writ_core::clock::RandomIds;
-use writ_core::event::EventKind;
+use writ_core::event::{EventBody, IdentitySynced};
 use writ_core::finding::{SourceFormat, Trust};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
@@ -256,16 +256,16 @@ async fn seed(sequencer: &Sequencer, n: u64) -> anyhow::Result<()> {
             last_used_at: None,
             reconciled_at: Some(now - SignedDuration::from_mins(1)),
         };
-        drafts.push(Draft {
-            case_id: None,
-            actor: "sync:bench".into(),
-            kind: EventKind::IdentitySynced,
-            idempotency_key: format!("seed-{i}"),
-            policy_bundle: None,
-            controls: vec![],
-            body: json!({ "identity": identity }),
-            evidence: vec![],
-        });
+        drafts.push(Draft::new(
+            None,
+            "sync:bench",
+            format!("seed-{i}"),
+            EventBody::IdentitySynced(IdentitySynced {
+                identity,
+                object_kind: None,
+                reason: None,
+            }),
+        ));
         if drafts.len() == 4096 || i + 1 == n {
             for result in sequencer.append_all(std::mem::take(&mut drafts)).await {
                 result?;

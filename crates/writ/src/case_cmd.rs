@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use writ_core::case::{Case, CaseState};
 use writ_core::decision::{Decision, Tier};
+use writ_core::event::EventBody;
 use writ_core::ids::CaseId;
 use writ_store::{CaseFilter, LedgerRow};
 
@@ -42,8 +42,8 @@ pub fn run(config: &Config, command: CaseCommand) -> anyhow::Result<ExitCode> {
             CaseCommand::List { state, limit, json } => {
                 let state = state
                     .map(|text| {
-                        serde_json::from_value::<CaseState>(serde_json::Value::String(text.clone()))
-                            .with_context(|| format!("unknown case state {text:?}"))
+                        text.parse::<CaseState>()
+                            .map_err(|_| anyhow::anyhow!("unknown case state {text:?}"))
                     })
                     .transpose()?;
                 let cases = store
@@ -66,9 +66,9 @@ pub fn run(config: &Config, command: CaseCommand) -> anyhow::Result<ExitCode> {
                 };
                 let entries = store.case_entries(id).await?;
                 if json {
-                    let events: Vec<serde_json::Value> = entries
+                    let events: Vec<writ_core::event::Event> = entries
                         .iter()
-                        .map(|row| writ_ledger::decode_leaf(&row.leaf).map_err(anyhow::Error::from))
+                        .map(|row| writ_engine::entries::decode(row).map_err(anyhow::Error::from))
                         .collect::<anyhow::Result<_>>()?;
                     println!(
                         "{}",
@@ -85,11 +85,8 @@ pub fn run(config: &Config, command: CaseCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn state_name(state: CaseState) -> String {
-    match serde_json::to_value(state) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{state:?}"),
-    }
+fn state_name(state: CaseState) -> &'static str {
+    state.into()
 }
 
 fn print_table(cases: &[Case]) {
@@ -132,25 +129,31 @@ fn print_story(case: &Case, entries: &[LedgerRow]) -> anyhow::Result<()> {
     );
     println!();
     for row in entries {
-        let event = writ_ledger::decode_leaf(&row.leaf)?;
+        let event = writ_engine::entries::decode(row)?;
         println!(
             "#{:<6} {}  {:<20} by {}",
-            row.seq,
-            row.time.strftime("%Y-%m-%d %H:%M:%S"),
-            row.kind,
-            row.actor
+            event.seq,
+            event.time.strftime("%Y-%m-%d %H:%M:%S"),
+            event.kind,
+            event.actor
         );
-        let body = &event["body"];
-        if let Some(reason) = body["routing"]["reason"].as_str() {
-            println!("         routed to human review: {reason}");
-        }
-        if !body["decision"].is_null() {
-            let decision: Decision = serde_json::from_value(body["decision"].clone())
-                .context("a decision event holds a malformed decision")?;
-            println!("         {}", explain(&decision));
-        }
-        if let Some(rationale) = body["rationale"].as_str() {
-            println!("         rationale: {rationale}");
+        match &event.body {
+            EventBody::DecisionRecorded(decided) => {
+                if let Some(routing) = &decided.routing {
+                    println!("         routed to human review: {}", routing.reason);
+                }
+                println!("         {}", explain(&decided.decision));
+            }
+            EventBody::ApprovalGranted(granted) => {
+                println!("         rationale: {}", granted.rationale);
+            }
+            EventBody::RollbackIntent(intent) => {
+                println!("         rationale: {}", intent.rationale);
+            }
+            EventBody::RolledBack(rolled_back) => {
+                println!("         rationale: {}", rolled_back.rationale);
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -13,10 +13,13 @@ use common::{text, writ};
 
 use serde_json::json;
 use writ_core::SystemClock;
-use writ_core::case::{Case, CaseState};
-use writ_core::event::EventKind;
-use writ_core::ids::CaseId;
+use writ_core::approval::{Approval, Verdict};
+use writ_core::case::CaseState;
+use writ_core::event::{ApprovalGranted, EventBody};
+use writ_core::example;
+use writ_core::ids::{ApprovalId, ChangeId};
 use writ_engine::{Draft, Sequencer, SequencerConfig};
+use writ_store::Expectation;
 use writ_testkit::PgCluster;
 
 /// A working directory with a config file, a signing key and a database.
@@ -66,39 +69,63 @@ impl Site {
         )
         .await
         .unwrap();
+        // Each case: a finding opens it, policy decides it needs an approval, alice approves;
+        // three entries and three checkpoints, each step expecting the case as it was left.
         for n in 0..cases {
-            let id = CaseId(uuid::Uuid::from_u128(n + 1));
-            let mut case = Case {
-                id,
-                identity_id: None,
-                subject: format!("aws:000000000000/svc-{n}"),
-                finding_type: "iam_user_accesskey_unused".into(),
-                state: CaseState::NeedsReview,
-                compliance_closed: false,
-            };
-            for (step, state) in [
-                CaseState::NeedsReview,
-                CaseState::AwaitingApproval,
-                CaseState::Remediating,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                case.state = state;
-                sequencer
-                    .append(Draft {
-                        case_id: Some(id),
-                        actor: "engine".into(),
-                        kind: EventKind::CaseOpened,
-                        idempotency_key: format!("case-{n}-{step}"),
-                        policy_bundle: None,
-                        controls: vec![],
-                        body: json!({"case": case}),
-                        evidence: vec![],
-                    })
-                    .await
-                    .unwrap();
-            }
+            let n = n + 1;
+            let id = example::case_id(n);
+            let key = format!("case-{n}-0");
+            let opened = sequencer
+                .append(Draft::new(
+                    Some(id),
+                    "engine",
+                    key.clone(),
+                    example::opened(n, &key, b"raw"),
+                ))
+                .await
+                .unwrap();
+            let decided = sequencer
+                .append(Draft {
+                    expect: vec![Expectation::Case {
+                        id,
+                        state: CaseState::NeedsReview,
+                        updated_seq: opened.seq,
+                    }],
+                    ..Draft::new(
+                        Some(id),
+                        "engine",
+                        format!("case-{n}-1"),
+                        example::decided(n, example::one_owner_approval()),
+                    )
+                })
+                .await
+                .unwrap();
+            sequencer
+                .append(Draft {
+                    expect: vec![Expectation::Case {
+                        id,
+                        state: CaseState::AwaitingApproval,
+                        updated_seq: decided.seq,
+                    }],
+                    ..Draft::new(
+                        Some(id),
+                        "user:alice",
+                        format!("case-{n}-2"),
+                        EventBody::ApprovalGranted(ApprovalGranted {
+                            approval: Approval {
+                                id: ApprovalId(uuid::Uuid::from_u128(n)),
+                                change_id: ChangeId(id.as_uuid()),
+                                approver: "alice".into(),
+                                verdict: Verdict::Approve,
+                                rationale: "owner confirms unused".into(),
+                                at: example::time(),
+                            },
+                            rationale: "owner confirms unused".into(),
+                        }),
+                    )
+                })
+                .await
+                .unwrap();
         }
     }
 

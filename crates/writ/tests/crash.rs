@@ -266,11 +266,12 @@ async fn serve_survives_sigkill(db: Db) {
         let (was_accepted, ()) = tokio::join!(poster, timer);
         server.kill();
         let interrupted = store
-            .pending_jobs(1000)
+            .projection_dump()
             .await
             .unwrap()
+            .jobs
             .iter()
-            .any(|j| matches!(j.state, JobState::Intent | JobState::Applied));
+            .any(|(j, ..)| matches!(j.state, JobState::Intent | JobState::Applied));
         mid_write_back += usize::from(interrupted);
         if was_accepted {
             accepted.insert(users[next].clone());
@@ -330,7 +331,7 @@ async fn serve_survives_sigkill(db: Db) {
         assert_eq!(jobs.len(), 1, "{user}: {jobs:?}");
         assert_eq!(jobs[0].state, JobState::Verified, "{user}: {jobs:?}");
         let entries = store.case_entries(case.id).await.unwrap();
-        let count = |kind: &str| entries.iter().filter(|e| e.kind == kind).count();
+        let count = |kind: &str| entries.iter().filter(|e| e.kind.name() == kind).count();
         assert_eq!(count("finding_received"), 1, "{user}");
         assert_eq!(count("decision_recorded"), 1, "{user}");
         assert_eq!(count("write_back_applied"), 1, "{user}");
@@ -348,7 +349,7 @@ async fn serve_survives_sigkill(db: Db) {
         );
         let applied = entries
             .iter()
-            .find(|e| e.kind == "write_back_applied")
+            .find(|e| e.kind.name() == "write_back_applied")
             .unwrap();
         let event = writ_ledger::decode_leaf(&applied.leaf).unwrap();
         if event["body"]["outcome"].to_string().contains("already") {

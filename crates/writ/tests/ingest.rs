@@ -10,7 +10,7 @@ use common::{Db, Site, fixture, text};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use writ_core::SystemClock;
-use writ_core::event::EventKind;
+use writ_core::event::{EventBody, IdentitySynced};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
 use writ_engine::{Draft, Sequencer, SequencerConfig};
@@ -67,16 +67,16 @@ async fn seed_inventory(site: &Site) {
             reconciled_at: Some(now - SignedDuration::from_mins(5)),
         };
         sequencer
-            .append(Draft {
-                case_id: None,
-                actor: "sync:aws".into(),
-                kind: EventKind::IdentitySynced,
-                idempotency_key: format!("sync:{external_id}"),
-                policy_bundle: None,
-                controls: vec![],
-                body: json!({ "identity": identity }),
-                evidence: vec![],
-            })
+            .append(Draft::new(
+                None,
+                "sync:aws",
+                format!("sync:{external_id}"),
+                EventBody::IdentitySynced(IdentitySynced {
+                    identity,
+                    object_kind: None,
+                    reason: None,
+                }),
+            ))
             .await
             .unwrap();
     }

@@ -1,0 +1,47 @@
+//! Reading ledger entries back as typed events.
+//!
+//! A stored entry's leaf is authoritative; its other columns are copies for indexing. Reading an
+//! entry back decodes the leaf into a [`writ_core::event::Event`] (its body into the
+//! [`EventBody`] variant its kind names) and checks that the copied columns agree with it, so
+//! nothing downstream trusts a column the leaf does not back.
+
+use writ_core::event::{Event, EventBody};
+use writ_store::LedgerRow;
+
+/// An entry that cannot be read back as the event it claims to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ledger entry {seq} is unreadable: {detail}")]
+pub struct UnreadableEntry {
+    /// The entry.
+    pub seq: u64,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// The event stored in `row`, after checking that the row's columns match its leaf.
+pub fn decode(row: &LedgerRow) -> Result<Event, UnreadableEntry> {
+    let bad = |detail: String| UnreadableEntry {
+        seq: row.seq,
+        detail,
+    };
+    let value = writ_ledger::decode_leaf(&row.leaf).map_err(|err| bad(err.to_string()))?;
+    let event: Event = serde_json::from_value(value).map_err(|err| bad(err.to_string()))?;
+    if event.seq != row.seq
+        || event.kind != row.kind
+        || event.case_id != row.case_id
+        || event.actor != row.actor
+        || event.idempotency_key != row.idempotency_key
+        || event.time != row.time
+    {
+        return Err(bad(
+            "the entry's columns do not match its leaf (seq, kind, case, actor, key or time)"
+                .into(),
+        ));
+    }
+    Ok(event)
+}
+
+/// The body of the event stored in `row` (see [`decode`]).
+pub fn decode_body(row: &LedgerRow) -> Result<EventBody, UnreadableEntry> {
+    decode(row).map(|event| event.body)
+}

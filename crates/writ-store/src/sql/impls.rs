@@ -1,0 +1,244 @@
+//! The four store role traits, implemented once for any backend type that has a `reader` pool,
+//! an inherent `begin_write()` that opens a write transaction holding the writer lock, an
+//! inherent `locked_head(&mut tx)` that reads the ledger size under that lock, and a
+//! `CLAIM_LOCK` clause. Expand inside a module that also expanded `backend_queries!` as `q`.
+
+/// See the module documentation.
+macro_rules! impl_store {
+    ($store:ty, $backend:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::LedgerStore for $store {
+            async fn ledger_size(&self) -> Result<u64, $crate::StoreError> {
+                q::head_size(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn commit(&self, batch: $crate::CommitBatch) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let head = Self::locked_head(&mut tx).await?;
+                q::write_batch(&mut tx, head, &batch).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn entry_by_idempotency_key(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::LedgerRow>, $crate::StoreError> {
+                q::entry_by_idempotency_key(&mut *self.reader.acquire().await?, key).await
+            }
+
+            async fn entries_by_idempotency_keys(
+                &self,
+                keys: &[String],
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::entries_by_idempotency_keys(&mut *self.reader.acquire().await?, keys).await
+            }
+
+            async fn latest_entry_of_kind(
+                &self,
+                kind: writ_core::event::EventKind,
+            ) -> Result<Option<$crate::LedgerRow>, $crate::StoreError> {
+                q::latest_entry_of_kind(&mut *self.reader.acquire().await?, kind).await
+            }
+
+            async fn entries(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::entries(&mut *self.reader.acquire().await?, from, limit).await
+            }
+
+            async fn leaves(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<(u64, Vec<u8>, [u8; 32])>, $crate::StoreError> {
+                q::leaves(&mut *self.reader.acquire().await?, from, limit).await
+            }
+
+            async fn case_entries(
+                &self,
+                case: writ_core::ids::CaseId,
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::case_entries(&mut *self.reader.acquire().await?, case).await
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<$crate::CheckpointRow>, $crate::StoreError> {
+                q::checkpoints(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn latest_checkpoint(
+                &self,
+            ) -> Result<Option<$crate::CheckpointRow>, $crate::StoreError> {
+                q::latest_checkpoint(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn evidence(
+                &self,
+                digest: &writ_core::Sha256Digest,
+            ) -> Result<Option<$crate::EvidenceRow>, $crate::StoreError> {
+                q::evidence(&mut *self.reader.acquire().await?, digest).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::ProjectionStore for $store {
+            async fn identities_by_external_ids(
+                &self,
+                subjects: &[(String, String)],
+            ) -> Result<Vec<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identities_by_external_ids(&mut *self.reader.acquire().await?, subjects).await
+            }
+
+            async fn open_cases_for(
+                &self,
+                keys: &[(String, String)],
+            ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
+                q::open_cases_for(&mut *self.reader.acquire().await?, keys).await
+            }
+
+            async fn identity(
+                &self,
+                id: writ_core::ids::IdentityId,
+            ) -> Result<Option<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identity(&mut *self.reader.acquire().await?, id).await
+            }
+
+            async fn identity_by_external_id(
+                &self,
+                system: &str,
+                external_id: &str,
+            ) -> Result<Option<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identity_by_external_id(&mut *self.reader.acquire().await?, system, external_id)
+                    .await
+            }
+
+            async fn identities(
+                &self,
+            ) -> Result<Vec<writ_core::identity::Identity>, $crate::StoreError> {
+                q::identities(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn case(
+                &self,
+                id: writ_core::ids::CaseId,
+            ) -> Result<Option<writ_core::case::Case>, $crate::StoreError> {
+                q::case(&mut *self.reader.acquire().await?, id).await
+            }
+
+            async fn case_view(
+                &self,
+                id: writ_core::ids::CaseId,
+            ) -> Result<Option<$crate::CaseView>, $crate::StoreError> {
+                // One read transaction: the case, its votes and its job from the same instant.
+                let mut tx = self.reader.begin().await?;
+                let view = q::case_view(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(view)
+            }
+
+            async fn cases(
+                &self,
+                filter: &$crate::CaseFilter,
+            ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
+                q::cases(&mut *self.reader.acquire().await?, filter).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::JobQueue for $store {
+            async fn claim_jobs(
+                &self,
+                holder: &str,
+                now: jiff::Timestamp,
+                until: jiff::Timestamp,
+                limit: u32,
+            ) -> Result<Vec<$crate::JobView>, $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let jobs =
+                    q::claim_jobs(&mut tx, Self::CLAIM_LOCK, holder, now, until, limit).await?;
+                tx.commit().await?;
+                Ok(jobs)
+            }
+
+            async fn renew_lease(
+                &self,
+                job: writ_core::ids::JobId,
+                holder: &str,
+                until: jiff::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let renewed = q::renew_lease(&mut tx, job, holder, until).await?;
+                tx.commit().await?;
+                Ok(renewed)
+            }
+
+            async fn release_lease(
+                &self,
+                job: writ_core::ids::JobId,
+                holder: &str,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                q::release_lease(&mut tx, job, holder).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn jobs_applied_since(
+                &self,
+                system: &str,
+                since: jiff::Timestamp,
+            ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
+                q::jobs_applied_since(&mut *self.reader.acquire().await?, system, since).await
+            }
+
+            async fn job_view(
+                &self,
+                id: writ_core::ids::JobId,
+            ) -> Result<Option<$crate::JobView>, $crate::StoreError> {
+                q::job_view(&mut *self.reader.acquire().await?, id).await
+            }
+
+            async fn jobs_for_case(
+                &self,
+                case: writ_core::ids::CaseId,
+            ) -> Result<Vec<writ_core::job::Job>, $crate::StoreError> {
+                q::jobs_for_case(&mut *self.reader.acquire().await?, case).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::AdminStore for $store {
+            fn backend(&self) -> $crate::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), $crate::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.reader).await?;
+                Ok(())
+            }
+
+            async fn replace_projections(
+                &self,
+                effects: Vec<$crate::Effect>,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::locked_head(&mut tx).await?;
+                q::replace_projections(&mut tx, &effects).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn projection_dump(&self) -> Result<$crate::ProjectionDump, $crate::StoreError> {
+                // One read transaction, so every table is from the same instant.
+                let mut tx = self.reader.begin().await?;
+                let dump = q::projection_dump(&mut tx).await?;
+                tx.commit().await?;
+                Ok(dump)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,148 @@
+//! SQL shared by both backends.
+//!
+//! Both backends speak the same SQL here (`$N` placeholders, `ON CONFLICT`, partial indexes), so
+//! the statements are written once and expanded for each backend's concrete connection type by
+//! [`backend_queries!`]. They are split by concern, one macro per file, matching the store's
+//! roles: `ledger` (appends, expectations, entries, checkpoints, evidence), `projections`
+//! (effects, identities, cases and the read models, rebuild), `jobs` (the queue and its
+//! leases), `admin` (migrations). `impls` implements the four role traits on a backend. What
+//! differs between backends (how a writer takes the lock, how migrations are serialised) stays
+//! in `sqlite.rs` and `postgres.rs`.
+
+pub(crate) mod admin;
+pub(crate) mod impls;
+pub(crate) mod jobs;
+pub(crate) mod ledger;
+pub(crate) mod projections;
+
+use jiff::Timestamp;
+
+use crate::StoreError;
+
+/// `time` as microseconds since the epoch, the unit every `*_us` column uses.
+pub(crate) fn micros(time: Timestamp) -> i64 {
+    time.as_microsecond()
+}
+
+/// The inverse of [`micros`].
+pub(crate) fn from_micros(table: &'static str, us: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_microsecond(us).map_err(|err| StoreError::Corrupt {
+        table,
+        detail: format!("time {us}: {err}"),
+    })
+}
+
+/// Pairs grouped by their first element, each group's second elements distinct and sorted.
+pub(crate) fn grouped<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(&'a str, Vec<&'a str>)> {
+    let mut groups: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for (first, second) in pairs {
+        groups.entry(first).or_default().insert(second);
+    }
+    groups
+        .into_iter()
+        .map(|(first, seconds)| (first, seconds.into_iter().collect()))
+        .collect()
+}
+
+/// A sequence number as the database stores it.
+pub(crate) fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        table: "ledger_entries",
+        detail: format!("sequence number {seq} out of range"),
+    })
+}
+
+/// A sequence number as read from the database.
+pub(crate) fn seq_from_db(table: &'static str, seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("negative sequence number {seq}"),
+    })
+}
+
+/// A unit-like enum's name (`business_critical`), as stored in text columns: the strum name,
+/// which a core test holds equal to the serde name.
+pub(crate) fn enum_text<T: Copy + Into<&'static str>>(value: &T) -> &'static str {
+    (*value).into()
+}
+
+/// Parses a text column written by [`enum_text`].
+pub(crate) fn parse_enum<T: std::str::FromStr>(
+    table: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("unknown value {text:?}"),
+    })
+}
+
+/// A value stored as JSON text (a decision, a plan).
+pub(crate) fn json_text<T: serde::Serialize>(
+    table: &'static str,
+    value: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt {
+        table,
+        detail: format!("cannot encode: {err}"),
+    })
+}
+
+/// A JSON text column read back as a value (for comparing read models: key order aside).
+pub(crate) fn parse_json_text(
+    table: &'static str,
+    text: Option<String>,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+            table,
+            detail: format!("JSON column: {err}"),
+        })
+    })
+    .transpose()
+}
+
+/// A 32-byte hash column.
+pub(crate) fn hash_from_db(table: &'static str, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("hash of {} bytes, expected 32", bytes.len()),
+    })
+}
+
+/// Expands the shared statements for one backend. `$db` is the sqlx database type.
+macro_rules! backend_queries {
+    ($db:ty) => {
+        use sqlx::Row as _;
+        use uuid::Uuid;
+        use writ_core::Sha256Digest;
+        use writ_core::case::Case;
+        use writ_core::identity::Identity;
+        use writ_core::ids::{CaseId, IdentityId};
+
+        use $crate::StoreError;
+        use $crate::model::{CheckpointRow, Effect, EvidenceRow, LedgerRow};
+        use $crate::sql::{
+            enum_text, from_micros, hash_from_db, micros, parse_enum, seq_from_db, seq_to_db,
+        };
+
+        type Conn = <$db as sqlx::Database>::Connection;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        /// Rows per multi-row statement: under SQLite's 32766 bound variables at 12 columns.
+        const ROWS_PER_STATEMENT: usize = 1000;
+
+        /// Rows per `IN (...)` lookup.
+        const KEYS_PER_LOOKUP: usize = 500;
+
+        $crate::sql::admin::admin_queries!($db);
+        $crate::sql::ledger::ledger_queries!($db);
+        $crate::sql::projections::projection_queries!($db);
+        $crate::sql::jobs::job_queries!($db);
+    };
+}
+
+pub(crate) use backend_queries;
