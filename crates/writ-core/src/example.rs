@@ -57,7 +57,7 @@ pub fn synced(n: u128) -> EventBody {
 
 /// The id of example case `n`.
 pub fn case_id(n: u128) -> CaseId {
-    CaseId(Uuid::from_u128(1_000 + n))
+    CaseId(Uuid::from_u128(n))
 }
 
 /// Example case `n`, just opened, about identity `n`.

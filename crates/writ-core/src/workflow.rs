@@ -366,3 +366,342 @@ fn tier_name(tier: &Tier) -> &'static str {
         Tier::Deny => "deny",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::approval::{Approval, Verdict};
+    use crate::change::{Action, ApplyOutcome, ObjectState, Plan, Reversibility};
+    use crate::event::{
+        ApprovalGranted, ChangeRequested, ReadBack, RollbackIntent, RolledBack, WriteBackApplied,
+        WriteBackFailed, WriteBackIntent, WriteBackVerified,
+    };
+    use crate::example;
+    use crate::ids::{ApprovalId, ChangeId};
+    use crate::job::Job;
+
+    /// What a person, the policy or the worker may try next.
+    #[derive(Debug, Clone, Copy)]
+    enum Command {
+        Open,
+        Join,
+        Decide(u8),
+        Approve(u8),
+        Queue,
+        NewJob,
+        Intent,
+        Applied,
+        Verified,
+        Retry,
+        Fail,
+        RollbackIntent,
+        RolledBack,
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            Just(Command::Open),
+            Just(Command::Join),
+            (0u8..6).prop_map(Command::Decide),
+            (0u8..4).prop_map(Command::Approve),
+            Just(Command::Queue),
+            Just(Command::NewJob),
+            Just(Command::Intent),
+            Just(Command::Applied),
+            Just(Command::Verified),
+            Just(Command::Retry),
+            Just(Command::Fail),
+            Just(Command::RollbackIntent),
+            Just(Command::RolledBack),
+        ]
+    }
+
+    fn tier(n: u8) -> Tier {
+        match n {
+            0 => Tier::Auto,
+            1 => example::one_owner_approval(),
+            2 => Tier::Approval {
+                count: 2,
+                approver_group: "security".into(),
+            },
+            3 => Tier::CaseOnly { freeze: true },
+            4 => Tier::CaseOnly { freeze: false },
+            _ => Tier::Deny,
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            external_id: "svc-1".into(),
+            action: Action::Disable,
+            pre_image: ObjectState {
+                external_id: "svc-1".into(),
+                exists: true,
+                attributes: serde_json::Value::Null,
+            },
+            reversibility: Reversibility::Reversible,
+        }
+    }
+
+    /// The body a command would append, built from what the model knows now (the case as it
+    /// is, the newest job), with the snapshot states the command means to reach.
+    fn body(command: Command, model: &Model) -> EventBody {
+        let case_in = |state: CaseState| {
+            let mut case = example::case(1);
+            case.state = state;
+            case
+        };
+        let job_in = |state: JobState| {
+            let mut job = model.job.clone();
+            job.state = state;
+            job
+        };
+        let current = model.workflow.job.map_or(JobState::Queued, |(_, s)| s);
+        match command {
+            Command::Open => example::opened(1, "k", b"raw"),
+            Command::Join => {
+                let mut body = example::opened(1, "k2", b"raw");
+                if let EventBody::FindingReceived(b) = &mut body {
+                    b.case = None;
+                }
+                body
+            }
+            Command::Decide(n) => example::decided(1, tier(n)),
+            Command::Approve(n) => EventBody::ApprovalGranted(ApprovalGranted {
+                approval: Approval {
+                    id: ApprovalId(uuid::Uuid::nil()),
+                    change_id: ChangeId(uuid::Uuid::nil()),
+                    approver: if n == 3 {
+                        ENGINE_ACTOR.into()
+                    } else {
+                        format!("approver-{n}")
+                    },
+                    verdict: Verdict::Approve,
+                    rationale: "ok".into(),
+                    at: example::time(),
+                },
+                rationale: "ok".into(),
+            }),
+            Command::Queue | Command::NewJob => EventBody::ChangeRequested(ChangeRequested {
+                job: if matches!(command, Command::NewJob) {
+                    model.next_job.clone()
+                } else {
+                    job_in(JobState::Queued)
+                },
+                case: (model.workflow.state == Some(CaseState::AwaitingApproval))
+                    .then(|| case_in(CaseState::Remediating)),
+            }),
+            Command::Intent => EventBody::WriteBackIntent(WriteBackIntent {
+                job: job_in(JobState::Intent),
+                plan: plan(),
+            }),
+            Command::Applied => EventBody::WriteBackApplied(WriteBackApplied {
+                job: job_in(JobState::Applied),
+                outcome: ApplyOutcome::Applied,
+            }),
+            Command::Verified => EventBody::WriteBackVerified(WriteBackVerified {
+                job: job_in(JobState::Verified),
+                case: case_in(CaseState::Remediated),
+                verification: ReadBack::Confirmed,
+            }),
+            Command::Retry => EventBody::WriteBackFailed(WriteBackFailed {
+                job: job_in(current),
+                case: None,
+                retryable: true,
+                error: "timeout".into(),
+                held_by_guard: false,
+                needs_attention: false,
+            }),
+            Command::Fail => EventBody::WriteBackFailed(WriteBackFailed {
+                job: job_in(JobState::Failed),
+                case: Some(case_in(CaseState::WriteBackFailed)),
+                retryable: false,
+                error: "refused".into(),
+                held_by_guard: false,
+                needs_attention: true,
+            }),
+            Command::RollbackIntent => EventBody::RollbackIntent(RollbackIntent {
+                job: job_in(JobState::RollbackIntent),
+                rationale: "undo".into(),
+            }),
+            Command::RolledBack => EventBody::RolledBack(RolledBack {
+                job: job_in(JobState::RolledBack),
+                case: case_in(CaseState::RolledBack),
+                outcome: ApplyOutcome::Applied,
+                rationale: "undo".into(),
+            }),
+        }
+    }
+
+    struct Model {
+        workflow: CaseWorkflow,
+        job: Job,
+        next_job: Job,
+        /// Jobs and their states, from accepted events.
+        jobs: Vec<(JobId, JobState)>,
+        /// Whether each accepted job was queued with its approvals complete.
+        queued_with_approvals: Vec<(JobId, bool)>,
+    }
+
+    fn job(n: u128) -> Job {
+        Job::queued(
+            JobId(uuid::Uuid::from_u128(n)),
+            example::case_id(1),
+            example::SYSTEM,
+            "svc-1",
+            Action::Disable,
+            false,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever is tried, in any order: a frozen case never becomes remediated, no job is
+        /// applied without the approvals the decision in force asked for, a case never has
+        /// two live jobs, and a refused event leaves the workflow as it was.
+        #[test]
+        fn the_state_machine_keeps_its_promises(commands in proptest::collection::vec(command(), 1..60)) {
+            let mut model = Model {
+                workflow: CaseWorkflow::default(),
+                job: job(1),
+                next_job: job(2),
+                jobs: Vec::new(),
+                queued_with_approvals: Vec::new(),
+            };
+            let case_id = example::case_id(1);
+            for command in commands {
+                let body = body(command, &model);
+                let before = model.workflow.clone();
+                match model.workflow.apply(case_id, &body) {
+                    Err(_) => prop_assert_eq!(&model.workflow, &before),
+                    Ok(()) => {
+                        let after = &model.workflow;
+                        if before.state == Some(CaseState::Frozen) {
+                            prop_assert_ne!(after.state, Some(CaseState::Remediated));
+                        }
+                        if let EventBody::ChangeRequested(b) = &body {
+                            let complete = match before.decision.as_ref().map(|d| &d.tier) {
+                                Some(Tier::Auto) => true,
+                                Some(Tier::Approval { count, .. }) => {
+                                    before.votes.len() >= *count as usize
+                                        && !before.votes.contains(ENGINE_ACTOR)
+                                }
+                                _ => false,
+                            };
+                            model.queued_with_approvals.push((b.job.id, complete));
+                            if b.job.id == model.next_job.id {
+                                model.job = model.next_job.clone();
+                                let next = b.job.id.as_uuid().as_u128() + 1;
+                                model.next_job = job(next);
+                            }
+                        }
+                        if let EventBody::WriteBackApplied(b) = &body {
+                            let queued = model
+                                .queued_with_approvals
+                                .iter()
+                                .find(|(id, _)| *id == b.job.id);
+                            prop_assert_eq!(queued.map(|(_, ok)| *ok), Some(true));
+                        }
+                        if let Some(job) = body.job() {
+                            match model.jobs.iter_mut().find(|(id, _)| *id == job.id) {
+                                Some(entry) => entry.1 = job.state,
+                                None => model.jobs.push((job.id, job.state)),
+                            }
+                        }
+                        let live = model.jobs.iter().filter(|(_, s)| s.is_pending()).count();
+                        prop_assert!(live <= 1, "two live jobs: {:?}", model.jobs);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiers_decide_the_state() {
+        assert_eq!(
+            decided_state(&Tier::Auto, true, true),
+            CaseState::Remediating
+        );
+        assert_eq!(
+            decided_state(&Tier::Auto, true, false),
+            CaseState::NeedsReview
+        );
+        assert_eq!(
+            decided_state(&Tier::Auto, false, true),
+            CaseState::NeedsReview
+        );
+        assert_eq!(
+            decided_state(&example::one_owner_approval(), true, false),
+            CaseState::AwaitingApproval
+        );
+        assert_eq!(
+            decided_state(&Tier::CaseOnly { freeze: true }, true, true),
+            CaseState::Frozen
+        );
+        assert_eq!(decided_state(&Tier::Deny, true, true), CaseState::Denied);
+    }
+
+    #[test]
+    fn a_frozen_case_takes_no_write_back() {
+        let mut workflow = CaseWorkflow::default();
+        let case_id = example::case_id(1);
+        workflow
+            .apply(case_id, &example::opened(1, "k", b"raw"))
+            .unwrap();
+        workflow
+            .apply(
+                case_id,
+                &example::decided(1, Tier::CaseOnly { freeze: true }),
+            )
+            .unwrap();
+        assert_eq!(workflow.state, Some(CaseState::Frozen));
+        let mut remediated = example::case(1);
+        remediated.state = CaseState::Remediated;
+        let mut verified = job(1);
+        verified.state = JobState::Verified;
+        let err = workflow
+            .apply(
+                case_id,
+                &EventBody::WriteBackVerified(WriteBackVerified {
+                    job: verified,
+                    case: remediated,
+                    verification: ReadBack::Confirmed,
+                }),
+            )
+            .unwrap_err();
+        assert!(err.reason.contains("frozen"), "{err}");
+    }
+
+    /// strum's names (the store's text columns) are serde's names (the ledger's).
+    #[test]
+    fn stored_names_are_serde_names() {
+        use strum::VariantArray as _;
+        for state in CaseState::VARIANTS {
+            let name: &str = (*state).into();
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+        }
+        for state in JobState::VARIANTS {
+            let name: &str = (*state).into();
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+        }
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+            assert_eq!(kind.name().parse::<EventKind>().unwrap(), kind);
+        }
+        for v in crate::identity::Criticality::VARIANTS {
+            let name: &str = (*v).into();
+            assert_eq!(serde_json::to_value(v).unwrap(), name);
+        }
+        for v in crate::identity::IdentityKind::VARIANTS {
+            let name: &str = (*v).into();
+            assert_eq!(serde_json::to_value(v).unwrap(), name);
+        }
+        for v in crate::finding::Severity::VARIANTS {
+            let name: &str = (*v).into();
+            assert_eq!(serde_json::to_value(v).unwrap(), name);
+        }
+    }
+}

@@ -391,12 +391,7 @@ async fn projections_evidence_and_rebuild_agree(h: Harness) {
             result.unwrap();
         }
     }
-    let case = h
-        .store
-        .case(CaseId(Uuid::from_u128(1003)))
-        .await
-        .unwrap()
-        .unwrap();
+    let case = h.store.case(example::case_id(3)).await.unwrap().unwrap();
     assert_eq!(case.state, CaseState::AwaitingApproval);
     let raw = br#"{"finding":"raw bytes 3"}"#;
     let evidence = h
@@ -433,7 +428,7 @@ async fn offline_bundles_verify_and_detect_tampering(h: Harness) {
     for n in 1..=3 {
         append_story(&sequencer, n).await;
     }
-    let case = CaseId(Uuid::from_u128(1002));
+    let case = example::case_id(2);
     let bundle = audit::export(&*h.store, Selection::Case(case), &h.verifier)
         .await
         .unwrap();

@@ -17,24 +17,31 @@ use writ_connectors::{
 use writ_core::case::CaseState;
 use writ_core::change::Action;
 use writ_core::clock::RandomIds;
+use writ_core::decision::Tier;
+use writ_core::event::{EventBody, EventKind};
 use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
+use writ_core::ids::{CaseId, JobId};
 use writ_core::job::JobState;
-use writ_core::{Clock as _, SystemClock};
+use writ_core::{Clock as _, ManualClock, example};
 use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
 use writ_engine::inventory;
 use writ_engine::sources::Source;
 use writ_engine::writeback::{WriteBack, WriteBackSettings};
-use writ_engine::{Sequencer, SequencerConfig};
+use writ_engine::{Draft, Sequencer, SequencerConfig};
 use writ_ledger::generate_key;
 use writ_policy::PolicyBundle;
 use writ_store::Store;
 use writ_testkit::{MotoServer, PgCluster};
 
-/// Delegates to a real connector; can pretend the process died right after the target changed.
+/// Delegates to a real connector; can pretend the process died right after the target changed,
+/// that the target is unreachable for every apply, or that it is unreachable for the next
+/// rollback. Counts the applies that reached the target.
 #[derive(Debug)]
 struct CrashAfterApply {
     inner: AwsIam,
     crash_next: AtomicBool,
+    unreachable: AtomicBool,
+    rollback_unreachable_once: AtomicBool,
     applies: AtomicUsize,
 }
 
@@ -56,6 +63,9 @@ impl Connector for CrashAfterApply {
         self.inner.plan(id, action).await
     }
     async fn apply(&self, plan: &Plan, key: &str) -> Result<ApplyOutcome, ConnectorError> {
+        if self.unreachable.load(Ordering::SeqCst) {
+            return Err(ConnectorError::Retryable("connection refused".into()));
+        }
         self.applies.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.apply(plan, key).await?;
         if self.crash_next.swap(false, Ordering::SeqCst) {
@@ -69,6 +79,9 @@ impl Connector for CrashAfterApply {
         self.inner.verify(plan).await
     }
     async fn rollback(&self, plan: &Plan) -> Result<ApplyOutcome, ConnectorError> {
+        if self.rollback_unreachable_once.swap(false, Ordering::SeqCst) {
+            return Err(ConnectorError::Retryable("connection refused".into()));
+        }
         self.inner.rollback(plan).await
     }
 }
@@ -79,7 +92,8 @@ struct World {
     ingestor: Ingestor,
     writeback: WriteBack,
     connector: Arc<CrashAfterApply>,
-    clock: Arc<SystemClock>,
+    clock: Arc<ManualClock>,
+    url: String,
     _moto: MotoServer,
     _keep: (Option<tempfile::TempDir>, Option<PgCluster>),
 }
@@ -108,7 +122,7 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
 
     let store = writ_store::open(&url).await.unwrap();
     let (signer, _) = generate_key("writ.test/ledger", [2; 32]).unwrap();
-    let clock = Arc::new(SystemClock);
+    let clock = Arc::new(ManualClock::new(writ_core::example::time()));
     let sequencer = Sequencer::start(
         store.clone(),
         signer,
@@ -120,6 +134,8 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
     let connector = Arc::new(CrashAfterApply {
         inner: AwsIam::connect(config).await.unwrap(),
         crash_next: AtomicBool::new(false),
+        unreachable: AtomicBool::new(false),
+        rollback_unreachable_once: AtomicBool::new(false),
         applies: AtomicUsize::new(0),
     });
     inventory::sync(&*store, &sequencer, &*connector, &*clock, &RandomIds)
@@ -162,6 +178,7 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         writeback,
         connector,
         clock,
+        url,
         _moto: moto,
         _keep: keep,
     }
@@ -400,7 +417,7 @@ async fn last_admin_is_never_disabled(w: World) {
         "owners.csv",
         b"admins",
         rules,
-        &SystemClock,
+        &*w.clock,
     )
     .await
     .unwrap();
@@ -484,7 +501,7 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(w: World) {
     );
     assert_eq!(w.connector.applies.load(Ordering::SeqCst), 0);
 
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    w.clock.advance(jiff::SignedDuration::from_millis(800));
     let late = survivor.run_once().await.unwrap();
     assert_eq!(late.verified, 1, "{late:?}");
     assert_eq!(w.connector.applies.load(Ordering::SeqCst), 1);
@@ -508,7 +525,222 @@ impl World {
     }
 }
 
+/// A target that never takes the change: every try is recorded, and after `max_attempts` the
+/// job fails for a human instead of being retried forever.
+async fn a_target_that_always_fails_ends_after_max_attempts(w: World) {
+    let worker = w.worker(WriteBackSettings {
+        max_attempts: 3,
+        ..WriteBackSettings::default()
+    });
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    w.connector.unreachable.store(true, Ordering::SeqCst);
+    let mut passes = 0;
+    loop {
+        let report = worker.run_once().await.unwrap();
+        passes += 1;
+        if report.failed == 1 {
+            break;
+        }
+        assert_eq!(report.retried, 1, "pass {passes}: {report:?}");
+        assert!(passes < 10, "the job never ended");
+        // Past the backoff: the job is due again.
+        w.clock.advance(jiff::SignedDuration::from_hours(1));
+    }
+    assert_eq!(passes, 3, "one pass per attempt");
+    let job = w.store.jobs_for_case(case).await.unwrap().remove(0);
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.attempts, 3);
+    assert!(job.last_error.unwrap().contains("gave up after 3 attempts"));
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::WriteBackFailed
+    );
+    let entries = w.store.case_entries(case).await.unwrap();
+    let failures = entries
+        .iter()
+        .filter(|e| e.kind == EventKind::WriteBackFailed)
+        .count();
+    assert_eq!(
+        failures, 3,
+        "two retries and the final failure, each recorded"
+    );
+    // Nothing is due any more.
+    w.clock.advance(jiff::SignedDuration::from_hours(10));
+    assert_eq!(worker.run_once().await.unwrap(), Default::default());
+    assert_eq!(key_status(&w).await, "Active");
+}
+
+/// Two approvals at once on a case that needs one: one queues the job, the other is refused
+/// (the case is no longer awaiting approval); the change is applied once.
+async fn two_approvals_at_once_queue_one_job(w: World) {
+    let case = unused_key_case(&w).await;
+    let (a, b) = tokio::join!(
+        w.writeback.approve(case, "alice", "ok", false),
+        w.writeback.approve(case, "bob", "ok", false)
+    );
+    let queued = [&a, &b].iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+    assert_eq!(queued, 1, "{a:?} {b:?}");
+    assert!(a.is_err() || b.is_err(), "{a:?} {b:?}");
+    assert_eq!(w.store.jobs_for_case(case).await.unwrap().len(), 1);
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!(report.verified, 1, "{report:?}");
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 1);
+}
+
+/// A case decided to need two approvals, about svc-bi's key, opened directly in the ledger.
+async fn two_approval_case(w: &World) -> CaseId {
+    let identity = w
+        .store
+        .identity_by_external_id("aws:123456789012", "svc-bi/AccessKey1")
+        .await
+        .unwrap()
+        .unwrap();
+    let n = 77;
+    let id = example::case_id(n);
+    let key = "two-approvals";
+    let mut opened = example::opened(n, key, b"raw");
+    let mut decided = example::decided(
+        n,
+        Tier::Approval {
+            count: 2,
+            approver_group: "security".into(),
+        },
+    );
+    for body in [&mut opened, &mut decided] {
+        let case = match body {
+            EventBody::FindingReceived(b) => b.case.as_mut().unwrap(),
+            EventBody::DecisionRecorded(b) => &mut b.case,
+            _ => unreachable!(),
+        };
+        case.identity_id = Some(identity.id);
+        case.subject = format!("{}/{}", identity.system, identity.external_id);
+    }
+    let results = w
+        .sequencer
+        .append_groups(vec![vec![
+            Draft::new(Some(id), "source:prowler", key, opened),
+            Draft::new(Some(id), "engine", "two-approvals-decided", decided),
+        ]])
+        .await;
+    for result in results.into_iter().flatten() {
+        result.unwrap();
+    }
+    id
+}
+
+/// Two approvals at once on a case that needs two: neither is lost (the one that read a stale
+/// case reads again), and exactly one job is queued.
+async fn two_approvals_at_once_complete_a_two_approval_case(w: World) {
+    let case = two_approval_case(&w).await;
+    let (a, b) = tokio::join!(
+        w.writeback.approve(case, "alice", "ok", false),
+        w.writeback.approve(case, "bob", "ok", false)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        usize::from(a.is_some()) + usize::from(b.is_some()),
+        1,
+        "{a:?} {b:?}"
+    );
+    let view = w.store.case_view(case).await.unwrap().unwrap();
+    assert_eq!(view.votes.len(), 2, "{view:?}");
+    assert_eq!(view.case.state, CaseState::Remediating);
+    assert_eq!(w.store.jobs_for_case(case).await.unwrap().len(), 1);
+    // And the same person twice counts once.
+    let again = w.writeback.approve(case, "alice", "again", false).await;
+    assert!(again.is_err(), "{again:?}");
+}
+
+/// A rollback whose target call fails is not lost: its intent is recorded first, and the
+/// worker finishes it.
+async fn a_rollback_is_recorded_before_the_target_and_finished_by_the_worker(w: World) {
+    let case = unused_key_case(&w).await;
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.writeback.run_once().await.unwrap().verified, 1);
+    assert_eq!(key_status(&w).await, "Inactive");
+    w.connector
+        .rollback_unreachable_once
+        .store(true, Ordering::SeqCst);
+    let err = w
+        .writeback
+        .rollback(case, "alice", "still needed")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("worker will try again"), "{err}");
+    let job = w.store.jobs_for_case(case).await.unwrap().remove(0);
+    assert_eq!(job.state, JobState::RollbackIntent);
+    assert_eq!(key_status(&w).await, "Inactive", "not rolled back yet");
+    w.clock.advance(jiff::SignedDuration::from_hours(1));
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!(report.rolled_back, 1, "{report:?}");
+    assert_eq!(key_status(&w).await, "Active");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::RolledBack
+    );
+    let drift = writ_engine::rebuild::check(&*w.store).await.unwrap();
+    assert!(drift.is_empty(), "{drift:#?}");
+}
+
+/// A job row written into the `jobs` table by hand (no ledger entry backs it) is refused and
+/// reported; the target is never touched.
+async fn a_forged_job_row_is_refused(w: World) {
+    let case = unused_key_case(&w).await;
+    let forged = writ_core::job::Job::queued(
+        JobId(uuid::Uuid::from_u128(0xf0f0)),
+        case,
+        "aws:123456789012",
+        "svc-etl/AccessKey1",
+        Action::Disable,
+        false,
+    );
+    let snapshot = serde_json::to_string(&forged).unwrap();
+    let id = forged.id.as_uuid();
+    let case_uuid = case.as_uuid();
+    let insert = "INSERT INTO jobs (id, case_id, system, state, next_attempt_us, snapshot, created_seq, updated_seq) VALUES ($1, $2, 'aws:123456789012', 'queued', NULL, $3, 1, 1)";
+    if w.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&w.url).await.unwrap();
+        sqlx::query(insert)
+            .bind(id)
+            .bind(case_uuid)
+            .bind(&snapshot)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&w.url).await.unwrap();
+        sqlx::query(insert)
+            .bind(id)
+            .bind(case_uuid)
+            .bind(&snapshot)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let report = w.writeback.run_once().await.unwrap();
+    assert_eq!(report.refused, 1, "{report:?}");
+    assert_eq!(report.verified, 0, "{report:?}");
+    assert_eq!(w.connector.applies.load(Ordering::SeqCst), 0);
+    assert_eq!(key_status(&w).await, "Active");
+}
+
 writ_testkit::backend_suite!(
+    a_target_that_always_fails_ends_after_max_attempts,
+    two_approvals_at_once_queue_one_job,
+    two_approvals_at_once_complete_a_two_approval_case,
+    a_rollback_is_recorded_before_the_target_and_finished_by_the_worker,
+    a_forged_job_row_is_refused,
     concurrent_workers_apply_once,
     separate_workers_lease_each_job_once,
     a_dead_workers_job_is_taken_over_after_its_lease,

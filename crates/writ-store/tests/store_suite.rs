@@ -11,7 +11,8 @@ use writ_core::finding::{Finding, Severity};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::{CaseId, FindingId, IdentityId};
 use writ_store::{
-    CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, LedgerRow, Store, StoreError,
+    CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation, LedgerRow, Store,
+    StoreError,
 };
 use writ_testkit::PgCluster;
 
@@ -786,7 +787,147 @@ async fn racing_writers_serialise(h: Harness) {
     assert_eq!(h.store.ledger_size().await.unwrap(), 1);
 }
 
+/// A commit whose expectation no longer holds (someone changed the case since it was read)
+/// writes nothing; one that holds goes through, and the case's version moves with it.
+async fn expectations_make_appends_conditional(h: Harness) {
+    let mut open = case(20, "aws:000000000000/svc-1", CaseState::NeedsReview);
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "open", Some(open.id))],
+            effects: vec![Effect::UpsertCase {
+                case: open.clone(),
+                decision: Some(Box::new(writ_core::example::decision(
+                    writ_core::example::one_owner_approval(),
+                ))),
+                seq: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let expect = |state, updated_seq| Expectation::Case {
+        id: open.id,
+        state,
+        updated_seq,
+    };
+    // A stale read: wrong state, or wrong version.
+    for stale in [
+        expect(CaseState::AwaitingApproval, 0),
+        expect(CaseState::NeedsReview, 7),
+    ] {
+        let err = h
+            .store
+            .commit(CommitBatch {
+                entries: vec![entry(1, "late", Some(open.id))],
+                expectations: vec![stale],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+        assert_eq!(h.store.ledger_size().await.unwrap(), 1, "nothing written");
+    }
+    // A vote counts for the decision in force and makes the case newer.
+    open.state = CaseState::NeedsReview;
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "vote", Some(open.id))],
+            expectations: vec![expect(CaseState::NeedsReview, 0)],
+            effects: vec![Effect::InsertVote {
+                case_id: open.id,
+                approver: "alice".into(),
+                seq: 1,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let view = h.store.case_view(open.id).await.unwrap().unwrap();
+    assert_eq!(view.updated_seq, 1);
+    assert_eq!(view.votes, vec![("alice".to_owned(), 1)]);
+    assert_eq!(view.decision.as_ref().map(|(_, seq)| *seq), Some(0));
+    // The same approver twice for the same decision: a conflict, nothing written.
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(2, "vote-again", Some(open.id))],
+            effects: vec![Effect::InsertVote {
+                case_id: open.id,
+                approver: "alice".into(),
+                seq: 2,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(h.store.ledger_size().await.unwrap(), 2);
+    // The old version is stale now.
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(2, "after", Some(open.id))],
+            expectations: vec![expect(CaseState::NeedsReview, 0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+}
+
+/// A case never has two jobs in the worker's hands: the second live job is refused whole.
+async fn one_live_job_per_case(h: Harness) {
+    let case_id = CaseId(uuid(30));
+    let job = |n: u128| {
+        writ_core::job::Job::queued(
+            writ_core::ids::JobId(uuid(n)),
+            case_id,
+            "aws:000000000000",
+            "svc-1",
+            writ_core::change::Action::Disable,
+            false,
+        )
+    };
+    let upsert = |job: writ_core::job::Job, seq| Effect::UpsertJob {
+        job,
+        plan: None,
+        seq,
+    };
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(0, "j1", Some(case_id))],
+            effects: vec![upsert(job(31), 0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = h
+        .store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "j2", Some(case_id))],
+            effects: vec![upsert(job(32), 1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // Once the first is finished, another may be queued.
+    let mut done = job(31);
+    done.state = writ_core::job::JobState::Failed;
+    h.store
+        .commit(CommitBatch {
+            entries: vec![entry(1, "j1-failed", Some(case_id))],
+            effects: vec![upsert(done, 1), upsert(job(32), 1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(h.store.jobs_for_case(case_id).await.unwrap().len(), 2);
+}
+
 writ_testkit::backend_suite!(
+    expectations_make_appends_conditional,
+    one_live_job_per_case,
     migrations_are_idempotent,
     commit_writes_ledger_and_projections_together,
     stale_head_is_refused,
