@@ -80,23 +80,8 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32], ScramError> {
 }
 
 /// `Hi(password, salt, i)` of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block.
-fn salted_password(password: &str, salt: &[u8], iterations: u32) -> Result<[u8; 32], ScramError> {
-    let keyed = HmacSha256::new_from_slice(password.as_bytes())
-        .map_err(|_| ScramError::InvalidParameters)?;
-    let mut mac = keyed.clone();
-    mac.update(salt);
-    mac.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut result = u;
-    for _ in 1..iterations {
-        let mut mac = keyed.clone();
-        mac.update(&u);
-        u = mac.finalize().into_bytes().into();
-        for (r, x) in result.iter_mut().zip(u.iter()) {
-            *r ^= x;
-        }
-    }
-    Ok(result)
+fn salted_password(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations)
 }
 
 /// The keys a SCRAM verifier is made of.
@@ -122,7 +107,7 @@ pub fn scram_keys(password: &str, salt: &[u8], iterations: u32) -> Result<ScramK
     if salt.is_empty() || iterations == 0 {
         return Err(ScramError::InvalidParameters);
     }
-    let salted = salted_password(password, salt, iterations)?;
+    let salted = salted_password(password, salt, iterations);
     let client_key = hmac(&salted, &[b"Client Key"])?;
     let stored_key: [u8; 32] = Sha256::digest(client_key).into();
     let server_key = hmac(&salted, &[b"Server Key"])?;
@@ -179,6 +164,23 @@ mod tests {
 
     fn auth_message() -> String {
         format!("{CLIENT_FIRST_BARE},{SERVER_FIRST},{CLIENT_FINAL_NO_PROOF}")
+    }
+
+    /// PBKDF2-HMAC-SHA256 known answers (the RFC 6070 inputs, SHA-256 outputs).
+    #[test]
+    fn salted_password_matches_pbkdf2_hmac_sha256_vectors() {
+        assert_eq!(
+            hex::encode(salted_password("password", b"salt", 1)),
+            "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
+        );
+        assert_eq!(
+            hex::encode(salted_password("password", b"salt", 2)),
+            "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"
+        );
+        assert_eq!(
+            hex::encode(salted_password("password", b"salt", 4096)),
+            "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"
+        );
     }
 
     #[test]
