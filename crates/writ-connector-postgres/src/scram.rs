@@ -7,6 +7,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
+/// Passwords and verifiers in memory: `Debug` redacted, no `Display`, zeroed on drop.
+pub use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 /// The iteration count PostgreSQL uses by default (`scram_iterations`).
@@ -36,32 +38,11 @@ pub enum ScramError {
     Random,
 }
 
-/// A password in memory. Its `Debug` output is redacted so it cannot leak through logs.
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a password.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The plaintext. Hand it only to a [`crate::SecretSink`] or a verifier computation.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
 /// Generates a new random password: 32 bytes from the OS random source, URL-safe base64.
-pub fn generate_password() -> Result<Secret, ScramError> {
+pub fn generate_password() -> Result<SecretString, ScramError> {
     let mut bytes = [0u8; PASSWORD_BYTES];
     getrandom::fill(&mut bytes).map_err(|_| ScramError::Random)?;
-    Ok(Secret(URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// Generates a new random salt of [`SCRAM_SALT_LEN`] bytes.
@@ -121,10 +102,14 @@ pub fn scram_keys(password: &str, salt: &[u8], iterations: u32) -> Result<ScramK
 /// `SCRAM-SHA-256$<iterations>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>`.
 ///
 /// The result lets anyone holding it impersonate the server to a client and mount an offline
-/// guessing attack, so it is treated as a secret too: it is wrapped in [`Secret`].
-pub fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> Result<Secret, ScramError> {
+/// guessing attack, so it is treated as a secret too: it is wrapped in [`SecretString`].
+pub fn scram_verifier(
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Result<SecretString, ScramError> {
     let keys = scram_keys(password, salt, iterations)?;
-    Ok(Secret(format!(
+    Ok(SecretString::from(format!(
         "SCRAM-SHA-256${iterations}:{}${}:{}",
         STANDARD.encode(salt),
         STANDARD.encode(keys.stored_key),
@@ -211,7 +196,7 @@ mod tests {
     fn verifier_has_postgres_format_and_parses_back() {
         let salt = STANDARD.decode(SALT_B64).unwrap();
         let verifier = scram_verifier("pencil", &salt, 4096).unwrap();
-        let v = verifier.expose();
+        let v = verifier.expose_secret();
         assert!(v.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
         assert_eq!(verifier_salt(v), Some((SALT_B64, 4096)));
         assert_eq!(verifier_salt("md5abcdef"), None);
@@ -236,11 +221,13 @@ mod tests {
     fn generated_passwords_are_random_ascii_and_redacted() {
         let a = generate_password().unwrap();
         let b = generate_password().unwrap();
-        assert_ne!(a.expose(), b.expose());
-        assert_eq!(a.expose().len(), 43);
-        assert!(scram_keys(a.expose(), b"salt", 1).is_ok());
-        assert_eq!(format!("{a:?}"), "Secret([redacted])");
-        assert!(!format!("{a:?}").contains(a.expose()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(a.expose_secret().len(), 43);
+        assert!(scram_keys(a.expose_secret(), b"salt", 1).is_ok());
+        assert!(!format!("{a:?}").contains(a.expose_secret()));
+        assert!(format!("{a:?}").contains("REDACTED"));
+        let verifier = scram_verifier(a.expose_secret(), b"salt", 1).unwrap();
+        assert!(!format!("{verifier:?}").contains("SCRAM-SHA-256"));
         assert_eq!(generate_salt().unwrap().len(), SCRAM_SALT_LEN);
     }
 }
