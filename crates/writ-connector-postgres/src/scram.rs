@@ -39,6 +39,8 @@ pub enum ScramError {
 }
 
 /// Generates a new random password: 32 bytes from the OS random source, URL-safe base64.
+// Password generation: a new password must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
 pub fn generate_password() -> Result<SecretString, ScramError> {
     let mut bytes = [0u8; PASSWORD_BYTES];
     getrandom::fill(&mut bytes).map_err(|_| ScramError::Random)?;
@@ -46,6 +48,8 @@ pub fn generate_password() -> Result<SecretString, ScramError> {
 }
 
 /// Generates a new random salt of [`SCRAM_SALT_LEN`] bytes.
+// SCRAM salt generation: a salt must be unpredictable, so it comes from the OS random source.
+#[allow(clippy::disallowed_methods)]
 pub fn generate_salt() -> Result<Vec<u8>, ScramError> {
     let mut salt = vec![0u8; SCRAM_SALT_LEN];
     getrandom::fill(&mut salt).map_err(|_| ScramError::Random)?;
