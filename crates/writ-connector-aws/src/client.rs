@@ -5,6 +5,7 @@
 //! header or a credential.
 
 use reqwest::header::{CONTENT_TYPE, HOST};
+use secrecy::ExposeSecret;
 
 use crate::config::{AwsConfig, Service};
 use crate::error::AwsError;
@@ -172,9 +173,16 @@ impl AwsClient {
         headers.push((HOST.as_str().to_owned(), host));
         let key = SigningKey {
             access_key_id: &self.config.access_key_id,
-            secret_access_key: self.config.secret_access_key.expose(),
-            session_token: self.config.session_token.as_ref().map(|t| t.expose()),
+            secret_access_key: self.config.secret_access_key.expose_secret(),
+            session_token: self
+                .config
+                .session_token
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
         };
+        // SigV4 signs the real current time, which AWS checks against its own clock (5 minute
+        // skew); a test clock would only make the target refuse the request.
+        #[allow(clippy::disallowed_methods)]
         let amz_date = jiff::Timestamp::now()
             .strftime("%Y%m%dT%H%M%SZ")
             .to_string();

@@ -1,44 +1,18 @@
 //! Credentials, region and endpoint: from explicit configuration or the standard environment.
 //!
-//! Secret material lives in [`SecretString`], whose `Debug` prints `[redacted]`; nothing here
-//! logs it. The standard variables are `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`, `AWS_REGION` (falling back to `AWS_DEFAULT_REGION`) and
-//! `AWS_ENDPOINT_URL` (one endpoint for every service, as with moto or LocalStack).
+//! Secret material lives in [`SecretString`] (from the `secrecy` crate): its `Debug` is
+//! redacted, it has no `Display`, and it is zeroed on drop; nothing here logs it. The standard
+//! variables are `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`
+//! (falling back to `AWS_DEFAULT_REGION`) and `AWS_ENDPOINT_URL` (one endpoint for every service,
+//! as with moto or LocalStack).
 
 use std::fmt;
 use std::time::Duration;
 
+pub use secrecy::SecretString;
 use url::Url;
 
 use crate::error::AwsError;
-
-/// A string that must not be printed: its `Debug` and `Display` are `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; only the signer and the target API should see it.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 /// The AWS services this crate talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +82,7 @@ impl AwsConfig {
     ) -> Self {
         Self {
             access_key_id: access_key_id.into(),
-            secret_access_key: SecretString::new(secret_access_key),
+            secret_access_key: SecretString::from(secret_access_key.into()),
             session_token: None,
             region: region.into(),
             endpoint: None,
@@ -120,7 +94,7 @@ impl AwsConfig {
     /// Adds a session token.
     #[must_use]
     pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
-        self.session_token = Some(SecretString::new(token));
+        self.session_token = Some(SecretString::from(token.into()));
         self
     }
 
@@ -208,6 +182,7 @@ fn parse_endpoint(endpoint: &str) -> Result<Url, AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn debug_redacts_credentials() {
@@ -218,7 +193,8 @@ mod tests {
         assert!(!text.contains("session-secret"), "{text}");
         assert!(!text.contains("AKIAEXAMPLEEXAMPLE"), "{text}");
         assert!(text.contains("eu-west-1"));
-        assert_eq!(format!("{}", SecretString::new("x")), "[redacted]");
+        let secret = SecretString::from("very-secret-key");
+        assert!(!format!("{secret:?}").contains("very-secret-key"));
     }
 
     #[test]
@@ -234,7 +210,10 @@ mod tests {
         let config = AwsConfig::from_lookup(env).unwrap();
         assert_eq!(config.region, "eu-central-1");
         assert_eq!(
-            config.session_token.as_ref().map(SecretString::expose),
+            config
+                .session_token
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
             Some("tok")
         );
         assert_eq!(

@@ -59,6 +59,8 @@ pub fn rotation_token(secret: &str, idempotency_key: &str) -> String {
 }
 
 /// A random alphanumeric value of [`VALUE_LEN`] characters from the OS generator.
+// Secret generation: a new secret value must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
 fn random_value() -> Result<String, ConnectorError> {
     let mut out = String::with_capacity(VALUE_LEN);
     let mut buf = [0u8; 64];

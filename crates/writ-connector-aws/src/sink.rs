@@ -87,6 +87,8 @@ impl SecretsManagerSink {
 }
 
 /// A fresh random version id (UUID v4) for one delivery.
+// Token generation: the version id must be unpredictable and unique across processes.
+#[allow(clippy::disallowed_methods)]
 fn fresh_token() -> Result<String, ConnectorError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)

@@ -17,7 +17,7 @@ use writ_core::change::{Action, Reversibility};
 
 use crate::config::{PostgresRolesConfig, SecretSink};
 use crate::error;
-use crate::scram;
+use crate::scram::{self, ExposeSecret as _};
 use crate::sql::{self, Item, quote_ident, quote_literal};
 use crate::state::{self, Held, RoleAttributes};
 
@@ -355,16 +355,19 @@ impl PostgresRoles {
         }
         let password = scram::generate_password()
             .map_err(|e| ConnectorError::Retryable(format!("generating a password: {e}")))?;
-        let verifier = scram::scram_verifier(password.expose(), &salt, scram::SCRAM_ITERATIONS)
-            .map_err(|e| ConnectorError::Permanent(format!("computing the verifier: {e}")))?;
+        let verifier =
+            scram::scram_verifier(password.expose_secret(), &salt, scram::SCRAM_ITERATIONS)
+                .map_err(|e| ConnectorError::Permanent(format!("computing the verifier: {e}")))?;
         // Deliver first: if the ALTER then fails, a retry delivers a newer secret and sets it;
         // setting first and failing to deliver would lose the only copy of the password.
-        let version = sink.deliver(&self.system, role, password.expose()).await?;
+        let version = sink
+            .deliver(&self.system, role, password.expose_secret())
+            .await?;
         drop(password);
         let statement = format!(
             "ALTER ROLE {} PASSWORD {}",
             quote_ident(role),
-            quote_literal(verifier.expose())
+            quote_literal(verifier.expose_secret())
         );
         if let Err(e) = exec(tx, &statement).await {
             return match rejection(&e) {
@@ -377,7 +380,7 @@ impl PostgresRoles {
             role,
             idempotency_key,
             secret_version = %version,
-            verifier_sha256 = %scram::verifier_digest(verifier.expose()),
+            verifier_sha256 = %scram::verifier_digest(verifier.expose_secret()),
             "rotated password"
         );
         Ok(ApplyOutcome::Applied)

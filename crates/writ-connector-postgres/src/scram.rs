@@ -7,6 +7,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
+/// Passwords and verifiers in memory: `Debug` redacted, no `Display`, zeroed on drop.
+pub use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 /// The iteration count PostgreSQL uses by default (`scram_iterations`).
@@ -36,35 +38,18 @@ pub enum ScramError {
     Random,
 }
 
-/// A password in memory. Its `Debug` output is redacted so it cannot leak through logs.
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a password.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The plaintext. Hand it only to a [`crate::SecretSink`] or a verifier computation.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
 /// Generates a new random password: 32 bytes from the OS random source, URL-safe base64.
-pub fn generate_password() -> Result<Secret, ScramError> {
+// Password generation: a new password must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
+pub fn generate_password() -> Result<SecretString, ScramError> {
     let mut bytes = [0u8; PASSWORD_BYTES];
     getrandom::fill(&mut bytes).map_err(|_| ScramError::Random)?;
-    Ok(Secret(URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// Generates a new random salt of [`SCRAM_SALT_LEN`] bytes.
+// SCRAM salt generation: a salt must be unpredictable, so it comes from the OS random source.
+#[allow(clippy::disallowed_methods)]
 pub fn generate_salt() -> Result<Vec<u8>, ScramError> {
     let mut salt = vec![0u8; SCRAM_SALT_LEN];
     getrandom::fill(&mut salt).map_err(|_| ScramError::Random)?;
@@ -80,23 +65,8 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32], ScramError> {
 }
 
 /// `Hi(password, salt, i)` of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block.
-fn salted_password(password: &str, salt: &[u8], iterations: u32) -> Result<[u8; 32], ScramError> {
-    let keyed = HmacSha256::new_from_slice(password.as_bytes())
-        .map_err(|_| ScramError::InvalidParameters)?;
-    let mut mac = keyed.clone();
-    mac.update(salt);
-    mac.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut result = u;
-    for _ in 1..iterations {
-        let mut mac = keyed.clone();
-        mac.update(&u);
-        u = mac.finalize().into_bytes().into();
-        for (r, x) in result.iter_mut().zip(u.iter()) {
-            *r ^= x;
-        }
-    }
-    Ok(result)
+fn salted_password(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations)
 }
 
 /// The keys a SCRAM verifier is made of.
@@ -122,7 +92,7 @@ pub fn scram_keys(password: &str, salt: &[u8], iterations: u32) -> Result<ScramK
     if salt.is_empty() || iterations == 0 {
         return Err(ScramError::InvalidParameters);
     }
-    let salted = salted_password(password, salt, iterations)?;
+    let salted = salted_password(password, salt, iterations);
     let client_key = hmac(&salted, &[b"Client Key"])?;
     let stored_key: [u8; 32] = Sha256::digest(client_key).into();
     let server_key = hmac(&salted, &[b"Server Key"])?;
@@ -136,10 +106,14 @@ pub fn scram_keys(password: &str, salt: &[u8], iterations: u32) -> Result<ScramK
 /// `SCRAM-SHA-256$<iterations>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>`.
 ///
 /// The result lets anyone holding it impersonate the server to a client and mount an offline
-/// guessing attack, so it is treated as a secret too: it is wrapped in [`Secret`].
-pub fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> Result<Secret, ScramError> {
+/// guessing attack, so it is treated as a secret too: it is wrapped in [`SecretString`].
+pub fn scram_verifier(
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Result<SecretString, ScramError> {
     let keys = scram_keys(password, salt, iterations)?;
-    Ok(Secret(format!(
+    Ok(SecretString::from(format!(
         "SCRAM-SHA-256${iterations}:{}${}:{}",
         STANDARD.encode(salt),
         STANDARD.encode(keys.stored_key),
@@ -181,6 +155,23 @@ mod tests {
         format!("{CLIENT_FIRST_BARE},{SERVER_FIRST},{CLIENT_FINAL_NO_PROOF}")
     }
 
+    /// PBKDF2-HMAC-SHA256 known answers (the RFC 6070 inputs, SHA-256 outputs).
+    #[test]
+    fn salted_password_matches_pbkdf2_hmac_sha256_vectors() {
+        assert_eq!(
+            hex::encode(salted_password("password", b"salt", 1)),
+            "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
+        );
+        assert_eq!(
+            hex::encode(salted_password("password", b"salt", 2)),
+            "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"
+        );
+        assert_eq!(
+            hex::encode(salted_password("password", b"salt", 4096)),
+            "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"
+        );
+    }
+
     #[test]
     fn server_signature_matches_rfc7677() {
         let salt = STANDARD.decode(SALT_B64).unwrap();
@@ -209,7 +200,7 @@ mod tests {
     fn verifier_has_postgres_format_and_parses_back() {
         let salt = STANDARD.decode(SALT_B64).unwrap();
         let verifier = scram_verifier("pencil", &salt, 4096).unwrap();
-        let v = verifier.expose();
+        let v = verifier.expose_secret();
         assert!(v.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
         assert_eq!(verifier_salt(v), Some((SALT_B64, 4096)));
         assert_eq!(verifier_salt("md5abcdef"), None);
@@ -234,11 +225,13 @@ mod tests {
     fn generated_passwords_are_random_ascii_and_redacted() {
         let a = generate_password().unwrap();
         let b = generate_password().unwrap();
-        assert_ne!(a.expose(), b.expose());
-        assert_eq!(a.expose().len(), 43);
-        assert!(scram_keys(a.expose(), b"salt", 1).is_ok());
-        assert_eq!(format!("{a:?}"), "Secret([redacted])");
-        assert!(!format!("{a:?}").contains(a.expose()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(a.expose_secret().len(), 43);
+        assert!(scram_keys(a.expose_secret(), b"salt", 1).is_ok());
+        assert!(!format!("{a:?}").contains(a.expose_secret()));
+        assert!(format!("{a:?}").contains("REDACTED"));
+        let verifier = scram_verifier(a.expose_secret(), b"salt", 1).unwrap();
+        assert!(!format!("{verifier:?}").contains("SCRAM-SHA-256"));
         assert_eq!(generate_salt().unwrap().len(), SCRAM_SALT_LEN);
     }
 }

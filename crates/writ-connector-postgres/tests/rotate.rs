@@ -9,7 +9,7 @@ use common::{admin, can_log_in, connector, role_url};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sqlx::{Column, Connection, PgConnection, Row};
-use writ_connector_postgres::scram::{generate_salt, scram_verifier};
+use writ_connector_postgres::scram::{ExposeSecret as _, generate_salt, scram_verifier};
 use writ_connector_postgres::sql::{MAX_IDENTIFIER_BYTES, quote_ident, quote_literal};
 use writ_connectors::{ApplyOutcome, Connector, Verification};
 use writ_core::change::{Action, Reversibility};
@@ -23,7 +23,7 @@ async fn postgres_accepts_our_verifier_for_the_plaintext() {
         &cluster.url("postgres"),
         &format!(
             "CREATE ROLE app LOGIN PASSWORD {};",
-            quote_literal(verifier.expose())
+            quote_literal(verifier.expose_secret())
         ),
     )
     .await;
@@ -36,7 +36,7 @@ async fn postgres_accepts_our_verifier_for_the_plaintext() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!(stored, verifier.expose());
+    assert_eq!(stored, verifier.expose_secret());
     let port = cluster.port();
     assert!(can_log_in(&role_url(port, "postgres", "app", Some("correct horse"))).await);
     assert!(!can_log_in(&role_url(port, "postgres", "app", Some("wrong horse"))).await);

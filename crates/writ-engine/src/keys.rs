@@ -62,6 +62,8 @@ pub fn public_key_path(private: &Path) -> PathBuf {
 
 /// Generates a new key named `origin` and writes it to `private` (mode 0600) and
 /// `private.pub`. Refuses to overwrite either file.
+// Key generation: the signing key's seed must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
 pub fn init(private: &Path, origin: &str) -> Result<VerifierKey, KeyError> {
     let public = public_key_path(private);
     for path in [private, public.as_path()] {

@@ -367,6 +367,8 @@ async fn check_latest_checkpoint(
 const MAX_HEAD_RETRIES: u32 = 64;
 
 /// Up to `attempt` x 500 microseconds, randomised.
+// Backoff jitter: must differ between replicas, and never reaches the ledger.
+#[allow(clippy::disallowed_methods)]
 fn backoff(attempt: u32) -> Duration {
     let mut random = [0u8; 2];
     let jitter = if getrandom::fill(&mut random).is_ok() {

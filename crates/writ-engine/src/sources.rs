@@ -251,6 +251,8 @@ pub fn sign_request(
 }
 
 /// A new random bearer token and the SHA-256 (hex) to configure for it.
+// Token generation: a bearer token must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
 pub fn new_token() -> Result<(String, String), getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;

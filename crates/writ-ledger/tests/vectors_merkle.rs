@@ -1,5 +1,6 @@
-//! Public Merkle test vectors from transparency-dev/merkle, read at test time
-//! from `shared/vectors/transparency-dev-merkle/` (never copied):
+//! Public Merkle test vectors from transparency-dev/merkle (Apache-2.0),
+//! copied unchanged into `tests/vectors/transparency-dev-merkle/` (its
+//! README.md names the source and the files) and read at test time:
 //! - every `testdata/inclusion/**` and `testdata/consistency/**` case: happy
 //!   paths must verify, every `wantErr` case must be rejected;
 //! - `constants.go.txt`: reference leaf hashes and roots for sizes 0..=8.

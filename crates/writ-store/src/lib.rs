@@ -19,8 +19,11 @@
 mod migrate;
 mod model;
 mod postgres;
+mod redact;
 mod sql;
 mod sqlite;
+
+pub use redact::redact_url;
 
 use std::sync::Arc;
 
@@ -308,33 +311,5 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Err(StoreError::UnsupportedUrl {
             url: redact_url(url),
         })
-    }
-}
-
-/// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact_url("postgres://writ:hunter2@db:5432/writ"),
-            "postgres://writ:***@db:5432/writ"
-        );
-        assert_eq!(redact_url("sqlite://writ.db"), "sqlite://writ.db");
     }
 }

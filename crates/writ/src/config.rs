@@ -39,7 +39,7 @@ pub struct Config {
 /// `[[targets]]`: a target system. Credentials never come from writ's database: the AWS ones come
 /// from the standard `AWS_*` environment variables, a PostgreSQL URL from the environment
 /// variable named by `url_env` (or `url`, for local setups).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The name `writ sync NAME` uses.
@@ -70,6 +70,23 @@ pub struct TargetConfig {
     /// replaced (default `writ/{system}/{identity}`).
     #[serde(default)]
     pub rotation_secret_name: Option<String>,
+}
+
+/// By hand, so the URL (which may hold a password) is shown redacted.
+impl std::fmt::Debug for TargetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("system", &self.system)
+            .field("url", &self.url.as_deref().map(writ_store::redact_url))
+            .field("url_env", &self.url_env)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("rotation_sink", &self.rotation_sink)
+            .field("rotation_secret_name", &self.rotation_secret_name)
+            .finish()
+    }
 }
 
 /// The kinds of target writ has connectors for.
@@ -209,11 +226,20 @@ impl Default for ServerConfig {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (embedded) or `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
     pub url: String,
+}
+
+/// By hand, so the URL (which may hold a password) is shown redacted.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &writ_store::redact_url(&self.url))
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -298,5 +324,32 @@ impl Config {
         let text = serde_json::to_string_pretty(&shown)?;
         println!("{text}");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_database_password() {
+        let database = DatabaseConfig {
+            url: "postgres://writ:hunter2@db/writ?password=hunter3".into(),
+        };
+        let target = TargetConfig {
+            name: "billing".into(),
+            kind: TargetKind::Postgres,
+            system: Some("pg:billing".into()),
+            url: Some(database.url.clone()),
+            url_env: None,
+            endpoint: None,
+            region: None,
+            rotation_sink: None,
+            rotation_secret_name: None,
+        };
+        for text in [format!("{database:?}"), format!("{target:?}")] {
+            assert!(!text.contains("hunter"), "{text}");
+            assert!(text.contains("postgres://writ:***@db/writ"), "{text}");
+        }
     }
 }

@@ -7,6 +7,8 @@
 //!
 //! `WRIT_CRASH_KILLS` sets the number of kills (default 200); `WRIT_CRASH_SEED` replays a run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests may read the wall clock and the OS random source (they drive real processes).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

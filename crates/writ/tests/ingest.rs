@@ -1,6 +1,8 @@
 //! End-to-end: findings in over HTTP and from files, governed decisions out, through the real
 //! binary, on SQLite and PostgreSQL. The Prowler file is real Prowler output from a scan of moto.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests may read the wall clock and the OS random source (they drive real processes).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

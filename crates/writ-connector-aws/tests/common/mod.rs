@@ -143,7 +143,7 @@ impl Seed<'_> {
 pub async fn use_key(server: &MotoServer, key_id: &str, secret: &str) {
     let mut config = server.config();
     config.access_key_id = key_id.to_owned();
-    config.secret_access_key = writ_connector_aws::SecretString::new(secret);
+    config.secret_access_key = writ_connector_aws::SecretString::from(secret);
     let client = AwsClient::new(config).unwrap();
     client
         .query(Service::Sts, "GetCallerIdentity", &[])

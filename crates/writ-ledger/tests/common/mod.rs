@@ -4,21 +4,18 @@
 
 use std::path::PathBuf;
 
-/// Finds `shared/vectors/<name>` by walking up from the crate root, so the
-/// tests work both in a standalone checkout and inside the writ workspace
-/// (`crates/writ-ledger`).
+/// The directory `tests/vectors/<name>` inside this crate. Vectors are
+/// checked into the repository (see each directory's README.md for source
+/// and license); nothing is read from outside the repository.
 pub fn vectors_dir(name: &str) -> PathBuf {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared").join("vectors").join(name);
-        if candidate.is_dir() {
-            return candidate;
-        }
-        if !dir.pop() {
-            panic!(
-                "could not find shared/vectors/{name} above {}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-        }
-    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("vectors")
+        .join(name);
+    assert!(
+        dir.is_dir(),
+        "test vectors missing: {} (they are part of the repository)",
+        dir.display()
+    );
+    dir
 }
