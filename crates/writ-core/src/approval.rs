@@ -1,4 +1,5 @@
-//! Approvals and rejections, with separation of duties.
+//! Approvals: one approver's recorded vote on a case's decision. Who may vote, and when the
+//! votes are enough, is the state machine's business (`crate::workflow::CaseWorkflow`).
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -30,53 +31,4 @@ pub struct Approval {
     pub rationale: String,
     /// When.
     pub at: Timestamp,
-}
-
-/// Whether a set of approvals satisfies a requirement of `count` distinct approvers, none of
-/// whom is the requester (separation of duties). Any rejection blocks.
-pub fn approvals_satisfied(approvals: &[Approval], count: u32, requester: &str) -> bool {
-    if approvals.iter().any(|a| a.verdict == Verdict::Reject) {
-        return false;
-    }
-    let mut distinct: Vec<&str> = approvals
-        .iter()
-        .filter(|a| a.verdict == Verdict::Approve && a.approver != requester)
-        .map(|a| a.approver.as_str())
-        .collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    distinct.len() >= usize::try_from(count).unwrap_or(usize::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use uuid::Uuid;
-
-    fn approval(approver: &str, verdict: Verdict) -> Approval {
-        Approval {
-            id: ApprovalId(Uuid::nil()),
-            change_id: ChangeId(Uuid::nil()),
-            approver: approver.into(),
-            verdict,
-            rationale: "checked with the owner".into(),
-            at: Timestamp::UNIX_EPOCH,
-        }
-    }
-
-    #[test]
-    fn requester_and_duplicates_do_not_count() {
-        let list = [
-            approval("alice", Verdict::Approve),
-            approval("alice", Verdict::Approve),
-            approval("bob", Verdict::Approve),
-        ];
-        assert!(!approvals_satisfied(&list, 2, "bob"));
-        assert!(approvals_satisfied(&list, 2, "carol"));
-        let rejected = [
-            approval("alice", Verdict::Approve),
-            approval("dave", Verdict::Reject),
-        ];
-        assert!(!approvals_satisfied(&rejected, 1, "carol"));
-    }
 }

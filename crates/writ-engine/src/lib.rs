@@ -1,6 +1,8 @@
 //! writ's application services: the pieces that combine the pure core and ledger math with the
 //! store.
 //!
+//! - [`engine`]: the composition root: [`Engine::builder`] wires a store, the signing key, the
+//!   clock, ids, policy and connectors into the services below.
 //! - [`entries`]: reading ledger entries back as typed events, checked against their leaves.
 //! - [`sequencer`]: the single ledger writer. Batches appends (group commit) into one
 //!   transaction and one signed checkpoint; callers learn their sequence number only after the
@@ -14,6 +16,7 @@
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
+pub mod engine;
 pub mod entries;
 pub mod ingest;
 pub mod inventory;
@@ -23,4 +26,5 @@ pub mod sequencer;
 pub mod sources;
 pub mod writeback;
 
+pub use engine::{Engine, EngineBuilder, NoPolicy};
 pub use sequencer::{AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig};

@@ -541,32 +541,15 @@ impl Writer {
                         }
                     }
                     if remaining.len() == leaders.len() {
-                        let mut groups_left: Vec<usize> =
-                            remaining.iter().map(|&i| group_of[i]).collect();
-                        groups_left.dedup();
-                        if groups_left.len() == 1 {
+                        if !has_many_groups(&remaining, &group_of) {
                             let err = AppendError::Conflict(detail);
                             for index in remaining.drain(..) {
                                 results[index] = Some(Err(err.clone()));
                             }
                         } else {
                             // Commit group by group so that only the offending group fails.
-                            for group in groups_left {
-                                let members: Vec<usize> = remaining
-                                    .iter()
-                                    .copied()
-                                    .filter(|&i| group_of[i] == group)
-                                    .collect();
-                                let alone: Vec<Encoded> =
-                                    members.iter().map(|&i| drafts[i].clone()).collect();
-                                let outcome = Box::pin(self.commit_groups(vec![alone]))
-                                    .await
-                                    .pop()
-                                    .unwrap_or_default();
-                                for (index, result) in members.into_iter().zip(outcome) {
-                                    results[index] = Some(result);
-                                }
-                            }
+                            self.commit_one_by_one(&remaining, &group_of, &drafts, &mut results)
+                                .await;
                             remaining.clear();
                         }
                     }
@@ -575,25 +558,8 @@ impl Writer {
                 Err(StoreError::Stale { .. }) if has_many_groups(&leaders, &group_of) => {
                     // Someone else changed a case or job one of the groups read: commit group
                     // by group, so that only the groups that read stale state fail.
-                    let mut groups_left: Vec<usize> =
-                        leaders.iter().map(|&i| group_of[i]).collect();
-                    groups_left.dedup();
-                    for group in groups_left {
-                        let members: Vec<usize> = leaders
-                            .iter()
-                            .copied()
-                            .filter(|&i| group_of[i] == group)
-                            .collect();
-                        let alone: Vec<Encoded> =
-                            members.iter().map(|&i| drafts[i].clone()).collect();
-                        let outcome = Box::pin(self.commit_groups(vec![alone]))
-                            .await
-                            .pop()
-                            .unwrap_or_default();
-                        for (index, result) in members.into_iter().zip(outcome) {
-                            results[index] = Some(result);
-                        }
-                    }
+                    self.commit_one_by_one(&leaders, &group_of, &drafts, &mut results)
+                        .await;
                     leaders.clear();
                 }
                 Err(err @ StoreError::Stale { .. }) => {
@@ -631,6 +597,34 @@ impl Writer {
             .into_iter()
             .map(|n| results.by_ref().take(n).collect())
             .collect()
+    }
+
+    /// Commits each group of `members` (positions in `drafts`, grouped by `group_of`) in a
+    /// transaction of its own, recording each draft's result.
+    async fn commit_one_by_one(
+        &mut self,
+        members: &[usize],
+        group_of: &[usize],
+        drafts: &[Encoded],
+        results: &mut [Option<Result<Appended, AppendError>>],
+    ) {
+        let mut groups: Vec<usize> = members.iter().map(|&i| group_of[i]).collect();
+        groups.dedup();
+        for group in groups {
+            let alone: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&i| group_of[i] == group)
+                .collect();
+            let drafts_alone: Vec<Encoded> = alone.iter().map(|&i| drafts[i].clone()).collect();
+            let outcome = Box::pin(self.commit_groups(vec![drafts_alone]))
+                .await
+                .pop()
+                .unwrap_or_default();
+            for (index, result) in alone.into_iter().zip(outcome) {
+                results[index] = Some(result);
+            }
+        }
     }
 
     /// Builds the commit for `drafts` on top of the current tree. On an encoding error, an

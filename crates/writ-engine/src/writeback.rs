@@ -194,6 +194,14 @@ impl WriteBack {
         }
     }
 
+    /// The same engine as another worker (as on another replica): its own lease holder, with
+    /// `settings`.
+    pub fn as_new_worker(mut self, settings: WriteBackSettings) -> Self {
+        self.holder = format!("worker:{}", self.ids.next_id(self.clock.now()));
+        self.settings = settings;
+        self
+    }
+
     /// The same engine with other settings.
     pub fn with_settings(mut self, settings: WriteBackSettings) -> Self {
         self.settings = settings;

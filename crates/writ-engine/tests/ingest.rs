@@ -17,13 +17,13 @@ use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust}
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
 use writ_core::{ManualClock, Sha256Digest};
-use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
+use writ_engine::ingest::{Ingestor, Submission};
 use writ_engine::sources::Source;
-use writ_engine::{Draft, Sequencer, SequencerConfig, rebuild};
+use writ_engine::{Draft, Engine, Sequencer, rebuild};
 use writ_ledger::generate_key;
 use writ_policy::{Evaluation, PolicyBundle};
 use writ_store::{Store, StoreError};
-use writ_testkit::PgCluster;
+use writ_testkit::TestDb;
 
 struct Harness {
     store: Arc<dyn Store>,
@@ -31,57 +31,36 @@ struct Harness {
     clock: Arc<ManualClock>,
     ingestor: Ingestor,
     policy: Arc<PolicyBundle>,
-    _keep: (Option<tempfile::TempDir>, Option<PgCluster>),
+    _db: TestDb,
 }
 
 const NOW: i64 = 1_800_000_000;
 
-async fn harness_on(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)) -> Harness {
-    let store = writ_store::open(&url).await.unwrap();
+async fn harness(db: TestDb) -> Harness {
+    let store = writ_store::open(&db.url).await.unwrap();
     let clock = Arc::new(ManualClock::new(Timestamp::from_second(NOW).unwrap()));
     let (signer, _) = generate_key("writ.test/ledger", [1; 32]).unwrap();
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        clock.clone(),
-        SequencerConfig::default(),
-    )
-    .await
-    .unwrap();
     let policy = Arc::new(
         PolicyBundle::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo"))
             .unwrap(),
     );
-    let ingestor = Ingestor::new(
-        store.clone(),
-        sequencer.clone(),
-        clock.clone(),
-        Arc::new(SequentialIds::starting_at(1)),
-        policy.clone(),
-        IngestSettings::default(),
-    );
+    let engine = Engine::builder(store.clone(), signer)
+        .clock(clock.clone())
+        .ids(Arc::new(SequentialIds::starting_at(1)))
+        .policy(policy.clone())
+        .start()
+        .await
+        .unwrap();
     let h = Harness {
         store,
-        sequencer,
+        sequencer: engine.sequencer.clone(),
         clock,
-        ingestor,
+        ingestor: engine.ingestor().unwrap().clone(),
         policy,
-        _keep: keep,
+        _db: db,
     };
     h.seed_inventory().await;
     h
-}
-
-async fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    harness_on(url, (Some(dir), None)).await
-}
-
-async fn postgres() -> Harness {
-    let cluster = PgCluster::start().unwrap();
-    let url = cluster.create_database("writ").unwrap();
-    harness_on(url, (None, Some(cluster))).await
 }
 
 fn identity(n: u128, system: &str, external_id: &str, kind: IdentityKind) -> Identity {
@@ -647,22 +626,14 @@ async fn a_failed_batch_in_flight_is_planned_around(h: Harness) {
         armed: std::sync::atomic::AtomicBool::new(false),
     });
     let (signer, _) = generate_key("writ.test/ledger", [1; 32]).unwrap();
-    let sequencer = Sequencer::start(
-        flaky.clone(),
-        signer,
-        h.clock.clone(),
-        SequencerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let ingestor = Ingestor::new(
-        flaky.clone(),
-        sequencer,
-        h.clock.clone(),
-        Arc::new(SequentialIds::starting_at(1_000)),
-        h.policy.clone(),
-        IngestSettings::default(),
-    );
+    let engine = Engine::builder(flaky.clone(), signer)
+        .clock(h.clock.clone())
+        .ids(Arc::new(SequentialIds::starting_at(1_000)))
+        .policy(h.policy.clone())
+        .start()
+        .await
+        .unwrap();
+    let ingestor = engine.ingestor().unwrap().clone();
     flaky.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let source = prowler();
     let (a, b) = tokio::join!(

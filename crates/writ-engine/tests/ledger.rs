@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
 use writ_core::case::CaseState;
@@ -15,8 +14,8 @@ use writ_core::{ManualClock, Sha256Digest};
 use writ_engine::audit::{self, Selection};
 use writ_engine::{AppendError, Draft, EvidenceBlob, Sequencer, SequencerConfig, rebuild};
 use writ_ledger::{FailureReason, SignerKey, VerifierKey, generate_key, verify_bundle};
-use writ_store::{Backend, Store};
-use writ_testkit::PgCluster;
+use writ_store::Store;
+use writ_testkit::TestDb;
 
 struct Harness {
     store: Arc<dyn Store>,
@@ -24,43 +23,23 @@ struct Harness {
     signer: SignerKey,
     verifier: VerifierKey,
     clock: Arc<ManualClock>,
-    _keep: Keep,
-}
-
-#[allow(dead_code)]
-enum Keep {
-    Dir(tempfile::TempDir),
-    Pg(PgCluster),
+    db: TestDb,
 }
 
 fn keys(seed: u8) -> (SignerKey, VerifierKey) {
     generate_key("writ.test/ledger", [seed; 32]).unwrap()
 }
 
-async fn harness_for(url: String, keep: Keep) -> Harness {
+async fn harness(db: TestDb) -> Harness {
     let (signer, verifier) = keys(7);
     Harness {
-        store: writ_store::open(&url).await.unwrap(),
-        url,
+        store: writ_store::open(&db.url).await.unwrap(),
+        url: db.url.clone(),
         signer,
         verifier,
-        clock: Arc::new(ManualClock::new(
-            Timestamp::from_second(1_800_000_000).unwrap(),
-        )),
-        _keep: keep,
+        clock: Arc::new(ManualClock::new(example::time())),
+        db,
     }
-}
-
-async fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    harness_for(url, Keep::Dir(dir)).await
-}
-
-async fn postgres() -> Harness {
-    let cluster = PgCluster::start().unwrap();
-    let url = cluster.create_database("writ").unwrap();
-    harness_for(url, Keep::Pg(cluster)).await
 }
 
 impl Harness {
@@ -83,24 +62,7 @@ impl Harness {
 
     /// Runs SQL straight against the database, as an attacker with database access would.
     async fn tamper(&self, sql: &str) {
-        match self.store.backend() {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-            }
-        }
+        writ_testkit::exec_sql(&self.url, sql).await.unwrap();
     }
 }
 
@@ -567,7 +529,7 @@ writ_testkit::backend_suite!(
 /// Two writ replicas append to one PostgreSQL at once: one gap-free chain, every event once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_replicas_share_one_chain() {
-    let h = postgres().await;
+    let h = harness(TestDb::postgres().unwrap()).await;
     let replica_a = h.sequencer().await;
     let second_store = writ_store::open(&h.url).await.unwrap();
     let replica_b = Sequencer::start(
@@ -607,17 +569,10 @@ async fn postgres_replicas_share_one_chain() {
 /// Fail closed: with the database gone, appends fail and nothing is acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_fail_closed_when_the_database_is_gone() {
-    let h = postgres().await;
+    let mut h = harness(TestDb::postgres().unwrap()).await;
     let sequencer = h.sequencer().await;
     sequencer.append(draft("before")).await.unwrap();
-    let Harness {
-        _keep: Keep::Pg(cluster),
-        ..
-    } = h
-    else {
-        unreachable!()
-    };
-    drop(cluster);
+    drop(h.db.take_cluster());
     let err = sequencer.append(draft("after")).await.unwrap_err();
     assert!(matches!(err, AppendError::Storage(_)), "{err:?}");
 }

@@ -23,15 +23,15 @@ use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust}
 use writ_core::ids::{CaseId, JobId};
 use writ_core::job::JobState;
 use writ_core::{Clock as _, ManualClock, example};
-use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
+use writ_engine::ingest::{Ingestor, Submission};
 use writ_engine::inventory;
 use writ_engine::sources::Source;
 use writ_engine::writeback::{WriteBack, WriteBackSettings};
-use writ_engine::{Draft, Sequencer, SequencerConfig};
+use writ_engine::{Draft, Engine, Sequencer};
 use writ_ledger::generate_key;
 use writ_policy::PolicyBundle;
 use writ_store::Store;
-use writ_testkit::{MotoServer, PgCluster};
+use writ_testkit::{MotoServer, TestDb};
 
 /// Delegates to a real connector; can pretend the process died right after the target changed,
 /// that the target is unreachable for every apply, or that it is unreachable for the next
@@ -93,12 +93,14 @@ struct World {
     writeback: WriteBack,
     connector: Arc<CrashAfterApply>,
     clock: Arc<ManualClock>,
+    engine: Engine,
     url: String,
     _moto: MotoServer,
-    _keep: (Option<tempfile::TempDir>, Option<PgCluster>),
+    _db: TestDb,
 }
 
-async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)) -> World {
+async fn harness(db: TestDb) -> World {
+    let url = db.url.clone();
     let rules = "aws:123456789012/svc-*,data,high\n";
     let settings = WriteBackSettings::default();
     let moto = tokio::task::spawn_blocking(MotoServer::start)
@@ -123,14 +125,6 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
     let store = writ_store::open(&url).await.unwrap();
     let (signer, _) = generate_key("writ.test/ledger", [2; 32]).unwrap();
     let clock = Arc::new(ManualClock::new(writ_core::example::time()));
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        clock.clone(),
-        SequencerConfig::default(),
-    )
-    .await
-    .unwrap();
     let connector = Arc::new(CrashAfterApply {
         inner: AwsIam::connect(config).await.unwrap(),
         crash_next: AtomicBool::new(false),
@@ -138,6 +132,24 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         rollback_unreachable_once: AtomicBool::new(false),
         applies: AtomicUsize::new(0),
     });
+    let policy = Arc::new(
+        PolicyBundle::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo"),
+        )
+        .unwrap(),
+    );
+    let engine = Engine::builder(store.clone(), signer)
+        .clock(clock.clone())
+        .policy(policy)
+        .connectors(vec![connector.clone() as Arc<dyn Connector>])
+        .writeback_settings(WriteBackSettings {
+            backoff: jiff::SignedDuration::ZERO,
+            ..settings
+        })
+        .start()
+        .await
+        .unwrap();
+    let sequencer = engine.sequencer.clone();
     inventory::sync(&*store, &sequencer, &*connector, &*clock, &RandomIds)
         .await
         .unwrap();
@@ -145,32 +157,9 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
     inventory::import_rules(&*store, &sequencer, "owners.csv", b"x", rules, &*clock)
         .await
         .unwrap();
-    let policy = Arc::new(
-        PolicyBundle::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo"),
-        )
-        .unwrap(),
-    );
-    let ingestor = Ingestor::new(
-        store.clone(),
-        sequencer.clone(),
-        clock.clone(),
-        Arc::new(RandomIds),
-        policy,
-        IngestSettings::default(),
-    );
-    let sequencer_for_world = sequencer.clone();
-    let writeback = WriteBack::new(
-        store.clone(),
-        sequencer,
-        clock.clone(),
-        Arc::new(RandomIds),
-        vec![connector.clone() as Arc<dyn Connector>],
-        WriteBackSettings {
-            backoff: jiff::SignedDuration::ZERO,
-            ..settings
-        },
-    );
+    let ingestor = engine.ingestor().unwrap().clone();
+    let writeback = engine.writeback.clone();
+    let sequencer_for_world = sequencer;
     World {
         store,
         sequencer: sequencer_for_world,
@@ -178,22 +167,11 @@ async fn world(url: String, keep: (Option<tempfile::TempDir>, Option<PgCluster>)
         writeback,
         connector,
         clock,
+        engine,
         url,
         _moto: moto,
-        _keep: keep,
+        _db: db,
     }
-}
-
-async fn sqlite() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    world(url, (Some(dir), None)).await
-}
-
-async fn postgres() -> World {
-    let cluster = PgCluster::start().unwrap();
-    let url = cluster.create_database("writ").unwrap();
-    world(url, (None, Some(cluster))).await
 }
 
 async fn key_status(w: &World) -> String {
@@ -514,14 +492,7 @@ async fn a_dead_workers_job_is_taken_over_after_its_lease(w: World) {
 impl World {
     /// Another worker (its own lease holder) on the same store, ledger and target.
     fn worker(&self, settings: WriteBackSettings) -> WriteBack {
-        WriteBack::new(
-            self.store.clone(),
-            self.sequencer.clone(),
-            self.clock.clone(),
-            Arc::new(RandomIds),
-            vec![self.connector.clone() as Arc<dyn Connector>],
-            settings,
-        )
+        self.engine.another_worker(settings)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 use writ_core::SystemClock;
-use writ_engine::{Sequencer, SequencerConfig};
+use writ_engine::Engine;
 use writ_server::{AppState, ServerSettings, router};
 use writ_testkit::PgCluster;
 
@@ -40,14 +40,11 @@ async fn call(
 async fn app_on(url: &str) -> axum::Router {
     let store = writ_store::open(url).await.unwrap();
     let (signer, _) = writ_ledger::generate_key("writ.test/ledger", [5; 32]).unwrap();
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        Arc::new(SystemClock),
-        SequencerConfig::default(),
-    )
-    .await
-    .unwrap();
+    let sequencer = Engine::builder(store.clone(), signer)
+        .start()
+        .await
+        .unwrap()
+        .sequencer;
     router(AppState {
         store,
         sequencer,

@@ -14,38 +14,20 @@ use writ_store::{
     CaseFilter, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation, LedgerRow, Store,
     StoreError,
 };
-use writ_testkit::PgCluster;
+use writ_testkit::{PgCluster, TestDb};
 
-/// A store under test, plus whatever keeps its database alive.
+/// A store under test, on the database that [`TestDb`] keeps alive.
 struct Harness {
     store: Arc<dyn Store>,
     url: String,
-    _keep: Keep,
+    _db: TestDb,
 }
 
-#[allow(dead_code)]
-enum Keep {
-    Dir(tempfile::TempDir),
-    Pg(PgCluster),
-}
-
-async fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+async fn harness(db: TestDb) -> Harness {
     Harness {
-        store: writ_store::open(&url).await.unwrap(),
-        url,
-        _keep: Keep::Dir(dir),
-    }
-}
-
-async fn postgres() -> Harness {
-    let cluster = PgCluster::start().unwrap();
-    let url = cluster.create_database("writ").unwrap();
-    Harness {
-        store: writ_store::open(&url).await.unwrap(),
-        url,
-        _keep: Keep::Pg(cluster),
+        store: writ_store::open(&db.url).await.unwrap(),
+        url: db.url.clone(),
+        _db: db,
     }
 }
 

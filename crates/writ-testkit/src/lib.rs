@@ -7,9 +7,11 @@
 //! slapd, a SCIM server and a browser here, following the same shape: start, wait until ready,
 //! hand out a URL, stop on drop.
 
+mod db;
 mod moto;
 mod postgres;
 
+pub use db::{TestBackend, TestDb, exec_sql};
 pub use moto::{MotoServer, venv_program};
 pub use postgres::PgCluster;
 
@@ -48,9 +50,10 @@ pub fn free_port() -> Result<u16, HarnessError> {
 }
 
 /// Runs each named async case against both backends: expands to `mod sqlite` and
-/// `mod postgres`, one `#[tokio::test]` per case, each calling `super::CASE(super::sqlite().await)`
-/// or `super::CASE(super::postgres().await)`. The calling test file defines `sqlite()` and
-/// `postgres()` (its harness constructors) and depends on tokio.
+/// `mod postgres`, one `#[tokio::test]` per case, each calling
+/// `super::CASE(super::harness(TestDb::sqlite()).await)` (or `postgres()`). The calling test
+/// file defines `async fn harness(db: TestDb) -> H` (its world on that database) and depends on
+/// tokio.
 #[macro_export]
 macro_rules! backend_suite {
     ($($case:ident),* $(,)?) => {
@@ -58,7 +61,8 @@ macro_rules! backend_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case(super::sqlite().await).await;
+                    let db = $crate::TestDb::sqlite().expect("a SQLite test database");
+                    super::$case(super::harness(db).await).await;
                 }
             )*
         }
@@ -66,7 +70,8 @@ macro_rules! backend_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case(super::postgres().await).await;
+                    let db = $crate::TestDb::postgres().expect("a PostgreSQL test database");
+                    super::$case(super::harness(db).await).await;
                 }
             )*
         }

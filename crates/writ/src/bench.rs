@@ -7,17 +7,15 @@
 //! is the cost of the ledger. It then verifies a large ledger, both from the database and in
 //! memory. Figures depend on the machine; nothing here asserts a speed.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sqlx::{Connection as _, Executor as _};
-use writ_core::SystemClock;
 use writ_core::event::{ControlTag, EventBody, OwnershipImported};
 use writ_core::identity::Criticality;
 use writ_core::ids::CaseId;
 use writ_core::ownership::OwnershipRule;
-use writ_engine::{Draft, Sequencer, SequencerConfig, audit};
+use writ_engine::{Draft, Engine, SequencerConfig, audit};
 use writ_ledger::{ChainVerifier, Hash, VerifyOptions, generate_key};
 use writ_store::{LedgerRow, Store};
 use writ_testkit::PgCluster;
@@ -155,13 +153,10 @@ async fn append_vs_raw(
         "the benchmark database must be empty"
     );
     let (signer, _) = generate_key("writ.bench/ledger", [9; 32])?;
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        Arc::new(SystemClock),
-        SequencerConfig::default(),
-    )
-    .await?;
+    let sequencer = Engine::builder(store.clone(), signer)
+        .start()
+        .await?
+        .sequencer;
 
     let bar = progress::bar(args.events, "appending");
     let started = Instant::now();
@@ -302,16 +297,14 @@ async fn verify_rate(entries: u64) -> anyhow::Result<()> {
     let url = format!("sqlite://{}", dir.path().join("verify.db").display());
     let store = writ_store::open(&url).await?;
     let (signer, verifier) = generate_key("writ.bench/ledger", [3; 32])?;
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        Arc::new(SystemClock),
-        SequencerConfig {
+    let sequencer = Engine::builder(store.clone(), signer)
+        .sequencer_config(SequencerConfig {
             max_batch: 8192,
             ..SequencerConfig::default()
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?
+        .sequencer;
     let bar = progress::bar(entries, "building");
     let chunk = 8192u64;
     let mut next = 0u64;

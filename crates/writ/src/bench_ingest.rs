@@ -15,15 +15,13 @@ use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _};
-use writ_core::clock::RandomIds;
 use writ_core::event::{EventBody, IdentitySynced};
 use writ_core::finding::{SourceFormat, Trust};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
-use writ_core::{Clock, SystemClock};
-use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
+use writ_engine::ingest::{IngestSettings, Submission};
 use writ_engine::sources::Source;
-use writ_engine::{Draft, Sequencer, SequencerConfig};
+use writ_engine::{Draft, Engine, Sequencer};
 use writ_formats::{FindingReader, ParseOptions};
 use writ_ledger::generate_key;
 use writ_testkit::PgCluster;
@@ -128,26 +126,15 @@ async fn one_backend(
 ) -> anyhow::Result<()> {
     let store = writ_store::open(url).await?;
     let (signer, _) = generate_key("writ.bench/ledger", [4; 32])?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        clock.clone(),
-        SequencerConfig::default(),
-    )
-    .await?;
-    seed(&sequencer, args.subjects).await?;
-    let policy = Arc::new(crate::policy_source::demo()?);
-    let ingestor = Ingestor::new(
-        store.clone(),
-        sequencer.clone(),
-        clock,
-        Arc::new(RandomIds),
-        policy,
-        IngestSettings {
+    let engine = Engine::builder(store.clone(), signer)
+        .policy(Arc::new(crate::policy_source::demo()?))
+        .ingest_settings(IngestSettings {
             max_reconcile_age: SignedDuration::from_hours(24),
-        },
-    );
+        })
+        .start()
+        .await?;
+    seed(&engine.sequencer, args.subjects).await?;
+    let ingestor = engine.ingestor()?.clone();
     let source = Arc::new(Source {
         name: "bench".into(),
         trust: Trust::High,

@@ -16,14 +16,12 @@ use sqlx::{Connection as _, Executor as _};
 use writ_connector_aws::{AwsClient, AwsConfig, AwsIam, Service};
 use writ_connector_postgres::{PostgresRoles, PostgresRolesConfig};
 use writ_connectors::Connector;
-use writ_core::clock::RandomIds;
 use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
-use writ_core::{Clock, SystemClock};
-use writ_engine::ingest::{IngestSettings, Ingestor, Submission};
+use writ_engine::Engine;
+use writ_engine::ingest::{Ingestor, Submission};
 use writ_engine::inventory;
 use writ_engine::sources::Source;
 use writ_engine::writeback::{WriteBack, WriteBackSettings};
-use writ_engine::{Sequencer, SequencerConfig};
 use writ_ledger::generate_key;
 use writ_testkit::{MotoServer, PgCluster};
 
@@ -63,48 +61,30 @@ async fn rig(connector: Arc<dyn Connector>, rules: &str) -> anyhow::Result<Rig> 
     ))
     .await?;
     let (signer, _) = generate_key("writ.bench/ledger", [6; 32])?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sequencer = Sequencer::start(
-        store.clone(),
-        signer,
-        clock.clone(),
-        SequencerConfig::default(),
-    )
-    .await?;
-    inventory::sync(&*store, &sequencer, &*connector, &*clock, &RandomIds).await?;
+    let engine = Engine::builder(store.clone(), signer)
+        .policy(Arc::new(crate::policy_source::demo()?))
+        .connectors(vec![connector.clone()])
+        .writeback_settings(WriteBackSettings {
+            max_changes_per_window: u32::MAX,
+            ..WriteBackSettings::default()
+        })
+        .start()
+        .await?;
+    let (sequencer, clock) = (&engine.sequencer, &engine.clock);
+    inventory::sync(&*store, sequencer, &*connector, &**clock, &*engine.ids).await?;
     let parsed = inventory::parse_rules("bench.csv", rules)?;
     inventory::import_rules(
         &*store,
-        &sequencer,
+        sequencer,
         "bench.csv",
         rules.as_bytes(),
         parsed,
-        &*clock,
+        &**clock,
     )
     .await?;
-    let policy = Arc::new(crate::policy_source::demo()?);
-    let ingestor = Ingestor::new(
-        store.clone(),
-        sequencer.clone(),
-        clock.clone(),
-        Arc::new(RandomIds),
-        policy,
-        IngestSettings::default(),
-    );
-    let writeback = WriteBack::new(
-        store,
-        sequencer,
-        clock,
-        Arc::new(RandomIds),
-        vec![connector],
-        WriteBackSettings {
-            max_changes_per_window: u32::MAX,
-            ..WriteBackSettings::default()
-        },
-    );
     Ok(Rig {
-        ingestor,
-        writeback,
+        ingestor: engine.ingestor()?.clone(),
+        writeback: engine.writeback,
         _dir: dir,
     })
 }

@@ -77,7 +77,7 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     crate::runtime()?.block_on(async {
-        let ingestor = crate::serve::build_ingestor(config).await?;
+        let ingestor = crate::serve::build(config, false).await?.ingestor()?.clone();
         let mut tally = Tally::default();
         for file in &args.files {
             ingest_file(&ingestor, &source, file, forced, &args, &mut tally).await?;

@@ -10,7 +10,6 @@ use writ_connector_aws::{
 };
 use writ_connector_postgres::{PostgresRoles, PostgresRolesConfig};
 use writ_connectors::{Connector, SecretSink};
-use writ_core::clock::RandomIds;
 use writ_engine::inventory;
 
 use crate::config::{Config, TargetConfig, TargetKind};
@@ -135,13 +134,13 @@ pub fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("no [[targets]] entry named {:?}", args.target))?;
     crate::runtime()?.block_on(async {
         let connector = connect(config, target).await?;
-        let parts = crate::serve::build(config).await?;
+        let parts = crate::serve::build(config, false).await?;
         let report = inventory::sync(
             &*parts.store,
             &parts.sequencer,
             &*connector,
             &*parts.clock,
-            &RandomIds,
+            &*parts.ids,
         )
         .await?;
         println!(
@@ -165,7 +164,7 @@ pub fn run(config: &Config, command: InventoryCommand) -> anyhow::Result<ExitCod
                 let text = String::from_utf8(bytes.clone())
                     .with_context(|| format!("{display} is not UTF-8"))?;
                 let rules = inventory::parse_rules(&display, &text)?;
-                let parts = crate::serve::build(config).await?;
+                let parts = crate::serve::build(config, false).await?;
                 let report = inventory::import_rules(
                     &*parts.store,
                     &parts.sequencer,

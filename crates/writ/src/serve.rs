@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use jiff::SignedDuration;
-use writ_core::clock::RandomIds;
-use writ_core::{Clock, SystemClock};
-use writ_engine::ingest::{IngestSettings, Ingestor};
+use writ_engine::ingest::IngestSettings;
 use writ_engine::sources::SourceRegistry;
-use writ_engine::{Sequencer, SequencerConfig};
+use writ_engine::{Engine, SequencerConfig};
 use writ_server::{AppState, ServerSettings};
 
 use crate::config::Config;
@@ -38,70 +36,49 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     crate::runtime()?.block_on(serve(config))
 }
 
-/// Everything a writing command needs, wired from the configuration.
-pub struct Parts {
-    /// The store.
-    pub store: Arc<dyn writ_store::Store>,
-    /// The ledger writer.
-    pub sequencer: Sequencer,
-    /// The ingest pipeline.
-    pub ingestor: Ingestor,
-    /// The clock.
-    pub clock: Arc<dyn Clock>,
-}
-
-/// Opens the store, the ledger (with its signing key) and the policy bundle.
-pub async fn build(config: &Config) -> anyhow::Result<Parts> {
+/// The engine every writing command uses, wired from the configuration: the store, the
+/// ledger (with its signing key), the policy bundle, the targets' connectors and the settings.
+/// `connect_targets` is false for commands that never touch a target (they skip connecting).
+pub async fn build(config: &Config, connect_targets: bool) -> anyhow::Result<Engine> {
     let policy = Arc::new(crate::policy_source::load(config)?);
     let store = crate::open_store(config).await?;
     let key = ledger_key::signer_for_serving(config)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sequencer = Sequencer::start(
-        store.clone(),
-        key,
-        clock.clone(),
-        SequencerConfig {
+    let connectors = if connect_targets {
+        crate::writeback_cmd::connectors(config).await
+    } else {
+        Vec::new()
+    };
+    Engine::builder(store, key)
+        .policy(policy)
+        .connectors(connectors)
+        .sequencer_config(SequencerConfig {
             max_batch: config.ledger.max_batch,
             linger: Duration::from_millis(config.ledger.linger_ms),
             ..SequencerConfig::default()
-        },
-    )
-    .await
-    .context("cannot open the ledger for writing")?;
-    let ingestor = Ingestor::new(
-        store.clone(),
-        sequencer.clone(),
-        clock.clone(),
-        Arc::new(RandomIds),
-        policy,
-        IngestSettings {
+        })
+        .ingest_settings(IngestSettings {
             max_reconcile_age: SignedDuration::from_hours(i64::from(
                 config.ingest.max_reconcile_age_hours,
             )),
-        },
-    );
-    Ok(Parts {
-        store,
-        sequencer,
-        ingestor,
-        clock,
-    })
-}
-
-/// The ingest pipeline alone (for `writ ingest`).
-pub async fn build_ingestor(config: &Config) -> anyhow::Result<Ingestor> {
-    Ok(build(config).await?.ingestor)
+        })
+        .writeback_settings(config.writeback.settings())
+        .start()
+        .await
+        .context("cannot open the ledger for writing")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let shown_url = writ_store::redact_url(&config.database.url);
     let sources = SourceRegistry::load(&config.sources).context("invalid [[sources]]")?;
-    let Parts {
+    let engine = build(&config, true).await?;
+    let ingestor = engine.ingestor()?.clone();
+    let Engine {
         store,
         sequencer,
-        ingestor,
         clock,
-    } = build(&config).await?;
+        writeback: worker,
+        ..
+    } = engine;
     if sources.is_empty() {
         tracing::warn!(
             "no [[sources]] configured: POST /v1/findings will refuse every request (make a token with `writ token new`)"
@@ -131,14 +108,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // The write-back worker: works due jobs every `[writeback] interval_ms` while the server
     // runs. Replicas share the queue through job leases.
-    let worker = writ_engine::writeback::WriteBack::new(
-        state.store.clone(),
-        state.sequencer.clone(),
-        state.clock.clone(),
-        Arc::new(RandomIds),
-        crate::writeback_cmd::connectors(&config).await,
-        config.writeback.settings(),
-    );
     let interval = Duration::from_millis(config.writeback.interval_ms.max(10));
     let worker_task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);

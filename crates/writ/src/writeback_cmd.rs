@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use writ_connectors::Connector;
-use writ_core::clock::RandomIds;
 use writ_core::ids::CaseId;
 use writ_engine::writeback::WriteBack;
 
@@ -64,15 +63,7 @@ pub async fn connectors(config: &Config) -> Vec<Arc<dyn Connector>> {
 
 /// The write-back engine wired from the configuration.
 pub async fn engine(config: &Config) -> anyhow::Result<WriteBack> {
-    let parts = crate::serve::build(config).await?;
-    Ok(WriteBack::new(
-        parts.store,
-        parts.sequencer,
-        parts.clock,
-        Arc::new(RandomIds),
-        connectors(config).await,
-        config.writeback.settings(),
-    ))
+    Ok(crate::serve::build(config, true).await?.writeback)
 }
 
 pub fn approve(config: &Config, args: ApproveArgs) -> anyhow::Result<ExitCode> {

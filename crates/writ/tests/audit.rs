@@ -5,193 +5,98 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Output;
-use std::sync::Arc;
-
-use common::{text, writ};
+use common::{Db, Site, text, writ};
 
 use serde_json::json;
-use writ_core::SystemClock;
 use writ_core::approval::{Approval, Verdict};
 use writ_core::case::CaseState;
 use writ_core::event::{ApprovalGranted, EventBody};
 use writ_core::example;
 use writ_core::ids::{ApprovalId, ChangeId};
-use writ_engine::{Draft, Sequencer, SequencerConfig};
+use writ_engine::{Draft, Engine};
 use writ_store::Expectation;
-use writ_testkit::PgCluster;
 
-/// A working directory with a config file, a signing key and a database.
-struct Site {
-    dir: tempfile::TempDir,
-    url: String,
-    _cluster: Option<Arc<PgCluster>>,
+/// Appends `cases` cases of three events each to `site`'s ledger, one batch per append.
+async fn fill(site: &Site, cases: u128) {
+    fill_at(&site.url, &site.path("ledger.key"), cases).await;
 }
 
-impl Site {
-    fn new(url: String, cluster: Option<Arc<PgCluster>>) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("writ.toml"),
-            format!(
-                "[database]\nurl = \"{url}\"\n\n[ledger]\nsigning_key = \"ledger.key\"\norigin = \"writ.test/ledger\"\n"
-            ),
-        )
-        .unwrap();
-        let output = writ(dir.path()).args(["keys", "init"]).output().unwrap();
-        assert!(output.status.success(), "{}", text(&output));
-        assert!(String::from_utf8_lossy(&output.stdout).starts_with("writ.test/ledger+"));
-        Site {
-            dir,
-            url,
-            _cluster: cluster,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        writ(self.dir.path()).args(args).output().unwrap()
-    }
-
-    /// Appends `cases` cases of three events each, one batch per append.
-    async fn fill(&self, cases: u128) {
-        let store = writ_store::open(&self.url).await.unwrap();
-        let signer = writ_engine::keys::load_signer(&self.path("ledger.key")).unwrap();
-        let sequencer = Sequencer::start(
-            store,
-            signer,
-            Arc::new(SystemClock),
-            SequencerConfig::default(),
-        )
+async fn fill_at(url: &str, key: &std::path::Path, cases: u128) {
+    let store = writ_store::open(url).await.unwrap();
+    let signer = writ_engine::keys::load_signer(key).unwrap();
+    let sequencer = Engine::builder(store, signer)
+        .start()
         .await
-        .unwrap();
-        // Each case: a finding opens it, policy decides it needs an approval, alice approves;
-        // three entries and three checkpoints, each step expecting the case as it was left.
-        for n in 0..cases {
-            let n = n + 1;
-            let id = example::case_id(n);
-            let key = format!("case-{n}-0");
-            let opened = sequencer
-                .append(Draft::new(
+        .unwrap()
+        .sequencer;
+    // Each case: a finding opens it, policy decides it needs an approval, alice approves;
+    // three entries and three checkpoints, each step expecting the case as it was left.
+    for n in 0..cases {
+        let n = n + 1;
+        let id = example::case_id(n);
+        let key = format!("case-{n}-0");
+        let opened = sequencer
+            .append(Draft::new(
+                Some(id),
+                "engine",
+                key.clone(),
+                example::opened(n, &key, b"raw"),
+            ))
+            .await
+            .unwrap();
+        let decided = sequencer
+            .append(Draft {
+                expect: vec![Expectation::Case {
+                    id,
+                    state: CaseState::NeedsReview,
+                    updated_seq: opened.seq,
+                }],
+                ..Draft::new(
                     Some(id),
                     "engine",
-                    key.clone(),
-                    example::opened(n, &key, b"raw"),
-                ))
-                .await
-                .unwrap();
-            let decided = sequencer
-                .append(Draft {
-                    expect: vec![Expectation::Case {
-                        id,
-                        state: CaseState::NeedsReview,
-                        updated_seq: opened.seq,
-                    }],
-                    ..Draft::new(
-                        Some(id),
-                        "engine",
-                        format!("case-{n}-1"),
-                        example::decided(n, example::one_owner_approval()),
-                    )
-                })
-                .await
-                .unwrap();
-            sequencer
-                .append(Draft {
-                    expect: vec![Expectation::Case {
-                        id,
-                        state: CaseState::AwaitingApproval,
-                        updated_seq: decided.seq,
-                    }],
-                    ..Draft::new(
-                        Some(id),
-                        "user:alice",
-                        format!("case-{n}-2"),
-                        EventBody::ApprovalGranted(ApprovalGranted {
-                            approval: Approval {
-                                id: ApprovalId(uuid::Uuid::from_u128(n)),
-                                change_id: ChangeId(id.as_uuid()),
-                                approver: "alice".into(),
-                                verdict: Verdict::Approve,
-                                rationale: "owner confirms unused".into(),
-                                at: example::time(),
-                            },
+                    format!("case-{n}-1"),
+                    example::decided(n, example::one_owner_approval()),
+                )
+            })
+            .await
+            .unwrap();
+        sequencer
+            .append(Draft {
+                expect: vec![Expectation::Case {
+                    id,
+                    state: CaseState::AwaitingApproval,
+                    updated_seq: decided.seq,
+                }],
+                ..Draft::new(
+                    Some(id),
+                    "user:alice",
+                    format!("case-{n}-2"),
+                    EventBody::ApprovalGranted(ApprovalGranted {
+                        approval: Approval {
+                            id: ApprovalId(uuid::Uuid::from_u128(n)),
+                            change_id: ChangeId(id.as_uuid()),
+                            approver: "alice".into(),
+                            verdict: Verdict::Approve,
                             rationale: "owner confirms unused".into(),
-                        }),
-                    )
-                })
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn tamper(&self, sql: &str) {
-        if self.url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        } else {
-            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        }
+                            at: example::time(),
+                        },
+                        rationale: "owner confirms unused".into(),
+                    }),
+                )
+            })
+            .await
+            .unwrap();
     }
 }
 
-/// Makes fresh sites on one backend.
-enum Backend {
-    Sqlite,
-    Postgres(Arc<PgCluster>, std::cell::Cell<u32>),
+/// Changes `site`'s database behind writ's back.
+async fn tamper(site: &Site, sql: &str) {
+    writ_testkit::exec_sql(&site.url, sql).await.unwrap();
 }
 
-impl Backend {
-    fn postgres() -> Backend {
-        Backend::Postgres(
-            Arc::new(PgCluster::start().unwrap()),
-            std::cell::Cell::new(0),
-        )
-    }
-
-    fn site(&self) -> Site {
-        match self {
-            Backend::Sqlite => {
-                // The database lives in the site's own directory (relative URL, like the default).
-                Site::new("sqlite://writ.db".into(), None)
-            }
-            Backend::Postgres(cluster, counter) => {
-                counter.set(counter.get() + 1);
-                let url = cluster
-                    .create_database(&format!("site{}", counter.get()))
-                    .unwrap();
-                Site::new(url, Some(cluster.clone()))
-            }
-        }
-    }
-}
-
-/// Opens a site's relative SQLite URL from the test process (which runs elsewhere).
-fn absolute(site: &Site) -> String {
-    if site.url == "sqlite://writ.db" {
-        format!("sqlite://{}", site.path("writ.db").display())
-    } else {
-        site.url.clone()
-    }
-}
-
-async fn operator_and_auditor_story(backend: Backend) {
-    let mut site = backend.site();
-    site.url = absolute(&site);
-    site.fill(4).await;
+async fn operator_and_auditor_story(db: Db) {
+    let site = Site::new(&db, "");
+    fill(&site, 4).await;
 
     let output = site.run(&["audit", "verify"]);
     assert!(output.status.success(), "{}", text(&output));
@@ -289,7 +194,7 @@ async fn operator_and_auditor_story(backend: Backend) {
     // Projections: check, drift, repair.
     let output = site.run(&["admin", "rebuild", "--check"]);
     assert!(output.status.success(), "{}", text(&output));
-    site.tamper("UPDATE cases SET state = 'closed'").await;
+    tamper(&site, "UPDATE cases SET state = 'closed'").await;
     let output = site.run(&["admin", "rebuild", "--check"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let output = site.run(&["admin", "rebuild"]);
@@ -297,7 +202,7 @@ async fn operator_and_auditor_story(backend: Backend) {
     assert!(site.run(&["admin", "rebuild", "--check"]).status.success());
 }
 
-async fn tampering_is_named(backend: Backend) {
+async fn tampering_is_named(db: Db) {
     let cases: [(&str, &str); 5] = [
         (
             "UPDATE ledger_entries SET actor = 'mallory', leaf = leaf || leaf WHERE seq = 4",
@@ -321,9 +226,8 @@ async fn tampering_is_named(backend: Backend) {
         ),
     ];
     for (sql, expected) in cases {
-        let mut site = backend.site();
-        site.url = absolute(&site);
-        site.fill(4).await;
+        let site = Site::new(&db, "");
+        fill(&site, 4).await;
         assert!(site.run(&["audit", "verify"]).status.success());
         if sql == "FORGE" {
             // Re-sign the latest checkpoint with a key that is not the ledger's.
@@ -339,13 +243,16 @@ async fn tampering_is_named(backend: Backend) {
                 &forger,
             )
             .unwrap();
-            site.tamper(&format!(
-                "UPDATE checkpoints SET note = '{note}' WHERE size = {}",
-                latest.size
-            ))
+            tamper(
+                &site,
+                &format!(
+                    "UPDATE checkpoints SET note = '{note}' WHERE size = {}",
+                    latest.size
+                ),
+            )
             .await;
         } else {
-            site.tamper(sql).await;
+            tamper(&site, sql).await;
         }
         let output = site.run(&["audit", "verify"]);
         assert_eq!(output.status.code(), Some(1), "{sql}: {}", text(&output));
@@ -359,22 +266,22 @@ async fn tampering_is_named(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_operator_and_auditor_story() {
-    operator_and_auditor_story(Backend::Sqlite).await;
+    operator_and_auditor_story(Db::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_operator_and_auditor_story() {
-    operator_and_auditor_story(Backend::postgres()).await;
+    operator_and_auditor_story(Db::postgres()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_tampering_is_named() {
-    tampering_is_named(Backend::Sqlite).await;
+    tampering_is_named(Db::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tampering_is_named() {
-    tampering_is_named(Backend::postgres()).await;
+    tampering_is_named(Db::postgres()).await;
 }
 
 #[test]

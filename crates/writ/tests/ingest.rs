@@ -6,16 +6,13 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{Db, Site, fixture, text};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use writ_core::SystemClock;
 use writ_core::event::{EventBody, IdentitySynced};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
-use writ_engine::{Draft, Sequencer, SequencerConfig};
+use writ_engine::{Draft, Engine};
 
 const TOKEN: &str = "writ_test_token_for_prowler_0123456789";
 const HMAC_SECRET: &str = "an-hmac-secret-of-at-least-32-bytes-for-ci";
@@ -37,14 +34,7 @@ fn site(db: &Db) -> Site {
 async fn seed_inventory(site: &Site) {
     let store = writ_store::open(&site.url).await.unwrap();
     let key = writ_engine::keys::load_signer(&site.path("ledger.key")).unwrap();
-    let sequencer = Sequencer::start(
-        store,
-        key,
-        Arc::new(SystemClock),
-        SequencerConfig::default(),
-    )
-    .await
-    .unwrap();
+    let sequencer = Engine::builder(store, key).start().await.unwrap().sequencer;
     let now = Timestamp::now();
     let identities = [
         ("svc-etl/AccessKey1", Some("data"), IdentityKind::ApiKey),
