@@ -180,7 +180,13 @@ pub fn job_transition(
             (Some(J::RollbackIntent), J::Failed),
         ],
         B::RollbackIntent(_) => &[(Some(J::Verified), J::RollbackIntent)],
-        B::RolledBack(_) => &[(Some(J::RollbackIntent), J::RolledBack)],
+        // From `verified` directly: rollbacks recorded before `rollback_intent` existed
+        // (ledgers written by writ before schema 6), so that those ledgers still replay. The
+        // engine always records the intent first now.
+        B::RolledBack(_) => &[
+            (Some(J::RollbackIntent), J::RolledBack),
+            (Some(J::Verified), J::RolledBack),
+        ],
         B::FindingReceived(_)
         | B::IdentitySynced(_)
         | B::OwnershipImported(_)

@@ -993,7 +993,14 @@ impl WriteBack {
         }
         // The plan, once there is one.
         let Some(plan) = &view.plan else {
-            return Ok(None);
+            return if matches!(
+                job.state,
+                JobState::Intent | JobState::Applied | JobState::RollbackIntent
+            ) {
+                Err("the job has an intent but no recorded plan (a database from before schema 6: run `writ admin rebuild`)".into())
+            } else {
+                Ok(None)
+            };
         };
         if let EventBody::WriteBackIntent(intent) = &latest.body {
             return if intent.plan == *plan {

@@ -706,7 +706,33 @@ async fn a_forged_job_row_is_refused(w: World) {
     assert_eq!(key_status(&w).await, "Active");
 }
 
+/// A database upgraded to schema 6 has empty read models (no decision in force, no votes, no
+/// plans): approving says to rebuild, and after `writ admin rebuild` the case goes on.
+async fn an_upgraded_database_is_filled_by_rebuild(w: World) {
+    let case = unused_key_case(&w).await;
+    writ_testkit::exec_sql(
+        &w.url,
+        "UPDATE cases SET decision = NULL, decision_seq = NULL; DELETE FROM case_votes; UPDATE jobs SET plan = NULL",
+    )
+    .await
+    .unwrap();
+    let err = w
+        .writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("writ admin rebuild"), "{err}");
+    writ_engine::rebuild::rebuild(&*w.store).await.unwrap();
+    w.writeback
+        .approve(case, "alice", "ok", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.writeback.run_once().await.unwrap().verified, 1);
+}
+
 writ_testkit::backend_suite!(
+    an_upgraded_database_is_filled_by_rebuild,
     a_target_that_always_fails_ends_after_max_attempts,
     two_approvals_at_once_queue_one_job,
     two_approvals_at_once_complete_a_two_approval_case,

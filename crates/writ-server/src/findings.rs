@@ -357,17 +357,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<So
         })
 }
 
-/// A format by its name.
+/// A format by its name (`detect_secrets` or `detect-secrets`).
 pub fn parse_format(name: &str) -> Option<SourceFormat> {
-    serde_json::from_value(serde_json::Value::String(name.replace('-', "_"))).ok()
+    name.replace('-', "_").parse().ok()
 }
 
 fn format_name(format: SourceFormat) -> &'static str {
-    match format {
-        SourceFormat::Native => "native",
-        SourceFormat::Ocsf => "ocsf",
-        SourceFormat::Prowler => "prowler",
-        SourceFormat::DetectSecrets => "detect_secrets",
-        SourceFormat::Gitleaks => "gitleaks",
-    }
+    format.into()
 }
