@@ -527,7 +527,8 @@ impl WriteBack {
         match connector.verify(&plan).await {
             Ok(Verification::Confirmed) => {
                 step.job.state = JobState::Verified;
-                let case = self.case_view(step.job.case_id).await?;
+                // The case as read before the job was worked: intent and apply leave it as it
+                // was, and the append expects exactly that version.
                 let mut remediated = case.case.clone();
                 remediated.state = CaseState::Remediated;
                 self.record_case_step(&mut step, ENGINE_ACTOR, &case, "verified", |job| {
@@ -904,20 +905,36 @@ impl WriteBack {
     /// An error says why the job is not backed.
     async fn backing(&self, view: &JobView, case: &CaseView) -> Result<Option<Plan>, String> {
         let job = &view.job;
-        let read = |seq: u64| async move {
-            let row = self
-                .store
-                .entries(seq, 1)
-                .await
-                .map_err(|err| err.to_string())?
-                .into_iter()
-                .next()
-                .filter(|row| row.seq == seq)
-                .ok_or_else(|| format!("entry {seq} does not exist"))?;
-            entries::decode(&row).map_err(|err| err.to_string())
+        // Every entry the job rests on, read in one query and decoded against its leaf.
+        let Some((_, decision_seq)) = &case.decision else {
+            return Err("its case has no decision".into());
+        };
+        let mut wanted = vec![view.created_seq, *decision_seq, view.updated_seq];
+        wanted.extend(
+            case.votes
+                .iter()
+                .map(|(_, seq)| *seq)
+                .filter(|seq| (*decision_seq..=view.created_seq).contains(seq)),
+        );
+        wanted.sort_unstable();
+        wanted.dedup();
+        let rows = self
+            .store
+            .entries_at(&wanted)
+            .await
+            .map_err(|err| err.to_string())?;
+        let mut events = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let event = entries::decode(row).map_err(|err| err.to_string())?;
+            events.insert(row.seq, event);
+        }
+        let read = |seq: u64| {
+            events
+                .get(&seq)
+                .ok_or_else(|| format!("entry {seq} does not exist"))
         };
         // The change itself.
-        let queued = read(view.created_seq).await?;
+        let queued = read(view.created_seq)?;
         let EventBody::ChangeRequested(requested) = &queued.body else {
             return Err(format!(
                 "entry {} (said to queue it) is a {}",
@@ -939,10 +956,7 @@ impl WriteBack {
             ));
         }
         // What allowed it.
-        let Some((_, decision_seq)) = &case.decision else {
-            return Err("its case has no decision".into());
-        };
-        let decided = read(*decision_seq).await?;
+        let decided = read(*decision_seq)?;
         let EventBody::DecisionRecorded(decided_body) = &decided.body else {
             return Err(format!("entry {decision_seq} is not a decision"));
         };
@@ -959,7 +973,7 @@ impl WriteBack {
                     if *seq > view.created_seq || *seq < *decision_seq {
                         continue;
                     }
-                    let vote = read(*seq).await?;
+                    let vote = read(*seq)?;
                     let EventBody::ApprovalGranted(granted) = &vote.body else {
                         return Err(format!("entry {seq} is not an approval"));
                     };
@@ -984,7 +998,7 @@ impl WriteBack {
             }
         }
         // The job as last recorded.
-        let latest = read(view.updated_seq).await?;
+        let latest = read(view.updated_seq)?;
         if latest.body.job() != Some(job) {
             return Err(format!(
                 "entry {} does not hold the job as the table has it",

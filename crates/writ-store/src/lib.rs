@@ -166,6 +166,9 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// Up to `limit` entries starting at `from`, in sequence order.
     async fn entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
 
+    /// The entries at these sequence numbers (those that exist), in sequence order.
+    async fn entries_at(&self, seqs: &[u64]) -> Result<Vec<LedgerRow>, StoreError>;
+
     /// Up to `limit` `(seq, leaf, leaf hash)` triples from `from`, in sequence order: just what
     /// verification needs, read without decoding the other columns.
     async fn leaves(

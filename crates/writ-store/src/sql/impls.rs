@@ -49,6 +49,13 @@ macro_rules! impl_store {
                 q::entries(&mut *self.reader.acquire().await?, from, limit).await
             }
 
+            async fn entries_at(
+                &self,
+                seqs: &[u64],
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::entries_at(&mut *self.reader.acquire().await?, seqs).await
+            }
+
             async fn leaves(
                 &self,
                 from: u64,

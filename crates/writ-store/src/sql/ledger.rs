@@ -208,6 +208,28 @@ macro_rules! ledger_queries {
             .collect()
         }
 
+        pub(crate) async fn entries_at(
+            conn: &mut Conn,
+            seqs: &[u64],
+        ) -> Result<Vec<LedgerRow>, StoreError> {
+            let mut rows = Vec::with_capacity(seqs.len());
+            for chunk in seqs.chunks(KEYS_PER_LOOKUP) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash FROM ledger_entries WHERE seq IN (",
+                );
+                let mut list = builder.separated(", ");
+                for seq in chunk {
+                    list.push_bind(seq_to_db(*seq)?);
+                }
+                builder.push(") ORDER BY seq");
+                for row in builder.build().fetch_all(&mut *conn).await? {
+                    rows.push(entry_from_row(&row)?);
+                }
+            }
+            rows.sort_by_key(|row| row.seq);
+            Ok(rows)
+        }
+
         pub(crate) async fn leaves(
             conn: &mut Conn,
             from: u64,
