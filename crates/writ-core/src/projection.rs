@@ -6,12 +6,11 @@
 //! the tables can always be re-derived from the ledger and must come out identical.
 //!
 //! Besides the snapshots, a few read models spare the engine from re-reading a case's ledger
-//! history: the decision in force (from `decision_recorded`), the votes for it (from
+//! history: where the decision in force is (the `decision_recorded` entry), the votes for it (from
 //! `approval_granted`) and a job's plan and pre-image (from `write_back_intent`).
 
 use crate::case::Case;
 use crate::change::Plan;
-use crate::decision::Decision;
 use crate::event::EventBody;
 use crate::finding::Finding;
 use crate::identity::Identity;
@@ -23,13 +22,13 @@ use crate::job::Job;
 pub enum Projection {
     /// Insert or replace this identity.
     Identity(Identity),
-    /// Insert or replace this case; `decision`, when set, becomes the decision in force (and
-    /// the votes for an earlier one stop counting).
+    /// Insert or replace this case; when `decided`, the event is the case's decision in force
+    /// from now on (and the votes for an earlier one stop counting).
     Case {
         /// The case as it now is.
         case: Case,
-        /// A new decision in force.
-        decision: Option<Box<Decision>>,
+        /// Whether the event records a new decision.
+        decided: bool,
     },
     /// Insert or replace this job; `plan`, when set, is its recorded plan and pre-image.
     Job {
@@ -62,13 +61,9 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
         rows.push(Projection::Identity(b.identity.clone()));
     }
     if let Some(case) = body.case() {
-        let decision = match body {
-            EventBody::DecisionRecorded(b) => Some(Box::new(b.decision.clone())),
-            _ => None,
-        };
         rows.push(Projection::Case {
             case: case.clone(),
-            decision,
+            decided: matches!(body, EventBody::DecisionRecorded(_)),
         });
     }
     if let Some(job) = body.job() {

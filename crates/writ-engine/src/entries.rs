@@ -41,6 +41,25 @@ pub fn decode(row: &LedgerRow) -> Result<Event, UnreadableEntry> {
     Ok(event)
 }
 
+/// The decision recorded by entry `seq` (a case's decision in force, as its read model points
+/// to it), read from the ledger.
+pub async fn decision_at(
+    store: &dyn writ_store::Store,
+    seq: u64,
+) -> Result<writ_core::decision::Decision, UnreadableEntry> {
+    let bad = |detail: String| UnreadableEntry { seq, detail };
+    let row = store
+        .entries_at(&[seq])
+        .await
+        .map_err(|err| bad(err.to_string()))?
+        .pop()
+        .ok_or_else(|| bad("no such entry".into()))?;
+    match decode_body(&row)? {
+        EventBody::DecisionRecorded(decided) => Ok(decided.decision),
+        other => Err(bad(format!("a {} entry, not a decision", other.kind()))),
+    }
+}
+
 /// The body of the event stored in `row` (see [`decode`]).
 pub fn decode_body(row: &LedgerRow) -> Result<EventBody, UnreadableEntry> {
     decode(row).map(|event| event.body)

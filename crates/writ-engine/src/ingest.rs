@@ -773,8 +773,8 @@ impl Ingestor {
             .ok_or_else(|| corrupt("finding event without a case".into()))?;
         let view = self.store.case_view(case_id).await?;
         let opened_here = received.case.is_some();
-        let decision = match &view {
-            Some(view) if opened_here => view.decision.as_ref().map(|(d, _)| d.clone()),
+        let decision = match view.as_ref().and_then(|v| v.decision_seq) {
+            Some(seq) if opened_here => Some(entries::decision_at(&*self.store, seq).await?),
             _ => None,
         };
         Ok(IngestOutcome {

@@ -97,7 +97,7 @@ pub async fn check(store: &dyn Store) -> Result<Vec<String>, RebuildError> {
 /// The tables that applying `effects` to empty projections would produce (what the store's
 /// `apply_effects` does, row by row).
 pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
-    type CaseRow = (Case, u64, u64, Option<serde_json::Value>, Option<u64>);
+    type CaseRow = (Case, u64, u64, Option<u64>);
     let mut identities = BTreeMap::new();
     let mut cases: BTreeMap<CaseId, CaseRow> = BTreeMap::new();
     let mut findings = BTreeMap::new();
@@ -109,21 +109,12 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
             Effect::UpsertIdentity { identity, seq } => {
                 identities.insert(identity.id, (identity, seq));
             }
-            Effect::UpsertCase {
-                case,
-                decision,
-                seq,
-            } => {
-                let (opened, earlier, earlier_seq) = cases
+            Effect::UpsertCase { case, decided, seq } => {
+                let (opened, earlier) = cases
                     .get(&case.id)
-                    .map_or((seq, None, None), |(_, opened, _, d, at)| {
-                        (*opened, d.clone(), *at)
-                    });
-                let (decision, decision_seq) = match decision {
-                    Some(decision) => (Some(json_text(&*decision)), Some(seq)),
-                    None => (earlier, earlier_seq),
-                };
-                cases.insert(case.id, (case, opened, seq, decision, decision_seq));
+                    .map_or((seq, None), |(_, opened, _, at)| (*opened, *at));
+                let decision_seq = if decided { Some(seq) } else { earlier };
+                cases.insert(case.id, (case, opened, seq, decision_seq));
             }
             Effect::UpsertJob { job, plan, seq } => {
                 let (created, earlier) = jobs.get(&job.id).map_or(
@@ -149,7 +140,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                 approver,
                 seq,
             } => {
-                if let Some((_, _, updated, _, Some(decision_seq))) = cases.get_mut(&case_id) {
+                if let Some((_, _, updated, Some(decision_seq))) = cases.get_mut(&case_id) {
                     *updated = (*updated).max(seq);
                     votes.insert(
                         (case_id, *decision_seq, approver.clone()),

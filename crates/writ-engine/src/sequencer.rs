@@ -881,11 +881,7 @@ fn encode_event_leaf(header: &Header<'_>, body: &serde_json::Value) -> Result<Ve
 pub fn effect_of(projection: Projection, seq: u64) -> Effect {
     match projection {
         Projection::Identity(identity) => Effect::UpsertIdentity { identity, seq },
-        Projection::Case { case, decision } => Effect::UpsertCase {
-            case,
-            decision,
-            seq,
-        },
+        Projection::Case { case, decided } => Effect::UpsertCase { case, decided, seq },
         Projection::Job { job, plan } => Effect::UpsertJob { job, plan, seq },
         Projection::Finding { finding, case_id } => Effect::InsertFinding {
             finding,

@@ -33,7 +33,7 @@ use jiff::SignedDuration;
 use writ_connectors::{ApplyOutcome, Connector, ConnectorError, Plan, Verification};
 use writ_core::approval::{Approval, Verdict};
 use writ_core::case::CaseState;
-use writ_core::decision::Tier;
+use writ_core::decision::{Decision, Tier};
 use writ_core::event::{
     ApprovalGranted, ChangeRequested, EventBody, ReadBack, RollbackIntent, RolledBack,
     WriteBackApplied, WriteBackFailed, WriteBackIntent, WriteBackVerified,
@@ -227,10 +227,11 @@ impl WriteBack {
                     <&str>::from(view.case.state)
                 )));
             }
-            let Some((decision, decision_seq)) = &view.decision else {
+            let Some(decision_seq) = view.decision_seq else {
                 return Err(no_decision(case_id));
             };
-            let mut workflow = workflow_of(&view);
+            let decision = entries::decision_at(&*self.store, decision_seq).await?;
+            let mut workflow = workflow_of(&view, &decision);
             let now = self.clock.now();
             let vote = EventBody::ApprovalGranted(ApprovalGranted {
                 approval: Approval {
@@ -257,7 +258,9 @@ impl WriteBack {
                 )
             }];
             let job = if workflow.may_queue() {
-                let (draft, job) = self.queue(&view, &mut workflow, approver, dry_run).await?;
+                let (draft, job) = self
+                    .queue(&view, &decision, &mut workflow, approver, dry_run)
+                    .await?;
                 group.push(draft);
                 Some(job)
             } else {
@@ -279,14 +282,12 @@ impl WriteBack {
     async fn queue(
         &self,
         view: &CaseView,
+        decision: &Decision,
         workflow: &mut CaseWorkflow,
         actor: &str,
         dry_run: bool,
     ) -> Result<(Draft, Job), WriteBackError> {
         let case_id = view.case.id;
-        let Some((decision, _)) = &view.decision else {
-            return Err(no_decision(case_id));
-        };
         let action = action_from_name(&decision.action).ok_or_else(|| {
             WriteBackError::Refused(format!(
                 "action {} needs parameters from a person; not queued",
@@ -906,7 +907,7 @@ impl WriteBack {
     async fn backing(&self, view: &JobView, case: &CaseView) -> Result<Option<Plan>, String> {
         let job = &view.job;
         // Every entry the job rests on, read in one query and decoded against its leaf.
-        let Some((_, decision_seq)) = &case.decision else {
+        let Some(decision_seq) = &case.decision_seq else {
             return Err("its case has no decision".into());
         };
         let mut wanted = vec![view.created_seq, *decision_seq, view.updated_seq];
@@ -1086,12 +1087,13 @@ fn case_expectation(view: &CaseView) -> Expectation {
     }
 }
 
-/// What the read models say about a case, as the state machine needs it.
-fn workflow_of(view: &CaseView) -> CaseWorkflow {
+/// What the read models say about a case (and its decision in force, read from the ledger),
+/// as the state machine needs it.
+fn workflow_of(view: &CaseView, decision: &Decision) -> CaseWorkflow {
     CaseWorkflow {
         case: Some(view.case.id),
         state: Some(view.case.state),
-        decision: view.decision.as_ref().map(|(d, _)| d.clone()),
+        decision: Some(decision.clone()),
         routed_to_human: false,
         votes: view.votes.iter().map(|(a, _)| a.clone()).collect(),
         job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),

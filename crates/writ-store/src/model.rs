@@ -4,7 +4,6 @@ use jiff::Timestamp;
 use writ_core::Sha256Digest;
 use writ_core::case::{Case, CaseState};
 use writ_core::change::Plan;
-use writ_core::decision::Decision;
 use writ_core::event::EventKind;
 use writ_core::finding::Finding;
 use writ_core::identity::Identity;
@@ -71,13 +70,13 @@ pub enum Effect {
         /// The entry that changed it.
         seq: u64,
     },
-    /// Insert or replace a case; with `decision`, that decision is now in force (recorded
-    /// by entry `seq`) and votes for an earlier one stop counting.
+    /// Insert or replace a case; when `decided`, entry `seq` is its decision in force from
+    /// now on and votes for an earlier one stop counting.
     UpsertCase {
         /// The case as it now is.
         case: Case,
-        /// A new decision in force.
-        decision: Option<Box<Decision>>,
+        /// Whether entry `seq` records a new decision.
+        decided: bool,
         /// The entry that changed it.
         seq: u64,
     },
@@ -162,8 +161,8 @@ pub struct CaseView {
     pub opened_seq: u64,
     /// The entry that last changed it (its version, for [`Expectation::Case`]).
     pub updated_seq: u64,
-    /// The decision in force and the entry that recorded it.
-    pub decision: Option<(Decision, u64)>,
+    /// The entry that records the decision in force (read it from the ledger).
+    pub decision_seq: Option<u64>,
     /// Who approved the decision in force, with the entry that recorded each vote.
     pub votes: Vec<(String, u64)>,
     /// The case's latest job.
@@ -193,8 +192,8 @@ pub struct CaseFilter {
 }
 
 /// A case in a [`ProjectionDump`]: the case, the seqs that opened and last changed it, and the
-/// decision in force (parsed as JSON) with the seq that recorded it.
-pub type CaseDumpRow = (Case, u64, u64, Option<serde_json::Value>, Option<u64>);
+/// seq of its decision in force.
+pub type CaseDumpRow = (Case, u64, u64, Option<u64>);
 
 /// Every projection row, for comparing live tables with a rebuild.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

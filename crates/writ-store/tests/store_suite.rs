@@ -129,7 +129,7 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
                 seq: 0,
             },
             Effect::UpsertCase {
-                decision: None,
+                decided: false,
                 case: case(
                     10,
                     "aws:000000000000/ci-deployer/AccessKey1",
@@ -350,7 +350,7 @@ async fn failed_write_changes_no_state(h: Harness) {
                     seq: 1,
                 },
                 Effect::UpsertCase {
-                    decision: None,
+                    decided: false,
                     case: case(10, "s", CaseState::NeedsReview),
                     seq: 1,
                 },
@@ -424,7 +424,7 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(0, "a", Some(open.id))],
             effects: vec![Effect::UpsertCase {
-                decision: None,
+                decided: false,
                 case: open.clone(),
                 seq: 0,
             }],
@@ -455,7 +455,7 @@ async fn open_case_lookup_ignores_closed_cases(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(1, "b", Some(open.id))],
             effects: vec![Effect::UpsertCase {
-                decision: None,
+                decided: false,
                 case: open.clone(),
                 seq: 1,
             }],
@@ -502,7 +502,7 @@ async fn batch_lookups_match_exact_pairs(h: Harness) {
         })
         .collect();
     effects.extend(cases.iter().map(|c| Effect::UpsertCase {
-        decision: None,
+        decided: false,
         case: c.clone(),
         seq: 0,
     }));
@@ -559,7 +559,7 @@ async fn one_open_case_per_subject(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(0, "a", Some(first.id))],
             effects: vec![Effect::UpsertCase {
-                decision: None,
+                decided: false,
                 case: first.clone(),
                 seq: 0,
             }],
@@ -573,7 +573,7 @@ async fn one_open_case_per_subject(h: Harness) {
         .commit(CommitBatch {
             entries: vec![entry(1, "b", Some(second.id))],
             effects: vec![Effect::UpsertCase {
-                decision: None,
+                decided: false,
                 case: second.clone(),
                 seq: 1,
             }],
@@ -594,12 +594,12 @@ async fn one_open_case_per_subject(h: Harness) {
             ],
             effects: vec![
                 Effect::UpsertCase {
-                    decision: None,
+                    decided: false,
                     case: closed,
                     seq: 1,
                 },
                 Effect::UpsertCase {
-                    decision: None,
+                    decided: false,
                     case: second.clone(),
                     seq: 2,
                 },
@@ -635,7 +635,7 @@ async fn case_listing_filters_and_limits(h: Harness) {
             .entries
             .push(entry(i as u64, &format!("k{i}"), Some(c.id)));
         batch.effects.push(Effect::UpsertCase {
-            decision: None,
+            decided: false,
             case: c,
             seq: i as u64,
         });
@@ -705,7 +705,7 @@ async fn replacing_projections_keeps_the_ledger(h: Harness) {
                     seq: 0,
                 },
                 Effect::UpsertCase {
-                    decision: None,
+                    decided: false,
                     case: case(10, "s", CaseState::NeedsReview),
                     seq: 0,
                 },
@@ -733,7 +733,7 @@ async fn replacing_projections_keeps_the_ledger(h: Harness) {
             seq: 0,
         },
         Effect::UpsertCase {
-            decision: None,
+            decided: false,
             case: case(10, "s", CaseState::NeedsReview),
             seq: 0,
         },
@@ -778,9 +778,7 @@ async fn expectations_make_appends_conditional(h: Harness) {
             entries: vec![entry(0, "open", Some(open.id))],
             effects: vec![Effect::UpsertCase {
                 case: open.clone(),
-                decision: Some(Box::new(writ_core::example::decision(
-                    writ_core::example::one_owner_approval(),
-                ))),
+                decided: true,
                 seq: 0,
             }],
             ..Default::default()
@@ -827,7 +825,7 @@ async fn expectations_make_appends_conditional(h: Harness) {
     let view = h.store.case_view(open.id).await.unwrap().unwrap();
     assert_eq!(view.updated_seq, 1);
     assert_eq!(view.votes, vec![("alice".to_owned(), 1)]);
-    assert_eq!(view.decision.as_ref().map(|(_, seq)| *seq), Some(0));
+    assert_eq!(view.decision_seq, Some(0));
     // The same approver twice for the same decision: a conflict, nothing written.
     let err = h
         .store

@@ -1,8 +1,7 @@
 -- Read models the engine decides from, so that it never rescans a case's ledger history:
--- the decision in force on a case, the votes for it, and a job's recorded plan (with its
--- pre-image). All are projected from the ledger in the same transaction as their event and
+-- where the decision in force on a case is (the seq of its entry, read from the ledger), the
+-- votes for it, and a job's recorded plan (with its pre-image). All are projected from the ledger in the same transaction as their event and
 -- rebuilt by `writ admin rebuild` (run it once after upgrading a database that has cases).
-ALTER TABLE cases ADD COLUMN decision TEXT;
 ALTER TABLE cases ADD COLUMN decision_seq INTEGER;
 ALTER TABLE jobs ADD COLUMN plan TEXT;
 

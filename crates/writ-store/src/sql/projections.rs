@@ -10,8 +10,8 @@ macro_rules! projection_queries {
         async fn apply_effects(conn: &mut Conn, effects: &[Effect]) -> Result<(), StoreError> {
             let mut evidence: Vec<&EvidenceRow> = Vec::new();
             let mut identities: Vec<(&Identity, u64)> = Vec::new();
-            // (case, opened seq, updated seq, decision in force as JSON and its seq)
-            let mut cases: Vec<(&Case, u64, u64, Option<(String, u64)>)> = Vec::new();
+            // (case, opened seq, updated seq, seq of its decision in force)
+            let mut cases: Vec<(&Case, u64, u64, Option<u64>)> = Vec::new();
             let mut findings = Vec::new();
             // (job, created seq, updated seq, plan as JSON)
             let mut jobs: Vec<(&writ_core::job::Job, u64, u64, Option<String>)> = Vec::new();
@@ -37,14 +37,11 @@ macro_rules! projection_queries {
                             identities.push((identity, *seq));
                         }
                     },
-                    Effect::UpsertCase { case, decision, seq } => {
-                        let decision = match decision {
-                            Some(decision) => Some(($crate::sql::json_text("cases", &**decision)?, *seq)),
-                            None => None,
-                        };
+                    Effect::UpsertCase { case, decided, seq } => {
+                        let decision = decided.then_some(*seq);
                         match case_at.get(&case.id) {
                             Some(&at) => {
-                                let (_, opened, _, earlier) = cases[at].clone();
+                                let (_, opened, _, earlier) = cases[at];
                                 cases[at] = (case, opened, *seq, decision.or(earlier));
                             }
                             None => {
@@ -163,7 +160,7 @@ macro_rules! projection_queries {
             }
             for chunk in cases.chunks(ROWS_PER_STATEMENT) {
                 let mut builder = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO cases (id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision, decision_seq) ",
+                    "INSERT INTO cases (id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision_seq) ",
                 );
                 let mut bad = None;
                 builder.push_values(chunk, |mut row, (case, opened, updated, decision)| {
@@ -174,7 +171,7 @@ macro_rules! projection_queries {
                         })
                     };
                     let (opened, updated) = (seq(*opened), seq(*updated));
-                    let decision_seq = decision.as_ref().map(|(_, at)| seq(*at));
+                    let decision_seq = decision.map(&mut seq);
                     row.push_bind(case.id.as_uuid())
                         .push_bind(case.identity_id.map(|id| id.as_uuid()))
                         .push_bind(case.subject.clone())
@@ -183,7 +180,6 @@ macro_rules! projection_queries {
                         .push_bind(case.compliance_closed)
                         .push_bind(opened)
                         .push_bind(updated)
-                        .push_bind(decision.as_ref().map(|(text, _)| text.clone()))
                         .push_bind(decision_seq);
                 });
                 if let Some(seq) = bad {
@@ -195,7 +191,6 @@ macro_rules! projection_queries {
                         finding_type = excluded.finding_type, state = excluded.state,
                         compliance_closed = excluded.compliance_closed,
                         updated_seq = excluded.updated_seq,
-                        decision = COALESCE(excluded.decision, cases.decision),
                         decision_seq = COALESCE(excluded.decision_seq, cases.decision_seq)",
                 );
                 builder.build().execute(&mut *conn).await?;
@@ -286,7 +281,7 @@ macro_rules! projection_queries {
             {
                 dump.identities.push((identity_from_row(&row)?, seq_from_db("identities", row.try_get("updated_seq")?)?));
             }
-            for row in sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision, decision_seq FROM cases ORDER BY id")
+            for row in sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision_seq FROM cases ORDER BY id")
                 .fetch_all(&mut *conn)
                 .await?
             {
@@ -294,7 +289,6 @@ macro_rules! projection_queries {
                     case_from_row(&row)?,
                     seq_from_db("cases", row.try_get("opened_seq")?)?,
                     seq_from_db("cases", row.try_get("updated_seq")?)?,
-                    $crate::sql::parse_json_text("cases", row.try_get("decision")?)?,
                     row.try_get::<Option<i64>, _>("decision_seq")?
                         .map(|seq| seq_from_db("cases", seq))
                         .transpose()?,
@@ -515,28 +509,19 @@ macro_rules! projection_queries {
             id: CaseId,
         ) -> Result<Option<$crate::model::CaseView>, StoreError> {
             const T: &str = "cases";
-            let Some(row) = sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision, decision_seq FROM cases WHERE id = $1")
+            let Some(row) = sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision_seq FROM cases WHERE id = $1")
                 .bind(id.as_uuid())
                 .fetch_optional(&mut *conn)
                 .await?
             else {
                 return Ok(None);
             };
-            let decision = match (
-                row.try_get::<Option<String>, _>("decision")?,
-                row.try_get::<Option<i64>, _>("decision_seq")?,
-            ) {
-                (Some(text), Some(seq)) => Some((
-                    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
-                        table: T,
-                        detail: format!("decision: {err}"),
-                    })?,
-                    seq_from_db(T, seq)?,
-                )),
-                _ => None,
-            };
+            let decision_seq = row
+                .try_get::<Option<i64>, _>("decision_seq")?
+                .map(|seq| seq_from_db(T, seq))
+                .transpose()?;
             let mut votes = Vec::new();
-            if let Some((_, decision_seq)) = &decision {
+            if let Some(decision_seq) = &decision_seq {
                 for vote in sqlx::query("SELECT approver, seq FROM case_votes WHERE case_id = $1 AND decision_seq = $2 ORDER BY seq")
                     .bind(id.as_uuid())
                     .bind(seq_to_db(*decision_seq)?)
@@ -558,7 +543,7 @@ macro_rules! projection_queries {
                 case: case_from_row(&row)?,
                 opened_seq: seq_from_db(T, row.try_get("opened_seq")?)?,
                 updated_seq: seq_from_db(T, row.try_get("updated_seq")?)?,
-                decision,
+                decision_seq,
                 votes,
                 job,
             }))
