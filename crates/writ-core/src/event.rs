@@ -6,7 +6,6 @@
 //! digests or redacted forms only.
 
 use std::fmt;
-use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -24,8 +23,23 @@ use crate::ownership::OwnershipRule;
 
 /// What happened: the kind of an event, as its snake_case name in the leaf and the `kind`
 /// column. Each kind has exactly one [`EventBody`] variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EventKind {
     /// A finding was accepted from a source (and, for the first finding of a case, the case
     /// was opened).
@@ -55,39 +69,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 12] = [
-        EventKind::FindingReceived,
-        EventKind::IdentitySynced,
-        EventKind::OwnershipImported,
-        EventKind::DecisionRecorded,
-        EventKind::ChangeRequested,
-        EventKind::ApprovalGranted,
-        EventKind::WriteBackIntent,
-        EventKind::WriteBackApplied,
-        EventKind::WriteBackVerified,
-        EventKind::WriteBackFailed,
-        EventKind::RollbackIntent,
-        EventKind::RolledBack,
-    ];
-
     /// The kind's snake_case name, as stored in the leaf and the `kind` column.
     pub fn name(self) -> &'static str {
-        use EventKind as K;
-        match self {
-            K::FindingReceived => "finding_received",
-            K::IdentitySynced => "identity_synced",
-            K::OwnershipImported => "ownership_imported",
-            K::DecisionRecorded => "decision_recorded",
-            K::ChangeRequested => "change_requested",
-            K::ApprovalGranted => "approval_granted",
-            K::WriteBackIntent => "write_back_intent",
-            K::WriteBackApplied => "write_back_applied",
-            K::WriteBackVerified => "write_back_verified",
-            K::WriteBackFailed => "write_back_failed",
-            K::RollbackIntent => "rollback_intent",
-            K::RolledBack => "rolled_back",
-        }
+        self.into()
     }
 
     /// The NIST CSF 2.0 outcomes this kind of event is evidence for. The sequencer adds them to
@@ -113,21 +97,6 @@ impl EventKind {
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// A kind name that writ does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event kind {0:?}")]
-pub struct UnknownEventKind(pub String);
-
-impl FromStr for EventKind {
-    type Err = UnknownEventKind;
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        EventKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == name)
-            .ok_or_else(|| UnknownEventKind(name.to_owned()))
     }
 }
 

@@ -693,9 +693,9 @@ mod tests {
             let name: &str = (*state).into();
             assert_eq!(serde_json::to_value(state).unwrap(), name);
         }
-        for kind in EventKind::ALL {
+        for kind in EventKind::VARIANTS {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
-            assert_eq!(kind.name().parse::<EventKind>().unwrap(), kind);
+            assert_eq!(kind.name().parse::<EventKind>().unwrap(), *kind);
         }
         for v in crate::identity::Criticality::VARIANTS {
             let name: &str = (*v).into();

@@ -59,11 +59,16 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<OwnershipRule>, Invento
     } else {
         RulesFormat::Csv
     };
-    ownership::parse_rules(format, text).map_err(|err| InventoryError::Rules {
+    ownership::parse_rules(format, text).map_err(|err| rules_error(file, err))
+}
+
+/// A rules problem, named with the file it came from.
+fn rules_error(file: &str, err: ownership::RuleError) -> InventoryError {
+    InventoryError::Rules {
         file: file.to_owned(),
         line: err.line,
         message: err.message,
-    })
+    }
 }
 
 /// The identity a discovered object stands for, if it is one writ governs. Access keys are
@@ -221,11 +226,7 @@ pub async fn import_rules(
 ) -> Result<InventoryReport, InventoryError> {
     let now = clock.now();
     let digest = Sha256Digest::of(bytes);
-    let compiled = OwnershipRules::new(rules.clone()).map_err(|err| InventoryError::Rules {
-        file: file.to_owned(),
-        line: err.line,
-        message: err.message,
-    })?;
+    let compiled = OwnershipRules::new(rules.clone()).map_err(|err| rules_error(file, err))?;
     sequencer
         .append(Draft {
             evidence: vec![EvidenceBlob {

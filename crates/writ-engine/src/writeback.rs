@@ -402,8 +402,10 @@ impl WriteBack {
     }
 
     async fn work(&self, view: JobView, report: &mut PassReport) -> Result<(), WriteBackError> {
-        let case = self.case_view(view.job.case_id).await?;
-        let plan = match self.backing(&view, &case).await {
+        // The case as read now; no step of the job before its verdict changes it, so every
+        // step (and the verdict's expectation) uses this one read.
+        let case = &self.case_view(view.job.case_id).await?;
+        let plan = match self.backing(&view, case).await {
             Ok(plan) => plan,
             Err(why) => {
                 tracing::error!(
@@ -419,12 +421,13 @@ impl WriteBack {
         let mut step = Step::new(&view);
         let Some(connector) = self.connectors.get(&step.job.system).cloned() else {
             let reason = format!("no connector configured for system {}", step.job.system);
-            return self.fail(step, &reason, report).await;
+            return self.fail(step, case, &reason, report).await;
         };
         if step.job.state == JobState::RollbackIntent {
             let plan = plan.ok_or_else(|| no_plan(step.job.id))?;
+            let rationale = self.rollback_rationale(step.job.id).await?;
             return self
-                .finish_rollback(step, &plan, &*connector, report)
+                .finish_rollback(step, case, &plan, rationale, &*connector, report)
                 .await
                 .map(|_| ());
         }
@@ -454,7 +457,7 @@ impl WriteBack {
                             report.retried += 1;
                             Ok(())
                         }
-                        Guard::Refuse(why) => self.fail(step, &why, report).await,
+                        Guard::Refuse(why) => self.fail(step, case, &why, report).await,
                     };
                 }
                 step.job.attempts += 1;
@@ -463,7 +466,7 @@ impl WriteBack {
                     .await
                 {
                     Ok(plan) => plan,
-                    Err(err) => return self.retry_or_fail(step, err, report).await,
+                    Err(err) => return self.retry_or_fail(step, case, err, report).await,
                 };
                 step.job.state = if step.job.dry_run {
                     JobState::Planned
@@ -509,12 +512,12 @@ impl WriteBack {
             } else {
                 match connector.apply(&plan, &step.job.id.to_string()).await {
                     Ok(outcome) => outcome,
-                    Err(err) => return self.retry_or_fail(step, err, report).await,
+                    Err(err) => return self.retry_or_fail(step, case, err, report).await,
                 }
             };
             if let ApplyOutcome::Rejected { reason } = &outcome {
                 return self
-                    .fail(step, &format!("the target refused: {reason}"), report)
+                    .fail(step, case, &format!("the target refused: {reason}"), report)
                     .await;
             }
             step.job.state = JobState::Applied;
@@ -532,7 +535,7 @@ impl WriteBack {
                 // was, and the append expects exactly that version.
                 let mut remediated = case.case.clone();
                 remediated.state = CaseState::Remediated;
-                self.record_case_step(&mut step, ENGINE_ACTOR, &case, "verified", |job| {
+                self.record_case_step(&mut step, ENGINE_ACTOR, case, "verified", |job| {
                     EventBody::WriteBackVerified(WriteBackVerified {
                         job,
                         case: remediated,
@@ -546,6 +549,7 @@ impl WriteBack {
             Ok(Verification::NotInEffect { observed }) => {
                 self.fail(
                     step,
+                    case,
                     &format!(
                         "read-back does not show the change: {}",
                         observed.attributes
@@ -554,7 +558,7 @@ impl WriteBack {
                 )
                 .await
             }
-            Err(err) => self.retry_or_fail(step, err, report).await,
+            Err(err) => self.retry_or_fail(step, case, err, report).await,
         }
     }
 
@@ -619,7 +623,14 @@ impl WriteBack {
         step.job.attempts += 1;
         let mut report = PassReport::default();
         let job = self
-            .finish_rollback(step, &plan, &*connector, &mut report)
+            .finish_rollback(
+                step,
+                &case,
+                &plan,
+                rationale.to_owned(),
+                &*connector,
+                &mut report,
+            )
             .await?;
         match job.state {
             JobState::RolledBack => Ok(job),
@@ -635,7 +646,9 @@ impl WriteBack {
     async fn finish_rollback(
         &self,
         mut step: Step,
+        case: &CaseView,
         plan: &Plan,
+        rationale: String,
         connector: &dyn Connector,
         report: &mut PassReport,
     ) -> Result<Job, WriteBackError> {
@@ -643,6 +656,7 @@ impl WriteBack {
             Ok(ApplyOutcome::Rejected { reason }) => {
                 self.fail(
                     step.clone(),
+                    case,
                     &format!("the target refused the rollback: {reason}"),
                     report,
                 )
@@ -654,17 +668,15 @@ impl WriteBack {
             Ok(outcome) => outcome,
             Err(err) => {
                 let error = err.to_string();
-                self.retry_or_fail(step.clone(), err, report).await?;
+                self.retry_or_fail(step.clone(), case, err, report).await?;
                 step.job.last_error = Some(error);
                 return Ok(step.job);
             }
         };
-        let rationale = self.rollback_rationale(step.job.id).await?;
-        let case = self.case_view(step.job.case_id).await?;
         let mut rolled_back = case.case.clone();
         rolled_back.state = CaseState::RolledBack;
         step.job.state = JobState::RolledBack;
-        self.record_case_step(&mut step, ENGINE_ACTOR, &case, "rolled-back", |job| {
+        self.record_case_step(&mut step, ENGINE_ACTOR, case, "rolled-back", |job| {
             EventBody::RolledBack(RolledBack {
                 job,
                 case: rolled_back,
@@ -752,6 +764,7 @@ impl WriteBack {
     async fn retry_or_fail(
         &self,
         mut step: Step,
+        case: &CaseView,
         err: ConnectorError,
         report: &mut PassReport,
     ) -> Result<(), WriteBackError> {
@@ -761,7 +774,7 @@ impl WriteBack {
             } else {
                 err.to_string()
             };
-            return self.fail(step, &reason, report).await;
+            return self.fail(step, case, &reason, report).await;
         }
         let delay =
             self.settings.backoff * i32::try_from(1u32 << step.job.attempts.min(10)).unwrap_or(1);
@@ -788,16 +801,16 @@ impl WriteBack {
     async fn fail(
         &self,
         mut step: Step,
+        case: &CaseView,
         reason: &str,
         report: &mut PassReport,
     ) -> Result<(), WriteBackError> {
         step.job.state = JobState::Failed;
         step.job.last_error = Some(reason.to_owned());
         step.job.next_attempt_at = None;
-        let case = self.case_view(step.job.case_id).await?;
         let mut failed = case.case.clone();
         failed.state = CaseState::WriteBackFailed;
-        self.record_case_step(&mut step, ENGINE_ACTOR, &case, "failed", |job| {
+        self.record_case_step(&mut step, ENGINE_ACTOR, case, "failed", |job| {
             EventBody::WriteBackFailed(WriteBackFailed {
                 job,
                 case: Some(failed),
