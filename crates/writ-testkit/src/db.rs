@@ -23,12 +23,21 @@ pub struct TestDb {
     pub url: String,
     /// Its backend.
     pub backend: TestBackend,
-    /// The temporary directory of a SQLite database (also a place for a test's other files).
+    /// A temporary directory that lives as long as the database: a SQLite database's file is
+    /// in it, and a test keeps its other files there (an end-to-end site's `writ.toml`, keys).
     pub dir: tempfile::TempDir,
     cluster: Option<PgCluster>,
 }
 
 impl TestDb {
+    /// A fresh database on `backend`.
+    pub fn new(backend: TestBackend) -> Result<Self, HarnessError> {
+        match backend {
+            TestBackend::Sqlite => Self::sqlite(),
+            TestBackend::Postgres => Self::postgres(),
+        }
+    }
+
     /// A SQLite file in a new temporary directory.
     pub fn sqlite() -> Result<Self, HarnessError> {
         let dir = tempfile::tempdir()?;

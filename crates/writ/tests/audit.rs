@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Db, Site, text, writ};
+use common::{Site, text, writ};
+use writ_testkit::{TestBackend, TestDb};
 
 use serde_json::json;
 use writ_core::approval::{Approval, Verdict};
@@ -94,8 +95,8 @@ async fn tamper(site: &Site, sql: &str) {
     writ_testkit::exec_sql(&site.url, sql).await.unwrap();
 }
 
-async fn operator_and_auditor_story(db: Db) {
-    let site = Site::new(&db, "");
+async fn operator_and_auditor_story(db: TestDb) {
+    let site = Site::new(db, "");
     fill(&site, 4).await;
 
     let output = site.run(&["audit", "verify"]);
@@ -202,7 +203,7 @@ async fn operator_and_auditor_story(db: Db) {
     assert!(site.run(&["admin", "rebuild", "--check"]).status.success());
 }
 
-async fn tampering_is_named(db: Db) {
+async fn tampering_is_named(backend: TestBackend) {
     let cases: [(&str, &str); 5] = [
         (
             "UPDATE ledger_entries SET actor = 'mallory', leaf = leaf || leaf WHERE seq = 4",
@@ -226,7 +227,7 @@ async fn tampering_is_named(db: Db) {
         ),
     ];
     for (sql, expected) in cases {
-        let site = Site::new(&db, "");
+        let site = Site::new(TestDb::new(backend).unwrap(), "");
         fill(&site, 4).await;
         assert!(site.run(&["audit", "verify"]).status.success());
         if sql == "FORGE" {
@@ -266,22 +267,22 @@ async fn tampering_is_named(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_operator_and_auditor_story() {
-    operator_and_auditor_story(Db::Sqlite).await;
+    operator_and_auditor_story(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_operator_and_auditor_story() {
-    operator_and_auditor_story(Db::postgres()).await;
+    operator_and_auditor_story(TestDb::postgres().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_tampering_is_named() {
-    tampering_is_named(Db::Sqlite).await;
+    tampering_is_named(TestBackend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tampering_is_named() {
-    tampering_is_named(Db::postgres()).await;
+    tampering_is_named(TestBackend::Postgres).await;
 }
 
 #[test]

@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Db, Site, text};
+use common::{Site, text};
 use serde_json::{Value, json};
 use writ_connector_aws::Service;
 use writ_core::case::CaseState;
 use writ_core::job::JobState;
-use writ_testkit::MotoServer;
+use writ_testkit::{MotoServer, TestDb};
 
 const TOKEN: &str = "writ_crash_test_token_0123456789abcdef";
 const ACCOUNT: &str = "aws:123456789012";
@@ -144,7 +144,7 @@ fn deactivations_since(recording: &Path, offset: &mut usize) -> BTreeMap<String,
     counts
 }
 
-async fn serve_survives_sigkill(db: Db) {
+async fn serve_survives_sigkill(db: TestDb) {
     let kills: usize = std::env::var("WRIT_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -185,7 +185,7 @@ async fn serve_survives_sigkill(db: Db) {
     }
 
     let site = Site::new(
-        &db,
+        db,
         &format!(
             "[policy]\nbundle = \"policy\"\n\n\
              [writeback]\ninterval_ms = 20\nlease_seconds = 1\nbackoff_seconds = 0\nmax_changes_per_window = 100000\n\n\
@@ -206,7 +206,7 @@ async fn serve_survives_sigkill(db: Db) {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_REGION", "us-east-1".into()),
     ];
-    let output = common::writ(site.dir.path())
+    let output = common::writ(site.dir())
         .args(["sync", "aws"])
         .envs(aws_env.iter().map(|(k, v)| (k, v)))
         .output()
@@ -374,10 +374,10 @@ async fn serve_survives_sigkill(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_serve_survives_sigkill() {
-    serve_survives_sigkill(Db::Sqlite).await;
+    serve_survives_sigkill(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_serve_survives_sigkill() {
-    serve_survives_sigkill(Db::postgres()).await;
+    serve_survives_sigkill(TestDb::postgres().unwrap()).await;
 }

@@ -6,18 +6,19 @@
 
 mod common;
 
-use common::{Db, Site, fixture, text};
+use common::{Site, fixture, text};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use writ_core::event::{EventBody, IdentitySynced};
 use writ_core::identity::{Criticality, Identity, IdentityKind};
 use writ_core::ids::IdentityId;
 use writ_engine::{Draft, Engine};
+use writ_testkit::TestDb;
 
 const TOKEN: &str = "writ_test_token_for_prowler_0123456789";
 const HMAC_SECRET: &str = "an-hmac-secret-of-at-least-32-bytes-for-ci";
 
-fn site(db: &Db) -> Site {
+fn site(db: TestDb) -> Site {
     let hash = writ_engine::sources::token_hash(TOKEN);
     let site = Site::new(
         db,
@@ -116,8 +117,8 @@ async fn ledger_size(site: &Site) -> u64 {
         .unwrap()
 }
 
-async fn prowler_scan_becomes_governed_cases(db: Db) {
-    let site = site(&db);
+async fn prowler_scan_becomes_governed_cases(db: TestDb) {
+    let site = site(db);
     seed_inventory(&site).await;
     let server = site.serve().await;
     let scan = std::fs::read(fixture("prowler-iam.ocsf.json")).unwrap();
@@ -246,8 +247,8 @@ async fn prowler_scan_becomes_governed_cases(db: Db) {
     assert!(output.status.success(), "{}", text(&output));
 }
 
-async fn bad_input_gets_clear_problems(db: Db) {
-    let site = site(&db);
+async fn bad_input_gets_clear_problems(db: TestDb) {
+    let site = site(db);
     let server = site.serve().await;
     let url = server.url("/v1/findings");
     let good = json!({
@@ -343,8 +344,8 @@ async fn bad_input_gets_clear_problems(db: Db) {
     assert_eq!(problem["errors"][0]["field"], "body");
 }
 
-async fn cli_ingest_streams_files_and_names_bad_lines(db: Db) {
-    let site = site(&db);
+async fn cli_ingest_streams_files_and_names_bad_lines(db: TestDb) {
+    let site = site(db);
     seed_inventory(&site).await;
     std::fs::write(
         site.path("mixed.ndjson"),
@@ -420,32 +421,32 @@ async fn cli_ingest_streams_files_and_names_bad_lines(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_prowler_scan_becomes_governed_cases() {
-    prowler_scan_becomes_governed_cases(Db::Sqlite).await;
+    prowler_scan_becomes_governed_cases(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_prowler_scan_becomes_governed_cases() {
-    prowler_scan_becomes_governed_cases(Db::postgres()).await;
+    prowler_scan_becomes_governed_cases(TestDb::postgres().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_bad_input_gets_clear_problems() {
-    bad_input_gets_clear_problems(Db::Sqlite).await;
+    bad_input_gets_clear_problems(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_bad_input_gets_clear_problems() {
-    bad_input_gets_clear_problems(Db::postgres()).await;
+    bad_input_gets_clear_problems(TestDb::postgres().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_cli_ingest_streams_files_and_names_bad_lines() {
-    cli_ingest_streams_files_and_names_bad_lines(Db::Sqlite).await;
+    cli_ingest_streams_files_and_names_bad_lines(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cli_ingest_streams_files_and_names_bad_lines() {
-    cli_ingest_streams_files_and_names_bad_lines(Db::postgres()).await;
+    cli_ingest_streams_files_and_names_bad_lines(TestDb::postgres().unwrap()).await;
 }
 
 #[test]

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{Db, Site, fixture, key_status, text};
+use common::{Site, fixture, key_status, text};
 use writ_connector_aws::Service;
-use writ_testkit::MotoServer;
+use writ_testkit::{MotoServer, TestDb};
 
 async fn seed_moto(url: &str) {
     let client = common::moto_client(url);
@@ -27,7 +27,7 @@ async fn seed_moto(url: &str) {
 }
 
 fn run_with_aws(site: &Site, moto: &MotoServer, args: &[&str]) -> std::process::Output {
-    common::writ(site.dir.path())
+    common::writ(site.dir())
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -37,14 +37,14 @@ fn run_with_aws(site: &Site, moto: &MotoServer, args: &[&str]) -> std::process::
         .unwrap()
 }
 
-async fn prowler_scan_of_moto_becomes_governed_cases(db: Db) {
+async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     let moto = tokio::task::spawn_blocking(MotoServer::start)
         .await
         .unwrap()
         .unwrap();
     seed_moto(&moto.url()).await;
     let site = Site::new(
-        &db,
+        db,
         &format!(
             "[[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
             moto.url()
@@ -173,10 +173,10 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_prowler_scan_of_moto_becomes_governed_cases() {
-    prowler_scan_of_moto_becomes_governed_cases(Db::Sqlite).await;
+    prowler_scan_of_moto_becomes_governed_cases(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_prowler_scan_of_moto_becomes_governed_cases() {
-    prowler_scan_of_moto_becomes_governed_cases(Db::postgres()).await;
+    prowler_scan_of_moto_becomes_governed_cases(TestDb::postgres().unwrap()).await;
 }

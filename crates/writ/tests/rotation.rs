@@ -7,12 +7,12 @@
 
 mod common;
 
-use common::{Db, Site, text};
+use common::{Site, text};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, PgConnection};
 use writ_connector_aws::Service;
-use writ_testkit::{MotoServer, PgCluster};
+use writ_testkit::{MotoServer, PgCluster, TestDb};
 
 const LEAKED: &str = "leaked-in-a-public-gist";
 
@@ -52,7 +52,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
+async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     let target = tokio::task::spawn_blocking(PgCluster::start_scram)
         .await
         .unwrap()
@@ -73,7 +73,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
         .unwrap();
 
     let site = Site::new(
-        &db,
+        db,
         &format!(
             "[[targets]]\nname = \"billing-db\"\nkind = \"postgres\"\nsystem = \"postgres:billing\"\n\
              url = \"{}\"\nrotation_sink = \"secrets\"\n\n\
@@ -83,7 +83,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
         ),
     );
     let with_aws = |args: &[&str]| {
-        common::writ(site.dir.path())
+        common::writ(site.dir())
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -160,7 +160,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
     assert!(!can_log_in(target.port(), "app", LEAKED).await);
 
     // Nowhere in writ: not its files (database, WAL, config, logs), ledger, evidence or output.
-    for (path, bytes) in files_under(site.dir.path()) {
+    for (path, bytes) in files_under(site.dir()) {
         assert!(
             !contains(&bytes, &password),
             "the password is in {}",
@@ -185,10 +185,10 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_leaked_password_is_rotated_into_secrets_manager() {
-    leaked_password_is_rotated_into_secrets_manager(Db::Sqlite).await;
+    leaked_password_is_rotated_into_secrets_manager(TestDb::sqlite().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_leaked_password_is_rotated_into_secrets_manager() {
-    leaked_password_is_rotated_into_secrets_manager(Db::postgres()).await;
+    leaked_password_is_rotated_into_secrets_manager(TestDb::postgres().unwrap()).await;
 }

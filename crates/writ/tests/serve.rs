@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::{Server, writ};
-use writ_testkit::{PgCluster, free_port, venv_program};
+use writ_testkit::{TestDb, free_port, venv_program};
 
 /// `writ serve` with no arguments: embedded SQLite in the working directory. The port comes from
 /// the environment (`WRIT_SERVER__LISTEN`), which also proves environment configuration works.
@@ -66,10 +66,9 @@ async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
 /// database password never appears in the logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_a_config_file_on_postgres_with_json_logs() {
-    let cluster = PgCluster::start().unwrap();
-    let url = cluster.create_database("writ").unwrap();
-    let with_password = url.replace("postgres@", "postgres:not-a-real-password@");
-    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::postgres().unwrap();
+    let with_password = db.url.replace("postgres@", "postgres:not-a-real-password@");
+    let dir = &db.dir;
     let port = free_port().unwrap();
     let config = dir.path().join("writ.toml");
     std::fs::write(

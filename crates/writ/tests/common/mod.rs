@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use writ_testkit::PgCluster;
+use writ_testkit::TestDb;
 
 /// `writ` with a clean environment, run in `dir`.
 pub fn writ(dir: &Path) -> Command {
@@ -30,73 +29,49 @@ pub fn text(output: &Output) -> String {
     )
 }
 
-/// Which database a site uses.
-pub enum Db {
-    Sqlite,
-    Postgres(Arc<PgCluster>),
-}
-
-impl Db {
-    pub fn postgres() -> Db {
-        Db::Postgres(Arc::new(PgCluster::start().unwrap()))
-    }
-}
-
-/// A working directory with `writ.toml`, a signing key and a database.
+/// A working directory with `writ.toml`, a signing key and a database: the shared harness's
+/// [`TestDb`], whose directory is the site's.
 pub struct Site {
-    pub dir: tempfile::TempDir,
+    db: TestDb,
     /// The database URL as the test process reaches it.
     pub url: String,
     pub port: u16,
-    _cluster: Option<Arc<PgCluster>>,
 }
 
 impl Site {
-    /// `extra` is appended to writ.toml.
-    pub fn new(db: &Db, extra: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let (url, cluster) = match db {
-            Db::Sqlite => (
-                format!("sqlite://{}", dir.path().join("writ.db").display()),
-                None,
-            ),
-            Db::Postgres(cluster) => {
-                let name = format!("site_{}", writ_testkit::free_port().unwrap());
-                (
-                    cluster.create_database(&name).unwrap(),
-                    Some(cluster.clone()),
-                )
-            }
-        };
+    /// A site on `db`; `extra` is appended to writ.toml.
+    pub fn new(db: TestDb, extra: &str) -> Site {
+        let url = db.url.clone();
+        let dir = db.dir.path();
         let port = writ_testkit::free_port().unwrap();
         std::fs::write(
-            dir.path().join("writ.toml"),
+            dir.join("writ.toml"),
             format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{url}\"\n\n[ledger]\nsigning_key = \"ledger.key\"\norigin = \"writ.test/ledger\"\n\n{extra}\n"
             ),
         )
         .unwrap();
-        let output = writ(dir.path()).args(["keys", "init"]).output().unwrap();
+        let output = writ(dir).args(["keys", "init"]).output().unwrap();
         assert!(output.status.success(), "{}", text(&output));
-        Site {
-            dir,
-            url,
-            port,
-            _cluster: cluster,
-        }
+        Site { db, url, port }
+    }
+
+    /// The site's working directory.
+    pub fn dir(&self) -> &Path {
+        self.db.dir.path()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir().join(name)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        writ(self.dir.path()).args(args).output().unwrap()
+        writ(self.dir()).args(args).output().unwrap()
     }
 
     /// Starts `writ serve` and waits until it answers.
     pub async fn serve(&self) -> Server {
-        let child = writ(self.dir.path())
+        let child = writ(self.dir())
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,7 +95,7 @@ impl Site {
             .append(true)
             .open(self.path("serve.log"))
             .unwrap();
-        let child = writ(self.dir.path())
+        let child = writ(self.dir())
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().unwrap()))
