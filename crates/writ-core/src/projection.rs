@@ -7,10 +7,9 @@
 //!
 //! Besides the snapshots, a few read models spare the engine from re-reading a case's ledger
 //! history: where the decision in force is (the `decision_recorded` entry), the votes for it (from
-//! `approval_granted`) and a job's plan and pre-image (from `write_back_intent`).
+//! `approval_granted`) and where a job's plan and pre-image are (the `write_back_intent` entry).
 
 use crate::case::Case;
-use crate::change::Plan;
 use crate::event::EventBody;
 use crate::finding::Finding;
 use crate::identity::Identity;
@@ -30,12 +29,12 @@ pub enum Projection {
         /// Whether the event records a new decision.
         decided: bool,
     },
-    /// Insert or replace this job; `plan`, when set, is its recorded plan and pre-image.
+    /// Insert or replace this job; when `intent`, the event records its plan and pre-image.
     Job {
         /// The job as it now is.
         job: Job,
-        /// The plan recorded with its intent.
-        plan: Option<Box<Plan>>,
+        /// Whether the event is the job's intent.
+        intent: bool,
     },
     /// Record this finding, attached to the event's case.
     Finding {
@@ -67,13 +66,9 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
         });
     }
     if let Some(job) = body.job() {
-        let plan = match body {
-            EventBody::WriteBackIntent(b) => Some(Box::new(b.plan.clone())),
-            _ => None,
-        };
         rows.push(Projection::Job {
             job: job.clone(),
-            plan,
+            intent: matches!(body, EventBody::WriteBackIntent(_)),
         });
     }
     if let EventBody::FindingReceived(b) = body {

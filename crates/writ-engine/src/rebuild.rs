@@ -116,15 +116,13 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                 let decision_seq = if decided { Some(seq) } else { earlier };
                 cases.insert(case.id, (case, opened, seq, decision_seq));
             }
-            Effect::UpsertJob { job, plan, seq } => {
+            Effect::UpsertJob { job, intent, seq } => {
                 let (created, earlier) = jobs.get(&job.id).map_or(
                     (seq, None),
-                    |(_, created, _, plan): &(_, u64, u64, Option<serde_json::Value>)| {
-                        (*created, plan.clone())
-                    },
+                    |(_, created, _, at): &(_, u64, u64, Option<u64>)| (*created, *at),
                 );
-                let plan = plan.map(|plan| json_text(&*plan)).or(earlier);
-                jobs.insert(job.id, (job, created, seq, plan));
+                let intent_seq = if intent { Some(seq) } else { earlier };
+                jobs.insert(job.id, (job, created, seq, intent_seq));
             }
             Effect::InsertFinding {
                 finding,
@@ -157,11 +155,6 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         findings: findings.into_values().collect(),
         jobs: jobs.into_values().collect(),
     }
-}
-
-/// A read model's JSON as the store's dump reads it back.
-fn json_text<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_default()
 }
 
 fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> {

@@ -882,7 +882,7 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
     match projection {
         Projection::Identity(identity) => Effect::UpsertIdentity { identity, seq },
         Projection::Case { case, decided } => Effect::UpsertCase { case, decided, seq },
-        Projection::Job { job, plan } => Effect::UpsertJob { job, plan, seq },
+        Projection::Job { job, intent } => Effect::UpsertJob { job, intent, seq },
         Projection::Finding { finding, case_id } => Effect::InsertFinding {
             finding,
             case_id,

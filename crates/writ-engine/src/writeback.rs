@@ -924,6 +924,7 @@ impl WriteBack {
             return Err("its case has no decision".into());
         };
         let mut wanted = vec![view.created_seq, *decision_seq, view.updated_seq];
+        wanted.extend(view.intent_seq);
         wanted.extend(
             case.votes
                 .iter()
@@ -1019,47 +1020,26 @@ impl WriteBack {
                 view.updated_seq
             ));
         }
-        // The plan, once there is one.
-        let Some(plan) = &view.plan else {
+        // The plan: the job's own intent entry, once it has one.
+        let Some(intent_seq) = view.intent_seq else {
             return if matches!(
                 job.state,
                 JobState::Intent | JobState::Applied | JobState::RollbackIntent
             ) {
-                Err("the job has an intent but no recorded plan (a database from before schema 6: run `writ admin rebuild`)".into())
+                Err("the job has an intent but the read model does not say where (a database from before schema 6: run `writ admin rebuild`)".into())
             } else {
                 Ok(None)
             };
         };
-        if let EventBody::WriteBackIntent(intent) = &latest.body {
-            return if intent.plan == *plan {
-                Ok(Some(plan.clone()))
-            } else {
-                Err("the recorded plan is not the intent's".into())
-            };
-        }
-        let rows = self
-            .store
-            .case_entries(job.case_id)
-            .await
-            .map_err(|err| err.to_string())?;
-        for row in rows.iter().rev() {
-            if row.kind != writ_core::event::EventKind::WriteBackIntent {
-                continue;
+        let recorded = read(intent_seq)?;
+        match &recorded.body {
+            EventBody::WriteBackIntent(intent)
+                if recorded.case_id == Some(job.case_id) && same_change(&intent.job) =>
+            {
+                Ok(Some(intent.plan.clone()))
             }
-            let EventBody::WriteBackIntent(intent) =
-                entries::decode_body(row).map_err(|err| err.to_string())?
-            else {
-                continue;
-            };
-            if intent.job.id == job.id {
-                return if intent.plan == *plan {
-                    Ok(Some(intent.plan))
-                } else {
-                    Err("the recorded plan is not the intent's".into())
-                };
-            }
+            _ => Err(format!("entry {intent_seq} is not this job's intent")),
         }
-        Err("the job has a plan but no intent in the ledger".into())
     }
 }
 

@@ -712,7 +712,7 @@ async fn an_upgraded_database_is_filled_by_rebuild(w: World) {
     let case = unused_key_case(&w).await;
     writ_testkit::exec_sql(
         &w.url,
-        "UPDATE cases SET decision_seq = NULL; DELETE FROM case_votes; UPDATE jobs SET plan = NULL",
+        "UPDATE cases SET decision_seq = NULL; DELETE FROM case_votes; UPDATE jobs SET intent_seq = NULL",
     )
     .await
     .unwrap();

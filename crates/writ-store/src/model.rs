@@ -3,7 +3,6 @@
 use jiff::Timestamp;
 use writ_core::Sha256Digest;
 use writ_core::case::{Case, CaseState};
-use writ_core::change::Plan;
 use writ_core::event::EventKind;
 use writ_core::finding::Finding;
 use writ_core::identity::Identity;
@@ -80,12 +79,13 @@ pub enum Effect {
         /// The entry that changed it.
         seq: u64,
     },
-    /// Insert or replace a write-back job; with `plan`, its recorded plan and pre-image.
+    /// Insert or replace a write-back job; when `intent`, entry `seq` records its plan and
+    /// pre-image.
     UpsertJob {
         /// The job as it now is.
         job: Job,
-        /// The plan recorded with its intent.
-        plan: Option<Box<Plan>>,
+        /// Whether entry `seq` is the job's intent.
+        intent: bool,
         /// The entry that changed it.
         seq: u64,
     },
@@ -169,7 +169,7 @@ pub struct CaseView {
     pub job: Option<JobView>,
 }
 
-/// A job with its version and recorded plan.
+/// A job with its version and where its plan is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobView {
     /// The job.
@@ -178,8 +178,8 @@ pub struct JobView {
     pub created_seq: u64,
     /// The entry that last changed it (its version, for [`Expectation::Job`]).
     pub updated_seq: u64,
-    /// The plan and pre-image recorded with its intent, once there is one.
-    pub plan: Option<Plan>,
+    /// The entry that records its intent (plan and pre-image), once there is one.
+    pub intent_seq: Option<u64>,
 }
 
 /// Which cases to list.
@@ -207,7 +207,6 @@ pub struct ProjectionDump {
     pub votes: Vec<(CaseId, u64, String, u64)>,
     /// Findings with their case and the seq that recorded them.
     pub findings: Vec<(Finding, Option<CaseId>, u64)>,
-    /// Jobs with the seqs that created and last changed them, and their plan as stored
-    /// (parsed as JSON).
-    pub jobs: Vec<(Job, u64, u64, Option<serde_json::Value>)>,
+    /// Jobs with the seqs that created and last changed them, and the seq of their intent.
+    pub jobs: Vec<(Job, u64, u64, Option<u64>)>,
 }

@@ -223,7 +223,7 @@ async fn job_leases_exclude_other_workers(h: Harness) {
                 .iter()
                 .zip(0..)
                 .map(|(job, seq)| Effect::UpsertJob {
-                    plan: None,
+                    intent: false,
                     job: job.clone(),
                     seq,
                 })
@@ -870,7 +870,7 @@ async fn one_live_job_per_case(h: Harness) {
     };
     let upsert = |job: writ_core::job::Job, seq| Effect::UpsertJob {
         job,
-        plan: None,
+        intent: false,
         seq,
     };
     h.store

@@ -1,9 +1,9 @@
 -- Read models the engine decides from, so that it never rescans a case's ledger history:
--- where the decision in force on a case is (the seq of its entry, read from the ledger), the
--- votes for it, and a job's recorded plan (with its pre-image). All are projected from the ledger in the same transaction as their event and
+-- where the decision in force on a case is and where a job's intent (its plan and pre-image)
+-- is (the seqs of their entries, read from the ledger), and the votes for the decision. All are projected from the ledger in the same transaction as their event and
 -- rebuilt by `writ admin rebuild` (run it once after upgrading a database that has cases).
 ALTER TABLE cases ADD COLUMN decision_seq INTEGER;
-ALTER TABLE jobs ADD COLUMN plan TEXT;
+ALTER TABLE jobs ADD COLUMN intent_seq INTEGER;
 
 CREATE TABLE case_votes (
     case_id      BLOB    NOT NULL,

@@ -1,5 +1,5 @@
 //! The job queue: claiming due jobs under a lease, renewing and releasing leases, and reading
-//! jobs with their recorded plans.
+//! jobs with where their intents are.
 
 /// See the module documentation; expanded by `backend_queries!` with its imports in scope.
 macro_rules! job_queries {
@@ -16,25 +16,20 @@ macro_rules! job_queries {
         /// A `jobs` row read with `JOB_VIEW_COLUMNS`.
         fn job_view_from_row(row: &DbRow) -> Result<$crate::model::JobView, StoreError> {
             const T: &str = "jobs";
-            let plan = row
-                .try_get::<Option<String>, _>("plan")?
-                .map(|text| {
-                    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
-                        table: T,
-                        detail: format!("plan: {err}"),
-                    })
-                })
+            let intent_seq = row
+                .try_get::<Option<i64>, _>("intent_seq")?
+                .map(|seq| seq_from_db(T, seq))
                 .transpose()?;
             Ok($crate::model::JobView {
                 job: job_from_row(row)?,
                 created_seq: seq_from_db(T, row.try_get("created_seq")?)?,
                 updated_seq: seq_from_db(T, row.try_get("updated_seq")?)?,
-                plan,
+                intent_seq,
             })
         }
 
         /// The columns `job_view_from_row` reads.
-        const JOB_VIEW_COLUMNS: &str = "snapshot, created_seq, updated_seq, plan";
+        const JOB_VIEW_COLUMNS: &str = "snapshot, created_seq, updated_seq, intent_seq";
 
         pub(crate) async fn job_view(
             conn: &mut Conn,

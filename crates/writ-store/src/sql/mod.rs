@@ -80,31 +80,6 @@ pub(crate) fn parse_enum<T: std::str::FromStr>(
     })
 }
 
-/// A value stored as JSON text (a decision, a plan).
-pub(crate) fn json_text<T: serde::Serialize>(
-    table: &'static str,
-    value: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|err| StoreError::Corrupt {
-        table,
-        detail: format!("cannot encode: {err}"),
-    })
-}
-
-/// A JSON text column read back as a value (for comparing read models: key order aside).
-pub(crate) fn parse_json_text(
-    table: &'static str,
-    text: Option<String>,
-) -> Result<Option<serde_json::Value>, StoreError> {
-    text.map(|text| {
-        serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
-            table,
-            detail: format!("JSON column: {err}"),
-        })
-    })
-    .transpose()
-}
-
 /// A 32-byte hash column.
 pub(crate) fn hash_from_db(table: &'static str, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {

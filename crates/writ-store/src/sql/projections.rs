@@ -1,5 +1,5 @@
 //! Projections: applying effects to identities, cases, findings, jobs and the read models
-//! (decision in force, votes, plans), reading them, and replacing or dumping them for rebuild.
+//! (where the decision in force and each job's intent are, votes), reading them, and replacing or dumping them for rebuild.
 
 /// See the module documentation; expanded by `backend_queries!` with its imports in scope.
 macro_rules! projection_queries {
@@ -13,8 +13,8 @@ macro_rules! projection_queries {
             // (case, opened seq, updated seq, seq of its decision in force)
             let mut cases: Vec<(&Case, u64, u64, Option<u64>)> = Vec::new();
             let mut findings = Vec::new();
-            // (job, created seq, updated seq, plan as JSON)
-            let mut jobs: Vec<(&writ_core::job::Job, u64, u64, Option<String>)> = Vec::new();
+            // (job, created seq, updated seq, seq of its intent)
+            let mut jobs: Vec<(&writ_core::job::Job, u64, u64, Option<u64>)> = Vec::new();
             let mut votes: Vec<(CaseId, &str, u64)> = Vec::new();
 
             let mut job_at: std::collections::HashMap<writ_core::ids::JobId, usize> =
@@ -50,19 +50,16 @@ macro_rules! projection_queries {
                             }
                         }
                     }
-                    Effect::UpsertJob { job, plan, seq } => {
-                        let plan = match plan {
-                            Some(plan) => Some($crate::sql::json_text("jobs", &**plan)?),
-                            None => None,
-                        };
+                    Effect::UpsertJob { job, intent, seq } => {
+                        let intent = intent.then_some(*seq);
                         match job_at.get(&job.id) {
                             Some(&at) => {
-                                let (_, created, _, earlier) = jobs[at].clone();
-                                jobs[at] = (job, created, *seq, plan.or(earlier));
+                                let (_, created, _, earlier) = jobs[at];
+                                jobs[at] = (job, created, *seq, intent.or(earlier));
                             }
                             None => {
                                 job_at.insert(job.id, jobs.len());
-                                jobs.push((job, *seq, *seq, plan));
+                                jobs.push((job, *seq, *seq, intent));
                             }
                         }
                     }
@@ -78,10 +75,10 @@ macro_rules! projection_queries {
             }
             for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
                 let mut builder = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO jobs (id, case_id, system, state, next_attempt_us, snapshot, created_seq, updated_seq, plan) ",
+                    "INSERT INTO jobs (id, case_id, system, state, next_attempt_us, snapshot, created_seq, updated_seq, intent_seq) ",
                 );
                 let mut bad = None;
-                builder.push_values(chunk, |mut row, (job, created, updated, plan)| {
+                builder.push_values(chunk, |mut row, (job, created, updated, intent)| {
                     let mut seq = |s: u64| {
                         seq_to_db(s).unwrap_or_else(|_| {
                             bad = Some(s);
@@ -97,7 +94,7 @@ macro_rules! projection_queries {
                         .push_bind(serde_json::to_string(job).unwrap_or_default())
                         .push_bind(created)
                         .push_bind(updated)
-                        .push_bind(plan.clone());
+                        .push_bind(intent.map(&mut seq));
                 });
                 if let Some(seq) = bad {
                     return Err(StoreError::BatchNotContiguous { seq });
@@ -106,7 +103,7 @@ macro_rules! projection_queries {
                     " ON CONFLICT (id) DO UPDATE SET
                         state = excluded.state, next_attempt_us = excluded.next_attempt_us,
                         snapshot = excluded.snapshot, updated_seq = excluded.updated_seq,
-                        plan = COALESCE(excluded.plan, jobs.plan)",
+                        intent_seq = COALESCE(excluded.intent_seq, jobs.intent_seq)",
                 );
                 builder.build().execute(&mut *conn).await?;
             }
@@ -315,7 +312,7 @@ macro_rules! projection_queries {
                     seq_from_db("findings", row.try_get("seq")?)?,
                 ));
             }
-            for row in sqlx::query("SELECT snapshot, created_seq, updated_seq, plan FROM jobs ORDER BY id")
+            for row in sqlx::query("SELECT snapshot, created_seq, updated_seq, intent_seq FROM jobs ORDER BY id")
                 .fetch_all(&mut *conn)
                 .await?
             {
@@ -323,7 +320,9 @@ macro_rules! projection_queries {
                     job_from_row(&row)?,
                     seq_from_db("jobs", row.try_get("created_seq")?)?,
                     seq_from_db("jobs", row.try_get("updated_seq")?)?,
-                    $crate::sql::parse_json_text("jobs", row.try_get("plan")?)?,
+                    row.try_get::<Option<i64>, _>("intent_seq")?
+                        .map(|seq| seq_from_db("jobs", seq))
+                        .transpose()?,
                 ));
             }
             Ok(dump)
