@@ -10,10 +10,9 @@ use crate::ids::{ApprovalId, ChangeId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Go ahead.
+    /// Go ahead. (Rejections come with the case lifecycle of issue 12; an `approval_granted`
+    /// event can carry nothing else, so every recorded vote is an approval.)
     Approve,
-    /// Do not.
-    Reject,
 }
 
 /// One approver's recorded verdict on a change, with their rationale.

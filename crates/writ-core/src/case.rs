@@ -40,8 +40,6 @@ pub enum CaseState {
     WriteBackFailed,
     /// The change was undone from its pre-image.
     RolledBack,
-    /// The risk was accepted under an exception until it expires.
-    RiskAccepted,
     /// Policy denied any change; the case stays for the record.
     Denied,
     /// Closed for good.
