@@ -4,15 +4,39 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::Sha256Digest;
+use crate::change::Action;
 use crate::ids::{ApprovalId, ChangeId};
 
 /// An approver's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Go ahead. (Rejections come with the case lifecycle of issue 12; an `approval_granted`
-    /// event can carry nothing else, so every recorded vote is an approval.)
+    /// Go ahead (recorded as `approval_granted`).
     Approve,
+    /// No: the request ends (recorded as `change_rejected`).
+    Reject,
+}
+
+/// What a vote is about, exactly: a vote counts only for the change it names. If the decision
+/// is superseded, or the change queued differs in action, target or parameters, the vote does
+/// not count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBinding {
+    /// The ledger entry of the decision it answers.
+    pub decision_seq: u64,
+    /// The bundle that made that decision.
+    pub bundle_hash: Sha256Digest,
+    /// The action, with its parameters.
+    pub action: Action,
+    /// The target system.
+    pub system: String,
+    /// The subject in that system.
+    pub external_id: String,
+    /// The approver groups of the decision's rule the voter counted for when voting
+    /// (`owner_team`, `team:security`, `role:admin`).
+    pub groups: Vec<String>,
 }
 
 /// One approver's recorded verdict on a change, with their rationale.
@@ -30,4 +54,7 @@ pub struct Approval {
     pub rationale: String,
     /// When.
     pub at: Timestamp,
+    /// The exact change voted on (absent in votes recorded before writ knew principals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<VoteBinding>,
 }

@@ -42,6 +42,8 @@ pub enum CaseState {
     RolledBack,
     /// Policy denied any change; the case stays for the record.
     Denied,
+    /// An eligible approver rejected the requested change; nothing was applied.
+    Rejected,
     /// Closed for good.
     Closed,
 }

@@ -17,9 +17,10 @@ use crate::change::{ApplyOutcome, Plan};
 use crate::decision::{Decision, Evaluation};
 use crate::finding::{Finding, SourceFormat, Trust};
 use crate::identity::{Identity, IdentityKind};
-use crate::ids::CaseId;
+use crate::ids::{CaseId, TokenId};
 use crate::job::Job;
 use crate::ownership::OwnershipRule;
+use crate::principal::{Principal, TokenRecord};
 
 /// What happened: the kind of an event, as its snake_case name in the leaf and the `kind`
 /// column. Each kind has exactly one [`EventBody`] variant.
@@ -66,6 +67,18 @@ pub enum EventKind {
     RollbackIntent,
     /// The change was rolled back from its pre-image.
     RolledBack,
+    /// An eligible approver rejected the change: the request ends.
+    ChangeRejected,
+    /// A principal (person or service) was created.
+    PrincipalCreated,
+    /// A principal's teams, roles or trust changed.
+    PrincipalChanged,
+    /// A principal was disabled (its tokens stop working, its votes stop counting).
+    PrincipalDisabled,
+    /// An API token was issued to a principal.
+    TokenIssued,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 impl EventKind {
@@ -84,7 +97,13 @@ impl EventKind {
             K::IdentitySynced => &["ID.AM-01", "PR.AA-01"],
             K::OwnershipImported => &["ID.AM-01", "GV.RR-02"],
             K::DecisionRecorded => &["GV.RM-03", "GV.PO-01"],
-            K::ChangeRequested | K::ApprovalGranted => &["PR.AA-05", "GV.RR-02"],
+            K::ChangeRequested | K::ApprovalGranted | K::ChangeRejected => {
+                &["PR.AA-05", "GV.RR-02"]
+            }
+            K::PrincipalCreated | K::PrincipalChanged | K::PrincipalDisabled => {
+                &["PR.AA-01", "PR.AA-05", "GV.RR-04"]
+            }
+            K::TokenIssued | K::TokenRevoked => &["PR.AA-01", "PR.AA-03"],
             K::WriteBackIntent
             | K::WriteBackApplied
             | K::WriteBackVerified
@@ -217,6 +236,18 @@ pub enum EventBody {
     RollbackIntent(RollbackIntent),
     /// See [`RolledBack`].
     RolledBack(RolledBack),
+    /// See [`ChangeRejected`].
+    ChangeRejected(ChangeRejected),
+    /// `principal_created`: see [`PrincipalRecorded`].
+    PrincipalCreated(PrincipalRecorded),
+    /// `principal_changed`: see [`PrincipalRecorded`].
+    PrincipalChanged(PrincipalRecorded),
+    /// `principal_disabled`: see [`PrincipalRecorded`].
+    PrincipalDisabled(PrincipalRecorded),
+    /// See [`TokenIssued`].
+    TokenIssued(TokenIssued),
+    /// See [`TokenRevoked`].
+    TokenRevoked(TokenRevoked),
 }
 
 impl EventBody {
@@ -237,6 +268,12 @@ impl EventBody {
             B::WriteBackFailed(_) => K::WriteBackFailed,
             B::RollbackIntent(_) => K::RollbackIntent,
             B::RolledBack(_) => K::RolledBack,
+            B::ChangeRejected(_) => K::ChangeRejected,
+            B::PrincipalCreated(_) => K::PrincipalCreated,
+            B::PrincipalChanged(_) => K::PrincipalChanged,
+            B::PrincipalDisabled(_) => K::PrincipalDisabled,
+            B::TokenIssued(_) => K::TokenIssued,
+            B::TokenRevoked(_) => K::TokenRevoked,
         }
     }
 
@@ -257,6 +294,12 @@ impl EventBody {
             K::WriteBackFailed => serde_json::from_value(body).map(B::WriteBackFailed),
             K::RollbackIntent => serde_json::from_value(body).map(B::RollbackIntent),
             K::RolledBack => serde_json::from_value(body).map(B::RolledBack),
+            K::ChangeRejected => serde_json::from_value(body).map(B::ChangeRejected),
+            K::PrincipalCreated => serde_json::from_value(body).map(B::PrincipalCreated),
+            K::PrincipalChanged => serde_json::from_value(body).map(B::PrincipalChanged),
+            K::PrincipalDisabled => serde_json::from_value(body).map(B::PrincipalDisabled),
+            K::TokenIssued => serde_json::from_value(body).map(B::TokenIssued),
+            K::TokenRevoked => serde_json::from_value(body).map(B::TokenRevoked),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -276,12 +319,29 @@ impl EventBody {
             B::WriteBackVerified(b) => Some(&b.case),
             B::WriteBackFailed(b) => b.case.as_ref(),
             B::RolledBack(b) => Some(&b.case),
+            B::ChangeRejected(b) => Some(&b.case),
             B::IdentitySynced(_)
             | B::OwnershipImported(_)
             | B::ApprovalGranted(_)
             | B::WriteBackIntent(_)
             | B::WriteBackApplied(_)
-            | B::RollbackIntent(_) => None,
+            | B::RollbackIntent(_)
+            | B::PrincipalCreated(_)
+            | B::PrincipalChanged(_)
+            | B::PrincipalDisabled(_)
+            | B::TokenIssued(_)
+            | B::TokenRevoked(_) => None,
+        }
+    }
+
+    /// The principal record the event carries, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        use EventBody as B;
+        match self {
+            B::PrincipalCreated(b) | B::PrincipalChanged(b) | B::PrincipalDisabled(b) => {
+                Some(&b.principal)
+            }
+            _ => None,
         }
     }
 
@@ -300,7 +360,13 @@ impl EventBody {
             | B::IdentitySynced(_)
             | B::OwnershipImported(_)
             | B::DecisionRecorded(_)
-            | B::ApprovalGranted(_) => None,
+            | B::ApprovalGranted(_)
+            | B::ChangeRejected(_)
+            | B::PrincipalCreated(_)
+            | B::PrincipalChanged(_)
+            | B::PrincipalDisabled(_)
+            | B::TokenIssued(_)
+            | B::TokenRevoked(_) => None,
         }
     }
 }
@@ -419,6 +485,50 @@ pub struct ApprovalGranted {
     pub approval: Approval,
     /// Why, in the approver's words.
     pub rationale: String,
+}
+
+/// `change_rejected`: an eligible approver said no; the request ends (the case is `rejected`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRejected {
+    /// The vote (verdict `reject`), bound to the change like an approval.
+    pub approval: Approval,
+    /// Why, in the approver's words.
+    pub rationale: String,
+    /// The case, now `rejected`.
+    pub case: Case,
+}
+
+/// `principal_created`, `principal_changed`, `principal_disabled`: the whole record after
+/// the change, so that the ledger alone says who could do what at any point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalRecorded {
+    /// The principal as it now is.
+    pub principal: Principal,
+    /// Why, when the admin said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `token_issued`: a token was made for a principal. Only its digest is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenIssued {
+    /// The token (digest, owner, expiry).
+    pub token: TokenRecord,
+}
+
+/// `token_revoked`: a token stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRevoked {
+    /// Which token.
+    pub token: TokenId,
+    /// Whose it was.
+    pub principal: String,
+    /// Why (`revoked`, `principal disabled`, ...).
+    pub reason: String,
 }
 
 /// `write_back_intent`: the plan and pre-image, recorded before the target is touched.

@@ -65,6 +65,14 @@ typed_id!(
     JobId
 );
 typed_id!(
+    /// Identifies a principal (a person or a service that acts on writ).
+    PrincipalId
+);
+typed_id!(
+    /// Identifies an API token issued to a principal.
+    TokenId
+);
+typed_id!(
     /// Identifies an approval or rejection.
     ApprovalId
 );

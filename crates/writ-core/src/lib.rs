@@ -6,6 +6,7 @@
 //! connectors, server, CLI) depend on this crate; it depends on none of them.
 
 pub mod approval;
+pub mod approvers;
 pub mod case;
 pub mod change;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod identity;
 pub mod ids;
 pub mod job;
 pub mod ownership;
+pub mod principal;
 pub mod projection;
 pub mod workflow;
 

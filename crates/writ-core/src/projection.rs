@@ -7,13 +7,14 @@
 //!
 //! Besides the snapshots, a few read models spare the engine from re-reading a case's ledger
 //! history: where the decision in force is (the `decision_recorded` entry), the votes for it (from
-//! `approval_granted`) and where a job's plan and pre-image are (the `write_back_intent` entry).
+//! `approval_granted`), the principals and their tokens, and where a job's plan and pre-image are (the `write_back_intent` entry).
 
 use crate::case::Case;
 use crate::event::EventBody;
 use crate::finding::Finding;
 use crate::identity::Identity;
-use crate::ids::CaseId;
+use crate::ids::{CaseId, TokenId};
+use crate::principal::{Principal, TokenRecord};
 use crate::job::Job;
 
 /// One projection row implied by an event.
@@ -50,6 +51,12 @@ pub enum Projection {
         /// Who approved.
         approver: String,
     },
+    /// Insert or replace this principal.
+    Principal(Principal),
+    /// Record this token (live until it expires or is revoked).
+    Token(TokenRecord),
+    /// Mark this token revoked.
+    TokenRevoked(TokenId),
 }
 
 /// The projection rows `body` (of an event in `case_id`) implies, in a fixed order (identity,
@@ -76,6 +83,15 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
             finding: b.finding.clone(),
             case_id,
         });
+    }
+    if let Some(principal) = body.principal() {
+        rows.push(Projection::Principal(principal.clone()));
+    }
+    if let EventBody::TokenIssued(b) = body {
+        rows.push(Projection::Token(b.token.clone()));
+    }
+    if let EventBody::TokenRevoked(b) = body {
+        rows.push(Projection::TokenRevoked(b.token));
     }
     if let (EventBody::ApprovalGranted(b), Some(case_id)) = (body, case_id) {
         rows.push(Projection::Vote {

@@ -10,8 +10,10 @@
 //! Transitions are pure functions of `(state before, event body)`; nothing here reads a clock
 //! or a database.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::approval::{Approval, Verdict};
+use crate::approvers::{ApprovalRule, ApproverGroup};
 use crate::case::CaseState;
 use crate::decision::{Decision, Tier};
 use crate::event::{EventBody, EventKind};
@@ -84,7 +86,13 @@ pub fn case_transition(
         None => Ok(()),
     };
     match body {
-        B::IdentitySynced(_) | B::OwnershipImported(_) => Ok(from),
+        B::IdentitySynced(_)
+        | B::OwnershipImported(_)
+        | B::PrincipalCreated(_)
+        | B::PrincipalChanged(_)
+        | B::PrincipalDisabled(_)
+        | B::TokenIssued(_)
+        | B::TokenRevoked(_) => Ok(from),
         B::FindingReceived(b) => match (&b.case, from) {
             (Some(_), None) => {
                 snapshot_is(S::NeedsReview)?;
@@ -125,6 +133,10 @@ pub fn case_transition(
             None => expect(&[S::Remediating], S::Remediating),
         },
         B::ApprovalGranted(_) => expect(&[S::AwaitingApproval], S::AwaitingApproval),
+        B::ChangeRejected(_) => {
+            snapshot_is(S::Rejected)?;
+            expect(&[S::AwaitingApproval], S::Rejected)
+        }
         B::WriteBackIntent(_) | B::WriteBackApplied(_) => expect(&[S::Remediating], S::Remediating),
         B::WriteBackFailed(b) => match (&b.case, b.job.state) {
             (None, _) => match from {
@@ -191,7 +203,13 @@ pub fn job_transition(
         | B::IdentitySynced(_)
         | B::OwnershipImported(_)
         | B::DecisionRecorded(_)
-        | B::ApprovalGranted(_) => &[],
+        | B::ApprovalGranted(_)
+        | B::ChangeRejected(_)
+        | B::PrincipalCreated(_)
+        | B::PrincipalChanged(_)
+        | B::PrincipalDisabled(_)
+        | B::TokenIssued(_)
+        | B::TokenRevoked(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -221,8 +239,11 @@ pub struct CaseWorkflow {
     pub decision: Option<Decision>,
     /// Whether that decision sent the case to a human (source of truth incomplete).
     pub routed_to_human: bool,
-    /// Who has approved the decision in force.
-    pub votes: BTreeSet<String>,
+    /// Who has approved the decision in force, each with the approver groups it counts for.
+    /// The engine refreshes the groups from the principals before it queues a job (a
+    /// principal removed from a team, or disabled, stops counting); replaying the ledger uses
+    /// the groups recorded with each vote.
+    pub votes: BTreeMap<String, BTreeSet<ApproverGroup>>,
     /// The case's job and its state, if it has one.
     pub job: Option<(JobId, JobState)>,
 }
@@ -231,26 +252,31 @@ pub struct CaseWorkflow {
 pub const ENGINE_ACTOR: &str = "engine";
 
 impl CaseWorkflow {
-    /// Whether the decision in force lets a job be queued now: automatic, or its approvals are
-    /// complete.
+    /// The approval rule of the decision in force, when it calls for approvals.
+    pub fn rule(&self) -> Option<ApprovalRule> {
+        match self.decision.as_ref().map(|d| &d.tier) {
+            Some(Tier::Approval {
+                count,
+                approver_group,
+            }) => Some(ApprovalRule::from_recorded(*count, approver_group)),
+            _ => None,
+        }
+    }
+
+    /// Whether the decision in force lets a job be queued now: automatic, or its approval rule
+    /// is met by the votes (each voter counting once, in a group it belongs to).
     pub fn may_queue(&self) -> bool {
         match self.decision.as_ref().map(|d| &d.tier) {
             Some(Tier::Auto) => !self.routed_to_human,
-            Some(Tier::Approval { count, .. }) => {
-                self.votes.len() >= usize::try_from(*count).unwrap_or(usize::MAX)
-            }
+            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
             _ => false,
         }
     }
 
-    /// How many more votes the decision in force needs (0 when none are needed or it is met).
-    pub fn votes_missing(&self) -> u32 {
-        match self.decision.as_ref().map(|d| &d.tier) {
-            Some(Tier::Approval { count, .. }) => {
-                count.saturating_sub(u32::try_from(self.votes.len()).unwrap_or(u32::MAX))
-            }
-            _ => 0,
-        }
+    /// How many more votes the decision in force needs, at least (0 when none are needed or
+    /// the rule is met).
+    pub fn votes_missing(&self) -> u64 {
+        self.rule().map_or(0, |rule| rule.missing(&self.votes))
     }
 
     /// Whether the case's job is still in the worker's hands.
@@ -308,22 +334,16 @@ impl CaseWorkflow {
                 }
             }
             B::ApprovalGranted(b) => {
-                let approver = b.approval.approver.as_str();
-                if approver == ENGINE_ACTOR {
-                    return Err(illegal(kind, "the engine cannot approve its own request"));
+                self.check_vote(kind, &b.approval, &b.rationale, Verdict::Approve)?;
+                if self.votes.contains_key(&b.approval.approver) {
+                    return Err(illegal(
+                        kind,
+                        format!("{} has already approved", b.approval.approver),
+                    ));
                 }
-                if !matches!(
-                    self.decision.as_ref().map(|d| &d.tier),
-                    Some(Tier::Approval { .. })
-                ) {
-                    return Err(illegal(kind, "the decision does not call for approvals"));
-                }
-                if self.votes.contains(approver) {
-                    return Err(illegal(kind, format!("{approver} has already approved")));
-                }
-                if b.rationale.trim().is_empty() {
-                    return Err(illegal(kind, "an approval needs a rationale"));
-                }
+            }
+            B::ChangeRejected(b) => {
+                self.check_vote(kind, &b.approval, &b.rationale, Verdict::Reject)?;
             }
             _ => {}
         }
@@ -337,7 +357,8 @@ impl CaseWorkflow {
                 self.votes.clear();
             }
             B::ApprovalGranted(b) => {
-                self.votes.insert(b.approval.approver.clone());
+                let groups = self.recorded_groups(&b.approval);
+                self.votes.insert(b.approval.approver.clone(), groups);
             }
             _ => {}
         }
@@ -345,6 +366,67 @@ impl CaseWorkflow {
             self.job = Some((job.id, state));
         }
         Ok(())
+    }
+}
+
+impl CaseWorkflow {
+    /// The rules every vote keeps, approval or rejection: not the engine, a rationale, a
+    /// decision that calls for approvals, the verdict the event says, and (when the vote is
+    /// bound) bound to the decision in force and counting for one of its groups.
+    fn check_vote(
+        &self,
+        kind: EventKind,
+        approval: &Approval,
+        rationale: &str,
+        verdict: Verdict,
+    ) -> Result<(), IllegalTransition> {
+        if approval.approver == ENGINE_ACTOR {
+            return Err(illegal(kind, "the engine cannot approve its own request"));
+        }
+        if approval.verdict != verdict {
+            return Err(illegal(kind, "the vote's verdict does not match the event"));
+        }
+        let Some(rule) = self.rule() else {
+            return Err(illegal(kind, "the decision does not call for approvals"));
+        };
+        if rationale.trim().is_empty() {
+            return Err(illegal(kind, "a vote needs a rationale"));
+        }
+        if let (Some(binding), Some(decision)) = (&approval.binding, &self.decision) {
+            if binding.bundle_hash != decision.bundle_hash
+                || binding.action.name() != decision.action
+            {
+                return Err(illegal(
+                    kind,
+                    "the vote is bound to another decision than the one in force",
+                ));
+            }
+            let known: BTreeSet<String> = rule.quorums.iter().map(|q| q.group.to_string()).collect();
+            if binding.groups.is_empty() || binding.groups.iter().any(|g| !known.contains(g)) {
+                return Err(illegal(
+                    kind,
+                    format!("the voter counts for no group of the rule \"{rule}\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The groups a recorded vote counts for: those it names, or, for a vote recorded before
+    /// votes were bound (single-group rules only), every group of the rule.
+    fn recorded_groups(&self, approval: &Approval) -> BTreeSet<ApproverGroup> {
+        let Some(rule) = self.rule() else {
+            return BTreeSet::new();
+        };
+        match &approval.binding {
+            Some(binding) => rule
+                .quorums
+                .iter()
+                .filter(|q| binding.groups.contains(&q.group.to_string()))
+                .map(|q| q.group.clone())
+                .collect(),
+            None => rule.quorums.iter().map(|q| q.group.clone()).collect(),
+        }
     }
 }
 
@@ -378,10 +460,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::approval::{Approval, Verdict};
     use crate::change::{Action, ApplyOutcome, ObjectState, Plan, Reversibility};
     use crate::event::{
-        ApprovalGranted, ChangeRequested, ReadBack, RollbackIntent, RolledBack, WriteBackApplied,
+        ApprovalGranted, ChangeRejected, ChangeRequested, ReadBack, RollbackIntent, RolledBack, WriteBackApplied,
         WriteBackFailed, WriteBackIntent, WriteBackVerified,
     };
     use crate::example;
@@ -395,6 +476,7 @@ mod tests {
         Join,
         Decide(u8),
         Approve(u8),
+        Reject,
         Queue,
         NewJob,
         Intent,
@@ -412,6 +494,7 @@ mod tests {
             Just(Command::Join),
             (0u8..6).prop_map(Command::Decide),
             (0u8..4).prop_map(Command::Approve),
+            Just(Command::Reject),
             Just(Command::Queue),
             Just(Command::NewJob),
             Just(Command::Intent),
@@ -487,8 +570,22 @@ mod tests {
                     verdict: Verdict::Approve,
                     rationale: "ok".into(),
                     at: example::time(),
+                    binding: None,
                 },
                 rationale: "ok".into(),
+            }),
+            Command::Reject => EventBody::ChangeRejected(ChangeRejected {
+                approval: Approval {
+                    id: ApprovalId(uuid::Uuid::nil()),
+                    change_id: ChangeId(uuid::Uuid::nil()),
+                    approver: "approver-9".into(),
+                    verdict: Verdict::Reject,
+                    rationale: "no".into(),
+                    at: example::time(),
+                    binding: None,
+                },
+                rationale: "no".into(),
+                case: case_in(CaseState::Rejected),
             }),
             Command::Queue | Command::NewJob => EventBody::ChangeRequested(ChangeRequested {
                 job: if matches!(command, Command::NewJob) {
@@ -585,7 +682,7 @@ mod tests {
                     Err(_) => prop_assert_eq!(&model.workflow, &before),
                     Ok(()) => {
                         let after = &model.workflow;
-                        if before.state == Some(CaseState::Frozen) {
+                        if matches!(before.state, Some(CaseState::Frozen | CaseState::Rejected)) {
                             prop_assert_ne!(after.state, Some(CaseState::Remediated));
                         }
                         if let EventBody::ChangeRequested(b) = &body {
@@ -593,7 +690,7 @@ mod tests {
                                 Some(Tier::Auto) => true,
                                 Some(Tier::Approval { count, .. }) => {
                                     before.votes.len() >= *count as usize
-                                        && !before.votes.contains(ENGINE_ACTOR)
+                                        && !before.votes.contains_key(ENGINE_ACTOR)
                                 }
                                 _ => false,
                             };
