@@ -98,11 +98,17 @@ impl ApprovalRule {
         for term in split_and(text) {
             let words: Vec<&str> = term.split_whitespace().collect();
             let (count, group) = match words.as_slice() {
-                [] => return Err(error("a quorum is empty (\"and\" with nothing beside it)".into())),
+                [] => {
+                    return Err(error(
+                        "a quorum is empty (\"and\" with nothing beside it)".into(),
+                    ));
+                }
                 [group] => (default_count, *group),
                 [n, of, group] if of.eq_ignore_ascii_case("of") => {
                     let n = n.parse::<u32>().map_err(|_| {
-                        error(format!("{n:?} is not a whole number (write \"2 of team:security\")"))
+                        error(format!(
+                            "{n:?} is not a whole number (write \"2 of team:security\")"
+                        ))
                     })?;
                     (n, *group)
                 }
@@ -146,7 +152,11 @@ impl ApprovalRule {
     }
 
     /// The groups of this rule `principal` belongs to.
-    pub fn groups_of(&self, principal: &Principal, owner_team: Option<&str>) -> BTreeSet<ApproverGroup> {
+    pub fn groups_of(
+        &self,
+        principal: &Principal,
+        owner_team: Option<&str>,
+    ) -> BTreeSet<ApproverGroup> {
         self.quorums
             .iter()
             .filter(|q| q.group.contains(principal, owner_team))
@@ -371,7 +381,11 @@ mod tests {
         .unwrap()
     }
 
-    fn votes(rule: &ApprovalRule, owner: Option<&str>, who: &[&Principal]) -> BTreeMap<String, BTreeSet<ApproverGroup>> {
+    fn votes(
+        rule: &ApprovalRule,
+        owner: Option<&str>,
+        who: &[&Principal],
+    ) -> BTreeMap<String, BTreeSet<ApproverGroup>> {
         who.iter()
             .map(|p| (p.name.clone(), rule.groups_of(p, owner)))
             .collect()
@@ -379,14 +393,33 @@ mod tests {
 
     #[test]
     fn parses_the_old_and_the_new_syntax() {
-        assert_eq!(ApprovalRule::parse("owner_team", 2).unwrap().to_string(), "2 of owner_team");
-        assert_eq!(ApprovalRule::parse("security", 1).unwrap().to_string(), "1 of team:security");
-        let rule = ApprovalRule::parse("1 of owner_team AND 2 of team:Security and 1 of role:admin", 1).unwrap();
-        assert_eq!(rule.to_string(), "1 of owner_team and 2 of team:security and 1 of role:admin");
+        assert_eq!(
+            ApprovalRule::parse("owner_team", 2).unwrap().to_string(),
+            "2 of owner_team"
+        );
+        assert_eq!(
+            ApprovalRule::parse("security", 1).unwrap().to_string(),
+            "1 of team:security"
+        );
+        let rule = ApprovalRule::parse(
+            "1 of owner_team AND 2 of team:Security and 1 of role:admin",
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.to_string(),
+            "1 of owner_team and 2 of team:security and 1 of role:admin"
+        );
         assert_eq!(rule.total(), 4);
         assert_eq!(ApprovalRule::from_recorded(2, "security").total(), 2);
-        assert_eq!(ApprovalRule::from_recorded(3, "1 of owner_team and 2 of security").total(), 3);
-        assert_eq!(ApprovalRule::parse("team:band", 1).unwrap().to_string(), "1 of team:band");
+        assert_eq!(
+            ApprovalRule::from_recorded(3, "1 of owner_team and 2 of security").total(),
+            3
+        );
+        assert_eq!(
+            ApprovalRule::parse("team:band", 1).unwrap().to_string(),
+            "1 of team:band"
+        );
     }
 
     #[test]
@@ -427,12 +460,27 @@ mod tests {
         let mut exclusions = Exclusions::default();
         assert!(eligibility(&rule, &root, None, &exclusions).is_ok());
         exclusions.sources.insert("root".into());
-        assert!(matches!(eligibility(&rule, &root, None, &exclusions), Err(VoteRefusal::Excluded { .. })));
+        assert!(matches!(
+            eligibility(&rule, &root, None, &exclusions),
+            Err(VoteRefusal::Excluded { .. })
+        ));
         let mut disabled = root.clone();
         disabled.disabled = true;
-        assert!(matches!(eligibility(&rule, &disabled, None, &Exclusions::default()), Err(VoteRefusal::Disabled(_))));
+        assert!(matches!(
+            eligibility(&rule, &disabled, None, &Exclusions::default()),
+            Err(VoteRefusal::Disabled(_))
+        ));
         let bob = person("bob", &["platform"], &[Role::Approver]);
-        let err = eligibility(&ApprovalRule::parse("owner_team", 1).unwrap(), &bob, Some("data"), &Exclusions::default()).unwrap_err();
-        assert_eq!(err.to_string(), "bob is in no group of the approval rule \"1 of owner_team\"");
+        let err = eligibility(
+            &ApprovalRule::parse("owner_team", 1).unwrap(),
+            &bob,
+            Some("data"),
+            &Exclusions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bob is in no group of the approval rule \"1 of owner_team\""
+        );
     }
 }

@@ -119,6 +119,37 @@ impl IdSource for SequentialIds {
     }
 }
 
+/// A source of secret random bytes (API tokens). The edge gives the operating system's; tests
+/// give [`CountingRandom`].
+pub trait RandomSource: Send + Sync + std::fmt::Debug {
+    /// Fills `buf` with random bytes.
+    ///
+    /// # Errors
+    /// When the source cannot give randomness (the caller must not fall back to anything).
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable>;
+}
+
+/// The random source failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no randomness available from the operating system")]
+pub struct RandomUnavailable;
+
+/// Predictable "random" bytes from a counter. For tests only: never for real tokens.
+#[derive(Debug, Default)]
+pub struct CountingRandom {
+    next: AtomicU64,
+}
+
+impl RandomSource for CountingRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+        let counter = self.next.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        for (i, byte) in buf.iter_mut().enumerate() {
+            *byte = counter[i % counter.len()] ^ u8::try_from(i % 251).unwrap_or(0);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,5 +23,5 @@ pub mod principal;
 pub mod projection;
 pub mod workflow;
 
-pub use clock::{Clock, IdSource, ManualClock, SystemClock};
+pub use clock::{Clock, IdSource, ManualClock, RandomSource, SystemClock};
 pub use digest::Sha256Digest;

@@ -30,9 +30,7 @@ pub enum NameError {
     #[error("a name has at most {MAX_NAME_CHARS} characters")]
     TooLong,
     /// A character that names may not hold.
-    #[error(
-        "a name may hold letters, digits and - _ . @ + only, not {0:?}"
-    )]
+    #[error("a name may hold letters, digits and - _ . @ + only, not {0:?}")]
     Character(char),
 }
 
@@ -216,9 +214,7 @@ impl Principal {
             (true, None) => Err(PrincipalError::Trust(
                 "a source needs a trust level (low, medium or high)",
             )),
-            (false, Some(_)) => Err(PrincipalError::Trust(
-                "only a source has a trust level",
-            )),
+            (false, Some(_)) => Err(PrincipalError::Trust("only a source has a trust level")),
             _ => Ok(()),
         }
     }
@@ -326,7 +322,10 @@ mod tests {
     fn bad_names_are_refused_with_the_reason() {
         assert_eq!(canonical_name("  "), Err(NameError::Empty));
         assert_eq!(canonical_name("a b"), Err(NameError::Character(' ')));
-        assert_eq!(canonical_name("a\u{200b}b"), Err(NameError::Character('\u{200b}')));
+        assert_eq!(
+            canonical_name("a\u{200b}b"),
+            Err(NameError::Character('\u{200b}'))
+        );
         assert_eq!(canonical_name("a/b"), Err(NameError::Character('/')));
         assert_eq!(canonical_name(&"x".repeat(129)), Err(NameError::TooLong));
     }
@@ -334,14 +333,46 @@ mod tests {
     #[test]
     fn a_source_needs_trust_and_only_a_source_has_it() {
         let id = PrincipalId(uuid::Uuid::nil());
-        let source = Principal::new(id, "Prowler", PrincipalKind::Service, ["Sec"], [Role::Source], None);
+        let source = Principal::new(
+            id,
+            "Prowler",
+            PrincipalKind::Service,
+            ["Sec"],
+            [Role::Source],
+            None,
+        );
         assert!(matches!(source, Err(PrincipalError::Trust(_))));
-        let alice = Principal::new(id, "alice", PrincipalKind::Person, ["data"], [Role::Approver], Some(Trust::High));
+        let alice = Principal::new(
+            id,
+            "alice",
+            PrincipalKind::Person,
+            ["data"],
+            [Role::Approver],
+            Some(Trust::High),
+        );
         assert!(matches!(alice, Err(PrincipalError::Trust(_))));
-        let alice = Principal::new(id, " Alice ", PrincipalKind::Person, ["Data", "data"], [Role::Approver], None).unwrap();
+        let alice = Principal::new(
+            id,
+            " Alice ",
+            PrincipalKind::Person,
+            ["Data", "data"],
+            [Role::Approver],
+            None,
+        )
+        .unwrap();
         assert_eq!(alice.name, "alice");
         assert_eq!(alice.teams.iter().collect::<Vec<_>>(), ["data"]);
-        assert!(Principal::new(id, "x", PrincipalKind::Person, Vec::<String>::new(), [], None).is_err());
+        assert!(
+            Principal::new(
+                id,
+                "x",
+                PrincipalKind::Person,
+                Vec::<String>::new(),
+                [],
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::event::EventBody;
 use crate::finding::Finding;
 use crate::identity::Identity;
 use crate::ids::{CaseId, TokenId};
-use crate::principal::{Principal, TokenRecord};
 use crate::job::Job;
+use crate::principal::{Principal, TokenRecord};
 
 /// One projection row implied by an event.
 #[derive(Debug, Clone, PartialEq, Eq)]

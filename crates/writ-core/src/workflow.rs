@@ -401,7 +401,8 @@ impl CaseWorkflow {
                     "the vote is bound to another decision than the one in force",
                 ));
             }
-            let known: BTreeSet<String> = rule.quorums.iter().map(|q| q.group.to_string()).collect();
+            let known: BTreeSet<String> =
+                rule.quorums.iter().map(|q| q.group.to_string()).collect();
             if binding.groups.is_empty() || binding.groups.iter().any(|g| !known.contains(g)) {
                 return Err(illegal(
                     kind,
@@ -462,8 +463,8 @@ mod tests {
     use super::*;
     use crate::change::{Action, ApplyOutcome, ObjectState, Plan, Reversibility};
     use crate::event::{
-        ApprovalGranted, ChangeRejected, ChangeRequested, ReadBack, RollbackIntent, RolledBack, WriteBackApplied,
-        WriteBackFailed, WriteBackIntent, WriteBackVerified,
+        ApprovalGranted, ChangeRejected, ChangeRequested, ReadBack, RollbackIntent, RolledBack,
+        WriteBackApplied, WriteBackFailed, WriteBackIntent, WriteBackVerified,
     };
     use crate::example;
     use crate::ids::{ApprovalId, ChangeId};

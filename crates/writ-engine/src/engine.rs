@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use writ_connectors::Connector;
 use writ_core::clock::RandomIds;
-use writ_core::{Clock, IdSource, SystemClock};
+use writ_core::{Clock, IdSource, RandomSource, SystemClock};
 use writ_ledger::SignerKey;
 use writ_policy::PolicyBundle;
 use writ_store::Store;
 
 use crate::ingest::{IngestSettings, Ingestor};
+use crate::principals::{OsRandom, Principals};
 use crate::sequencer::{AppendError, Sequencer, SequencerConfig};
 use crate::writeback::{WriteBack, WriteBackSettings};
 
@@ -40,6 +41,8 @@ pub struct Engine {
     pub ingestor: Option<Ingestor>,
     /// Approvals, the write-back worker and rollback.
     pub writeback: WriteBack,
+    /// Principals and their tokens.
+    pub principals: Principals,
 }
 
 impl Engine {
@@ -51,6 +54,7 @@ impl Engine {
             key,
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
+            random: Arc::new(OsRandom),
             policy: None,
             connectors: Vec::new(),
             sequencer: SequencerConfig::default(),
@@ -86,6 +90,7 @@ pub struct EngineBuilder {
     key: SignerKey,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
+    random: Arc<dyn RandomSource>,
     policy: Option<Arc<PolicyBundle>>,
     connectors: Vec<Arc<dyn Connector>>,
     sequencer: SequencerConfig,
@@ -103,6 +108,12 @@ impl EngineBuilder {
     /// The id source (sequential ids in tests).
     pub fn ids(mut self, ids: Arc<dyn IdSource>) -> Self {
         self.ids = ids;
+        self
+    }
+
+    /// The source of token secrets (a predictable one in tests).
+    pub fn random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
         self
     }
 
@@ -166,7 +177,15 @@ impl EngineBuilder {
             self.connectors,
             self.writeback,
         );
+        let principals = Principals::new(
+            self.store.clone(),
+            sequencer.clone(),
+            self.clock.clone(),
+            self.ids.clone(),
+            self.random,
+        );
         Ok(Engine {
+            principals,
             store: self.store,
             sequencer,
             clock: self.clock,

@@ -166,6 +166,7 @@ pub async fn sync(
     connector: &dyn Connector,
     clock: &dyn Clock,
     ids: &dyn IdSource,
+    actor: &str,
 ) -> Result<InventoryReport, InventoryError> {
     let now = clock.now();
     let system = connector.system().to_owned();
@@ -198,7 +199,7 @@ pub async fn sync(
         let key = format!("sync:{system}:{run}:{}", identity.external_id);
         drafts.push(Draft::new(
             None,
-            format!("sync:{system}"),
+            actor,
             key,
             EventBody::IdentitySynced(IdentitySynced {
                 identity,
@@ -223,6 +224,7 @@ pub async fn import_rules(
     bytes: &[u8],
     rules: Vec<OwnershipRule>,
     clock: &dyn Clock,
+    actor: &str,
 ) -> Result<InventoryReport, InventoryError> {
     let now = clock.now();
     let digest = Sha256Digest::of(bytes);
@@ -235,7 +237,7 @@ pub async fn import_rules(
             }],
             ..Draft::new(
                 None,
-                "operator",
+                actor,
                 format!("ownership:{digest}:{}", now.as_microsecond()),
                 EventBody::OwnershipImported(OwnershipImported {
                     file: file.to_owned(),
@@ -259,7 +261,7 @@ pub async fn import_rules(
             );
             drafts.push(Draft::new(
                 None,
-                "operator",
+                actor,
                 key,
                 EventBody::IdentitySynced(IdentitySynced {
                     identity,

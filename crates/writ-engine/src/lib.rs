@@ -21,6 +21,7 @@ pub mod entries;
 pub mod ingest;
 pub mod inventory;
 pub mod keys;
+pub mod principals;
 pub mod rebuild;
 pub mod sequencer;
 pub mod sources;

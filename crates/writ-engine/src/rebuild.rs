@@ -103,6 +103,8 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
     let mut findings = BTreeMap::new();
     let mut jobs = BTreeMap::new();
     let mut votes = BTreeMap::new();
+    let mut principals = BTreeMap::new();
+    let mut tokens = BTreeMap::new();
     for effect in effects {
         match effect {
             Effect::PutEvidence(_) => {}
@@ -146,6 +148,18 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                     );
                 }
             }
+            Effect::UpsertPrincipal { principal, seq } => {
+                principals.insert(principal.name.clone(), (principal, seq));
+            }
+            Effect::InsertToken { token, seq } => {
+                tokens.insert(token.id, (token, false, seq, seq));
+            }
+            Effect::RevokeToken { id, seq } => {
+                if let Some(token) = tokens.get_mut(&id) {
+                    token.1 = true;
+                    token.3 = seq;
+                }
+            }
         }
     }
     ProjectionDump {
@@ -154,6 +168,8 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         votes: votes.into_values().collect(),
         findings: findings.into_values().collect(),
         jobs: jobs.into_values().collect(),
+        principals: principals.into_values().collect(),
+        tokens: tokens.into_values().collect(),
     }
 }
 
@@ -188,5 +204,12 @@ fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> 
     compare("votes", &expected.votes, &live.votes, &mut out);
     compare("findings", &expected.findings, &live.findings, &mut out);
     compare("jobs", &expected.jobs, &live.jobs, &mut out);
+    compare(
+        "principals",
+        &expected.principals,
+        &live.principals,
+        &mut out,
+    );
+    compare("tokens", &expected.tokens, &live.tokens, &mut out);
     out
 }

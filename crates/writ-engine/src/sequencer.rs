@@ -754,8 +754,9 @@ impl BatchStates {
         expectations: &mut Vec<Expectation>,
     ) -> Result<(), AppendError> {
         for expectation in &draft.expect {
-            match *expectation {
-                Expectation::Case { id, state, .. } => {
+            match expectation {
+                Expectation::Principal { .. } => {}
+                &Expectation::Case { id, state, .. } => {
                     if self.cases.get(&id).is_some_and(|(_, g)| *g != group) {
                         return Err(AppendError::Stale(format!(
                             "case {id} changed in the same batch before entry {seq}"
@@ -763,7 +764,7 @@ impl BatchStates {
                     }
                     self.cases.insert(id, (Some(state), group));
                 }
-                Expectation::Job { id, state, .. } => {
+                &Expectation::Job { id, state, .. } => {
                     if self.jobs.get(&id).is_some_and(|(_, g)| *g != group) {
                         return Err(AppendError::Stale(format!(
                             "job {id} changed in the same batch before entry {seq}"
@@ -772,7 +773,7 @@ impl BatchStates {
                     self.jobs.insert(id, (Some(state), group));
                 }
             }
-            expectations.push(*expectation);
+            expectations.push(expectation.clone());
         }
         let body = &draft.body;
         if let Some(case_id) = draft.case_id {
@@ -893,6 +894,9 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
             approver,
             seq,
         },
+        Projection::Principal(principal) => Effect::UpsertPrincipal { principal, seq },
+        Projection::Token(token) => Effect::InsertToken { token, seq },
+        Projection::TokenRevoked(id) => Effect::RevokeToken { id, seq },
     }
 }
 

@@ -26,25 +26,28 @@
 //! before touching a target, the worker checks the job, the decision and the approvals it rests
 //! on against their ledger entries, and refuses a job that no entry backs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::SignedDuration;
 use writ_connectors::{ApplyOutcome, Connector, ConnectorError, Plan, Verification};
-use writ_core::approval::{Approval, Verdict};
+use writ_core::approval::{Approval, Verdict, VoteBinding};
+use writ_core::approvers::{ApprovalRule, Exclusions, eligibility};
 use writ_core::case::CaseState;
 use writ_core::decision::{Decision, Tier};
 use writ_core::event::{
-    ApprovalGranted, ChangeRequested, EventBody, ReadBack, RollbackIntent, RolledBack,
-    WriteBackApplied, WriteBackFailed, WriteBackIntent, WriteBackVerified,
+    ApprovalGranted, ChangeRejected, ChangeRequested, EventBody, ReadBack, RollbackIntent,
+    RolledBack, WriteBackApplied, WriteBackFailed, WriteBackIntent, WriteBackVerified,
 };
 use writ_core::ids::{ApprovalId, CaseId, ChangeId, JobId};
 use writ_core::job::{Job, JobState, action_from_name};
+use writ_core::principal::{Principal, canonical_name};
 use writ_core::workflow::{CaseWorkflow, ENGINE_ACTOR};
 use writ_core::{Clock, IdSource};
 use writ_store::{CaseView, Expectation, JobView, Store};
 
 use crate::entries;
+use crate::principals::actor_of;
 use crate::sequencer::{AppendError, Appended, Draft, Sequencer};
 
 /// Why a write-back operation could not be done.
@@ -63,6 +66,12 @@ pub enum WriteBackError {
     /// first); nothing was recorded.
     #[error("{0}")]
     Stale(String),
+    /// No such case.
+    #[error("{0}")]
+    NotFound(String),
+    /// The principal may not do this (not eligible, separation of duties, disabled).
+    #[error("{0}")]
+    Forbidden(String),
     /// A recorded event could not be read.
     #[error("ledger entry {seq} is unreadable: {detail}")]
     Corrupt {
@@ -144,6 +153,29 @@ pub struct PassReport {
     pub refused: usize,
 }
 
+/// What a vote did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteOutcome {
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// The groups of the rule the voter counted for.
+    pub groups: Vec<String>,
+    /// The decision's approval rule.
+    pub rule: String,
+    /// How many more approvers the rule needs, at least (0 when the job was queued).
+    pub missing: u64,
+    /// The job, when this approval completed the rule.
+    pub job: Option<Job>,
+}
+
+/// A case subject `system/external id` split at the system's end (`aws:123/user/x`).
+fn split_subject(subject: &str) -> (String, String) {
+    match subject.split_once('/') {
+        Some((system, external)) => (system.to_owned(), external.to_owned()),
+        None => (subject.to_owned(), String::new()),
+    }
+}
+
 /// What a guard says about a job.
 enum Guard {
     /// Not now: try again at this time.
@@ -208,17 +240,30 @@ impl WriteBack {
         self
     }
 
-    /// Records an approval of `case_id`'s pending change by `approver`. When the approvals the
-    /// decision asks for are complete, queues the write-back job in the same transaction.
-    /// Returns the job if queued. The vote and the job rest on the case as read: if another
-    /// approval (or anything else) changed the case first, it is read again and decided again.
-    pub async fn approve(
+    /// Records `voter`'s vote on `case_id`'s pending change.
+    ///
+    /// The voter must be eligible under the decision's approval rule (in one of its groups,
+    /// enabled, and not excluded by separation of duties: the engine, a source of the case's
+    /// findings, the requester, the subject identity; admins are not exempt). The vote is
+    /// bound to the exact change: the decision entry it answers, its bundle, the action and
+    /// the target. An approval that completes the rule queues the write-back job in the same
+    /// transaction, after every earlier voter's eligibility is checked again against the
+    /// principals as they are now (a voter removed from the team, or disabled, stops counting).
+    /// A rejection ends the request: the case becomes `rejected`.
+    ///
+    /// The vote rests on the case as read: if another vote (or anything else) changed the
+    /// case first, it is read again and decided again.
+    pub async fn vote(
         &self,
         case_id: CaseId,
-        approver: &str,
+        voter: &Principal,
+        verdict: Verdict,
         rationale: &str,
         dry_run: bool,
-    ) -> Result<Option<Job>, WriteBackError> {
+    ) -> Result<VoteOutcome, WriteBackError> {
+        if rationale.trim().is_empty() {
+            return Err(WriteBackError::Refused("a vote needs a rationale".into()));
+        }
         for _ in 0..STALE_RETRIES {
             let view = self.case_view(case_id).await?;
             if view.case.state != CaseState::AwaitingApproval {
@@ -232,49 +277,152 @@ impl WriteBack {
             };
             let decision = entries::decision_at(&*self.store, decision_seq).await?;
             let mut workflow = workflow_of(&view, &decision);
+            let Some(rule) = workflow.rule() else {
+                return Err(WriteBackError::Refused(format!(
+                    "case {case_id}'s decision does not call for approvals"
+                )));
+            };
+            let identity = match view.case.identity_id {
+                Some(id) => self.store.identity(id).await?,
+                None => None,
+            };
+            let owner_team = identity.as_ref().and_then(|i| i.owner_team.clone());
+            let exclusions = self.exclusions(&view, identity.as_ref()).await?;
+            let groups = eligibility(&rule, voter, owner_team.as_deref(), &exclusions)
+                .map_err(|refusal| WriteBackError::Forbidden(refusal.to_string()))?;
+            let (system, external_id) = match &identity {
+                Some(identity) => (identity.system.clone(), identity.external_id.clone()),
+                None => split_subject(&view.case.subject),
+            };
+            let action = action_from_name(&decision.action).ok_or_else(|| {
+                WriteBackError::Refused(format!(
+                    "action {} needs parameters from a person; it cannot be voted on",
+                    decision.action
+                ))
+            })?;
             let now = self.clock.now();
-            let vote = EventBody::ApprovalGranted(ApprovalGranted {
-                approval: Approval {
-                    id: ApprovalId(self.ids.next_id(now)),
-                    change_id: ChangeId(case_id.as_uuid()),
-                    approver: approver.to_owned(),
-                    verdict: Verdict::Approve,
-                    rationale: rationale.to_owned(),
-                    at: now,
-                },
+            let approval = Approval {
+                id: ApprovalId(self.ids.next_id(now)),
+                change_id: ChangeId(case_id.as_uuid()),
+                approver: voter.name.clone(),
+                verdict,
                 rationale: rationale.to_owned(),
-            });
+                at: now,
+                binding: Some(VoteBinding {
+                    decision_seq,
+                    bundle_hash: decision.bundle_hash,
+                    action,
+                    system,
+                    external_id,
+                    groups: groups.iter().map(ToString::to_string).collect(),
+                }),
+            };
+            let actor = actor_of(voter);
+            let (body, key) = match verdict {
+                Verdict::Approve => (
+                    EventBody::ApprovalGranted(ApprovalGranted {
+                        approval,
+                        rationale: rationale.to_owned(),
+                    }),
+                    format!("approval:{case_id}:{decision_seq}:{}", voter.name),
+                ),
+                Verdict::Reject => {
+                    let mut case = view.case.clone();
+                    case.state = CaseState::Rejected;
+                    (
+                        EventBody::ChangeRejected(ChangeRejected {
+                            approval,
+                            rationale: rationale.to_owned(),
+                            case,
+                        }),
+                        format!("rejection:{case_id}:{decision_seq}:{}", voter.name),
+                    )
+                }
+            };
             workflow
-                .apply(case_id, &vote)
+                .apply(case_id, &body)
                 .map_err(|err| WriteBackError::Refused(err.to_string()))?;
             let mut group = vec![Draft {
                 policy_bundle: Some(decision.bundle_hash),
                 expect: vec![case_expectation(&view)],
-                ..Draft::new(
-                    Some(case_id),
-                    format!("user:{approver}"),
-                    format!("approval:{case_id}:{decision_seq}:{approver}"),
-                    vote,
-                )
+                ..Draft::new(Some(case_id), actor.clone(), key, body)
             }];
-            let job = if workflow.may_queue() {
-                let (draft, job) = self
-                    .queue(&view, &decision, &mut workflow, approver, dry_run)
-                    .await?;
-                group.push(draft);
-                Some(job)
-            } else {
-                None
-            };
+            let mut job = None;
+            if verdict == Verdict::Approve {
+                // Eligibility again, now, for every vote that would count.
+                let mut refreshed = BTreeMap::new();
+                for name in workflow.votes.keys() {
+                    let current = if *name == voter.name {
+                        Some(voter.clone())
+                    } else {
+                        self.store.principal(name).await?.map(|v| v.principal)
+                    };
+                    let groups = current
+                        .and_then(|p| {
+                            eligibility(&rule, &p, owner_team.as_deref(), &exclusions).ok()
+                        })
+                        .unwrap_or_default();
+                    refreshed.insert(name.clone(), groups);
+                }
+                workflow.votes = refreshed;
+                if workflow.may_queue() {
+                    let (draft, queued) = self
+                        .queue(&view, &decision, &mut workflow, &actor, dry_run)
+                        .await?;
+                    group.push(draft);
+                    job = Some(queued);
+                }
+            }
             match self.append_group(group).await {
                 Err(WriteBackError::Stale(_)) => continue,
                 Err(err) => return Err(err),
-                Ok(_) => return Ok(job),
+                Ok(_) => {
+                    return Ok(VoteOutcome {
+                        verdict,
+                        groups: groups.iter().map(ToString::to_string).collect(),
+                        missing: if job.is_some() {
+                            0
+                        } else {
+                            workflow.votes_missing()
+                        },
+                        rule: rule.to_string(),
+                        job,
+                    });
+                }
             }
         }
         Err(WriteBackError::Refused(format!(
-            "case {case_id} kept changing while the approval was recorded; try again"
+            "case {case_id} kept changing while the vote was recorded; try again"
         )))
+    }
+
+    /// Who never counts as an approver of this case's change.
+    async fn exclusions(
+        &self,
+        view: &CaseView,
+        identity: Option<&writ_core::identity::Identity>,
+    ) -> Result<Exclusions, WriteBackError> {
+        let sources = self
+            .store
+            .case_sources(view.case.id)
+            .await?
+            .into_iter()
+            .map(|s| canonical_name(&s).unwrap_or(s))
+            .collect();
+        let mut subject = BTreeSet::new();
+        let external = identity.map_or(view.case.subject.as_str(), |i| i.external_id.as_str());
+        for name in std::iter::once(external).chain(external.split(['/', ':'])) {
+            if let Ok(name) = canonical_name(name) {
+                subject.insert(name);
+            }
+        }
+        Ok(Exclusions {
+            sources,
+            // Changes are requested by the engine from a decision (which never votes); a
+            // change requested by a principal names it here (issue 12).
+            requester: None,
+            subject,
+        })
     }
 
     /// The draft that queues the write-back of `view`'s decided action (checked with
@@ -320,12 +468,7 @@ impl WriteBack {
             .map_err(|err| WriteBackError::Refused(err.to_string()))?;
         let draft = Draft {
             policy_bundle: Some(decision.bundle_hash),
-            ..Draft::new(
-                Some(case_id),
-                format!("user:{actor}"),
-                format!("job:{}:queued", job.id),
-                body,
-            )
+            ..Draft::new(Some(case_id), actor, format!("job:{}:queued", job.id), body)
         };
         Ok((draft, job))
     }
@@ -568,9 +711,16 @@ impl WriteBack {
     pub async fn rollback(
         &self,
         case_id: CaseId,
-        actor: &str,
+        by: &Principal,
         rationale: &str,
     ) -> Result<Job, WriteBackError> {
+        if by.disabled {
+            return Err(WriteBackError::Forbidden(format!(
+                "{} is disabled",
+                by.name
+            )));
+        }
+        let actor = actor_of(by);
         if rationale.trim().is_empty() {
             return Err(WriteBackError::Refused(
                 "a rollback needs a rationale".into(),
@@ -607,18 +757,12 @@ impl WriteBack {
         step.job.state = JobState::RollbackIntent;
         step.job.next_attempt_at = None;
         step.job.last_error = None;
-        self.record_case_step(
-            &mut step,
-            &format!("user:{actor}"),
-            &case,
-            "rollback-intent",
-            |job| {
-                EventBody::RollbackIntent(RollbackIntent {
-                    job,
-                    rationale: rationale.to_owned(),
-                })
-            },
-        )
+        self.record_case_step(&mut step, &actor, &case, "rollback-intent", |job| {
+            EventBody::RollbackIntent(RollbackIntent {
+                job,
+                rationale: rationale.to_owned(),
+            })
+        })
         .await?;
         step.job.attempts += 1;
         let mut report = PassReport::default();
@@ -908,7 +1052,7 @@ impl WriteBack {
         self.store
             .case_view(id)
             .await?
-            .ok_or_else(|| WriteBackError::Refused(format!("no case {id}")))
+            .ok_or_else(|| WriteBackError::NotFound(format!("no case {id}")))
     }
 
     /// Checks `view` (a job from the `jobs` table) against the ledger before anything touches
@@ -982,8 +1126,12 @@ impl WriteBack {
         }
         match &decided_body.decision.tier {
             Tier::Auto if decided_body.routing.is_none() && queued.actor == ENGINE_ACTOR => {}
-            Tier::Approval { count, .. } => {
-                let mut approvers = std::collections::BTreeSet::new();
+            Tier::Approval {
+                count,
+                approver_group,
+            } => {
+                let rule = ApprovalRule::from_recorded(*count, approver_group);
+                let mut approvers = BTreeMap::new();
                 for (approver, seq) in &case.votes {
                     if *seq > view.created_seq || *seq < *decision_seq {
                         continue;
@@ -992,19 +1140,40 @@ impl WriteBack {
                     let EventBody::ApprovalGranted(granted) = &vote.body else {
                         return Err(format!("entry {seq} is not an approval"));
                     };
+                    let by_voter = [format!("user:{approver}"), format!("service:{approver}")];
                     if vote.case_id != Some(job.case_id)
                         || granted.approval.approver != *approver
-                        || vote.actor != format!("user:{approver}")
+                        || !by_voter.contains(&vote.actor)
                         || approver == ENGINE_ACTOR
                     {
                         return Err(format!("entry {seq} is not {approver}'s approval of it"));
                     }
-                    approvers.insert(approver.clone());
+                    let groups = match &granted.approval.binding {
+                        Some(binding) => {
+                            if binding.decision_seq != *decision_seq
+                                || binding.bundle_hash != decided_body.decision.bundle_hash
+                                || binding.action != job.action
+                                || binding.system != job.system
+                                || binding.external_id != job.external_id
+                            {
+                                return Err(format!(
+                                    "entry {seq}: {approver}'s vote is bound to another change"
+                                ));
+                            }
+                            rule.quorums
+                                .iter()
+                                .filter(|q| binding.groups.contains(&q.group.to_string()))
+                                .map(|q| q.group.clone())
+                                .collect()
+                        }
+                        // Votes from before votes were bound: single-group rules only.
+                        None => rule.quorums.iter().map(|q| q.group.clone()).collect(),
+                    };
+                    approvers.insert(approver.clone(), groups);
                 }
-                if approvers.len() < usize::try_from(*count).unwrap_or(usize::MAX) {
+                if !rule.is_met(&approvers) {
                     return Err(format!(
-                        "the decision needs {count} approval(s); the ledger holds {}",
-                        approvers.len()
+                        "the decision needs \"{rule}\"; the ledger's votes do not meet it"
                     ));
                 }
             }
@@ -1088,7 +1257,13 @@ fn workflow_of(view: &CaseView, decision: &Decision) -> CaseWorkflow {
         state: Some(view.case.state),
         decision: Some(decision.clone()),
         routed_to_human: false,
-        votes: view.votes.iter().map(|(a, _)| a.clone()).collect(),
+        // The groups each voter counts for are filled in from the principals before a job is
+        // queued ([`WriteBack::approve`]); until then a vote is only a name.
+        votes: view
+            .votes
+            .iter()
+            .map(|(a, _)| (a.clone(), Default::default()))
+            .collect(),
         job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),
     }
 }

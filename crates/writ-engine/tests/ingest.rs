@@ -592,6 +592,12 @@ delegate! {
         fn case(&self, id: writ_core::ids::CaseId) -> Option<writ_core::case::Case>;
         fn case_view(&self, id: writ_core::ids::CaseId) -> Option<writ_store::CaseView>;
         fn cases(&self, filter: &writ_store::CaseFilter) -> Vec<writ_core::case::Case>;
+        fn case_sources(&self, case: writ_core::ids::CaseId) -> Vec<String>;
+        fn principal(&self, name: &str) -> Option<writ_store::PrincipalView>;
+        fn principals(&self) -> Vec<writ_store::PrincipalView>;
+        fn principal_count(&self) -> u64;
+        fn token_by_digest(&self, digest: &writ_core::Sha256Digest) -> Option<writ_store::TokenView>;
+        fn tokens_of(&self, name: &str) -> Vec<writ_store::TokenView>;
     }
 }
 

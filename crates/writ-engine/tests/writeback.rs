@@ -14,19 +14,22 @@ use writ_connectors::{
     ApplyOutcome, Capabilities, Connector, ConnectorError, DiscoveredObject, ObjectState, Plan,
     Verification,
 };
+use writ_core::approval::Verdict;
 use writ_core::case::CaseState;
 use writ_core::change::Action;
 use writ_core::clock::RandomIds;
 use writ_core::decision::Tier;
 use writ_core::event::{EventBody, EventKind};
 use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef, Trust};
-use writ_core::ids::{CaseId, JobId};
-use writ_core::job::JobState;
+use writ_core::ids::{CaseId, JobId, PrincipalId};
+use writ_core::job::{Job, JobState};
+use writ_core::principal::{Principal, PrincipalKind, Role};
 use writ_core::{Clock as _, ManualClock, example};
 use writ_engine::ingest::{Ingestor, Submission};
 use writ_engine::inventory;
+use writ_engine::principals::NewPrincipal;
 use writ_engine::sources::Source;
-use writ_engine::writeback::{WriteBack, WriteBackSettings};
+use writ_engine::writeback::{WriteBack, WriteBackError, WriteBackSettings};
 use writ_engine::{Draft, Engine, Sequencer};
 use writ_ledger::generate_key;
 use writ_policy::PolicyBundle;
@@ -99,6 +102,54 @@ struct World {
     _db: TestDb,
 }
 
+/// The teams of the harness's people: `carol` and `dave` are in `security`, everyone else in
+/// `data`.
+fn teams_of(name: &str) -> &'static str {
+    if matches!(name, "carol" | "dave") {
+        "security"
+    } else {
+        "data"
+    }
+}
+
+/// A person with the approver role, in the team the harness adds them to.
+fn person(name: &str) -> Principal {
+    Principal::new(
+        PrincipalId(uuid::Uuid::nil()),
+        name,
+        PrincipalKind::Person,
+        [teams_of(name)],
+        [Role::Approver],
+        None,
+    )
+    .unwrap()
+}
+
+/// Approving as one of the harness's people.
+trait ApproveAs {
+    async fn approve(
+        &self,
+        case: CaseId,
+        who: &str,
+        rationale: &str,
+        dry_run: bool,
+    ) -> Result<Option<Job>, WriteBackError>;
+}
+
+impl ApproveAs for WriteBack {
+    async fn approve(
+        &self,
+        case: CaseId,
+        who: &str,
+        rationale: &str,
+        dry_run: bool,
+    ) -> Result<Option<Job>, WriteBackError> {
+        self.vote(case, &person(who), Verdict::Approve, rationale, dry_run)
+            .await
+            .map(|outcome| outcome.job)
+    }
+}
+
 async fn harness(db: TestDb) -> World {
     let url = db.url.clone();
     let rules = "aws:123456789012/svc-*,data,high\n";
@@ -150,13 +201,58 @@ async fn harness(db: TestDb) -> World {
         .await
         .unwrap();
     let sequencer = engine.sequencer.clone();
-    inventory::sync(&*store, &sequencer, &*connector, &*clock, &RandomIds)
-        .await
-        .unwrap();
+    inventory::sync(
+        &*store,
+        &sequencer,
+        &*connector,
+        &*clock,
+        &RandomIds,
+        "operator",
+    )
+    .await
+    .unwrap();
     let rules = inventory::parse_rules("owners.csv", rules).unwrap();
-    inventory::import_rules(&*store, &sequencer, "owners.csv", b"x", rules, &*clock)
+    inventory::import_rules(
+        &*store,
+        &sequencer,
+        "owners.csv",
+        b"x",
+        rules,
+        &*clock,
+        "operator",
+    )
+    .await
+    .unwrap();
+    // The approvers: people of the owner team `data`, added by an admin.
+    let (root, _) = engine
+        .principals
+        .bootstrap(NewPrincipal {
+            name: "root".into(),
+            kind: PrincipalKind::Person,
+            teams: vec![],
+            roles: vec![Role::Admin],
+            trust: None,
+            token_ttl: None,
+        })
         .await
         .unwrap();
+    for name in ["alice", "bob", "carol", "dave"] {
+        engine
+            .principals
+            .create(
+                &root,
+                NewPrincipal {
+                    name: name.into(),
+                    kind: PrincipalKind::Person,
+                    teams: vec![teams_of(name).into()],
+                    roles: vec![Role::Approver],
+                    trust: None,
+                    token_ttl: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
     let ingestor = engine.ingestor().unwrap().clone();
     let writeback = engine.writeback.clone();
     let sequencer_for_world = sequencer;
@@ -290,7 +386,7 @@ async fn approved_change_is_applied_verified_and_rolled_back(w: World) {
     );
 
     w.writeback
-        .rollback(case, "alice", "the key is still needed")
+        .rollback(case, &person("alice"), "the key is still needed")
         .await
         .unwrap();
     assert_eq!(
@@ -396,6 +492,7 @@ async fn last_admin_is_never_disabled(w: World) {
         b"admins",
         rules,
         &*w.clock,
+        "operator",
     )
     .await
     .unwrap();
@@ -563,23 +660,29 @@ async fn two_approvals_at_once_queue_one_job(w: World) {
     assert_eq!(w.connector.applies.load(Ordering::SeqCst), 1);
 }
 
-/// A case decided to need two approvals, about svc-bi's key, opened directly in the ledger.
+/// A case decided to need two approvals of team security, about svc-bi's key, opened
+/// directly in the ledger.
 async fn two_approval_case(w: &World) -> CaseId {
+    approval_case(w, 77, 2, "security").await
+}
+
+/// A case about svc-bi's key decided to need `count` approvals of `approvers` (the recorded
+/// rule text), opened directly in the ledger as case `n`.
+async fn approval_case(w: &World, n: u128, count: u32, approvers: &str) -> CaseId {
     let identity = w
         .store
         .identity_by_external_id("aws:123456789012", "svc-bi/AccessKey1")
         .await
         .unwrap()
         .unwrap();
-    let n = 77;
     let id = example::case_id(n);
-    let key = "two-approvals";
-    let mut opened = example::opened(n, key, b"raw");
+    let key = format!("approval-case-{n}");
+    let mut opened = example::opened(n, &key, b"raw");
     let mut decided = example::decided(
         n,
         Tier::Approval {
-            count: 2,
-            approver_group: "security".into(),
+            count,
+            approver_group: approvers.into(),
         },
     );
     for body in [&mut opened, &mut decided] {
@@ -594,8 +697,8 @@ async fn two_approval_case(w: &World) -> CaseId {
     let results = w
         .sequencer
         .append_groups(vec![vec![
-            Draft::new(Some(id), "source:prowler", key, opened),
-            Draft::new(Some(id), "engine", "two-approvals-decided", decided),
+            Draft::new(Some(id), "source:prowler", key.as_str(), opened),
+            Draft::new(Some(id), "engine", format!("{key}-decided"), decided),
         ]])
         .await;
     for result in results.into_iter().flatten() {
@@ -608,9 +711,15 @@ async fn two_approval_case(w: &World) -> CaseId {
 /// case reads again), and exactly one job is queued.
 async fn two_approvals_at_once_complete_a_two_approval_case(w: World) {
     let case = two_approval_case(&w).await;
+    // alice is not in security: she cannot vote at all.
+    let outsider = w.writeback.approve(case, "alice", "ok", false).await;
+    assert!(
+        matches!(&outsider, Err(WriteBackError::Forbidden(why)) if why.contains("2 of team:security")),
+        "{outsider:?}"
+    );
     let (a, b) = tokio::join!(
-        w.writeback.approve(case, "alice", "ok", false),
-        w.writeback.approve(case, "bob", "ok", false)
+        w.writeback.approve(case, "carol", "ok", false),
+        w.writeback.approve(case, "dave", "ok", false)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(
@@ -623,8 +732,34 @@ async fn two_approvals_at_once_complete_a_two_approval_case(w: World) {
     assert_eq!(view.case.state, CaseState::Remediating);
     assert_eq!(w.store.jobs_for_case(case).await.unwrap().len(), 1);
     // And the same person twice counts once.
-    let again = w.writeback.approve(case, "alice", "again", false).await;
+    let again = w.writeback.approve(case, "carol", "again", false).await;
     assert!(again.is_err(), "{again:?}");
+}
+
+/// "1 of owner_team and 1 of team:security": two approvers of the owner team do not meet it
+/// (each counts once, and neither is in security); one of each does.
+async fn two_groups_need_one_approver_of_each(w: World) {
+    let case = approval_case(&w, 78, 2, "1 of owner_team and 1 of team:security").await;
+    for who in ["alice", "bob"] {
+        let queued = w
+            .writeback
+            .approve(case, who, "owner ok", false)
+            .await
+            .unwrap();
+        assert!(queued.is_none(), "{who} alone queued {queued:?}");
+    }
+    let view = w.store.case_view(case).await.unwrap().unwrap();
+    assert_eq!(view.votes.len(), 2, "{view:?}");
+    assert_eq!(view.case.state, CaseState::AwaitingApproval);
+    assert!(w.store.jobs_for_case(case).await.unwrap().is_empty());
+    let queued = w
+        .writeback
+        .approve(case, "carol", "security ok", false)
+        .await
+        .unwrap();
+    assert!(queued.is_some(), "owner and security approved: {queued:?}");
+    let view = w.store.case_view(case).await.unwrap().unwrap();
+    assert_eq!(view.case.state, CaseState::Remediating);
 }
 
 /// A rollback whose target call fails is not lost: its intent is recorded first, and the
@@ -643,7 +778,7 @@ async fn a_rollback_is_recorded_before_the_target_and_finished_by_the_worker(w: 
         .store(true, Ordering::SeqCst);
     let err = w
         .writeback
-        .rollback(case, "alice", "still needed")
+        .rollback(case, &person("alice"), "still needed")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("worker will try again"), "{err}");
@@ -736,6 +871,7 @@ writ_testkit::backend_suite!(
     a_target_that_always_fails_ends_after_max_attempts,
     two_approvals_at_once_queue_one_job,
     two_approvals_at_once_complete_a_two_approval_case,
+    two_groups_need_one_approver_of_each,
     a_rollback_is_recorded_before_the_target_and_finished_by_the_worker,
     a_forged_job_row_is_refused,
     concurrent_workers_apply_once,

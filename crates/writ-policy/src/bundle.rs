@@ -656,7 +656,26 @@ fn read_meta(
             problems.push("@approvers must name a group".to_owned());
             DEFAULT_APPROVERS.to_owned()
         }
-        Some(group) => group.to_owned(),
+        Some(group) => group.trim().to_owned(),
+    };
+    // `@approvers` is an approval rule (writ_core::approvers): "owner_team", "security", or
+    // "1 of owner_team and 2 of team:security". The recorded count is the rule's total.
+    let approvals = if effect == Effect::Permit {
+        let explicit = approvers.to_ascii_lowercase().contains(" of ");
+        if explicit && policy.annotation(ANN_APPROVALS).is_some() {
+            problems.push(
+                "give the counts in @approvers (\"1 of owner_team and 2 of team:security\") or in @approvals, not in both".to_owned(),
+            );
+        }
+        match writ_core::approvers::ApprovalRule::parse(&approvers, approvals) {
+            Ok(rule) => rule.total(),
+            Err(err) => {
+                problems.push(err.to_string());
+                approvals
+            }
+        }
+    } else {
+        approvals
     };
     match effect {
         Effect::Permit => {

@@ -21,18 +21,78 @@ use crate::problem::Problem;
         title = "writ",
         description = "Governed write-back for non-human identities: findings in, policy decisions, approved and verified changes out, all in one tamper-evident ledger."
     ),
-    paths(healthz, readyz, status, latest_checkpoint, openapi_json, crate::findings::ingest),
+    paths(healthz, readyz, status, latest_checkpoint, openapi_json, crate::findings::ingest,
+        crate::cases::list_cases, crate::cases::get_case, crate::cases::list_identities,
+        crate::cases::vote, crate::cases::rollback,
+        crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
+        crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
+        crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
+        crate::admin::sync_target, crate::admin::import_rules),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
+    modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Liveness, readiness and the API description"),
         (name = "ledger", description = "The tamper-evident event ledger"),
-        (name = "findings", description = "Findings in: authenticated ingest in several formats")
+        (name = "findings", description = "Findings in: authenticated ingest in several formats"),
+        (name = "cases", description = "Cases, their timelines, votes and rollbacks"),
+        (name = "principals", description = "Who may act: principals, teams, roles and tokens"),
+        (name = "inventory", description = "Target discovery and ownership rules")
     )
 )]
 pub struct ApiDoc;
 
+/// Declares the bearer-token scheme every authenticated operation names.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A principal's API token (`writ principal add` prints it once)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
 pub(crate) fn routes() -> Router<AppState> {
+    use axum::routing::{delete, patch, post};
     Router::new()
+        .route("/v1/cases", get(crate::cases::list_cases))
+        .route("/v1/cases/{id}", get(crate::cases::get_case))
+        .route("/v1/cases/{id}/approvals", post(crate::cases::vote))
+        .route("/v1/cases/{id}/rollback", post(crate::cases::rollback))
+        .route("/v1/identities", get(crate::cases::list_identities))
+        .route("/v1/whoami", get(crate::admin::whoami))
+        .route(
+            "/v1/principals",
+            get(crate::admin::list_principals).post(crate::admin::create_principal),
+        )
+        .route(
+            "/v1/principals/{name}",
+            get(crate::admin::get_principal).merge(patch(crate::admin::change_principal)),
+        )
+        .route(
+            "/v1/principals/{name}/disable",
+            post(crate::admin::disable_principal),
+        )
+        .route(
+            "/v1/principals/{name}/tokens",
+            get(crate::admin::list_tokens).post(crate::admin::issue_token),
+        )
+        .route(
+            "/v1/principals/{name}/tokens/{id}",
+            delete(crate::admin::revoke_token),
+        )
+        .route("/v1/targets/{name}/sync", post(crate::admin::sync_target))
+        .route("/v1/inventory/rules", post(crate::admin::import_rules))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))

@@ -4,13 +4,13 @@ use std::io::Cursor;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use writ_core::finding::SourceFormat;
+use writ_core::principal::Role;
 use writ_engine::ingest::{IngestOutcome, Submission};
 use writ_engine::sources::{AuthError, AuthHeaders, Source};
 use writ_formats::{FindingReader, ParseOptions, detect_format};
@@ -93,9 +93,23 @@ pub async fn ingest(
     State(state): State<AppState>,
     Query(query): Query<IngestQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Response {
-    match ingest_inner(state, query, headers, body).await {
+    // A bearer token is checked before the body is read: an unauthenticated client cannot
+    // make the server buffer megabytes. (An HMAC signature covers the body, so it is checked
+    // after.)
+    let bearer = match bearer_source(&state, &headers).await {
+        Ok(found) => found,
+        Err(problem) => return challenge(problem.instance("/v1/findings")),
+    };
+    let body = axum::body::to_bytes(request.into_body(), state.settings.max_body_bytes)
+        .await
+        .map_err(|err| {
+            err.into_inner()
+                .downcast::<http_body_util::LengthLimitError>()
+                .map_or(StatusCode::BAD_REQUEST, |_| StatusCode::PAYLOAD_TOO_LARGE)
+        });
+    match ingest_inner(state, query, headers, body, bearer).await {
         Ok(response) => response,
         Err(problem) => problem.instance("/v1/findings").into_response(),
     }
@@ -105,10 +119,11 @@ async fn ingest_inner(
     state: AppState,
     query: IngestQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, StatusCode>,
+    bearer: Option<Source>,
 ) -> Result<Response, Problem> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let body = body.map_err(|status| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
@@ -125,19 +140,15 @@ async fn ingest_inner(
                 "unreadable-body",
                 "Unreadable request body",
             )
-            .detail(rejection.body_text())
+            .detail("the body could not be read")
         }
     })?;
-    let source = match authenticate(&state, &headers, &body) {
-        Ok(source) => source,
-        Err(problem) => {
-            let mut response = problem.instance("/v1/findings").into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"writ\""),
-            );
-            return Ok(response);
-        }
+    let source = match bearer {
+        Some(source) => source,
+        None => match hmac_source(&state, &headers, &body).await {
+            Ok(source) => source,
+            Err(problem) => return Ok(challenge(problem.instance("/v1/findings"))),
+        },
     };
     let Some(ingestor) = state.ingestor.as_ref() else {
         return Err(Problem::new(
@@ -327,19 +338,53 @@ async fn ingest_inner(
         .into_response())
 }
 
-#[expect(
-    clippy::result_large_err,
-    reason = "a Problem is built at most once per request, on its way out"
-)]
-fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Source, Problem> {
+fn challenge(problem: Problem) -> Response {
+    crate::auth::Unauthenticated(problem).into_response()
+}
+
+/// The source a bearer token names, if the request carries one; `None` when it carries no
+/// `Authorization` header (it may be HMAC-signed).
+async fn bearer_source(state: &AppState, headers: &HeaderMap) -> Result<Option<Source>, Problem> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            unauthenticated(
+                "Authorization",
+                "the Authorization header is not \"Bearer <token>\"",
+            )
+        })?;
+    let principal = match state.principals.authenticate(token).await {
+        Ok(principal) => principal,
+        Err(writ_engine::principals::AuthFailure::Store(err)) => {
+            return Err(Problem::unavailable(&err));
+        }
+        Err(writ_engine::principals::AuthFailure::Rejected(err)) => {
+            return Err(unauthenticated("Authorization", &err.to_string()));
+        }
+    };
+    source_of(principal).map(Some)
+}
+
+/// The source an HMAC signature names: a `[[sources]]` secret of an enabled source principal.
+async fn hmac_source(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Source, Problem> {
     let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let auth = AuthHeaders {
-        authorization: get(header::AUTHORIZATION.as_str()),
+        authorization: None,
         source: get("x-writ-source"),
         timestamp: get("x-writ-timestamp"),
         signature: get("x-writ-signature"),
     };
-    state
+    let signed = state
         .sources
         .authenticate(auth, body, state.clock.now())
         .map_err(|err| {
@@ -347,14 +392,47 @@ fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<So
                 AuthError::Missing | AuthError::Rejected => "Authorization",
                 AuthError::Stale => "X-Writ-Timestamp",
             };
-            Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "Not authenticated",
-            )
-            .detail(format!("{err}; nothing was stored"))
-            .field(field, err.to_string())
-        })
+            unauthenticated(field, &err.to_string())
+        })?;
+    let name = writ_core::principal::canonical_name(&signed.name)
+        .map_err(|_| unauthenticated("X-Writ-Source", "credentials not accepted"))?;
+    let principal = state
+        .store
+        .principal(&name)
+        .await
+        .map_err(|err| Problem::unavailable(&err))?
+        .filter(|view| !view.principal.disabled)
+        .ok_or_else(|| unauthenticated("X-Writ-Source", "credentials not accepted"))?
+        .principal;
+    source_of(principal)
+}
+
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+fn source_of(principal: writ_core::principal::Principal) -> Result<Source, Problem> {
+    if !principal.has_role(Role::Source) {
+        return Err(crate::auth::forbidden(format!(
+            "sending findings needs the role source; {} has {}",
+            principal.name,
+            writ_engine::principals::role_names(&principal.roles)
+        )));
+    }
+    Ok(Source {
+        trust: principal.trust.unwrap_or(writ_core::finding::Trust::Low),
+        name: principal.name,
+    })
+}
+
+fn unauthenticated(field: &str, why: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "Not authenticated",
+    )
+    .detail(format!("{why}; nothing was stored"))
+    .field(field, why.to_owned())
 }
 
 /// A format by its name (`detect_secrets` or `detect-secrets`).

@@ -5,7 +5,11 @@
 //! (RFC 9457) naming what was wrong; no handler answers an error in plain text. Handlers are thin:
 //! they parse, call the store or the core, and map the result.
 
+mod admin;
 mod api;
+mod auth;
+mod body;
+mod cases;
 mod findings;
 mod problem;
 
@@ -14,15 +18,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use std::collections::BTreeMap;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
-use writ_core::Clock;
+
+use writ_connectors::Connector;
+use writ_core::{Clock, IdSource};
 use writ_engine::Sequencer;
 use writ_engine::ingest::Ingestor;
+use writ_engine::principals::Principals;
 use writ_engine::sources::SourceRegistry;
+use writ_engine::writeback::WriteBack;
 use writ_store::Store;
 
 pub use api::ApiDoc;
+pub use auth::READERS;
 pub use findings::parse_format;
 pub use problem::{FieldError, Problem};
 
@@ -53,12 +63,45 @@ pub struct AppState {
     pub sequencer: Sequencer,
     /// The ingest pipeline (absent in tests that do not ingest).
     pub ingestor: Option<Ingestor>,
-    /// The findings sources allowed to send findings.
+    /// The HMAC signing secrets of source principals (`[[sources]]`).
     pub sources: SourceRegistry,
-    /// The clock (signature freshness).
+    /// Principals and tokens: who is calling.
+    pub principals: Principals,
+    /// Votes and rollbacks (absent in tests that do not write back).
+    pub writeback: Option<WriteBack>,
+    /// The configured targets discovery may read, by `[[targets]]` name.
+    pub targets: BTreeMap<String, Arc<dyn Connector>>,
+    /// The clock (signature freshness, token expiry).
     pub clock: Arc<dyn Clock>,
+    /// The id source.
+    pub ids: Arc<dyn IdSource>,
     /// The settings.
     pub settings: ServerSettings,
+}
+
+impl AppState {
+    /// The state of a server over `engine`'s services: its store, ledger writer, ingest
+    /// pipeline, principals and write-back, with `sources` (HMAC secrets) and the named
+    /// `targets` discovery may read.
+    pub fn from_engine(
+        engine: &writ_engine::Engine,
+        sources: SourceRegistry,
+        targets: BTreeMap<String, Arc<dyn Connector>>,
+        settings: ServerSettings,
+    ) -> Self {
+        Self {
+            store: engine.store.clone(),
+            sequencer: engine.sequencer.clone(),
+            ingestor: engine.ingestor.clone(),
+            sources,
+            principals: engine.principals.clone(),
+            writeback: Some(engine.writeback.clone()),
+            targets,
+            clock: engine.clock.clone(),
+            ids: engine.ids.clone(),
+            settings,
+        }
+    }
 }
 
 /// The whole HTTP application.

@@ -3,10 +3,8 @@
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use std::sync::Arc;
 use tower::ServiceExt;
 
-use writ_core::SystemClock;
 use writ_engine::Engine;
 use writ_server::{AppState, ServerSettings, router};
 use writ_testkit::PgCluster;
@@ -40,19 +38,16 @@ async fn call(
 async fn app_on(url: &str) -> axum::Router {
     let store = writ_store::open(url).await.unwrap();
     let (signer, _) = writ_ledger::generate_key("writ.test/ledger", [5; 32]).unwrap();
-    let sequencer = Engine::builder(store.clone(), signer)
+    let engine = Engine::builder(store.clone(), signer)
         .start()
         .await
-        .unwrap()
-        .sequencer;
-    router(AppState {
-        store,
-        sequencer,
-        ingestor: None,
-        sources: writ_engine::sources::SourceRegistry::default(),
-        clock: Arc::new(SystemClock),
-        settings: ServerSettings::default(),
-    })
+        .unwrap();
+    router(AppState::from_engine(
+        &engine,
+        writ_engine::sources::SourceRegistry::default(),
+        Default::default(),
+        ServerSettings::default(),
+    ))
 }
 
 async fn sqlite_app() -> (axum::Router, tempfile::TempDir) {

@@ -38,7 +38,7 @@ use writ_core::job::Job;
 pub use migrate::{Migration, MigrationError};
 pub use model::{
     CaseFilter, CaseView, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation, JobView,
-    LedgerRow, ProjectionDump,
+    LedgerRow, PrincipalView, ProjectionDump, TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -228,6 +228,25 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     /// Cases matching `filter`, most recently changed first.
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
+
+    /// The sources (canonical principal names) of the findings in a case.
+    async fn case_sources(&self, case: CaseId) -> Result<Vec<String>, StoreError>;
+
+    /// One principal by canonical name.
+    async fn principal(&self, name: &str) -> Result<Option<PrincipalView>, StoreError>;
+
+    /// Every principal, by name.
+    async fn principals(&self) -> Result<Vec<PrincipalView>, StoreError>;
+
+    /// How many principals exist (zero on a database that still needs its first admin).
+    async fn principal_count(&self) -> Result<u64, StoreError>;
+
+    /// The token with this digest, revoked or not.
+    async fn token_by_digest(&self, digest: &Sha256Digest)
+    -> Result<Option<TokenView>, StoreError>;
+
+    /// A principal's tokens, oldest first.
+    async fn tokens_of(&self, name: &str) -> Result<Vec<TokenView>, StoreError>;
 }
 
 /// The write-back job queue: jobs (projected like cases) and the leases workers hold on them.

@@ -93,6 +93,11 @@ pub const SQLITE: &[Migration] = &[
         name: "read_models",
         sql: include_str!("../migrations/sqlite/0006_read_models.sql"),
     },
+    Migration {
+        version: 7,
+        name: "principals",
+        sql: include_str!("../migrations/sqlite/0007_principals.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -126,6 +131,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "read_models",
         sql: include_str!("../migrations/postgres/0006_read_models.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "principals",
+        sql: include_str!("../migrations/postgres/0007_principals.sql"),
     },
 ];
 

@@ -6,8 +6,9 @@ use writ_core::case::{Case, CaseState};
 use writ_core::event::EventKind;
 use writ_core::finding::Finding;
 use writ_core::identity::Identity;
-use writ_core::ids::{CaseId, JobId};
+use writ_core::ids::{CaseId, JobId, TokenId};
 use writ_core::job::{Job, JobState};
+use writ_core::principal::{Principal, TokenRecord};
 
 /// One ledger entry as stored: the leaf bytes and their hash, plus a few columns copied out of
 /// the leaf for indexing. The leaf is authoritative; the columns are conveniences.
@@ -100,6 +101,27 @@ pub enum Effect {
         /// The entry that recorded it.
         seq: u64,
     },
+    /// Insert or replace a principal.
+    UpsertPrincipal {
+        /// The principal as it now is.
+        principal: Principal,
+        /// The entry that changed it.
+        seq: u64,
+    },
+    /// Record a token (by its digest).
+    InsertToken {
+        /// The token.
+        token: TokenRecord,
+        /// The entry that issued it.
+        seq: u64,
+    },
+    /// Mark a token revoked.
+    RevokeToken {
+        /// The token.
+        id: TokenId,
+        /// The entry that revoked it.
+        seq: u64,
+    },
     /// Record a finding, attached to a case.
     InsertFinding {
         /// The finding.
@@ -126,10 +148,10 @@ pub struct CommitBatch {
     pub expectations: Vec<Expectation>,
 }
 
-/// A condition an append rests on: the case or job is still in the state, and at the version
-/// (the seq of the entry that last changed it), that the writer read. The sequencer makes sure
-/// no earlier entry of the same batch changed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A condition an append rests on: the case, job or principal is still in the state, and at
+/// the version (the seq of the entry that last changed it), that the writer read. The sequencer
+/// makes sure no earlier entry of the same batch changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expectation {
     /// The case is in `state`, last changed by entry `updated_seq`.
     Case {
@@ -149,6 +171,33 @@ pub enum Expectation {
         /// Its version as read.
         updated_seq: u64,
     },
+    /// The principal named `name` is at version `updated_seq`, or (`None`) does not exist.
+    Principal {
+        /// Its canonical name.
+        name: String,
+        /// Its version as read; `None`: no such principal.
+        updated_seq: Option<u64>,
+    },
+}
+
+/// A principal with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalView {
+    /// The principal.
+    pub principal: Principal,
+    /// The entry that last changed it (its version, for [`Expectation::Principal`]).
+    pub updated_seq: u64,
+}
+
+/// A token as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenView {
+    /// The token (digest, owner, expiry).
+    pub token: TokenRecord,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// The entry that issued it.
+    pub issued_seq: u64,
 }
 
 /// A case with what the engine decides from: its version, the decision in force and the votes
@@ -209,4 +258,8 @@ pub struct ProjectionDump {
     pub findings: Vec<(Finding, Option<CaseId>, u64)>,
     /// Jobs with the seqs that created and last changed them, and the seq of their intent.
     pub jobs: Vec<(Job, u64, u64, Option<u64>)>,
+    /// Principals with the seq that last changed them.
+    pub principals: Vec<(Principal, u64)>,
+    /// Tokens, revoked or not, with the seqs that issued and last changed them.
+    pub tokens: Vec<(TokenRecord, bool, u64, u64)>,
 }

@@ -48,6 +48,7 @@ pub async fn run(args: WriteBackArgs) -> anyhow::Result<()> {
 }
 
 struct Rig {
+    approver: writ_core::principal::Principal,
     ingestor: Ingestor,
     writeback: WriteBack,
     _dir: tempfile::TempDir,
@@ -71,8 +72,19 @@ async fn rig(connector: Arc<dyn Connector>, rules: &str) -> anyhow::Result<Rig> 
         .start()
         .await?;
     let (sequencer, clock) = (&engine.sequencer, &engine.clock);
-    inventory::sync(&*store, sequencer, &*connector, &**clock, &*engine.ids).await?;
+    inventory::sync(
+        &*store,
+        sequencer,
+        &*connector,
+        &**clock,
+        &*engine.ids,
+        "operator",
+    )
+    .await?;
     let parsed = inventory::parse_rules("bench.csv", rules)?;
+    // The approver: in every owner team the rules name, and in security.
+    let mut teams: Vec<String> = parsed.iter().filter_map(|r| r.owner_team.clone()).collect();
+    teams.push("security".into());
     inventory::import_rules(
         &*store,
         sequencer,
@@ -80,9 +92,25 @@ async fn rig(connector: Arc<dyn Connector>, rules: &str) -> anyhow::Result<Rig> 
         rules.as_bytes(),
         parsed,
         &**clock,
+        "operator",
     )
     .await?;
+    let (approver, _) = engine
+        .principals
+        .bootstrap(writ_engine::principals::NewPrincipal {
+            name: "bench-approver".into(),
+            kind: writ_core::principal::PrincipalKind::Person,
+            teams,
+            roles: vec![
+                writ_core::principal::Role::Admin,
+                writ_core::principal::Role::Approver,
+            ],
+            trust: None,
+            token_ttl: None,
+        })
+        .await?;
     Ok(Rig {
+        approver,
         ingestor: engine.ingestor()?.clone(),
         writeback: engine.writeback,
         _dir: dir,
@@ -128,8 +156,15 @@ async fn one_change(
         )
         .await?;
     rig.writeback
-        .approve(outcome.case_id, "bench-approver", "benchmark", false)
+        .vote(
+            outcome.case_id,
+            &rig.approver,
+            writ_core::approval::Verdict::Approve,
+            "benchmark",
+            false,
+        )
         .await?
+        .job
         .context("approval did not queue a job")?;
     let report = rig.writeback.run_once().await?;
     anyhow::ensure!(report.verified == 1, "write-back not verified: {report:?}");

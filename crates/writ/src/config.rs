@@ -2,7 +2,8 @@
 //!
 //! Nested keys map to environment variables with a double underscore:
 //! `[database] url` is `WRIT_DATABASE__URL`, `[server] listen` is `WRIT_SERVER__LISTEN`.
-//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Unknown keys are errors, so a typo never silently falls back to a default. `WRIT_SERVER` and
+//! `WRIT_TOKEN` are not configuration: they are the API client's server URL and token.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -304,7 +305,7 @@ impl Config {
         }
         figment = figment.merge(
             Env::prefixed("WRIT_")
-                .ignore(&["CONFIG", "TEST_VENV", "PG_BIN"])
+                .ignore(&["CONFIG", "TEST_VENV", "PG_BIN", "SERVER", "TOKEN"])
                 .split("__")
                 .lowercase(true),
         );

@@ -141,6 +141,7 @@ pub fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
             &*connector,
             &*parts.clock,
             &*parts.ids,
+            "operator",
         )
         .await?;
         println!(
@@ -172,6 +173,7 @@ pub fn run(config: &Config, command: InventoryCommand) -> anyhow::Result<ExitCod
                     &bytes,
                     rules,
                     &*parts.clock,
+                    "operator",
                 )
                 .await?;
                 println!(

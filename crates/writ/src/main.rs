@@ -12,6 +12,7 @@ mod bench;
 mod bench_ingest;
 mod bench_writeback;
 mod case_cmd;
+mod client;
 mod config;
 mod ingest_cmd;
 mod inventory_cmd;
@@ -20,6 +21,7 @@ mod ledger_key;
 mod logging;
 mod policy_cmd;
 mod policy_source;
+mod principal_cmd;
 mod progress;
 mod serve;
 mod token_cmd;
@@ -80,10 +82,16 @@ enum Command {
     /// Import ownership rules; list the inventory.
     #[command(subcommand)]
     Inventory(inventory_cmd::InventoryCommand),
-    /// Approve a case's pending change; queues the write-back once approvals are complete.
-    Approve(writeback_cmd::ApproveArgs),
-    /// Undo a case's verified change from its recorded pre-image.
+    /// Approve a case's pending change, as the principal of WRIT_TOKEN (through the API);
+    /// queues the write-back once the approval rule is met.
+    Approve(writeback_cmd::VoteArgs),
+    /// Reject a case's pending change (through the API): the request ends.
+    Reject(writeback_cmd::VoteArgs),
+    /// Undo a case's verified change from its recorded pre-image (through the API).
     Rollback(writeback_cmd::RollbackArgs),
+    /// Principals (people and services), their teams, roles and tokens.
+    #[command(subcommand)]
+    Principal(principal_cmd::PrincipalCommand),
     /// Drive the write-back worker.
     #[command(subcommand)]
     Writeback(writeback_cmd::WriteBackCommand),
@@ -127,8 +135,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy_cmd::run(command),
         Command::Sync(args) => inventory_cmd::sync(&config, args),
         Command::Inventory(command) => inventory_cmd::run(&config, command),
-        Command::Approve(args) => writeback_cmd::approve(&config, args),
-        Command::Rollback(args) => writeback_cmd::rollback(&config, args),
+        Command::Approve(args) => writeback_cmd::vote(args, "approve"),
+        Command::Reject(args) => writeback_cmd::vote(args, "reject"),
+        Command::Rollback(args) => writeback_cmd::rollback(args),
+        Command::Principal(command) => principal_cmd::run(&config, command),
         Command::Writeback(command) => writeback_cmd::run(&config, command),
         Command::Case(command) => case_cmd::run(&config, command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),

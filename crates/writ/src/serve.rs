@@ -40,14 +40,22 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
 /// ledger (with its signing key), the policy bundle, the targets' connectors and the settings.
 /// `connect_targets` is false for commands that never touch a target (they skip connecting).
 pub async fn build(config: &Config, connect_targets: bool) -> anyhow::Result<Engine> {
-    let policy = Arc::new(crate::policy_source::load(config)?);
-    let store = crate::open_store(config).await?;
-    let key = ledger_key::signer_for_serving(config)?;
     let connectors = if connect_targets {
         crate::writeback_cmd::connectors(config).await
     } else {
         Vec::new()
     };
+    build_with(config, connectors.into_iter().map(|(_, c)| c).collect()).await
+}
+
+/// [`build`] with connectors already made.
+pub async fn build_with(
+    config: &Config,
+    connectors: Vec<Arc<dyn writ_connectors::Connector>>,
+) -> anyhow::Result<Engine> {
+    let policy = Arc::new(crate::policy_source::load(config)?);
+    let store = crate::open_store(config).await?;
+    let key = ledger_key::signer_for_serving(config)?;
     Engine::builder(store, key)
         .policy(policy)
         .connectors(connectors)
@@ -70,20 +78,41 @@ pub async fn build(config: &Config, connect_targets: bool) -> anyhow::Result<Eng
 async fn serve(config: Config) -> anyhow::Result<()> {
     let shown_url = writ_store::redact_url(&config.database.url);
     let sources = SourceRegistry::load(&config.sources).context("invalid [[sources]]")?;
-    let engine = build(&config, true).await?;
+    let named = crate::writeback_cmd::connectors(&config).await;
+    let engine = build_with(&config, named.iter().map(|(_, c)| c.clone()).collect()).await?;
+    // `[[sources]]` entries are source principals: make sure each exists, with its trust and
+    // its configured token digest, as ledger events.
+    for source in &config.sources {
+        let digest = source
+            .token_sha256
+            .as_deref()
+            .map(|hex| format!("sha256:{}", hex.trim().to_ascii_lowercase()).parse())
+            .transpose()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "source {}: token_sha256 must be 64 hex characters",
+                    source.name
+                )
+            })?;
+        let enabled = engine
+            .principals
+            .reconcile_source(&source.name, source.trust, digest)
+            .await
+            .with_context(|| format!("[[sources]] {}", source.name))?;
+        if !enabled {
+            tracing::warn!(source = %source.name, "[[sources]] names a disabled principal; it stays disabled");
+        }
+    }
     let ingestor = engine.ingestor()?.clone();
     let Engine {
         store,
         sequencer,
         clock,
+        ids,
         writeback: worker,
+        principals,
         ..
     } = engine;
-    if sources.is_empty() {
-        tracing::warn!(
-            "no [[sources]] configured: POST /v1/findings will refuse every request (make a token with `writ token new`)"
-        );
-    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -100,7 +129,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         sequencer,
         ingestor: Some(ingestor),
         sources,
+        principals,
+        writeback: Some(worker.clone()),
+        targets: named.into_iter().collect(),
         clock,
+        ids,
         settings: ServerSettings {
             max_body_bytes: config.server.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),

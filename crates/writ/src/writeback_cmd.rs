@@ -8,22 +8,19 @@ use writ_connectors::Connector;
 use writ_core::ids::CaseId;
 use writ_engine::writeback::WriteBack;
 
+use crate::client::{Client, ServerArgs};
 use crate::config::Config;
 
-/// Options of `writ approve`.
+/// Options of `writ approve` and `writ reject`.
 #[derive(Debug, clap::Args)]
-pub struct ApproveArgs {
+pub struct VoteArgs {
     /// The case.
     case: CaseId,
-    /// Who approves (recorded in the ledger; separation of duties applies).
-    #[arg(long = "as")]
-    approver: String,
-    /// Why (required, recorded in the ledger).
+    /// Why (required, recorded in the ledger with your authenticated name).
     #[arg(long)]
     rationale: String,
-    /// Plan and record the change but never apply it.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 /// Options of `writ rollback`.
@@ -31,12 +28,11 @@ pub struct ApproveArgs {
 pub struct RollbackArgs {
     /// The case whose verified change to undo.
     case: CaseId,
-    /// Who asks for it.
-    #[arg(long = "as")]
-    actor: String,
-    /// Why.
+    /// Why (required, recorded in the ledger).
     #[arg(long)]
     rationale: String,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 /// `writ writeback ...`
@@ -48,11 +44,11 @@ pub enum WriteBackCommand {
 
 /// Connects every configured target; a target that cannot be reached is reported and skipped
 /// (its jobs wait).
-pub async fn connectors(config: &Config) -> Vec<Arc<dyn Connector>> {
+pub async fn connectors(config: &Config) -> Vec<(String, Arc<dyn Connector>)> {
     let mut out = Vec::new();
     for target in &config.targets {
         match crate::inventory_cmd::connect(config, target).await {
-            Ok(connector) => out.push(connector),
+            Ok(connector) => out.push((target.name.clone(), connector)),
             Err(err) => {
                 tracing::error!(target = %target.name, error = format!("{err:#}"), "target unavailable; its write-back jobs wait")
             }
@@ -66,38 +62,51 @@ pub async fn engine(config: &Config) -> anyhow::Result<WriteBack> {
     Ok(crate::serve::build(config, true).await?.writeback)
 }
 
-pub fn approve(config: &Config, args: ApproveArgs) -> anyhow::Result<ExitCode> {
+/// `writ approve` / `writ reject`: a vote through the API, as the principal of `WRIT_TOKEN`.
+pub fn vote(args: VoteArgs, verdict: &str) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
-        let engine = engine(config).await?;
-        match engine
-            .approve(args.case, &args.approver, &args.rationale, args.dry_run)
-            .await?
-        {
-            Some(job) => println!(
-                "approved by {}; approvals complete: write-back job {} queued ({} on {}/{})",
-                args.approver,
-                job.id,
-                job.action.name(),
-                job.system,
-                job.external_id
-            ),
-            None => println!("approved by {}; more approvals are needed", args.approver),
+        let client = Client::from_env(&args.server)?;
+        let answer: serde_json::Value = client
+            .post(
+                &format!("/v1/cases/{}/approvals", args.case),
+                &serde_json::json!({"verdict": verdict, "rationale": args.rationale}),
+            )
+            .await?;
+        let voter = answer["voter"].as_str().unwrap_or("?");
+        let rule = answer["rule"].as_str().unwrap_or("?");
+        if verdict == "reject" {
+            println!("{voter} rejected case {}: the request ends", args.case);
+        } else if let Some(job) = answer["job_id"].as_str() {
+            println!(
+                "{voter} approved case {}; \"{rule}\" is met: write-back job {job} queued",
+                args.case
+            );
+        } else {
+            println!(
+                "{voter} approved case {}; \"{rule}\" needs {} more approver(s)",
+                args.case,
+                answer["missing"].as_u64().unwrap_or(0)
+            );
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-pub fn rollback(config: &Config, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+/// `writ rollback`: through the API.
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
-        let engine = engine(config).await?;
-        let job = engine
-            .rollback(args.case, &args.actor, &args.rationale)
+        let client = Client::from_env(&args.server)?;
+        let answer: serde_json::Value = client
+            .post(
+                &format!("/v1/cases/{}/rollback", args.case),
+                &serde_json::json!({"rationale": args.rationale}),
+            )
             .await?;
         println!(
-            "rolled back {} on {}/{} from its recorded pre-image",
-            job.action.name(),
-            job.system,
-            job.external_id
+            "case {}: job {} is {}",
+            args.case,
+            answer["job_id"].as_str().unwrap_or("?"),
+            answer["state"].as_str().unwrap_or("?")
         );
         Ok(ExitCode::SUCCESS)
     })

@@ -80,6 +80,7 @@ async fn fill_at(url: &str, key: &std::path::Path, cases: u128) {
                             verdict: Verdict::Approve,
                             rationale: "owner confirms unused".into(),
                             at: example::time(),
+                            binding: None,
                         },
                         rationale: "owner confirms unused".into(),
                     }),

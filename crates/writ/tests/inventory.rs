@@ -116,17 +116,87 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     );
     assert_eq!(policy["state"], "needs_review");
 
-    // Write-back: the owner approves, the worker deactivates the key in moto and reads it back;
-    // a rollback restores it. All of it in the one case.
+    // Write-back: only principals act, through the API of `writ serve` (which alone holds the
+    // ledger key). The owner team `data` approves; the worker deactivates the key in moto and
+    // reads it back; a rollback restores it. All of it in the one case.
     let case_id = unused["id"].as_str().unwrap().to_owned();
-    let output = run_with_aws(
-        &site,
-        &moto,
+    let root = site.bootstrap_admin("Root");
+    let aws_env = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ENDPOINT_URL", moto.url()),
+    ];
+    let mut server = site.spawn_serve(&aws_env);
+    server.wait_ready().await;
+    let alice = site.add_principal(
+        &server,
+        &root,
+        &["Alice", "--team", "data", "--role", "approver"],
+    );
+    let bob = site.add_principal(
+        &server,
+        &root,
+        &["bob", "--team", "platform", "--role", "approver"],
+    );
+    let ops = site.add_principal(
+        &server,
+        &root,
+        &["ops", "--role", "admin", "--role", "approver"],
+    );
+    let scanner = site.add_principal(
+        &server,
+        &root,
+        &[
+            "prowler-ci",
+            "--service",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+        ],
+    );
+    let approvals = server.url(&format!("/v1/cases/{case_id}/approvals"));
+    let vote = serde_json::json!({"verdict": "approve", "rationale": "looks fine"});
+    let http = reqwest::Client::new();
+    let post = |token: Option<&str>| {
+        let mut request = http.post(&approvals).json(&vote);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let response = post(None).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    for (who, token, needle) in [
+        (
+            "bob",
+            &bob,
+            "no group of the approval rule \"1 of owner_team\"",
+        ),
+        ("the source", &scanner, "needs the role approver"),
+        (
+            "an admin outside data",
+            &ops,
+            "no group of the approval rule",
+        ),
+    ] {
+        let response = post(Some(token)).await.unwrap();
+        assert_eq!(response.status(), 403, "{who}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{who}: {problem}");
+    }
+    let output = site.run_as(
+        &server,
+        &alice,
         &[
             "approve",
             &case_id,
-            "--as",
-            "alice",
             "--rationale",
             "owner confirmed: unused since the migration",
         ],
@@ -137,34 +207,66 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
         "{}",
         text(&output)
     );
-    let output = run_with_aws(&site, &moto, &["writeback", "run"]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("1 verified"), "{}", text(&output));
-    assert_eq!(key_status(&moto.url(), "svc-etl").await, "Inactive");
-    let story = text(&site.run(&["case", "show", &case_id]));
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = key_status(&moto.url(), "svc-etl").await;
+        if status == "Inactive" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Inactive");
+    let mut story = serde_json::Value::Null;
+    for _ in 0..100 {
+        story = http
+            .get(server.url(&format!("/v1/cases/{case_id}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if story["case"]["state"] == "remediated" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(story["case"]["state"], "remediated", "{story}");
+    let events = story["events"].as_array().unwrap();
+    let granted = events
+        .iter()
+        .find(|e| e["kind"] == "approval_granted")
+        .expect("approval_granted");
+    assert_eq!(granted["actor"], "user:alice");
+    assert_eq!(
+        granted["body"]["rationale"],
+        "owner confirmed: unused since the migration"
+    );
     for step in [
-        "approval_granted",
         "change_requested",
         "write_back_intent",
         "write_back_applied",
         "write_back_verified",
     ] {
-        assert!(story.contains(step), "{step} missing from {story}");
+        assert!(
+            events.iter().any(|e| e["kind"] == step),
+            "{step} missing from {story}"
+        );
     }
-    let output = run_with_aws(
-        &site,
-        &moto,
+    let output = site.run_as(
+        &server,
+        &alice,
         &[
             "rollback",
             &case_id,
-            "--as",
-            "alice",
             "--rationale",
             "still used by the nightly job",
         ],
     );
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(key_status(&moto.url(), "svc-etl").await, "Active");
+    server.stop();
 
     assert!(site.run(&["audit", "verify"]).status.success());
     let output = site.run(&["admin", "rebuild", "--check"]);

@@ -151,6 +151,42 @@ macro_rules! impl_store {
             ) -> Result<Vec<writ_core::case::Case>, $crate::StoreError> {
                 q::cases(&mut *self.reader.acquire().await?, filter).await
             }
+
+            async fn case_sources(
+                &self,
+                case: writ_core::ids::CaseId,
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                q::case_sources(&mut *self.reader.acquire().await?, case).await
+            }
+
+            async fn principal(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::PrincipalView>, $crate::StoreError> {
+                q::principal(&mut *self.reader.acquire().await?, name).await
+            }
+
+            async fn principals(&self) -> Result<Vec<$crate::PrincipalView>, $crate::StoreError> {
+                q::principals(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn principal_count(&self) -> Result<u64, $crate::StoreError> {
+                q::principal_count(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn token_by_digest(
+                &self,
+                digest: &writ_core::Sha256Digest,
+            ) -> Result<Option<$crate::TokenView>, $crate::StoreError> {
+                q::token_by_digest(&mut *self.reader.acquire().await?, digest).await
+            }
+
+            async fn tokens_of(
+                &self,
+                name: &str,
+            ) -> Result<Vec<$crate::TokenView>, $crate::StoreError> {
+                q::tokens_of(&mut *self.reader.acquire().await?, name).await
+            }
         }
 
         #[async_trait::async_trait]

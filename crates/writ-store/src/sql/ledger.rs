@@ -81,6 +81,18 @@ macro_rules! ledger_queries {
         ) -> Result<(), StoreError> {
             use $crate::model::Expectation;
             for expectation in expectations {
+                if let Expectation::Principal { name, updated_seq } = expectation {
+                    let found = principal_version(conn, name).await?;
+                    if found != *updated_seq {
+                        let show = |v: Option<u64>| v.map_or_else(|| "nothing".to_owned(), |q| format!("version {q}"));
+                        return Err(StoreError::Stale {
+                            what: format!("principal {name}"),
+                            expected: show(*updated_seq),
+                            found: show(found),
+                        });
+                    }
+                    continue;
+                }
                 let (what, query, id, state, updated_seq) = match expectation {
                     Expectation::Case { id, state, updated_seq } => (
                         format!("case {id}"),
@@ -96,6 +108,7 @@ macro_rules! ledger_queries {
                         enum_text(state),
                         *updated_seq,
                     ),
+                    Expectation::Principal { .. } => continue,
                 };
                 let found = match sqlx::query(query).bind(id).fetch_optional(&mut *conn).await? {
                     Some(row) => Some((

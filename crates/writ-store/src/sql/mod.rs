@@ -4,7 +4,8 @@
 //! the statements are written once and expanded for each backend's concrete connection type by
 //! [`backend_queries!`]. They are split by concern, one macro per file, matching the store's
 //! roles: `ledger` (appends, expectations, entries, checkpoints, evidence), `projections`
-//! (effects, identities, cases and the read models, rebuild), `jobs` (the queue and its
+//! (effects, identities, cases and the read models, rebuild), `principals` (principals,
+//! their tokens, the sources of a case's findings), `jobs` (the queue and its
 //! leases), `admin` (migrations). `impls` implements the four role traits on a backend. What
 //! differs between backends (how a writer takes the lock, how migrations are serialised) stays
 //! in `sqlite.rs` and `postgres.rs`.
@@ -13,6 +14,7 @@ pub(crate) mod admin;
 pub(crate) mod impls;
 pub(crate) mod jobs;
 pub(crate) mod ledger;
+pub(crate) mod principals;
 pub(crate) mod projections;
 
 use jiff::Timestamp;
@@ -117,6 +119,7 @@ macro_rules! backend_queries {
         $crate::sql::ledger::ledger_queries!($db);
         $crate::sql::projections::projection_queries!($db);
         $crate::sql::jobs::job_queries!($db);
+        $crate::sql::principals::principal_queries!($db);
     };
 }
 

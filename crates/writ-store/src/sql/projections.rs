@@ -16,6 +16,8 @@ macro_rules! projection_queries {
             // (job, created seq, updated seq, seq of its intent)
             let mut jobs: Vec<(&writ_core::job::Job, u64, u64, Option<u64>)> = Vec::new();
             let mut votes: Vec<(CaseId, &str, u64)> = Vec::new();
+            // Rare (administration), applied one by one in order.
+            let mut principal_effects: Vec<&Effect> = Vec::new();
 
             let mut job_at: std::collections::HashMap<writ_core::ids::JobId, usize> =
                 std::collections::HashMap::new();
@@ -71,6 +73,9 @@ macro_rules! projection_queries {
                         case_id,
                         seq,
                     } => findings.push((finding, *case_id, *seq)),
+                    Effect::UpsertPrincipal { .. }
+                    | Effect::InsertToken { .. }
+                    | Effect::RevokeToken { .. } => principal_effects.push(effect),
                 }
             }
             for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
@@ -247,6 +252,9 @@ macro_rules! projection_queries {
                 }
                 builder.build().execute(&mut *conn).await?;
             }
+            for effect in principal_effects {
+                apply_principal_effect(conn, effect).await?;
+            }
             Ok(())
         }
 
@@ -262,6 +270,8 @@ macro_rules! projection_queries {
                 "DELETE FROM identities",
                 "DELETE FROM jobs",
                 "DELETE FROM case_votes",
+                "DELETE FROM principals",
+                "DELETE FROM principal_tokens",
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
@@ -325,6 +335,7 @@ macro_rules! projection_queries {
                         .transpose()?,
                 ));
             }
+            dump_principals(conn, &mut dump).await?;
             Ok(dump)
         }
 

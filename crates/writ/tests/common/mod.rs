@@ -232,3 +232,41 @@ pub async fn key_status(url: &str, user: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+impl Site {
+    /// Runs a client command of the CLI against `server` with `token` as WRIT_TOKEN.
+    pub fn run_as(&self, server: &Server, token: &str, args: &[&str]) -> Output {
+        writ(self.dir())
+            .args(args)
+            .env("WRIT_SERVER", &server.base)
+            .env("WRIT_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    /// Makes the first admin of the site's empty database; returns its token.
+    pub fn bootstrap_admin(&self, name: &str) -> String {
+        let output = self.run(&["principal", "add", name, "--role", "admin", "--bootstrap"]);
+        assert!(output.status.success(), "{}", text(&output));
+        last_line(&output)
+    }
+
+    /// Adds a principal through the API as `admin`; returns its token.
+    pub fn add_principal(&self, server: &Server, admin: &str, args: &[&str]) -> String {
+        let mut all = vec!["principal", "add"];
+        all.extend_from_slice(args);
+        let output = self.run_as(server, admin, &all);
+        assert!(output.status.success(), "{}", text(&output));
+        last_line(&output)
+    }
+}
+
+/// The last line of stdout (where a new token is printed, alone).
+pub fn last_line(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}

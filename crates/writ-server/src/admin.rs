@@ -1,0 +1,683 @@
+//! Administration over the API: principals and their tokens, target discovery, ownership
+//! rules, and `whoami`. Everything here is an admin's action (except `whoami` and revoking
+//! one's own token), recorded in the ledger as that admin.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use writ_core::finding::Trust;
+use writ_core::ids::TokenId;
+use writ_core::principal::{Principal, PrincipalKind, Role};
+use writ_engine::principals::{NewPrincipal, PrincipalChange, PrincipalsError};
+use writ_store::TokenView;
+
+use crate::AppState;
+use crate::auth::{Caller, forbidden};
+use crate::body::{bytes, json_body};
+use crate::problem::Problem;
+
+/// A principal, as shown (never with a token secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrincipalInfo {
+    /// Its canonical name.
+    pub name: String,
+    /// `person` or `service`.
+    pub kind: String,
+    /// Its teams.
+    pub teams: Vec<String>,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Its trust level (sources).
+    pub trust: Option<String>,
+    /// Whether it is disabled.
+    pub disabled: bool,
+}
+
+impl From<&Principal> for PrincipalInfo {
+    fn from(p: &Principal) -> Self {
+        Self {
+            name: p.name.clone(),
+            kind: <&str>::from(p.kind).to_owned(),
+            teams: p.teams.iter().cloned().collect(),
+            roles: p
+                .roles
+                .iter()
+                .map(|r| <&str>::from(*r).to_owned())
+                .collect(),
+            trust: p.trust.map(|t| <&str>::from(t).to_owned()),
+            disabled: p.disabled,
+        }
+    }
+}
+
+/// A role name.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleParam {
+    /// Sends findings.
+    Source,
+    /// Asks for changes.
+    Requester,
+    /// Votes on changes.
+    Approver,
+    /// Manages principals, targets and inventory.
+    Admin,
+    /// Reads everything.
+    Auditor,
+    /// Emergency bypass.
+    BreakGlass,
+}
+
+impl From<RoleParam> for Role {
+    fn from(r: RoleParam) -> Self {
+        match r {
+            RoleParam::Source => Role::Source,
+            RoleParam::Requester => Role::Requester,
+            RoleParam::Approver => Role::Approver,
+            RoleParam::Admin => Role::Admin,
+            RoleParam::Auditor => Role::Auditor,
+            RoleParam::BreakGlass => Role::BreakGlass,
+        }
+    }
+}
+
+/// A trust level.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustParam {
+    /// Unvetted.
+    Low,
+    /// Ordinary.
+    Medium,
+    /// Authoritative.
+    High,
+}
+
+impl From<TrustParam> for Trust {
+    fn from(t: TrustParam) -> Self {
+        match t {
+            TrustParam::Low => Trust::Low,
+            TrustParam::Medium => Trust::Medium,
+            TrustParam::High => Trust::High,
+        }
+    }
+}
+
+/// A person or a service.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KindParam {
+    /// A human.
+    #[default]
+    Person,
+    /// A machine.
+    Service,
+}
+
+/// A new principal.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrincipal {
+    /// Its name (canonicalised: NFKC, case-folded, trimmed; letters, digits and `-_.@+`).
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    /// Person (default) or service.
+    #[serde(default)]
+    pub kind: KindParam,
+    /// Its teams.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Its roles (at least one).
+    #[schema(min_items = 1)]
+    pub roles: Vec<RoleParam>,
+    /// Trust level: required for a source, refused for anything else.
+    pub trust: Option<TrustParam>,
+    /// Days until its first token expires (default 90; 0: never).
+    #[schema(minimum = 0, maximum = 3650)]
+    pub token_days: Option<u32>,
+}
+
+/// A new token: the secret is shown here once and kept nowhere.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedToken {
+    /// The principal.
+    pub principal: PrincipalInfo,
+    /// The token's id (for listing and revoking).
+    pub token_id: String,
+    /// When it expires (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// The secret. Store it now: writ keeps only its SHA-256.
+    pub token: String,
+}
+
+/// A token as listed (no secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: String,
+    /// When it expires, if ever.
+    pub expires_at: Option<String>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+impl From<&TokenView> for TokenInfo {
+    fn from(t: &TokenView) -> Self {
+        Self {
+            id: t.token.id.to_string(),
+            expires_at: t.token.expires_at.map(|at| at.to_string()),
+            revoked: t.revoked,
+        }
+    }
+}
+
+/// A change to a principal; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePrincipal {
+    /// Its new teams.
+    pub teams: Option<Vec<String>>,
+    /// Its new roles (at least one).
+    #[schema(min_items = 1)]
+    pub roles: Option<Vec<RoleParam>>,
+    /// Its new trust level (sources).
+    pub trust: Option<TrustParam>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Why a principal is disabled.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisablePrincipal {
+    /// Why (required, not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub reason: String,
+}
+
+/// A new token's lifetime.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    /// Days until it expires (default 90; 0: never).
+    #[schema(minimum = 0, maximum = 3650)]
+    pub days: Option<u32>,
+}
+
+const ADMIN: &[Role] = &[Role::Admin];
+
+fn ttl(days: Option<u32>) -> Option<SignedDuration> {
+    match days.unwrap_or(90) {
+        0 => None,
+        days => Some(SignedDuration::from_hours(i64::from(days) * 24)),
+    }
+}
+
+fn issued(
+    principal: &Principal,
+    id: TokenId,
+    expires: Option<jiff::Timestamp>,
+    secret: String,
+) -> IssuedToken {
+    IssuedToken {
+        principal: PrincipalInfo::from(principal),
+        token_id: id.to_string(),
+        expires_at: expires.map(|at| at.to_string()),
+        token: secret,
+    }
+}
+
+/// Who am I: the authenticated principal.
+#[utoipa::path(get, path = "/v1/whoami", tag = "principals",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = PrincipalInfo),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn whoami(caller: Caller) -> Json<PrincipalInfo> {
+    Json(PrincipalInfo::from(caller.principal()))
+}
+
+/// Every principal.
+#[utoipa::path(get, path = "/v1/principals", tag = "principals",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The principals", body = [PrincipalInfo]),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins and auditors list principals", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn list_principals(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<PrincipalInfo>>, Problem> {
+    caller.require(&[Role::Admin, Role::Auditor], "listing principals")?;
+    let all = state.principals.list().await.map_err(principals_problem)?;
+    Ok(Json(
+        all.iter()
+            .map(|v| PrincipalInfo::from(&v.principal))
+            .collect(),
+    ))
+}
+
+/// Add a principal and issue its first token (shown once).
+#[utoipa::path(post, path = "/v1/principals", tag = "principals",
+    request_body(content = CreatePrincipal, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; the token is in the body, once", body = IssuedToken),
+        (status = 400, description = "Malformed request or invalid principal", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins add principals", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn create_principal(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+    caller.require(ADMIN, "adding principals")?;
+    let request: CreatePrincipal = json_body(&state, body)?;
+    let new = NewPrincipal {
+        name: request.name,
+        kind: match request.kind {
+            KindParam::Person => PrincipalKind::Person,
+            KindParam::Service => PrincipalKind::Service,
+        },
+        teams: request.teams,
+        roles: request.roles.into_iter().map(Role::from).collect(),
+        trust: request.trust.map(Trust::from),
+        token_ttl: ttl(request.token_days),
+    };
+    let (principal, token) = state
+        .principals
+        .create(caller.principal(), new)
+        .await
+        .map_err(principals_problem)?;
+    let tokens = state
+        .principals
+        .tokens(&principal.name)
+        .await
+        .map_err(principals_problem)?;
+    let record = tokens.iter().find(|t| t.token.sha256 == token.sha256);
+    Ok((
+        StatusCode::CREATED,
+        Json(issued(
+            &principal,
+            record.map_or(TokenId(uuid::Uuid::nil()), |t| t.token.id),
+            record.and_then(|t| t.token.expires_at),
+            token.secret,
+        )),
+    ))
+}
+
+/// One principal.
+#[utoipa::path(get, path = "/v1/principals/{name}", tag = "principals",
+    params(("name" = String, Path, description = "The principal's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The principal", body = PrincipalInfo),
+        (status = 400, description = "Not a valid name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins and auditors read principals", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such principal", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn get_principal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<PrincipalInfo>, Problem> {
+    caller.require(&[Role::Admin, Role::Auditor], "reading principals")?;
+    let view = state
+        .principals
+        .get(&name)
+        .await
+        .map_err(principals_problem)?;
+    Ok(Json(PrincipalInfo::from(&view.principal)))
+}
+
+/// Change a principal's teams, roles or trust.
+#[utoipa::path(patch, path = "/v1/principals/{name}", tag = "principals",
+    params(("name" = String, Path, description = "The principal's name")),
+    request_body(content = ChangePrincipal, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed", body = PrincipalInfo),
+        (status = 400, description = "Malformed request or invalid principal", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins change principals", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such principal", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn change_principal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PrincipalInfo>, Problem> {
+    caller.require(ADMIN, "changing principals")?;
+    let request: ChangePrincipal = json_body(&state, body)?;
+    let principal = state
+        .principals
+        .change(
+            caller.principal(),
+            &name,
+            PrincipalChange {
+                teams: request.teams,
+                roles: request
+                    .roles
+                    .map(|r| r.into_iter().map(Role::from).collect()),
+                trust: request.trust.map(Trust::from),
+            },
+            request.reason,
+        )
+        .await
+        .map_err(principals_problem)?;
+    Ok(Json(PrincipalInfo::from(&principal)))
+}
+
+/// Disable a principal: its tokens are revoked and its votes stop counting.
+#[utoipa::path(post, path = "/v1/principals/{name}/disable", tag = "principals",
+    params(("name" = String, Path, description = "The principal's name")),
+    request_body(content = DisablePrincipal, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Disabled", body = PrincipalInfo),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins disable principals (not themselves)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such principal", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Disabled already, or changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn disable_principal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PrincipalInfo>, Problem> {
+    caller.require(ADMIN, "disabling principals")?;
+    let request: DisablePrincipal = json_body(&state, body)?;
+    if request.reason.trim().is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid request body",
+        )
+        .field("reason", "required, not blank"));
+    }
+    let principal = state
+        .principals
+        .disable(caller.principal(), &name, request.reason)
+        .await
+        .map_err(principals_problem)?;
+    Ok(Json(PrincipalInfo::from(&principal)))
+}
+
+/// A principal's tokens (ids and state, never secrets).
+#[utoipa::path(get, path = "/v1/principals/{name}/tokens", tag = "principals",
+    params(("name" = String, Path, description = "The principal's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tokens", body = [TokenInfo]),
+        (status = 400, description = "Not a valid name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins, auditors and the principal itself list its tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<TokenInfo>>, Problem> {
+    let own =
+        writ_core::principal::canonical_name(&name).is_ok_and(|n| n == caller.principal().name);
+    if !own {
+        caller.require(
+            &[Role::Admin, Role::Auditor],
+            "listing another principal's tokens",
+        )?;
+    }
+    let tokens = state
+        .principals
+        .tokens(&name)
+        .await
+        .map_err(principals_problem)?;
+    Ok(Json(tokens.iter().map(TokenInfo::from).collect()))
+}
+
+/// Issue a new token to a principal (shown once).
+#[utoipa::path(post, path = "/v1/principals/{name}/tokens", tag = "principals",
+    params(("name" = String, Path, description = "The principal's name")),
+    request_body(content = NewTokenRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Issued; the token is in the body, once", body = IssuedToken),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins issue tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such principal", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The principal is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+    caller.require(ADMIN, "issuing tokens")?;
+    let request: NewTokenRequest = json_body(&state, body)?;
+    let (record, token) = state
+        .principals
+        .issue_token(caller.principal(), &name, ttl(request.days))
+        .await
+        .map_err(principals_problem)?;
+    let principal = state
+        .principals
+        .get(&name)
+        .await
+        .map_err(principals_problem)?
+        .principal;
+    Ok((
+        StatusCode::CREATED,
+        Json(issued(
+            &principal,
+            record.id,
+            record.expires_at,
+            token.secret,
+        )),
+    ))
+}
+
+/// Revoke a token (an admin, or the token's own principal).
+#[utoipa::path(delete, path = "/v1/principals/{name}/tokens/{id}", tag = "principals",
+    params(
+        ("name" = String, Path, description = "The principal's name"),
+        ("id" = String, Path, format = Uuid, description = "The token id")
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Not a valid name or id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins and the principal itself revoke its tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    let id: TokenId = id.parse().map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-token-id", "Not a token id")
+            .field("id", format!("{id:?} is not a UUID"))
+    })?;
+    state
+        .principals
+        .revoke_token(caller.principal(), &name, id)
+        .await
+        .map_err(principals_problem)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a discovery or an import recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryResult {
+    /// Objects the target reported (discovery only).
+    pub discovered: usize,
+    /// Identities recorded (new or updated).
+    pub recorded: usize,
+    /// Of those, how many an ownership rule matched.
+    pub owned: usize,
+}
+
+/// Discover a configured target's identities into the inventory.
+#[utoipa::path(post, path = "/v1/targets/{name}/sync", tag = "inventory",
+    params(("name" = String, Path, description = "The [[targets]] name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Discovered and recorded", body = InventoryResult),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins run discovery", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such target", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The target could not be read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn sync_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<InventoryResult>, Problem> {
+    caller.require(ADMIN, "running discovery")?;
+    let connector = state.targets.get(&name).cloned().ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, "no-target", "No such target").field(
+            "name",
+            format!("no [[targets]] named {name:?} is configured and reachable"),
+        )
+    })?;
+    let report = writ_engine::inventory::sync(
+        &*state.store,
+        &state.sequencer,
+        &*connector,
+        &*state.clock,
+        &*state.ids,
+        &writ_engine::principals::actor_of(caller.principal()),
+    )
+    .await
+    .map_err(inventory_problem)?;
+    Ok(Json(InventoryResult {
+        discovered: report.discovered,
+        recorded: report.recorded,
+        owned: report.owned,
+    }))
+}
+
+/// Import ownership and criticality rules (CSV `pattern,owner_team,criticality[,privileged]`),
+/// record them in the ledger and apply them to known identities.
+#[utoipa::path(post, path = "/v1/inventory/rules", tag = "inventory",
+    request_body(content = String, description = "The rules, as CSV", content_type = "text/csv"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Imported and applied", body = InventoryResult),
+        (status = 400, description = "The rules are malformed (the line is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins import rules", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn import_rules(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<InventoryResult>, Problem> {
+    caller.require(ADMIN, "importing ownership rules")?;
+    let body = bytes(&state, body)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid request body",
+        )
+        .field("body", "not UTF-8 text")
+    })?;
+    let rules =
+        writ_engine::inventory::parse_rules("rules.csv", text).map_err(inventory_problem)?;
+    let report = writ_engine::inventory::import_rules(
+        &*state.store,
+        &state.sequencer,
+        "rules.csv",
+        &body,
+        rules,
+        &*state.clock,
+        &writ_engine::principals::actor_of(caller.principal()),
+    )
+    .await
+    .map_err(inventory_problem)?;
+    Ok(Json(InventoryResult {
+        discovered: report.discovered,
+        recorded: report.recorded,
+        owned: report.owned,
+    }))
+}
+
+fn inventory_problem(err: writ_engine::inventory::InventoryError) -> Problem {
+    use writ_engine::inventory::InventoryError as E;
+    match err {
+        E::Rules { line, message, .. } => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-rules",
+            "Invalid ownership rules",
+        )
+        .detail(format!("line {line}: {message}"))
+        .field(format!("line {line}"), message),
+        E::Connector(err) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "target-failed",
+            "The target could not be read",
+        )
+        .detail(err.to_string()),
+        err @ (E::Store(_) | E::Append(_)) => Problem::unavailable(&err),
+        err @ E::Corrupt(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt-ledger",
+            "Unreadable ledger",
+        )
+        .detail(err.to_string()),
+    }
+}
+
+pub(crate) fn principals_problem(err: PrincipalsError) -> Problem {
+    match err {
+        PrincipalsError::Invalid(err) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-principal",
+            "Invalid principal",
+        )
+        .detail(err.to_string())
+        .field("name", err.to_string()),
+        PrincipalsError::Forbidden(why) => forbidden(why),
+        PrincipalsError::NotFound(why) => {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").field("name", why)
+        }
+        PrincipalsError::Conflict(why) => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(why)
+        }
+        err @ (PrincipalsError::Store(_)
+        | PrincipalsError::Append(_)
+        | PrincipalsError::Random(_)) => Problem::unavailable(&err),
+    }
+}

@@ -1,0 +1,81 @@
+//! Reading request bodies and queries into typed values, with problem+json errors that name
+//! the offending field.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// The body, or the problem: 413 over the limit, 400 when unreadable.
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+pub(crate) fn bytes(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+            )
+            .detail(format!(
+                "the body exceeds the limit of {} bytes (server.max_body_bytes)",
+                state.settings.max_body_bytes
+            ))
+            .field("body", "too large")
+        } else {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable-body",
+                "Unreadable request body",
+            )
+            .detail(rejection.body_text())
+        }
+    })
+}
+
+/// The body parsed as JSON into `T`; a 400 naming the field otherwise.
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+pub(crate) fn json_body<T: DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    let body = bytes(state, body)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    let invalid = |field: String, message: String| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid request body",
+        )
+        .detail(format!("{field}: {message}"))
+        .field(field, message)
+    };
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        invalid(field, err.inner().to_string())
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| invalid("body".to_owned(), err.to_string()))?;
+    Ok(value)
+}
+
+/// The problem for a query that does not parse.
+pub(crate) fn bad_query(err: &QueryRejection) -> Problem {
+    let text = err.body_text();
+    Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query")
+        .detail(text.clone())
+        .field("query", text)
+}

@@ -1,0 +1,472 @@
+//! Cases and identities: reading them, voting on a case's change, and rolling a change back.
+//! Every route here needs an authenticated principal ([`Caller`]); the actor recorded in the
+//! ledger is that principal, never a name from the request.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use writ_core::approval::Verdict;
+use writ_core::case::{Case, CaseState};
+use writ_core::ids::CaseId;
+use writ_core::principal::Role;
+use writ_engine::writeback::WriteBackError;
+use writ_store::CaseFilter;
+
+use crate::AppState;
+use crate::auth::{Caller, READERS, forbidden};
+use crate::body::json_body;
+use crate::problem::Problem;
+
+/// A case, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseSummary {
+    /// Its id.
+    pub id: String,
+    /// The identity it is about, once known.
+    pub identity_id: Option<String>,
+    /// The subject as the findings named it.
+    pub subject: String,
+    /// The finding type that groups it.
+    pub finding_type: String,
+    /// Its operational state.
+    pub state: String,
+    /// Whether the finding is closed for compliance.
+    pub compliance_closed: bool,
+}
+
+impl From<&Case> for CaseSummary {
+    fn from(case: &Case) -> Self {
+        Self {
+            id: case.id.to_string(),
+            identity_id: case.identity_id.map(|id| id.to_string()),
+            subject: case.subject.clone(),
+            finding_type: case.finding_type.clone(),
+            state: <&str>::from(case.state).to_owned(),
+            compliance_closed: case.compliance_closed,
+        }
+    }
+}
+
+/// One ledger event of a case's timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEvent {
+    /// Its position in the ledger.
+    pub seq: u64,
+    /// When it was appended (RFC 3339).
+    pub time: String,
+    /// What happened.
+    pub kind: String,
+    /// Who did it: `user:NAME` or `service:NAME` (an authenticated principal), `source:NAME`,
+    /// `engine`, `operator:...`.
+    pub actor: String,
+    /// The event's fields (rationales, decisions, plans; never secrets).
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}
+
+/// A case with its whole timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseDetail {
+    /// The case.
+    pub case: CaseSummary,
+    /// Every ledger event about it, oldest first.
+    pub events: Vec<TimelineEvent>,
+}
+
+/// Query of `GET /v1/cases`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CasesQuery {
+    /// Only cases in this state.
+    #[param(inline)]
+    pub state: Option<CaseStateParam>,
+    /// At most this many (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// A case state, as a query parameter.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStateParam {
+    /// See the case states.
+    NeedsReview,
+    /// See the case states.
+    AwaitingApproval,
+    /// See the case states.
+    Frozen,
+    /// See the case states.
+    Remediating,
+    /// See the case states.
+    Remediated,
+    /// See the case states.
+    WriteBackFailed,
+    /// See the case states.
+    RolledBack,
+    /// See the case states.
+    Denied,
+    /// See the case states.
+    Rejected,
+    /// See the case states.
+    Closed,
+}
+
+impl From<CaseStateParam> for CaseState {
+    fn from(value: CaseStateParam) -> Self {
+        use CaseStateParam as P;
+        match value {
+            P::NeedsReview => CaseState::NeedsReview,
+            P::AwaitingApproval => CaseState::AwaitingApproval,
+            P::Frozen => CaseState::Frozen,
+            P::Remediating => CaseState::Remediating,
+            P::Remediated => CaseState::Remediated,
+            P::WriteBackFailed => CaseState::WriteBackFailed,
+            P::RolledBack => CaseState::RolledBack,
+            P::Denied => CaseState::Denied,
+            P::Rejected => CaseState::Rejected,
+            P::Closed => CaseState::Closed,
+        }
+    }
+}
+
+/// List cases, most recently changed first.
+#[utoipa::path(get, path = "/v1/cases", tag = "cases",
+    params(CasesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cases", body = [CaseSummary]),
+        (status = 400, description = "A bad query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read cases", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn list_cases(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<CasesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CaseSummary>>, Problem> {
+    caller.require(READERS, "reading cases")?;
+    let Query(query) = query.map_err(|err| crate::body::bad_query(&err))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query")
+                .field("limit", "between 1 and 1000"),
+        );
+    }
+    let cases = state
+        .store
+        .cases(&CaseFilter {
+            state: query.state.map(CaseState::from),
+            limit: Some(limit),
+        })
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    Ok(Json(cases.iter().map(CaseSummary::from).collect()))
+}
+
+/// One case with its timeline: every ledger event about it, with actors and rationales.
+#[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The case", body = CaseDetail),
+        (status = 400, description = "Not a case id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read cases", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn get_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CaseDetail>, Problem> {
+    caller.require(READERS, "reading cases")?;
+    let id = parse_case_id(&id)?;
+    let case = state
+        .store
+        .case(id)
+        .await
+        .map_err(|err| Problem::unavailable(&err))?
+        .ok_or_else(|| no_case(id))?;
+    let rows = state
+        .store
+        .case_entries(id)
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event = writ_engine::entries::decode(row).map_err(|err| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unreadable-entry",
+                "A ledger entry is unreadable",
+            )
+            .detail(err.to_string())
+        })?;
+        events.push(TimelineEvent {
+            seq: event.seq,
+            time: event.time.to_string(),
+            kind: event.kind.name().to_owned(),
+            actor: event.actor.clone(),
+            body: event.body.to_value().unwrap_or_default(),
+        });
+    }
+    Ok(Json(CaseDetail {
+        case: CaseSummary::from(&case),
+        events,
+    }))
+}
+
+/// An identity in the inventory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentitySummary {
+    /// Its id.
+    pub id: String,
+    /// The system holding it.
+    pub system: String,
+    /// Its id there.
+    pub external_id: String,
+    /// What kind of identity it is.
+    pub kind: String,
+    /// The team that owns it.
+    pub owner_team: Option<String>,
+    /// How critical it is.
+    pub criticality: String,
+    /// Whether it holds privileged entitlements.
+    pub privileged: bool,
+}
+
+/// The inventory: every identity writ knows.
+#[utoipa::path(get, path = "/v1/identities", tag = "cases",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The identities", body = [IdentitySummary]),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read the inventory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn list_identities(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<IdentitySummary>>, Problem> {
+    caller.require(READERS, "reading the inventory")?;
+    let identities = state
+        .store
+        .identities()
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    Ok(Json(
+        identities
+            .into_iter()
+            .map(|i| IdentitySummary {
+                id: i.id.to_string(),
+                system: i.system,
+                external_id: i.external_id,
+                kind: <&str>::from(i.kind).to_owned(),
+                owner_team: i.owner_team,
+                criticality: <&str>::from(i.criticality).to_owned(),
+                privileged: i.privileged,
+            })
+            .collect(),
+    ))
+}
+
+/// A vote on a case's pending change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteRequest {
+    /// Approve or reject.
+    pub verdict: VerdictParam,
+    /// Why, in the voter's words (required, not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub rationale: String,
+}
+
+/// A verdict.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictParam {
+    /// Go ahead.
+    Approve,
+    /// No: the request ends.
+    Reject,
+}
+
+/// What a vote did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteResponse {
+    /// The case.
+    pub case_id: String,
+    /// Who voted (the authenticated principal).
+    pub voter: String,
+    /// The verdict recorded.
+    pub verdict: VerdictParam,
+    /// The decision's approval rule.
+    pub rule: String,
+    /// The rule's groups the voter counted for.
+    pub groups: Vec<String>,
+    /// How many more approvers the rule needs, at least.
+    pub missing: u64,
+    /// The write-back job, when this approval completed the rule.
+    pub job_id: Option<String>,
+}
+
+/// Approve or reject a case's pending change, as the authenticated principal. The voter must
+/// be in a group of the decision's approval rule and not excluded by separation of duties.
+#[utoipa::path(post, path = "/v1/cases/{id}/approvals", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = VoteRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The vote was recorded", body = VoteResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not vote on this change", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case is not awaiting approval, or the principal voted already", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn vote(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<VoteResponse>, Problem> {
+    caller.require(&[Role::Approver], "voting on a change")?;
+    let id = parse_case_id(&id)?;
+    let request: VoteRequest = json_body(&state, body)?;
+    let verdict = match request.verdict {
+        VerdictParam::Approve => Verdict::Approve,
+        VerdictParam::Reject => Verdict::Reject,
+    };
+    let writeback = writeback(&state)?;
+    let outcome = writeback
+        .vote(id, caller.principal(), verdict, &request.rationale, false)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(Json(VoteResponse {
+        case_id: id.to_string(),
+        voter: caller.principal().name.clone(),
+        verdict: request.verdict,
+        rule: outcome.rule,
+        groups: outcome.groups,
+        missing: outcome.missing,
+        job_id: outcome.job.map(|job| job.id.to_string()),
+    }))
+}
+
+/// A rollback request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Why (required, not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub rationale: String,
+}
+
+/// What a rollback did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RollbackResponse {
+    /// The case.
+    pub case_id: String,
+    /// The job rolled back.
+    pub job_id: String,
+    /// The job's state: `rolled_back`, or `rollback_intent` when the worker finishes it.
+    pub state: String,
+}
+
+/// Undo a case's verified change from its recorded pre-image, as the authenticated principal.
+#[utoipa::path(post, path = "/v1/cases/{id}/rollback", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = RollbackRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rolled back, or recorded for the worker to finish", body = RollbackResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not roll this change back", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case has no verified change to roll back", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger or the target could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RollbackResponse>, Problem> {
+    caller.require(
+        &[Role::Approver, Role::Admin, Role::BreakGlass],
+        "rolling a change back",
+    )?;
+    let id = parse_case_id(&id)?;
+    let request: RollbackRequest = json_body(&state, body)?;
+    let writeback = writeback(&state)?;
+    let job = writeback
+        .rollback(id, caller.principal(), &request.rationale)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(Json(RollbackResponse {
+        case_id: id.to_string(),
+        job_id: job.id.to_string(),
+        state: <&str>::from(job.state).to_owned(),
+    }))
+}
+
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+fn writeback(state: &AppState) -> Result<&writ_engine::writeback::WriteBack, Problem> {
+    state.writeback.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writeback-disabled",
+            "Write-back is not configured",
+        )
+    })
+}
+
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+fn parse_case_id(text: &str) -> Result<CaseId, Problem> {
+    text.parse().map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-case-id", "Not a case id")
+            .field("id", format!("{text:?} is not a UUID"))
+    })
+}
+
+fn no_case(id: CaseId) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no-case", "No such case")
+        .field("id", format!("no case {id}"))
+}
+
+/// The problem for a refused write-back request.
+pub(crate) fn writeback_problem(err: WriteBackError) -> Problem {
+    match err {
+        WriteBackError::NotFound(why) => {
+            Problem::new(StatusCode::NOT_FOUND, "no-case", "No such case").field("id", why)
+        }
+        WriteBackError::Forbidden(why) => forbidden(why),
+        WriteBackError::Refused(why) | WriteBackError::Stale(why) => {
+            Problem::new(StatusCode::CONFLICT, "refused", "Not possible now").detail(why)
+        }
+        err @ (WriteBackError::Store(_) | WriteBackError::Append(_)) => Problem::unavailable(&err),
+        err @ WriteBackError::Corrupt { .. } => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt-ledger",
+            "A ledger entry is unreadable",
+        )
+        .detail(err.to_string()),
+    }
+}

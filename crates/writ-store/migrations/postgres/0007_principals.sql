@@ -1,0 +1,21 @@
+-- Principals and their API tokens, projected from the ledger (principal_created/_changed/
+-- _disabled, token_issued/_revoked) in the same transaction as their events, and rebuilt by
+-- `writ admin rebuild`. A token is kept only as the SHA-256 of its secret.
+CREATE TABLE principals (
+    name        TEXT    PRIMARY KEY,
+    id          UUID    NOT NULL UNIQUE,
+    snapshot    TEXT    NOT NULL,
+    disabled    BOOLEAN NOT NULL,
+    updated_seq BIGINT NOT NULL
+);
+
+CREATE TABLE principal_tokens (
+    id          UUID    PRIMARY KEY,
+    principal   TEXT    NOT NULL,
+    sha256      TEXT    NOT NULL UNIQUE,
+    expires_us  BIGINT,
+    revoked     BOOLEAN NOT NULL,
+    issued_seq  BIGINT NOT NULL,
+    updated_seq BIGINT NOT NULL
+);
+CREATE INDEX principal_tokens_by_principal ON principal_tokens (principal);
