@@ -4,7 +4,8 @@
 //! authenticated before its body is read. A missing or invalid token is a 401 problem with
 //! `WWW-Authenticate: Bearer`; a valid token whose principal lacks the role an endpoint needs is
 //! a 403 problem naming the rule. The same answer is given for an unknown, expired or revoked
-//! token and for a disabled principal.
+//! token and for a disabled principal. An authenticated principal over its rate gets 429 with
+//! `Retry-After` (see [`crate::limits`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -20,7 +21,8 @@ use crate::problem::Problem;
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
-/// A 401 answer: a problem with the `WWW-Authenticate` challenge.
+/// A refusal before the handler runs: 401 (with the `WWW-Authenticate` challenge), 429 (with
+/// `Retry-After`) or 503.
 #[derive(Debug)]
 pub struct Unauthenticated(pub Problem);
 
@@ -74,7 +76,10 @@ impl FromRequestParts<AppState> for Caller {
                 )
             })?;
         match state.principals.authenticate(token).await {
-            Ok(principal) => Ok(Caller(principal)),
+            Ok(principal) => match state.limits.check(&principal.name, &*state.clock) {
+                None => Ok(Caller(principal)),
+                Some(problem) => Err(Unauthenticated(problem.instance(path))),
+            },
             Err(AuthFailure::Rejected(err)) => Err(Unauthenticated(
                 unauthenticated(&err.to_string()).instance(path),
             )),

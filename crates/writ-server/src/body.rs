@@ -30,6 +30,8 @@ pub(crate) fn bytes(
                 state.settings.max_body_bytes
             ))
             .field("body", "too large")
+        } else if crate::limits::is_body_timeout(&rejection) {
+            crate::limits::body_timeout(&state.settings)
         } else {
             Problem::new(
                 StatusCode::BAD_REQUEST,

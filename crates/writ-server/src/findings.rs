@@ -102,12 +102,22 @@ pub async fn ingest(
         Ok(found) => found,
         Err(problem) => return challenge(problem.instance("/v1/findings")),
     };
+    if let Some(source) = &bearer
+        && let Some(problem) = state.limits.check(&source.name, &*state.clock)
+    {
+        return problem.instance("/v1/findings").into_response();
+    }
     let body = axum::body::to_bytes(request.into_body(), state.settings.max_body_bytes)
         .await
         .map_err(|err| {
-            err.into_inner()
-                .downcast::<http_body_util::LengthLimitError>()
-                .map_or(StatusCode::BAD_REQUEST, |_| StatusCode::PAYLOAD_TOO_LARGE)
+            let err = err.into_inner();
+            if crate::limits::is_body_timeout(&*err) {
+                StatusCode::REQUEST_TIMEOUT
+            } else if err.is::<http_body_util::LengthLimitError>() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            }
         });
     match ingest_inner(state, query, headers, body, bearer).await {
         Ok(response) => response,
@@ -134,6 +144,8 @@ async fn ingest_inner(
                 state.settings.max_body_bytes
             ))
             .field("body", "too large")
+        } else if status == StatusCode::REQUEST_TIMEOUT {
+            crate::limits::body_timeout(&state.settings)
         } else {
             Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -146,7 +158,12 @@ async fn ingest_inner(
     let source = match bearer {
         Some(source) => source,
         None => match hmac_source(&state, &headers, &body).await {
-            Ok(source) => source,
+            Ok(source) => {
+                if let Some(problem) = state.limits.check(&source.name, &*state.clock) {
+                    return Err(problem);
+                }
+                source
+            }
             Err(problem) => return Ok(challenge(problem.instance("/v1/findings"))),
         },
     };

@@ -11,15 +11,17 @@ mod auth;
 mod body;
 mod cases;
 mod findings;
+mod limits;
+mod listener;
 mod problem;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use std::collections::BTreeMap;
-use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use writ_connectors::Connector;
@@ -34,6 +36,8 @@ use writ_store::Store;
 pub use api::ApiDoc;
 pub use auth::READERS;
 pub use findings::parse_format;
+pub use limits::{Limits, RateLimit};
+pub use listener::{TlsError, TlsFiles, serve};
 pub use problem::{FieldError, Problem};
 
 /// Settings the HTTP edge needs.
@@ -43,6 +47,18 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How long a client has to send a request's headers (and to finish a TLS handshake).
+    pub header_read_timeout: Duration,
+    /// How long a request body may go without sending anything.
+    pub body_read_timeout: Duration,
+    /// How long a request may take in all.
+    pub request_timeout: Duration,
+    /// Requests served at once; more get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Requests per authenticated principal; more get 429 with `Retry-After`.
+    pub rate_limit: RateLimit,
+    /// Serve TLS with this certificate and key.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerSettings {
@@ -50,6 +66,12 @@ impl Default for ServerSettings {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 512,
+            rate_limit: RateLimit::default(),
+            tls: None,
         }
     }
 }
@@ -77,6 +99,8 @@ pub struct AppState {
     pub ids: Arc<dyn IdSource>,
     /// The settings.
     pub settings: ServerSettings,
+    /// Requests in flight and per-principal rates.
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -99,50 +123,28 @@ impl AppState {
             targets,
             clock: engine.clock.clone(),
             ids: engine.ids.clone(),
+            limits: Arc::new(Limits::new(&settings)),
             settings,
         }
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the routes, behind the body limit, the body-read timeout,
+/// the limit on requests in flight and the request deadline.
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.max_body_bytes;
+    let body_timeout = state.settings.body_read_timeout;
     api::routes()
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// Serves `router(state)` on `listener` until `shutdown` resolves, then drains requests in
-/// flight for at most `settings.shutdown_grace`.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let grace = state.settings.shutdown_grace;
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    };
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let deadline = async move {
-        if stopping_rx.wait_for(|stopping| *stopping).await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::warn!(?grace, "shutdown grace elapsed; closing remaining connections");
-            Ok(())
-        }
-    }
 }

@@ -14,6 +14,10 @@ pub struct ServerArgs {
     /// The writ server.
     #[arg(long, env = "WRIT_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// A PEM certificate to trust for an `https://` server (its own, or its CA's), besides
+    /// the public roots.
+    #[arg(long, env = "WRIT_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// An authenticated API client.
@@ -31,10 +35,15 @@ impl Client {
                 "set WRIT_TOKEN to your API token (an admin makes one with `writ principal add`)"
             )
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(120))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120));
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+            let certificate = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+            http = http.add_root_certificate(certificate);
+        }
+        let http = http.build().context("cannot build the HTTP client")?;
         Ok(Self {
             base: args.server.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),

@@ -3,7 +3,8 @@
 //! Nested keys map to environment variables with a double underscore:
 //! `[database] url` is `WRIT_DATABASE__URL`, `[server] listen` is `WRIT_SERVER__LISTEN`.
 //! Unknown keys are errors, so a typo never silently falls back to a default. `WRIT_SERVER` and
-//! `WRIT_TOKEN` are not configuration: they are the API client's server URL and token.
+//! `WRIT_TOKEN` (and `WRIT_CA_CERT`) are not configuration: they are the API client's server
+//! URL, token and trusted certificate.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -214,15 +215,87 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to wait for requests in flight on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Milliseconds a client has to send a request's headers (and finish a TLS handshake);
+    /// a slower client is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a request body may go without sending anything (408).
+    pub body_read_timeout_ms: u64,
+    /// Milliseconds a request may take in all (503).
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Sustained requests per second for each authenticated principal (0: no limit); more
+    /// get 429 with `Retry-After`.
+    pub rate_limit_per_second: f64,
+    /// Requests a principal may make at once after a quiet spell.
+    pub rate_limit_burst: f64,
+    /// PEM certificate chain: with `tls_key`, the server speaks only HTTPS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let defaults = writ_server::ServerSettings::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 10 * 1024 * 1024,
-            shutdown_grace_seconds: 10,
+            max_body_bytes: defaults.max_body_bytes,
+            shutdown_grace_seconds: defaults.shutdown_grace.as_secs(),
+            header_read_timeout_ms: millis(defaults.header_read_timeout),
+            body_read_timeout_ms: millis(defaults.body_read_timeout),
+            request_timeout_ms: millis(defaults.request_timeout),
+            max_concurrent_requests: defaults.max_concurrent_requests,
+            rate_limit_per_second: defaults.rate_limit.per_second,
+            rate_limit_burst: defaults.rate_limit.burst,
+            tls_cert: None,
+            tls_key: None,
         }
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl ServerConfig {
+    /// The HTTP edge's settings. Refuses half a TLS configuration.
+    pub fn settings(&self) -> anyhow::Result<writ_server::ServerSettings> {
+        use std::time::Duration;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(writ_server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("[server] tls_cert and tls_key go together: set both or neither"),
+        };
+        for (name, value) in [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            anyhow::ensure!(value > 0, "[server] {name} must be more than 0");
+        }
+        anyhow::ensure!(
+            self.rate_limit_per_second >= 0.0 && self.rate_limit_burst >= 0.0,
+            "[server] rate_limit_per_second and rate_limit_burst cannot be negative"
+        );
+        Ok(writ_server::ServerSettings {
+            max_body_bytes: self.max_body_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_concurrent_requests: self.max_concurrent_requests.max(1),
+            rate_limit: writ_server::RateLimit {
+                per_second: self.rate_limit_per_second,
+                burst: self.rate_limit_burst,
+            },
+            tls,
+        })
     }
 }
 
@@ -305,7 +378,14 @@ impl Config {
         }
         figment = figment.merge(
             Env::prefixed("WRIT_")
-                .ignore(&["CONFIG", "TEST_VENV", "PG_BIN", "SERVER", "TOKEN"])
+                .ignore(&[
+                    "CONFIG",
+                    "TEST_VENV",
+                    "PG_BIN",
+                    "SERVER",
+                    "TOKEN",
+                    "CA_CERT",
+                ])
                 .split("__")
                 .lowercase(true),
         );

@@ -10,7 +10,7 @@ use jiff::SignedDuration;
 use writ_engine::ingest::IngestSettings;
 use writ_engine::sources::SourceRegistry;
 use writ_engine::{Engine, SequencerConfig};
-use writ_server::{AppState, ServerSettings};
+use writ_server::AppState;
 
 use crate::config::Config;
 use crate::ledger_key;
@@ -103,42 +103,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::warn!(source = %source.name, "[[sources]] names a disabled principal; it stays disabled");
         }
     }
-    let ingestor = engine.ingestor()?.clone();
-    let Engine {
-        store,
-        sequencer,
-        clock,
-        ids,
-        writeback: worker,
-        principals,
-        ..
-    } = engine;
+    engine.ingestor()?;
+    let settings = config.server.settings()?;
+    if let Some(tls) = &settings.tls {
+        tls.acceptor().context("[server] tls_cert / tls_key")?;
+    }
+    let state = AppState::from_engine(
+        &engine,
+        sources,
+        named.into_iter().collect(),
+        settings.clone(),
+    );
+    let worker = engine.writeback.clone();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
+        scheme = if settings.tls.is_some() { "https" } else { "http" },
         database = %shown_url,
-        backend = store.backend().name(),
+        backend = engine.store.backend().name(),
         version = env!("CARGO_PKG_VERSION"),
         "writ is serving"
     );
-    let state = AppState {
-        store,
-        sequencer,
-        ingestor: Some(ingestor),
-        sources,
-        principals,
-        writeback: Some(worker.clone()),
-        targets: named.into_iter().collect(),
-        clock,
-        ids,
-        settings: ServerSettings {
-            max_body_bytes: config.server.max_body_bytes,
-            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
-        },
-    };
     // The write-back worker: works due jobs every `[writeback] interval_ms` while the server
     // runs. Replicas share the queue through job leases.
     let interval = Duration::from_millis(config.writeback.interval_ms.max(10));

@@ -167,3 +167,121 @@ fn unreachable_database_fails_clearly_without_leaking_the_password() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported database URL"));
 }
+
+/// A client that sends its headers a byte at a time is cut off after the header timeout,
+/// while other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let mut command = writ(dir.path());
+    command
+        .arg("serve")
+        .env("WRIT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WRIT_SERVER__HEADER_READ_TIMEOUT_MS", "1000");
+    let mut server = Server::spawn(command, port);
+    server.wait_ready().await;
+
+    // 64 header bytes at one every 100 ms take 6.4 s; the server allows 1 s.
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: {}\r\n\r\n",
+        "a".repeat(16)
+    );
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let slow_client = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        for byte in request.as_bytes() {
+            if slow.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // Closed by the server? A read that returns at once with 0 bytes says so.
+            let mut buffer = [0u8; 512];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut buffer))
+                    .await
+            {
+                let answer = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                return (sent, request.len(), answer, started.elapsed());
+            }
+        }
+        (sent, request.len(), String::new(), started.elapsed())
+    });
+    // Meanwhile, others are served.
+    for _ in 0..5 {
+        let (status, _) = server.get_json("/readyz").await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (sent, total, answer, elapsed) = slow_client.await.unwrap();
+    assert!(
+        sent < total,
+        "the slow client sent its whole request ({sent} bytes in {elapsed:?}) without being cut off"
+    );
+    assert!(
+        !answer.contains("200 OK"),
+        "the slow client was served: {answer}"
+    );
+    let (status, _) = server.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    server.terminate();
+}
+
+/// With `tls_cert` and `tls_key`, writ serves HTTPS only; the CLI reaches it with
+/// `--ca-cert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_https_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let port = free_port().unwrap();
+    let mut command = writ(dir.path());
+    command
+        .arg("serve")
+        .env("WRIT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WRIT_SERVER__TLS_CERT", fixtures.join("cert.pem"))
+        .env("WRIT_SERVER__TLS_KEY", fixtures.join("key.pem"));
+    let server = Server::spawn(command, port);
+    let pem = std::fs::read(fixtures.join("cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let https = format!("https://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let response = loop {
+        match client.get(format!("{https}/readyz")).send().await {
+            Ok(response) => break response,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no HTTPS answer: {err}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(response.status(), 200);
+    // Plain HTTP gets no answer.
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await;
+    assert!(plain.is_err(), "plain HTTP was served: {plain:?}");
+    // The CLI trusts the server's certificate with --ca-cert, and reaches the API.
+    let output = writ(dir.path())
+        .args(["principal", "list", "--server", &https, "--ca-cert"])
+        .arg(fixtures.join("cert.pem"))
+        .env("WRIT_TOKEN", "writ_not-a-token")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        said.contains("401") || said.contains("Not authenticated"),
+        "{said}"
+    );
+    server.terminate();
+}
