@@ -2,14 +2,28 @@
 //!
 //! Each source is a principal configured by the operator with either
 //! - a **bearer token**, of which writ keeps only the SHA-256 (`token_sha256`), or
-//! - an **HMAC-SHA256 signing secret** read from a file: the sender signs
-//!   `<unix seconds>.<body>` and sends `X-Writ-Source`, `X-Writ-Timestamp` and
-//!   `X-Writ-Signature: sha256=<hex>`. Signatures older or newer than [`MAX_SKEW`] are refused,
-//!   so a captured request cannot be replayed later.
+//! - an **HMAC-SHA256 signing secret** read from a file (`hmac_secret_file`). The sender sends
+//!   `X-Writ-Source: <name>`, `X-Writ-Timestamp: <unix seconds>` and
+//!   `X-Writ-Signature: v2=<hex HMAC-SHA256>` over exactly these seven lines, joined by `\n`
+//!   (no trailing newline):
 //!
-//! Authentication is a pure function of the configured sources, the request's headers and body,
-//! and the time (injected). A request that does not authenticate is refused before anything
-//! is stored.
+//!   ```text
+//!   writ-hmac-v2
+//!   <METHOD, upper case>
+//!   <path, as sent>
+//!   <query string as sent, without '?'; empty when none>
+//!   <X-Writ-Timestamp, as sent>
+//!   <Idempotency-Key header, as sent; empty when none>
+//!   <SHA-256 of the body, lower-case hex>
+//!   ```
+//!
+//!   Signatures whose timestamp is more than [`MAX_SKEW`] from now are refused, and a
+//!   [`ReplayCache`] refuses a signature seen before within that window, so a captured request
+//!   cannot be sent again, to this path or another, with another body or key.
+//!
+//! Authentication is a pure function of the configured sources, the request and the time
+//! (injected); the replay cache is the one piece of memory. A request that does not
+//! authenticate is refused before anything is stored.
 
 use std::path::{Path, PathBuf};
 
@@ -50,14 +64,16 @@ pub struct Source {
 
 #[derive(Clone)]
 enum Credential {
-    TokenHash([u8; 32]),
+    /// A bearer token: its digest is the source principal's token, checked by
+    /// [`crate::principals::Principals::authenticate`].
+    Token,
     Hmac(Vec<u8>),
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Credential::TokenHash(_) => f.write_str("TokenHash(..)"),
+            Credential::Token => f.write_str("Token"),
             Credential::Hmac(_) => f.write_str("Hmac(<redacted>)"),
         }
     }
@@ -114,6 +130,12 @@ pub enum AuthError {
     /// The signature's timestamp is too far from now.
     #[error("signature timestamp outside the allowed window")]
     Stale,
+    /// The signature is not of the scheme writ checks.
+    #[error("X-Writ-Signature must be v2=<hex> (the v1 sha256= scheme is not accepted)")]
+    Scheme,
+    /// The signature was used before.
+    #[error("this signature was already used; sign every request anew")]
+    Replayed,
 }
 
 /// The headers authentication looks at.
@@ -125,8 +147,76 @@ pub struct AuthHeaders<'a> {
     pub source: Option<&'a str>,
     /// `X-Writ-Timestamp` (unix seconds).
     pub timestamp: Option<&'a str>,
-    /// `X-Writ-Signature` (`sha256=<hex>`).
+    /// `X-Writ-Signature` (`v2=<hex>`).
     pub signature: Option<&'a str>,
+}
+
+/// What an HMAC signature covers besides the timestamp: the request line and the
+/// idempotency key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignedRequest<'a> {
+    /// The method (`POST`).
+    pub method: &'a str,
+    /// The path, as sent (`/v1/findings`).
+    pub path: &'a str,
+    /// The query string as sent, without `?` (empty when none).
+    pub query: &'a str,
+    /// The `Idempotency-Key` header (empty when none).
+    pub idempotency_key: &'a str,
+}
+
+/// A signature whose headers check out, before the body is read: its source, its timestamp,
+/// and the signature bytes to verify once the body is there.
+#[derive(Clone)]
+pub struct PendingSignature {
+    source: Source,
+    secret: Vec<u8>,
+    timestamp: String,
+    signed_at: Timestamp,
+    signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for PendingSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSignature")
+            .field("source", &self.source)
+            .field("timestamp", &self.timestamp)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingSignature {
+    /// The source it names.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+}
+
+/// The signatures seen within the replay window. Each server process keeps its own; a
+/// request replayed to another replica within the window is refused there only if it
+/// reached that one first, and the ledger's idempotency keys still keep it from recording a
+/// finding twice.
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Timestamp>>,
+}
+
+impl ReplayCache {
+    /// Records `signature` (signed at `signed_at`) as used at `now`. False when it was
+    /// already used. Entries older than the window are forgotten as new ones arrive.
+    pub fn first_use(&self, signature: &[u8], signed_at: Timestamp, now: Timestamp) -> bool {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|_, at| now.duration_since(*at).abs() <= MAX_SKEW);
+        if seen.contains_key(signature) {
+            return false;
+        }
+        seen.insert(signature.to_vec(), signed_at);
+        true
+    }
 }
 
 impl SourceRegistry {
@@ -150,7 +240,7 @@ impl SourceRegistry {
                             name: config.name.clone(),
                         }
                     })?;
-                    Credential::TokenHash(bytes)
+                    Credential::Token
                 }
                 (None, Some(path)) => Credential::Hmac(read_secret(&config.name, path)?),
                 _ => {
@@ -175,30 +265,13 @@ impl SourceRegistry {
         self.sources.is_empty()
     }
 
-    /// Authenticates a request with `body` at time `now`.
-    pub fn authenticate(
+    /// Checks an HMAC-signed request's headers before its body is read: the source is known
+    /// and signs with a secret, the timestamp is fresh, the signature is `v2=<hex>`.
+    pub fn check_signature_headers(
         &self,
         headers: AuthHeaders<'_>,
-        body: &[u8],
         now: Timestamp,
-    ) -> Result<Source, AuthError> {
-        if let Some(authorization) = headers.authorization {
-            let token = authorization
-                .strip_prefix("Bearer ")
-                .ok_or(AuthError::Rejected)?
-                .trim();
-            let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            // Compare against every token hash, in constant time each, so timing says nothing.
-            let mut found = None;
-            for (source, credential) in &self.sources {
-                if let Credential::TokenHash(hash) = credential
-                    && constant_time_eq(hash, &presented)
-                {
-                    found = Some(source.clone());
-                }
-            }
-            return found.ok_or(AuthError::Rejected);
-        }
+    ) -> Result<PendingSignature, AuthError> {
         let (Some(name), Some(timestamp), Some(signature)) =
             (headers.source, headers.timestamp, headers.signature)
         else {
@@ -214,19 +287,52 @@ impl SourceRegistry {
         if now.duration_since(signed_at).abs() > MAX_SKEW {
             return Err(AuthError::Stale);
         }
-        let presented = signature
+        let signature = signature
             .trim()
-            .strip_prefix("sha256=")
-            .and_then(|hex_part| hex::decode(hex_part).ok())
-            .ok_or(AuthError::Rejected)?;
-        let mut mac = hmac_for(secret).map_err(|_| AuthError::Rejected)?;
-        mac.update(timestamp.trim().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(&presented)
-            .map_err(|_| AuthError::Rejected)?;
-        Ok(source.clone())
+            .strip_prefix("v2=")
+            .ok_or(AuthError::Scheme)
+            .and_then(|hex_part| hex::decode(hex_part).map_err(|_| AuthError::Rejected))?;
+        Ok(PendingSignature {
+            source: source.clone(),
+            secret: secret.clone(),
+            timestamp: timestamp.trim().to_owned(),
+            signed_at,
+            signature,
+        })
     }
+
+    /// Verifies a pending signature over `request` and `body`, and that it was not used
+    /// before (`replays`).
+    pub fn verify_signature(
+        pending: PendingSignature,
+        request: SignedRequest<'_>,
+        body: &[u8],
+        replays: &ReplayCache,
+        now: Timestamp,
+    ) -> Result<Source, AuthError> {
+        let mut mac = hmac_for(&pending.secret).map_err(|_| AuthError::Rejected)?;
+        mac.update(string_to_sign(&pending.timestamp, request, body).as_bytes());
+        mac.verify_slice(&pending.signature)
+            .map_err(|_| AuthError::Rejected)?;
+        if !replays.first_use(&pending.signature, pending.signed_at, now) {
+            return Err(AuthError::Replayed);
+        }
+        Ok(pending.source)
+    }
+}
+
+/// The exact text a v2 signature covers (see the module documentation).
+pub fn string_to_sign(timestamp: &str, request: SignedRequest<'_>, body: &[u8]) -> String {
+    [
+        "writ-hmac-v2",
+        &request.method.to_ascii_uppercase(),
+        request.path,
+        request.query,
+        timestamp,
+        request.idempotency_key,
+        &hex::encode(Sha256::digest(body)),
+    ]
+    .join("\n")
 }
 
 /// A keyed HMAC. HMAC takes keys of any length, so the error never happens in practice.
@@ -234,20 +340,17 @@ fn hmac_for(secret: &[u8]) -> Result<Hmac<Sha256>, hmac::digest::InvalidLength> 
     <Hmac<Sha256> as Mac>::new_from_slice(secret)
 }
 
-/// The signature header value a sender computes for `body` at `timestamp` (unix seconds).
+/// The `X-Writ-Signature` value a sender computes for `request` with `body` at `timestamp`
+/// (unix seconds).
 pub fn sign_request(
     secret: &[u8],
     timestamp: i64,
+    request: SignedRequest<'_>,
     body: &[u8],
 ) -> Result<String, hmac::digest::InvalidLength> {
     let mut mac = hmac_for(secret)?;
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Ok(format!(
-        "sha256={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
+    mac.update(string_to_sign(&timestamp.to_string(), request, body).as_bytes());
+    Ok(format!("v2={}", hex::encode(mac.finalize().into_bytes())))
 }
 
 /// A new random bearer token and the SHA-256 (hex) to configure for it.
@@ -284,10 +387,6 @@ fn read_secret(name: &str, path: &Path) -> Result<Vec<u8>, SourceConfigError> {
     Ok(secret)
 }
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,65 +411,100 @@ mod tests {
         .unwrap()
     }
 
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-secret";
+
+    fn request(query: &str) -> SignedRequest<'_> {
+        SignedRequest {
+            method: "POST",
+            path: "/v1/findings",
+            query,
+            idempotency_key: "k-1",
+        }
+    }
+
     #[test]
-    fn bearer_tokens_and_hmac_signatures_authenticate() {
+    fn the_string_to_sign_is_exactly_seven_lines() {
+        assert_eq!(
+            string_to_sign("1800000000", request("format=prowler"), b"{}"),
+            "writ-hmac-v2\nPOST\n/v1/findings\nformat=prowler\n1800000000\nk-1\n\
+             44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+    }
+
+    #[test]
+    fn v2_signatures_cover_the_request_and_are_used_once() {
         let dir = tempfile::tempdir().unwrap();
         let sources = registry(dir.path());
+        let replays = ReplayCache::default();
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let body = br#"[{"finding":1}]"#;
-
-        let bearer = AuthHeaders {
-            authorization: Some("Bearer writ_prowler_token"),
-            ..AuthHeaders::default()
-        };
-        assert_eq!(
-            sources.authenticate(bearer, body, now).unwrap(),
-            Source {
-                name: "prowler".into(),
-                trust: Trust::High
-            }
-        );
-        let wrong = AuthHeaders {
-            authorization: Some("Bearer nope"),
-            ..AuthHeaders::default()
-        };
-        assert_eq!(
-            sources.authenticate(wrong, body, now),
-            Err(AuthError::Rejected)
-        );
-        assert_eq!(
-            sources.authenticate(AuthHeaders::default(), body, now),
-            Err(AuthError::Missing)
-        );
-
-        let secret = b"0123456789abcdef0123456789abcdef-secret";
-        let signature = sign_request(secret, 1_800_000_000, body).unwrap();
+        let signature = sign_request(SECRET, 1_800_000_000, request(""), body).unwrap();
         let signed = AuthHeaders {
             source: Some("gitleaks-ci"),
             timestamp: Some("1800000000"),
             signature: Some(&signature),
             ..AuthHeaders::default()
         };
+        let verify = |req: SignedRequest<'_>, body: &[u8], at: Timestamp| {
+            let pending = sources.check_signature_headers(signed, at)?;
+            SourceRegistry::verify_signature(pending, req, body, &replays, at)
+        };
+        // Another body, query, key, path or method: refused (and not remembered).
+        assert_eq!(verify(request(""), b"[]", now), Err(AuthError::Rejected));
         assert_eq!(
-            sources.authenticate(signed, body, now).unwrap().trust,
-            Trust::Low
-        );
-        // A changed body, a replay an hour later, another source's name: all refused.
-        assert_eq!(
-            sources.authenticate(signed, b"[]", now),
+            verify(request("format=ocsf"), body, now),
             Err(AuthError::Rejected)
         );
+        for changed in [
+            SignedRequest {
+                idempotency_key: "k-2",
+                ..request("")
+            },
+            SignedRequest {
+                path: "/v1/other",
+                ..request("")
+            },
+            SignedRequest {
+                method: "PUT",
+                ..request("")
+            },
+        ] {
+            assert_eq!(verify(changed, body, now), Err(AuthError::Rejected));
+        }
+        // The request as signed: accepted once, then refused as a replay.
+        assert_eq!(verify(request(""), body, now).unwrap().trust, Trust::Low);
+        assert_eq!(verify(request(""), body, now), Err(AuthError::Replayed));
+        // An hour later: stale before the body is even read.
         assert_eq!(
-            sources.authenticate(signed, body, now + SignedDuration::from_hours(1)),
-            Err(AuthError::Stale)
+            sources
+                .check_signature_headers(signed, now + SignedDuration::from_hours(1))
+                .unwrap_err(),
+            AuthError::Stale
+        );
+        // The old scheme, a bearer-token source's name, a missing header: refused.
+        let v1 = AuthHeaders {
+            signature: Some("sha256=00"),
+            ..signed
+        };
+        assert_eq!(
+            sources.check_signature_headers(v1, now).unwrap_err(),
+            AuthError::Scheme
         );
         let other = AuthHeaders {
             source: Some("prowler"),
             ..signed
         };
         assert_eq!(
-            sources.authenticate(other, body, now),
-            Err(AuthError::Rejected)
+            sources.check_signature_headers(other, now).unwrap_err(),
+            AuthError::Rejected
+        );
+        let missing = AuthHeaders {
+            timestamp: None,
+            ..signed
+        };
+        assert_eq!(
+            sources.check_signature_headers(missing, now).unwrap_err(),
+            AuthError::Missing
         );
     }
 

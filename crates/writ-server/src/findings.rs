@@ -12,7 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use writ_core::finding::SourceFormat;
 use writ_core::principal::Role;
 use writ_engine::ingest::{IngestOutcome, Submission};
-use writ_engine::sources::{AuthError, AuthHeaders, Source};
+use writ_engine::sources::{
+    AuthError, AuthHeaders, PendingSignature, SignedRequest, Source, SourceRegistry,
+};
 use writ_formats::{FindingReader, ParseOptions, detect_format};
 
 use crate::AppState;
@@ -72,9 +74,10 @@ pub struct IngestResponse {
     pub skipped: u64,
 }
 
-/// Ingest findings. Authenticate with `Authorization: Bearer <token>`, or sign the body with
-/// HMAC-SHA256 (`X-Writ-Source`, `X-Writ-Timestamp`, `X-Writ-Signature: sha256=<hex>` over
-/// `<timestamp>.<body>`). One bad finding does not lose the others: the response lists what
+/// Ingest findings. Authenticate with `Authorization: Bearer <token>`, or sign the request
+/// with HMAC-SHA256 (`X-Writ-Source`, `X-Writ-Timestamp`, `X-Writ-Signature: v2=<hex>` over
+/// `writ-hmac-v2`, the method, path, query, timestamp, `Idempotency-Key` and the body's
+/// SHA-256, one per line; each signature is accepted once). One bad finding does not lose the others: the response lists what
 /// was accepted and what was refused, with lines and fields.
 #[utoipa::path(post, path = "/v1/findings", tag = "findings",
     params(IngestQuery,
@@ -95,16 +98,20 @@ pub async fn ingest(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
-    // A bearer token is checked before the body is read: an unauthenticated client cannot
-    // make the server buffer megabytes. (An HMAC signature covers the body, so it is checked
-    // after.)
-    let bearer = match bearer_source(&state, &headers).await {
+    // Credentials are checked before the body is read, so an unauthenticated client cannot
+    // make the server buffer megabytes: a bearer token wholly, an HMAC signature's headers
+    // (source, freshness, scheme); the signature itself covers the body, so it is verified
+    // after.
+    let line = RequestLine {
+        method: request.method().as_str().to_owned(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().unwrap_or_default().to_owned(),
+    };
+    let credentials = match credentials(&state, &headers, line).await {
         Ok(found) => found,
         Err(problem) => return challenge(problem.instance("/v1/findings")),
     };
-    if let Some(source) = &bearer
-        && let Some(problem) = state.limits.check(&source.name, &*state.clock)
-    {
+    if let Some(problem) = state.limits.check(credentials.name(), &*state.clock) {
         return problem.instance("/v1/findings").into_response();
     }
     let body = axum::body::to_bytes(request.into_body(), state.settings.max_body_bytes)
@@ -119,9 +126,36 @@ pub async fn ingest(
                 StatusCode::BAD_REQUEST
             }
         });
-    match ingest_inner(state, query, headers, body, bearer).await {
+    match ingest_inner(state, query, headers, body, credentials).await {
         Ok(response) => response,
         Err(problem) => problem.instance("/v1/findings").into_response(),
+    }
+}
+
+/// What an HMAC signature covers of the request line.
+struct RequestLine {
+    method: String,
+    path: String,
+    query: String,
+}
+
+/// Who a request says it is, checked as far as possible before its body is read.
+enum Credentials {
+    /// A bearer token of a source principal: authenticated.
+    Bearer(Source),
+    /// An HMAC signature whose headers check out; the body is still to be verified.
+    Signed {
+        pending: PendingSignature,
+        line: RequestLine,
+    },
+}
+
+impl Credentials {
+    fn name(&self) -> &str {
+        match self {
+            Credentials::Bearer(source) => &source.name,
+            Credentials::Signed { pending, .. } => &pending.source().name,
+        }
     }
 }
 
@@ -130,7 +164,7 @@ async fn ingest_inner(
     query: IngestQuery,
     headers: HeaderMap,
     body: Result<Bytes, StatusCode>,
-    bearer: Option<Source>,
+    credentials: Credentials,
 ) -> Result<Response, Problem> {
     let body = body.map_err(|status| {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -155,17 +189,24 @@ async fn ingest_inner(
             .detail("the body could not be read")
         }
     })?;
-    let source = match bearer {
-        Some(source) => source,
-        None => match hmac_source(&state, &headers, &body).await {
-            Ok(source) => {
-                if let Some(problem) = state.limits.check(&source.name, &*state.clock) {
-                    return Err(problem);
-                }
-                source
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let source = match credentials {
+        Credentials::Bearer(source) => source,
+        Credentials::Signed { pending, line } => {
+            let request = SignedRequest {
+                method: &line.method,
+                path: &line.path,
+                query: &line.query,
+                idempotency_key,
+            };
+            match signed_source(&state, pending, request, &body).await {
+                Ok(source) => source,
+                Err(problem) => return Ok(challenge(problem.instance("/v1/findings"))),
             }
-            Err(problem) => return Ok(challenge(problem.instance("/v1/findings"))),
-        },
+        }
     };
     let Some(ingestor) = state.ingestor.as_ref() else {
         return Err(Problem::new(
@@ -359,41 +400,36 @@ fn challenge(problem: Problem) -> Response {
     crate::auth::Unauthenticated(problem).into_response()
 }
 
-/// The source a bearer token names, if the request carries one; `None` when it carries no
-/// `Authorization` header (it may be HMAC-signed).
-async fn bearer_source(state: &AppState, headers: &HeaderMap) -> Result<Option<Source>, Problem> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            unauthenticated(
-                "Authorization",
-                "the Authorization header is not \"Bearer <token>\"",
-            )
-        })?;
-    let principal = match state.principals.authenticate(token).await {
-        Ok(principal) => principal,
-        Err(writ_engine::principals::AuthFailure::Store(err)) => {
-            return Err(Problem::unavailable(&err));
-        }
-        Err(writ_engine::principals::AuthFailure::Rejected(err)) => {
-            return Err(unauthenticated("Authorization", &err.to_string()));
-        }
-    };
-    source_of(principal).map(Some)
-}
-
-/// The source an HMAC signature names: a `[[sources]]` secret of an enabled source principal.
-async fn hmac_source(
+/// The request's credentials: a bearer token (checked wholly), or HMAC signature headers
+/// (checked as far as they go without the body).
+async fn credentials(
     state: &AppState,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Source, Problem> {
+    line: RequestLine,
+) -> Result<Credentials, Problem> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                unauthenticated(
+                    "Authorization",
+                    "the Authorization header is not \"Bearer <token>\"",
+                )
+            })?;
+        let principal = match state.principals.authenticate(token).await {
+            Ok(principal) => principal,
+            Err(writ_engine::principals::AuthFailure::Store(err)) => {
+                return Err(Problem::unavailable(&err));
+            }
+            Err(writ_engine::principals::AuthFailure::Rejected(err)) => {
+                return Err(unauthenticated("Authorization", &err.to_string()));
+            }
+        };
+        return source_of(principal).map(Credentials::Bearer);
+    }
     let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let auth = AuthHeaders {
         authorization: None,
@@ -401,16 +437,33 @@ async fn hmac_source(
         timestamp: get("x-writ-timestamp"),
         signature: get("x-writ-signature"),
     };
-    let signed = state
+    let pending = state
         .sources
-        .authenticate(auth, body, state.clock.now())
-        .map_err(|err| {
-            let field = match err {
-                AuthError::Missing | AuthError::Rejected => "Authorization",
-                AuthError::Stale => "X-Writ-Timestamp",
-            };
-            unauthenticated(field, &err.to_string())
-        })?;
+        .check_signature_headers(auth, state.clock.now())
+        .map_err(auth_problem)?;
+    Ok(Credentials::Signed { pending, line })
+}
+
+fn auth_problem(err: AuthError) -> Problem {
+    let field = match err {
+        AuthError::Missing | AuthError::Rejected => "Authorization",
+        AuthError::Stale => "X-Writ-Timestamp",
+        AuthError::Scheme | AuthError::Replayed => "X-Writ-Signature",
+    };
+    unauthenticated(field, &err.to_string())
+}
+
+/// The source an HMAC signature names, once the signature is verified over the body: a
+/// `[[sources]]` secret of an enabled source principal.
+async fn signed_source(
+    state: &AppState,
+    pending: PendingSignature,
+    request: SignedRequest<'_>,
+    body: &[u8],
+) -> Result<Source, Problem> {
+    let signed =
+        SourceRegistry::verify_signature(pending, request, body, &state.replays, state.clock.now())
+            .map_err(auth_problem)?;
     let name = writ_core::principal::canonical_name(&signed.name)
         .map_err(|_| unauthenticated("X-Writ-Source", "credentials not accepted"))?;
     let principal = state

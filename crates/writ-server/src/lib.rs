@@ -101,6 +101,8 @@ pub struct AppState {
     pub settings: ServerSettings,
     /// Requests in flight and per-principal rates.
     pub limits: Arc<Limits>,
+    /// HMAC signatures seen within the replay window.
+    pub replays: Arc<writ_engine::sources::ReplayCache>,
 }
 
 impl AppState {
@@ -124,6 +126,7 @@ impl AppState {
             clock: engine.clock.clone(),
             ids: engine.ids.clone(),
             limits: Arc::new(Limits::new(&settings)),
+            replays: Arc::default(),
             settings,
         }
     }

@@ -145,8 +145,13 @@ async fn prowler_scan_becomes_governed_cases(db: TestDb) {
         ("x-writ-timestamp", now.to_string()),
         (
             "x-writ-signature",
-            writ_engine::sources::sign_request(b"wrong secret of sufficient length!!", now, &scan)
-                .unwrap(),
+            writ_engine::sources::sign_request(
+                b"wrong secret of sufficient length!!",
+                now,
+                findings_request(""),
+                &scan,
+            )
+            .unwrap(),
         ),
     ];
     assert_eq!(
@@ -207,15 +212,29 @@ async fn prowler_scan_becomes_governed_cases(db: TestDb) {
     }))
     .unwrap();
     let now = Timestamp::now().as_second();
-    let signed = vec![
-        ("x-writ-source", "ci".to_owned()),
-        ("x-writ-timestamp", now.to_string()),
-        (
-            "x-writ-signature",
-            writ_engine::sources::sign_request(HMAC_SECRET.as_bytes(), now, &native).unwrap(),
-        ),
-        ("idempotency-key", "ci-run-42".to_owned()),
-    ];
+    let signed_at = |at: i64| {
+        vec![
+            ("x-writ-source", "ci".to_owned()),
+            ("x-writ-timestamp", at.to_string()),
+            (
+                "x-writ-signature",
+                writ_engine::sources::sign_request(
+                    HMAC_SECRET.as_bytes(),
+                    at,
+                    findings_request("ci-run-42"),
+                    &native,
+                )
+                .unwrap(),
+            ),
+            ("idempotency-key", "ci-run-42".to_owned()),
+        ]
+    };
+    let signed = signed_at(now);
+    // Signed for another idempotency key: refused.
+    let mut other_key = signed.clone();
+    other_key[3].1 = "ci-run-43".to_owned();
+    let (status, _, problem) = post(&server.url("/v1/findings"), native.clone(), &other_key).await;
+    assert_eq!(status, 401, "{problem}");
     let (status, _, body) = post(&server.url("/v1/findings"), native.clone(), &signed).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["source"], "ci");
@@ -223,7 +242,15 @@ async fn prowler_scan_becomes_governed_cases(db: TestDb) {
         body["accepted"][0]["outcome"]["case_state"],
         "awaiting_approval"
     );
-    let (status, _, _) = post(&server.url("/v1/findings"), native, &signed).await;
+    // The same signed request again is a replay; signed anew, the same key is a duplicate.
+    let (status, _, problem) = post(&server.url("/v1/findings"), native.clone(), &signed).await;
+    assert_eq!(status, 401, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "X-Writ-Signature",
+        "{problem}"
+    );
+    let fresh = signed_at(now + 1);
+    let (status, _, _) = post(&server.url("/v1/findings"), native, &fresh).await;
     assert_eq!(status, 409, "the same idempotency key twice");
 
     // The CLI shows the case, with its decision explained.
@@ -500,5 +527,15 @@ async fn all_evidence(url: &str) -> Vec<Vec<u8>> {
             .iter()
             .map(|r| r.get("bytes"))
             .collect()
+    }
+}
+
+/// What a v2 signature of a `POST /v1/findings` (no query) with `idempotency_key` covers.
+fn findings_request(idempotency_key: &str) -> writ_engine::sources::SignedRequest<'_> {
+    writ_engine::sources::SignedRequest {
+        method: "POST",
+        path: "/v1/findings",
+        query: "",
+        idempotency_key,
     }
 }
