@@ -37,6 +37,10 @@ pub struct VoteBinding {
     /// The approver groups of the decision's rule the voter counted for when voting
     /// (`owner_team`, `team:security`, `role:admin`).
     pub groups: Vec<String>,
+    /// Whether the vote answers a rollback of `action` (a `rollback_requested` decision)
+    /// rather than the change itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
 }
 
 /// One approver's recorded verdict on a change, with their rationale.

@@ -36,6 +36,8 @@ pub enum CaseState {
     Remediating,
     /// The change was applied and verified by reading the target back.
     Remediated,
+    /// A rollback of the verified change waits for approvals; the change stays in effect.
+    RollbackRequested,
     /// The write-back did not verify: a human must look.
     WriteBackFailed,
     /// The change was undone from its pre-image.
@@ -56,7 +58,7 @@ impl CaseState {
 
     /// Whether the risk is closed operationally.
     pub fn is_operationally_remediated(self) -> bool {
-        matches!(self, CaseState::Remediated)
+        matches!(self, CaseState::Remediated | CaseState::RollbackRequested)
     }
 }
 

@@ -69,6 +69,8 @@ pub enum EventKind {
     RolledBack,
     /// An eligible approver rejected the change: the request ends.
     ChangeRejected,
+    /// A principal asked to roll a verified change back, and policy decided the rollback.
+    RollbackRequested,
     /// A principal (person or service) was created.
     PrincipalCreated,
     /// A principal's teams, roles or trust changed.
@@ -108,6 +110,7 @@ impl EventKind {
             | K::WriteBackApplied
             | K::WriteBackVerified
             | K::WriteBackFailed => &["RS.MI-02", "PR.AA-05"],
+            K::RollbackRequested => &["RC.RP-01", "GV.RM-03", "PR.AA-05"],
             K::RollbackIntent | K::RolledBack => &["RC.RP-01", "RS.MI-02"],
         }
     }
@@ -238,6 +241,8 @@ pub enum EventBody {
     RolledBack(RolledBack),
     /// See [`ChangeRejected`].
     ChangeRejected(ChangeRejected),
+    /// See [`RollbackRequested`].
+    RollbackRequested(RollbackRequested),
     /// `principal_created`: see [`PrincipalRecorded`].
     PrincipalCreated(PrincipalRecorded),
     /// `principal_changed`: see [`PrincipalRecorded`].
@@ -269,6 +274,7 @@ impl EventBody {
             B::RollbackIntent(_) => K::RollbackIntent,
             B::RolledBack(_) => K::RolledBack,
             B::ChangeRejected(_) => K::ChangeRejected,
+            B::RollbackRequested(_) => K::RollbackRequested,
             B::PrincipalCreated(_) => K::PrincipalCreated,
             B::PrincipalChanged(_) => K::PrincipalChanged,
             B::PrincipalDisabled(_) => K::PrincipalDisabled,
@@ -295,6 +301,7 @@ impl EventBody {
             K::RollbackIntent => serde_json::from_value(body).map(B::RollbackIntent),
             K::RolledBack => serde_json::from_value(body).map(B::RolledBack),
             K::ChangeRejected => serde_json::from_value(body).map(B::ChangeRejected),
+            K::RollbackRequested => serde_json::from_value(body).map(B::RollbackRequested),
             K::PrincipalCreated => serde_json::from_value(body).map(B::PrincipalCreated),
             K::PrincipalChanged => serde_json::from_value(body).map(B::PrincipalChanged),
             K::PrincipalDisabled => serde_json::from_value(body).map(B::PrincipalDisabled),
@@ -320,6 +327,7 @@ impl EventBody {
             B::WriteBackFailed(b) => b.case.as_ref(),
             B::RolledBack(b) => Some(&b.case),
             B::ChangeRejected(b) => Some(&b.case),
+            B::RollbackRequested(b) => Some(&b.case),
             B::IdentitySynced(_)
             | B::OwnershipImported(_)
             | B::ApprovalGranted(_)
@@ -362,6 +370,7 @@ impl EventBody {
             | B::DecisionRecorded(_)
             | B::ApprovalGranted(_)
             | B::ChangeRejected(_)
+            | B::RollbackRequested(_)
             | B::PrincipalCreated(_)
             | B::PrincipalChanged(_)
             | B::PrincipalDisabled(_)
@@ -600,6 +609,28 @@ pub struct WriteBackFailed {
 pub struct RollbackIntent {
     /// The job, now `rollback_intent`.
     pub job: Job,
+    /// Why, in the requester's words.
+    pub rationale: String,
+}
+
+/// `rollback_requested`: a principal asked to undo a case's verified change, and policy
+/// decided the rollback (Cedar action `rollback`, the change's action as
+/// `context.requested_action`). The decision becomes the case's decision in force: when it
+/// calls for approvals the case waits in `rollback_requested` (the change stays in effect) and
+/// votes answer it; when it is automatic, the rollback intent follows at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequested {
+    /// The case as the request leaves it.
+    pub case: Case,
+    /// The job whose change would be undone.
+    pub job: crate::ids::JobId,
+    /// The policy decision on the rollback.
+    pub decision: Decision,
+    /// The inputs it was evaluated from (replayable).
+    pub evaluation: Evaluation,
+    /// Who asked (an actor name, `user:alice`); never counted as an approver of it.
+    pub requester: String,
     /// Why, in the requester's words.
     pub rationale: String,
 }

@@ -6,7 +6,8 @@
 //! the tables can always be re-derived from the ledger and must come out identical.
 //!
 //! Besides the snapshots, a few read models spare the engine from re-reading a case's ledger
-//! history: where the decision in force is (the `decision_recorded` entry), the votes for it (from
+//! history: where the decision in force is (the `decision_recorded` or `rollback_requested`
+//! entry), the votes for it (from
 //! `approval_granted`), the principals and their tokens, and where a job's plan and pre-image are (the `write_back_intent` entry).
 
 use crate::case::Case;
@@ -69,7 +70,10 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
     if let Some(case) = body.case() {
         rows.push(Projection::Case {
             case: case.clone(),
-            decided: matches!(body, EventBody::DecisionRecorded(_)),
+            decided: matches!(
+                body,
+                EventBody::DecisionRecorded(_) | EventBody::RollbackRequested(_)
+            ),
         });
     }
     if let Some(job) = body.job() {

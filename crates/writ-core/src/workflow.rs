@@ -132,31 +132,69 @@ pub fn case_transition(
             }
             None => expect(&[S::Remediating], S::Remediating),
         },
-        B::ApprovalGranted(_) => expect(&[S::AwaitingApproval], S::AwaitingApproval),
-        B::ChangeRejected(_) => {
-            snapshot_is(S::Rejected)?;
-            expect(&[S::AwaitingApproval], S::Rejected)
+        B::ApprovalGranted(_) => match from {
+            Some(S::RollbackRequested) => Ok(from),
+            _ => expect(&[S::AwaitingApproval], S::AwaitingApproval),
+        },
+        B::ChangeRejected(_) => match from {
+            // A rejected rollback leaves the change in effect.
+            Some(S::RollbackRequested) => {
+                snapshot_is(S::Remediated)?;
+                Ok(Some(S::Remediated))
+            }
+            _ => {
+                snapshot_is(S::Rejected)?;
+                expect(&[S::AwaitingApproval], S::Rejected)
+            }
+        },
+        B::RollbackRequested(b) => {
+            let to = match b.decision.tier {
+                Tier::Auto => S::Remediated,
+                Tier::Approval { .. } => S::RollbackRequested,
+                _ => {
+                    return Err(illegal(
+                        kind,
+                        format!(
+                            "a {} decision allows no rollback",
+                            tier_name(&b.decision.tier)
+                        ),
+                    ));
+                }
+            };
+            snapshot_is(to)?;
+            expect(&[S::Remediated], to)
         }
         B::WriteBackIntent(_) | B::WriteBackApplied(_) => expect(&[S::Remediating], S::Remediating),
         B::WriteBackFailed(b) => match (&b.case, b.job.state) {
             (None, _) => match from {
                 // A retry keeps the state: of the change, or of the rollback.
-                Some(S::Remediated) if b.job.state == JobState::RollbackIntent => Ok(from),
+                Some(S::Remediated | S::RollbackRequested)
+                    if b.job.state == JobState::RollbackIntent =>
+                {
+                    Ok(from)
+                }
                 _ => expect(&[S::Remediating], S::Remediating),
             },
             (Some(_), _) => {
                 snapshot_is(S::WriteBackFailed)?;
-                expect(&[S::Remediating, S::Remediated], S::WriteBackFailed)
+                expect(
+                    &[S::Remediating, S::Remediated, S::RollbackRequested],
+                    S::WriteBackFailed,
+                )
             }
         },
         B::WriteBackVerified(_) => {
             snapshot_is(S::Remediated)?;
             expect(&[S::Remediating], S::Remediated)
         }
-        B::RollbackIntent(_) => expect(&[S::Remediated], S::Remediated),
+        // The intent carries no case snapshot: the case keeps its state until the outcome.
+        B::RollbackIntent(_) => match from {
+            Some(S::Remediated | S::RollbackRequested) => Ok(from),
+            _ => expect(&[S::Remediated, S::RollbackRequested], S::Remediated),
+        },
         B::RolledBack(_) => {
             snapshot_is(S::RolledBack)?;
-            expect(&[S::Remediated], S::RolledBack)
+            expect(&[S::Remediated, S::RollbackRequested], S::RolledBack)
         }
     }
 }
@@ -205,6 +243,7 @@ pub fn job_transition(
         | B::DecisionRecorded(_)
         | B::ApprovalGranted(_)
         | B::ChangeRejected(_)
+        | B::RollbackRequested(_)
         | B::PrincipalCreated(_)
         | B::PrincipalChanged(_)
         | B::PrincipalDisabled(_)
@@ -246,7 +285,13 @@ pub struct CaseWorkflow {
     pub votes: BTreeMap<String, BTreeSet<ApproverGroup>>,
     /// The case's job and its state, if it has one.
     pub job: Option<(JobId, JobState)>,
+    /// Who asked for the rollback in force (a principal's name), when the decision in force
+    /// is a rollback's; never counted as an approver of it.
+    pub requester: Option<String>,
 }
+
+/// The Cedar action a rollback is decided as.
+pub const ROLLBACK_ACTION: &str = "rollback";
 
 /// Who may never approve a change: the engine asked for it.
 pub const ENGINE_ACTOR: &str = "engine";
@@ -263,9 +308,32 @@ impl CaseWorkflow {
         }
     }
 
+    /// Whether the decision in force is a rollback's.
+    pub fn rollback_in_force(&self) -> bool {
+        self.decision
+            .as_ref()
+            .is_some_and(|d| d.action == ROLLBACK_ACTION)
+    }
+
+    /// Whether the decision in force lets the verified change be rolled back now: a rollback
+    /// decision, automatic or with its approval rule met.
+    pub fn may_roll_back(&self) -> bool {
+        if !self.rollback_in_force() {
+            return false;
+        }
+        match self.decision.as_ref().map(|d| &d.tier) {
+            Some(Tier::Auto) => true,
+            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
+            _ => false,
+        }
+    }
+
     /// Whether the decision in force lets a job be queued now: automatic, or its approval rule
     /// is met by the votes (each voter counting once, in a group it belongs to).
     pub fn may_queue(&self) -> bool {
+        if self.rollback_in_force() {
+            return false;
+        }
         match self.decision.as_ref().map(|d| &d.tier) {
             Some(Tier::Auto) => !self.routed_to_human,
             Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
@@ -345,6 +413,36 @@ impl CaseWorkflow {
             B::ChangeRejected(b) => {
                 self.check_vote(kind, &b.approval, &b.rationale, Verdict::Reject)?;
             }
+            B::RollbackRequested(b) => {
+                if b.decision.action != ROLLBACK_ACTION {
+                    return Err(illegal(kind, "the decision is not a rollback's"));
+                }
+                if b.rationale.trim().is_empty() {
+                    return Err(illegal(kind, "a rollback needs a rationale"));
+                }
+                match self.job {
+                    Some((live, JobState::Verified)) if live == b.job => {}
+                    _ => {
+                        return Err(illegal(
+                            kind,
+                            format!("job {} has no verified change to undo", b.job),
+                        ));
+                    }
+                }
+            }
+            B::RollbackIntent(_) if !self.may_roll_back() => {
+                return Err(illegal(
+                    kind,
+                    if self.rollback_in_force() {
+                        format!(
+                            "the rollback is not approved yet ({} more approval(s) needed)",
+                            self.votes_missing()
+                        )
+                    } else {
+                        "no rollback was requested and decided".to_owned()
+                    },
+                ));
+            }
             _ => {}
         }
         // Legal: take the step.
@@ -355,6 +453,13 @@ impl CaseWorkflow {
                 self.decision = Some(b.decision.clone());
                 self.routed_to_human = b.routing.is_some();
                 self.votes.clear();
+                self.requester = None;
+            }
+            B::RollbackRequested(b) => {
+                self.decision = Some(b.decision.clone());
+                self.routed_to_human = false;
+                self.votes.clear();
+                self.requester = Some(b.requester.clone());
             }
             B::ApprovalGranted(b) => {
                 let groups = self.recorded_groups(&b.approval);
@@ -383,6 +488,12 @@ impl CaseWorkflow {
         if approval.approver == ENGINE_ACTOR {
             return Err(illegal(kind, "the engine cannot approve its own request"));
         }
+        if self.requester.as_deref() == Some(approval.approver.as_str()) {
+            return Err(illegal(
+                kind,
+                "the requester cannot vote on its own request",
+            ));
+        }
         if approval.verdict != verdict {
             return Err(illegal(kind, "the vote's verdict does not match the event"));
         }
@@ -393,9 +504,12 @@ impl CaseWorkflow {
             return Err(illegal(kind, "a vote needs a rationale"));
         }
         if let (Some(binding), Some(decision)) = (&approval.binding, &self.decision) {
-            if binding.bundle_hash != decision.bundle_hash
-                || binding.action.name() != decision.action
-            {
+            let bound_action = if binding.rollback {
+                ROLLBACK_ACTION
+            } else {
+                binding.action.name()
+            };
+            if binding.bundle_hash != decision.bundle_hash || bound_action != decision.action {
                 return Err(illegal(
                     kind,
                     "the vote is bound to another decision than the one in force",
@@ -487,6 +601,7 @@ mod tests {
         Fail,
         RollbackIntent,
         RolledBack,
+        RequestRollback(u8),
     }
 
     fn command() -> impl Strategy<Value = Command> {
@@ -505,7 +620,23 @@ mod tests {
             Just(Command::Fail),
             Just(Command::RollbackIntent),
             Just(Command::RolledBack),
+            (0u8..3).prop_map(Command::RequestRollback),
         ]
+    }
+
+    /// The requester of every rollback the tests ask for: also an approver, so that its own
+    /// vote must be refused.
+    const ROLLBACK_REQUESTER: &str = "approver-0";
+
+    fn rollback_tier(n: u8) -> Tier {
+        match n {
+            0 => Tier::Auto,
+            1 => Tier::Approval {
+                count: 2,
+                approver_group: "security".into(),
+            },
+            _ => Tier::Deny,
+        }
     }
 
     fn tier(n: u8) -> Tier {
@@ -630,6 +761,26 @@ mod tests {
                 job: job_in(JobState::RollbackIntent),
                 rationale: "undo".into(),
             }),
+            Command::RequestRollback(n) => {
+                let tier = rollback_tier(n);
+                let state = match tier {
+                    Tier::Approval { .. } => CaseState::RollbackRequested,
+                    _ => CaseState::Remediated,
+                };
+                let EventBody::DecisionRecorded(decided) = example::decided(1, tier) else {
+                    unreachable!("example::decided makes a decision_recorded body")
+                };
+                let mut decision = decided.decision;
+                decision.action = ROLLBACK_ACTION.into();
+                EventBody::RollbackRequested(crate::event::RollbackRequested {
+                    case: case_in(state),
+                    job: model.job.id,
+                    decision,
+                    evaluation: decided.evaluation,
+                    requester: ROLLBACK_REQUESTER.into(),
+                    rationale: "still needed".into(),
+                })
+            }
             Command::RolledBack => EventBody::RolledBack(RolledBack {
                 job: job_in(JobState::RolledBack),
                 case: case_in(CaseState::RolledBack),
@@ -647,6 +798,8 @@ mod tests {
         jobs: Vec<(JobId, JobState)>,
         /// Whether each accepted job was queued with its approvals complete.
         queued_with_approvals: Vec<(JobId, bool)>,
+        /// The rollback request in force: how many approvals it needs, and who gave them.
+        rollback: Option<(usize, BTreeSet<String>)>,
     }
 
     fn job(n: u128) -> Job {
@@ -674,6 +827,7 @@ mod tests {
                 next_job: job(2),
                 jobs: Vec::new(),
                 queued_with_approvals: Vec::new(),
+                rollback: None,
             };
             let case_id = example::case_id(1);
             for command in commands {
@@ -701,6 +855,32 @@ mod tests {
                                 let next = b.job.id.as_uuid().as_u128() + 1;
                                 model.next_job = job(next);
                             }
+                        }
+                        match &body {
+                            EventBody::DecisionRecorded(_) => model.rollback = None,
+                            EventBody::RollbackRequested(b) => {
+                                let needed = match &b.decision.tier {
+                                    Tier::Approval { count, .. } => *count as usize,
+                                    _ => 0,
+                                };
+                                model.rollback = Some((needed, BTreeSet::new()));
+                            }
+                            EventBody::ApprovalGranted(b) => {
+                                if let Some((_, votes)) = model.rollback.as_mut() {
+                                    prop_assert_ne!(&b.approval.approver, ROLLBACK_REQUESTER);
+                                    votes.insert(b.approval.approver.clone());
+                                }
+                            }
+                            // No rollback without a decided request and its approvals.
+                            EventBody::RollbackIntent(_) => {
+                                let approved = model.rollback.as_ref().is_some_and(
+                                    |(needed, votes)| {
+                                        votes.len() >= *needed && !votes.contains(ENGINE_ACTOR)
+                                    },
+                                );
+                                prop_assert!(approved, "a rollback without its approvals");
+                            }
+                            _ => {}
                         }
                         if let EventBody::WriteBackApplied(b) = &body {
                             let queued = model
@@ -777,6 +957,100 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.reason.contains("frozen"), "{err}");
+    }
+
+    /// A verified change is rolled back only after a decided request, with the approvals that
+    /// decision asks for, and never with the requester's own vote.
+    #[test]
+    fn a_rollback_needs_a_decided_request_and_its_approvals() {
+        let case_id = example::case_id(1);
+        let mut model = Model {
+            workflow: CaseWorkflow::default(),
+            job: job(1),
+            next_job: job(2),
+            jobs: Vec::new(),
+            queued_with_approvals: Vec::new(),
+            rollback: None,
+        };
+        for command in [
+            Command::Open,
+            Command::Decide(1),
+            Command::Approve(1),
+            Command::Queue,
+            Command::Intent,
+            Command::Applied,
+            Command::Verified,
+        ] {
+            let body = body(command, &model);
+            model.workflow.apply(case_id, &body).unwrap();
+        }
+        assert_eq!(model.workflow.state, Some(CaseState::Remediated));
+        let intent = body(Command::RollbackIntent, &model);
+        let err = model.workflow.apply(case_id, &intent).unwrap_err();
+        assert!(err.reason.contains("no rollback was requested"), "{err}");
+        let denied = body(Command::RequestRollback(2), &model);
+        assert!(model.workflow.apply(case_id, &denied).is_err());
+
+        let request = body(Command::RequestRollback(1), &model);
+        model.workflow.apply(case_id, &request).unwrap();
+        assert_eq!(model.workflow.state, Some(CaseState::RollbackRequested));
+        assert!(CaseState::RollbackRequested.is_operationally_remediated());
+        let err = model
+            .workflow
+            .apply(case_id, &body(Command::Approve(0), &model))
+            .unwrap_err();
+        assert!(err.reason.contains("requester"), "{err}");
+        model
+            .workflow
+            .apply(case_id, &body(Command::Approve(1), &model))
+            .unwrap();
+        let err = model.workflow.apply(case_id, &intent).unwrap_err();
+        assert!(err.reason.contains("1 more approval"), "{err}");
+        model
+            .workflow
+            .apply(case_id, &body(Command::Approve(2), &model))
+            .unwrap();
+        model.workflow.apply(case_id, &intent).unwrap();
+        model
+            .workflow
+            .apply(case_id, &body(Command::RolledBack, &model))
+            .unwrap();
+        assert_eq!(model.workflow.state, Some(CaseState::RolledBack));
+    }
+
+    /// A rejected rollback leaves the change in effect.
+    #[test]
+    fn a_rejected_rollback_leaves_the_case_remediated() {
+        let case_id = example::case_id(1);
+        let mut model = Model {
+            workflow: CaseWorkflow::default(),
+            job: job(1),
+            next_job: job(2),
+            jobs: Vec::new(),
+            queued_with_approvals: Vec::new(),
+            rollback: None,
+        };
+        for command in [
+            Command::Open,
+            Command::Decide(1),
+            Command::Approve(1),
+            Command::Queue,
+            Command::Intent,
+            Command::Applied,
+            Command::Verified,
+            Command::RequestRollback(1),
+        ] {
+            let body = body(command, &model);
+            model.workflow.apply(case_id, &body).unwrap();
+        }
+        let mut reject = body(Command::Reject, &model);
+        if let EventBody::ChangeRejected(b) = &mut reject {
+            b.case.state = CaseState::Remediated;
+        }
+        model.workflow.apply(case_id, &reject).unwrap();
+        assert_eq!(model.workflow.state, Some(CaseState::Remediated));
+        let intent = body(Command::RollbackIntent, &model);
+        assert!(model.workflow.apply(case_id, &intent).is_err());
     }
 
     /// strum's names (the store's text columns) are serde's names (the ledger's).

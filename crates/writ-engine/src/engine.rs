@@ -159,7 +159,8 @@ impl EngineBuilder {
             self.sequencer,
         )
         .await?;
-        let ingestor = self.policy.map(|policy| {
+        let policy = self.policy;
+        let ingestor = policy.clone().map(|policy| {
             Ingestor::new(
                 self.store.clone(),
                 sequencer.clone(),
@@ -176,7 +177,8 @@ impl EngineBuilder {
             self.ids.clone(),
             self.connectors,
             self.writeback,
-        );
+        )
+        .with_policy(policy);
         let principals = Principals::new(
             self.store.clone(),
             sequencer.clone(),

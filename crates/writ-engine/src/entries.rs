@@ -41,12 +41,43 @@ pub fn decode(row: &LedgerRow) -> Result<Event, UnreadableEntry> {
     Ok(event)
 }
 
+/// A case's decision in force, as recorded: the decision, the inputs it was evaluated from,
+/// and, for a rollback's decision, the job to undo and who asked.
+#[derive(Debug, Clone)]
+pub struct RecordedDecision {
+    /// The decision.
+    pub decision: writ_core::decision::Decision,
+    /// Its inputs (replayable).
+    pub evaluation: writ_core::decision::Evaluation,
+    /// For a rollback's decision: the request.
+    pub rollback: Option<RollbackRequest>,
+}
+
+/// A recorded request to roll a job's change back.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    /// The job whose change would be undone.
+    pub job: writ_core::ids::JobId,
+    /// Who asked (a principal's name).
+    pub requester: String,
+    /// Why, in the requester's words.
+    pub rationale: String,
+}
+
 /// The decision recorded by entry `seq` (a case's decision in force, as its read model points
-/// to it), read from the ledger.
+/// to it: a `decision_recorded` or a `rollback_requested` entry), read from the ledger.
 pub async fn decision_at(
     store: &dyn writ_store::Store,
     seq: u64,
 ) -> Result<writ_core::decision::Decision, UnreadableEntry> {
+    recorded_decision_at(store, seq).await.map(|r| r.decision)
+}
+
+/// [`decision_at`], with the evaluation and the rollback's request.
+pub async fn recorded_decision_at(
+    store: &dyn writ_store::Store,
+    seq: u64,
+) -> Result<RecordedDecision, UnreadableEntry> {
     let bad = |detail: String| UnreadableEntry { seq, detail };
     let row = store
         .entries_at(&[seq])
@@ -55,7 +86,20 @@ pub async fn decision_at(
         .pop()
         .ok_or_else(|| bad("no such entry".into()))?;
     match decode_body(&row)? {
-        EventBody::DecisionRecorded(decided) => Ok(decided.decision),
+        EventBody::DecisionRecorded(decided) => Ok(RecordedDecision {
+            decision: decided.decision,
+            evaluation: decided.evaluation,
+            rollback: None,
+        }),
+        EventBody::RollbackRequested(requested) => Ok(RecordedDecision {
+            decision: requested.decision,
+            evaluation: requested.evaluation,
+            rollback: Some(RollbackRequest {
+                job: requested.job,
+                requester: requested.requester,
+                rationale: requested.rationale,
+            }),
+        }),
         other => Err(bad(format!("a {} entry, not a decision", other.kind()))),
     }
 }

@@ -37,13 +37,15 @@ use writ_core::case::CaseState;
 use writ_core::decision::{Decision, Tier};
 use writ_core::event::{
     ApprovalGranted, ChangeRejected, ChangeRequested, EventBody, ReadBack, RollbackIntent,
-    RolledBack, WriteBackApplied, WriteBackFailed, WriteBackIntent, WriteBackVerified,
+    RollbackRequested, RolledBack, WriteBackApplied, WriteBackFailed, WriteBackIntent,
+    WriteBackVerified,
 };
 use writ_core::ids::{ApprovalId, CaseId, ChangeId, JobId};
 use writ_core::job::{Job, JobState, action_from_name};
 use writ_core::principal::{Principal, canonical_name};
 use writ_core::workflow::{CaseWorkflow, ENGINE_ACTOR};
 use writ_core::{Clock, IdSource};
+use writ_policy::PolicyBundle;
 use writ_store::{CaseView, Expectation, JobView, Store};
 
 use crate::entries;
@@ -195,6 +197,24 @@ pub struct WriteBack {
     settings: WriteBackSettings,
     /// This worker's name on its job leases; unique per engine.
     holder: String,
+    /// The bundle that decides rollbacks (none: rollbacks are refused).
+    policy: Option<Arc<PolicyBundle>>,
+}
+
+/// What a rollback request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackOutcome {
+    /// Policy allowed it on the asker's word; the change is undone.
+    RolledBack(Job),
+    /// Policy asks for approvals first: the case waits in `rollback_requested`.
+    AwaitingApproval {
+        /// The approval rule.
+        rule: String,
+        /// Why, as the decision says.
+        reason: String,
+        /// How many more approvals, at least.
+        missing: u64,
+    },
 }
 
 /// How often a conditional append is tried again after someone else changed the case first.
@@ -217,6 +237,7 @@ impl WriteBack {
         let holder = format!("worker:{}", ids.next_id(clock.now()));
         Self {
             holder,
+            policy: None,
             store,
             sequencer,
             clock,
@@ -231,6 +252,12 @@ impl WriteBack {
     pub fn as_new_worker(mut self, settings: WriteBackSettings) -> Self {
         self.holder = format!("worker:{}", self.ids.next_id(self.clock.now()));
         self.settings = settings;
+        self
+    }
+
+    /// The same engine, with the bundle that decides rollbacks.
+    pub fn with_policy(mut self, policy: Option<Arc<PolicyBundle>>) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -266,7 +293,10 @@ impl WriteBack {
         }
         for _ in 0..STALE_RETRIES {
             let view = self.case_view(case_id).await?;
-            if view.case.state != CaseState::AwaitingApproval {
+            if !matches!(
+                view.case.state,
+                CaseState::AwaitingApproval | CaseState::RollbackRequested
+            ) {
                 return Err(WriteBackError::Refused(format!(
                     "case {case_id} is not awaiting approval (it is {})",
                     <&str>::from(view.case.state)
@@ -275,8 +305,10 @@ impl WriteBack {
             let Some(decision_seq) = view.decision_seq else {
                 return Err(no_decision(case_id));
             };
-            let decision = entries::decision_at(&*self.store, decision_seq).await?;
-            let mut workflow = workflow_of(&view, &decision);
+            let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+            let decision = recorded.decision.clone();
+            let rollback = recorded.rollback.clone();
+            let mut workflow = workflow_of(&view, &decision, rollback.as_ref());
             let Some(rule) = workflow.rule() else {
                 return Err(WriteBackError::Refused(format!(
                     "case {case_id}'s decision does not call for approvals"
@@ -287,19 +319,39 @@ impl WriteBack {
                 None => None,
             };
             let owner_team = identity.as_ref().and_then(|i| i.owner_team.clone());
-            let exclusions = self.exclusions(&view, identity.as_ref()).await?;
+            let exclusions = self
+                .exclusions(&view, identity.as_ref(), rollback.as_ref())
+                .await?;
             let groups = eligibility(&rule, voter, owner_team.as_deref(), &exclusions)
                 .map_err(|refusal| WriteBackError::Forbidden(refusal.to_string()))?;
             let (system, external_id) = match &identity {
                 Some(identity) => (identity.system.clone(), identity.external_id.clone()),
                 None => split_subject(&view.case.subject),
             };
-            let action = action_from_name(&decision.action).ok_or_else(|| {
-                WriteBackError::Refused(format!(
-                    "action {} needs parameters from a person; it cannot be voted on",
-                    decision.action
-                ))
-            })?;
+            // A rollback's vote binds to the change it would undo.
+            let rollback_job = match &rollback {
+                Some(request) => Some(
+                    view.job
+                        .clone()
+                        .filter(|j| j.job.id == request.job)
+                        .ok_or_else(|| {
+                            WriteBackError::Refused(format!(
+                                "case {case_id}'s rollback names job {}, which is not its job",
+                                request.job
+                            ))
+                        })?,
+                ),
+                None => None,
+            };
+            let action = match &rollback_job {
+                Some(job) => job.job.action.clone(),
+                None => action_from_name(&decision.action).ok_or_else(|| {
+                    WriteBackError::Refused(format!(
+                        "action {} needs parameters from a person; it cannot be voted on",
+                        decision.action
+                    ))
+                })?,
+            };
             let now = self.clock.now();
             let approval = Approval {
                 id: ApprovalId(self.ids.next_id(now)),
@@ -315,6 +367,7 @@ impl WriteBack {
                     system,
                     external_id,
                     groups: groups.iter().map(ToString::to_string).collect(),
+                    rollback: rollback.is_some(),
                 }),
             };
             let actor = actor_of(voter);
@@ -328,7 +381,12 @@ impl WriteBack {
                 ),
                 Verdict::Reject => {
                     let mut case = view.case.clone();
-                    case.state = CaseState::Rejected;
+                    // A rejected rollback leaves the change in effect.
+                    case.state = if rollback.is_some() {
+                        CaseState::Remediated
+                    } else {
+                        CaseState::Rejected
+                    };
                     (
                         EventBody::ChangeRejected(ChangeRejected {
                             approval,
@@ -365,7 +423,33 @@ impl WriteBack {
                     refreshed.insert(name.clone(), groups);
                 }
                 workflow.votes = refreshed;
-                if workflow.may_queue() {
+                if let (Some(job_view), Some(request)) = (&rollback_job, &rollback)
+                    && workflow.may_roll_back()
+                {
+                    // The last approval a rollback needed: its intent, in the same group; the
+                    // worker undoes the change.
+                    let mut step = Step::new(job_view);
+                    step.job.state = JobState::RollbackIntent;
+                    step.job.next_attempt_at = None;
+                    step.job.last_error = None;
+                    let body = EventBody::RollbackIntent(RollbackIntent {
+                        job: step.job.clone(),
+                        rationale: request.rationale.clone(),
+                    });
+                    workflow
+                        .apply(case_id, &body)
+                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                    group.push(Draft {
+                        expect: vec![step.expectation()],
+                        ..Draft::new(
+                            Some(case_id),
+                            actor.clone(),
+                            format!("job:{}:rollback-intent", step.job.id),
+                            body,
+                        )
+                    });
+                    job = Some(step.job);
+                } else if workflow.may_queue() {
                     let (draft, queued) = self
                         .queue(&view, &decision, &mut workflow, &actor, dry_run)
                         .await?;
@@ -401,6 +485,7 @@ impl WriteBack {
         &self,
         view: &CaseView,
         identity: Option<&writ_core::identity::Identity>,
+        rollback: Option<&entries::RollbackRequest>,
     ) -> Result<Exclusions, WriteBackError> {
         let sources = self
             .store
@@ -419,8 +504,8 @@ impl WriteBack {
         Ok(Exclusions {
             sources,
             // Changes are requested by the engine from a decision (which never votes); a
-            // change requested by a principal names it here (issue 12).
-            requester: None,
+            // rollback names the principal who asked for it.
+            requester: rollback.map(|r| r.requester.clone()),
             subject,
         })
     }
@@ -705,15 +790,25 @@ impl WriteBack {
         }
     }
 
-    /// Undoes `case_id`'s verified change from its recorded pre-image. The intent is recorded
-    /// first; if the target does not take the rollback now, the worker tries again later
-    /// (retryable errors) and the call says so.
+    /// Asks to undo `case_id`'s verified change from its recorded pre-image, as `by`, for
+    /// `rationale`.
+    ///
+    /// Policy decides the rollback like any change (Cedar action `rollback`, principal
+    /// `Writ::User::"<by>"`, the change's identity, finding and source, and the change's
+    /// action as `context.requested_action`); the request and its decision are recorded.
+    /// - Automatic (`auto:rollback` permitted): the intent is recorded in the same group and
+    ///   the change is undone now; if the target does not take it, the worker tries again
+    ///   (retryable errors) and the call says so.
+    /// - Approval: the case waits in `rollback_requested` for the votes the decision asks
+    ///   for (`by` never counts); the vote that completes them records the intent, and the
+    ///   worker undoes the change.
+    /// - Anything else: refused ([`WriteBackError::Forbidden`], naming the policy's reason).
     pub async fn rollback(
         &self,
         case_id: CaseId,
         by: &Principal,
         rationale: &str,
-    ) -> Result<Job, WriteBackError> {
+    ) -> Result<RollbackOutcome, WriteBackError> {
         if by.disabled {
             return Err(WriteBackError::Forbidden(format!(
                 "{} is disabled",
@@ -726,63 +821,157 @@ impl WriteBack {
                 "a rollback needs a rationale".into(),
             ));
         }
-        let case = self.case_view(case_id).await?;
-        let view = case
-            .job
-            .clone()
-            .filter(|j| {
-                j.job.state == JobState::Verified && case.case.state == CaseState::Remediated
-            })
-            .ok_or_else(|| {
-                WriteBackError::Refused(format!("case {case_id} has no verified change to undo"))
-            })?;
-        let plan = self
-            .backing(&view, &case)
-            .await
-            .map_err(|why| {
-                WriteBackError::Refused(format!("the recorded change cannot be trusted: {why}"))
-            })?
-            .ok_or_else(|| no_plan(view.job.id))?;
-        let connector = self
-            .connectors
-            .get(&view.job.system)
-            .cloned()
-            .ok_or_else(|| {
-                WriteBackError::Refused(format!(
-                    "no connector configured for system {}",
-                    view.job.system
-                ))
-            })?;
-        let mut step = Step::new(&view);
-        step.job.state = JobState::RollbackIntent;
-        step.job.next_attempt_at = None;
-        step.job.last_error = None;
-        self.record_case_step(&mut step, &actor, &case, "rollback-intent", |job| {
-            EventBody::RollbackIntent(RollbackIntent {
-                job,
-                rationale: rationale.to_owned(),
-            })
-        })
-        .await?;
-        step.job.attempts += 1;
-        let mut report = PassReport::default();
-        let job = self
-            .finish_rollback(
-                step,
-                &case,
-                &plan,
-                rationale.to_owned(),
-                &*connector,
-                &mut report,
+        let policy = self.policy.clone().ok_or_else(|| {
+            WriteBackError::Refused(
+                "no policy bundle is configured: a rollback is decided by policy".into(),
             )
-            .await?;
-        match job.state {
-            JobState::RolledBack => Ok(job),
-            _ => Err(WriteBackError::Refused(format!(
-                "the rollback is recorded but the target did not take it yet ({}); the worker will try again",
-                job.last_error.as_deref().unwrap_or("no reason given")
-            ))),
+        })?;
+        for _ in 0..STALE_RETRIES {
+            let case = self.case_view(case_id).await?;
+            if case.case.state == CaseState::RollbackRequested {
+                return Err(WriteBackError::Refused(format!(
+                    "a rollback of case {case_id} already waits for approvals; vote on it"
+                )));
+            }
+            let view = case
+                .job
+                .clone()
+                .filter(|j| {
+                    j.job.state == JobState::Verified && case.case.state == CaseState::Remediated
+                })
+                .ok_or_else(|| {
+                    WriteBackError::Refused(format!(
+                        "case {case_id} has no verified change to undo"
+                    ))
+                })?;
+            let plan = self
+                .backing(&view, &case)
+                .await
+                .map_err(|why| {
+                    WriteBackError::Refused(format!("the recorded change cannot be trusted: {why}"))
+                })?
+                .ok_or_else(|| no_plan(view.job.id))?;
+            let connector = self
+                .connectors
+                .get(&view.job.system)
+                .cloned()
+                .ok_or_else(|| {
+                    WriteBackError::Refused(format!(
+                        "no connector configured for system {}",
+                        view.job.system
+                    ))
+                })?;
+            let Some(decision_seq) = case.decision_seq else {
+                return Err(no_decision(case_id));
+            };
+            let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+            let evaluation = writ_policy::rollback_evaluation(&recorded.evaluation, &by.name)
+                .map_err(|err| {
+                    WriteBackError::Refused(format!("the rollback cannot be put to policy: {err}"))
+                })?;
+            let decision = policy.replay(&evaluation).map_err(|err| {
+                WriteBackError::Refused(format!("policy could not decide the rollback: {err}"))
+            })?;
+            let waits = match &decision.tier {
+                Tier::Auto => false,
+                Tier::Approval { .. } => true,
+                _ => {
+                    return Err(WriteBackError::Forbidden(format!(
+                        "policy does not allow this rollback: {}",
+                        decision.reason
+                    )));
+                }
+            };
+            let mut workflow = workflow_of(&case, &recorded.decision, recorded.rollback.as_ref());
+            let mut requested_case = case.case.clone();
+            requested_case.state = if waits {
+                CaseState::RollbackRequested
+            } else {
+                CaseState::Remediated
+            };
+            let requested = EventBody::RollbackRequested(RollbackRequested {
+                case: requested_case,
+                job: view.job.id,
+                decision: decision.clone(),
+                evaluation,
+                requester: by.name.clone(),
+                rationale: rationale.to_owned(),
+            });
+            workflow
+                .apply(case_id, &requested)
+                .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+            let mut group = vec![Draft {
+                policy_bundle: Some(decision.bundle_hash),
+                expect: vec![case_expectation(&case)],
+                ..Draft::new(
+                    Some(case_id),
+                    actor.clone(),
+                    format!("rollback:{}:{}", view.job.id, case.updated_seq),
+                    requested,
+                )
+            }];
+            let mut step = Step::new(&view);
+            if !waits {
+                step.job.state = JobState::RollbackIntent;
+                step.job.next_attempt_at = None;
+                step.job.last_error = None;
+                let intent = EventBody::RollbackIntent(RollbackIntent {
+                    job: step.job.clone(),
+                    rationale: rationale.to_owned(),
+                });
+                workflow
+                    .apply(case_id, &intent)
+                    .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                group.push(Draft {
+                    expect: vec![step.expectation()],
+                    ..Draft::new(
+                        Some(case_id),
+                        actor.clone(),
+                        format!("job:{}:rollback-intent", step.job.id),
+                        intent,
+                    )
+                });
+            }
+            let appended = match self.append_group(group).await {
+                Err(WriteBackError::Stale(_)) => continue,
+                other => other?,
+            };
+            if waits {
+                return Ok(RollbackOutcome::AwaitingApproval {
+                    rule: workflow.rule().map(|r| r.to_string()).unwrap_or_default(),
+                    reason: decision.reason,
+                    missing: workflow.votes_missing(),
+                });
+            }
+            let Some(intent) = appended.get(1) else {
+                return Err(WriteBackError::Append(AppendError::Stopped));
+            };
+            step.version = intent.seq;
+            step.recorded = JobState::RollbackIntent;
+            step.job.attempts += 1;
+            let case = self.case_view(case_id).await?;
+            let mut report = PassReport::default();
+            let job = self
+                .finish_rollback(
+                    step,
+                    &case,
+                    &plan,
+                    rationale.to_owned(),
+                    &*connector,
+                    &mut report,
+                )
+                .await?;
+            return match job.state {
+                JobState::RolledBack => Ok(RollbackOutcome::RolledBack(job)),
+                _ => Err(WriteBackError::Refused(format!(
+                    "the rollback is recorded but the target did not take it yet ({}); the worker will try again",
+                    job.last_error.as_deref().unwrap_or("no reason given")
+                ))),
+            };
         }
+        Err(WriteBackError::Refused(format!(
+            "case {case_id} kept changing while the rollback was recorded; try again"
+        )))
     }
 
     /// Restores `plan`'s pre-image for a job whose rollback intent is recorded, and records the
@@ -1069,11 +1258,14 @@ impl WriteBack {
         };
         let mut wanted = vec![view.created_seq, *decision_seq, view.updated_seq];
         wanted.extend(view.intent_seq);
+        // Votes answer the decision in force: before the job was queued (a change's), or
+        // before its rollback intent (a rollback's).
+        let votes_until = view.created_seq.max(view.updated_seq);
         wanted.extend(
             case.votes
                 .iter()
                 .map(|(_, seq)| *seq)
-                .filter(|seq| (*decision_seq..=view.created_seq).contains(seq)),
+                .filter(|seq| (*decision_seq..=votes_until).contains(seq)),
         );
         wanted.sort_unstable();
         wanted.dedup();
@@ -1114,18 +1306,52 @@ impl WriteBack {
                 view.created_seq
             ));
         }
-        // What allowed it.
+        // What allowed it: the change's decision, or a rollback's.
         let decided = read(*decision_seq)?;
-        let EventBody::DecisionRecorded(decided_body) = &decided.body else {
-            return Err(format!("entry {decision_seq} is not a decision"));
+        let (decision, rollback, votes_until) = match &decided.body {
+            EventBody::DecisionRecorded(decided_body) => {
+                if decided.case_id != Some(job.case_id) || *decision_seq > view.created_seq {
+                    return Err(format!(
+                        "entry {decision_seq} is not the decision of its case before it was queued"
+                    ));
+                }
+                if decided_body.decision.tier == Tier::Auto
+                    && (decided_body.routing.is_some() || queued.actor != ENGINE_ACTOR)
+                {
+                    return Err(format!(
+                        "entry {decision_seq} sent the case to a human; nothing is automatic"
+                    ));
+                }
+                (&decided_body.decision, None, view.created_seq)
+            }
+            EventBody::RollbackRequested(requested) => {
+                if decided.case_id != Some(job.case_id)
+                    || requested.job != job.id
+                    || *decision_seq < view.created_seq
+                    || !matches!(
+                        job.state,
+                        JobState::Verified | JobState::RollbackIntent | JobState::RolledBack
+                    )
+                    || (job.state != JobState::Verified && *decision_seq > view.updated_seq)
+                {
+                    return Err(format!(
+                        "entry {decision_seq} is not the request to roll this job back"
+                    ));
+                }
+                (
+                    &requested.decision,
+                    Some(requested.requester.as_str()),
+                    view.updated_seq,
+                )
+            }
+            _ => return Err(format!("entry {decision_seq} is not a decision")),
         };
-        if decided.case_id != Some(job.case_id) || *decision_seq > view.created_seq {
-            return Err(format!(
-                "entry {decision_seq} is not the decision of its case before it was queued"
-            ));
-        }
-        match &decided_body.decision.tier {
-            Tier::Auto if decided_body.routing.is_none() && queued.actor == ENGINE_ACTOR => {}
+        // A verified change under a rollback request that has not gone ahead (waiting, or
+        // rejected) is not being changed: its approvals are checked when the rollback starts.
+        let rollback_waiting = rollback.is_some() && job.state == JobState::Verified;
+        match &decision.tier {
+            _ if rollback_waiting => {}
+            Tier::Auto => {}
             Tier::Approval {
                 count,
                 approver_group,
@@ -1133,7 +1359,7 @@ impl WriteBack {
                 let rule = ApprovalRule::from_recorded(*count, approver_group);
                 let mut approvers = BTreeMap::new();
                 for (approver, seq) in &case.votes {
-                    if *seq > view.created_seq || *seq < *decision_seq {
+                    if *seq > votes_until || *seq < *decision_seq {
                         continue;
                     }
                     let vote = read(*seq)?;
@@ -1145,14 +1371,16 @@ impl WriteBack {
                         || granted.approval.approver != *approver
                         || !by_voter.contains(&vote.actor)
                         || approver == ENGINE_ACTOR
+                        || rollback == Some(approver.as_str())
                     {
                         return Err(format!("entry {seq} is not {approver}'s approval of it"));
                     }
                     let groups = match &granted.approval.binding {
                         Some(binding) => {
                             if binding.decision_seq != *decision_seq
-                                || binding.bundle_hash != decided_body.decision.bundle_hash
+                                || binding.bundle_hash != decision.bundle_hash
                                 || binding.action != job.action
+                                || binding.rollback != rollback.is_some()
                                 || binding.system != job.system
                                 || binding.external_id != job.external_id
                             {
@@ -1166,8 +1394,12 @@ impl WriteBack {
                                 .map(|q| q.group.clone())
                                 .collect()
                         }
-                        // Votes from before votes were bound: single-group rules only.
-                        None => rule.quorums.iter().map(|q| q.group.clone()).collect(),
+                        // Votes from before votes were bound: single-group rules of a
+                        // change only.
+                        None if rollback.is_none() => {
+                            rule.quorums.iter().map(|q| q.group.clone()).collect()
+                        }
+                        None => return Err(format!("entry {seq}: an unbound rollback vote")),
                     };
                     approvers.insert(approver.clone(), groups);
                 }
@@ -1251,8 +1483,13 @@ fn case_expectation(view: &CaseView) -> Expectation {
 
 /// What the read models say about a case (and its decision in force, read from the ledger),
 /// as the state machine needs it.
-fn workflow_of(view: &CaseView, decision: &Decision) -> CaseWorkflow {
+fn workflow_of(
+    view: &CaseView,
+    decision: &Decision,
+    rollback: Option<&entries::RollbackRequest>,
+) -> CaseWorkflow {
     CaseWorkflow {
+        requester: rollback.map(|r| r.requester.clone()),
         case: Some(view.case.id),
         state: Some(view.case.state),
         decision: Some(decision.clone()),

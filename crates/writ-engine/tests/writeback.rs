@@ -29,7 +29,7 @@ use writ_engine::ingest::{Ingestor, Submission};
 use writ_engine::inventory;
 use writ_engine::principals::NewPrincipal;
 use writ_engine::sources::Source;
-use writ_engine::writeback::{WriteBack, WriteBackError, WriteBackSettings};
+use writ_engine::writeback::{RollbackOutcome, WriteBack, WriteBackError, WriteBackSettings};
 use writ_engine::{Draft, Engine, Sequencer};
 use writ_ledger::generate_key;
 use writ_policy::PolicyBundle;
@@ -400,6 +400,146 @@ async fn approved_change_is_applied_verified_and_rolled_back(w: World) {
     );
     let drift = writ_engine::rebuild::check(&*w.store).await.unwrap();
     assert!(drift.is_empty(), "{drift:#?}");
+}
+
+/// The demo bundle with `rollbacks.cedar` replaced by `rollbacks`.
+fn bundle_with_rollbacks(rollbacks: &str) -> Arc<PolicyBundle> {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("rollbacks.cedar"), rollbacks).unwrap();
+    Arc::new(PolicyBundle::load_dir(dir.path()).unwrap())
+}
+
+/// A verified change of the unused-key case, approved by alice.
+async fn verified_unused_key_case(w: &World) -> CaseId {
+    let case = unused_key_case(w).await;
+    w.writeback
+        .approve(case, "alice", "owner confirmed", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.writeback.run_once().await.unwrap().verified, 1);
+    assert_eq!(key_status(w).await, "Inactive");
+    case
+}
+
+/// Policy can demand approvals for a rollback: the case waits in `rollback_requested`, the
+/// asker's own vote and votes outside the rule do not count, and the vote that completes
+/// the rule lets the worker undo the change. Every step is in the ledger.
+async fn a_rollback_can_need_approvals(w: World) {
+    let case = verified_unused_key_case(&w).await;
+    let strict = w.writeback.clone().with_policy(Some(bundle_with_rollbacks(
+        r#"@id("rollback-needs-security")
+@approvers("team:security")
+permit (principal, action == Writ::Action::"rollback", resource);
+"#,
+    )));
+    let outcome = strict
+        .rollback(case, &person("carol"), "the nightly export still uses it")
+        .await
+        .unwrap();
+    let RollbackOutcome::AwaitingApproval { rule, missing, .. } = outcome else {
+        panic!("expected to wait for approvals: {outcome:?}");
+    };
+    assert_eq!((rule.as_str(), missing), ("1 of team:security", 1));
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::RollbackRequested
+    );
+    assert_eq!(key_status(&w).await, "Inactive", "nothing undone yet");
+    // A second request while one waits is refused.
+    assert!(
+        strict
+            .rollback(case, &person("dave"), "again")
+            .await
+            .is_err()
+    );
+    // The asker never counts; alice is not in security.
+    for who in ["carol", "alice"] {
+        let vote = strict.approve(case, who, "ok", false).await;
+        assert!(
+            matches!(vote, Err(WriteBackError::Forbidden(_))),
+            "{who}: {vote:?}"
+        );
+    }
+    let job = strict
+        .approve(case, "dave", "security agrees", false)
+        .await
+        .unwrap()
+        .expect("the last approval records the rollback intent");
+    assert_eq!(job.state, JobState::RollbackIntent);
+    let report = strict.run_once().await.unwrap();
+    assert_eq!(report.rolled_back, 1, "{report:?}");
+    assert_eq!(key_status(&w).await, "Active");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::RolledBack
+    );
+    let kinds: Vec<String> = w
+        .store
+        .case_entries(case)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.name().to_owned())
+        .skip(7)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "rollback_requested",
+            "approval_granted",
+            "rollback_intent",
+            "rolled_back"
+        ]
+    );
+    let drift = writ_engine::rebuild::check(&*w.store).await.unwrap();
+    assert!(drift.is_empty(), "{drift:#?}");
+}
+
+/// A rejected rollback leaves the change in effect; a rollback policy does not permit is
+/// refused with the policy's reason.
+async fn a_rollback_can_be_rejected_or_forbidden(w: World) {
+    let case = verified_unused_key_case(&w).await;
+    let strict = w.writeback.clone().with_policy(Some(bundle_with_rollbacks(
+        r#"@id("rollback-needs-security")
+@approvers("team:security")
+permit (principal, action == Writ::Action::"rollback", resource);
+"#,
+    )));
+    strict
+        .rollback(case, &person("alice"), "still needed")
+        .await
+        .unwrap();
+    strict
+        .vote(
+            case,
+            &person("dave"),
+            Verdict::Reject,
+            "it stays off",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+    assert_eq!(key_status(&w).await, "Inactive");
+    let none = w
+        .writeback
+        .clone()
+        .with_policy(Some(bundle_with_rollbacks("")));
+    let refused = none.rollback(case, &person("alice"), "please").await;
+    assert!(
+        matches!(&refused, Err(WriteBackError::Forbidden(why)) if why.contains("no permit matched")),
+        "{refused:?}"
+    );
+    assert_eq!(key_status(&w).await, "Inactive");
 }
 
 async fn a_crash_after_apply_does_not_apply_twice(w: World) {
@@ -872,6 +1012,8 @@ writ_testkit::backend_suite!(
     two_approvals_at_once_queue_one_job,
     two_approvals_at_once_complete_a_two_approval_case,
     two_groups_need_one_approver_of_each,
+    a_rollback_can_need_approvals,
+    a_rollback_can_be_rejected_or_forbidden,
     a_rollback_is_recorded_before_the_target_and_finished_by_the_worker,
     a_forged_job_row_is_refused,
     concurrent_workers_apply_once,

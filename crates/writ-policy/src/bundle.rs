@@ -14,7 +14,7 @@ use serde::Deserialize;
 use writ_core::Sha256Digest;
 
 use crate::error::{BundleError, BundleIssue};
-use crate::model::{self, ACTIONS};
+use crate::model::{self, REMEDIATIONS};
 
 /// The name of the remediations file every bundle must hold.
 pub const REMEDIATIONS_FILE: &str = "remediations.toml";
@@ -442,7 +442,7 @@ fn load_remediations(
         }
         let (line, column) = line_column(text, action.span().start);
         let name = action.get_ref();
-        if !ACTIONS.contains(&name.as_str()) {
+        if !REMEDIATIONS.contains(&name.as_str()) {
             ok = false;
             issues.push(BundleIssue {
                 file: REMEDIATIONS_FILE.to_owned(),
@@ -450,7 +450,7 @@ fn load_remediations(
                 column,
                 message: format!(
                     "finding type {finding_type:?} maps to unknown action {name:?} (known: {})",
-                    ACTIONS.join(", ")
+                    REMEDIATIONS.join(", ")
                 ),
             });
             continue;

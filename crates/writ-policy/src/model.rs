@@ -16,8 +16,8 @@ use crate::error::PolicyError;
 /// The Cedar namespace of writ's entity types and actions.
 pub const NAMESPACE: &str = "Writ";
 
-/// The remediation actions writ knows. Each has two Cedar actions: `auto:<a>` and `<a>`.
-pub const ACTIONS: [&str; 8] = [
+/// The remediations a finding type can map to (`remediations.toml`).
+pub const REMEDIATIONS: [&str; 8] = [
     "disable",
     "enable",
     "revoke",
@@ -27,6 +27,56 @@ pub const ACTIONS: [&str; 8] = [
     "set_expiry",
     "grant",
 ];
+
+/// The actions writ asks about: the [`REMEDIATIONS`], and `rollback` (undoing a verified one;
+/// see [`rollback_evaluation`]). Each has two Cedar actions: `auto:<a>` and `<a>`.
+pub const ACTIONS: [&str; 9] = [
+    REMEDIATIONS[0],
+    REMEDIATIONS[1],
+    REMEDIATIONS[2],
+    REMEDIATIONS[3],
+    REMEDIATIONS[4],
+    REMEDIATIONS[5],
+    REMEDIATIONS[6],
+    REMEDIATIONS[7],
+    ROLLBACK,
+];
+
+/// The Cedar action a rollback is decided as.
+pub const ROLLBACK: &str = "rollback";
+
+/// The evaluation of rolling back the change a recorded decision allowed, asked for by the
+/// principal `requester`: the same identity, finding and source as the decision of the
+/// change (`context.requested_action` names the change's action), with the action `rollback`
+/// and the principal `Writ::User::"<requester>"`.
+pub fn rollback_evaluation(
+    change: &Evaluation,
+    requester: &str,
+) -> Result<Evaluation, PolicyError> {
+    let user = entity_uid("User", requester)?;
+    let mut evaluation = change.clone();
+    evaluation.action = ROLLBACK.to_owned();
+    let old_principal = change.principal.clone();
+    evaluation.principal = user.to_string();
+    if let Some(entities) = evaluation.entities.as_array_mut() {
+        entities.retain(|entity| {
+            parse_uid_json(&entity["uid"]).is_none_or(|uid| uid.to_string() != old_principal)
+        });
+        entities.insert(
+            0,
+            json!({ "uid": uid_json(&user), "attrs": {}, "parents": [] }),
+        );
+    }
+    Ok(evaluation)
+}
+
+fn parse_uid_json(value: &Value) -> Option<EntityUid> {
+    let type_name = EntityTypeName::from_str(value["type"].as_str()?).ok()?;
+    Some(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(value["id"].as_str()?),
+    ))
+}
 
 /// The principal writ asks about: the automation engine.
 pub const ENGINE_PRINCIPAL: &str = r#"Writ::Engine::"automation""#;

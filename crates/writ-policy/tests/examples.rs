@@ -41,6 +41,7 @@ fn example_bundle_loads() {
             "credentials.cedar",
             "guardrails.cedar",
             "remediations.toml",
+            "rollbacks.cedar",
             "tokens.cedar",
             "writ.cedarschema"
         ]

@@ -13,6 +13,7 @@ use writ_core::approval::Verdict;
 use writ_core::case::{Case, CaseState};
 use writ_core::ids::CaseId;
 use writ_core::principal::Role;
+use writ_engine::writeback::RollbackOutcome;
 use writ_engine::writeback::WriteBackError;
 use writ_store::CaseFilter;
 
@@ -104,6 +105,8 @@ pub enum CaseStateParam {
     /// See the case states.
     Remediated,
     /// See the case states.
+    RollbackRequested,
+    /// See the case states.
     WriteBackFailed,
     /// See the case states.
     RolledBack,
@@ -124,6 +127,7 @@ impl From<CaseStateParam> for CaseState {
             P::Frozen => CaseState::Frozen,
             P::Remediating => CaseState::Remediating,
             P::Remediated => CaseState::Remediated,
+            P::RollbackRequested => CaseState::RollbackRequested,
             P::WriteBackFailed => CaseState::WriteBackFailed,
             P::RolledBack => CaseState::RolledBack,
             P::Denied => CaseState::Denied,
@@ -315,9 +319,13 @@ pub struct VoteResponse {
     pub missing: u64,
     /// The write-back job, when this approval completed the rule.
     pub job_id: Option<String>,
+    /// That job's state: `queued` (a change), or `rollback_intent` (a rollback the worker
+    /// now carries out).
+    pub job_state: Option<String>,
 }
 
-/// Approve or reject a case's pending change, as the authenticated principal. The voter must
+/// Approve or reject a case's pending change (or pending rollback), as the authenticated
+/// principal. The voter must
 /// be in a group of the decision's approval rule and not excluded by separation of duties.
 #[utoipa::path(post, path = "/v1/cases/{id}/approvals", tag = "cases",
     params(("id" = String, Path, format = Uuid, description = "The case id")),
@@ -358,6 +366,10 @@ pub async fn vote(
         rule: outcome.rule,
         groups: outcome.groups,
         missing: outcome.missing,
+        job_state: outcome
+            .job
+            .as_ref()
+            .map(|job| <&str>::from(job.state).to_owned()),
         job_id: outcome.job.map(|job| job.id.to_string()),
     }))
 }
@@ -371,29 +383,44 @@ pub struct RollbackRequest {
     pub rationale: String,
 }
 
-/// What a rollback did.
+/// What a rollback request came to.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RollbackResponse {
     /// The case.
     pub case_id: String,
-    /// The job rolled back.
-    pub job_id: String,
-    /// The job's state: `rolled_back`, or `rollback_intent` when the worker finishes it.
+    /// `rolled_back` (policy allowed it on the caller's word and the change is undone),
+    /// `rollback_intent` (recorded; the worker finishes it) or `rollback_requested` (policy
+    /// asks for approvals first: vote with `POST /v1/cases/{id}/approvals`).
     pub state: String,
+    /// The job whose change is undone, once the rollback goes ahead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The approval rule the rollback waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// How many more approvals it needs, at least.
+    pub missing: u64,
+    /// Policy's reason, when it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// Undo a case's verified change from its recorded pre-image, as the authenticated principal.
+/// Ask to undo a case's verified change from its recorded pre-image, as the authenticated
+/// principal. Policy decides the rollback (Cedar action `rollback`): on the caller's word
+/// (done now, 200), with approvals (202: the case waits in `rollback_requested`; the caller
+/// never counts), or not at all (403).
 #[utoipa::path(post, path = "/v1/cases/{id}/rollback", tag = "cases",
     params(("id" = String, Path, format = Uuid, description = "The case id")),
     request_body(content = RollbackRequest, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Rolled back, or recorded for the worker to finish", body = RollbackResponse),
+        (status = 200, description = "Rolled back", body = RollbackResponse),
+        (status = 202, description = "Recorded: waiting for approvals", body = RollbackResponse),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The principal may not roll this change back", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not ask, or policy does not allow this rollback", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The case has no verified change to roll back", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case has no verified change to roll back, or a rollback already waits", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The ledger or the target could not be written", body = Problem, content_type = "application/problem+json")
     ))]
@@ -402,7 +429,7 @@ pub async fn rollback(
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<RollbackResponse>, Problem> {
+) -> Result<(StatusCode, Json<RollbackResponse>), Problem> {
     caller.require(
         &[Role::Approver, Role::Admin, Role::BreakGlass],
         "rolling a change back",
@@ -410,15 +437,38 @@ pub async fn rollback(
     let id = parse_case_id(&id)?;
     let request: RollbackRequest = json_body(&state, body)?;
     let writeback = writeback(&state)?;
-    let job = writeback
+    let outcome = writeback
         .rollback(id, caller.principal(), &request.rationale)
         .await
         .map_err(writeback_problem)?;
-    Ok(Json(RollbackResponse {
-        case_id: id.to_string(),
-        job_id: job.id.to_string(),
-        state: <&str>::from(job.state).to_owned(),
-    }))
+    Ok(match outcome {
+        RollbackOutcome::RolledBack(job) => (
+            StatusCode::OK,
+            Json(RollbackResponse {
+                case_id: id.to_string(),
+                state: <&str>::from(job.state).to_owned(),
+                job_id: Some(job.id.to_string()),
+                rule: None,
+                missing: 0,
+                reason: None,
+            }),
+        ),
+        RollbackOutcome::AwaitingApproval {
+            rule,
+            reason,
+            missing,
+        } => (
+            StatusCode::ACCEPTED,
+            Json(RollbackResponse {
+                case_id: id.to_string(),
+                state: "rollback_requested".to_owned(),
+                job_id: None,
+                rule: Some(rule),
+                missing,
+                reason: Some(reason),
+            }),
+        ),
+    })
 }
 
 #[expect(

@@ -27,6 +27,10 @@ pub const DEMO_BUNDLE: &[(&str, &str)] = &[
         include_str!("../../../policies/demo/remediations.toml"),
     ),
     (
+        "rollbacks.cedar",
+        include_str!("../../../policies/demo/rollbacks.cedar"),
+    ),
+    (
         "tokens.cedar",
         include_str!("../../../policies/demo/tokens.cedar"),
     ),

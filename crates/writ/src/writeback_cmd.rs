@@ -76,6 +76,13 @@ pub fn vote(args: VoteArgs, verdict: &str) -> anyhow::Result<ExitCode> {
         let rule = answer["rule"].as_str().unwrap_or("?");
         if verdict == "reject" {
             println!("{voter} rejected case {}: the request ends", args.case);
+        } else if let (Some(job), Some("rollback_intent")) =
+            (answer["job_id"].as_str(), answer["job_state"].as_str())
+        {
+            println!(
+                "{voter} approved case {}; \"{rule}\" is met: the rollback of job {job} is recorded, the worker undoes the change",
+                args.case
+            );
         } else if let Some(job) = answer["job_id"].as_str() {
             println!(
                 "{voter} approved case {}; \"{rule}\" is met: write-back job {job} queued",
@@ -102,12 +109,20 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
                 &serde_json::json!({"rationale": args.rationale}),
             )
             .await?;
-        println!(
-            "case {}: job {} is {}",
-            args.case,
-            answer["job_id"].as_str().unwrap_or("?"),
-            answer["state"].as_str().unwrap_or("?")
-        );
+        match answer["state"].as_str().unwrap_or("?") {
+            "rollback_requested" => println!(
+                "case {}: rollback requested; policy asks for \"{}\" ({} more approver(s)): {}",
+                args.case,
+                answer["rule"].as_str().unwrap_or("?"),
+                answer["missing"].as_u64().unwrap_or(0),
+                answer["reason"].as_str().unwrap_or("")
+            ),
+            state => println!(
+                "case {}: job {} is {state}",
+                args.case,
+                answer["job_id"].as_str().unwrap_or("?"),
+            ),
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
