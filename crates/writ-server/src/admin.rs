@@ -4,12 +4,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use writ_core::finding::Trust;
 use writ_core::ids::TokenId;
 use writ_core::principal::{Principal, PrincipalKind, Role};
@@ -537,6 +537,9 @@ pub async fn revoke_token(
 /// What a discovery or an import recorded.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InventoryResult {
+    /// The system discovered (discovery only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// Objects the target reported (discovery only).
     pub discovered: usize,
     /// Identities recorded (new or updated).
@@ -580,16 +583,29 @@ pub async fn sync_target(
     .await
     .map_err(inventory_problem)?;
     Ok(Json(InventoryResult {
+        system: Some(connector.system().to_owned()),
         discovered: report.discovered,
         recorded: report.recorded,
         owned: report.owned,
     }))
 }
 
+/// Query of `POST /v1/inventory/rules`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RulesQuery {
+    /// The rules file's name, as recorded in the ledger and named in errors; a name ending in
+    /// `.json` reads the body as a JSON array of rules, any other as CSV (default
+    /// `rules.csv`).
+    #[param(min_length = 1, max_length = 255)]
+    pub name: Option<String>,
+}
+
 /// Import ownership and criticality rules (CSV `pattern,owner_team,criticality[,privileged]`),
 /// record them in the ledger and apply them to known identities.
 #[utoipa::path(post, path = "/v1/inventory/rules", tag = "inventory",
-    request_body(content = String, description = "The rules, as CSV", content_type = "text/csv"),
+    params(RulesQuery),
+    request_body(content = String, description = "The rules: CSV (`pattern,owner_team,criticality[,privileged]`), or a JSON array when `name` ends in `.json`", content_type = "text/csv"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Imported and applied", body = InventoryResult),
@@ -602,9 +618,12 @@ pub async fn sync_target(
 pub async fn import_rules(
     State(state): State<AppState>,
     caller: Caller,
+    query: Result<Query<RulesQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<InventoryResult>, Problem> {
     caller.require(ADMIN, "importing ownership rules")?;
+    let Query(query) = query.map_err(|err| crate::body::bad_query(&err))?;
+    let name = query.name.unwrap_or_else(|| "rules.csv".to_owned());
     let body = bytes(&state, body)?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         Problem::new(
@@ -614,12 +633,11 @@ pub async fn import_rules(
         )
         .field("body", "not UTF-8 text")
     })?;
-    let rules =
-        writ_engine::inventory::parse_rules("rules.csv", text).map_err(inventory_problem)?;
+    let rules = writ_engine::inventory::parse_rules(&name, text).map_err(inventory_problem)?;
     let report = writ_engine::inventory::import_rules(
         &*state.store,
         &state.sequencer,
-        "rules.csv",
+        &name,
         &body,
         rules,
         &*state.clock,
@@ -628,6 +646,7 @@ pub async fn import_rules(
     .await
     .map_err(inventory_problem)?;
     Ok(Json(InventoryResult {
+        system: None,
         discovered: report.discovered,
         recorded: report.recorded,
         owned: report.owned,

@@ -244,6 +244,8 @@ pub struct IdentitySummary {
     pub criticality: String,
     /// Whether it holds privileged entitlements.
     pub privileged: bool,
+    /// When its source of truth last confirmed it (RFC 3339), if ever.
+    pub reconciled_at: Option<String>,
 }
 
 /// The inventory: every identity writ knows.
@@ -276,6 +278,7 @@ pub async fn list_identities(
                 owner_team: i.owner_team,
                 criticality: <&str>::from(i.criticality).to_owned(),
                 privileged: i.privileged,
+                reconciled_at: i.reconciled_at.map(|t| t.to_string()),
             })
             .collect(),
     ))

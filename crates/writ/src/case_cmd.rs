@@ -1,14 +1,12 @@
-//! `writ case`: list cases and show one with its whole story from the ledger.
+//! `writ case`: list cases and show one with its whole story, through the API (a reader's
+//! token: requester, approver, admin, auditor or break_glass).
 
 use std::process::ExitCode;
 
-use writ_core::case::{Case, CaseState};
 use writ_core::decision::{Decision, Tier};
-use writ_core::event::EventBody;
-use writ_core::ids::CaseId;
-use writ_store::{CaseFilter, LedgerRow};
+use writ_core::event::{EventBody, EventKind};
 
-use crate::config::Config;
+use crate::client::{Client, ServerArgs};
 
 /// `writ case ...`
 #[derive(Debug, clap::Subcommand)]
@@ -24,34 +22,39 @@ pub enum CaseCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Show a case and every ledger event about it, with its decisions explained.
     Show {
         /// The case id.
-        id: CaseId,
+        id: writ_core::ids::CaseId,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
-pub fn run(config: &Config, command: CaseCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
-        let store = crate::open_store(config).await?;
         match command {
-            CaseCommand::List { state, limit, json } => {
-                let state = state
-                    .map(|text| {
-                        text.parse::<CaseState>()
-                            .map_err(|_| anyhow::anyhow!("unknown case state {text:?}"))
-                    })
-                    .transpose()?;
-                let cases = store
-                    .cases(&CaseFilter {
-                        state,
-                        limit: Some(limit),
-                    })
-                    .await?;
+            CaseCommand::List {
+                state,
+                limit,
+                json,
+                server,
+            } => {
+                let client = Client::from_env(&server)?;
+                let mut path = format!("/v1/cases?limit={limit}");
+                if let Some(state) = state {
+                    path.push_str(&format!(
+                        "&state={}",
+                        crate::inventory_cmd::path_segment(&state)
+                    ));
+                }
+                let cases: Vec<serde_json::Value> = client.get(&path).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&cases)?);
                 } else {
@@ -59,25 +62,13 @@ pub fn run(config: &Config, command: CaseCommand) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            CaseCommand::Show { id, json } => {
-                let Some(case) = store.case(id).await? else {
-                    eprintln!("writ: no case {id}");
-                    return Ok(ExitCode::from(2));
-                };
-                let entries = store.case_entries(id).await?;
+            CaseCommand::Show { id, json, server } => {
+                let client = Client::from_env(&server)?;
+                let detail: serde_json::Value = client.get(&format!("/v1/cases/{id}")).await?;
                 if json {
-                    let events: Vec<writ_core::event::Event> = entries
-                        .iter()
-                        .map(|row| writ_engine::entries::decode(row).map_err(anyhow::Error::from))
-                        .collect::<anyhow::Result<_>>()?;
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({"case": case, "events": events})
-                        )?
-                    );
+                    println!("{}", serde_json::to_string_pretty(&detail)?);
                 } else {
-                    print_story(&case, &entries)?;
+                    print_story(&detail);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -85,11 +76,19 @@ pub fn run(config: &Config, command: CaseCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn state_name(state: CaseState) -> &'static str {
-    state.into()
+fn text(value: &serde_json::Value) -> &str {
+    value.as_str().unwrap_or("-")
 }
 
-fn print_table(cases: &[Case]) {
+fn compliance(case: &serde_json::Value) -> &'static str {
+    if case["compliance_closed"].as_bool() == Some(true) {
+        "closed"
+    } else {
+        "open"
+    }
+}
+
+fn print_table(cases: &[serde_json::Value]) {
     if cases.is_empty() {
         println!("no cases");
         return;
@@ -101,62 +100,68 @@ fn print_table(cases: &[Case]) {
     for case in cases {
         println!(
             "{:<36}  {:<18}  {:<34}  {:<40}  {}",
-            case.id,
-            state_name(case.state),
-            case.finding_type,
-            case.subject,
-            if case.compliance_closed {
-                "closed"
-            } else {
-                "open"
-            }
+            text(&case["id"]),
+            text(&case["state"]),
+            text(&case["finding_type"]),
+            text(&case["subject"]),
+            compliance(case)
         );
     }
 }
 
-fn print_story(case: &Case, entries: &[LedgerRow]) -> anyhow::Result<()> {
-    println!("case      {}", case.id);
-    println!("subject   {}", case.subject);
-    println!("finding   {}", case.finding_type);
+fn print_story(detail: &serde_json::Value) {
+    let case = &detail["case"];
+    println!("case      {}", text(&case["id"]));
+    println!("subject   {}", text(&case["subject"]));
+    println!("finding   {}", text(&case["finding_type"]));
     println!(
         "state     {} (compliance: {})",
-        state_name(case.state),
-        if case.compliance_closed {
-            "closed"
-        } else {
-            "open"
-        }
+        text(&case["state"]),
+        compliance(case)
     );
     println!();
-    for row in entries {
-        let event = writ_engine::entries::decode(row)?;
+    let events = detail["events"].as_array().map_or(&[][..], Vec::as_slice);
+    for event in events {
+        let time = text(&event["time"]);
         println!(
             "#{:<6} {}  {:<20} by {}",
-            event.seq,
-            event.time.strftime("%Y-%m-%d %H:%M:%S"),
-            event.kind,
-            event.actor
+            event["seq"],
+            time.get(..19).unwrap_or(time).replace('T', " "),
+            text(&event["kind"]),
+            text(&event["actor"])
         );
-        match &event.body {
-            EventBody::DecisionRecorded(decided) => {
+        // The body as the typed event, to explain it; an event this client does not know
+        // (a newer server) is listed without details.
+        let body = event["kind"]
+            .as_str()
+            .and_then(|kind| kind.parse::<EventKind>().ok())
+            .and_then(|kind| EventBody::decode(kind, event["body"].clone()).ok());
+        match body {
+            Some(EventBody::DecisionRecorded(decided)) => {
                 if let Some(routing) = &decided.routing {
                     println!("         routed to human review: {}", routing.reason);
                 }
                 println!("         {}", explain(&decided.decision));
             }
-            EventBody::ApprovalGranted(granted) => {
+            Some(EventBody::RollbackRequested(requested)) => {
+                println!("         {}", explain(&requested.decision));
+                println!("         rationale: {}", requested.rationale);
+            }
+            Some(EventBody::ApprovalGranted(granted)) => {
                 println!("         rationale: {}", granted.rationale);
             }
-            EventBody::RollbackIntent(intent) => {
+            Some(EventBody::ChangeRejected(rejected)) => {
+                println!("         rationale: {}", rejected.rationale);
+            }
+            Some(EventBody::RollbackIntent(intent)) => {
                 println!("         rationale: {}", intent.rationale);
             }
-            EventBody::RolledBack(rolled_back) => {
+            Some(EventBody::RolledBack(rolled_back)) => {
                 println!("         rationale: {}", rolled_back.rationale);
             }
             _ => {}
         }
     }
-    Ok(())
 }
 
 /// One line saying what policy decided and why.

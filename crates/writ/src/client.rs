@@ -65,6 +65,48 @@ impl Client {
         self.send(Method::POST, path, Some(body), None).await
     }
 
+    /// `POST path` with no body.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(Method::POST, path, None::<&()>, None).await
+    }
+
+    /// `POST path` with `body` as `content_type`.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        self.send(Method::POST, path, None::<&()>, Some((content_type, body)))
+            .await
+    }
+
+    /// `POST path` with `body` as `content_type`, returning the status and the JSON answer
+    /// whatever the status (for callers that report refusals themselves).
+    pub async fn post_bytes_answer(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the writ server at {}", self.base))?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("cannot read the answer")?;
+        let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if value.is_null() && !status.is_success() {
+            anyhow::bail!("{}", problem_text(status, &bytes));
+        }
+        Ok((status, value))
+    }
+
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

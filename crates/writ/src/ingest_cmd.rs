@@ -1,10 +1,12 @@
 //! `writ ingest FILE...`: stream findings files into writ, with a progress bar, in constant
 //! memory.
 //!
-//! Runs in-process against the configured database (the operator's own access), as the source
-//! named by `--source` (which must be configured in `[[sources]]`, or the built-in low-trust
-//! `cli` source). Every bad finding is reported as `FILE:LINE: field: message` and skipped; the
-//! good ones are recorded. Exit status 1 when any finding was refused.
+//! By default it runs in-process against the configured database (the operator's bulk path,
+//! with the operator's own access), as the source named by `--source` (which must be
+//! configured in `[[sources]]`, or the built-in low-trust `cli` source). With `--server URL`
+//! it posts each file to `POST /v1/findings` with the source principal's token instead.
+//! Every bad finding is reported as `FILE:LINE: field: message` and skipped; the good ones
+//! are recorded. Exit status 1 when any finding was refused.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -41,6 +43,14 @@ pub struct IngestArgs {
     /// whatever the file's size; 1000 needs about 200 MiB.
     #[arg(long, default_value_t = 5000)]
     batch: usize,
+    /// Post each file to this writ server (`POST /v1/findings`) with the source principal's
+    /// token from WRIT_TOKEN, instead of ingesting locally. Each file is one request, so it
+    /// must fit the server's `max_body_bytes`.
+    #[arg(long)]
+    server: Option<String>,
+    /// A PEM certificate to trust for an `https://` server.
+    #[arg(long, env = "WRIT_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// Counts for the summary line.
@@ -66,6 +76,9 @@ impl Tally {
 }
 
 pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &args.server {
+        return post_files(server, &args);
+    }
     let source = resolve_source(config, &args.source)?;
     let forced = args
         .format
@@ -87,6 +100,98 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
             tally.new_cases + tally.joined + tally.duplicates,
             tally.new_cases,
             tally.joined,
+            tally.duplicates,
+            tally.refused,
+            tally.skipped
+        );
+        Ok(if tally.refused > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+/// `writ ingest --server URL FILE...`: each file posted as one request, as the source
+/// principal of WRIT_TOKEN. Refused findings are printed as `FILE:LINE: field: message`.
+fn post_files(server: &str, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::client::Client::from_env(&crate::client::ServerArgs {
+        server: server.to_owned(),
+        ca_cert: args.ca_cert.clone(),
+    })?;
+    let mut query = Vec::new();
+    if let Some(format) = &args.format {
+        query.push(format!(
+            "format={}",
+            crate::inventory_cmd::path_segment(format)
+        ));
+    }
+    if let Some(system) = &args.system {
+        query.push(format!(
+            "system={}",
+            crate::inventory_cmd::path_segment(system)
+        ));
+    }
+    let path = if query.is_empty() {
+        "/v1/findings".to_owned()
+    } else {
+        format!("/v1/findings?{}", query.join("&"))
+    };
+    crate::runtime()?.block_on(async {
+        let mut tally = Tally::default();
+        for file in &args.files {
+            let shown = file.display();
+            let body =
+                std::fs::read(file).with_context(|| format!("cannot read {shown}"))?;
+            let (status, answer) = client
+                .post_bytes_answer(&path, "application/json", body)
+                .await?;
+            let count = |key: &str| answer[key].as_array().map_or(0, Vec::len) as u64;
+            match status.as_u16() {
+                200 => {
+                    tally.new_cases += count("accepted");
+                    tally.duplicates += count("duplicates");
+                    tally.skipped += answer["skipped"].as_u64().unwrap_or(0);
+                    for refused in answer["refused"].as_array().map_or(&[][..], Vec::as_slice) {
+                        tally.refused += 1;
+                        eprintln!(
+                            "{shown}:{}: {}{}",
+                            refused["line"],
+                            refused["field"]
+                                .as_str()
+                                .map(|f| format!("{f}: "))
+                                .unwrap_or_default(),
+                            refused["message"].as_str().unwrap_or("refused")
+                        );
+                    }
+                }
+                409 => {
+                    println!("{shown}: every finding was already ingested");
+                }
+                _ => {
+                    let mut text = format!(
+                        "{shown}: {} ({status})",
+                        answer["detail"]
+                            .as_str()
+                            .or(answer["title"].as_str())
+                            .unwrap_or("refused")
+                    );
+                    for error in answer["errors"].as_array().map_or(&[][..], Vec::as_slice) {
+                        text.push_str(&format!(
+                            "\n  {}: {}",
+                            error["field"].as_str().unwrap_or("?"),
+                            error["message"].as_str().unwrap_or("?")
+                        ));
+                    }
+                    anyhow::bail!(text);
+                }
+            }
+        }
+        println!(
+            "posted {} finding(s) as {}: {} accepted, {} duplicate(s); {} refused; {} skipped (not problems)",
+            tally.new_cases + tally.duplicates,
+            server,
+            tally.new_cases,
             tally.duplicates,
             tally.refused,
             tally.skipped

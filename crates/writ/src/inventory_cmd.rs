@@ -1,4 +1,5 @@
-//! `writ sync` and `writ inventory`: fill the inventory that findings resolve against.
+//! `writ sync` and `writ inventory`: fill the inventory that findings resolve against, as API
+//! calls to `writ serve` (which alone writes the ledger); and connecting to configured targets.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,13 +13,16 @@ use writ_connector_postgres::{PostgresRoles, PostgresRolesConfig};
 use writ_connectors::{Connector, SecretSink};
 use writ_engine::inventory;
 
+use crate::client::{Client, ServerArgs};
 use crate::config::{Config, TargetConfig, TargetKind};
 
 /// Options of `writ sync`.
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
-    /// The `[[targets]]` name to discover.
+    /// The `[[targets]]` name to discover (as configured on the server).
     target: String,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 /// `writ inventory ...`
@@ -29,9 +33,14 @@ pub enum InventoryCommand {
     Import {
         /// The rules file (`.csv` or `.json`).
         file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// List the identities writ knows.
-    List,
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// Connects to a configured target (`config` supplies the other targets it refers to).
@@ -126,79 +135,91 @@ fn secrets_sink(
     )?))
 }
 
-pub fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let target = config
-        .targets
-        .iter()
-        .find(|t| t.name == args.target)
-        .with_context(|| format!("no [[targets]] entry named {:?}", args.target))?;
+/// `writ sync`: discovery through the API (`POST /v1/targets/{name}/sync`, admin), recorded as
+/// the principal of `WRIT_TOKEN`.
+pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
-        let connector = connect(config, target).await?;
-        let parts = crate::serve::build(config, false).await?;
-        let report = inventory::sync(
-            &*parts.store,
-            &parts.sequencer,
-            &*connector,
-            &*parts.clock,
-            &*parts.ids,
-            "operator",
-        )
-        .await?;
+        let client = Client::from_env(&args.server)?;
+        let report: serde_json::Value = client
+            .post_empty(&format!("/v1/targets/{}/sync", path_segment(&args.target)))
+            .await?;
         println!(
             "synced {}: {} objects discovered, {} identities recorded, {} matched an ownership rule",
-            connector.system(),
-            report.discovered,
-            report.recorded,
-            report.owned
+            report["system"].as_str().unwrap_or(&args.target),
+            report["discovered"],
+            report["recorded"],
+            report["owned"]
         );
         Ok(ExitCode::SUCCESS)
     })
 }
 
-pub fn run(config: &Config, command: InventoryCommand) -> anyhow::Result<ExitCode> {
+/// `writ inventory ...` through the API: importing rules needs an admin's token, listing a
+/// reader's.
+pub fn run(command: InventoryCommand) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
         match command {
-            InventoryCommand::Import { file } => {
+            InventoryCommand::Import { file, server } => {
                 let display = file.display().to_string();
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("cannot read {display}"))?;
-                let text = String::from_utf8(bytes.clone())
+                let text = std::str::from_utf8(&bytes)
                     .with_context(|| format!("{display} is not UTF-8"))?;
-                let rules = inventory::parse_rules(&display, &text)?;
-                let parts = crate::serve::build(config, false).await?;
-                let report = inventory::import_rules(
-                    &*parts.store,
-                    &parts.sequencer,
-                    &display,
-                    &bytes,
-                    rules,
-                    &*parts.clock,
-                    "operator",
-                )
-                .await?;
+                // Checked here first, so that a mistake is named with this file and line.
+                inventory::parse_rules(&display, text)?;
+                let name = file.file_name().map_or_else(
+                    || "rules.csv".to_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let content_type = if name.ends_with(".json") {
+                    "application/json"
+                } else {
+                    "text/csv"
+                };
+                let client = Client::from_env(&server)?;
+                let report: serde_json::Value = client
+                    .post_bytes(
+                        &format!("/v1/inventory/rules?name={}", path_segment(&name)),
+                        content_type,
+                        bytes,
+                    )
+                    .await?;
                 println!(
                     "imported {display}: {} identities matched a rule, {} updated",
-                    report.owned, report.recorded
+                    report["owned"], report["recorded"]
                 );
             }
-            InventoryCommand::List => {
-                let store = crate::open_store(config).await?;
-                for identity in store.identities().await? {
+            InventoryCommand::List { server } => {
+                let client = Client::from_env(&server)?;
+                let identities: Vec<serde_json::Value> = client.get("/v1/identities").await?;
+                for identity in identities {
+                    let text = |key: &str| identity[key].as_str().unwrap_or("-").to_owned();
                     println!(
-                        "{}/{}  {:?}  owner={}  {:?}  reconciled={}",
-                        identity.system,
-                        identity.external_id,
-                        identity.kind,
-                        identity.owner_team.as_deref().unwrap_or("-"),
-                        identity.criticality,
-                        identity
-                            .reconciled_at
-                            .map(|t| t.to_string())
-                            .unwrap_or_else(|| "never".into())
+                        "{}/{}  {}  owner={}  {}  reconciled={}",
+                        text("system"),
+                        text("external_id"),
+                        text("kind"),
+                        text("owner_team"),
+                        text("criticality"),
+                        identity["reconciled_at"].as_str().unwrap_or("never")
                     );
                 }
             }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `text` made safe as one URL path segment or query value (percent-encoding every byte
+/// outside the unreserved set). Hand-written: the client needs nothing else of a URL crate.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -206,14 +206,15 @@ async fn serve_survives_sigkill(db: TestDb) {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_REGION", "us-east-1".into()),
     ];
-    let output = common::writ(site.dir())
-        .args(["sync", "aws"])
-        .envs(aws_env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
+    // Discovery and ownership rules are an admin's API calls to a running server.
+    let root = site.bootstrap_admin("root");
+    let mut setup = site.spawn_serve(&aws_env);
+    setup.wait_ready().await;
+    let output = site.run_as(&setup, &root, &["sync", "aws"]);
     assert!(output.status.success(), "{}", text(&output));
-    let output = site.run(&["inventory", "import", "owners.csv"]);
+    let output = site.run_as(&setup, &root, &["inventory", "import", "owners.csv"]);
     assert!(output.status.success(), "{}", text(&output));
+    setup.terminate();
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

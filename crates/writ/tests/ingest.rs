@@ -120,6 +120,8 @@ async fn ledger_size(site: &Site) -> u64 {
 async fn prowler_scan_becomes_governed_cases(db: TestDb) {
     let site = site(db);
     seed_inventory(&site).await;
+    // An admin to read cases with (made before `serve` turns [[sources]] into principals).
+    let root = site.bootstrap_admin("root");
     let server = site.serve().await;
     let scan = std::fs::read(fixture("prowler-iam.ocsf.json")).unwrap();
 
@@ -255,8 +257,7 @@ async fn prowler_scan_becomes_governed_cases(db: TestDb) {
 
     // The CLI shows the case, with its decision explained.
     let case_id = outcome["case_id"].as_str().unwrap().to_owned();
-    drop(server);
-    let output = site.run(&["case", "show", &case_id]);
+    let output = site.run_as(&server, &root, &["case", "show", &case_id]);
     assert!(output.status.success(), "{}", text(&output));
     let shown = text(&output);
     assert!(shown.contains("decision_recorded"), "{shown}");
@@ -268,8 +269,13 @@ async fn prowler_scan_becomes_governed_cases(db: TestDb) {
         shown.contains("inactive-credential-disable-owner-approval"),
         "{shown}"
     );
-    let output = site.run(&["case", "list", "--state", "awaiting_approval"]);
+    let output = site.run_as(
+        &server,
+        &root,
+        &["case", "list", "--state", "awaiting_approval"],
+    );
     assert!(text(&output).contains(&case_id), "{}", text(&output));
+    drop(server);
     let output = site.run(&["audit", "verify"]);
     assert!(output.status.success(), "{}", text(&output));
 }

@@ -26,17 +26,6 @@ async fn seed_moto(url: &str) {
     }
 }
 
-fn run_with_aws(site: &Site, moto: &MotoServer, args: &[&str]) -> std::process::Output {
-    common::writ(site.dir())
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", moto.url())
-        .output()
-        .unwrap()
-}
-
 async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     let moto = tokio::task::spawn_blocking(MotoServer::start)
         .await
@@ -59,67 +48,8 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     )
     .unwrap();
 
-    let output = run_with_aws(&site, &moto, &["sync", "aws"]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(
-        text(&output).contains("synced aws:123456789012"),
-        "{}",
-        text(&output)
-    );
-    let output = site.run(&["inventory", "import", "owners.csv"]);
-    assert!(output.status.success(), "{}", text(&output));
-    let output = site.run(&["inventory", "list"]);
-    let listing = text(&output);
-    assert!(
-        listing.contains("aws:123456789012/svc-etl/AccessKey1"),
-        "{listing}"
-    );
-    assert!(listing.contains("owner=data"), "{listing}");
-
-    let scan = fixture("prowler-iam.ocsf.json");
-    let output = site.run(&["ingest", "--source", "cli", scan.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", text(&output));
-
-    // The unused key of an owned, freshly synced identity: disabling it needs the owner team.
-    let output = site.run(&["case", "list", "--json"]);
-    let cases: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let find = |subject: &str, finding_type: &str| {
-        cases
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["subject"] == subject && c["finding_type"] == finding_type)
-            .cloned()
-            .unwrap_or_else(|| panic!("no case for {subject} {finding_type} in {cases}"))
-    };
-    let unused = find(
-        "aws:123456789012/svc-etl/AccessKey1",
-        "iam_user_accesskey_unused",
-    );
-    assert_eq!(unused["state"], "awaiting_approval", "{unused}");
-    let output = site.run(&["case", "show", unused["id"].as_str().unwrap()]);
-    let story = text(&output);
-    assert!(
-        story.contains("disable needs 1 approval(s) from owner_team"),
-        "{story}"
-    );
-    // No owner: a human decides, whatever policy says.
-    let orphan = find(
-        "aws:123456789012/svc-backup/AccessKey1",
-        "iam_rotate_access_key_90_days",
-    );
-    assert_eq!(orphan["state"], "needs_review");
-    // Not in the inventory at all.
-    let policy = find(
-        "aws:123456789012/policy/AdminAll",
-        "iam_customer_attached_policy_no_administrative_privileges",
-    );
-    assert_eq!(policy["state"], "needs_review");
-
-    // Write-back: only principals act, through the API of `writ serve` (which alone holds the
-    // ledger key). The owner team `data` approves; the worker deactivates the key in moto and
-    // reads it back; a rollback restores it. All of it in the one case.
-    let case_id = unused["id"].as_str().unwrap().to_owned();
+    // Only `writ serve` holds the ledger key: every person and service acts through its API,
+    // authenticated. The first admin is made locally, on the empty database.
     let root = site.bootstrap_admin("Root");
     let aws_env = [
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
@@ -156,6 +86,79 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
             "high",
         ],
     );
+
+    let output = site.run_as(&server, &root, &["sync", "aws"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("synced aws:123456789012"),
+        "{}",
+        text(&output)
+    );
+    let output = site.run_as(&server, &root, &["inventory", "import", "owners.csv"]);
+    assert!(output.status.success(), "{}", text(&output));
+    // Importing rules is an admin's act: an approver is refused.
+    let output = site.run_as(&server, &alice, &["inventory", "import", "owners.csv"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("403"), "{}", text(&output));
+    let output = site.run_as(&server, &alice, &["inventory", "list"]);
+    let listing = text(&output);
+    assert!(
+        listing.contains("aws:123456789012/svc-etl/AccessKey1"),
+        "{listing}"
+    );
+    assert!(listing.contains("owner=data"), "{listing}");
+
+    // The source principal posts a real Prowler scan of moto with its own token.
+    let scan = fixture("prowler-iam.ocsf.json");
+    let output = site.run_as(
+        &server,
+        &scanner,
+        &["ingest", "--server", &server.base, scan.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("10 accepted"), "{}", text(&output));
+
+    // The unused key of an owned, freshly synced identity: disabling it needs the owner team.
+    let output = site.run_as(&server, &alice, &["case", "list", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let cases: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let find = |subject: &str, finding_type: &str| {
+        cases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["subject"] == subject && c["finding_type"] == finding_type)
+            .cloned()
+            .unwrap_or_else(|| panic!("no case for {subject} {finding_type} in {cases}"))
+    };
+    let unused = find(
+        "aws:123456789012/svc-etl/AccessKey1",
+        "iam_user_accesskey_unused",
+    );
+    assert_eq!(unused["state"], "awaiting_approval", "{unused}");
+    let case_id = unused["id"].as_str().unwrap().to_owned();
+    let output = site.run_as(&server, &alice, &["case", "show", &case_id]);
+    let story = text(&output);
+    assert!(
+        story.contains("disable needs 1 approval(s) from owner_team"),
+        "{story}"
+    );
+    assert!(story.contains("by source:prowler-ci"), "{story}");
+    // No owner: a human decides, whatever policy says.
+    let orphan = find(
+        "aws:123456789012/svc-backup/AccessKey1",
+        "iam_rotate_access_key_90_days",
+    );
+    assert_eq!(orphan["state"], "needs_review");
+    // Not in the inventory at all.
+    let policy = find(
+        "aws:123456789012/policy/AdminAll",
+        "iam_customer_attached_policy_no_administrative_privileges",
+    );
+    assert_eq!(policy["state"], "needs_review");
+
+    // Write-back: the owner team `data` approves; the worker deactivates the key in moto and
+    // reads it back; a rollback restores it. All of it in the one case.
     let approvals = server.url(&format!("/v1/cases/{case_id}/approvals"));
     let vote = serde_json::json!({"verdict": "approve", "rationale": "looks fine"});
     let http = reqwest::Client::new();

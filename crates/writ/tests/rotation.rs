@@ -91,20 +91,39 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
             .output()
             .unwrap()
     };
-    let mut said = String::new();
-    let mut run = |args: &[&str]| {
+    let said = std::cell::RefCell::new(String::new());
+    let run = |args: &[&str]| {
         let output = with_aws(args);
-        said.push_str(&text(&output));
+        said.borrow_mut().push_str(&text(&output));
         assert!(output.status.success(), "{args:?}: {}", text(&output));
         text(&output)
     };
-    run(&["sync", "billing-db"]);
+    // Discovery, ownership rules and votes are principals' API calls to `writ serve`.
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&[
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]);
+    server.wait_ready().await;
+    let lead = site.add_principal(
+        &server,
+        &root,
+        &["payments-lead", "--team", "payments", "--role", "approver"],
+    );
+    let api = |token: &str, args: &[&str]| {
+        let output = site.run_as(&server, token, args);
+        said.borrow_mut().push_str(&text(&output));
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        text(&output)
+    };
+    api(&root, &["sync", "billing-db"]);
     std::fs::write(
         site.path("owners.csv"),
         "pattern,owner_team,criticality\npostgres:billing/app,payments,medium\n",
     )
     .unwrap();
-    run(&["inventory", "import", "owners.csv"]);
+    api(&root, &["inventory", "import", "owners.csv"]);
     std::fs::write(
         site.path("leak.json"),
         serde_json::to_vec(&json!({
@@ -119,8 +138,8 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     )
     .unwrap();
     run(&["ingest", "--source", "cli", "leak.json"]);
-    let listing = with_aws(&["case", "list", "--json"]);
-    let cases: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let listing = api(&lead, &["case", "list", "--json"]);
+    let cases: Value = serde_json::from_str(&listing).unwrap();
     let case = cases
         .as_array()
         .unwrap()
@@ -131,25 +150,10 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     assert_eq!(case["state"], "awaiting_approval", "{case}");
     let id = case["id"].as_str().unwrap();
     // The owner team approves through the API; `writ serve`'s worker rotates.
-    let root = site.bootstrap_admin("root");
-    let mut server = site.spawn_serve(&[
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ]);
-    server.wait_ready().await;
-    let lead = site.add_principal(
-        &server,
-        &root,
-        &["payments-lead", "--team", "payments", "--role", "approver"],
-    );
-    let output = site.run_as(
-        &server,
+    let approved = api(
         &lead,
         &["approve", id, "--rationale", "leaked in a gist; rotate now"],
     );
-    let approved = text(&output);
-    assert!(output.status.success(), "{approved}");
     assert!(approved.contains("write-back job"), "{approved}");
     let mut state = Value::Null;
     for _ in 0..200 {
@@ -169,6 +173,8 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(state, "remediated");
+    let story = api(&lead, &["case", "show", id]);
+    assert!(story.contains("write_back_verified"), "{story}");
     server.stop();
 
     // The application's copy: in Secrets Manager, as JSON with the username.
@@ -206,10 +212,11 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     }
     let dump = format!("{:?}", store.projection_dump().await.unwrap());
     assert!(!dump.contains(&password));
-    let story = run(&["case", "show", id]);
-    assert!(story.contains("write_back_verified"), "{story}");
     run(&["audit", "verify"]);
-    assert!(!said.contains(&password), "a command printed the password");
+    assert!(
+        !said.borrow().contains(&password),
+        "a command printed the password"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
