@@ -629,7 +629,8 @@ pub struct RollbackRequested {
     pub decision: Decision,
     /// The inputs it was evaluated from (replayable).
     pub evaluation: Evaluation,
-    /// Who asked (an actor name, `user:alice`); never counted as an approver of it.
+    /// Who asked (the principal's canonical name, `alice`); never counted as an approver of
+    /// it. The entry's actor is `user:alice`.
     pub requester: String,
     /// Why, in the requester's words.
     pub rationale: String,

@@ -129,8 +129,8 @@ impl Principals {
         }
     }
 
-    /// Creates the first admin of an empty database (no principal exists yet). Run locally
-    /// by the operator; refused once any principal exists.
+    /// Creates the first admin (no admin exists yet; source principals made from
+    /// `[[sources]]` may). Run locally by the operator; refused once any admin exists.
     pub async fn bootstrap(
         &self,
         new: NewPrincipal,
@@ -140,9 +140,19 @@ impl Principals {
                 "the bootstrap principal must have the admin role (--role admin)".into(),
             ));
         }
-        if self.store.principal_count().await? > 0 {
+        // Source principals made from `[[sources]]` by `writ serve` do not count: the first
+        // admin can be made whenever no admin exists yet (enabled or not: a disabled admin
+        // is re-enabled by another admin, not replaced by a bootstrap).
+        let admins = self
+            .store
+            .principals()
+            .await?
+            .iter()
+            .filter(|view| view.principal.has_role(Role::Admin))
+            .count();
+        if admins > 0 {
             return Err(PrincipalsError::Forbidden(
-                "principals exist already: --bootstrap only makes the first admin; ask an admin to add principals".into(),
+                "an admin exists already: --bootstrap only makes the first admin; ask an admin to add principals".into(),
             ));
         }
         // One bootstrap per ledger: its idempotency key is fixed, so a second bootstrap that

@@ -668,6 +668,16 @@ fn read_meta(
             );
         }
         match writ_core::approvers::ApprovalRule::parse(&approvers, approvals) {
+            // A count in @approvals would apply to every group here, but a recorded decision
+            // keeps only the rule's text: each group's count must be in the text.
+            Ok(rule) if rule.quorums.len() > 1 && policy.annotation(ANN_APPROVALS).is_some() => {
+                if !explicit {
+                    problems.push(
+                        "with several groups, give each group's count in @approvers (\"2 of owner_team and 2 of team:security\"), not in @approvals".to_owned(),
+                    );
+                }
+                rule.total()
+            }
             Ok(rule) => rule.total(),
             Err(err) => {
                 problems.push(err.to_string());

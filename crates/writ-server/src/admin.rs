@@ -211,10 +211,27 @@ pub struct NewTokenRequest {
 
 const ADMIN: &[Role] = &[Role::Admin];
 
-fn ttl(days: Option<u32>) -> Option<SignedDuration> {
+/// The longest a token may live, in days.
+const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// A token's lifetime from `days` (`field` names it in the 400 when over the maximum).
+#[expect(
+    clippy::result_large_err,
+    reason = "a Problem is built at most once per request, on its way out"
+)]
+fn ttl(days: Option<u32>, field: &str) -> Result<Option<SignedDuration>, Problem> {
     match days.unwrap_or(90) {
-        0 => None,
-        days => Some(SignedDuration::from_hours(i64::from(days) * 24)),
+        0 => Ok(None),
+        days if days > MAX_TOKEN_DAYS => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid request body",
+        )
+        .field(
+            field,
+            format!("at most {MAX_TOKEN_DAYS} days (0: never expires)"),
+        )),
+        days => Ok(Some(SignedDuration::from_hours(i64::from(days) * 24))),
     }
 }
 
@@ -294,7 +311,7 @@ pub async fn create_principal(
         teams: request.teams,
         roles: request.roles.into_iter().map(Role::from).collect(),
         trust: request.trust.map(Trust::from),
-        token_ttl: ttl(request.token_days),
+        token_ttl: ttl(request.token_days, "token_days")?,
     };
     let (principal, token) = state
         .principals
@@ -482,7 +499,7 @@ pub async fn issue_token(
     let request: NewTokenRequest = json_body(&state, body)?;
     let (record, token) = state
         .principals
-        .issue_token(caller.principal(), &name, ttl(request.days))
+        .issue_token(caller.principal(), &name, ttl(request.days, "days")?)
         .await
         .map_err(principals_problem)?;
     let principal = state

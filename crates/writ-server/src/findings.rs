@@ -111,7 +111,12 @@ pub async fn ingest(
         Ok(found) => found,
         Err(problem) => return challenge(problem.instance("/v1/findings")),
     };
-    if let Some(problem) = state.limits.check(credentials.name(), &*state.clock) {
+    // A bearer token is authenticated already: its principal's rate applies before the body
+    // is read. A signature is charged once it is verified (a claimed source name alone must
+    // not spend the real source's quota).
+    if let Credentials::Bearer(source) = &credentials
+        && let Some(problem) = state.limits.check(&source.name, &*state.clock)
+    {
         return problem.instance("/v1/findings").into_response();
     }
     let body = axum::body::to_bytes(request.into_body(), state.settings.max_body_bytes)
@@ -148,15 +153,6 @@ enum Credentials {
         pending: PendingSignature,
         line: RequestLine,
     },
-}
-
-impl Credentials {
-    fn name(&self) -> &str {
-        match self {
-            Credentials::Bearer(source) => &source.name,
-            Credentials::Signed { pending, .. } => &pending.source().name,
-        }
-    }
 }
 
 async fn ingest_inner(
@@ -203,7 +199,12 @@ async fn ingest_inner(
                 idempotency_key,
             };
             match signed_source(&state, pending, request, &body).await {
-                Ok(source) => source,
+                Ok(source) => {
+                    if let Some(problem) = state.limits.check(&source.name, &*state.clock) {
+                        return Err(problem);
+                    }
+                    source
+                }
                 Err(problem) => return Ok(challenge(problem.instance("/v1/findings"))),
             }
         }
