@@ -276,6 +276,139 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     assert!(output.status.success(), "{}", text(&output));
 }
 
+/// A bundle where disabling an unused key needs "1 of owner_team and 1 of team:security": two
+/// approvers of the owner team do not meet it, one of each does; all through the real binary.
+async fn two_groups_are_not_met_by_one_team(db: TestDb) {
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    seed_moto(&moto.url()).await;
+    let site = Site::new(
+        db,
+        &format!(
+            "[policy]\nbundle = \"policy\"\n\n[writeback]\ninterval_ms = 50\n\n[[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
+            moto.url()
+        ),
+    );
+    // The demo bundle, with the owner team's rule for unused keys made a two-group rule.
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
+    std::fs::create_dir_all(site.path("policy")).unwrap();
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let entry = entry.unwrap();
+        let mut text = std::fs::read_to_string(entry.path()).unwrap();
+        if entry.file_name() == "credentials.cedar" {
+            let before = "@id(\"inactive-credential-disable-owner-approval\")\n@approvals(\"1\")\n@approvers(\"owner_team\")";
+            assert!(text.contains(before), "the demo bundle changed: {text}");
+            text = text.replace(
+                before,
+                "@id(\"inactive-credential-disable-owner-approval\")\n@approvers(\"1 of owner_team and 1 of team:security\")",
+            );
+        }
+        std::fs::write(site.path("policy").join(entry.file_name()), text).unwrap();
+    }
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\naws:123456789012/svc-etl*,data,high\n",
+    )
+    .unwrap();
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&[
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]);
+    server.wait_ready().await;
+    let person = |name: &str, team: &str| {
+        site.add_principal(
+            &server,
+            &root,
+            &[name, "--team", team, "--role", "approver"],
+        )
+    };
+    let alice = person("alice", "data");
+    let dana = person("dana", "data");
+    let sam = person("sam", "security");
+    let scanner = site.add_principal(
+        &server,
+        &root,
+        &[
+            "prowler-ci",
+            "--service",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+        ],
+    );
+    for args in [&["sync", "aws"][..], &["inventory", "import", "owners.csv"]] {
+        let output = site.run_as(&server, &root, args);
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let scan = fixture("prowler-iam.ocsf.json");
+    let output = site.run_as(
+        &server,
+        &scanner,
+        &["ingest", "--server", &server.base, scan.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let output = site.run_as(&server, &alice, &["case", "list", "--json"]);
+    let cases: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let case_id = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["subject"] == "aws:123456789012/svc-etl/AccessKey1"
+                && c["finding_type"] == "iam_user_accesskey_unused"
+        })
+        .and_then(|c| c["id"].as_str())
+        .unwrap_or_else(|| panic!("no unused-key case in {cases}"))
+        .to_owned();
+    let approve = |token: &str| {
+        let output = site.run_as(
+            &server,
+            token,
+            &["approve", &case_id, "--rationale", "fine by me"],
+        );
+        assert!(output.status.success(), "{}", text(&output));
+        text(&output)
+    };
+    for token in [&alice, &dana] {
+        let said = approve(token);
+        assert!(
+            said.contains("\"1 of owner_team and 1 of team:security\" needs 1 more"),
+            "{said}"
+        );
+    }
+    let output = site.run_as(&server, &alice, &["case", "show", &case_id, "--json"]);
+    let story: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(story["case"]["state"], "awaiting_approval", "{story}");
+    assert_eq!(key_status(&moto.url(), "svc-etl").await, "Active");
+    let said = approve(&sam);
+    assert!(said.contains("write-back job"), "{said}");
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = key_status(&moto.url(), "svc-etl").await;
+        if status == "Inactive" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Inactive");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_groups_are_not_met_by_one_team() {
+    two_groups_are_not_met_by_one_team(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_groups_are_not_met_by_one_team() {
+    two_groups_are_not_met_by_one_team(TestDb::postgres().unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_prowler_scan_of_moto_becomes_governed_cases() {
     prowler_scan_of_moto_becomes_governed_cases(TestDb::sqlite().unwrap()).await;
