@@ -1,9 +1,11 @@
 //! Principals: the people and services that act on writ, their teams and roles, and the tokens
 //! they authenticate with.
 //!
-//! Names are canonical: Unicode NFKC, then full case folding, then NFKC again, trimmed. So
-//! `alice`, `Alice`, ` ALICE ` and `ａｌｉｃｅ` are one principal, and one team name cannot hide
-//! behind another that merely looks the same. Everything here is pure: a token is made from
+//! Names are canonical: trimmed, then Unicode NFKC, full case folding and NFKC again. So
+//! `alice`, `Alice`, ` ALICE ` and `ａｌｉｃｅ` are one principal. Names hold letters, marks,
+//! digits and `- _ . @ +` only, so no invisible, spacing or symbol character can tell two names
+//! apart. (Letters of different scripts that look alike, Cyrillic `а` and Latin `a`, stay
+//! different names: NFKC does not map between scripts.) Everything here is pure: a token is made from
 //! random bytes the caller draws (the edge owns randomness), and only its SHA-256 is kept.
 
 use std::collections::BTreeSet;
@@ -17,8 +19,16 @@ use crate::Sha256Digest;
 use crate::finding::Trust;
 use crate::ids::{PrincipalId, TokenId};
 
-/// The longest principal or team name, in characters after canonicalisation.
+/// The longest principal or team name as typed, in characters (surrounding blanks included).
 pub const MAX_NAME_CHARS: usize = 128;
+
+/// The longest canonical name, in characters (folding can lengthen a name: `ß` is `ss`).
+pub const MAX_CANONICAL_NAME_CHARS: usize = 4 * MAX_NAME_CHARS;
+
+/// What a name may look like as typed, as a regular expression (the API documents it, and
+/// [`canonical_name`] applies exactly it): letters, combining marks, decimal digits and
+/// `_ . @ + -`, not starting with a mark, with spaces or tabs around it that are trimmed.
+pub const NAME_PATTERN: &str = r"^[ \t]*[\p{L}\p{Nd}_.@+-][\p{L}\p{M}\p{Nd}_.@+-]*[ \t]*$";
 
 /// Why a name is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,30 +40,84 @@ pub enum NameError {
     #[error("a name has at most {MAX_NAME_CHARS} characters")]
     TooLong,
     /// A character that names may not hold.
-    #[error("a name may hold letters, digits and - _ . @ + only, not {0:?}")]
+    #[error(
+        "a name may hold letters, digits, combining marks (not first) and - _ . @ + only, not {0:?}"
+    )]
     Character(char),
 }
 
-/// The canonical form of a principal or team name: NFKC, case-folded, NFKC again, trimmed.
-/// Names hold letters, digits and `- _ . @ +` (so e-mail addresses and service names work,
-/// and no whitespace, control or separator character can make two names look alike).
+/// One character a name may hold, and whether it may come first.
+fn name_char(c: char, first: bool) -> bool {
+    use std::sync::LazyLock;
+    // The classes of NAME_PATTERN, one character at a time. A regex rather than a table of
+    // Unicode categories: `regex` is already in the build (Cedar) and knows them exactly.
+    static FIRST: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"^[\p{L}\p{Nd}_.@+-]$").ok());
+    static REST: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"^[\p{L}\p{M}\p{Nd}_.@+-]$").ok());
+    let class = if first { &FIRST } else { &REST };
+    let mut buffer = [0u8; 4];
+    class
+        .as_ref()
+        .is_some_and(|class| class.is_match(c.encode_utf8(&mut buffer)))
+}
+
+/// The first character of `name` that breaks [`NAME_PATTERN`]'s classes, if any.
+fn bad_char(name: &str) -> Option<char> {
+    name.chars()
+        .enumerate()
+        .find(|(i, c)| !name_char(*c, *i == 0))
+        .map(|(_, c)| c)
+}
+
+fn fold(name: &str) -> String {
+    let folded: String = name.nfkc().collect();
+    caseless::default_case_fold_str(&folded).nfkc().collect()
+}
+
+/// The canonical form of a principal or team name: spaces and tabs trimmed, then NFKC, full
+/// case folding and NFKC again. The name as typed must match [`NAME_PATTERN`] (letters, marks,
+/// digits and `- _ . @ +`: e-mail addresses and service names work; no whitespace, control,
+/// symbol or separator character can make two names look alike), and so must what folding
+/// makes of it.
 pub fn canonical_name(raw: &str) -> Result<String, NameError> {
-    let folded: String = raw.nfkc().collect::<String>();
-    let folded = caseless::default_case_fold_str(&folded);
-    let name: String = folded.nfkc().collect::<String>().trim().to_owned();
+    if raw.chars().count() > MAX_NAME_CHARS {
+        return Err(NameError::TooLong);
+    }
+    let trimmed = raw.trim_matches([' ', '\t']);
+    if trimmed.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if let Some(bad) = bad_char(trimmed) {
+        return Err(NameError::Character(bad));
+    }
+    let name = fold(trimmed);
+    if let Some(bad) = bad_char(&name) {
+        return Err(NameError::Character(bad));
+    }
+    if name.chars().count() > MAX_CANONICAL_NAME_CHARS {
+        return Err(NameError::TooLong);
+    }
+    Ok(name)
+}
+
+/// Whether `name` is already canonical (what [`canonical_name`] makes, and stays so).
+pub fn is_canonical(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(NameError::TooLong);
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+')))
-    {
+    if let Some(bad) = bad_char(name) {
         return Err(NameError::Character(bad));
     }
-    Ok(name)
+    if name.chars().count() > MAX_CANONICAL_NAME_CHARS {
+        return Err(NameError::TooLong);
+    }
+    if fold(name) != name {
+        return Err(NameError::Character(
+            name.chars().next().unwrap_or_default(),
+        ));
+    }
+    Ok(())
 }
 
 /// What a principal may do. A principal holds any number of roles.
@@ -193,30 +257,29 @@ impl Principal {
     /// Checks the rules a record must keep: canonical names, a role, and trust exactly for
     /// sources.
     pub fn validate(&self) -> Result<(), PrincipalError> {
-        if canonical_name(&self.name).as_deref() != Ok(self.name.as_str()) {
+        if let Err(error) = is_canonical(&self.name) {
             return Err(PrincipalError::Name {
                 raw: self.name.clone(),
-                error: canonical_name(&self.name).err().unwrap_or(NameError::Empty),
+                error,
             });
         }
         for team in &self.teams {
-            if canonical_name(team).as_deref() != Ok(team.as_str()) {
+            if let Err(error) = is_canonical(team) {
                 return Err(PrincipalError::Team {
                     raw: team.clone(),
-                    error: canonical_name(team).err().unwrap_or(NameError::Empty),
+                    error,
                 });
             }
         }
         if self.roles.is_empty() {
             return Err(PrincipalError::NoRole);
         }
-        match (self.roles.contains(&Role::Source), self.trust) {
-            (true, None) => Err(PrincipalError::Trust(
+        if self.roles.contains(&Role::Source) && self.trust.is_none() {
+            return Err(PrincipalError::Trust(
                 "a source needs a trust level (low, medium or high)",
-            )),
-            (false, Some(_)) => Err(PrincipalError::Trust("only a source has a trust level")),
-            _ => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     /// Whether it holds `role` and is enabled.
@@ -321,6 +384,15 @@ mod tests {
     #[test]
     fn bad_names_are_refused_with_the_reason() {
         assert_eq!(canonical_name("  "), Err(NameError::Empty));
+        assert_eq!(
+            canonical_name("\u{301}a"),
+            Err(NameError::Character('\u{301}'))
+        );
+        assert_eq!(canonical_name("a\u{301}").unwrap(), "\u{e1}");
+        assert_eq!(canonical_name("\u{130}").unwrap(), "i\u{307}");
+        assert_eq!(canonical_name("ⓐ"), Err(NameError::Character('ⓐ')));
+        assert_eq!(canonical_name("a\nb"), Err(NameError::Character('\n')));
+        assert_eq!(canonical_name(&"ß".repeat(128)).unwrap(), "ss".repeat(128));
         assert_eq!(canonical_name("a b"), Err(NameError::Character(' ')));
         assert_eq!(
             canonical_name("a\u{200b}b"),
@@ -331,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn a_source_needs_trust_and_only_a_source_has_it() {
+    fn a_source_needs_trust() {
         let id = PrincipalId(uuid::Uuid::nil());
         let source = Principal::new(
             id,
@@ -350,7 +422,8 @@ mod tests {
             [Role::Approver],
             Some(Trust::High),
         );
-        assert!(matches!(alice, Err(PrincipalError::Trust(_))));
+        // Inert until the principal is given the role source.
+        assert!(alice.is_ok());
         let alice = Principal::new(
             id,
             " Alice ",

@@ -185,7 +185,7 @@ impl Principals {
             new.kind,
             &new.teams,
             new.roles.iter().copied(),
-            new.trust,
+            default_trust(&new.roles, new.trust),
         )?;
         if self.store.principal(&principal.name).await?.is_some() {
             return Err(PrincipalsError::Conflict(format!(
@@ -239,6 +239,8 @@ impl Principals {
         if change.trust.is_some() {
             principal.trust = change.trust;
         }
+        let roles: Vec<Role> = principal.roles.iter().copied().collect();
+        principal.trust = default_trust(&roles, principal.trust);
         principal.validate()?;
         let draft = self.versioned_draft(
             by,
@@ -606,6 +608,15 @@ fn canonical(name: &str) -> Result<String, PrincipalsError> {
             error,
         })
     })
+}
+
+/// The trust a principal is recorded with: as given; a source given none is trusted `low`
+/// (the safe default: its findings never get automation that needs more).
+fn default_trust(roles: &[Role], trust: Option<Trust>) -> Option<Trust> {
+    match trust {
+        None if roles.contains(&Role::Source) => Some(Trust::Low),
+        trust => trust,
+    }
 }
 
 /// The roles a set of names means, for messages.

@@ -196,7 +196,10 @@ pub struct ChangePrincipal {
 #[serde(deny_unknown_fields)]
 pub struct DisablePrincipal {
     /// Why (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub reason: String,
 }
 
@@ -607,22 +610,57 @@ pub async fn sync_target(
     }))
 }
 
+/// One ownership rule (see `writ_core::ownership`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "documents the body; the handler reads writ_core's OwnershipRule"
+)]
+pub struct RuleParam {
+    /// A glob over `system/external_id`: `*` any run of characters, `?` one; `[ ] { } \` are
+    /// not allowed.
+    #[schema(min_length = 1, pattern = r"^[^\[\]{}\\]+$")]
+    pub pattern: String,
+    /// The owning team (absent or null: no owner).
+    pub owner_team: Option<String>,
+    /// How critical.
+    pub criticality: CriticalityParam,
+    /// Overrides what the target says about administrative rights.
+    pub privileged: Option<bool>,
+}
+
+/// How critical an identity's system is.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documents the body")]
+pub enum CriticalityParam {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Business critical.
+    BusinessCritical,
+}
+
 /// Query of `POST /v1/inventory/rules`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RulesQuery {
-    /// The rules file's name, as recorded in the ledger and named in errors; a name ending in
-    /// `.json` reads the body as a JSON array of rules, any other as CSV (default
-    /// `rules.csv`).
+    /// The rules file's name, as recorded in the ledger and named in errors (default
+    /// `rules.json`).
     #[param(min_length = 1, max_length = 255)]
     pub name: Option<String>,
 }
 
-/// Import ownership and criticality rules (CSV `pattern,owner_team,criticality[,privileged]`),
-/// record them in the ledger and apply them to known identities.
+/// Import ownership and criticality rules (a JSON array; `writ inventory import` also reads CSV
+/// files and sends them as this), record them in the ledger and apply them to known
+/// identities.
 #[utoipa::path(post, path = "/v1/inventory/rules", tag = "inventory",
     params(RulesQuery),
-    request_body(content = String, description = "The rules: CSV (`pattern,owner_team,criticality[,privileged]`), or a JSON array when `name` ends in `.json`", content_type = "text/csv"),
+    request_body(content = Vec<RuleParam>, description = "The rules, first match wins", content_type = "application/json"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Imported and applied", body = InventoryResult),
@@ -640,7 +678,13 @@ pub async fn import_rules(
 ) -> Result<Json<InventoryResult>, Problem> {
     caller.require(ADMIN, "importing ownership rules")?;
     let Query(query) = query.map_err(|err| crate::body::bad_query(&err))?;
-    let name = query.name.unwrap_or_else(|| "rules.csv".to_owned());
+    let name = query.name.unwrap_or_else(|| "rules.json".to_owned());
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query")
+                .field("name", "1 to 255 characters"),
+        );
+    }
     let body = bytes(&state, body)?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         Problem::new(
@@ -650,7 +694,24 @@ pub async fn import_rules(
         )
         .field("body", "not UTF-8 text")
     })?;
-    let rules = writ_engine::inventory::parse_rules(&name, text).map_err(inventory_problem)?;
+    // The body is always JSON (the CLI turns a CSV file into it); `name` only names it.
+    let rules = writ_core::ownership::parse_rules(writ_core::ownership::RulesFormat::Json, text)
+        .map_err(|err| {
+            inventory_problem(writ_engine::inventory::InventoryError::Rules {
+                file: name.clone(),
+                line: err.line,
+                message: err.message,
+            })
+        })?;
+    if rules.is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid request body",
+        )
+        .detail(format!("{name} holds no rule"))
+        .field("body", "no rule"));
+    }
     let report = writ_engine::inventory::import_rules(
         &*state.store,
         &state.sequencer,

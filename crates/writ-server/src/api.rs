@@ -29,7 +29,7 @@ use crate::problem::Problem;
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
         crate::admin::sync_target, crate::admin::import_rules),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ExactSchemas),
     tags(
         (name = "operations", description = "Liveness, readiness and the API description"),
         (name = "ledger", description = "The tamper-evident event ledger"),
@@ -59,6 +59,122 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Makes the document say exactly what the handlers accept where utoipa's derive cannot: the
+/// pattern of principal and team names (the one [`writ_core::principal::canonical_name`]
+/// applies), and the body of `POST /v1/findings` (writ's native format, strict). A request the
+/// document calls valid is accepted, and one it calls invalid is refused (schemathesis checks
+/// both in the test suite).
+struct ExactSchemas;
+
+/// A string holding something other than whitespace (Rust's `char::is_whitespace`, which the
+/// handlers' blank checks use), as an ECMA-262 class.
+pub(crate) const NOT_BLANK: &str =
+    r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+
+/// JSON Schema of one finding in writ's native format (`writ-formats`' `native` module).
+fn native_finding_schema() -> serde_json::Value {
+    use strum::VariantArray as _;
+    let text = serde_json::json!({"type": "string", "pattern": NOT_BLANK});
+    let severities: Vec<&str> = writ_core::finding::Severity::VARIANTS
+        .iter()
+        .map(|s| <&str>::from(*s))
+        .collect();
+    let kinds: Vec<&str> = writ_core::identity::IdentityKind::VARIANTS
+        .iter()
+        .map(|k| <&str>::from(*k))
+        .collect();
+    let controls: Vec<String> = (1..=10).map(|n| format!("NHI-{n:02}")).collect();
+    serde_json::json!({
+        "type": "object",
+        "description": "One finding in writ's native format",
+        "additionalProperties": false,
+        "required": ["finding_type", "severity", "confidence", "subject", "title"],
+        "properties": {
+            "finding_type": text,
+            "severity": {"type": "string", "enum": severities},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1, "multipleOf": 0.0001},
+            "subject": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["system", "external_id"],
+                "properties": {
+                    "system": text,
+                    "external_id": text,
+                    "kind": {"type": ["string", "null"], "enum": kinds.iter().map(|k| serde_json::json!(k)).chain([serde_json::Value::Null]).collect::<Vec<_>>()}
+                }
+            },
+            "observed_at": {"type": ["string", "null"], "format": "date-time"},
+            "title": text,
+            "idempotency_key": {"type": ["string", "null"], "pattern": NOT_BLANK},
+            "controls": {"type": "array", "items": {"type": "string", "enum": controls}},
+            "details": {"type": ["object", "null"]}
+        }
+    })
+}
+
+impl utoipa::Modify for ExactSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        let name = serde_json::json!({
+            "type": "string",
+            "pattern": writ_core::principal::NAME_PATTERN,
+            "maxLength": writ_core::principal::MAX_NAME_CHARS,
+        });
+        for (schema, field) in [
+            ("CreatePrincipal", "name"),
+            ("CreatePrincipal", "teams"),
+            ("ChangePrincipal", "teams"),
+        ] {
+            let Some(property) =
+                doc.pointer_mut(&format!("/components/schemas/{schema}/properties/{field}"))
+            else {
+                continue;
+            };
+            if field == "teams" {
+                if let Some(items) = property.get_mut("items") {
+                    *items = name.clone();
+                } else if let Some(variants) =
+                    property.get_mut("oneOf").and_then(|v| v.as_array_mut())
+                {
+                    for variant in variants {
+                        if let Some(items) = variant.get_mut("items") {
+                            *items = name.clone();
+                        }
+                    }
+                }
+            } else {
+                let description = property.get("description").cloned();
+                *property = name.clone();
+                if let Some(description) = description {
+                    property["description"] = description;
+                }
+            }
+        }
+        let finding = native_finding_schema();
+        if let Some(body) = doc
+            .pointer_mut("/paths/~1v1~1findings/post/requestBody/content/application~1json/schema")
+        {
+            *body = serde_json::json!({
+                "oneOf": [
+                    finding,
+                    {"type": "array", "minItems": 1, "items": finding}
+                ]
+            });
+        }
+        // An import holds at least one rule.
+        if let Some(body) = doc.pointer_mut(
+            "/paths/~1v1~1inventory~1rules/post/requestBody/content/application~1json/schema",
+        ) {
+            body["minItems"] = serde_json::json!(1);
+        }
+        if let Ok(exact) = serde_json::from_value(doc) {
+            *openapi = exact;
+        }
     }
 }
 

@@ -291,7 +291,10 @@ pub struct VoteRequest {
     /// Approve or reject.
     pub verdict: VerdictParam,
     /// Why, in the voter's words (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub rationale: String,
 }
 
@@ -382,7 +385,10 @@ pub async fn vote(
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// Why (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub rationale: String,
 }
 

@@ -25,7 +25,9 @@ use crate::problem::Problem;
 #[into_params(parameter_in = Query)]
 pub struct IngestQuery {
     /// `native`, `ocsf`, `prowler`, `detect_secrets` or `gitleaks`; detected from the content
-    /// when absent.
+    /// when absent. Not in the OpenAPI document, whose body schema is the native format: the
+    /// other formats are the scanners' own documents, described by them.
+    #[param(ignore)]
     pub format: Option<String>,
     /// For secrets scanners: the repository or system that was scanned.
     pub system: Option<String>,
@@ -87,7 +89,10 @@ pub struct IngestResponse {
         (status = 200, description = "Some or all findings accepted", body = IngestResponse),
         (status = 400, description = "Malformed input or unknown format", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal does not have the role source; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body arrived too slowly; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every finding was already ingested", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The source is over its rate (Retry-After says when to try again)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than the configured limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No finding was valid", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The ledger could not be written; nothing stored", body = Problem, content_type = "application/problem+json")

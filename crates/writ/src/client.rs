@@ -70,17 +70,6 @@ impl Client {
         self.send(Method::POST, path, None::<&()>, None).await
     }
 
-    /// `POST path` with `body` as `content_type`.
-    pub async fn post_bytes<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> anyhow::Result<T> {
-        self.send(Method::POST, path, None::<&()>, Some((content_type, body)))
-            .await
-    }
-
     /// `POST path` with `body` as `content_type`, returning the status and the JSON answer
     /// whatever the status (for callers that report refusals themselves).
     pub async fn post_bytes_answer(

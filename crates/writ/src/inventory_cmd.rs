@@ -165,23 +165,18 @@ pub fn run(command: InventoryCommand) -> anyhow::Result<ExitCode> {
                     std::fs::read(&file).with_context(|| format!("cannot read {display}"))?;
                 let text = std::str::from_utf8(&bytes)
                     .with_context(|| format!("{display} is not UTF-8"))?;
-                // Checked here first, so that a mistake is named with this file and line.
-                inventory::parse_rules(&display, text)?;
+                // Read here (CSV or JSON), so that a mistake is named with this file and
+                // line; the server takes the rules as JSON.
+                let rules = inventory::parse_rules(&display, text)?;
                 let name = file.file_name().map_or_else(
-                    || "rules.csv".to_owned(),
+                    || "rules.json".to_owned(),
                     |n| n.to_string_lossy().into_owned(),
                 );
-                let content_type = if name.ends_with(".json") {
-                    "application/json"
-                } else {
-                    "text/csv"
-                };
                 let client = Client::from_env(&server)?;
                 let report: serde_json::Value = client
-                    .post_bytes(
+                    .post(
                         &format!("/v1/inventory/rules?name={}", path_segment(&name)),
-                        content_type,
-                        bytes,
+                        &rules,
                     )
                     .await?;
                 println!(
