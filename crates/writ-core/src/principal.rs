@@ -26,9 +26,11 @@ pub const MAX_NAME_CHARS: usize = 128;
 pub const MAX_CANONICAL_NAME_CHARS: usize = 4 * MAX_NAME_CHARS;
 
 /// What a name may look like as typed, as a regular expression (the API documents it, and
-/// [`canonical_name`] applies exactly it): letters, combining marks, decimal digits and
-/// `_ . @ + -`, not starting with a mark, with spaces or tabs around it that are trimmed.
-pub const NAME_PATTERN: &str = r"^[ \t]*[\p{L}\p{Nd}_.@+-][\p{L}\p{M}\p{Nd}_.@+-]*[ \t]*$";
+/// [`canonical_name`] applies exactly it): letters and decimal digits of any script, the
+/// combining marks of the general diacritical blocks (not first; listed as ranges, not as
+/// `\p{M}`, so that every regex engine reads the class the same), and `_ . @ + -`, with spaces
+/// or tabs around it that are trimmed.
+pub const NAME_PATTERN: &str = r"^[ \t]*[\p{L}\p{Nd}_.@+-][\p{L}\u0300-\u036F\u0483-\u0489\u1DC0-\u1DFF\u20D0-\u20F0\p{Nd}_.@+-]*[ \t]*$";
 
 /// Why a name is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,8 +55,12 @@ fn name_char(c: char, first: bool) -> bool {
     // Unicode categories: `regex` is already in the build (Cedar) and knows them exactly.
     static FIRST: LazyLock<Option<regex::Regex>> =
         LazyLock::new(|| regex::Regex::new(r"^[\p{L}\p{Nd}_.@+-]$").ok());
-    static REST: LazyLock<Option<regex::Regex>> =
-        LazyLock::new(|| regex::Regex::new(r"^[\p{L}\p{M}\p{Nd}_.@+-]$").ok());
+    static REST: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"^[\p{L}\u0300-\u036F\u0483-\u0489\u1DC0-\u1DFF\u20D0-\u20F0\p{Nd}_.@+-]$",
+        )
+        .ok()
+    });
     let class = if first { &FIRST } else { &REST };
     let mut buffer = [0u8; 4];
     class
@@ -92,7 +98,10 @@ pub fn canonical_name(raw: &str) -> Result<String, NameError> {
         return Err(NameError::Character(bad));
     }
     let name = fold(trimmed);
-    if let Some(bad) = bad_char(&name) {
+    // Folding a letter can yield a character the pattern does not list (`ŀ` is `l·`); that
+    // is harmless (nobody can type it: the pattern applies to what is typed), except white
+    // space or a control character, which would make names that look alike.
+    if let Some(bad) = unseen_char(&name) {
         return Err(NameError::Character(bad));
     }
     if name.chars().count() > MAX_CANONICAL_NAME_CHARS {
@@ -101,12 +110,21 @@ pub fn canonical_name(raw: &str) -> Result<String, NameError> {
     Ok(name)
 }
 
+/// A white-space, control or format character of a folded name, if any.
+fn unseen_char(name: &str) -> Option<char> {
+    name.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(*c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    })
+}
+
 /// Whether `name` is already canonical (what [`canonical_name`] makes, and stays so).
 pub fn is_canonical(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if let Some(bad) = bad_char(name) {
+    if let Some(bad) = unseen_char(name) {
         return Err(NameError::Character(bad));
     }
     if name.chars().count() > MAX_CANONICAL_NAME_CHARS {
@@ -393,6 +411,12 @@ mod tests {
         assert_eq!(canonical_name("ⓐ"), Err(NameError::Character('ⓐ')));
         assert_eq!(canonical_name("a\nb"), Err(NameError::Character('\n')));
         assert_eq!(canonical_name(&"ß".repeat(128)).unwrap(), "ss".repeat(128));
+        assert_eq!(canonical_name("\u{140}a").unwrap(), "l\u{b7}a");
+        assert!(is_canonical("l\u{b7}a").is_ok());
+        assert!(
+            canonical_name("\u{fdfa}").is_err(),
+            "folds to words with spaces"
+        );
         assert_eq!(canonical_name("a b"), Err(NameError::Character(' ')));
         assert_eq!(
             canonical_name("a\u{200b}b"),

@@ -145,7 +145,14 @@ pub struct Ingestor {
     /// deduplication sees every case opened before (committed or in flight); across replicas,
     /// the one-open-case index catches a race and the loser retries.
     lanes: Arc<Lanes>,
+    /// The actor findings are recorded by: `None` for the source itself (`source:NAME`, a
+    /// request authenticated as that source), or the operator's local import.
+    actor: Option<String>,
 }
+
+/// The actor of findings the operator imports locally (`writ ingest FILE`) for a named
+/// source: the findings carry the source, the entries say who put them there.
+pub const OPERATOR_IMPORT_ACTOR: &str = "operator:import";
 
 /// Turns of the ingest pipeline: one batch plans while (at most) one commits.
 #[derive(Debug, Default)]
@@ -223,7 +230,16 @@ impl Ingestor {
             policy,
             settings,
             lanes: Arc::new(Lanes::default()),
+            actor: None,
         }
+    }
+
+    /// The same pipeline, recording findings as the operator's local import
+    /// ([`OPERATOR_IMPORT_ACTOR`]) for the source each batch names, rather than as sent by
+    /// that source over the API.
+    pub fn as_operator_import(mut self) -> Self {
+        self.actor = Some(OPERATOR_IMPORT_ACTOR.to_owned());
+        self
     }
 
     /// The policy bundle in force.
@@ -598,7 +614,9 @@ impl Ingestor {
             }],
             ..Draft::new(
                 Some(case_id),
-                format!("source:{}", source.name),
+                self.actor
+                    .clone()
+                    .unwrap_or_else(|| format!("source:{}", source.name)),
                 key.finding.clone(),
                 EventBody::FindingReceived(body),
             )

@@ -229,6 +229,15 @@ impl Principals {
     ) -> Result<Principal, PrincipalsError> {
         require_admin(by, "change principals")?;
         let view = self.get(name).await?;
+        // Separation of duties: nobody grants itself a role or a team (an admin making itself
+        // an approver of the owner team, then approving). Another admin does it, on the record.
+        if view.principal.id == by.id
+            && (change.teams.is_some() || change.roles.is_some() || change.trust.is_some())
+        {
+            return Err(PrincipalsError::Forbidden(
+                "a principal cannot change its own teams, roles or trust; ask another admin".into(),
+            ));
+        }
         let mut principal = view.principal.clone();
         if let Some(teams) = &change.teams {
             principal.teams = canonical_teams(teams)?;
@@ -329,7 +338,7 @@ impl Principals {
         name: &str,
         token: TokenId,
     ) -> Result<(), PrincipalsError> {
-        let name = canonical(name)?;
+        let name = lookup_name(name)?;
         if !(by.has_role(Role::Admin) || by.name == name) {
             return Err(PrincipalsError::Forbidden(
                 "only an admin, or the token's own principal, revokes a token".into(),
@@ -449,7 +458,7 @@ impl Principals {
 
     /// One principal by name (canonicalised).
     pub async fn get(&self, name: &str) -> Result<PrincipalView, PrincipalsError> {
-        let name = canonical(name)?;
+        let name = lookup_name(name)?;
         self.store
             .principal(&name)
             .await?
@@ -463,7 +472,7 @@ impl Principals {
 
     /// A principal's tokens (digests and state; never secrets).
     pub async fn tokens(&self, name: &str) -> Result<Vec<TokenView>, PrincipalsError> {
-        let name = canonical(name)?;
+        let name = self.get(name).await?.principal.name;
         Ok(self.store.tokens_of(&name).await?)
     }
 
@@ -599,6 +608,13 @@ fn require_admin(by: &Principal, what: &str) -> Result<(), PrincipalsError> {
             "only an admin may {what}"
         )))
     }
+}
+
+/// The canonical form of a name looked up: one that cannot be canonical names nobody
+/// (`NotFound`, as for any unknown name).
+fn lookup_name(name: &str) -> Result<String, PrincipalsError> {
+    canonical_name(name)
+        .map_err(|_| PrincipalsError::NotFound(format!("no principal named {name:?}")))
 }
 
 fn canonical(name: &str) -> Result<String, PrincipalsError> {

@@ -963,8 +963,12 @@ impl WriteBack {
                 .await?;
             return match job.state {
                 JobState::RolledBack => Ok(RollbackOutcome::RolledBack(job)),
-                _ => Err(WriteBackError::Refused(format!(
+                JobState::RollbackIntent => Err(WriteBackError::Refused(format!(
                     "the rollback is recorded but the target did not take it yet ({}); the worker will try again",
+                    job.last_error.as_deref().unwrap_or("no reason given")
+                ))),
+                _ => Err(WriteBackError::Refused(format!(
+                    "the target refused the rollback ({}); the change stays, and the case needs a human",
                     job.last_error.as_deref().unwrap_or("no reason given")
                 ))),
             };

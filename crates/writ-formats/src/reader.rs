@@ -154,13 +154,52 @@ impl<R: BufRead> Iterator for FindingReader<R> {
     type Item = Result<ParsedFinding, FindingError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.next_item()?;
+        let item = self.next_item()?.map(|mut finding| {
+            without_nul(&mut finding.observation);
+            finding
+        });
         match &item {
             Ok(_) => self.report.parsed += 1,
             Err(_) => self.report.errors += 1,
         }
         Some(item)
     }
+}
+
+/// Replaces U+0000 in every text of a finding with U+FFFD. JSON allows NUL in strings; the
+/// stores' text columns do not (PostgreSQL refuses it), and no scanner means anything by it.
+/// The evidence keeps the bytes as received.
+fn without_nul(observation: &mut writ_core::finding::Observation) {
+    fn clean(text: &mut String) {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{fffd}");
+        }
+    }
+    fn clean_value(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => clean(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean_value),
+            serde_json::Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v))
+                        .collect();
+                }
+                map.values_mut().for_each(clean_value);
+            }
+            _ => {}
+        }
+    }
+    clean(&mut observation.finding_type);
+    clean(&mut observation.title);
+    clean(&mut observation.subject.system);
+    clean(&mut observation.subject.external_id);
+    if let Some(key) = observation.source_key.as_mut() {
+        clean(key);
+    }
+    observation.controls.iter_mut().for_each(clean);
+    clean_value(&mut observation.details);
 }
 
 /// Parses one streamed element; `None` when the finding is skipped.

@@ -276,3 +276,24 @@ fn bad_detect_secrets_entries_name_their_line_and_path() {
     assert_eq!(items.len(), 1);
     assert_eq!(errors(&items)[0].line, 3);
 }
+
+/// JSON allows U+0000 in strings; PostgreSQL's text does not. A finding carrying one is kept,
+/// with U+FFFD in its place everywhere (details' keys and values too); its evidence keeps the
+/// bytes as received.
+#[test]
+fn nul_characters_become_replacement_characters() {
+    let input = r#"{"finding_type": "x\u0000y", "severity": "low", "confidence": 0.5,
+  "subject": {"system": "s\u0000", "external_id": "e\u0000"}, "title": "t\u0000",
+  "idempotency_key": "k\u0000", "details": {"a\u0000": ["b\u0000"]}}"#;
+    let (items, _) = read(input, SourceFormat::Native, ParseOptions::default());
+    let finding = items.into_iter().next().unwrap().unwrap();
+    let o = &finding.observation;
+    assert_eq!(o.finding_type, "x\u{fffd}y");
+    assert_eq!(o.subject.system, "s\u{fffd}");
+    assert_eq!(o.subject.external_id, "e\u{fffd}");
+    assert_eq!(o.title, "t\u{fffd}");
+    assert_eq!(o.source_key.as_deref(), Some("k\u{fffd}"));
+    assert_eq!(o.details, serde_json::json!({"a\u{fffd}": ["b\u{fffd}"]}));
+    assert!(!serde_json::to_string(o).unwrap().contains("\\u0000"));
+    assert_eq!(finding.evidence, input.as_bytes());
+}

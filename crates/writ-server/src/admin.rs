@@ -139,6 +139,7 @@ pub struct CreatePrincipal {
     pub trust: Option<TrustParam>,
     /// Days until its first token expires (default 90; 0: never).
     #[schema(minimum = 0, maximum = 3650)]
+    #[serde(default, deserialize_with = "whole_days")]
     pub token_days: Option<u32>,
 }
 
@@ -209,10 +210,30 @@ pub struct DisablePrincipal {
 pub struct NewTokenRequest {
     /// Days until it expires (default 90; 0: never).
     #[schema(minimum = 0, maximum = 3650)]
+    #[serde(default, deserialize_with = "whole_days")]
     pub days: Option<u32>,
 }
 
 const ADMIN: &[Role] = &[Role::Admin];
+
+/// A number of days: any JSON number with no fraction (`30` or `30.0`: JSON Schema calls both
+/// an integer), or null.
+fn whole_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error as _;
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|days| u32::try_from(days).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number of days")))
+}
 
 /// The longest a token may live, in days.
 const MAX_TOKEN_DAYS: u32 = 3650;
@@ -454,6 +475,7 @@ pub async fn disable_principal(
         (status = 400, description = "Not a valid name", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only admins, auditors and the principal itself list its tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such principal", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_tokens(

@@ -43,7 +43,7 @@ pub(crate) fn bytes(
     })
 }
 
-/// The body parsed as JSON into `T`; a 400 naming the field otherwise.
+/// The body parsed as a JSON object into `T`; a 400 naming the field otherwise.
 #[expect(
     clippy::result_large_err,
     reason = "a Problem is built at most once per request, on its way out"
@@ -53,6 +53,17 @@ pub(crate) fn json_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, Problem> {
     let body = bytes(state, body)?;
+    // Every JSON body of this API is an object; serde would also read a struct from an
+    // array of its fields in order, which the document does not allow.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "Invalid request body",
+        )
+        .detail("the body must be a JSON object")
+        .field("body", "not a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(&body);
     let invalid = |field: String, message: String| {
         Problem::new(

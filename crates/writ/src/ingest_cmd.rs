@@ -90,7 +90,11 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     crate::runtime()?.block_on(async {
-        let ingestor = crate::serve::build(config, false).await?.ingestor()?.clone();
+        let ingestor = crate::serve::build(config, false)
+            .await?
+            .ingestor()?
+            .clone()
+            .as_operator_import();
         let mut tally = Tally::default();
         for file in &args.files {
             ingest_file(&ingestor, &source, file, forced, &args, &mut tally).await?;
