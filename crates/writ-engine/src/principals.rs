@@ -108,6 +108,23 @@ pub fn actor_of(principal: &Principal) -> String {
     }
 }
 
+/// The actor of what `writ serve` records from the `[[sources]]` configuration.
+pub const CONFIG_ACTOR: &str = "operator:config";
+
+/// Revokes a token the configuration issued, as the configuration.
+fn config_revoke_draft(token: &TokenView, reason: &str) -> Draft {
+    Draft::new(
+        None,
+        CONFIG_ACTOR,
+        format!("token:revoke:{}", token.token.id),
+        EventBody::TokenRevoked(TokenRevoked {
+            token: token.token.id,
+            principal: token.token.principal.clone(),
+            reason: reason.to_owned(),
+        }),
+    )
+}
+
 /// The actor of the operator's local bootstrap.
 pub const BOOTSTRAP_ACTOR: &str = "operator:bootstrap";
 
@@ -372,7 +389,7 @@ impl Principals {
         trust: Trust,
         token: Option<writ_core::Sha256Digest>,
     ) -> Result<bool, PrincipalsError> {
-        const ACTOR: &str = "operator:config";
+        const ACTOR: &str = CONFIG_ACTOR;
         let name = canonical(name)?;
         let now = self.clock.now();
         let mut group = Vec::new();
@@ -450,10 +467,80 @@ impl Principals {
                 )),
             }
         }
+        // A token the configuration issued earlier and no longer names stops working: changing
+        // `token_sha256` (or replacing it with an HMAC secret) rotates the source's token.
+        for old in self.config_tokens(&name).await? {
+            if token.as_ref() != Some(&old.token.sha256) {
+                group.push(config_revoke_draft(
+                    &old,
+                    "the [[sources]] entry no longer names this token",
+                ));
+            }
+        }
         if !group.is_empty() {
             self.append(group).await?;
         }
         Ok(true)
+    }
+
+    /// Revokes the tokens that `[[sources]]` entries issued to source principals the
+    /// configuration no longer declares (`configured`: the names it declares now). Returns how
+    /// many were revoked. Tokens an admin issued over the API are left alone.
+    pub async fn retire_unconfigured_sources(
+        &self,
+        configured: &[String],
+    ) -> Result<usize, PrincipalsError> {
+        let configured: BTreeSet<String> = configured
+            .iter()
+            .filter_map(|name| canonical_name(name).ok())
+            .collect();
+        let mut group = Vec::new();
+        for view in self.store.principals().await? {
+            let name = &view.principal.name;
+            if configured.contains(name) || !view.principal.roles.contains(&Role::Source) {
+                continue;
+            }
+            for old in self.config_tokens(name).await? {
+                group.push(config_revoke_draft(
+                    &old,
+                    "the source is no longer declared in [[sources]]",
+                ));
+            }
+        }
+        let revoked = group.len();
+        if !group.is_empty() {
+            self.append(group).await?;
+        }
+        Ok(revoked)
+    }
+
+    /// The live tokens of `name` that a `[[sources]]` entry issued: those whose issuing ledger
+    /// entry (read back and checked against its leaf) is by `operator:config`.
+    async fn config_tokens(&self, name: &str) -> Result<Vec<TokenView>, PrincipalsError> {
+        let live: Vec<TokenView> = self
+            .store
+            .tokens_of(name)
+            .await?
+            .into_iter()
+            .filter(|t| !t.revoked)
+            .collect();
+        if live.is_empty() {
+            return Ok(live);
+        }
+        let seqs: Vec<u64> = live.iter().map(|t| t.issued_seq).collect();
+        let by_config: BTreeSet<u64> = self
+            .store
+            .entries_at(&seqs)
+            .await?
+            .iter()
+            .filter_map(|row| crate::entries::decode(row).ok())
+            .filter(|event| event.actor == CONFIG_ACTOR)
+            .map(|event| event.seq)
+            .collect();
+        Ok(live
+            .into_iter()
+            .filter(|t| by_config.contains(&t.issued_seq))
+            .collect())
     }
 
     /// One principal by name (canonicalised).

@@ -103,6 +103,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::warn!(source = %source.name, "[[sources]] names a disabled principal; it stays disabled");
         }
     }
+    let declared: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let retired = engine
+        .principals
+        .retire_unconfigured_sources(&declared)
+        .await
+        .context("revoking the tokens of sources no longer in [[sources]]")?;
+    if retired > 0 {
+        tracing::warn!(
+            tokens = retired,
+            "revoked the tokens of sources no longer declared in [[sources]]"
+        );
+    }
     engine.ingestor()?;
     let settings = config.server.settings()?;
     if let Some(tls) = &settings.tls {
