@@ -65,6 +65,20 @@ impl Client {
         self.send(Method::POST, path, Some(body), None).await
     }
 
+    /// `PATCH path` with a JSON body.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(Method::PATCH, path, Some(body), None).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(Method::DELETE, path, None::<&()>, None).await
+    }
+
     /// `POST path` with no body.
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(Method::POST, path, None::<&()>, None).await

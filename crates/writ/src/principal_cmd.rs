@@ -31,6 +31,49 @@ pub enum PrincipalCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Change a principal's teams, roles or trust (an admin; never one's own).
+    Change {
+        /// The principal.
+        name: String,
+        /// Its teams from now on (repeat for several).
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        /// Remove it from every team.
+        #[arg(long, conflicts_with = "teams")]
+        no_teams: bool,
+        /// Its roles from now on (repeat for several).
+        #[arg(long = "role")]
+        roles: Vec<Role>,
+        /// Its trust level (sources).
+        #[arg(long)]
+        trust: Option<Trust>,
+        /// Why (recorded in the ledger).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List a principal's tokens (ids, expiry, revoked; never secrets).
+    Tokens {
+        /// The principal.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke one of a principal's tokens (an admin, or the principal itself).
+    Revoke {
+        /// The principal.
+        name: String,
+        /// The token's id (from `writ principal tokens`).
+        token: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Who the token in WRIT_TOKEN belongs to.
+    Whoami {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Issue a new token to a principal (printed once, alone on the last line).
     Token {
         /// The principal.
@@ -156,7 +199,7 @@ pub fn run(config: &Config, command: PrincipalCommand) -> anyhow::Result<ExitCod
                 let client = Client::from_env(&server)?;
                 let answer: serde_json::Value = client
                     .post(
-                        &format!("/v1/principals/{name}/disable"),
+                        &format!("/v1/principals/{}/disable", segment(&name)),
                         &serde_json::json!({"reason": reason}),
                     )
                     .await?;
@@ -165,11 +208,81 @@ pub fn run(config: &Config, command: PrincipalCommand) -> anyhow::Result<ExitCod
                     answer["name"].as_str().unwrap_or(&name)
                 );
             }
+            PrincipalCommand::Change {
+                name,
+                teams,
+                no_teams,
+                roles,
+                trust,
+                reason,
+                server,
+            } => {
+                let client = Client::from_env(&server)?;
+                let mut change = serde_json::json!({"reason": reason});
+                if no_teams || !teams.is_empty() {
+                    change["teams"] = serde_json::json!(teams);
+                }
+                if !roles.is_empty() {
+                    let roles: Vec<&str> = roles.iter().map(|r| <&str>::from(*r)).collect();
+                    change["roles"] = serde_json::json!(roles);
+                }
+                if let Some(trust) = trust {
+                    change["trust"] = serde_json::json!(<&str>::from(trust));
+                }
+                let answer: serde_json::Value = client
+                    .patch(&format!("/v1/principals/{}", segment(&name)), &change)
+                    .await?;
+                println!(
+                    "{} changed: teams={} roles={} trust={}",
+                    answer["name"].as_str().unwrap_or(&name),
+                    answer["teams"],
+                    answer["roles"],
+                    answer["trust"]
+                );
+            }
+            PrincipalCommand::Tokens { name, server } => {
+                let client = Client::from_env(&server)?;
+                let tokens: Vec<serde_json::Value> = client
+                    .get(&format!("/v1/principals/{}/tokens", segment(&name)))
+                    .await?;
+                for t in tokens {
+                    println!(
+                        "{}  expires={}  {}",
+                        t["id"].as_str().unwrap_or("?"),
+                        t["expires_at"].as_str().unwrap_or("never"),
+                        if t["revoked"].as_bool() == Some(true) {
+                            "REVOKED"
+                        } else {
+                            "live"
+                        }
+                    );
+                }
+            }
+            PrincipalCommand::Revoke {
+                name,
+                token,
+                server,
+            } => {
+                let client = Client::from_env(&server)?;
+                let _: serde_json::Value = client
+                    .delete(&format!(
+                        "/v1/principals/{}/tokens/{}",
+                        segment(&name),
+                        segment(&token)
+                    ))
+                    .await?;
+                println!("token {token} of {name} is revoked");
+            }
+            PrincipalCommand::Whoami { server } => {
+                let client = Client::from_env(&server)?;
+                let me: serde_json::Value = client.get("/v1/whoami").await?;
+                println!("{}", serde_json::to_string_pretty(&me)?);
+            }
             PrincipalCommand::Token { name, days, server } => {
                 let client = Client::from_env(&server)?;
                 let answer: serde_json::Value = client
                     .post(
-                        &format!("/v1/principals/{name}/tokens"),
+                        &format!("/v1/principals/{}/tokens", segment(&name)),
                         &serde_json::json!({"days": days}),
                     )
                     .await?;
@@ -183,6 +296,10 @@ pub fn run(config: &Config, command: PrincipalCommand) -> anyhow::Result<ExitCod
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn segment(text: &str) -> String {
+    crate::inventory_cmd::path_segment(text)
 }
 
 fn ttl(days: u32) -> Option<jiff::SignedDuration> {

@@ -320,3 +320,79 @@ fn collect_patterns(value: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// The principal commands an admin uses after the first day: change, tokens, revoke, whoami;
+/// nobody changes its own roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_are_managed_through_the_cli() {
+    let site = common::Site::new(TestDb::sqlite().unwrap(), "");
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&[]);
+    server.wait_ready().await;
+    let alice = site.add_principal(&server, &root, &["alice", "--role", "approver"]);
+    let run = |token: &str, args: &[&str]| site.run_as(&server, token, args);
+
+    let output = run(
+        &root,
+        &[
+            "principal",
+            "change",
+            "Alice",
+            "--team",
+            "ops",
+            "--role",
+            "approver",
+            "--reason",
+            "joined ops",
+        ],
+    );
+    assert!(output.status.success(), "{}", common::text(&output));
+    assert!(
+        common::text(&output).contains("ops"),
+        "{}",
+        common::text(&output)
+    );
+    let output = run(
+        &root,
+        &[
+            "principal",
+            "change",
+            "root",
+            "--role",
+            "approver",
+            "--reason",
+            "me too",
+        ],
+    );
+    assert!(!output.status.success(), "an admin changed its own roles");
+    assert!(
+        common::text(&output).contains("403"),
+        "{}",
+        common::text(&output)
+    );
+
+    let output = run(&alice, &["principal", "whoami"]);
+    assert!(
+        common::text(&output).contains("\"alice\""),
+        "{}",
+        common::text(&output)
+    );
+    let output = run(&root, &["principal", "tokens", "alice"]);
+    let listing = common::text(&output);
+    let id = listing
+        .lines()
+        .find(|l| l.contains("live"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no live token in {listing}"))
+        .to_owned();
+    let output = run(&root, &["principal", "revoke", "alice", &id]);
+    assert!(output.status.success(), "{}", common::text(&output));
+    let output = run(&alice, &["principal", "whoami"]);
+    assert!(!output.status.success(), "a revoked token still works");
+    assert!(
+        common::text(&output).contains("401"),
+        "{}",
+        common::text(&output)
+    );
+    server.terminate();
+}
