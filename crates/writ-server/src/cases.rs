@@ -397,9 +397,10 @@ pub struct RollbackRequest {
 pub struct RollbackResponse {
     /// The case.
     pub case_id: String,
-    /// `rolled_back` (policy allowed it on the caller's word and the change is undone),
-    /// `rollback_intent` (recorded; the worker finishes it) or `rollback_requested` (policy
-    /// asks for approvals first: vote with `POST /v1/cases/{id}/approvals`).
+    /// `rolled_back` (policy allowed it on the caller's word and the change is undone) or
+    /// `rollback_requested` (policy asks for approvals first: vote with
+    /// `POST /v1/cases/{id}/approvals`). When the target does not take the rollback at once,
+    /// the answer is a 409 saying whether the worker will try again.
     pub state: String,
     /// The job whose change is undone, once the rollback goes ahead.
     #[serde(skip_serializing_if = "Option::is_none")]
