@@ -959,10 +959,8 @@ mod tests {
         assert!(err.reason.contains("frozen"), "{err}");
     }
 
-    /// A verified change is rolled back only after a decided request, with the approvals that
-    /// decision asks for, and never with the requester's own vote.
-    #[test]
-    fn a_rollback_needs_a_decided_request_and_its_approvals() {
+    /// A case whose change (approved by one owner) is applied and verified.
+    fn verified_change() -> Model {
         let case_id = example::case_id(1);
         let mut model = Model {
             workflow: CaseWorkflow::default(),
@@ -984,6 +982,15 @@ mod tests {
             let body = body(command, &model);
             model.workflow.apply(case_id, &body).unwrap();
         }
+        model
+    }
+
+    /// A verified change is rolled back only after a decided request, with the approvals that
+    /// decision asks for, and never with the requester's own vote.
+    #[test]
+    fn a_rollback_needs_a_decided_request_and_its_approvals() {
+        let case_id = example::case_id(1);
+        let mut model = verified_change();
         assert_eq!(model.workflow.state, Some(CaseState::Remediated));
         let intent = body(Command::RollbackIntent, &model);
         let err = model.workflow.apply(case_id, &intent).unwrap_err();
@@ -1022,27 +1029,9 @@ mod tests {
     #[test]
     fn a_rejected_rollback_leaves_the_case_remediated() {
         let case_id = example::case_id(1);
-        let mut model = Model {
-            workflow: CaseWorkflow::default(),
-            job: job(1),
-            next_job: job(2),
-            jobs: Vec::new(),
-            queued_with_approvals: Vec::new(),
-            rollback: None,
-        };
-        for command in [
-            Command::Open,
-            Command::Decide(1),
-            Command::Approve(1),
-            Command::Queue,
-            Command::Intent,
-            Command::Applied,
-            Command::Verified,
-            Command::RequestRollback(1),
-        ] {
-            let body = body(command, &model);
-            model.workflow.apply(case_id, &body).unwrap();
-        }
+        let mut model = verified_change();
+        let request = body(Command::RequestRollback(1), &model);
+        model.workflow.apply(case_id, &request).unwrap();
         let mut reject = body(Command::Reject, &model);
         if let EventBody::ChangeRejected(b) = &mut reject {
             b.case.state = CaseState::Remediated;

@@ -429,25 +429,12 @@ impl WriteBack {
                     // The last approval a rollback needed: its intent, in the same group; the
                     // worker undoes the change.
                     let mut step = Step::new(job_view);
-                    step.job.state = JobState::RollbackIntent;
-                    step.job.next_attempt_at = None;
-                    step.job.last_error = None;
-                    let body = EventBody::RollbackIntent(RollbackIntent {
-                        job: step.job.clone(),
-                        rationale: request.rationale.clone(),
-                    });
-                    workflow
-                        .apply(case_id, &body)
-                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
-                    group.push(Draft {
-                        expect: vec![step.expectation()],
-                        ..Draft::new(
-                            Some(case_id),
-                            actor.clone(),
-                            format!("job:{}:rollback-intent", step.job.id),
-                            body,
-                        )
-                    });
+                    group.push(rollback_intent(
+                        &mut step,
+                        &mut workflow,
+                        &actor,
+                        &request.rationale,
+                    )?);
                     job = Some(step.job);
                 } else if workflow.may_queue() {
                     let (draft, queued) = self
@@ -912,25 +899,12 @@ impl WriteBack {
             }];
             let mut step = Step::new(&view);
             if !waits {
-                step.job.state = JobState::RollbackIntent;
-                step.job.next_attempt_at = None;
-                step.job.last_error = None;
-                let intent = EventBody::RollbackIntent(RollbackIntent {
-                    job: step.job.clone(),
-                    rationale: rationale.to_owned(),
-                });
-                workflow
-                    .apply(case_id, &intent)
-                    .map_err(|err| WriteBackError::Refused(err.to_string()))?;
-                group.push(Draft {
-                    expect: vec![step.expectation()],
-                    ..Draft::new(
-                        Some(case_id),
-                        actor.clone(),
-                        format!("job:{}:rollback-intent", step.job.id),
-                        intent,
-                    )
-                });
+                group.push(rollback_intent(
+                    &mut step,
+                    &mut workflow,
+                    &actor,
+                    rationale,
+                )?);
             }
             let appended = match self.append_group(group).await {
                 Err(WriteBackError::Stale(_)) => continue,
@@ -1474,6 +1448,35 @@ impl Step {
             updated_seq: self.version,
         }
     }
+}
+
+/// The draft recording `step`'s rollback intent (checked with `workflow`, which it advances),
+/// expecting the job as last recorded; `step` becomes the intent.
+fn rollback_intent(
+    step: &mut Step,
+    workflow: &mut CaseWorkflow,
+    actor: &str,
+    rationale: &str,
+) -> Result<Draft, WriteBackError> {
+    step.job.state = JobState::RollbackIntent;
+    step.job.next_attempt_at = None;
+    step.job.last_error = None;
+    let body = EventBody::RollbackIntent(RollbackIntent {
+        job: step.job.clone(),
+        rationale: rationale.to_owned(),
+    });
+    workflow
+        .apply(step.job.case_id, &body)
+        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+    Ok(Draft {
+        expect: vec![step.expectation()],
+        ..Draft::new(
+            Some(step.job.case_id),
+            actor,
+            format!("job:{}:rollback-intent", step.job.id),
+            body,
+        )
+    })
 }
 
 /// The expectation that a case is still as `view` read it.

@@ -39,6 +39,18 @@ impl IntoResponse for Unauthenticated {
     }
 }
 
+/// What a malformed `Authorization` header is told.
+pub(crate) const NOT_BEARER: &str = "the Authorization header is not \"Bearer <token>\"";
+
+/// The token of an `Authorization: Bearer <token>` header, if it is one.
+pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// The 401 problem for `why`.
 pub fn unauthenticated(why: &str) -> Problem {
     Problem::new(
@@ -64,17 +76,8 @@ impl FromRequestParts<AppState> for Caller {
                     .instance(path),
             ));
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                Unauthenticated(
-                    unauthenticated("the Authorization header is not \"Bearer <token>\"")
-                        .instance(path.clone()),
-                )
-            })?;
+        let token = bearer_token(value)
+            .ok_or_else(|| Unauthenticated(unauthenticated(NOT_BEARER).instance(path.clone())))?;
         match state.principals.authenticate(token).await {
             Ok(principal) => match state.limits.check(&principal.name, &*state.clock) {
                 None => Ok(Caller(principal)),

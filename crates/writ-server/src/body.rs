@@ -9,7 +9,21 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::problem::Problem;
 
-/// The body, or the problem: 413 over the limit, 400 when unreadable.
+/// The 413 problem for a body over `server.max_body_bytes`.
+pub(crate) fn too_large(settings: &crate::ServerSettings) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Request body too large",
+    )
+    .detail(format!(
+        "the body exceeds the limit of {} bytes (server.max_body_bytes)",
+        settings.max_body_bytes
+    ))
+    .field("body", "too large")
+}
+
+/// The body, or the problem: 413 over the limit, 408 when it stalls, 400 when unreadable.
 #[expect(
     clippy::result_large_err,
     reason = "a Problem is built at most once per request, on its way out"
@@ -20,16 +34,7 @@ pub(crate) fn bytes(
 ) -> Result<Bytes, Problem> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-            )
-            .detail(format!(
-                "the body exceeds the limit of {} bytes (server.max_body_bytes)",
-                state.settings.max_body_bytes
-            ))
-            .field("body", "too large")
+            too_large(&state.settings)
         } else if crate::limits::is_body_timeout(&rejection) {
             crate::limits::body_timeout(&state.settings)
         } else {

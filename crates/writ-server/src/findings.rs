@@ -169,16 +169,7 @@ async fn ingest_inner(
 ) -> Result<Response, Problem> {
     let body = body.map_err(|status| {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-            )
-            .detail(format!(
-                "the body exceeds the limit of {} bytes (server.max_body_bytes)",
-                state.settings.max_body_bytes
-            ))
-            .field("body", "too large")
+            crate::body::too_large(&state.settings)
         } else if status == StatusCode::REQUEST_TIMEOUT {
             crate::limits::body_timeout(&state.settings)
         } else {
@@ -414,17 +405,8 @@ async fn credentials(
     line: RequestLine,
 ) -> Result<Credentials, Problem> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                unauthenticated(
-                    "Authorization",
-                    "the Authorization header is not \"Bearer <token>\"",
-                )
-            })?;
+        let token = crate::auth::bearer_token(value)
+            .ok_or_else(|| unauthenticated("Authorization", crate::auth::NOT_BEARER))?;
         let principal = match state.principals.authenticate(token).await {
             Ok(principal) => principal,
             Err(writ_engine::principals::AuthFailure::Store(err)) => {
