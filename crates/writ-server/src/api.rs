@@ -166,6 +166,39 @@ impl utoipa::Modify for ExactSchemas {
                 ]
             });
         }
+        // Answers any operation may give: 503 (too many requests in flight, or past the
+        // request deadline), and, for authenticated ones, 429 (the principal's rate, or the
+        // address's failed authentications).
+        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+            let problem = |description: &str| {
+                serde_json::json!({
+                    "description": description,
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                })
+            };
+            for item in paths.values_mut() {
+                let Some(item) = item.as_object_mut() else {
+                    continue;
+                };
+                for operation in item.values_mut() {
+                    let secured = operation.get("security").is_some();
+                    let Some(responses) = operation
+                        .get_mut("responses")
+                        .and_then(|r| r.as_object_mut())
+                    else {
+                        continue;
+                    };
+                    responses.entry("503").or_insert_with(|| {
+                        problem("The server is busy or the request ran past its deadline")
+                    });
+                    if secured {
+                        responses.entry("429").or_insert_with(|| {
+                            problem("Over the principal's rate, or too many failed authentications from this address (Retry-After says when to try again)")
+                        });
+                    }
+                }
+            }
+        }
         // An import holds at least one rule.
         if let Some(body) = doc.pointer_mut(
             "/paths/~1v1~1inventory~1rules/post/requestBody/content/application~1json/schema",

@@ -70,6 +70,17 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_owned();
+        let peer = parts
+            .extensions
+            .get::<crate::PeerAddr>()
+            .map(|peer| peer.0.ip());
+        if let Some(peer) = peer
+            && let Err(wait) = state.limits.may_authenticate(peer, state.clock.now())
+        {
+            return Err(Unauthenticated(
+                state.limits.locked_out(wait).instance(path),
+            ));
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(Unauthenticated(
                 unauthenticated("no credentials: send Authorization: Bearer <token>")
@@ -83,9 +94,14 @@ impl FromRequestParts<AppState> for Caller {
                 None => Ok(Caller(principal)),
                 Some(problem) => Err(Unauthenticated(problem.instance(path))),
             },
-            Err(AuthFailure::Rejected(err)) => Err(Unauthenticated(
-                unauthenticated(&err.to_string()).instance(path),
-            )),
+            Err(AuthFailure::Rejected(err)) => {
+                if let Some(peer) = peer {
+                    state.limits.failed_authentication(peer, state.clock.now());
+                }
+                Err(Unauthenticated(
+                    unauthenticated(&err.to_string()).instance(path),
+                ))
+            }
             Err(AuthFailure::Store(err)) => {
                 Err(Unauthenticated(Problem::unavailable(&err).instance(path)))
             }

@@ -107,6 +107,15 @@ pub async fn ingest(
     // make the server buffer megabytes: a bearer token wholly, an HMAC signature's headers
     // (source, freshness, scheme); the signature itself covers the body, so it is verified
     // after.
+    let peer = request
+        .extensions()
+        .get::<crate::PeerAddr>()
+        .map(|peer| peer.0.ip());
+    if let Some(peer) = peer
+        && let Err(wait) = state.limits.may_authenticate(peer, state.clock.now())
+    {
+        return challenge(state.limits.locked_out(wait).instance("/v1/findings"));
+    }
     let line = RequestLine {
         method: request.method().as_str().to_owned(),
         path: request.uri().path().to_owned(),
@@ -114,7 +123,10 @@ pub async fn ingest(
     };
     let credentials = match credentials(&state, &headers, line).await {
         Ok(found) => found,
-        Err(problem) => return challenge(problem.instance("/v1/findings")),
+        Err(problem) => {
+            failed(&state, peer, &problem);
+            return challenge(problem.instance("/v1/findings"));
+        }
     };
     // A bearer token is authenticated already: its principal's rate applies before the body
     // is read. A signature is charged once it is verified (a claimed source name alone must
@@ -136,7 +148,7 @@ pub async fn ingest(
                 StatusCode::BAD_REQUEST
             }
         });
-    match ingest_inner(state, query, headers, body, credentials).await {
+    match ingest_inner(state, query, headers, body, credentials, peer).await {
         Ok(response) => response,
         Err(problem) => problem.instance("/v1/findings").into_response(),
     }
@@ -166,6 +178,7 @@ async fn ingest_inner(
     headers: HeaderMap,
     body: Result<Bytes, StatusCode>,
     credentials: Credentials,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, Problem> {
     let body = body.map_err(|status| {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -201,7 +214,10 @@ async fn ingest_inner(
                     }
                     source
                 }
-                Err(problem) => return Ok(challenge(problem.instance("/v1/findings"))),
+                Err(problem) => {
+                    failed(&state, peer, &problem);
+                    return Ok(challenge(problem.instance("/v1/findings")));
+                }
             }
         }
     };
@@ -391,6 +407,18 @@ async fn ingest_inner(
         }),
     )
         .into_response())
+}
+
+/// Counts a refused credential (a 401, not a missing one) against the client's address.
+fn failed(state: &AppState, peer: Option<std::net::IpAddr>, problem: &Problem) {
+    let guessed = problem.status == StatusCode::UNAUTHORIZED.as_u16()
+        && problem
+            .errors
+            .iter()
+            .all(|e| !e.message.starts_with("no credentials"));
+    if let (Some(peer), true) = (peer, guessed) {
+        state.limits.failed_authentication(peer, state.clock.now());
+    }
 }
 
 fn challenge(problem: Problem) -> Response {

@@ -37,7 +37,7 @@ pub use api::ApiDoc;
 pub use auth::READERS;
 pub use findings::parse_format;
 pub use limits::{Limits, RateLimit};
-pub use listener::{TlsError, TlsFiles, serve};
+pub use listener::{PeerAddr, TlsError, TlsFiles, serve};
 pub use problem::{FieldError, Problem};
 
 /// Settings the HTTP edge needs.
@@ -57,6 +57,9 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     /// Requests per authenticated principal; more get 429 with `Retry-After`.
     pub rate_limit: RateLimit,
+    /// Failed authentications per client address; past them, the address gets 429 with
+    /// `Retry-After` before its credentials are checked.
+    pub auth_failure_limit: RateLimit,
     /// Serve TLS with this certificate and key.
     pub tls: Option<TlsFiles>,
 }
@@ -71,6 +74,10 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(60),
             max_concurrent_requests: 512,
             rate_limit: RateLimit::default(),
+            auth_failure_limit: RateLimit {
+                per_second: 0.5,
+                burst: 20.0,
+            },
             tls: None,
         }
     }

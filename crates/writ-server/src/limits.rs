@@ -1,6 +1,7 @@
 //! Limits that keep one client from starving the others: a cap on requests in flight, a
-//! deadline for each request, a deadline for each read of a request body, and a token bucket
-//! per authenticated principal.
+//! deadline for each request, a deadline for each read of a request body, a token bucket per
+//! authenticated principal, and one per client address for failed authentications (an address
+//! whose failures empty it is refused before its next credentials are even checked).
 //!
 //! The header-read timeout lives in the connection loop ([`crate::serve`]): it has to act
 //! before there is a request to route.
@@ -48,6 +49,8 @@ pub struct Limits {
     in_flight: Arc<Semaphore>,
     rate: RateLimit,
     buckets: Mutex<HashMap<String, Bucket>>,
+    failure_rate: RateLimit,
+    failures: Mutex<HashMap<std::net::IpAddr, Bucket>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,38 +66,39 @@ impl Limits {
             in_flight: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
             rate: settings.rate_limit,
             buckets: Mutex::new(HashMap::new()),
+            failure_rate: settings.auth_failure_limit,
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// Takes one request from `principal`'s bucket at `now`. When the bucket is empty, says
     /// how many whole seconds to wait.
     pub fn take(&self, principal: &str, now: Timestamp) -> Result<(), u64> {
-        let RateLimit { per_second, burst } = self.rate;
-        if per_second <= 0.0 {
-            return Ok(());
-        }
-        let burst = burst.max(1.0);
-        // A poisoned lock only means another request panicked mid-update; the counts are
-        // still numbers, so go on with them.
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bucket = buckets.entry(principal.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let elapsed = now.duration_since(bucket.at).as_secs_f64().max(0.0);
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / per_second;
-            // At least one second: Retry-After counts whole seconds.
-            Err(wait.ceil().max(1.0) as u64)
-        }
+        take_from(&self.buckets, principal.to_owned(), self.rate, now, true)
+    }
+
+    /// Whether `peer` may try to authenticate at `now`: not while its failed attempts have
+    /// emptied its bucket (says how many whole seconds to wait).
+    pub fn may_authenticate(&self, peer: std::net::IpAddr, now: Timestamp) -> Result<(), u64> {
+        take_from(&self.failures, peer, self.failure_rate, now, false)
+    }
+
+    /// Counts a failed authentication from `peer` at `now`.
+    pub fn failed_authentication(&self, peer: std::net::IpAddr, now: Timestamp) {
+        let _ = take_from(&self.failures, peer, self.failure_rate, now, true);
+    }
+
+    /// The 429 problem for a peer whose failed authentications are over the limit.
+    pub fn locked_out(&self, wait: u64) -> Problem {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-failures",
+            "Too many failed authentications",
+        )
+        .detail(format!(
+            "this address failed to authenticate too often (server.auth_failure_burst, server.auth_failures_per_second); try again in {wait} s"
+        ))
+        .retry_after(wait)
     }
 
     /// The 429 problem when `principal` is over its rate, `None` otherwise.
@@ -111,6 +115,45 @@ impl Limits {
             ))
             .retry_after(wait)
         })
+    }
+}
+
+/// Refills `key`'s bucket in `buckets` to `now` and, when `spend`, takes one token from it.
+/// Err with the whole seconds to wait when there is no token to take (or, not spending, none
+/// left).
+fn take_from<K: std::hash::Hash + Eq>(
+    buckets: &Mutex<HashMap<K, Bucket>>,
+    key: K,
+    rate: RateLimit,
+    now: Timestamp,
+    spend: bool,
+) -> Result<(), u64> {
+    let RateLimit { per_second, burst } = rate;
+    if per_second <= 0.0 {
+        return Ok(());
+    }
+    let burst = burst.max(1.0);
+    // A poisoned lock only means another request panicked mid-update; the counts are still
+    // numbers, so go on with them.
+    let mut buckets = buckets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let bucket = buckets.entry(key).or_insert(Bucket {
+        tokens: burst,
+        at: now,
+    });
+    let elapsed = now.duration_since(bucket.at).as_secs_f64().max(0.0);
+    bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
+    bucket.at = now;
+    if bucket.tokens >= 1.0 {
+        if spend {
+            bucket.tokens -= 1.0;
+        }
+        Ok(())
+    } else {
+        let wait = (1.0 - bucket.tokens) / per_second;
+        // At least one second: Retry-After counts whole seconds.
+        Err(wait.ceil().max(1.0) as u64)
     }
 }
 
@@ -212,6 +255,32 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         assert_eq!(limits.take("svc", t0), Ok(()));
         assert_eq!(limits.take("svc", t0), Err(10));
+    }
+
+    #[test]
+    fn failures_lock_an_address_out_until_they_refill() {
+        let limits = Limits::new(&ServerSettings {
+            auth_failure_limit: RateLimit {
+                per_second: 0.5,
+                burst: 2.0,
+            },
+            ..ServerSettings::default()
+        });
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let peer: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let other: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(limits.may_authenticate(peer, t0), Ok(()));
+        limits.failed_authentication(peer, t0);
+        assert_eq!(
+            limits.may_authenticate(peer, t0),
+            Ok(()),
+            "checking spends nothing"
+        );
+        limits.failed_authentication(peer, t0);
+        assert_eq!(limits.may_authenticate(peer, t0), Err(2));
+        assert_eq!(limits.may_authenticate(other, t0), Ok(()));
+        let later = t0 + jiff::SignedDuration::from_secs(2);
+        assert_eq!(limits.may_authenticate(peer, later), Ok(()));
     }
 
     #[test]

@@ -229,6 +229,11 @@ pub struct ServerConfig {
     pub rate_limit_per_second: f64,
     /// Requests a principal may make at once after a quiet spell.
     pub rate_limit_burst: f64,
+    /// Failed authentications a client address may make at once; past them it gets 429 until
+    /// its budget refills (0 turns the limit off).
+    pub auth_failure_burst: f64,
+    /// How fast that budget refills, per second.
+    pub auth_failures_per_second: f64,
     /// PEM certificate chain: with `tls_key`, the server speaks only HTTPS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -250,6 +255,8 @@ impl Default for ServerConfig {
             max_concurrent_requests: defaults.max_concurrent_requests,
             rate_limit_per_second: defaults.rate_limit.per_second,
             rate_limit_burst: defaults.rate_limit.burst,
+            auth_failure_burst: defaults.auth_failure_limit.burst,
+            auth_failures_per_second: defaults.auth_failure_limit.per_second,
             tls_cert: None,
             tls_key: None,
         }
@@ -280,8 +287,11 @@ impl ServerConfig {
             anyhow::ensure!(value > 0, "[server] {name} must be more than 0");
         }
         anyhow::ensure!(
-            self.rate_limit_per_second >= 0.0 && self.rate_limit_burst >= 0.0,
-            "[server] rate_limit_per_second and rate_limit_burst cannot be negative"
+            self.rate_limit_per_second >= 0.0
+                && self.rate_limit_burst >= 0.0
+                && self.auth_failures_per_second >= 0.0
+                && self.auth_failure_burst >= 0.0,
+            "[server] rate limits cannot be negative"
         );
         Ok(writ_server::ServerSettings {
             max_body_bytes: self.max_body_bytes,
@@ -293,6 +303,14 @@ impl ServerConfig {
             rate_limit: writ_server::RateLimit {
                 per_second: self.rate_limit_per_second,
                 burst: self.rate_limit_burst,
+            },
+            auth_failure_limit: writ_server::RateLimit {
+                per_second: if self.auth_failure_burst > 0.0 {
+                    self.auth_failures_per_second
+                } else {
+                    0.0
+                },
+                burst: self.auth_failure_burst,
             },
             tls,
         })

@@ -5,8 +5,9 @@
 //!
 //! The fuzzer's principal holds every role, so it reaches every handler; it may revoke its own
 //! token or change its own roles along the way (the API allows both), after which its calls
-//! get 401/403, which the document also describes. The rate limit is off for the run (the
-//! fuzzer sends thousands of requests a second); the limit has its own test.
+//! get 401/403, which the document also describes. The rate limits are off for the run (the
+//! fuzzer sends thousands of requests a second, some with bad credentials on purpose); they
+//! have their own tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -52,7 +53,12 @@ async fn schemathesis_finds_nothing(db: TestDb) {
         assert!(output.status.success(), "{}", text(&output));
         common::last_line(&output)
     };
-    let mut server = site.spawn_serve(&[("WRIT_SERVER__RATE_LIMIT_PER_SECOND", "0".to_owned())]);
+    // The fuzzer sends thousands of requests a second, and deliberately bad credentials (to
+    // check they are refused): both limits are off for the run; each has its own test.
+    let mut server = site.spawn_serve(&[
+        ("WRIT_SERVER__RATE_LIMIT_PER_SECOND", "0".to_owned()),
+        ("WRIT_SERVER__AUTH_FAILURE_BURST", "0".to_owned()),
+    ]);
     server.wait_ready().await;
     let st = venv_program("st").unwrap();
     let output = tokio::task::spawn_blocking({

@@ -396,3 +396,35 @@ async fn principals_are_managed_through_the_cli() {
     );
     server.terminate();
 }
+
+/// An address that keeps failing to authenticate is refused (429, Retry-After) before its
+/// next credentials are checked, valid or not; public endpoints stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_authentications_lock_the_address_out() {
+    let site = common::Site::new(TestDb::sqlite().unwrap(), "");
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&[
+        ("WRIT_SERVER__AUTH_FAILURE_BURST", "3".to_owned()),
+        ("WRIT_SERVER__AUTH_FAILURES_PER_SECOND", "0.01".to_owned()),
+    ]);
+    server.wait_ready().await;
+    let http = reqwest::Client::new();
+    let whoami = |token: String| http.get(server.url("/v1/whoami")).bearer_auth(token).send();
+    for attempt in 0..3 {
+        let response = whoami(format!("writ_{attempt:064x}")).await.unwrap();
+        assert_eq!(response.status(), 401, "attempt {attempt}");
+    }
+    let response = whoami("writ_guess".to_owned()).await.unwrap();
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    // Locked out means not even a good token is checked from here for now.
+    assert_eq!(whoami(root.clone()).await.unwrap().status(), 429);
+    let (status, _) = server.get_json("/healthz").await;
+    assert_eq!(status, 200);
+    server.terminate();
+}
