@@ -802,6 +802,20 @@ mod tests {
         rollback: Option<(usize, BTreeSet<String>)>,
     }
 
+    impl Model {
+        /// Nothing tried yet.
+        fn new() -> Self {
+            Model {
+                workflow: CaseWorkflow::default(),
+                job: job(1),
+                next_job: job(2),
+                jobs: Vec::new(),
+                queued_with_approvals: Vec::new(),
+                rollback: None,
+            }
+        }
+    }
+
     fn job(n: u128) -> Job {
         Job::queued(
             JobId(uuid::Uuid::from_u128(n)),
@@ -821,14 +835,7 @@ mod tests {
         /// two live jobs, and a refused event leaves the workflow as it was.
         #[test]
         fn the_state_machine_keeps_its_promises(commands in proptest::collection::vec(command(), 1..60)) {
-            let mut model = Model {
-                workflow: CaseWorkflow::default(),
-                job: job(1),
-                next_job: job(2),
-                jobs: Vec::new(),
-                queued_with_approvals: Vec::new(),
-                rollback: None,
-            };
+            let mut model = Model::new();
             let case_id = example::case_id(1);
             for command in commands {
                 let body = body(command, &model);
@@ -962,14 +969,7 @@ mod tests {
     /// A case whose change (approved by one owner) is applied and verified.
     fn verified_change() -> Model {
         let case_id = example::case_id(1);
-        let mut model = Model {
-            workflow: CaseWorkflow::default(),
-            job: job(1),
-            next_job: job(2),
-            jobs: Vec::new(),
-            queued_with_approvals: Vec::new(),
-            rollback: None,
-        };
+        let mut model = Model::new();
         for command in [
             Command::Open,
             Command::Decide(1),

@@ -202,7 +202,7 @@ impl Principals {
             new.kind,
             &new.teams,
             new.roles.iter().copied(),
-            default_trust(&new.roles, new.trust),
+            default_trust(new.roles.contains(&Role::Source), new.trust),
         )?;
         if self.store.principal(&principal.name).await?.is_some() {
             return Err(PrincipalsError::Conflict(format!(
@@ -265,8 +265,7 @@ impl Principals {
         if change.trust.is_some() {
             principal.trust = change.trust;
         }
-        let roles: Vec<Role> = principal.roles.iter().copied().collect();
-        principal.trust = default_trust(&roles, principal.trust);
+        principal.trust = default_trust(principal.roles.contains(&Role::Source), principal.trust);
         principal.validate()?;
         let draft = self.versioned_draft(
             by,
@@ -655,12 +654,7 @@ impl Principals {
         &self,
         group: Vec<Draft>,
     ) -> Result<Vec<crate::sequencer::Appended>, PrincipalsError> {
-        let results = self
-            .sequencer
-            .append_groups(vec![group])
-            .await
-            .pop()
-            .unwrap_or_default();
+        let results = self.sequencer.append_group(group).await;
         results
             .into_iter()
             .map(|result| {
@@ -715,9 +709,9 @@ fn canonical(name: &str) -> Result<String, PrincipalsError> {
 
 /// The trust a principal is recorded with: as given; a source given none is trusted `low`
 /// (the safe default: its findings never get automation that needs more).
-fn default_trust(roles: &[Role], trust: Option<Trust>) -> Option<Trust> {
+fn default_trust(source: bool, trust: Option<Trust>) -> Option<Trust> {
     match trust {
-        None if roles.contains(&Role::Source) => Some(Trust::Low),
+        None if source => Some(Trust::Low),
         trust => trust,
     }
 }

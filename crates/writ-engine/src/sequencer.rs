@@ -228,6 +228,15 @@ impl Sequencer {
             .unwrap_or(Err(AppendError::Stopped))
     }
 
+    /// Appends one group of events, recorded whole or not at all. Results come back per
+    /// event, in order (empty only when the sequencer stopped).
+    pub async fn append_group(&self, group: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {
+        self.append_groups(vec![group])
+            .await
+            .pop()
+            .unwrap_or_default()
+    }
+
     /// Appends several independent events in one request, so they share a transaction when
     /// possible; each succeeds or fails on its own. Results come back in order.
     pub async fn append_all(&self, drafts: Vec<Draft>) -> Vec<Result<Appended, AppendError>> {

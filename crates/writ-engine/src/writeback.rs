@@ -1195,12 +1195,7 @@ impl WriteBack {
 
     /// Appends one group, mapping the sequencer's refusals to this engine's errors.
     async fn append_group(&self, group: Vec<Draft>) -> Result<Vec<Appended>, WriteBackError> {
-        let results = self
-            .sequencer
-            .append_groups(vec![group])
-            .await
-            .pop()
-            .unwrap_or_default();
+        let results = self.sequencer.append_group(group).await;
         results
             .into_iter()
             .map(|result| match result {

@@ -199,6 +199,20 @@ impl utoipa::Modify for ExactSchemas {
                 }
             }
         }
+        // The case states `GET /v1/cases?state=` takes: the core's, by their stored names.
+        if let Some(parameters) = doc
+            .pointer_mut("/paths/~1v1~1cases/get/parameters")
+            .and_then(|p| p.as_array_mut())
+        {
+            use strum::VariantArray as _;
+            let states: Vec<&str> = writ_core::case::CaseState::VARIANTS
+                .iter()
+                .map(|s| <&str>::from(*s))
+                .collect();
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == "state") {
+                parameter["schema"] = serde_json::json!({"type": "string", "enum": states});
+            }
+        }
         // An import holds at least one rule.
         if let Some(body) = doc.pointer_mut(
             "/paths/~1v1~1inventory~1rules/post/requestBody/content/application~1json/schema",

@@ -82,59 +82,12 @@ pub struct CaseDetail {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CasesQuery {
-    /// Only cases in this state.
-    #[param(inline)]
-    pub state: Option<CaseStateParam>,
+    /// Only cases in this state (the document lists the states: see `ExactSchemas`).
+    #[param(value_type = Option<String>)]
+    pub state: Option<CaseState>,
     /// At most this many (1 to 1000; default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-}
-
-/// A case state, as a query parameter.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CaseStateParam {
-    /// See the case states.
-    NeedsReview,
-    /// See the case states.
-    AwaitingApproval,
-    /// See the case states.
-    Frozen,
-    /// See the case states.
-    Remediating,
-    /// See the case states.
-    Remediated,
-    /// See the case states.
-    RollbackRequested,
-    /// See the case states.
-    WriteBackFailed,
-    /// See the case states.
-    RolledBack,
-    /// See the case states.
-    Denied,
-    /// See the case states.
-    Rejected,
-    /// See the case states.
-    Closed,
-}
-
-impl From<CaseStateParam> for CaseState {
-    fn from(value: CaseStateParam) -> Self {
-        use CaseStateParam as P;
-        match value {
-            P::NeedsReview => CaseState::NeedsReview,
-            P::AwaitingApproval => CaseState::AwaitingApproval,
-            P::Frozen => CaseState::Frozen,
-            P::Remediating => CaseState::Remediating,
-            P::Remediated => CaseState::Remediated,
-            P::RollbackRequested => CaseState::RollbackRequested,
-            P::WriteBackFailed => CaseState::WriteBackFailed,
-            P::RolledBack => CaseState::RolledBack,
-            P::Denied => CaseState::Denied,
-            P::Rejected => CaseState::Rejected,
-            P::Closed => CaseState::Closed,
-        }
-    }
 }
 
 /// List cases, most recently changed first.
@@ -165,7 +118,7 @@ pub async fn list_cases(
     let cases = state
         .store
         .cases(&CaseFilter {
-            state: query.state.map(CaseState::from),
+            state: query.state,
             limit: Some(limit),
         })
         .await

@@ -122,7 +122,9 @@ pub async fn ingest(
         query: request.uri().query().unwrap_or_default().to_owned(),
     };
     let credentials = match credentials(&state, &headers, line).await {
-        Ok(found) => found,
+        Ok(Some(found)) => found,
+        // None presented: refused, but not a guess to count.
+        Ok(None) => return challenge(auth_problem(AuthError::Missing).instance("/v1/findings")),
         Err(problem) => {
             failed(&state, peer, &problem);
             return challenge(problem.instance("/v1/findings"));
@@ -409,14 +411,11 @@ async fn ingest_inner(
         .into_response())
 }
 
-/// Counts a refused credential (a 401, not a missing one) against the client's address.
+/// Counts a refused credential (a 401) against the client's address.
 fn failed(state: &AppState, peer: Option<std::net::IpAddr>, problem: &Problem) {
-    let guessed = problem.status == StatusCode::UNAUTHORIZED.as_u16()
-        && problem
-            .errors
-            .iter()
-            .all(|e| !e.message.starts_with("no credentials"));
-    if let (Some(peer), true) = (peer, guessed) {
+    if let Some(peer) = peer
+        && problem.status == StatusCode::UNAUTHORIZED.as_u16()
+    {
         state.limits.failed_authentication(peer, state.clock.now());
     }
 }
@@ -426,12 +425,12 @@ fn challenge(problem: Problem) -> Response {
 }
 
 /// The request's credentials: a bearer token (checked wholly), or HMAC signature headers
-/// (checked as far as they go without the body).
+/// (checked as far as they go without the body); `None` when it presents neither.
 async fn credentials(
     state: &AppState,
     headers: &HeaderMap,
     line: RequestLine,
-) -> Result<Credentials, Problem> {
+) -> Result<Option<Credentials>, Problem> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = crate::auth::bearer_token(value)
             .ok_or_else(|| unauthenticated("Authorization", crate::auth::NOT_BEARER))?;
@@ -444,7 +443,7 @@ async fn credentials(
                 return Err(unauthenticated("Authorization", &err.to_string()));
             }
         };
-        return source_of(principal).map(Credentials::Bearer);
+        return source_of(principal).map(|source| Some(Credentials::Bearer(source)));
     }
     let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let auth = AuthHeaders {
@@ -453,11 +452,14 @@ async fn credentials(
         timestamp: get("x-writ-timestamp"),
         signature: get("x-writ-signature"),
     };
-    let pending = state
+    match state
         .sources
         .check_signature_headers(auth, state.clock.now())
-        .map_err(auth_problem)?;
-    Ok(Credentials::Signed { pending, line })
+    {
+        Ok(pending) => Ok(Some(Credentials::Signed { pending, line })),
+        Err(AuthError::Missing) => Ok(None),
+        Err(err) => Err(auth_problem(err)),
+    }
 }
 
 fn auth_problem(err: AuthError) -> Problem {

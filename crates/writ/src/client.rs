@@ -53,7 +53,7 @@ impl Client {
 
     /// `GET path`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(Method::GET, path, None::<&()>, None).await
+        self.send(Method::GET, path, None::<&()>).await
     }
 
     /// `POST path` with a JSON body.
@@ -62,7 +62,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        self.send(Method::POST, path, Some(body), None).await
+        self.send(Method::POST, path, Some(body)).await
     }
 
     /// `PATCH path` with a JSON body.
@@ -71,17 +71,17 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        self.send(Method::PATCH, path, Some(body), None).await
+        self.send(Method::PATCH, path, Some(body)).await
     }
 
     /// `DELETE path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(Method::DELETE, path, None::<&()>, None).await
+        self.send(Method::DELETE, path, None::<&()>).await
     }
 
     /// `POST path` with no body.
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(Method::POST, path, None::<&()>, None).await
+        self.send(Method::POST, path, None::<&()>).await
     }
 
     /// `POST path` with `body` as `content_type`, returning the status and the JSON answer
@@ -92,17 +92,11 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+        let request = self
+            .request(Method::POST, path)
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the writ server at {}", self.base))?;
-        let status = response.status();
-        let bytes = response.bytes().await.context("cannot read the answer")?;
+            .body(body);
+        let (status, bytes) = self.exchange(request).await?;
         let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if value.is_null() && !status.is_success() {
             anyhow::bail!("{}", problem_text(status, &bytes));
@@ -115,33 +109,39 @@ impl Client {
         method: Method,
         path: &str,
         json: Option<&B>,
-        raw: Option<(&str, Vec<u8>)>,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.token);
+        let mut request = self.request(method.clone(), path);
         if let Some(body) = json {
             request = request.json(body);
         }
-        if let Some((content_type, body)) = raw {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the writ server at {}", self.base))?;
-        let status = response.status();
-        let bytes = response.bytes().await.context("cannot read the answer")?;
+        let (status, bytes) = self.exchange(request).await?;
         if !status.is_success() {
             anyhow::bail!("{}", problem_text(status, &bytes));
         }
         let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
         serde_json::from_slice(body)
             .with_context(|| format!("{method} {path}: unexpected answer from the server"))
+    }
+
+    /// A request to `path`, with the token.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends `request`; the status and the whole answer.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the writ server at {}", self.base))?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("cannot read the answer")?;
+        Ok((status, bytes.to_vec()))
     }
 }
 

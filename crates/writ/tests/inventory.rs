@@ -26,7 +26,9 @@ async fn seed_moto(url: &str) {
     }
 }
 
-async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
+/// A seeded moto and a site on `db` whose `[[targets]]` entry `aws` is that moto; `extra` is
+/// prepended to the configuration.
+async fn site_on_moto(db: TestDb, extra: &str) -> (MotoServer, Site) {
     let moto = tokio::task::spawn_blocking(MotoServer::start)
         .await
         .unwrap()
@@ -35,10 +37,15 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     let site = Site::new(
         db,
         &format!(
-            "[[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
+            "{extra}[[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
             moto.url()
         ),
     );
+    (moto, site)
+}
+
+async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
+    let (moto, site) = site_on_moto(db, "").await;
     std::fs::write(
         site.path("owners.csv"),
         "pattern,owner_team,criticality,privileged\n\
@@ -210,32 +217,15 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
         "{}",
         text(&output)
     );
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = key_status(&moto.url(), "svc-etl").await;
-        if status == "Inactive" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "Inactive");
-    let mut story = serde_json::Value::Null;
-    for _ in 0..100 {
-        story = http
-            .get(server.url(&format!("/v1/cases/{case_id}")))
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if story["case"]["state"] == "remediated" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(story["case"]["state"], "remediated", "{story}");
+    common::wait_for_key_status(&moto.url(), "svc-etl", "Inactive").await;
+    let story = server
+        .wait_for_case_state(
+            &alice,
+            &case_id,
+            "remediated",
+            std::time::Duration::from_secs(10),
+        )
+        .await;
     let events = story["events"].as_array().unwrap();
     let granted = events
         .iter()
@@ -279,18 +269,11 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
 /// A bundle where disabling an unused key needs "1 of owner_team and 1 of team:security": two
 /// approvers of the owner team do not meet it, one of each does; all through the real binary.
 async fn two_groups_are_not_met_by_one_team(db: TestDb) {
-    let moto = tokio::task::spawn_blocking(MotoServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    seed_moto(&moto.url()).await;
-    let site = Site::new(
+    let (moto, site) = site_on_moto(
         db,
-        &format!(
-            "[policy]\nbundle = \"policy\"\n\n[writeback]\ninterval_ms = 50\n\n[[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
-            moto.url()
-        ),
-    );
+        "[policy]\nbundle = \"policy\"\n\n[writeback]\ninterval_ms = 50\n\n",
+    )
+    .await;
     // The demo bundle, with the owner team's rule for unused keys made a two-group rule.
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
     std::fs::create_dir_all(site.path("policy")).unwrap();
@@ -387,15 +370,7 @@ async fn two_groups_are_not_met_by_one_team(db: TestDb) {
     assert_eq!(key_status(&moto.url(), "svc-etl").await, "Active");
     let said = approve(&sam);
     assert!(said.contains("write-back job"), "{said}");
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = key_status(&moto.url(), "svc-etl").await;
-        if status == "Inactive" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "Inactive");
+    common::wait_for_key_status(&moto.url(), "svc-etl", "Inactive").await;
     server.stop();
 }
 

@@ -155,24 +155,9 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
         &["approve", id, "--rationale", "leaked in a gist; rotate now"],
     );
     assert!(approved.contains("write-back job"), "{approved}");
-    let mut state = Value::Null;
-    for _ in 0..200 {
-        let story: Value = reqwest::Client::new()
-            .get(server.url(&format!("/v1/cases/{id}")))
-            .bearer_auth(&lead)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        state = story["case"]["state"].clone();
-        if state == "remediated" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, "remediated");
+    server
+        .wait_for_case_state(&lead, id, "remediated", std::time::Duration::from_secs(20))
+        .await;
     let story = api(&lead, &["case", "show", id]);
     assert!(story.contains("write_back_verified"), "{story}");
     server.stop();

@@ -180,6 +180,38 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// Reads case `id` (as the principal of `token`) until its state is `want`, and returns
+    /// the case with its timeline; panics with the last one read after `within`.
+    pub async fn wait_for_case_state(
+        &self,
+        token: &str,
+        id: &str,
+        want: &str,
+        within: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        let http = reqwest::Client::new();
+        loop {
+            let story: serde_json::Value = http
+                .get(self.url(&format!("/v1/cases/{id}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if story["case"]["state"] == want {
+                return story;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "case {id} did not become {want}: {story}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops the server with SIGTERM and returns its output.
     pub fn stop(mut self) -> Output {
         let child = self.child.take().unwrap();
@@ -217,6 +249,22 @@ pub fn moto_client(url: &str) -> writ_connector_aws::AwsClient {
 }
 
 /// The status (`Active`/`Inactive`) of `user`'s first access key in moto at `url`.
+/// Reads `user`'s access key status in moto until it is `want`; panics after 10 s.
+pub async fn wait_for_key_status(url: &str, user: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = key_status(url, user).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}'s key stayed {status}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn key_status(url: &str, user: &str) -> String {
     let body = moto_client(url)
         .query(
