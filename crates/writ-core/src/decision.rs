@@ -56,3 +56,118 @@ pub struct Evaluation {
     /// The context, in Cedar's context JSON format.
     pub context: serde_json::Value,
 }
+
+/// How strong the evidence behind a decision is: the trust in its source and the finding's
+/// confidence. A finding that joins an open case is decided again when it is stronger than the
+/// finding the decision in force was made from ([`Strength::exceeds`]), so a weak first finding
+/// cannot hold back a strong later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strength {
+    /// How much the source is trusted.
+    pub trust: crate::finding::Trust,
+    /// The finding's confidence, in ten-thousandths.
+    pub confidence_bp: u16,
+    /// Whether the identity's source of truth was complete when it was decided.
+    pub reconciled: bool,
+}
+
+impl Strength {
+    /// The strength recorded in a decision's inputs (`context.source.trust`,
+    /// `context.finding.confidence` and the resource's `reconciled` attribute). `None` when
+    /// the record does not say (a rollback's, or one written before these fields).
+    pub fn of_evaluation(evaluation: &Evaluation) -> Option<Strength> {
+        use std::str::FromStr as _;
+        let context = &evaluation.context;
+        let trust =
+            crate::finding::Trust::from_str(context.pointer("/source/trust")?.as_str()?).ok()?;
+        let confidence = context
+            .pointer("/finding/confidence/__extn/arg")
+            .or_else(|| context.pointer("/finding/confidence"))?
+            .as_str()?;
+        let confidence_bp = parse_confidence_bp(confidence)?;
+        let reconciled = evaluation
+            .entities
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entity| {
+                entity
+                    .pointer("/uid/type")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| t.ends_with("Identity"))
+            })
+            .and_then(|entity| entity.pointer("/attrs/reconciled"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        Some(Strength {
+            trust,
+            confidence_bp,
+            reconciled,
+        })
+    }
+
+    /// Whether `self` is stronger evidence than `earlier`: the source of truth has become
+    /// complete, or neither trust nor confidence is lower and one of them is higher. A higher
+    /// confidence from a less trusted source is not stronger.
+    pub fn exceeds(&self, earlier: &Strength) -> bool {
+        if self.reconciled && !earlier.reconciled {
+            return true;
+        }
+        self.trust >= earlier.trust
+            && self.confidence_bp >= earlier.confidence_bp
+            && (self.trust > earlier.trust || self.confidence_bp > earlier.confidence_bp)
+    }
+}
+
+/// `"0.9500"` (a Cedar decimal with up to four places) in ten-thousandths.
+fn parse_confidence_bp(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 4 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok()?;
+    let fraction: u32 = format!("{fraction:0<4}").parse().ok()?;
+    u16::try_from(whole * 10_000 + fraction)
+        .ok()
+        .filter(|bp| *bp <= 10_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Trust;
+
+    fn strength(trust: Trust, confidence_bp: u16) -> Strength {
+        Strength {
+            trust,
+            confidence_bp,
+            reconciled: true,
+        }
+    }
+
+    #[test]
+    fn stronger_means_no_worse_in_either_and_better_in_one() {
+        let weak = strength(Trust::Low, 3_000);
+        assert!(strength(Trust::High, 9_900).exceeds(&weak));
+        assert!(strength(Trust::Low, 3_001).exceeds(&weak));
+        assert!(strength(Trust::Medium, 3_000).exceeds(&weak));
+        assert!(!strength(Trust::Low, 3_000).exceeds(&weak));
+        assert!(!strength(Trust::High, 2_000).exceeds(&weak));
+        assert!(!weak.exceeds(&strength(Trust::High, 9_900)));
+        let unknown = Strength {
+            reconciled: false,
+            ..strength(Trust::High, 9_900)
+        };
+        assert!(weak.exceeds(&unknown));
+    }
+
+    #[test]
+    fn confidences_parse_exactly() {
+        assert_eq!(parse_confidence_bp("0.9500"), Some(9_500));
+        assert_eq!(parse_confidence_bp("0.95"), Some(9_500));
+        assert_eq!(parse_confidence_bp("1.0000"), Some(10_000));
+        assert_eq!(parse_confidence_bp("1.5"), None);
+        assert_eq!(parse_confidence_bp("0.12345"), None);
+        assert_eq!(parse_confidence_bp("x"), None);
+    }
+}

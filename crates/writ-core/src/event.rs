@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::Sha256Digest;
 use crate::approval::Approval;
 use crate::case::Case;
+use crate::case::CaseState;
 use crate::change::{ApplyOutcome, Plan};
 use crate::decision::{Decision, Evaluation};
-use crate::finding::{Finding, SourceFormat, Trust};
+use crate::finding::{Finding, FindingStatus, SourceFormat, Trust};
 use crate::identity::{Identity, IdentityKind};
-use crate::ids::{CaseId, TokenId};
+use crate::ids::{CaseId, FindingId, TokenId};
 use crate::job::Job;
 use crate::ownership::OwnershipRule;
 use crate::principal::{Principal, TokenRecord};
@@ -81,6 +82,16 @@ pub enum EventKind {
     TokenIssued,
     /// An API token was revoked.
     TokenRevoked,
+    /// The finding was closed for compliance, with evidence: a later scan reporting it passes,
+    /// or a reviewer's closure with a rationale. The case closes.
+    CaseClosed,
+    /// A reviewer dismissed the case as a false positive. The case closes.
+    CaseDismissed,
+    /// A `@freeze` decision on another case of the same identity froze this case's pending
+    /// approvals or queued job.
+    CaseFrozen,
+    /// A principal unfroze a frozen case: its work goes on where it stopped.
+    CaseUnfrozen,
 }
 
 impl EventKind {
@@ -112,6 +123,8 @@ impl EventKind {
             | K::WriteBackFailed => &["RS.MI-02", "PR.AA-05"],
             K::RollbackRequested => &["RC.RP-01", "GV.RM-03", "PR.AA-05"],
             K::RollbackIntent | K::RolledBack => &["RC.RP-01", "RS.MI-02"],
+            K::CaseClosed | K::CaseDismissed => &["RS.MA-05", "GV.OV-02"],
+            K::CaseFrozen | K::CaseUnfrozen => &["RS.MI-01", "GV.RR-02"],
         }
     }
 }
@@ -253,6 +266,14 @@ pub enum EventBody {
     TokenIssued(TokenIssued),
     /// See [`TokenRevoked`].
     TokenRevoked(TokenRevoked),
+    /// See [`CaseClosed`].
+    CaseClosed(CaseClosed),
+    /// See [`CaseDismissed`].
+    CaseDismissed(CaseDismissed),
+    /// See [`CaseFrozen`].
+    CaseFrozen(CaseFrozen),
+    /// See [`CaseUnfrozen`].
+    CaseUnfrozen(CaseUnfrozen),
 }
 
 impl EventBody {
@@ -280,6 +301,10 @@ impl EventBody {
             B::PrincipalDisabled(_) => K::PrincipalDisabled,
             B::TokenIssued(_) => K::TokenIssued,
             B::TokenRevoked(_) => K::TokenRevoked,
+            B::CaseClosed(_) => K::CaseClosed,
+            B::CaseDismissed(_) => K::CaseDismissed,
+            B::CaseFrozen(_) => K::CaseFrozen,
+            B::CaseUnfrozen(_) => K::CaseUnfrozen,
         }
     }
 
@@ -307,6 +332,10 @@ impl EventBody {
             K::PrincipalDisabled => serde_json::from_value(body).map(B::PrincipalDisabled),
             K::TokenIssued => serde_json::from_value(body).map(B::TokenIssued),
             K::TokenRevoked => serde_json::from_value(body).map(B::TokenRevoked),
+            K::CaseClosed => serde_json::from_value(body).map(B::CaseClosed),
+            K::CaseDismissed => serde_json::from_value(body).map(B::CaseDismissed),
+            K::CaseFrozen => serde_json::from_value(body).map(B::CaseFrozen),
+            K::CaseUnfrozen => serde_json::from_value(body).map(B::CaseUnfrozen),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -328,6 +357,10 @@ impl EventBody {
             B::RolledBack(b) => Some(&b.case),
             B::ChangeRejected(b) => Some(&b.case),
             B::RollbackRequested(b) => Some(&b.case),
+            B::CaseClosed(b) => Some(&b.case),
+            B::CaseDismissed(b) => Some(&b.case),
+            B::CaseFrozen(b) => Some(&b.case),
+            B::CaseUnfrozen(b) => Some(&b.case),
             B::IdentitySynced(_)
             | B::OwnershipImported(_)
             | B::ApprovalGranted(_)
@@ -375,7 +408,11 @@ impl EventBody {
             | B::PrincipalChanged(_)
             | B::PrincipalDisabled(_)
             | B::TokenIssued(_)
-            | B::TokenRevoked(_) => None,
+            | B::TokenRevoked(_)
+            | B::CaseClosed(_)
+            | B::CaseDismissed(_)
+            | B::CaseFrozen(_)
+            | B::CaseUnfrozen(_) => None,
         }
     }
 }
@@ -392,6 +429,9 @@ pub struct ObservationSummary {
     pub subject_kind: Option<IdentityKind>,
     /// Format-specific details (no secrets).
     pub details: serde_json::Value,
+    /// What the tool reported: a problem (`fail`, the default) or that the check now passes.
+    #[serde(default, skip_serializing_if = "FindingStatus::is_fail")]
+    pub status: FindingStatus,
 }
 
 /// The authenticated source of a finding, as policies saw it.
@@ -421,6 +461,10 @@ pub struct FindingReceived {
     /// The case it opened, if it opened one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case: Option<Case>,
+    /// When it opened a case: the last closed case of the same subject and finding type, which
+    /// this one continues (the same problem, found again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopens: Option<CaseId>,
 }
 
 /// Where an undecidable or unautomatable case was sent, and why.
@@ -647,6 +691,81 @@ pub struct RolledBack {
     /// What the target said.
     pub outcome: ApplyOutcome,
     /// Why, in the requester's words.
+    pub rationale: String,
+}
+
+/// The evidence a compliance closure rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClosureEvidence {
+    /// A later scan of the same check and resource reported that it passes.
+    Scan {
+        /// The passing finding (recorded just before, in the same group).
+        finding: FindingId,
+        /// The source that reported it.
+        source: String,
+        /// What the tool said.
+        title: String,
+    },
+    /// A reviewer closed it.
+    Reviewer {
+        /// Who (the principal's canonical name).
+        reviewer: String,
+        /// Why, in the reviewer's words.
+        rationale: String,
+    },
+}
+
+/// `case_closed`: the finding is closed for compliance, with evidence, and the case closes.
+/// Whether the risk was closed operationally (a verified change) stays in the case's
+/// history; a new finding of the same problem opens a new case that names this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseClosed {
+    /// The case, now `closed` with `compliance_closed` set.
+    pub case: Case,
+    /// What the closure rests on.
+    pub evidence: ClosureEvidence,
+}
+
+/// `case_dismissed`: a reviewer judged the case a false positive; it closes, nothing changes
+/// in the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseDismissed {
+    /// The case, now `closed`.
+    pub case: Case,
+    /// Who dismissed it (the principal's canonical name).
+    pub reviewer: String,
+    /// Why, in the reviewer's words.
+    pub rationale: String,
+}
+
+/// `case_frozen`: a `@freeze` decision on another case of the same identity froze this one's
+/// pending work (approvals wait, a queued job is not started).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFrozen {
+    /// The case, now `frozen`.
+    pub case: Case,
+    /// The state it was frozen in, which unfreezing returns it to.
+    pub was: CaseState,
+    /// The case whose decision froze it.
+    pub by_case: CaseId,
+    /// Why, from that decision.
+    pub reason: String,
+}
+
+/// `case_unfrozen`: a principal let a frozen case go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseUnfrozen {
+    /// The case, back in the state it was frozen in (`needs_review` when its own decision
+    /// froze it).
+    pub case: Case,
+    /// Who (the principal's canonical name).
+    pub by: String,
+    /// Why, in their words.
     pub rationale: String,
 }
 

@@ -93,6 +93,7 @@ pub fn opened(n: u128, key: &str, evidence: &[u8]) -> EventBody {
     EventBody::FindingReceived(FindingReceived {
         finding: finding(n, key, evidence),
         observation: ObservationSummary {
+            status: Default::default(),
             format: SourceFormat::Prowler,
             title: format!("Access key of svc-{n} unused for 90 days"),
             subject_kind: Some(IdentityKind::ApiKey),
@@ -104,6 +105,7 @@ pub fn opened(n: u128, key: &str, evidence: &[u8]) -> EventBody {
         },
         redacted_from: None,
         case: Some(case(n)),
+        reopens: None,
     })
 }
 

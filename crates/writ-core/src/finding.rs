@@ -130,6 +130,39 @@ pub struct SubjectRef {
     pub kind_hint: Option<crate::identity::IdentityKind>,
 }
 
+/// What a tool reported about a check on a resource.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum FindingStatus {
+    /// A problem: it opens or joins a case.
+    #[default]
+    Fail,
+    /// The check passes now: evidence that closes the compliance side of an open case about
+    /// the same check and resource; it never opens a case.
+    Pass,
+}
+
+impl FindingStatus {
+    /// Whether this is the default, a problem.
+    pub fn is_fail(&self) -> bool {
+        *self == FindingStatus::Fail
+    }
+}
+
 /// A finding as a format parser understands it, before writ authenticates, identifies,
 /// resolves or decides anything. Never holds secret material.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,4 +191,7 @@ pub struct Observation {
     /// Format-specific details worth keeping (no secrets).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+    /// A problem, or a pass of the check.
+    #[serde(default, skip_serializing_if = "FindingStatus::is_fail")]
+    pub status: FindingStatus,
 }

@@ -55,6 +55,29 @@ pub fn decided_state(tier: &Tier, reconciled: bool, automatable: bool) -> CaseSt
     }
 }
 
+/// The states a case can be closed from, with evidence: nothing under way (no queued or
+/// running job, no pending rollback, not frozen).
+pub const CLOSABLE: &[CaseState] = &[
+    CaseState::NeedsReview,
+    CaseState::AwaitingApproval,
+    CaseState::Remediated,
+    CaseState::WriteBackFailed,
+    CaseState::RolledBack,
+    CaseState::Denied,
+    CaseState::Rejected,
+];
+
+/// The states a case can be dismissed from as a false positive: nothing under way and no
+/// change in effect (roll a verified change back first).
+pub const DISMISSABLE: &[CaseState] = &[
+    CaseState::NeedsReview,
+    CaseState::AwaitingApproval,
+    CaseState::WriteBackFailed,
+    CaseState::RolledBack,
+    CaseState::Denied,
+    CaseState::Rejected,
+];
+
 /// The case state after `body`, given the state before (`None`: the case does not exist yet).
 /// Events that do not concern a case's state return `from` unchanged.
 pub fn case_transition(
@@ -123,7 +146,52 @@ pub fn case_transition(
                     ),
                 ));
             }
-            expect(&[S::NeedsReview], b.case.state)
+            // A case is decided again (a stronger finding joined it, or its identity became
+            // known) only while nothing is under way: no job, no verified change.
+            expect(
+                &[S::NeedsReview, S::AwaitingApproval, S::Denied, S::Rejected],
+                b.case.state,
+            )
+        }
+        B::CaseClosed(b) => {
+            snapshot_is(S::Closed)?;
+            if !b.case.compliance_closed {
+                return Err(illegal(kind, "a closure must close the compliance side"));
+            }
+            expect(CLOSABLE, S::Closed)
+        }
+        B::CaseDismissed(_) => {
+            snapshot_is(S::Closed)?;
+            expect(DISMISSABLE, S::Closed)
+        }
+        B::CaseFrozen(b) => {
+            snapshot_is(S::Frozen)?;
+            if from != Some(b.was) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "the event says the case was {}, but it is {}",
+                        state_name(b.was),
+                        from.map_or("missing", state_name)
+                    ),
+                ));
+            }
+            expect(&[S::AwaitingApproval, S::Remediating], S::Frozen)
+        }
+        B::CaseUnfrozen(b) => {
+            if !matches!(
+                b.case.state,
+                S::NeedsReview | S::AwaitingApproval | S::Remediating
+            ) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "unfreezing cannot leave the case {}",
+                        state_name(b.case.state)
+                    ),
+                ));
+            }
+            expect(&[S::Frozen], b.case.state)
         }
         B::ChangeRequested(b) => match &b.case {
             Some(_) => {
@@ -248,7 +316,11 @@ pub fn job_transition(
         | B::PrincipalChanged(_)
         | B::PrincipalDisabled(_)
         | B::TokenIssued(_)
-        | B::TokenRevoked(_) => &[],
+        | B::TokenRevoked(_)
+        | B::CaseClosed(_)
+        | B::CaseDismissed(_)
+        | B::CaseFrozen(_)
+        | B::CaseUnfrozen(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -430,6 +502,45 @@ impl CaseWorkflow {
                     }
                 }
             }
+            B::DecisionRecorded(_) if self.has_live_job() => {
+                return Err(illegal(kind, "the case's job is still under way"));
+            }
+            B::CaseClosed(b) => {
+                if let crate::event::ClosureEvidence::Reviewer { rationale, .. } = &b.evidence
+                    && rationale.trim().is_empty()
+                {
+                    return Err(illegal(kind, "a closure needs a rationale"));
+                }
+            }
+            B::CaseDismissed(b) if b.rationale.trim().is_empty() => {
+                return Err(illegal(kind, "a dismissal needs a rationale"));
+            }
+            B::CaseFrozen(_)
+                if self.state == Some(CaseState::Remediating)
+                    && !matches!(self.job, Some((_, JobState::Queued))) =>
+            {
+                return Err(illegal(
+                    kind,
+                    "only a queued job can be frozen; this one is already being applied",
+                ));
+            }
+            B::CaseUnfrozen(b) => {
+                if b.rationale.trim().is_empty() {
+                    return Err(illegal(kind, "unfreezing needs a rationale"));
+                }
+                match b.case.state {
+                    CaseState::Remediating if !matches!(self.job, Some((_, JobState::Queued))) => {
+                        return Err(illegal(kind, "the case has no queued job to go on with"));
+                    }
+                    CaseState::AwaitingApproval if self.rule().is_none() => {
+                        return Err(illegal(
+                            kind,
+                            "the decision in force does not call for approvals",
+                        ));
+                    }
+                    _ => {}
+                }
+            }
             B::RollbackIntent(_) if !self.may_roll_back() => {
                 return Err(illegal(
                     kind,
@@ -602,6 +713,10 @@ mod tests {
         RollbackIntent,
         RolledBack,
         RequestRollback(u8),
+        Close(bool),
+        Dismiss,
+        Freeze,
+        Unfreeze(u8),
     }
 
     fn command() -> impl Strategy<Value = Command> {
@@ -621,6 +736,10 @@ mod tests {
             Just(Command::RollbackIntent),
             Just(Command::RolledBack),
             (0u8..3).prop_map(Command::RequestRollback),
+            any::<bool>().prop_map(Command::Close),
+            Just(Command::Dismiss),
+            Just(Command::Freeze),
+            (0u8..3).prop_map(Command::Unfreeze),
         ]
     }
 
@@ -787,6 +906,45 @@ mod tests {
                 outcome: ApplyOutcome::Applied,
                 rationale: "undo".into(),
             }),
+            Command::Close(by_scan) => {
+                let mut case = case_in(CaseState::Closed);
+                case.compliance_closed = true;
+                EventBody::CaseClosed(crate::event::CaseClosed {
+                    case,
+                    evidence: if by_scan {
+                        crate::event::ClosureEvidence::Scan {
+                            finding: crate::ids::FindingId(uuid::Uuid::nil()),
+                            source: "prowler".into(),
+                            title: "passes".into(),
+                        }
+                    } else {
+                        crate::event::ClosureEvidence::Reviewer {
+                            reviewer: "reviewer".into(),
+                            rationale: "fixed by hand".into(),
+                        }
+                    },
+                })
+            }
+            Command::Dismiss => EventBody::CaseDismissed(crate::event::CaseDismissed {
+                case: case_in(CaseState::Closed),
+                reviewer: "reviewer".into(),
+                rationale: "false positive".into(),
+            }),
+            Command::Freeze => EventBody::CaseFrozen(crate::event::CaseFrozen {
+                case: case_in(CaseState::Frozen),
+                was: model.workflow.state.unwrap_or(CaseState::NeedsReview),
+                by_case: example::case_id(2),
+                reason: "compromise".into(),
+            }),
+            Command::Unfreeze(n) => EventBody::CaseUnfrozen(crate::event::CaseUnfrozen {
+                case: case_in(match n {
+                    0 => CaseState::NeedsReview,
+                    1 => CaseState::AwaitingApproval,
+                    _ => CaseState::Remediating,
+                }),
+                by: "admin".into(),
+                rationale: "cleared".into(),
+            }),
         }
     }
 
@@ -846,6 +1004,17 @@ mod tests {
                         let after = &model.workflow;
                         if matches!(before.state, Some(CaseState::Frozen | CaseState::Rejected)) {
                             prop_assert_ne!(after.state, Some(CaseState::Remediated));
+                        }
+                        // Frozen work is never applied; a closed case takes nothing more.
+                        if before.state == Some(CaseState::Frozen) {
+                            prop_assert!(
+                                !matches!(body, EventBody::WriteBackIntent(_) | EventBody::WriteBackApplied(_)),
+                                "frozen work went ahead"
+                            );
+                        }
+                        prop_assert_ne!(before.state, Some(CaseState::Closed), "a closed case changed");
+                        if matches!(body, EventBody::CaseUnfrozen(_)) {
+                            prop_assert_eq!(before.state, Some(CaseState::Frozen));
                         }
                         if let EventBody::ChangeRequested(b) = &body {
                             let complete = match before.decision.as_ref().map(|d| &d.tier) {

@@ -25,19 +25,19 @@ use std::sync::Arc;
 use jiff::SignedDuration;
 use tokio::sync::Mutex;
 use writ_core::case::{Case, CaseState};
-use writ_core::decision::{Decision, Tier};
+use writ_core::decision::{Decision, Strength, Tier};
 use writ_core::event::{
-    ChangeRequested, ControlTag, DecisionRecorded, EventBody, FindingReceived, ObservationSummary,
-    Routing, SourceRef,
+    CaseClosed, CaseFrozen, ChangeRequested, ClosureEvidence, ControlTag, DecisionRecorded,
+    EventBody, FindingReceived, ObservationSummary, Routing, SourceRef,
 };
-use writ_core::finding::{Finding, Observation};
+use writ_core::finding::{Finding, FindingStatus, Observation};
 use writ_core::identity::{Identity, SourceOfTruth};
 use writ_core::ids::{CaseId, FindingId, JobId};
 use writ_core::job::{Job, action_from_name};
-use writ_core::workflow::{ENGINE_ACTOR, decided_state};
+use writ_core::workflow::{CLOSABLE, ENGINE_ACTOR, decided_state};
 use writ_core::{Clock, IdSource, Sha256Digest};
 use writ_policy::{DecisionRequest, PolicyBundle};
-use writ_store::{LedgerRow, Store, StoreError};
+use writ_store::{Expectation, LedgerRow, Store, StoreError};
 
 use crate::entries::{self, UnreadableEntry};
 use crate::sequencer::{AppendError, Draft, EvidenceBlob, Sequencer};
@@ -71,9 +71,20 @@ pub struct IngestOutcome {
     pub case_state: CaseState,
     /// True when it joined a case that was already open.
     pub joined_open_case: bool,
+    /// True when it decided the open case it joined again (it was stronger than the finding
+    /// the decision in force was made from); the new decision supersedes the old.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redecided: bool,
+    /// True when it closed the case's compliance side (a passing check).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub closed_case: bool,
+    /// The closed case this finding's new case continues (the same problem, found again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reopens: Option<CaseId>,
     /// True when this idempotency key was already ingested (nothing new was recorded).
     pub duplicate: bool,
-    /// The decision made when the case opened (none when it joined an open case).
+    /// The decision made when the case opened or was decided again (none when it only joined
+    /// an open case).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
     /// Why the case went to human review regardless of policy, if it did.
@@ -98,6 +109,9 @@ pub enum IngestError {
     /// The batch could not be prepared (a lookup failed) or this finding could not be settled.
     #[error("{0}")]
     Batch(String),
+    /// A passing check with no open case to close: nothing was recorded.
+    #[error("the check passes and no open case is about it: nothing to record")]
+    NothingToClose,
     /// A recorded event could not be read back.
     #[error("ledger entry {seq} is unreadable: {detail}")]
     Corrupt {
@@ -170,7 +184,7 @@ struct Lanes {
 #[derive(Debug, Default, Clone)]
 struct InFlight {
     /// Cases it opens, by subject and finding type.
-    cases: HashMap<(String, String), Case>,
+    cases: HashMap<(String, String), OpenCase>,
     /// Its findings' idempotency keys.
     keys: HashSet<String>,
     /// Set when every one of its events was committed.
@@ -183,11 +197,74 @@ struct Planned {
     /// Each finding's events: recorded all together or not at all.
     groups: Vec<Vec<Draft>>,
     /// Cases this batch opens.
-    opened: HashMap<(String, String), Case>,
+    opened: HashMap<(String, String), OpenCase>,
     /// Finding keys this batch records.
     keys: HashSet<String>,
     /// Whether a finding joined a case that only the batch in flight knows of.
     relies_on_in_flight: bool,
+}
+
+/// What planning needs to know across the findings of a batch.
+struct BatchContext<'a> {
+    identities: &'a HashMap<(String, String), Identity>,
+    /// The last closed case of each subject and finding type a finding may open.
+    last_closed: HashMap<(String, String), CaseId>,
+    freezes: Vec<Freeze>,
+}
+
+/// An open case as planning sees it: the case, its version and decision entry when the store
+/// holds it (not for a case this batch or the one in flight opens), and the strength of the
+/// evidence its decision in force was made from, when known.
+#[derive(Debug, Clone)]
+struct OpenCase {
+    case: Case,
+    head: Option<Head>,
+    strength: Option<Strength>,
+}
+
+/// A stored case's version and decision entry.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    updated_seq: u64,
+    decision_seq: Option<u64>,
+}
+
+impl OpenCase {
+    fn expectation(&self) -> Option<Expectation> {
+        self.head.map(|head| Expectation::Case {
+            id: self.case.id,
+            state: self.case.state,
+            updated_seq: head.updated_seq,
+        })
+    }
+}
+
+/// The states in which a case is decided again when a stronger finding joins it: decided, and
+/// nothing under way (no job, no change in effect, not frozen by another case).
+const REDECIDABLE: &[CaseState] = &[
+    CaseState::NeedsReview,
+    CaseState::AwaitingApproval,
+    CaseState::Denied,
+    CaseState::Rejected,
+];
+
+/// What [`Ingestor::decide`] made of a case: its drafts (decision, and the job when automation
+/// queues one) and what the outcome reports.
+struct Decided {
+    drafts: Vec<Draft>,
+    decision: Decision,
+    review_reason: Option<String>,
+    /// Set when the decision freezes the identity's other pending work.
+    freeze: Option<String>,
+}
+
+/// A freeze to spread once the batch is planned: the group of the freezing decision, the
+/// identity, the case that froze, and why.
+struct Freeze {
+    group: usize,
+    identity: writ_core::ids::IdentityId,
+    case_id: CaseId,
+    reason: String,
 }
 
 /// A finding's keys: the ledger idempotency key of its `finding_received` event, and the base
@@ -302,7 +379,11 @@ impl Ingestor {
         submissions: &[Submission],
     ) -> Result<(Vec<Result<IngestOutcome, IngestError>>, Vec<usize>), IngestError> {
         let plan_turn = self.lanes.plan.lock().await;
-        let seen = self.in_flight();
+        // A batch that has committed whole is in the store; only one still committing needs
+        // to be seen from here (and a finding retried alone must not wait for itself).
+        let seen = Some(self.in_flight())
+            .filter(|in_flight| !in_flight.committed_whole)
+            .unwrap_or_default();
         let planning = std::time::Instant::now();
         let mut planned = self.plan_batch(source, submissions, &seen).await?;
         tracing::debug!(
@@ -410,29 +491,79 @@ impl Ingestor {
             .zip(submissions)
             .map(|(subject, s)| (subject.clone(), s.observation.finding_type.clone()))
             .collect();
-        let mut open: HashMap<(String, String), Case> = self
+        let mut open: HashMap<(String, String), OpenCase> = self
             .store
-            .open_cases_for(&case_keys)
+            .open_case_heads(&case_keys)
             .await?
             .into_iter()
-            .map(|c| ((c.subject.clone(), c.finding_type.clone()), c))
+            .map(|head| {
+                (
+                    (head.case.subject.clone(), head.case.finding_type.clone()),
+                    OpenCase {
+                        case: head.case,
+                        head: Some(Head {
+                            updated_seq: head.updated_seq,
+                            decision_seq: head.decision_seq,
+                        }),
+                        strength: None,
+                    },
+                )
+            })
             .collect();
         // Cases the batch in flight is opening and the store does not show yet.
         let mut only_in_flight: HashSet<CaseId> = HashSet::new();
         for (key, case) in &in_flight.cases {
             if !open.contains_key(key) {
-                only_in_flight.insert(case.id);
+                only_in_flight.insert(case.case.id);
                 open.insert(key.clone(), case.clone());
             }
         }
-        // Only a finding that may open a case needs its identity: one that joins an open case
-        // records the finding and nothing else.
-        let may_open: Vec<(String, String)> = pairs
-            .iter()
-            .zip(&case_keys)
-            .filter(|(_, case_key)| !open.contains_key(*case_key))
-            .map(|(pair, _)| pair.clone())
-            .collect();
+        // The strength behind each decision a failing finding may supersede, read from the
+        // decision entries (one look-up for the batch).
+        let mut redecidable: HashMap<u64, (String, String)> = HashMap::new();
+        for (submission, case_key) in submissions.iter().zip(&case_keys) {
+            if submission.observation.status != FindingStatus::Fail {
+                continue;
+            }
+            if let Some(OpenCase {
+                case,
+                head:
+                    Some(Head {
+                        decision_seq: Some(seq),
+                        ..
+                    }),
+                ..
+            }) = open.get(case_key)
+                && REDECIDABLE.contains(&case.state)
+            {
+                redecidable.insert(*seq, case_key.clone());
+            }
+        }
+        if !redecidable.is_empty() {
+            let seqs: Vec<u64> = redecidable.keys().copied().collect();
+            for row in self.store.entries_at(&seqs).await? {
+                if let Ok(EventBody::DecisionRecorded(decided)) = entries::decode_body(&row)
+                    && let Some(case_key) = redecidable.get(&row.seq)
+                    && let Some(open_case) = open.get_mut(case_key)
+                {
+                    open_case.strength = Strength::of_evaluation(&decided.evaluation);
+                }
+            }
+        }
+        // A finding that may open or decide a case needs its identity: one that only joins an
+        // open case records the finding and nothing else.
+        let mut may_open: Vec<(String, String)> = Vec::new();
+        let mut opening_keys: Vec<(String, String)> = Vec::new();
+        for ((pair, case_key), submission) in pairs.iter().zip(&case_keys).zip(submissions) {
+            match open.get(case_key) {
+                None if submission.observation.status == FindingStatus::Fail => {
+                    may_open.push(pair.clone());
+                    opening_keys.push(case_key.clone());
+                }
+                Some(open_case) if open_case.strength.is_some() => may_open.push(pair.clone()),
+                _ => {}
+            }
+        }
         let identities: HashMap<(String, String), Identity> = self
             .store
             .identities_by_external_ids(&may_open)
@@ -440,12 +571,32 @@ impl Ingestor {
             .into_iter()
             .map(|i| ((i.system.clone(), i.external_id.clone()), i))
             .collect();
+        let last_closed = if opening_keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .last_closed_cases_for(&opening_keys)
+                .await?
+                .into_iter()
+                .map(|head| {
+                    (
+                        (head.case.subject.clone(), head.case.finding_type.clone()),
+                        head.case.id,
+                    )
+                })
+                .collect()
+        };
         tracing::debug!(
             findings = submissions.len(),
             lookups_ms = looking_up.elapsed().as_secs_f64() * 1e3,
             "ingest batch looked up"
         );
 
+        let mut context = BatchContext {
+            identities: &identities,
+            last_closed,
+            freezes: Vec::new(),
+        };
         let mut groups: Vec<Vec<Draft>> = Vec::new();
         let mut plans: Vec<Result<Plan, IngestError>> = Vec::with_capacity(submissions.len());
         let mut first_with_key: HashMap<&str, usize> = HashMap::new();
@@ -469,10 +620,10 @@ impl Ingestor {
                 source,
                 submission,
                 key,
-                &subjects[index],
-                identities.get(&pairs[index]),
+                (&subjects[index], &pairs[index]),
                 &mut open,
                 &mut groups,
+                &mut context,
                 now,
             );
             if let Ok(Plan::Append { outcome, .. }) = &plan {
@@ -490,6 +641,7 @@ impl Ingestor {
             }
             plans.push(plan);
         }
+        self.spread_freezes(context.freezes, &mut groups).await?;
         Ok(Planned {
             plans,
             groups,
@@ -497,6 +649,65 @@ impl Ingestor {
             keys: keys.into_iter().map(|k| k.finding).collect(),
             relies_on_in_flight,
         })
+    }
+
+    /// Adds to each freezing decision's group the freeze of the same identity's other pending
+    /// work: cases awaiting approval, and cases whose job is queued but not started. Work
+    /// already being applied goes on (a target half-changed is worse).
+    async fn spread_freezes(
+        &self,
+        freezes: Vec<Freeze>,
+        groups: &mut [Vec<Draft>],
+    ) -> Result<(), IngestError> {
+        let mut frozen_here: HashSet<CaseId> = HashSet::new();
+        for freeze in freezes {
+            for head in self.store.open_cases_of_identity(freeze.identity).await? {
+                if head.case.id == freeze.case_id || frozen_here.contains(&head.case.id) {
+                    continue;
+                }
+                let was = head.case.state;
+                match was {
+                    CaseState::AwaitingApproval => {}
+                    CaseState::Remediating => {
+                        let queued = self
+                            .store
+                            .case_view(head.case.id)
+                            .await?
+                            .and_then(|view| view.job)
+                            .is_some_and(|job| job.job.state == writ_core::job::JobState::Queued);
+                        if !queued {
+                            continue;
+                        }
+                    }
+                    _ => continue,
+                }
+                let mut case = head.case.clone();
+                case.state = CaseState::Frozen;
+                let Some(group) = groups.get_mut(freeze.group) else {
+                    continue;
+                };
+                frozen_here.insert(case.id);
+                group.push(Draft {
+                    expect: vec![Expectation::Case {
+                        id: case.id,
+                        state: was,
+                        updated_seq: head.updated_seq,
+                    }],
+                    ..Draft::new(
+                        Some(case.id),
+                        ENGINE_ACTOR,
+                        format!("freeze:{}:by:{}", case.id, freeze.case_id),
+                        EventBody::CaseFrozen(CaseFrozen {
+                            case,
+                            was,
+                            by_case: freeze.case_id,
+                            reason: freeze.reason.clone(),
+                        }),
+                    )
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Turns the plans and the sequencer's answers into one result per submission, and the
@@ -541,7 +752,7 @@ impl Ingestor {
                         }
                     }
                     match (failure, seq) {
-                        (Some(AppendError::Conflict(_)), _) => {
+                        (Some(AppendError::Conflict(_) | AppendError::Stale(_)), _) => {
                             retry.push(index);
                             Err(IngestError::Batch("retrying alone".into()))
                         }
@@ -560,7 +771,8 @@ impl Ingestor {
         (results, retry)
     }
 
-    /// Plans the events for one new finding, updating `open` with any case it opens.
+    /// Plans the events for one new finding, updating `open` with any case it opens, decides
+    /// again or closes.
     #[expect(
         clippy::too_many_arguments,
         reason = "the batch's shared lookups, passed in"
@@ -570,10 +782,10 @@ impl Ingestor {
         source: &Source,
         submission: &Submission,
         key: &Keys,
-        subject: &str,
-        identity: Option<&Identity>,
-        open: &mut HashMap<(String, String), Case>,
+        (subject, pair): (&str, &(String, String)),
+        open: &mut HashMap<(String, String), OpenCase>,
         groups: &mut Vec<Vec<Draft>>,
+        context: &mut BatchContext<'_>,
         now: jiff::Timestamp,
     ) -> Result<Plan, IngestError> {
         let obs = &submission.observation;
@@ -593,6 +805,7 @@ impl Ingestor {
         let mut received_body = FindingReceived {
             finding,
             observation: ObservationSummary {
+                status: obs.status,
                 format: obs.format,
                 title: obs.title.clone(),
                 subject_kind: obs.subject.kind_hint,
@@ -604,8 +817,13 @@ impl Ingestor {
             },
             redacted_from: submission.redacted_from,
             case: None,
+            reopens: None,
         };
         let finding_id = received_body.finding.id;
+        let actor = self
+            .actor
+            .clone()
+            .unwrap_or_else(|| format!("source:{}", source.name));
         let received = |case_id: CaseId, body: FindingReceived| Draft {
             controls: controls.clone(),
             evidence: vec![EvidenceBlob {
@@ -614,34 +832,228 @@ impl Ingestor {
             }],
             ..Draft::new(
                 Some(case_id),
-                self.actor
-                    .clone()
-                    .unwrap_or_else(|| format!("source:{}", source.name)),
+                actor.clone(),
                 key.finding.clone(),
                 EventBody::FindingReceived(body),
             )
         };
         let open_key = (subject.to_owned(), obs.finding_type.clone());
+        let joined = |case: &Case| IngestOutcome {
+            finding_id,
+            case_id: case.id,
+            case_state: case.state,
+            joined_open_case: true,
+            redecided: false,
+            closed_case: false,
+            reopens: None,
+            duplicate: false,
+            decision: None,
+            review_reason: None,
+            seq: 0,
+        };
+        let identity = context.identities.get(pair);
+        let review_reason = self.review_reason(identity, now);
 
-        if let Some(case) = open.get(&open_key) {
-            groups.push(vec![received(case.id, received_body)]);
+        if obs.status == FindingStatus::Pass {
+            // A passing check closes the compliance side of the open case about it, if nothing
+            // is under way there; it never opens a case.
+            let Some(open_case) = open.get(&open_key).cloned() else {
+                return Err(IngestError::NothingToClose);
+            };
+            let Some(expect) = open_case.expectation() else {
+                // Opened by this batch or the one in flight: settle it after that commits.
+                return Ok(Plan::InFlight);
+            };
+            let mut group = vec![received(open_case.case.id, received_body)];
+            let mut outcome = joined(&open_case.case);
+            if CLOSABLE.contains(&open_case.case.state) {
+                let mut case = open_case.case.clone();
+                case.state = CaseState::Closed;
+                case.compliance_closed = true;
+                group.push(Draft {
+                    expect: vec![expect],
+                    controls: controls.clone(),
+                    ..Draft::new(
+                        Some(case.id),
+                        ENGINE_ACTOR,
+                        format!("closed:{}", key.finding),
+                        EventBody::CaseClosed(CaseClosed {
+                            case: case.clone(),
+                            evidence: ClosureEvidence::Scan {
+                                finding: finding_id,
+                                source: source.name.clone(),
+                                title: obs.title.clone(),
+                            },
+                        }),
+                    )
+                });
+                outcome.case_state = CaseState::Closed;
+                outcome.closed_case = true;
+                open.remove(&open_key);
+                context.last_closed.insert(open_key, case.id);
+            }
+            groups.push(group);
             return Ok(Plan::Append {
                 group: groups.len() - 1,
-                outcome: IngestOutcome {
-                    finding_id,
+                outcome,
+            });
+        }
+
+        let strength = Strength {
+            trust: source.trust,
+            confidence_bp: obs.confidence_bp,
+            reconciled: review_reason.is_none(),
+        };
+        if let Some(open_case) = open.get(&open_key).cloned() {
+            let stronger = open_case
+                .strength
+                .is_some_and(|earlier| strength.exceeds(&earlier));
+            let expect = open_case.expectation();
+            if !stronger || !REDECIDABLE.contains(&open_case.case.state) {
+                groups.push(vec![received(open_case.case.id, received_body)]);
+                return Ok(Plan::Append {
+                    group: groups.len() - 1,
+                    outcome: joined(&open_case.case),
+                });
+            }
+            let Some(expect) = expect else {
+                return Ok(Plan::InFlight);
+            };
+            // Stronger evidence: decide the case again. The new decision supersedes the old
+            // one (its votes stop counting); both stay in the case.
+            let mut case = open_case.case.clone();
+            case.identity_id = identity.map(|i| i.id).or(case.identity_id);
+            let group_index = groups.len();
+            let Some(mut decided) = self.decide(
+                &mut case,
+                identity,
+                obs,
+                source,
+                key,
+                review_reason,
+                &controls,
+                now,
+            )?
+            else {
+                groups.push(vec![received(open_case.case.id, received_body)]);
+                return Ok(Plan::Append {
+                    group: groups.len() - 1,
+                    outcome: joined(&open_case.case),
+                });
+            };
+            if let Some(first) = decided.drafts.first_mut() {
+                first.expect = vec![expect];
+            }
+            let mut group = vec![received(case.id, received_body)];
+            group.append(&mut decided.drafts);
+            groups.push(group);
+            if let (Some(reason), Some(identity)) = (decided.freeze.take(), identity) {
+                context.freezes.push(Freeze {
+                    group: group_index,
+                    identity: identity.id,
                     case_id: case.id,
+                    reason,
+                });
+            }
+            open.insert(
+                open_key,
+                OpenCase {
+                    case: case.clone(),
+                    head: None,
+                    strength: Some(strength),
+                },
+            );
+            return Ok(Plan::Append {
+                group: group_index,
+                outcome: IngestOutcome {
                     case_state: case.state,
-                    joined_open_case: true,
-                    duplicate: false,
-                    decision: None,
-                    review_reason: None,
-                    seq: 0,
+                    redecided: true,
+                    decision: Some(decided.decision),
+                    review_reason: decided.review_reason,
+                    ..joined(&case)
                 },
             });
         }
 
-        // A new case: whether automation may act depends on the identity's source of truth.
-        let review_reason = match identity {
+        // A new case, continuing the last closed one about the same problem, if any.
+        let mut case = Case {
+            id: CaseId(self.ids.next_id(now)),
+            identity_id: identity.map(|i| i.id),
+            subject: subject.to_owned(),
+            finding_type: obs.finding_type.clone(),
+            state: CaseState::NeedsReview,
+            compliance_closed: false,
+        };
+        received_body.case = Some(case.clone());
+        received_body.reopens = context.last_closed.get(&open_key).copied();
+        let reopens = received_body.reopens;
+        let opened = received(case.id, received_body);
+        let group_index = groups.len();
+        let decided = self.decide(
+            &mut case,
+            identity,
+            obs,
+            source,
+            key,
+            review_reason,
+            &controls,
+            now,
+        )?;
+        let mut outcome = IngestOutcome {
+            finding_id,
+            case_id: case.id,
+            case_state: case.state,
+            joined_open_case: false,
+            redecided: false,
+            closed_case: false,
+            reopens,
+            duplicate: false,
+            decision: None,
+            review_reason: None,
+            seq: 0,
+        };
+        let mut group = vec![opened];
+        match decided {
+            None => {
+                outcome.review_reason = Some(format!(
+                    "no remediation is defined for finding type {:?} in the policy bundle",
+                    obs.finding_type
+                ));
+            }
+            Some(mut decided) => {
+                group.append(&mut decided.drafts);
+                if let (Some(reason), Some(identity)) = (decided.freeze.take(), identity) {
+                    context.freezes.push(Freeze {
+                        group: group_index,
+                        identity: identity.id,
+                        case_id: case.id,
+                        reason,
+                    });
+                }
+                outcome.case_state = case.state;
+                outcome.decision = Some(decided.decision);
+                outcome.review_reason = decided.review_reason;
+            }
+        }
+        groups.push(group);
+        open.insert(
+            open_key,
+            OpenCase {
+                case,
+                head: None,
+                strength: Some(strength),
+            },
+        );
+        Ok(Plan::Append {
+            group: group_index,
+            outcome,
+        })
+    }
+
+    /// Why automation must stay away from `identity`, if it must: unknown to the inventory,
+    /// or its source of truth incomplete or stale.
+    fn review_reason(&self, identity: Option<&Identity>, now: jiff::Timestamp) -> Option<String> {
+        match identity {
             None => {
                 Some("source of truth incomplete: identity unknown to the inventory".to_owned())
             }
@@ -653,42 +1065,33 @@ impl Ingestor {
                     }
                 }
             }
-        };
-        let mut case = Case {
-            id: CaseId(self.ids.next_id(now)),
-            identity_id: identity.map(|i| i.id),
-            subject: subject.to_owned(),
-            finding_type: obs.finding_type.clone(),
-            state: CaseState::NeedsReview,
-            compliance_closed: false,
-        };
-        received_body.case = Some(case.clone());
-        let opened = received(case.id, received_body);
+        }
+    }
 
+    /// Asks the policy bundle about `case` (which takes the decided state) and drafts the
+    /// decision, and the job when automation may queue one. `None` when the bundle defines no
+    /// remediation for the finding type (the case waits for a human, undecided).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the finding's parts, as planning holds them"
+    )]
+    fn decide(
+        &self,
+        case: &mut Case,
+        identity: Option<&Identity>,
+        obs: &Observation,
+        source: &Source,
+        key: &Keys,
+        review_reason: Option<String>,
+        controls: &[ControlTag],
+        now: jiff::Timestamp,
+    ) -> Result<Option<Decided>, IngestError> {
         let Some(action) = self
             .policy
             .remediation_for(&obs.finding_type)
             .map(str::to_owned)
         else {
-            let reason = format!(
-                "no remediation is defined for finding type {:?} in the policy bundle",
-                obs.finding_type
-            );
-            groups.push(vec![opened]);
-            open.insert(open_key, case.clone());
-            return Ok(Plan::Append {
-                group: groups.len() - 1,
-                outcome: IngestOutcome {
-                    finding_id,
-                    case_id: case.id,
-                    case_state: case.state,
-                    joined_open_case: false,
-                    duplicate: false,
-                    decision: None,
-                    review_reason: Some(reason),
-                    seq: 0,
-                },
-            });
+            return Ok(None);
         };
         let signal = self.policy.signal_for(&obs.finding_type);
         let reconciled = review_reason.is_none();
@@ -730,10 +1133,17 @@ impl Ingestor {
             to: "human_review".into(),
             reason: reason.clone(),
         });
-        let mut group = vec![opened];
-        group.push(Draft {
+        let freeze = match (&decision.tier, case.state) {
+            (Tier::CaseOnly { freeze: true }, CaseState::Frozen) => Some(format!(
+                "{} ({})",
+                decision.reason,
+                decision.determining_policies.join(", ")
+            )),
+            _ => None,
+        };
+        let mut drafts = vec![Draft {
             policy_bundle: Some(decision.bundle_hash),
-            controls: controls.clone(),
+            controls: controls.to_vec(),
             ..Draft::new(
                 Some(case.id),
                 ENGINE_ACTOR,
@@ -746,11 +1156,11 @@ impl Ingestor {
                     routing,
                 }),
             )
-        });
+        }];
         if let Some(job) = job {
-            group.push(Draft {
+            drafts.push(Draft {
                 policy_bundle: Some(decision.bundle_hash),
-                controls,
+                controls: controls.to_vec(),
                 ..Draft::new(
                     Some(case.id),
                     ENGINE_ACTOR,
@@ -759,23 +1169,13 @@ impl Ingestor {
                 )
             });
         }
-        groups.push(group);
-        open.insert(open_key, case.clone());
-        Ok(Plan::Append {
-            group: groups.len() - 1,
-            outcome: IngestOutcome {
-                finding_id,
-                case_id: case.id,
-                case_state: case.state,
-                joined_open_case: false,
-                duplicate: false,
-                decision: Some(decision),
-                review_reason,
-                seq: 0,
-            },
-        })
+        Ok(Some(Decided {
+            drafts,
+            decision,
+            review_reason,
+            freeze,
+        }))
     }
-
     /// The outcome of a finding that was already ingested, read back from the ledger: the
     /// finding's own entry, and the decision its case was opened with (if it opened one).
     async fn replayed_outcome(&self, row: &LedgerRow) -> Result<IngestOutcome, IngestError> {
@@ -800,6 +1200,9 @@ impl Ingestor {
             case_id,
             case_state: view.map_or(CaseState::NeedsReview, |v| v.case.state),
             joined_open_case: !opened_here,
+            redecided: false,
+            closed_case: false,
+            reopens: received.reopens,
             duplicate: true,
             decision,
             review_reason: None,

@@ -124,6 +124,7 @@ fn observation(
     confidence_bp: u16,
 ) -> Observation {
     Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
         finding_type: finding_type.into(),
         severity: Severity::High,
@@ -586,6 +587,10 @@ delegate! {
     writ_store::ProjectionStore {
         fn identities_by_external_ids(&self, subjects: &[(String, String)]) -> Vec<Identity>;
         fn open_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_core::case::Case>;
+        fn open_case_heads(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
+        fn last_closed_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
+        fn open_cases_of_identity(&self, identity: IdentityId) -> Vec<writ_store::CaseHead>;
+        fn unresolved_cases_for(&self, subjects: &[String]) -> Vec<writ_store::CaseHead>;
         fn identity(&self, id: IdentityId) -> Option<Identity>;
         fn identity_by_external_id(&self, system: &str, external_id: &str) -> Option<Identity>;
         fn identities(&self) -> Vec<Identity>;
@@ -669,7 +674,151 @@ async fn a_failed_batch_in_flight_is_planned_around(h: Harness) {
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 
+fn source(name: &str, trust: Trust) -> Source {
+    Source {
+        name: name.into(),
+        trust,
+    }
+}
+
+async fn kinds_of(h: &Harness, case: writ_core::ids::CaseId) -> Vec<&'static str> {
+    h.store
+        .case_entries(case)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.name())
+        .collect()
+}
+
+/// Seed G2: a weak finding opens the case; a stronger one decides it again and its decision
+/// is the one applied; a weaker one after that only joins.
+async fn a_weak_finding_cannot_block_a_strong_one(h: Harness) {
+    let token = |confidence, key| {
+        submit(
+            observation(
+                "aws:000000000000",
+                "ci-deployer/AccessKey1",
+                "credential_compromise",
+                confidence,
+            ),
+            key,
+        )
+    };
+    let weak = h
+        .ingestor
+        .ingest(&source("hunch", Trust::Low), token(3_000, "weak"))
+        .await
+        .unwrap();
+    assert_eq!(weak.case_state, CaseState::AwaitingApproval);
+    let strong = h
+        .ingestor
+        .ingest(&prowler(), token(9_900, "strong"))
+        .await
+        .unwrap();
+    assert_eq!(strong.case_id, weak.case_id);
+    assert!(strong.joined_open_case && strong.redecided, "{strong:?}");
+    assert_eq!(strong.decision.as_ref().unwrap().tier, Tier::Auto);
+    assert_eq!(strong.case_state, CaseState::Remediating);
+    let view = h.store.case_view(weak.case_id).await.unwrap().unwrap();
+    assert_eq!(view.case.state, CaseState::Remediating);
+    assert!(view.job.is_some(), "the strong decision queued the change");
+    // Both decisions stay in the case; the later one is in force.
+    assert_eq!(
+        kinds_of(&h, weak.case_id).await,
+        [
+            "finding_received",
+            "decision_recorded",
+            "finding_received",
+            "decision_recorded",
+            "change_requested"
+        ]
+    );
+    let later = h
+        .ingestor
+        .ingest(&source("hunch", Trust::Low), token(9_990, "later"))
+        .await
+        .unwrap();
+    assert!(later.joined_open_case && !later.redecided, "{later:?}");
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
+/// Seed 4: a compromise signal on a business-critical identity only opens a case, and freezes
+/// the approvals already pending on that identity.
+async fn a_freeze_decision_freezes_pending_work_on_the_identity(h: Harness) {
+    let leak = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("stripe:live", "rk_live_payments", "leaked_secret", 9_000),
+                "leak",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(leak.case_state, CaseState::AwaitingApproval);
+    let compromise = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("stripe:live", "rk_live_payments", "token_compromise", 9_900),
+                "compromise",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(compromise.case_state, CaseState::Frozen);
+    let frozen = h.store.case(leak.case_id).await.unwrap().unwrap();
+    assert_eq!(frozen.state, CaseState::Frozen);
+    let kinds = kinds_of(&h, leak.case_id).await;
+    assert_eq!(kinds.last(), Some(&"case_frozen"));
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
+/// A later scan reporting that the check passes closes the compliance side of the case; the
+/// same problem found again opens a new case that names the closed one.
+async fn a_pass_closes_and_a_new_failure_reopens(h: Harness) {
+    let failed = h
+        .ingestor
+        .ingest(&prowler(), unused_key_finding("fail-1"))
+        .await
+        .unwrap();
+    let mut pass = unused_key_finding("pass-1");
+    pass.observation.status = writ_core::finding::FindingStatus::Pass;
+    let passed = h.ingestor.ingest(&prowler(), pass).await.unwrap();
+    assert_eq!(passed.case_id, failed.case_id);
+    assert!(passed.closed_case, "{passed:?}");
+    let closed = h.store.case(failed.case_id).await.unwrap().unwrap();
+    assert_eq!(closed.state, CaseState::Closed);
+    assert!(closed.compliance_closed);
+    assert_eq!(
+        kinds_of(&h, failed.case_id).await[2..],
+        ["finding_received", "case_closed"]
+    );
+    // A pass about nothing open records nothing.
+    let mut again = unused_key_finding("pass-2");
+    again.observation.status = writ_core::finding::FindingStatus::Pass;
+    assert!(matches!(
+        h.ingestor.ingest(&prowler(), again).await,
+        Err(writ_engine::ingest::IngestError::NothingToClose)
+    ));
+    let reopened = h
+        .ingestor
+        .ingest(&prowler(), unused_key_finding("fail-2"))
+        .await
+        .unwrap();
+    assert_ne!(reopened.case_id, failed.case_id);
+    assert_eq!(reopened.reopens, Some(failed.case_id));
+    assert_eq!(reopened.case_state, CaseState::AwaitingApproval);
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 writ_testkit::backend_suite!(
+    a_weak_finding_cannot_block_a_strong_one,
+    a_freeze_decision_freezes_pending_work_on_the_identity,
+    a_pass_closes_and_a_new_failure_reopens,
     a_failed_batch_in_flight_is_planned_around,
     pipelined_batches_see_each_other,
     unused_key_needs_owner_approval,

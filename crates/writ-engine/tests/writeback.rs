@@ -287,6 +287,7 @@ async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
 
 async fn unused_key_case_for(w: &World, user: &str) -> writ_core::ids::CaseId {
     let observation = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
         finding_type: "iam_user_accesskey_unused".into(),
         severity: Severity::Medium,

@@ -161,6 +161,7 @@ fn parse_result(
         None => filename.clone(),
     };
     Ok(Some(Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::DetectSecrets,
         finding_type: "leaked_secret".into(),
         severity: if r.is_verified {

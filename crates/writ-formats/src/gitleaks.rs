@@ -129,6 +129,7 @@ pub(crate) fn parse(bytes: &[u8], options: &ParseOptions) -> Result<Parsed, Elem
         }
     }
     let observation = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Gitleaks,
         finding_type: "leaked_secret".into(),
         severity: Severity::High,

@@ -65,6 +65,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Observation, ElementError> {
         f.controls.into_iter().map(|c| c.0),
     );
     Ok(Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
         severity: f.severity,
         confidence_bp: f.confidence,

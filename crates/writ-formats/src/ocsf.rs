@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use writ_core::finding::{Observation, Severity, SourceFormat, SubjectRef};
+use writ_core::finding::{FindingStatus, Observation, Severity, SourceFormat, SubjectRef};
 use writ_core::identity::IdentityKind;
 
 use crate::common::{epoch_timestamp, lenient_timestamp};
@@ -132,7 +132,8 @@ pub(crate) enum Flavor {
 pub(crate) enum Outcome {
     /// A finding to ingest.
     Observation(Box<Observation>),
-    /// A finding that is not a problem (`PASS`, `MANUAL`, no status).
+    /// A finding that is neither a problem nor a pass (`MANUAL`, no status), or a pass
+    /// that names no identity writ could find a case about.
     Skipped,
 }
 
@@ -140,9 +141,21 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Parses one OCSF Detection Finding under `flavor`'s rules.
+/// Parses one OCSF Detection Finding under `flavor`'s rules. A `FAIL` (or, for generic
+/// producers, any status but `PASS` and `MANUAL`) is a problem; a `PASS` is evidence that the
+/// check now passes ([`FindingStatus::Pass`]), which closes the compliance side of an open case
+/// about the same check and resource. A pass that cannot be read as a finding about an
+/// identity is skipped, not refused: it could close nothing.
 pub(crate) fn parse(bytes: &[u8], flavor: Flavor) -> Result<Outcome, ElementError> {
     let f: OcsfFinding = from_element(bytes)?;
+    let passes = non_empty(&f.status_code).is_some_and(|s| s.eq_ignore_ascii_case("PASS"));
+    match parse_finding(f, flavor, passes) {
+        Err(_) if passes => Ok(Outcome::Skipped),
+        outcome => outcome,
+    }
+}
+
+fn parse_finding(f: OcsfFinding, flavor: Flavor, passes: bool) -> Result<Outcome, ElementError> {
     if f.class_uid != DETECTION_FINDING_CLASS_UID {
         return Err(ElementError::invalid(
             "class_uid",
@@ -154,8 +167,8 @@ pub(crate) fn parse(bytes: &[u8], flavor: Flavor) -> Result<Outcome, ElementErro
     }
     let status = non_empty(&f.status_code).map(str::to_ascii_uppercase);
     match (flavor, status.as_deref()) {
-        (Flavor::Prowler, Some("FAIL")) => {}
-        (Flavor::Prowler, _) | (Flavor::Generic, Some("PASS" | "MANUAL")) => {
+        (Flavor::Prowler, Some("FAIL")) | (_, Some("PASS")) => {}
+        (Flavor::Prowler, _) | (Flavor::Generic, Some("MANUAL")) => {
             return Ok(Outcome::Skipped);
         }
         (Flavor::Generic, _) => {}
@@ -243,6 +256,11 @@ pub(crate) fn parse(bytes: &[u8], flavor: Flavor) -> Result<Outcome, ElementErro
     let details = drop_nulls(details);
 
     Ok(Outcome::Observation(Box::new(Observation {
+        status: if passes {
+            FindingStatus::Pass
+        } else {
+            FindingStatus::Fail
+        },
         format: match flavor {
             Flavor::Generic => SourceFormat::Ocsf,
             Flavor::Prowler => SourceFormat::Prowler,

@@ -15,9 +15,13 @@ use crate::{ParsedFinding, detect_secrets, gitleaks, native, ocsf};
 /// Counts of what a reader has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// Findings turned into observations.
+    /// Findings turned into observations (problems and passes).
     pub parsed: u64,
-    /// Findings that are not problems (Prowler `PASS`/`MANUAL`, audited false positives).
+    /// Of those, passing checks (OCSF `PASS`): evidence that closes open cases, never a case
+    /// of their own.
+    pub passes: u64,
+    /// Findings that are neither (Prowler `MANUAL`, audited false positives, passes about no
+    /// identity).
     pub skipped: u64,
     /// Errors yielded (bad findings, and a fatal error if there was one).
     pub errors: u64,
@@ -159,7 +163,12 @@ impl<R: BufRead> Iterator for FindingReader<R> {
             finding
         });
         match &item {
-            Ok(_) => self.report.parsed += 1,
+            Ok(finding) => {
+                self.report.parsed += 1;
+                if finding.observation.status == writ_core::finding::FindingStatus::Pass {
+                    self.report.passes += 1;
+                }
+            }
             Err(_) => self.report.errors += 1,
         }
         Some(item)

@@ -494,6 +494,7 @@ pub(crate) fn schema_contract_problems(schema: &Schema) -> Vec<String> {
         reconciled_at: None,
     };
     let observation = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
         finding_type: "contract_check".into(),
         severity: Severity::Medium,
@@ -640,6 +641,7 @@ mod tests {
         ) {
             static SCHEMA: std::sync::LazyLock<Schema> = std::sync::LazyLock::new(demo_schema);
             let observation = Observation {
+                status: writ_core::finding::FindingStatus::Fail,
                 format: SourceFormat::Native,
                 finding_type,
                 severity,

@@ -335,6 +335,7 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
         }
     };
     let observation = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
         finding_type: finding.finding_type.clone(),
         severity: finding.severity,

@@ -37,6 +37,7 @@ fn identity(kind: IdentityKind, criticality: Criticality) -> Identity {
 
 fn observation(finding_type: &str, confidence_bp: u16) -> Observation {
     Observation {
+        status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
         finding_type: finding_type.into(),
         severity: Severity::Critical,

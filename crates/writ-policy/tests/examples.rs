@@ -63,6 +63,7 @@ fn example_bundle_declares_a_signal_for_every_finding_type() {
             ("agent_entitlement_request", "entitlement_request"),
             ("agent_overprivileged", "overprivilege"),
             ("certificate_long_lived", "stale_credential"),
+            ("credential_compromise", "compromise"),
             ("iam_user_accesskey_unused", "inactivity"),
             ("inactive_service_account", "inactivity"),
             ("leaked_secret", "leak"),

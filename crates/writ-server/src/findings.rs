@@ -72,7 +72,9 @@ pub struct IngestResponse {
     pub duplicates: Vec<Accepted>,
     /// Findings refused, each with its line and field.
     pub refused: Vec<Refused>,
-    /// Findings the format says are not problems (Prowler PASS, ...).
+    /// Findings recorded nowhere: passing checks with no open case to close, and findings
+    /// the format says are neither problems nor passes (Prowler MANUAL, audited false
+    /// positives). A pass that closes a case is in `accepted`, with `closed_case` set.
     pub skipped: u64,
 }
 
@@ -282,7 +284,7 @@ async fn ingest_inner(
             }),
         }
     }
-    let skipped = reader.report().skipped;
+    let mut skipped = reader.report().skipped;
     if let Some(err) = fatal {
         let mut problem = Problem::new(
             StatusCode::BAD_REQUEST,
@@ -343,6 +345,8 @@ async fn ingest_inner(
                 field: Some(pointer),
                 message: "holds secret material; nothing recorded".into(),
             }),
+            // A passing check about nothing open: nothing to close, nothing recorded.
+            Err(writ_engine::ingest::IngestError::NothingToClose) => skipped += 1,
             Err(err) => {
                 tracing::error!(error = %err, "ingest failed");
                 return Err(Problem::new(

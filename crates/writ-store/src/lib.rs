@@ -37,8 +37,8 @@ use writ_core::job::Job;
 
 pub use migrate::{Migration, MigrationError};
 pub use model::{
-    CaseFilter, CaseView, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation, JobView,
-    LedgerRow, PrincipalView, ProjectionDump, TokenView,
+    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation,
+    JobView, LedgerRow, PrincipalView, ProjectionDump, TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -206,6 +206,28 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     /// The open cases for any of these `(subject, finding type)` pairs.
     async fn open_cases_for(&self, keys: &[(String, String)]) -> Result<Vec<Case>, StoreError>;
+
+    /// The open cases for any of these `(subject, finding type)` pairs, with their versions
+    /// and decisions in force.
+    async fn open_case_heads(&self, keys: &[(String, String)])
+    -> Result<Vec<CaseHead>, StoreError>;
+
+    /// For each of these `(subject, finding type)` pairs that has closed cases, the one closed
+    /// last.
+    async fn last_closed_cases_for(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<CaseHead>, StoreError>;
+
+    /// The open cases about one identity, with their versions.
+    async fn open_cases_of_identity(
+        &self,
+        identity: IdentityId,
+    ) -> Result<Vec<CaseHead>, StoreError>;
+
+    /// The open cases whose identity is not known yet, about any of these subjects
+    /// (`system/external id`).
+    async fn unresolved_cases_for(&self, subjects: &[String]) -> Result<Vec<CaseHead>, StoreError>;
 
     /// One identity by id.
     async fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;

@@ -98,6 +98,11 @@ pub const SQLITE: &[Migration] = &[
         name: "principals",
         sql: include_str!("../migrations/sqlite/0007_principals.sql"),
     },
+    Migration {
+        version: 8,
+        name: "case_lifecycle",
+        sql: include_str!("../migrations/sqlite/0008_case_lifecycle.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -136,6 +141,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "principals",
         sql: include_str!("../migrations/postgres/0007_principals.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "case_lifecycle",
+        sql: include_str!("../migrations/postgres/0008_case_lifecycle.sql"),
     },
 ];
 

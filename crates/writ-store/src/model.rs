@@ -231,6 +231,18 @@ pub struct JobView {
     pub intent_seq: Option<u64>,
 }
 
+/// A case with its version and the entry of its decision in force: what a writer needs to
+/// change it (the version, for [`Expectation::Case`]) and to read its decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseHead {
+    /// The case.
+    pub case: Case,
+    /// The entry that last changed it.
+    pub updated_seq: u64,
+    /// The entry that records its decision in force, if any.
+    pub decision_seq: Option<u64>,
+}
+
 /// Which cases to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CaseFilter {

@@ -134,6 +134,7 @@ async fn one_change(
             },
             Submission {
                 observation: Observation {
+                    status: writ_core::finding::FindingStatus::Fail,
                     format: SourceFormat::Native,
                     finding_type: finding_type.into(),
                     severity: Severity::Medium,

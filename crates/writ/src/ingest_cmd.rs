@@ -61,10 +61,29 @@ struct Tally {
     duplicates: u64,
     refused: u64,
     skipped: u64,
+    closed: u64,
+    redecided: u64,
 }
 
 impl Tally {
+    /// The summary line both paths print.
+    fn summary(&self) -> String {
+        format!(
+            "ingested {} finding(s): {} new case(s), {} joined an open case ({} decided again, {} closed by a passing check), {} duplicate(s); {} refused; {} skipped (passes with nothing open to close, or not problems)",
+            self.new_cases + self.joined + self.duplicates,
+            self.new_cases,
+            self.joined,
+            self.redecided,
+            self.closed,
+            self.duplicates,
+            self.refused,
+            self.skipped
+        )
+    }
+
     fn add(&mut self, outcome: &IngestOutcome) {
+        self.closed += u64::from(outcome.closed_case && !outcome.duplicate);
+        self.redecided += u64::from(outcome.redecided && !outcome.duplicate);
         if outcome.duplicate {
             self.duplicates += 1;
         } else if outcome.joined_open_case {
@@ -99,15 +118,7 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
         for file in &args.files {
             ingest_file(&ingestor, &source, file, forced, &args, &mut tally).await?;
         }
-        println!(
-            "ingested {} finding(s): {} new case(s), {} joined an open case, {} duplicate(s); {} refused; {} skipped (not problems)",
-            tally.new_cases + tally.joined + tally.duplicates,
-            tally.new_cases,
-            tally.joined,
-            tally.duplicates,
-            tally.refused,
-            tally.skipped
-        );
+        println!("{}", tally.summary());
         Ok(if tally.refused > 0 {
             ExitCode::FAILURE
         } else {
@@ -153,7 +164,16 @@ fn post_files(server: &str, args: &IngestArgs) -> anyhow::Result<ExitCode> {
             let count = |key: &str| answer[key].as_array().map_or(0, Vec::len) as u64;
             match status.as_u16() {
                 200 => {
-                    tally.new_cases += count("accepted");
+                    for accepted in answer["accepted"].as_array().map_or(&[][..], Vec::as_slice) {
+                        let flag = |key: &str| accepted["outcome"][key].as_bool() == Some(true);
+                        tally.closed += u64::from(flag("closed_case"));
+                        tally.redecided += u64::from(flag("redecided"));
+                        if flag("joined_open_case") {
+                            tally.joined += 1;
+                        } else {
+                            tally.new_cases += 1;
+                        }
+                    }
                     tally.duplicates += count("duplicates");
                     tally.skipped += answer["skipped"].as_u64().unwrap_or(0);
                     for refused in answer["refused"].as_array().map_or(&[][..], Vec::as_slice) {
@@ -192,10 +212,13 @@ fn post_files(server: &str, args: &IngestArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!(
-            "posted {} finding(s) as {}: {} accepted, {} duplicate(s); {} refused; {} skipped (not problems)",
-            tally.new_cases + tally.duplicates,
+            "posted {} finding(s) as {}: {} accepted ({} joined an open case, {} decided again, {} closed by a passing check), {} duplicate(s); {} refused; {} skipped (passes with nothing open to close, or not problems)",
+            tally.new_cases + tally.joined + tally.duplicates,
             server,
-            tally.new_cases,
+            tally.new_cases + tally.joined,
+            tally.joined,
+            tally.redecided,
+            tally.closed,
             tally.duplicates,
             tally.refused,
             tally.skipped
@@ -366,6 +389,7 @@ fn settle(
     for (line, result) in results {
         match result {
             Ok(outcome) => tally.add(&outcome),
+            Err(writ_engine::ingest::IngestError::NothingToClose) => tally.skipped += 1,
             Err(writ_engine::ingest::IngestError::Append(
                 writ_engine::AppendError::SecretInEvent { pointer },
             )) => {

@@ -105,6 +105,34 @@ macro_rules! impl_store {
                 q::open_cases_for(&mut *self.reader.acquire().await?, keys).await
             }
 
+            async fn open_case_heads(
+                &self,
+                keys: &[(String, String)],
+            ) -> Result<Vec<$crate::model::CaseHead>, $crate::StoreError> {
+                q::open_case_heads(&mut *self.reader.acquire().await?, keys).await
+            }
+
+            async fn last_closed_cases_for(
+                &self,
+                keys: &[(String, String)],
+            ) -> Result<Vec<$crate::model::CaseHead>, $crate::StoreError> {
+                q::last_closed_cases_for(&mut *self.reader.acquire().await?, keys).await
+            }
+
+            async fn open_cases_of_identity(
+                &self,
+                identity: writ_core::ids::IdentityId,
+            ) -> Result<Vec<$crate::model::CaseHead>, $crate::StoreError> {
+                q::open_cases_of_identity(&mut *self.reader.acquire().await?, identity).await
+            }
+
+            async fn unresolved_cases_for(
+                &self,
+                subjects: &[String],
+            ) -> Result<Vec<$crate::model::CaseHead>, $crate::StoreError> {
+                q::unresolved_cases_for(&mut *self.reader.acquire().await?, subjects).await
+            }
+
             async fn identity(
                 &self,
                 id: writ_core::ids::IdentityId,

@@ -64,6 +64,7 @@ macro_rules! job_queries {
                  WHERE j.state IN ('queued', 'intent', 'applied', 'rollback_intent')
                    AND (j.next_attempt_us IS NULL OR j.next_attempt_us <= $1)
                    AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = j.id AND l.expires_us > $1)
+                   AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.id = j.case_id AND c.state = 'frozen')
                  ORDER BY j.updated_seq
                  LIMIT $2 {lock}"
             )))

@@ -404,6 +404,106 @@ macro_rules! projection_queries {
             .collect()
         }
 
+        const CASE_HEAD_COLUMNS: &str = "id, identity_id, subject, finding_type, state, compliance_closed, updated_seq, decision_seq";
+
+        fn case_head_from_row(row: &DbRow) -> Result<$crate::model::CaseHead, StoreError> {
+            const T: &str = "cases";
+            Ok($crate::model::CaseHead {
+                case: case_from_row(row)?,
+                updated_seq: seq_from_db(T, row.try_get("updated_seq")?)?,
+                decision_seq: row
+                    .try_get::<Option<i64>, _>("decision_seq")?
+                    .map(|seq| seq_from_db(T, seq))
+                    .transpose()?,
+            })
+        }
+
+        pub(crate) async fn open_case_heads(
+            conn: &mut Conn,
+            keys: &[(String, String)],
+        ) -> Result<Vec<$crate::model::CaseHead>, StoreError> {
+            let groups = $crate::sql::grouped(
+                keys.iter().map(|(subject, finding_type)| (finding_type.as_str(), subject.as_str())),
+            );
+            rows_in_groups(
+                conn,
+                &format!("SELECT {CASE_HEAD_COLUMNS} FROM cases WHERE state <> 'closed' AND finding_type = "),
+                " AND subject IN (",
+                groups,
+            )
+            .await?
+            .iter()
+            .map(case_head_from_row)
+            .collect()
+        }
+
+        pub(crate) async fn last_closed_cases_for(
+            conn: &mut Conn,
+            keys: &[(String, String)],
+        ) -> Result<Vec<$crate::model::CaseHead>, StoreError> {
+            let groups = $crate::sql::grouped(
+                keys.iter().map(|(subject, finding_type)| (finding_type.as_str(), subject.as_str())),
+            );
+            let heads = rows_in_groups(
+                conn,
+                &format!("SELECT {CASE_HEAD_COLUMNS} FROM cases WHERE state = 'closed' AND finding_type = "),
+                " AND subject IN (",
+                groups,
+            )
+            .await?
+            .iter()
+            .map(case_head_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+            let mut last: std::collections::HashMap<(String, String), $crate::model::CaseHead> =
+                std::collections::HashMap::new();
+            for head in heads {
+                let key = (head.case.subject.clone(), head.case.finding_type.clone());
+                match last.get(&key) {
+                    Some(kept) if kept.updated_seq >= head.updated_seq => {}
+                    _ => {
+                        last.insert(key, head);
+                    }
+                }
+            }
+            Ok(last.into_values().collect())
+        }
+
+        pub(crate) async fn open_cases_of_identity(
+            conn: &mut Conn,
+            identity: IdentityId,
+        ) -> Result<Vec<$crate::model::CaseHead>, StoreError> {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CASE_HEAD_COLUMNS} FROM cases WHERE identity_id = $1 AND state <> 'closed' ORDER BY opened_seq"
+            )))
+            .bind(identity.as_uuid())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(case_head_from_row)
+            .collect()
+        }
+
+        pub(crate) async fn unresolved_cases_for(
+            conn: &mut Conn,
+            subjects: &[String],
+        ) -> Result<Vec<$crate::model::CaseHead>, StoreError> {
+            let mut heads = Vec::new();
+            for chunk in subjects.chunks(KEYS_PER_LOOKUP) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {CASE_HEAD_COLUMNS} FROM cases WHERE identity_id IS NULL AND state <> 'closed' AND subject IN ("
+                ));
+                let mut list = builder.separated(", ");
+                for subject in chunk {
+                    list.push_bind(subject.as_str());
+                }
+                builder.push(") ORDER BY opened_seq");
+                for row in builder.build().fetch_all(&mut *conn).await? {
+                    heads.push(case_head_from_row(&row)?);
+                }
+            }
+            Ok(heads)
+        }
+
         /// The rows of `select` (which ends comparing a column to the group's first element)
         /// followed by `in_list` (which opens an `IN (` of the group's second elements), for
         /// every group, in chunks of [`KEYS_PER_LOOKUP`].
