@@ -13,6 +13,7 @@
 //! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
 //! - [`writeback`]: approvals, the write-back job worker (intent, apply, verify), rollback.
+//! - [`lifecycle`]: closing, dismissing and unfreezing cases on a principal's word.
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod entries;
 pub mod ingest;
 pub mod inventory;
 pub mod keys;
+pub mod lifecycle;
 pub mod principals;
 pub mod rebuild;
 pub mod sequencer;

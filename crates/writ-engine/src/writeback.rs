@@ -189,16 +189,16 @@ enum Guard {
 /// The write-back engine.
 #[derive(Debug, Clone)]
 pub struct WriteBack {
-    store: Arc<dyn Store>,
-    sequencer: Sequencer,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdSource>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) sequencer: Sequencer,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdSource>,
     connectors: HashMap<String, Arc<dyn Connector>>,
-    settings: WriteBackSettings,
+    pub(crate) settings: WriteBackSettings,
     /// This worker's name on its job leases; unique per engine.
     holder: String,
     /// The bundle that decides rollbacks (none: rollbacks are refused).
-    policy: Option<Arc<PolicyBundle>>,
+    pub(crate) policy: Option<Arc<PolicyBundle>>,
 }
 
 /// What a rollback request came to.
@@ -218,7 +218,7 @@ pub enum RollbackOutcome {
 }
 
 /// How often a conditional append is tried again after someone else changed the case first.
-const STALE_RETRIES: u32 = 8;
+pub(crate) const STALE_RETRIES: u32 = 8;
 
 impl WriteBack {
     /// An engine over these connectors (keyed by their system names).
@@ -468,7 +468,7 @@ impl WriteBack {
     }
 
     /// Who never counts as an approver of this case's change.
-    async fn exclusions(
+    pub(crate) async fn exclusions(
         &self,
         view: &CaseView,
         identity: Option<&writ_core::identity::Identity>,
@@ -1194,7 +1194,10 @@ impl WriteBack {
     }
 
     /// Appends one group, mapping the sequencer's refusals to this engine's errors.
-    async fn append_group(&self, group: Vec<Draft>) -> Result<Vec<Appended>, WriteBackError> {
+    pub(crate) async fn append_group(
+        &self,
+        group: Vec<Draft>,
+    ) -> Result<Vec<Appended>, WriteBackError> {
         let results = self.sequencer.append_group(group).await;
         results
             .into_iter()
@@ -1210,7 +1213,7 @@ impl WriteBack {
             .collect()
     }
 
-    async fn case_view(&self, id: CaseId) -> Result<CaseView, WriteBackError> {
+    pub(crate) async fn case_view(&self, id: CaseId) -> Result<CaseView, WriteBackError> {
         self.store
             .case_view(id)
             .await?
@@ -1475,7 +1478,7 @@ fn rollback_intent(
 }
 
 /// The expectation that a case is still as `view` read it.
-fn case_expectation(view: &CaseView) -> Expectation {
+pub(crate) fn case_expectation(view: &CaseView) -> Expectation {
     Expectation::Case {
         id: view.case.id,
         state: view.case.state,
@@ -1485,7 +1488,7 @@ fn case_expectation(view: &CaseView) -> Expectation {
 
 /// What the read models say about a case (and its decision in force, read from the ledger),
 /// as the state machine needs it.
-fn workflow_of(
+pub(crate) fn workflow_of(
     view: &CaseView,
     decision: &Decision,
     rollback: Option<&entries::RollbackRequest>,

@@ -152,7 +152,9 @@ impl ApproveAs for WriteBack {
 
 async fn harness(db: TestDb) -> World {
     let url = db.url.clone();
-    let rules = "aws:123456789012/svc-*,data,high\n";
+    // svc-bi is business-critical: a compromise signal about it freezes its pending work.
+    let rules =
+        "aws:123456789012/svc-bi*,data,business_critical\naws:123456789012/svc-*,data,high\n";
     let settings = WriteBackSettings::default();
     let moto = tokio::task::spawn_blocking(MotoServer::start)
         .await
@@ -1007,7 +1009,156 @@ async fn an_upgraded_database_is_filled_by_rebuild(w: World) {
     assert_eq!(w.writeback.run_once().await.unwrap().verified, 1);
 }
 
+fn admin() -> Principal {
+    Principal::new(
+        PrincipalId(uuid::Uuid::nil()),
+        "root",
+        PrincipalKind::Person,
+        Vec::<String>::new(),
+        [Role::Admin],
+        None,
+    )
+    .unwrap()
+}
+
+/// Seed 4: a high-confidence compromise signal on a business-critical identity opens a case
+/// only and freezes the approval pending on the same identity; nobody can approve it until an
+/// admin unfreezes it, and then the approval goes on and the change is applied.
+async fn a_freeze_holds_pending_approvals_until_unfrozen(w: World) {
+    let pending = unused_key_case_for(&w, "svc-bi").await;
+    let compromise = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
+        format: SourceFormat::Native,
+        finding_type: "credential_compromise".into(),
+        severity: Severity::Critical,
+        confidence_bp: 9_900,
+        subject: SubjectRef {
+            system: "aws:123456789012".into(),
+            external_id: "svc-bi/AccessKey1".into(),
+            kind_hint: None,
+        },
+        observed_at: None,
+        title: "key used from an unknown network".into(),
+        source_key: None,
+        controls: vec![],
+        details: serde_json::Value::Null,
+    };
+    let source = Source {
+        name: "guardduty".into(),
+        trust: Trust::High,
+    };
+    let opened = w
+        .ingestor
+        .ingest(
+            &source,
+            Submission {
+                evidence: b"{\"compromise\": true}".to_vec(),
+                observation: compromise,
+                redacted_from: None,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.case_state, CaseState::Frozen);
+    let frozen = w.store.case(pending).await.unwrap().unwrap();
+    assert_eq!(frozen.state, CaseState::Frozen);
+    let refused = w.writeback.approve(pending, "alice", "ok", false).await;
+    assert!(
+        matches!(refused, Err(WriteBackError::Refused(_))),
+        "{refused:?}"
+    );
+    // Unfreezing needs a rationale; then the approval goes on where it stopped.
+    assert!(matches!(
+        w.writeback.unfreeze(pending, &admin(), " ").await,
+        Err(WriteBackError::Refused(_))
+    ));
+    let unfrozen = w
+        .writeback
+        .unfreeze(pending, &admin(), "the compromise was a false alarm")
+        .await
+        .unwrap();
+    assert_eq!(unfrozen.state, CaseState::AwaitingApproval);
+    let job = w
+        .writeback
+        .approve(pending, "alice", "unused, disable it", false)
+        .await
+        .unwrap();
+    assert!(job.is_some());
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(
+        w.store.case(pending).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+    // The compromise case, frozen by its own decision, goes to review when unfrozen.
+    let own = w
+        .writeback
+        .unfreeze(opened.case_id, &admin(), "handled with the owner")
+        .await
+        .unwrap();
+    assert_eq!(own.state, CaseState::NeedsReview);
+    assert!(
+        writ_engine::rebuild::check(&*w.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A reviewer closes a case's compliance side with a rationale, or dismisses one as a false
+/// positive; a case whose change is in effect cannot be dismissed.
+async fn reviewers_close_and_dismiss_cases(w: World) {
+    let first = unused_key_case(&w).await;
+    assert!(matches!(
+        w.writeback.dismiss(first, &person("alice"), "").await,
+        Err(WriteBackError::Refused(_))
+    ));
+    let dismissed = w
+        .writeback
+        .dismiss(first, &person("alice"), "the key belongs to a test account")
+        .await
+        .unwrap();
+    assert_eq!(dismissed.state, CaseState::Closed);
+    assert!(dismissed.compliance_closed);
+    assert!(matches!(
+        w.writeback.close(first, &person("alice"), "again").await,
+        Err(WriteBackError::Refused(_))
+    ));
+    // Once a change is in effect a case can be closed, not dismissed.
+    let second = unused_key_case_for(&w, "svc-bi").await;
+    assert_ne!(second, first);
+    w.writeback
+        .approve(second, "alice", "disable it", false)
+        .await
+        .unwrap();
+    w.writeback.run_once().await.unwrap();
+    assert!(matches!(
+        w.writeback
+            .dismiss(second, &person("bob"), "false positive")
+            .await,
+        Err(WriteBackError::Refused(_))
+    ));
+    let closed = w
+        .writeback
+        .close(
+            second,
+            &person("bob"),
+            "disabled and verified; ticket SEC-12 done",
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.state, CaseState::Closed);
+    assert!(
+        writ_engine::rebuild::check(&*w.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 writ_testkit::backend_suite!(
+    a_freeze_holds_pending_approvals_until_unfrozen,
+    reviewers_close_and_dismiss_cases,
     an_upgraded_database_is_filled_by_rebuild,
     a_target_that_always_fails_ends_after_max_attempts,
     two_approvals_at_once_queue_one_job,

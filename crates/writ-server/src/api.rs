@@ -23,7 +23,8 @@ use crate::problem::Problem;
     ),
     paths(healthz, readyz, status, latest_checkpoint, openapi_json, crate::findings::ingest,
         crate::cases::list_cases, crate::cases::get_case, crate::cases::list_identities,
-        crate::cases::vote, crate::cases::rollback,
+        crate::cases::vote, crate::cases::rollback, crate::cases::close_case,
+        crate::cases::dismiss_case, crate::cases::unfreeze_case,
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
@@ -34,7 +35,7 @@ use crate::problem::Problem;
         (name = "operations", description = "Liveness, readiness and the API description"),
         (name = "ledger", description = "The tamper-evident event ledger"),
         (name = "findings", description = "Findings in: authenticated ingest in several formats"),
-        (name = "cases", description = "Cases, their timelines, votes and rollbacks"),
+        (name = "cases", description = "Cases, their timelines, votes, rollbacks, closures and freezes"),
         (name = "principals", description = "Who may act: principals, teams, roles and tokens"),
         (name = "inventory", description = "Target discovery and ownership rules")
     )
@@ -232,6 +233,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/cases/{id}", get(crate::cases::get_case))
         .route("/v1/cases/{id}/approvals", post(crate::cases::vote))
         .route("/v1/cases/{id}/rollback", post(crate::cases::rollback))
+        .route("/v1/cases/{id}/close", post(crate::cases::close_case))
+        .route("/v1/cases/{id}/dismiss", post(crate::cases::dismiss_case))
+        .route("/v1/cases/{id}/unfreeze", post(crate::cases::unfreeze_case))
         .route("/v1/identities", get(crate::cases::list_identities))
         .route("/v1/whoami", get(crate::admin::whoami))
         .route(

@@ -483,3 +483,116 @@ pub(crate) fn writeback_problem(err: WriteBackError) -> Problem {
         .detail(err.to_string()),
     }
 }
+
+/// A step on a case that needs only a reason in the caller's words.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RationaleRequest {
+    /// Why (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub rationale: String,
+}
+
+/// Who may close or dismiss a case on their word.
+const REVIEWERS: &[Role] = &[Role::Approver, Role::Admin];
+
+/// Close a case's compliance side on the caller's word: the finding is closed with the
+/// rationale as evidence, and the case closes (a later finding of the same problem opens a
+/// new case naming this one). Nothing may be under way: no queued or running job, no pending
+/// rollback, no freeze. A passing scan closes cases by itself.
+#[utoipa::path(post, path = "/v1/cases/{id}/close", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = RationaleRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Closed", body = CaseSummary),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not close cases", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case cannot be closed now (work under way, frozen, or closed already)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn close_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CaseSummary>, Problem> {
+    caller.require(REVIEWERS, "closing a case")?;
+    let id = parse_case_id(&id)?;
+    let request: RationaleRequest = json_body(&state, body)?;
+    let case = writeback(&state)?
+        .close(id, caller.principal(), &request.rationale)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(Json(CaseSummary::from(&case)))
+}
+
+/// Dismiss a case as a false positive: it closes and nothing changes in the target. A case
+/// whose change is in effect must be rolled back first.
+#[utoipa::path(post, path = "/v1/cases/{id}/dismiss", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = RationaleRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Dismissed", body = CaseSummary),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not dismiss cases", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case cannot be dismissed now (work under way, a change in effect, frozen, or closed already)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn dismiss_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CaseSummary>, Problem> {
+    caller.require(REVIEWERS, "dismissing a case")?;
+    let id = parse_case_id(&id)?;
+    let request: RationaleRequest = json_body(&state, body)?;
+    let case = writeback(&state)?
+        .dismiss(id, caller.principal(), &request.rationale)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(Json(CaseSummary::from(&case)))
+}
+
+/// Unfreeze a case a `@freeze` decision held: its approvals wait again, its queued job is
+/// worked (a case its own decision froze goes to review).
+#[utoipa::path(post, path = "/v1/cases/{id}/unfreeze", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = RationaleRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Unfrozen", body = CaseSummary),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not unfreeze cases", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case is not frozen", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn unfreeze_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CaseSummary>, Problem> {
+    caller.require(&[Role::Admin], "unfreezing a case")?;
+    let id = parse_case_id(&id)?;
+    let request: RationaleRequest = json_body(&state, body)?;
+    let case = writeback(&state)?
+        .unfreeze(id, caller.principal(), &request.rationale)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(Json(CaseSummary::from(&case)))
+}

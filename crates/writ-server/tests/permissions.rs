@@ -57,6 +57,17 @@ const MATRIX: &[(&str, &str, Access)] = &[
         "/v1/cases/{id}/rollback",
         Roles(&[Role::Approver, Role::Admin, Role::BreakGlass]),
     ),
+    (
+        "POST",
+        "/v1/cases/{id}/close",
+        Roles(&[Role::Approver, Role::Admin]),
+    ),
+    (
+        "POST",
+        "/v1/cases/{id}/dismiss",
+        Roles(&[Role::Approver, Role::Admin]),
+    ),
+    ("POST", "/v1/cases/{id}/unfreeze", Roles(ADMIN)),
     ("GET", "/v1/whoami", Authenticated),
     ("GET", "/v1/principals", Roles(ADMIN_AUDITOR)),
     ("POST", "/v1/principals", Roles(ADMIN)),

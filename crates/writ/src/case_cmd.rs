@@ -1,5 +1,6 @@
-//! `writ case`: list cases and show one with its whole story, through the API (a reader's
-//! token: requester, approver, admin, auditor or break_glass).
+//! `writ case`: list cases and show one with its whole story (a reader's token: requester,
+//! approver, admin, auditor or break_glass), and close, dismiss or unfreeze one (an approver's
+//! or admin's token; unfreezing, an admin's), through the API.
 
 use std::process::ExitCode;
 
@@ -35,6 +36,24 @@ pub enum CaseCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Close a case's compliance side on your word (the rationale is its evidence).
+    Close(StepArgs),
+    /// Dismiss a case as a false positive.
+    Dismiss(StepArgs),
+    /// Let a frozen case go on where it stopped.
+    Unfreeze(StepArgs),
+}
+
+/// A case and the reason for a step on it.
+#[derive(Debug, clap::Args)]
+pub struct StepArgs {
+    /// The case id.
+    pub id: writ_core::ids::CaseId,
+    /// Why (required).
+    #[arg(long)]
+    pub rationale: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
@@ -62,6 +81,9 @@ pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            CaseCommand::Close(args) => step(args, "close", "closed").await,
+            CaseCommand::Dismiss(args) => step(args, "dismiss", "dismissed").await,
+            CaseCommand::Unfreeze(args) => step(args, "unfreeze", "unfrozen").await,
             CaseCommand::Show { id, json, server } => {
                 let client = Client::from_env(&server)?;
                 let detail: serde_json::Value = client.get(&format!("/v1/cases/{id}")).await?;
@@ -74,6 +96,24 @@ pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Posts one step with its rationale and says where the case now stands.
+async fn step(args: StepArgs, name: &str, done: &str) -> anyhow::Result<ExitCode> {
+    let client = Client::from_env(&args.server)?;
+    let case: serde_json::Value = client
+        .post(
+            &format!("/v1/cases/{}/{name}", args.id),
+            &serde_json::json!({"rationale": args.rationale}),
+        )
+        .await?;
+    println!(
+        "case {} {done}: now {} (compliance: {})",
+        args.id,
+        text(&case["state"]),
+        compliance(&case)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn text(value: &serde_json::Value) -> &str {
@@ -158,6 +198,53 @@ fn print_story(detail: &serde_json::Value) {
             }
             Some(EventBody::RolledBack(rolled_back)) => {
                 println!("         rationale: {}", rolled_back.rationale);
+            }
+            Some(EventBody::FindingReceived(received)) => {
+                println!(
+                    "         {} from {} ({} trust): {}",
+                    if received.observation.status.is_fail() {
+                        "finding"
+                    } else {
+                        "passing check"
+                    },
+                    received.source.name,
+                    <&str>::from(received.source.trust),
+                    received.observation.title
+                );
+                if let Some(closed) = received.reopens {
+                    println!("         the same problem as closed case {closed}, found again");
+                }
+            }
+            Some(EventBody::CaseClosed(closed)) => match &closed.evidence {
+                writ_core::event::ClosureEvidence::Scan { source, title, .. } => {
+                    println!(
+                        "         compliance closed: {source} reports the check passes ({title})"
+                    );
+                }
+                writ_core::event::ClosureEvidence::Reviewer {
+                    reviewer,
+                    rationale,
+                } => println!("         compliance closed by {reviewer}: {rationale}"),
+            },
+            Some(EventBody::CaseDismissed(dismissed)) => {
+                println!(
+                    "         dismissed as a false positive by {}: {}",
+                    dismissed.reviewer, dismissed.rationale
+                );
+            }
+            Some(EventBody::CaseFrozen(frozen)) => {
+                println!(
+                    "         frozen (was {}) by the decision of case {}: {}",
+                    <&str>::from(frozen.was),
+                    frozen.by_case,
+                    frozen.reason
+                );
+            }
+            Some(EventBody::CaseUnfrozen(unfrozen)) => {
+                println!(
+                    "         unfrozen by {}: {}",
+                    unfrozen.by, unfrozen.rationale
+                );
             }
             _ => {}
         }

@@ -1,0 +1,159 @@
+//! The case lifecycle people drive: closing a case's compliance side with a rationale,
+//! dismissing it as a false positive, and unfreezing work a `@freeze` decision held.
+//!
+//! Each is one ledger event by an authenticated principal, checked by the core state machine
+//! ([`writ_core::workflow::CaseWorkflow::apply`]) from the case as read, and appended only if
+//! the case has not changed since (a conditional append; a lost race is read and tried again).
+//! Closures by a passing scan are recorded by the ingest pipeline, not here.
+
+use writ_core::case::{Case, CaseState};
+use writ_core::event::{CaseClosed, CaseDismissed, CaseUnfrozen, ClosureEvidence, EventBody};
+use writ_core::ids::CaseId;
+use writ_core::principal::Principal;
+use writ_core::workflow::CaseWorkflow;
+use writ_store::CaseView;
+
+use crate::entries;
+use crate::principals::actor_of;
+use crate::sequencer::Draft;
+use crate::writeback::{STALE_RETRIES, WriteBack, WriteBackError, case_expectation, workflow_of};
+
+impl WriteBack {
+    /// Closes `case_id`'s compliance side on `reviewer`'s word: the finding is closed, with
+    /// the rationale as its evidence, and the case closes. Nothing may be under way (a queued
+    /// or running job, a pending rollback, a freeze).
+    pub async fn close(
+        &self,
+        case_id: CaseId,
+        reviewer: &Principal,
+        rationale: &str,
+    ) -> Result<Case, WriteBackError> {
+        self.case_step(case_id, reviewer, rationale, "close", |view, _| {
+            let mut case = view.case.clone();
+            case.state = CaseState::Closed;
+            case.compliance_closed = true;
+            Ok(EventBody::CaseClosed(CaseClosed {
+                case,
+                evidence: ClosureEvidence::Reviewer {
+                    reviewer: reviewer.name.clone(),
+                    rationale: rationale.to_owned(),
+                },
+            }))
+        })
+        .await
+    }
+
+    /// Dismisses `case_id` as a false positive on `reviewer`'s word: it closes, and nothing
+    /// changes in the target. A case whose change is in effect must be rolled back first.
+    pub async fn dismiss(
+        &self,
+        case_id: CaseId,
+        reviewer: &Principal,
+        rationale: &str,
+    ) -> Result<Case, WriteBackError> {
+        self.case_step(case_id, reviewer, rationale, "dismiss", |view, _| {
+            let mut case = view.case.clone();
+            case.state = CaseState::Closed;
+            case.compliance_closed = true;
+            Ok(EventBody::CaseDismissed(CaseDismissed {
+                case,
+                reviewer: reviewer.name.clone(),
+                rationale: rationale.to_owned(),
+            }))
+        })
+        .await
+    }
+
+    /// Lets a frozen case go on where it stopped: its approvals wait again, its queued job is
+    /// worked. A case its own decision froze goes to review.
+    pub async fn unfreeze(
+        &self,
+        case_id: CaseId,
+        by: &Principal,
+        rationale: &str,
+    ) -> Result<Case, WriteBackError> {
+        let was = self.frozen_from(case_id).await?;
+        self.case_step(case_id, by, rationale, "unfreeze", |view, _| {
+            let mut case = view.case.clone();
+            case.state = was;
+            Ok(EventBody::CaseUnfrozen(CaseUnfrozen {
+                case,
+                by: by.name.clone(),
+                rationale: rationale.to_owned(),
+            }))
+        })
+        .await
+    }
+
+    /// The state a frozen case returns to: the one its last `case_frozen` event recorded, or
+    /// review when its own decision froze it.
+    async fn frozen_from(&self, case_id: CaseId) -> Result<CaseState, WriteBackError> {
+        let rows = self.store.case_entries(case_id).await?;
+        for row in rows.iter().rev() {
+            match entries::decode_body(row)? {
+                EventBody::CaseFrozen(frozen) => return Ok(frozen.was),
+                EventBody::DecisionRecorded(decided) if decided.case.state == CaseState::Frozen => {
+                    return Ok(CaseState::NeedsReview);
+                }
+                _ => {}
+            }
+        }
+        Ok(CaseState::NeedsReview)
+    }
+
+    /// Records the one event `step` makes of the case as read, by `principal`, after the state
+    /// machine accepts it; reads again and retries when the case changed meanwhile.
+    async fn case_step(
+        &self,
+        case_id: CaseId,
+        principal: &Principal,
+        rationale: &str,
+        name: &str,
+        step: impl Fn(&CaseView, &CaseWorkflow) -> Result<EventBody, WriteBackError>,
+    ) -> Result<Case, WriteBackError> {
+        if rationale.trim().is_empty() {
+            return Err(WriteBackError::Refused(format!(
+                "to {name} a case needs a rationale"
+            )));
+        }
+        for _ in 0..STALE_RETRIES {
+            let view = self.case_view(case_id).await?;
+            let mut workflow = match view.decision_seq {
+                Some(seq) => {
+                    let recorded = entries::recorded_decision_at(&*self.store, seq).await?;
+                    workflow_of(&view, &recorded.decision, recorded.rollback.as_ref())
+                }
+                None => CaseWorkflow {
+                    case: Some(view.case.id),
+                    state: Some(view.case.state),
+                    job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),
+                    ..CaseWorkflow::default()
+                },
+            };
+            let body = step(&view, &workflow)?;
+            workflow
+                .apply(case_id, &body)
+                .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+            let case = body.case().cloned().ok_or_else(|| {
+                WriteBackError::Refused(format!("{name} records no case snapshot"))
+            })?;
+            let draft = Draft {
+                expect: vec![case_expectation(&view)],
+                ..Draft::new(
+                    Some(case_id),
+                    actor_of(principal),
+                    format!("{name}:{case_id}:{}", view.updated_seq),
+                    body,
+                )
+            };
+            match self.append_group(vec![draft]).await {
+                Err(WriteBackError::Stale(_)) => continue,
+                Err(err) => return Err(err),
+                Ok(_) => return Ok(case),
+            }
+        }
+        Err(WriteBackError::Refused(format!(
+            "case {case_id} kept changing; try again"
+        )))
+    }
+}
