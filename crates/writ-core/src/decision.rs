@@ -39,6 +39,56 @@ pub struct Decision {
     pub determining_policies: Vec<String>,
     /// Why, in words (for example "no permit matched").
     pub reason: String,
+    /// Limits the determining policies set on what they allow (exceptions' longest duration,
+    /// a break-glass review's deadline); empty for most decisions.
+    #[serde(default, skip_serializing_if = "Terms::is_empty")]
+    pub terms: Terms,
+}
+
+/// Limits a permitting policy sets on what it allows, from its annotations. When several
+/// policies determine a decision, the strictest value of each applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terms {
+    /// The longest an exception (a risk acceptance) may last, in days (`@max_days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_days: Option<u32>,
+    /// How many days before an exception expires re-approval is asked for
+    /// (`@renew_before_days`); none: it simply expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before_days: Option<u32>,
+    /// Within how many hours a break-glass change must be reviewed (`@review_within_hours`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_within_hours: Option<u32>,
+}
+
+impl Terms {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Terms::default()
+    }
+
+    /// The strictest of `self` and `other`: the shorter duration and review deadline, the
+    /// earlier renewal.
+    pub fn strictest(self, other: Terms) -> Terms {
+        fn min(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        fn max(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        Terms {
+            max_days: min(self.max_days, other.max_days),
+            renew_before_days: max(self.renew_before_days, other.renew_before_days),
+            review_within_hours: min(self.review_within_hours, other.review_within_hours),
+        }
+    }
 }
 
 /// The exact inputs a decision was evaluated from. Re-evaluating it against the same bundle

@@ -116,6 +116,7 @@ pub fn decision(tier: Tier) -> Decision {
         action: "disable".into(),
         bundle_hash: Sha256Digest::of(b"bundle"),
         determining_policies: vec!["inactive-credential-disable-owner-approval".into()],
+        terms: Default::default(),
         reason: "permit matched".into(),
     }
 }

@@ -35,6 +35,12 @@ pub const ANN_APPROVERS: &str = "approvers";
 pub const ANN_CASE_ONLY: &str = "case_only";
 /// Annotation on a `case_only` forbid: freeze approvals pending on the identity.
 pub const ANN_FREEZE: &str = "freeze";
+/// The longest an exception a permit of `accept_risk` allows may last, in days.
+pub const ANN_MAX_DAYS: &str = "max_days";
+/// How many days before such an exception expires re-approval is asked for.
+pub const ANN_RENEW_BEFORE_DAYS: &str = "renew_before_days";
+/// Within how many hours a change a permit of `break_glass` allows must be reviewed.
+pub const ANN_REVIEW_WITHIN_HOURS: &str = "review_within_hours";
 
 /// The approver group used when a permit has no `@approvers`.
 pub const DEFAULT_APPROVERS: &str = "owner_team";
@@ -52,6 +58,8 @@ pub(crate) struct PolicyMeta {
     pub(crate) case_only: bool,
     /// `@freeze("true")` (case-only forbids only).
     pub(crate) freeze: bool,
+    /// `@max_days`, `@renew_before_days`, `@review_within_hours` (permits only).
+    pub(crate) terms: writ_core::decision::Terms,
 }
 
 /// A loaded, strictly validated policy bundle. Immutable; cheap enough to clone.
@@ -687,6 +695,30 @@ fn read_meta(
     } else {
         approvals
     };
+    let number = |key: &str, problems: &mut Vec<String>| match policy.annotation(key) {
+        None => None,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=3650).contains(&n) => Some(n),
+            _ => {
+                problems.push(format!(
+                    "@{key} must be a whole number from 1 to 3650, not {text:?}"
+                ));
+                None
+            }
+        },
+    };
+    let terms = writ_core::decision::Terms {
+        max_days: number(ANN_MAX_DAYS, problems),
+        renew_before_days: number(ANN_RENEW_BEFORE_DAYS, problems),
+        review_within_hours: number(ANN_REVIEW_WITHIN_HOURS, problems),
+    };
+    if let (Some(max), Some(renew)) = (terms.max_days, terms.renew_before_days)
+        && renew >= max
+    {
+        problems.push(format!(
+            "@renew_before_days ({renew}) must be less than @max_days ({max})"
+        ));
+    }
     match effect {
         Effect::Permit => {
             for key in [ANN_CASE_ONLY, ANN_FREEZE] {
@@ -696,7 +728,13 @@ fn read_meta(
             }
         }
         Effect::Forbid => {
-            for key in [ANN_APPROVALS, ANN_APPROVERS] {
+            for key in [
+                ANN_APPROVALS,
+                ANN_APPROVERS,
+                ANN_MAX_DAYS,
+                ANN_RENEW_BEFORE_DAYS,
+                ANN_REVIEW_WITHIN_HOURS,
+            ] {
                 if policy.annotation(key).is_some() {
                     problems.push(format!("@{key} only applies to permit policies"));
                 }
@@ -712,6 +750,7 @@ fn read_meta(
         approvers,
         case_only,
         freeze,
+        terms,
     }
 }
 

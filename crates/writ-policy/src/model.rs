@@ -28,9 +28,11 @@ pub const REMEDIATIONS: [&str; 8] = [
     "grant",
 ];
 
-/// The actions writ asks about: the [`REMEDIATIONS`], and `rollback` (undoing a verified one;
-/// see [`rollback_evaluation`]). Each has two Cedar actions: `auto:<a>` and `<a>`.
-pub const ACTIONS: [&str; 9] = [
+/// The actions writ asks about: the [`REMEDIATIONS`], and what a principal asks about a case
+/// (see [`asked_evaluation`]): `rollback` (undoing a verified change), `accept_risk` (an
+/// exception) and `break_glass` (an emergency change without approvals). Each has two Cedar
+/// actions: `auto:<a>` and `<a>`. A bundle whose schema does not declare one refuses it.
+pub const ACTIONS: [&str; 11] = [
     REMEDIATIONS[0],
     REMEDIATIONS[1],
     REMEDIATIONS[2],
@@ -40,10 +42,18 @@ pub const ACTIONS: [&str; 9] = [
     REMEDIATIONS[6],
     REMEDIATIONS[7],
     ROLLBACK,
+    ACCEPT_RISK,
+    BREAK_GLASS,
 ];
 
 /// The Cedar action a rollback is decided as.
 pub const ROLLBACK: &str = "rollback";
+
+/// The Cedar action an exception (a risk acceptance) is decided as.
+pub const ACCEPT_RISK: &str = "accept_risk";
+
+/// The Cedar action an emergency change without approvals is decided as.
+pub const BREAK_GLASS: &str = "break_glass";
 
 /// The evaluation of rolling back the change a recorded decision allowed, asked for by the
 /// principal `requester`: the same identity, finding and source as the decision of the
@@ -53,9 +63,21 @@ pub fn rollback_evaluation(
     change: &Evaluation,
     requester: &str,
 ) -> Result<Evaluation, PolicyError> {
+    asked_evaluation(change, ROLLBACK, requester)
+}
+
+/// The evaluation of `action` ([`ROLLBACK`], [`ACCEPT_RISK`], [`BREAK_GLASS`]) asked for by the
+/// principal `requester` about the case a recorded decision decided: the same identity,
+/// finding and source (`context.requested_action` names that decision's action), with the
+/// principal `Writ::User::"<requester>"`.
+pub fn asked_evaluation(
+    change: &Evaluation,
+    action: &str,
+    requester: &str,
+) -> Result<Evaluation, PolicyError> {
     let user = entity_uid("User", requester)?;
     let mut evaluation = change.clone();
-    evaluation.action = ROLLBACK.to_owned();
+    evaluation.action = action.to_owned();
     let old_principal = change.principal.clone();
     evaluation.principal = user.to_string();
     if let Some(entities) = evaluation.entities.as_array_mut() {

@@ -18,6 +18,7 @@ use writ_core::ids::IdentityId;
 use crate::bundle::PolicyBundle;
 use crate::error::PolicyError;
 use crate::model::DecisionRequest;
+use crate::model::{ACCEPT_RISK, BREAK_GLASS, ROLLBACK};
 
 /// The outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +152,12 @@ struct ExpectSpec {
     determining_policies: Option<Vec<String>>,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    max_days: Option<u32>,
+    #[serde(default)]
+    renew_before_days: Option<u32>,
+    #[serde(default)]
+    review_within_hours: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -324,10 +331,18 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
             (Some(identity), known.reconciled, subject)
         }
     };
+    // A principal's question about a case (a rollback, an exception, an emergency change) is
+    // asked about the case's remediation, as writ asks it: by `Writ::User::"tester"`, with
+    // `context.requested_action` naming the remediation.
+    let asked = case
+        .action
+        .as_deref()
+        .filter(|a| [ROLLBACK, ACCEPT_RISK, BREAK_GLASS].contains(a));
     let action = match (&case.action, bundle.remediation_for(&finding.finding_type)) {
-        (Some(action), _) => action.clone(),
+        (_, Some(remediation)) if asked.is_some() => remediation.to_owned(),
+        (Some(action), _) if asked.is_none() => action.clone(),
         (None, Some(action)) => action.to_owned(),
-        (None, None) => {
+        _ => {
             return Err(format!(
                 "no action given and remediations.toml maps no action to finding type {:?}",
                 finding.finding_type
@@ -356,10 +371,19 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
         source_trust: case.source.trust,
         action: &action,
     };
-    bundle
+    let (decision, evaluation) = bundle
         .decide(&request)
-        .map(|(decision, _)| decision)
-        .map_err(|e| format!("decision failed: {e}"))
+        .map_err(|e| format!("decision failed: {e}"))?;
+    match asked {
+        None => Ok(decision),
+        Some(asked) => {
+            let evaluation = crate::model::asked_evaluation(&evaluation, asked, "tester")
+                .map_err(|e| format!("decision failed: {e}"))?;
+            bundle
+                .replay(&evaluation)
+                .map_err(|e| format!("decision failed: {e}"))
+        }
+    }
 }
 
 fn compare(expect: &ExpectSpec, decision: &Decision) -> Vec<String> {
@@ -407,6 +431,25 @@ fn compare(expect: &ExpectSpec, decision: &Decision) -> Vec<String> {
                 "determining_policies: expected {want:?}, got {:?}",
                 decision.determining_policies
             ));
+        }
+    }
+    for (name, want, got) in [
+        ("max_days", expect.max_days, decision.terms.max_days),
+        (
+            "renew_before_days",
+            expect.renew_before_days,
+            decision.terms.renew_before_days,
+        ),
+        (
+            "review_within_hours",
+            expect.review_within_hours,
+            decision.terms.review_within_hours,
+        ),
+    ] {
+        if let Some(want) = want
+            && got != Some(want)
+        {
+            failures.push(format!("{name}: expected {want}, got {}", show(got)));
         }
     }
     if let Some(want) = &expect.reason

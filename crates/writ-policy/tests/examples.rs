@@ -39,6 +39,7 @@ fn example_bundle_loads() {
         [
             "agents.cedar",
             "credentials.cedar",
+            "exceptions.cedar",
             "guardrails.cedar",
             "remediations.toml",
             "rollbacks.cedar",
