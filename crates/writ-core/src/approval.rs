@@ -28,8 +28,10 @@ pub struct VoteBinding {
     pub decision_seq: u64,
     /// The bundle that made that decision.
     pub bundle_hash: Sha256Digest,
-    /// The action, with its parameters.
-    pub action: Action,
+    /// The change's action, with its parameters (none when the vote answers a governance
+    /// request that is not a change, such as an exception).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
     /// The target system.
     pub system: String,
     /// The subject in that system.
@@ -41,6 +43,10 @@ pub struct VoteBinding {
     /// rather than the change itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
+    /// The governance action the vote answers instead of the change (`accept_risk`: an
+    /// exception), when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// One approver's recorded verdict on a change, with their rationale.

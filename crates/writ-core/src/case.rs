@@ -46,6 +46,10 @@ pub enum CaseState {
     Denied,
     /// An eligible approver rejected the requested change; nothing was applied.
     Rejected,
+    /// An exception (a risk acceptance) waits for the approvals policy asks for.
+    ExceptionRequested,
+    /// An exception is in force: the risk is accepted until it expires.
+    RiskAccepted,
     /// Closed for good.
     Closed,
 }

@@ -16,9 +16,10 @@ use crate::case::Case;
 use crate::case::CaseState;
 use crate::change::{ApplyOutcome, Plan};
 use crate::decision::{Decision, Evaluation};
+use crate::exception::Exception;
 use crate::finding::{Finding, FindingStatus, SourceFormat, Trust};
 use crate::identity::{Identity, IdentityKind};
-use crate::ids::{CaseId, FindingId, TokenId};
+use crate::ids::{CaseId, ExceptionId, FindingId, TokenId};
 use crate::job::Job;
 use crate::ownership::OwnershipRule;
 use crate::principal::{Principal, TokenRecord};
@@ -92,6 +93,15 @@ pub enum EventKind {
     CaseFrozen,
     /// A principal unfroze a frozen case: its work goes on where it stopped.
     CaseUnfrozen,
+    /// A principal asked for an exception (to accept the case's risk for a while), and policy
+    /// decided it (action `accept_risk`).
+    ExceptionRequested,
+    /// The exception is in force (on the asker's word, or with its approvals).
+    ExceptionGranted,
+    /// The exception ended: the case reopened to be decided again.
+    ExceptionExpired,
+    /// The exception expires soon: re-approval is asked for.
+    ExceptionRenewalDue,
 }
 
 impl EventKind {
@@ -125,6 +135,10 @@ impl EventKind {
             K::RollbackIntent | K::RolledBack => &["RC.RP-01", "RS.MI-02"],
             K::CaseClosed | K::CaseDismissed => &["RS.MA-05", "GV.OV-02"],
             K::CaseFrozen | K::CaseUnfrozen => &["RS.MI-01", "GV.RR-02"],
+            K::ExceptionRequested
+            | K::ExceptionGranted
+            | K::ExceptionExpired
+            | K::ExceptionRenewalDue => &["GV.RM-04", "GV.RM-03", "ID.RA-06"],
         }
     }
 }
@@ -274,6 +288,14 @@ pub enum EventBody {
     CaseFrozen(CaseFrozen),
     /// See [`CaseUnfrozen`].
     CaseUnfrozen(CaseUnfrozen),
+    /// See [`ExceptionRequested`].
+    ExceptionRequested(ExceptionRequested),
+    /// See [`ExceptionGranted`].
+    ExceptionGranted(ExceptionGranted),
+    /// See [`ExceptionExpired`].
+    ExceptionExpired(ExceptionExpired),
+    /// See [`ExceptionRenewalDue`].
+    ExceptionRenewalDue(ExceptionRenewalDue),
 }
 
 impl EventBody {
@@ -305,6 +327,10 @@ impl EventBody {
             B::CaseDismissed(_) => K::CaseDismissed,
             B::CaseFrozen(_) => K::CaseFrozen,
             B::CaseUnfrozen(_) => K::CaseUnfrozen,
+            B::ExceptionRequested(_) => K::ExceptionRequested,
+            B::ExceptionGranted(_) => K::ExceptionGranted,
+            B::ExceptionExpired(_) => K::ExceptionExpired,
+            B::ExceptionRenewalDue(_) => K::ExceptionRenewalDue,
         }
     }
 
@@ -336,6 +362,10 @@ impl EventBody {
             K::CaseDismissed => serde_json::from_value(body).map(B::CaseDismissed),
             K::CaseFrozen => serde_json::from_value(body).map(B::CaseFrozen),
             K::CaseUnfrozen => serde_json::from_value(body).map(B::CaseUnfrozen),
+            K::ExceptionRequested => serde_json::from_value(body).map(B::ExceptionRequested),
+            K::ExceptionGranted => serde_json::from_value(body).map(B::ExceptionGranted),
+            K::ExceptionExpired => serde_json::from_value(body).map(B::ExceptionExpired),
+            K::ExceptionRenewalDue => serde_json::from_value(body).map(B::ExceptionRenewalDue),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -361,7 +391,11 @@ impl EventBody {
             B::CaseDismissed(b) => Some(&b.case),
             B::CaseFrozen(b) => Some(&b.case),
             B::CaseUnfrozen(b) => Some(&b.case),
+            B::ExceptionRequested(b) => Some(&b.case),
+            B::ExceptionGranted(b) => Some(&b.case),
+            B::ExceptionExpired(b) => Some(&b.case),
             B::IdentitySynced(_)
+            | B::ExceptionRenewalDue(_)
             | B::OwnershipImported(_)
             | B::ApprovalGranted(_)
             | B::WriteBackIntent(_)
@@ -412,7 +446,11 @@ impl EventBody {
             | B::CaseClosed(_)
             | B::CaseDismissed(_)
             | B::CaseFrozen(_)
-            | B::CaseUnfrozen(_) => None,
+            | B::CaseUnfrozen(_)
+            | B::ExceptionRequested(_)
+            | B::ExceptionGranted(_)
+            | B::ExceptionExpired(_)
+            | B::ExceptionRenewalDue(_) => None,
         }
     }
 }
@@ -767,6 +805,59 @@ pub struct CaseUnfrozen {
     pub by: String,
     /// Why, in their words.
     pub rationale: String,
+}
+
+/// `exception_requested`: a principal asked to accept the case's risk for a while, and policy
+/// decided it (action `accept_risk`). The decision becomes the case's decision in force; the
+/// case waits in `exception_requested` until it is granted (at once when policy allows it on
+/// the asker's word, else with the approvals it asks for) or rejected (back to `was`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRequested {
+    /// The case, now `exception_requested`.
+    pub case: Case,
+    /// The exception asked for.
+    pub exception: Exception,
+    /// The state the case was in, which a rejection returns it to.
+    pub was: CaseState,
+    /// The policy decision on it.
+    pub decision: Decision,
+    /// The inputs it was evaluated from (replayable).
+    pub evaluation: Evaluation,
+}
+
+/// `exception_granted`: the exception is in force until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionGranted {
+    /// The case, now `risk_accepted`.
+    pub case: Case,
+    /// The exception, as granted.
+    pub exception: Exception,
+}
+
+/// `exception_expired`: the exception ended; the case reopens (`needs_review`) and is decided
+/// again in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionExpired {
+    /// The case, now `needs_review`.
+    pub case: Case,
+    /// The exception that ended.
+    pub exception: ExceptionId,
+    /// When it was due to end.
+    pub expires_at: jiff::Timestamp,
+}
+
+/// `exception_renewal_due`: the exception expires soon; re-approval (a new exception) is
+/// asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRenewalDue {
+    /// The exception.
+    pub exception: ExceptionId,
+    /// When it expires.
+    pub expires_at: jiff::Timestamp,
 }
 
 /// Field names that must never appear in an event body: they name secret material.

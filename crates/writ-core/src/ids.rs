@@ -76,3 +76,7 @@ typed_id!(
     /// Identifies an approval or rejection.
     ApprovalId
 );
+typed_id!(
+    /// Identifies an exception (a risk accepted for a while).
+    ExceptionId
+);

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod digest;
 pub mod event;
 pub mod example;
+pub mod exception;
 pub mod finding;
 pub mod identity;
 pub mod ids;

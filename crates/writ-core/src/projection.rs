@@ -11,10 +11,13 @@
 //! `approval_granted`), the principals and their tokens, and where a job's plan and pre-image are (the `write_back_intent` entry).
 
 use crate::case::Case;
-use crate::event::EventBody;
+use jiff::Timestamp;
+
+use crate::event::{CaseClosed, CaseDismissed, EventBody};
+use crate::exception::{DeadlineKind, Exception, ExceptionState};
 use crate::finding::Finding;
 use crate::identity::Identity;
-use crate::ids::{CaseId, TokenId};
+use crate::ids::{CaseId, ExceptionId, TokenId};
 use crate::job::Job;
 use crate::principal::{Principal, TokenRecord};
 
@@ -58,6 +61,39 @@ pub enum Projection {
     Token(TokenRecord),
     /// Mark this token revoked.
     TokenRevoked(TokenId),
+    /// Insert or replace this exception; an active one supersedes the case's earlier active
+    /// ones.
+    Exception {
+        /// The exception.
+        exception: Exception,
+        /// Where it stands.
+        state: ExceptionState,
+    },
+    /// The case's active exceptions (or only `only`) end in `state`.
+    ExceptionsEnded {
+        /// The case.
+        case_id: CaseId,
+        /// Just this one, if given.
+        only: Option<ExceptionId>,
+        /// How they ended.
+        state: ExceptionState,
+    },
+    /// The case owes `kind` at `due` (replacing an earlier deadline of that kind).
+    Deadline {
+        /// The case.
+        case_id: CaseId,
+        /// What is owed.
+        kind: DeadlineKind,
+        /// When.
+        due: Timestamp,
+    },
+    /// These deadlines of the case are met (all of them when `kinds` is empty).
+    DeadlinesMet {
+        /// The case.
+        case_id: CaseId,
+        /// Which.
+        kinds: Vec<DeadlineKind>,
+    },
 }
 
 /// The projection rows `body` (of an event in `case_id`) implies, in a fixed order (identity,
@@ -72,7 +108,9 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
             case: case.clone(),
             decided: matches!(
                 body,
-                EventBody::DecisionRecorded(_) | EventBody::RollbackRequested(_)
+                EventBody::DecisionRecorded(_)
+                    | EventBody::RollbackRequested(_)
+                    | EventBody::ExceptionRequested(_)
             ),
         });
     }
@@ -103,5 +141,70 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
             approver: b.approval.approver.clone(),
         });
     }
+    rows.extend(lifecycle(case_id, body));
     rows
+}
+
+/// The exceptions and deadlines an event implies.
+fn lifecycle(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
+    use DeadlineKind as D;
+    match body {
+        EventBody::ExceptionGranted(b) => {
+            let case_id = b.exception.case_id;
+            let mut rows = vec![
+                Projection::Exception {
+                    exception: b.exception.clone(),
+                    state: ExceptionState::Active,
+                },
+                Projection::Deadline {
+                    case_id,
+                    kind: D::ExceptionExpiry,
+                    due: b.exception.expires_at,
+                },
+            ];
+            rows.push(match b.exception.renew_at {
+                Some(due) => Projection::Deadline {
+                    case_id,
+                    kind: D::ExceptionRenewal,
+                    due,
+                },
+                None => Projection::DeadlinesMet {
+                    case_id,
+                    kinds: vec![D::ExceptionRenewal],
+                },
+            });
+            rows
+        }
+        EventBody::ExceptionExpired(b) => vec![
+            Projection::ExceptionsEnded {
+                case_id: b.case.id,
+                only: Some(b.exception),
+                state: ExceptionState::Expired,
+            },
+            Projection::DeadlinesMet {
+                case_id: b.case.id,
+                kinds: vec![D::ExceptionExpiry, D::ExceptionRenewal],
+            },
+        ],
+        EventBody::CaseClosed(CaseClosed { case, .. })
+        | EventBody::CaseDismissed(CaseDismissed { case, .. }) => vec![
+            Projection::ExceptionsEnded {
+                case_id: case.id,
+                only: None,
+                state: ExceptionState::Ended,
+            },
+            Projection::DeadlinesMet {
+                case_id: case.id,
+                kinds: Vec::new(),
+            },
+        ],
+        EventBody::ExceptionRenewalDue(_) => case_id
+            .map(|case_id| Projection::DeadlinesMet {
+                case_id,
+                kinds: vec![D::ExceptionRenewal],
+            })
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
 }

@@ -60,6 +60,7 @@ pub fn decided_state(tier: &Tier, reconciled: bool, automatable: bool) -> CaseSt
 pub const CLOSABLE: &[CaseState] = &[
     CaseState::NeedsReview,
     CaseState::AwaitingApproval,
+    CaseState::RiskAccepted,
     CaseState::Remediated,
     CaseState::WriteBackFailed,
     CaseState::RolledBack,
@@ -72,10 +73,22 @@ pub const CLOSABLE: &[CaseState] = &[
 pub const DISMISSABLE: &[CaseState] = &[
     CaseState::NeedsReview,
     CaseState::AwaitingApproval,
+    CaseState::RiskAccepted,
     CaseState::WriteBackFailed,
     CaseState::RolledBack,
     CaseState::Denied,
     CaseState::Rejected,
+];
+
+/// The states an exception can be asked for from: decided, nothing under way and no change in
+/// effect (and, to renew it, an exception in force).
+pub const EXCEPTABLE: &[CaseState] = &[
+    CaseState::NeedsReview,
+    CaseState::AwaitingApproval,
+    CaseState::Denied,
+    CaseState::Rejected,
+    CaseState::WriteBackFailed,
+    CaseState::RiskAccepted,
 ];
 
 /// The case state after `body`, given the state before (`None`: the case does not exist yet).
@@ -178,6 +191,41 @@ pub fn case_transition(
             }
             expect(&[S::AwaitingApproval, S::Remediating], S::Frozen)
         }
+        B::ExceptionRequested(b) => {
+            snapshot_is(S::ExceptionRequested)?;
+            if !matches!(b.decision.tier, Tier::Auto | Tier::Approval { .. }) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "a {} decision allows no exception",
+                        tier_name(&b.decision.tier)
+                    ),
+                ));
+            }
+            if from != Some(b.was) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "the event says the case was {}, but it is {}",
+                        state_name(b.was),
+                        from.map_or("missing", state_name)
+                    ),
+                ));
+            }
+            expect(EXCEPTABLE, S::ExceptionRequested)
+        }
+        B::ExceptionGranted(_) => {
+            snapshot_is(S::RiskAccepted)?;
+            expect(&[S::ExceptionRequested], S::RiskAccepted)
+        }
+        B::ExceptionExpired(_) => {
+            snapshot_is(S::NeedsReview)?;
+            expect(&[S::RiskAccepted], S::NeedsReview)
+        }
+        B::ExceptionRenewalDue(_) => match from {
+            Some(S::RiskAccepted | S::ExceptionRequested) => Ok(from),
+            _ => expect(&[S::RiskAccepted], S::RiskAccepted),
+        },
         B::CaseUnfrozen(b) => {
             if !matches!(
                 b.case.state,
@@ -201,14 +249,18 @@ pub fn case_transition(
             None => expect(&[S::Remediating], S::Remediating),
         },
         B::ApprovalGranted(_) => match from {
-            Some(S::RollbackRequested) => Ok(from),
+            Some(S::RollbackRequested | S::ExceptionRequested) => Ok(from),
             _ => expect(&[S::AwaitingApproval], S::AwaitingApproval),
         },
-        B::ChangeRejected(_) => match from {
+        B::ChangeRejected(b) => match from {
             // A rejected rollback leaves the change in effect.
             Some(S::RollbackRequested) => {
                 snapshot_is(S::Remediated)?;
                 Ok(Some(S::Remediated))
+            }
+            // A rejected exception leaves the case as it was before.
+            Some(S::ExceptionRequested) if EXCEPTABLE.contains(&b.case.state) => {
+                Ok(Some(b.case.state))
             }
             _ => {
                 snapshot_is(S::Rejected)?;
@@ -320,7 +372,11 @@ pub fn job_transition(
         | B::CaseClosed(_)
         | B::CaseDismissed(_)
         | B::CaseFrozen(_)
-        | B::CaseUnfrozen(_) => &[],
+        | B::CaseUnfrozen(_)
+        | B::ExceptionRequested(_)
+        | B::ExceptionGranted(_)
+        | B::ExceptionExpired(_)
+        | B::ExceptionRenewalDue(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -357,13 +413,18 @@ pub struct CaseWorkflow {
     pub votes: BTreeMap<String, BTreeSet<ApproverGroup>>,
     /// The case's job and its state, if it has one.
     pub job: Option<(JobId, JobState)>,
-    /// Who asked for the rollback in force (a principal's name), when the decision in force
-    /// is a rollback's; never counted as an approver of it.
+    /// Who asked for the rollback or exception in force (a principal's name), when the
+    /// decision in force is one's; never counted as an approver of it.
     pub requester: Option<String>,
+    /// The state an exception request in force returns the case to when it is rejected.
+    pub request_was: Option<CaseState>,
 }
 
 /// The Cedar action a rollback is decided as.
 pub const ROLLBACK_ACTION: &str = "rollback";
+
+/// The Cedar action an exception (a risk acceptance) is decided as.
+pub const ACCEPT_RISK_ACTION: &str = "accept_risk";
 
 /// Who may never approve a change: the engine asked for it.
 pub const ENGINE_ACTOR: &str = "engine";
@@ -387,6 +448,26 @@ impl CaseWorkflow {
             .is_some_and(|d| d.action == ROLLBACK_ACTION)
     }
 
+    /// Whether the decision in force is an exception's.
+    pub fn exception_in_force(&self) -> bool {
+        self.decision
+            .as_ref()
+            .is_some_and(|d| d.action == ACCEPT_RISK_ACTION)
+    }
+
+    /// Whether the decision in force lets the exception asked for be granted now: an
+    /// exception's decision, automatic or with its approval rule met.
+    pub fn may_grant_exception(&self) -> bool {
+        if !self.exception_in_force() {
+            return false;
+        }
+        match self.decision.as_ref().map(|d| &d.tier) {
+            Some(Tier::Auto) => true,
+            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
+            _ => false,
+        }
+    }
+
     /// Whether the decision in force lets the verified change be rolled back now: a rollback
     /// decision, automatic or with its approval rule met.
     pub fn may_roll_back(&self) -> bool {
@@ -403,7 +484,7 @@ impl CaseWorkflow {
     /// Whether the decision in force lets a job be queued now: automatic, or its approval rule
     /// is met by the votes (each voter counting once, in a group it belongs to).
     pub fn may_queue(&self) -> bool {
-        if self.rollback_in_force() {
+        if self.rollback_in_force() || self.exception_in_force() {
             return false;
         }
         match self.decision.as_ref().map(|d| &d.tier) {
@@ -484,6 +565,14 @@ impl CaseWorkflow {
             }
             B::ChangeRejected(b) => {
                 self.check_vote(kind, &b.approval, &b.rationale, Verdict::Reject)?;
+                if self.state == Some(CaseState::ExceptionRequested)
+                    && self.request_was != Some(b.case.state)
+                {
+                    return Err(illegal(
+                        kind,
+                        "a rejected exception returns the case to the state it was in",
+                    ));
+                }
             }
             B::RollbackRequested(b) => {
                 if b.decision.action != ROLLBACK_ACTION {
@@ -500,6 +589,32 @@ impl CaseWorkflow {
                             format!("job {} has no verified change to undo", b.job),
                         ));
                     }
+                }
+            }
+            B::ExceptionRequested(b) => {
+                if b.decision.action != ACCEPT_RISK_ACTION {
+                    return Err(illegal(kind, "the decision is not an exception's"));
+                }
+                if b.exception.case_id != case_id {
+                    return Err(illegal(kind, "the exception is for another case"));
+                }
+            }
+            B::ExceptionGranted(b) => {
+                if !self.may_grant_exception() {
+                    return Err(illegal(
+                        kind,
+                        if self.exception_in_force() {
+                            format!(
+                                "the exception is not approved yet ({} more approval(s) needed)",
+                                self.votes_missing()
+                            )
+                        } else {
+                            "no exception was requested and decided".to_owned()
+                        },
+                    ));
+                }
+                if self.requester.as_deref() != Some(b.exception.requester.as_str()) {
+                    return Err(illegal(kind, "the exception is not the one requested"));
                 }
             }
             B::DecisionRecorded(_) if self.has_live_job() => {
@@ -565,12 +680,21 @@ impl CaseWorkflow {
                 self.routed_to_human = b.routing.is_some();
                 self.votes.clear();
                 self.requester = None;
+                self.request_was = None;
+            }
+            B::ExceptionRequested(b) => {
+                self.decision = Some(b.decision.clone());
+                self.routed_to_human = false;
+                self.votes.clear();
+                self.requester = Some(b.exception.requester.clone());
+                self.request_was = Some(b.was);
             }
             B::RollbackRequested(b) => {
                 self.decision = Some(b.decision.clone());
                 self.routed_to_human = false;
                 self.votes.clear();
                 self.requester = Some(b.requester.clone());
+                self.request_was = None;
             }
             B::ApprovalGranted(b) => {
                 let groups = self.recorded_groups(&b.approval);
@@ -615,10 +739,11 @@ impl CaseWorkflow {
             return Err(illegal(kind, "a vote needs a rationale"));
         }
         if let (Some(binding), Some(decision)) = (&approval.binding, &self.decision) {
-            let bound_action = if binding.rollback {
-                ROLLBACK_ACTION
-            } else {
-                binding.action.name()
+            let bound_action = match (&binding.request, binding.rollback, &binding.action) {
+                (Some(request), _, _) => request.as_str(),
+                (None, true, _) => ROLLBACK_ACTION,
+                (None, false, Some(action)) => action.name(),
+                (None, false, None) => "",
             };
             if binding.bundle_hash != decision.bundle_hash || bound_action != decision.action {
                 return Err(illegal(

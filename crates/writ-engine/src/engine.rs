@@ -178,7 +178,8 @@ impl EngineBuilder {
             self.connectors,
             self.writeback,
         )
-        .with_policy(policy);
+        .with_policy(policy)
+        .with_ingestor(ingestor.clone());
         let principals = Principals::new(
             self.store.clone(),
             sequencer.clone(),

@@ -51,6 +51,19 @@ pub struct RecordedDecision {
     pub evaluation: writ_core::decision::Evaluation,
     /// For a rollback's decision: the request.
     pub rollback: Option<RollbackRequest>,
+    /// For an exception's decision: the exception asked for, and the state a rejection
+    /// returns the case to.
+    pub exception: Option<(writ_core::exception::Exception, writ_core::case::CaseState)>,
+}
+
+impl RecordedDecision {
+    /// Who asked for the rollback or exception in force, if it is one; never an approver of it.
+    pub fn requester(&self) -> Option<&str> {
+        self.rollback
+            .as_ref()
+            .map(|r| r.requester.as_str())
+            .or(self.exception.as_ref().map(|(e, _)| e.requester.as_str()))
+    }
 }
 
 /// A recorded request to roll a job's change back.
@@ -90,6 +103,13 @@ pub async fn recorded_decision_at(
             decision: decided.decision,
             evaluation: decided.evaluation,
             rollback: None,
+            exception: None,
+        }),
+        EventBody::ExceptionRequested(requested) => Ok(RecordedDecision {
+            decision: requested.decision,
+            evaluation: requested.evaluation,
+            rollback: None,
+            exception: Some((requested.exception, requested.was)),
         }),
         EventBody::RollbackRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
@@ -99,6 +119,7 @@ pub async fn recorded_decision_at(
                 requester: requested.requester,
                 rationale: requested.rationale,
             }),
+            exception: None,
         }),
         other => Err(bad(format!("a {} entry, not a decision", other.kind()))),
     }

@@ -1176,6 +1176,76 @@ impl Ingestor {
             freeze,
         }))
     }
+    /// The drafts that decide `case` again from its latest failing finding, as it stands now
+    /// (the identity as the inventory now knows it, the policy in force), for a case that is
+    /// reopened (an exception expired) or whose identity became known. `case` takes the
+    /// decided state (its state before must be one a decision may follow, `needs_review`).
+    /// `None` when the case has no finding the bundle defines a remediation for.
+    pub async fn redecision(
+        &self,
+        case: &mut Case,
+        key: &str,
+    ) -> Result<Option<Vec<Draft>>, IngestError> {
+        let rows = self.store.case_entries(case.id).await?;
+        let mut latest = None;
+        for row in rows.iter().rev() {
+            if let EventBody::FindingReceived(received) = entries::decode_body(row)?
+                && received.observation.status == FindingStatus::Fail
+            {
+                latest = Some(received);
+                break;
+            }
+        }
+        let Some(received) = latest else {
+            return Ok(None);
+        };
+        let finding = &received.finding;
+        let observation = Observation {
+            status: FindingStatus::Fail,
+            format: received.observation.format,
+            finding_type: finding.finding_type.clone(),
+            severity: finding.severity,
+            confidence_bp: finding.confidence_bp,
+            subject: writ_core::finding::SubjectRef {
+                system: finding.subject_system.clone(),
+                external_id: finding.subject_external_id.clone(),
+                kind_hint: received.observation.subject_kind,
+            },
+            observed_at: Some(finding.observed_at),
+            title: received.observation.title.clone(),
+            source_key: None,
+            controls: Vec::new(),
+            details: received.observation.details.clone(),
+        };
+        let source = Source {
+            name: received.source.name.clone(),
+            trust: received.source.trust,
+        };
+        let identity = self
+            .store
+            .identity_by_external_id(&finding.subject_system, &finding.subject_external_id)
+            .await?;
+        let now = self.clock.now();
+        let review_reason = self.review_reason(identity.as_ref(), now);
+        case.identity_id = identity.as_ref().map(|i| i.id).or(case.identity_id);
+        let keys = Keys {
+            finding: finding.idempotency_key.clone(),
+            base: key.to_owned(),
+        };
+        Ok(self
+            .decide(
+                case,
+                identity.as_ref(),
+                &observation,
+                &source,
+                &keys,
+                review_reason,
+                &[],
+                now,
+            )?
+            .map(|decided| decided.drafts))
+    }
+
     /// The outcome of a finding that was already ingested, read back from the ledger: the
     /// finding's own entry, and the decision its case was opened with (if it opened one).
     async fn replayed_outcome(&self, row: &LedgerRow) -> Result<IngestOutcome, IngestError> {

@@ -14,11 +14,13 @@
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
 //! - [`writeback`]: approvals, the write-back job worker (intent, apply, verify), rollback.
 //! - [`lifecycle`]: closing, dismissing and unfreezing cases on a principal's word.
+//! - [`exceptions`]: exceptions (risk acceptance) and the scheduler that acts on deadlines.
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
 pub mod engine;
 pub mod entries;
+pub mod exceptions;
 pub mod ingest;
 pub mod inventory;
 pub mod keys;

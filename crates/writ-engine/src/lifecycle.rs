@@ -121,7 +121,7 @@ impl WriteBack {
             let mut workflow = match view.decision_seq {
                 Some(seq) => {
                     let recorded = entries::recorded_decision_at(&*self.store, seq).await?;
-                    workflow_of(&view, &recorded.decision, recorded.rollback.as_ref())
+                    workflow_of(&view, &recorded)
                 }
                 None => CaseWorkflow {
                     case: Some(view.case.id),

@@ -105,6 +105,18 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
     let mut votes = BTreeMap::new();
     let mut principals = BTreeMap::new();
     let mut tokens = BTreeMap::new();
+    let mut exceptions: BTreeMap<writ_core::ids::ExceptionId, writ_store::ExceptionView> =
+        BTreeMap::new();
+    // Keyed as the table orders them: by case, then the kind's name.
+    type DeadlineRow = (
+        CaseId,
+        writ_core::exception::DeadlineKind,
+        jiff::Timestamp,
+        bool,
+        u64,
+        u64,
+    );
+    let mut deadlines: BTreeMap<(CaseId, &'static str), DeadlineRow> = BTreeMap::new();
     for effect in effects {
         match effect {
             Effect::PutEvidence(_) => {}
@@ -160,6 +172,73 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                     token.3 = seq;
                 }
             }
+            Effect::UpsertException {
+                exception,
+                state,
+                seq,
+            } => {
+                use writ_core::exception::ExceptionState;
+                if state == ExceptionState::Active {
+                    for other in exceptions.values_mut() {
+                        if other.exception.case_id == exception.case_id
+                            && other.exception.id != exception.id
+                            && other.state == ExceptionState::Active
+                        {
+                            other.state = ExceptionState::Superseded;
+                            other.updated_seq = seq;
+                        }
+                    }
+                }
+                let granted_seq = exceptions.get(&exception.id).map_or(seq, |e| e.granted_seq);
+                exceptions.insert(
+                    exception.id,
+                    writ_store::ExceptionView {
+                        exception,
+                        state,
+                        granted_seq,
+                        updated_seq: seq,
+                    },
+                );
+            }
+            Effect::EndExceptions {
+                case_id,
+                only,
+                state,
+                seq,
+            } => {
+                for view in exceptions.values_mut() {
+                    if view.exception.case_id == case_id
+                        && view.state == writ_core::exception::ExceptionState::Active
+                        && only.is_none_or(|id| id == view.exception.id)
+                    {
+                        view.state = state;
+                        view.updated_seq = seq;
+                    }
+                }
+            }
+            Effect::SetDeadline {
+                case_id,
+                kind,
+                due,
+                seq,
+            } => {
+                deadlines.insert(
+                    (case_id, kind.into()),
+                    (case_id, kind, due, false, seq, seq),
+                );
+            }
+            Effect::MeetDeadlines {
+                case_id,
+                kinds,
+                seq,
+            } => {
+                for (key, row) in deadlines.iter_mut() {
+                    if key.0 == case_id && !row.3 && (kinds.is_empty() || kinds.contains(&row.1)) {
+                        row.3 = true;
+                        row.5 = seq;
+                    }
+                }
+            }
         }
     }
     ProjectionDump {
@@ -170,6 +249,8 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         jobs: jobs.into_values().collect(),
         principals: principals.into_values().collect(),
         tokens: tokens.into_values().collect(),
+        exceptions: exceptions.into_values().collect(),
+        deadlines: deadlines.into_values().collect(),
     }
 }
 
@@ -211,5 +292,12 @@ fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> 
         &mut out,
     );
     compare("tokens", &expected.tokens, &live.tokens, &mut out);
+    compare(
+        "exceptions",
+        &expected.exceptions,
+        &live.exceptions,
+        &mut out,
+    );
+    compare("deadlines", &expected.deadlines, &live.deadlines, &mut out);
     out
 }

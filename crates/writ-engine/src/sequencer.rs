@@ -906,6 +906,32 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
         Projection::Principal(principal) => Effect::UpsertPrincipal { principal, seq },
         Projection::Token(token) => Effect::InsertToken { token, seq },
         Projection::TokenRevoked(id) => Effect::RevokeToken { id, seq },
+        Projection::Exception { exception, state } => Effect::UpsertException {
+            exception,
+            state,
+            seq,
+        },
+        Projection::ExceptionsEnded {
+            case_id,
+            only,
+            state,
+        } => Effect::EndExceptions {
+            case_id,
+            only,
+            state,
+            seq,
+        },
+        Projection::Deadline { case_id, kind, due } => Effect::SetDeadline {
+            case_id,
+            kind,
+            due,
+            seq,
+        },
+        Projection::DeadlinesMet { case_id, kinds } => Effect::MeetDeadlines {
+            case_id,
+            kinds,
+            seq,
+        },
     }
 }
 

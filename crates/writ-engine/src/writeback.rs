@@ -74,6 +74,14 @@ pub enum WriteBackError {
     /// The principal may not do this (not eligible, separation of duties, disabled).
     #[error("{0}")]
     Forbidden(String),
+    /// A field of the request is not acceptable (the request's field name, and why).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The request's field.
+        field: String,
+        /// Why.
+        message: String,
+    },
     /// A recorded event could not be read.
     #[error("ledger entry {seq} is unreadable: {detail}")]
     Corrupt {
@@ -199,6 +207,8 @@ pub struct WriteBack {
     holder: String,
     /// The bundle that decides rollbacks (none: rollbacks are refused).
     pub(crate) policy: Option<Arc<PolicyBundle>>,
+    /// The pipeline that decides a case again when an exception expires.
+    pub(crate) ingestor: Option<crate::ingest::Ingestor>,
 }
 
 /// What a rollback request came to.
@@ -238,6 +248,7 @@ impl WriteBack {
         Self {
             holder,
             policy: None,
+            ingestor: None,
             store,
             sequencer,
             clock,
@@ -258,6 +269,12 @@ impl WriteBack {
     /// The same engine, with the bundle that decides rollbacks.
     pub fn with_policy(mut self, policy: Option<Arc<PolicyBundle>>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The same engine, with the pipeline that decides cases again.
+    pub fn with_ingestor(mut self, ingestor: Option<crate::ingest::Ingestor>) -> Self {
+        self.ingestor = ingestor;
         self
     }
 
@@ -295,7 +312,9 @@ impl WriteBack {
             let view = self.case_view(case_id).await?;
             if !matches!(
                 view.case.state,
-                CaseState::AwaitingApproval | CaseState::RollbackRequested
+                CaseState::AwaitingApproval
+                    | CaseState::RollbackRequested
+                    | CaseState::ExceptionRequested
             ) {
                 return Err(WriteBackError::Refused(format!(
                     "case {case_id} is not awaiting approval (it is {})",
@@ -308,7 +327,8 @@ impl WriteBack {
             let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
             let decision = recorded.decision.clone();
             let rollback = recorded.rollback.clone();
-            let mut workflow = workflow_of(&view, &decision, rollback.as_ref());
+            let exception = recorded.exception.clone();
+            let mut workflow = workflow_of(&view, &recorded);
             let Some(rule) = workflow.rule() else {
                 return Err(WriteBackError::Refused(format!(
                     "case {case_id}'s decision does not call for approvals"
@@ -320,7 +340,7 @@ impl WriteBack {
             };
             let owner_team = identity.as_ref().and_then(|i| i.owner_team.clone());
             let exclusions = self
-                .exclusions(&view, identity.as_ref(), rollback.as_ref())
+                .exclusions(&view, identity.as_ref(), recorded.requester())
                 .await?;
             let groups = eligibility(&rule, voter, owner_team.as_deref(), &exclusions)
                 .map_err(|refusal| WriteBackError::Forbidden(refusal.to_string()))?;
@@ -343,14 +363,16 @@ impl WriteBack {
                 ),
                 None => None,
             };
-            let action = match &rollback_job {
-                Some(job) => job.job.action.clone(),
-                None => action_from_name(&decision.action).ok_or_else(|| {
+            // An exception's vote binds to the exception, not to a change.
+            let action = match (&rollback_job, &exception) {
+                (Some(job), _) => Some(job.job.action.clone()),
+                (None, Some(_)) => None,
+                (None, None) => Some(action_from_name(&decision.action).ok_or_else(|| {
                     WriteBackError::Refused(format!(
                         "action {} needs parameters from a person; it cannot be voted on",
                         decision.action
                     ))
-                })?,
+                })?),
             };
             let now = self.clock.now();
             let approval = Approval {
@@ -368,6 +390,9 @@ impl WriteBack {
                     external_id,
                     groups: groups.iter().map(ToString::to_string).collect(),
                     rollback: rollback.is_some(),
+                    request: exception
+                        .as_ref()
+                        .map(|_| writ_core::workflow::ACCEPT_RISK_ACTION.to_owned()),
                 }),
             };
             let actor = actor_of(voter);
@@ -381,11 +406,12 @@ impl WriteBack {
                 ),
                 Verdict::Reject => {
                     let mut case = view.case.clone();
-                    // A rejected rollback leaves the change in effect.
-                    case.state = if rollback.is_some() {
-                        CaseState::Remediated
-                    } else {
-                        CaseState::Rejected
+                    // A rejected rollback leaves the change in effect; a rejected exception
+                    // leaves the case as it was.
+                    case.state = match (&rollback, &exception) {
+                        (Some(_), _) => CaseState::Remediated,
+                        (None, Some((_, was))) => *was,
+                        (None, None) => CaseState::Rejected,
                     };
                     (
                         EventBody::ChangeRejected(ChangeRejected {
@@ -423,7 +449,13 @@ impl WriteBack {
                     refreshed.insert(name.clone(), groups);
                 }
                 workflow.votes = refreshed;
-                if let (Some(job_view), Some(request)) = (&rollback_job, &rollback)
+                if let Some((asked, _)) = &exception
+                    && workflow.may_grant_exception()
+                {
+                    // The last approval an exception needed: it is in force, in the same
+                    // group.
+                    group.push(grant_exception(&view.case, asked, &mut workflow, &actor)?);
+                } else if let (Some(job_view), Some(request)) = (&rollback_job, &rollback)
                     && workflow.may_roll_back()
                 {
                     // The last approval a rollback needed: its intent, in the same group; the
@@ -472,7 +504,7 @@ impl WriteBack {
         &self,
         view: &CaseView,
         identity: Option<&writ_core::identity::Identity>,
-        rollback: Option<&entries::RollbackRequest>,
+        requester: Option<&str>,
     ) -> Result<Exclusions, WriteBackError> {
         let sources = self
             .store
@@ -492,7 +524,7 @@ impl WriteBack {
             sources,
             // Changes are requested by the engine from a decision (which never votes); a
             // rollback names the principal who asked for it.
-            requester: rollback.map(|r| r.requester.clone()),
+            requester: requester.map(str::to_owned),
             subject,
         })
     }
@@ -869,7 +901,7 @@ impl WriteBack {
                     )));
                 }
             };
-            let mut workflow = workflow_of(&case, &recorded.decision, recorded.rollback.as_ref());
+            let mut workflow = workflow_of(&case, &recorded);
             let mut requested_case = case.case.clone();
             requested_case.state = if waits {
                 CaseState::RollbackRequested
@@ -1355,7 +1387,8 @@ impl WriteBack {
                         Some(binding) => {
                             if binding.decision_seq != *decision_seq
                                 || binding.bundle_hash != decision.bundle_hash
-                                || binding.action != job.action
+                                || binding.action.as_ref() != Some(&job.action)
+                                || binding.request.is_some()
                                 || binding.rollback != rollback.is_some()
                                 || binding.system != job.system
                                 || binding.external_id != job.external_id
@@ -1477,6 +1510,32 @@ fn rollback_intent(
     })
 }
 
+/// The draft that puts `exception` in force on `case` (checked with `workflow`, which it
+/// advances), made by the approval that completed it (or with the request, when policy
+/// allowed it on the asker's word).
+pub(crate) fn grant_exception(
+    case: &writ_core::case::Case,
+    exception: &writ_core::exception::Exception,
+    workflow: &mut CaseWorkflow,
+    actor: &str,
+) -> Result<Draft, WriteBackError> {
+    let mut case = case.clone();
+    case.state = CaseState::RiskAccepted;
+    let body = EventBody::ExceptionGranted(writ_core::event::ExceptionGranted {
+        case,
+        exception: exception.clone(),
+    });
+    workflow
+        .apply(exception.case_id, &body)
+        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+    Ok(Draft::new(
+        Some(exception.case_id),
+        actor,
+        format!("exception:{}:granted", exception.id),
+        body,
+    ))
+}
+
 /// The expectation that a case is still as `view` read it.
 pub(crate) fn case_expectation(view: &CaseView) -> Expectation {
     Expectation::Case {
@@ -1488,16 +1547,13 @@ pub(crate) fn case_expectation(view: &CaseView) -> Expectation {
 
 /// What the read models say about a case (and its decision in force, read from the ledger),
 /// as the state machine needs it.
-pub(crate) fn workflow_of(
-    view: &CaseView,
-    decision: &Decision,
-    rollback: Option<&entries::RollbackRequest>,
-) -> CaseWorkflow {
+pub(crate) fn workflow_of(view: &CaseView, recorded: &entries::RecordedDecision) -> CaseWorkflow {
     CaseWorkflow {
-        requester: rollback.map(|r| r.requester.clone()),
+        requester: recorded.requester().map(str::to_owned),
+        request_was: recorded.exception.as_ref().map(|(_, was)| *was),
         case: Some(view.case.id),
         state: Some(view.case.state),
-        decision: Some(decision.clone()),
+        decision: Some(recorded.decision.clone()),
         routed_to_human: false,
         // The groups each voter counts for are filled in from the principals before a job is
         // queued ([`WriteBack::approve`]); until then a vote is only a name.

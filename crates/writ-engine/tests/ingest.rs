@@ -598,6 +598,8 @@ delegate! {
         fn case_view(&self, id: writ_core::ids::CaseId) -> Option<writ_store::CaseView>;
         fn cases(&self, filter: &writ_store::CaseFilter) -> Vec<writ_core::case::Case>;
         fn case_sources(&self, case: writ_core::ids::CaseId) -> Vec<String>;
+        fn exceptions(&self, filter: &writ_store::ExceptionFilter) -> Vec<writ_store::ExceptionView>;
+        fn due_deadlines(&self, now: jiff::Timestamp, limit: u32) -> Vec<writ_store::DueDeadline>;
         fn principal(&self, name: &str) -> Option<writ_store::PrincipalView>;
         fn principals(&self) -> Vec<writ_store::PrincipalView>;
         fn principal_count(&self) -> u64;

@@ -1156,7 +1156,140 @@ async fn reviewers_close_and_dismiss_cases(w: World) {
     );
 }
 
+fn exception_ask(days: i64) -> writ_engine::exceptions::ExceptionAsk {
+    writ_engine::exceptions::ExceptionAsk {
+        justification: "the quarterly batch still uses this key".into(),
+        expires_at: writ_core::example::time() + jiff::SignedDuration::from_hours(days * 24),
+        compensating_controls: vec!["key limited to one bucket".into()],
+        follow_up: "DATA-42: move the batch to a role".into(),
+    }
+}
+
+/// Seed 1: an inactive key is disabled only after the owner team approves, inside a recorded
+/// exception window: the exception is approved by the owner team (not by who asked), holds the
+/// change back, asks for re-approval before it ends, and at its expiry the case reopens and is
+/// decided again; the owner's approval then disables the key.
+async fn an_exception_window_expires_and_reopens_the_case(w: World) {
+    use writ_engine::exceptions::ExceptionOutcome;
+    let case = unused_key_case(&w).await;
+    // Longer than the policy's 90 days: refused, naming the field.
+    let too_long = w
+        .writeback
+        .request_exception(case, &person("alice"), exception_ask(120))
+        .await;
+    assert!(
+        matches!(&too_long, Err(WriteBackError::Invalid { field, .. }) if field == "expires_at"),
+        "{too_long:?}"
+    );
+    let outcome = w
+        .writeback
+        .request_exception(case, &person("alice"), exception_ask(30))
+        .await
+        .unwrap();
+    let ExceptionOutcome::AwaitingApproval {
+        exception, rule, ..
+    } = outcome
+    else {
+        panic!("the demo policy asks the owner team: {outcome:?}");
+    };
+    assert_eq!(rule, "1 of owner_team");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::ExceptionRequested
+    );
+    // Who asked never approves it.
+    let own = w
+        .writeback
+        .approve(case, "alice", "fine by me", false)
+        .await;
+    assert!(matches!(own, Err(WriteBackError::Forbidden(_))), "{own:?}");
+    let granted = w
+        .writeback
+        .approve(case, "bob", "accepted until the batch moves", false)
+        .await
+        .unwrap();
+    assert!(granted.is_none(), "an exception queues no change");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::RiskAccepted
+    );
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(
+        key_status(&w).await,
+        "Active",
+        "the exception holds the change back"
+    );
+
+    // Seven days before the end, re-approval is asked for, once.
+    w.clock.advance(jiff::SignedDuration::from_hours(24 * 24));
+    let report = w.writeback.run_deadlines().await.unwrap();
+    assert_eq!(report.renewals, 1, "{report:?}");
+    assert_eq!(w.writeback.run_deadlines().await.unwrap().renewals, 0);
+    // At the end the case reopens and is decided again on the inventory as it is then (synced
+    // that day): the owner team must approve.
+    w.clock.advance(jiff::SignedDuration::from_hours(7 * 24));
+    inventory::sync(
+        &*w.store,
+        &w.sequencer,
+        &*w.connector,
+        &*w.clock,
+        &RandomIds,
+        "operator",
+    )
+    .await
+    .unwrap();
+    let report = w.writeback.run_deadlines().await.unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::AwaitingApproval
+    );
+    let listed = w
+        .store
+        .exceptions(&writ_store::ExceptionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].exception.id, exception.id);
+    assert_eq!(
+        listed[0].state,
+        writ_core::exception::ExceptionState::Expired
+    );
+    let job = w
+        .writeback
+        .approve(case, "bob", "the batch moved; disable it", false)
+        .await
+        .unwrap();
+    assert!(job.is_some());
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(key_status(&w).await, "Inactive");
+    let kinds: Vec<String> = w
+        .store
+        .case_entries(case)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.name().to_owned())
+        .collect();
+    for kind in [
+        "exception_requested",
+        "exception_granted",
+        "exception_renewal_due",
+        "exception_expired",
+        "write_back_verified",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing: {kinds:?}");
+    }
+    assert!(
+        writ_engine::rebuild::check(&*w.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 writ_testkit::backend_suite!(
+    an_exception_window_expires_and_reopens_the_case,
     a_freeze_holds_pending_approvals_until_unfrozen,
     reviewers_close_and_dismiss_cases,
     an_upgraded_database_is_filled_by_rebuild,

@@ -24,7 +24,8 @@ use crate::problem::Problem;
     paths(healthz, readyz, status, latest_checkpoint, openapi_json, crate::findings::ingest,
         crate::cases::list_cases, crate::cases::get_case, crate::cases::list_identities,
         crate::cases::vote, crate::cases::rollback, crate::cases::close_case,
-        crate::cases::dismiss_case, crate::cases::unfreeze_case,
+        crate::cases::dismiss_case, crate::cases::unfreeze_case, crate::cases::request_exception,
+        crate::cases::list_exceptions,
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
@@ -214,6 +215,26 @@ impl utoipa::Modify for ExactSchemas {
                 parameter["schema"] = serde_json::json!({"type": "string", "enum": states});
             }
         }
+        // Each compensating control of an exception says something.
+        if let Some(items) = doc.pointer_mut(
+            "/components/schemas/ExceptionRequest/properties/compensating_controls/items",
+        ) {
+            *items = serde_json::json!({"type": "string", "minLength": 1, "pattern": NOT_BLANK});
+        }
+        // The exception states `GET /v1/exceptions?state=` takes.
+        if let Some(parameters) = doc
+            .pointer_mut("/paths/~1v1~1exceptions/get/parameters")
+            .and_then(|p| p.as_array_mut())
+        {
+            use strum::VariantArray as _;
+            let states: Vec<&str> = writ_core::exception::ExceptionState::VARIANTS
+                .iter()
+                .map(|s| <&str>::from(*s))
+                .collect();
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == "state") {
+                parameter["schema"] = serde_json::json!({"type": "string", "enum": states});
+            }
+        }
         // An import holds at least one rule.
         if let Some(body) = doc.pointer_mut(
             "/paths/~1v1~1inventory~1rules/post/requestBody/content/application~1json/schema",
@@ -236,6 +257,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/cases/{id}/close", post(crate::cases::close_case))
         .route("/v1/cases/{id}/dismiss", post(crate::cases::dismiss_case))
         .route("/v1/cases/{id}/unfreeze", post(crate::cases::unfreeze_case))
+        .route(
+            "/v1/cases/{id}/exception",
+            post(crate::cases::request_exception),
+        )
+        .route("/v1/exceptions", get(crate::cases::list_exceptions))
         .route("/v1/identities", get(crate::cases::list_identities))
         .route("/v1/whoami", get(crate::admin::whoami))
         .route(

@@ -474,6 +474,12 @@ pub(crate) fn writeback_problem(err: WriteBackError) -> Problem {
         WriteBackError::Refused(why) | WriteBackError::Stale(why) => {
             Problem::new(StatusCode::CONFLICT, "refused", "Not possible now").detail(why)
         }
+        WriteBackError::Invalid { field, message } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "A field is not acceptable",
+        )
+        .field(field, message),
         err @ (WriteBackError::Store(_) | WriteBackError::Append(_)) => Problem::unavailable(&err),
         err @ WriteBackError::Corrupt { .. } => Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -595,4 +601,221 @@ pub async fn unfreeze_case(
         .await
         .map_err(writeback_problem)?;
     Ok(Json(CaseSummary::from(&case)))
+}
+
+/// An exception as asked for: the risk of a case accepted for a while.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRequest {
+    /// Why the risk is accepted (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub justification: String,
+    /// When it ends (RFC 3339): in the future, and within the policy's `@max_days` (a year
+    /// when the policy sets none).
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: jiff::Timestamp,
+    /// What makes up for the risk meanwhile (at least one, none blank).
+    #[schema(min_items = 1)]
+    pub compensating_controls: Vec<String>,
+    /// What will be done about it: a ticket or a task (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub follow_up: String,
+}
+
+/// An exception, as recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExceptionSummary {
+    /// Its id.
+    pub id: String,
+    /// The case whose risk it accepts.
+    pub case_id: String,
+    /// `requested` (waiting for approvals), `active`, `expired`, `superseded` (renewed) or
+    /// `ended` (its case closed).
+    pub state: String,
+    /// Who asked.
+    pub requester: String,
+    /// Why.
+    pub justification: String,
+    /// When it ends (RFC 3339).
+    pub expires_at: String,
+    /// When re-approval is asked for (RFC 3339), if the policy says so.
+    pub renew_at: Option<String>,
+    /// What makes up for the risk.
+    pub compensating_controls: Vec<String>,
+    /// What will be done about it.
+    pub follow_up: String,
+}
+
+impl ExceptionSummary {
+    fn of(exception: &writ_core::exception::Exception, state: &str) -> Self {
+        Self {
+            id: exception.id.to_string(),
+            case_id: exception.case_id.to_string(),
+            state: state.to_owned(),
+            requester: exception.requester.clone(),
+            justification: exception.justification.clone(),
+            expires_at: exception.expires_at.to_string(),
+            renew_at: exception.renew_at.map(|t| t.to_string()),
+            compensating_controls: exception.compensating_controls.clone(),
+            follow_up: exception.follow_up.clone(),
+        }
+    }
+}
+
+/// What an exception request came to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExceptionResponse {
+    /// The exception.
+    pub exception: ExceptionSummary,
+    /// The approval rule it waits for, when it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// How many more approvals it needs, at least.
+    pub missing: u64,
+    /// Policy's reason, when it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Who may ask for an exception.
+const EXCEPTION_ASKERS: &[Role] = &[Role::Requester, Role::Approver, Role::Admin];
+
+/// Ask to accept a case's risk for a while (an exception), as the authenticated principal.
+/// Policy decides it (Cedar action `accept_risk`): in force at once (201), or waiting for
+/// approvals (202: vote with `POST /v1/cases/{id}/approvals`; the asker never counts), or not
+/// at all (403). When it expires the case reopens and is decided again.
+#[utoipa::path(post, path = "/v1/cases/{id}/exception", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = ExceptionRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "In force", body = ExceptionResponse),
+        (status = 202, description = "Recorded: waiting for approvals", body = ExceptionResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not ask, or policy does not allow this exception", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case cannot take an exception now", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable (an expiry past the policy's maximum, say)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn request_exception(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ExceptionResponse>), Problem> {
+    caller.require(EXCEPTION_ASKERS, "asking for an exception")?;
+    let id = parse_case_id(&id)?;
+    let request: ExceptionRequest = json_body(&state, body)?;
+    let ask = writ_engine::exceptions::ExceptionAsk {
+        justification: request.justification,
+        expires_at: request.expires_at,
+        compensating_controls: request.compensating_controls,
+        follow_up: request.follow_up,
+    };
+    let outcome = writeback(&state)?
+        .request_exception(id, caller.principal(), ask)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(match outcome {
+        writ_engine::exceptions::ExceptionOutcome::Granted(exception) => (
+            StatusCode::CREATED,
+            Json(ExceptionResponse {
+                exception: ExceptionSummary::of(&exception, "active"),
+                rule: None,
+                missing: 0,
+                reason: None,
+            }),
+        ),
+        writ_engine::exceptions::ExceptionOutcome::AwaitingApproval {
+            exception,
+            rule,
+            missing,
+            reason,
+        } => (
+            StatusCode::ACCEPTED,
+            Json(ExceptionResponse {
+                exception: ExceptionSummary::of(&exception, "requested"),
+                rule: Some(rule),
+                missing,
+                reason: Some(reason),
+            }),
+        ),
+    })
+}
+
+/// Query of `GET /v1/exceptions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExceptionsQuery {
+    /// Only exceptions in this state (`active`, `expired`, `superseded`, `ended`).
+    #[param(value_type = Option<String>)]
+    pub state: Option<writ_core::exception::ExceptionState>,
+    /// Only those expiring within this many days from now.
+    #[param(minimum = 0, maximum = 3650)]
+    pub expiring_within_days: Option<u32>,
+    /// At most this many (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// List exceptions in force or past, soonest expiry first. Exceptions waiting for approvals
+/// are cases in state `exception_requested`.
+#[utoipa::path(get, path = "/v1/exceptions", tag = "cases",
+    params(ExceptionsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The exceptions", body = [ExceptionSummary]),
+        (status = 400, description = "A bad query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read cases", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn list_exceptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ExceptionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<ExceptionSummary>>, Problem> {
+    caller.require(READERS, "reading exceptions")?;
+    let Query(query) = query.map_err(|err| crate::body::bad_query(&err))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query")
+                .field("limit", "between 1 and 1000"),
+        );
+    }
+    if query.expiring_within_days.is_some_and(|d| d > 3650) {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query")
+                .field("expiring_within_days", "between 0 and 3650"),
+        );
+    }
+    let expiring_before = query
+        .expiring_within_days
+        .map(|days| state.clock.now() + jiff::SignedDuration::from_hours(i64::from(days) * 24));
+    let exceptions = state
+        .store
+        .exceptions(&writ_store::ExceptionFilter {
+            state: query.state,
+            expiring_before,
+            case_id: None,
+            limit: Some(limit),
+        })
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    Ok(Json(
+        exceptions
+            .iter()
+            .map(|view| ExceptionSummary::of(&view.exception, <&str>::from(view.state)))
+            .collect(),
+    ))
 }

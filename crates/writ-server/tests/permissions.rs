@@ -68,6 +68,12 @@ const MATRIX: &[(&str, &str, Access)] = &[
         Roles(&[Role::Approver, Role::Admin]),
     ),
     ("POST", "/v1/cases/{id}/unfreeze", Roles(ADMIN)),
+    (
+        "POST",
+        "/v1/cases/{id}/exception",
+        Roles(&[Role::Requester, Role::Approver, Role::Admin]),
+    ),
+    ("GET", "/v1/exceptions", Roles(READERS)),
     ("GET", "/v1/whoami", Authenticated),
     ("GET", "/v1/principals", Roles(ADMIN_AUDITOR)),
     ("POST", "/v1/principals", Roles(ADMIN)),

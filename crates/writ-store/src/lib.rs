@@ -37,8 +37,9 @@ use writ_core::job::Job;
 
 pub use migrate::{Migration, MigrationError};
 pub use model::{
-    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, Effect, EvidenceRow, Expectation,
-    JobView, LedgerRow, PrincipalView, ProjectionDump, TokenView,
+    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, DueDeadline, Effect, EvidenceRow,
+    ExceptionFilter, ExceptionView, Expectation, JobView, LedgerRow, PrincipalView, ProjectionDump,
+    TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -250,6 +251,16 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     /// Cases matching `filter`, most recently changed first.
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
+
+    /// Exceptions matching `filter`, soonest expiry first.
+    async fn exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionView>, StoreError>;
+
+    /// Deadlines not yet met that fell due at or before `now`, oldest first.
+    async fn due_deadlines(
+        &self,
+        now: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDeadline>, StoreError>;
 
     /// The sources (canonical principal names) of the findings in a case.
     async fn case_sources(&self, case: CaseId) -> Result<Vec<String>, StoreError>;

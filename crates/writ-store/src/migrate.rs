@@ -103,6 +103,11 @@ pub const SQLITE: &[Migration] = &[
         name: "case_lifecycle",
         sql: include_str!("../migrations/sqlite/0008_case_lifecycle.sql"),
     },
+    Migration {
+        version: 9,
+        name: "exceptions_and_deadlines",
+        sql: include_str!("../migrations/sqlite/0009_exceptions_and_deadlines.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -146,6 +151,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 8,
         name: "case_lifecycle",
         sql: include_str!("../migrations/postgres/0008_case_lifecycle.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "exceptions_and_deadlines",
+        sql: include_str!("../migrations/postgres/0009_exceptions_and_deadlines.sql"),
     },
 ];
 

@@ -4,9 +4,10 @@ use jiff::Timestamp;
 use writ_core::Sha256Digest;
 use writ_core::case::{Case, CaseState};
 use writ_core::event::EventKind;
+use writ_core::exception::{DeadlineKind, Exception, ExceptionState};
 use writ_core::finding::Finding;
 use writ_core::identity::Identity;
-use writ_core::ids::{CaseId, JobId, TokenId};
+use writ_core::ids::{CaseId, ExceptionId, JobId, TokenId};
 use writ_core::job::{Job, JobState};
 use writ_core::principal::{Principal, TokenRecord};
 
@@ -131,6 +132,84 @@ pub enum Effect {
         /// The entry that recorded it.
         seq: u64,
     },
+    /// Insert or replace an exception; an active one supersedes its case's earlier active
+    /// ones.
+    UpsertException {
+        /// The exception.
+        exception: Exception,
+        /// Where it stands.
+        state: ExceptionState,
+        /// The entry that changed it.
+        seq: u64,
+    },
+    /// A case's active exceptions (or only one of them) end.
+    EndExceptions {
+        /// The case.
+        case_id: CaseId,
+        /// Just this one, if given.
+        only: Option<ExceptionId>,
+        /// How they end.
+        state: ExceptionState,
+        /// The entry that ended them.
+        seq: u64,
+    },
+    /// A case owes `kind` at `due` (replacing an earlier deadline of that kind).
+    SetDeadline {
+        /// The case.
+        case_id: CaseId,
+        /// What is owed.
+        kind: DeadlineKind,
+        /// When.
+        due: Timestamp,
+        /// The entry that set it.
+        seq: u64,
+    },
+    /// These deadlines of a case are met (all of them when `kinds` is empty).
+    MeetDeadlines {
+        /// The case.
+        case_id: CaseId,
+        /// Which.
+        kinds: Vec<DeadlineKind>,
+        /// The entry that met them.
+        seq: u64,
+    },
+}
+
+/// An exception as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionView {
+    /// The exception.
+    pub exception: Exception,
+    /// Where it stands.
+    pub state: ExceptionState,
+    /// The entry that granted it.
+    pub granted_seq: u64,
+    /// The entry that last changed it.
+    pub updated_seq: u64,
+}
+
+/// Which exceptions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExceptionFilter {
+    /// Only exceptions in this state.
+    pub state: Option<ExceptionState>,
+    /// Only those expiring before this time.
+    pub expiring_before: Option<Timestamp>,
+    /// Only this case's.
+    pub case_id: Option<CaseId>,
+    /// At most this many (default 100), soonest expiry first.
+    pub limit: Option<u32>,
+}
+
+/// A deadline that has fallen due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDeadline {
+    /// The case.
+    pub case_id: CaseId,
+    /// What is owed.
+    pub kind: DeadlineKind,
+    /// When it fell due.
+    pub due: Timestamp,
 }
 
 /// One atomic write: ledger entries, the checkpoint that covers them, and their projections.
@@ -274,4 +353,8 @@ pub struct ProjectionDump {
     pub principals: Vec<(Principal, u64)>,
     /// Tokens, revoked or not, with the seqs that issued and last changed them.
     pub tokens: Vec<(TokenRecord, bool, u64, u64)>,
+    /// Exceptions.
+    pub exceptions: Vec<ExceptionView>,
+    /// Deadlines: case, kind, due, done, the seqs that set and last changed them.
+    pub deadlines: Vec<(CaseId, DeadlineKind, Timestamp, bool, u64, u64)>,
 }

@@ -240,6 +240,42 @@ fn print_story(detail: &serde_json::Value) {
                     frozen.reason
                 );
             }
+            Some(EventBody::ExceptionRequested(asked)) => {
+                let e = &asked.exception;
+                println!("         {}", explain(&asked.decision));
+                println!(
+                    "         exception {} asked by {} until {}: {}",
+                    e.id, e.requester, e.expires_at, e.justification
+                );
+                println!(
+                    "         compensating controls: {}; follow-up: {}",
+                    e.compensating_controls.join("; "),
+                    e.follow_up
+                );
+            }
+            Some(EventBody::ExceptionGranted(granted)) => {
+                let e = &granted.exception;
+                println!(
+                    "         exception {} in force until {}{}",
+                    e.id,
+                    e.expires_at,
+                    e.renew_at
+                        .map(|at| format!(" (re-approval asked for at {at})"))
+                        .unwrap_or_default()
+                );
+            }
+            Some(EventBody::ExceptionExpired(expired)) => {
+                println!(
+                    "         exception {} expired at {}: the case reopens and is decided again",
+                    expired.exception, expired.expires_at
+                );
+            }
+            Some(EventBody::ExceptionRenewalDue(due)) => {
+                println!(
+                    "         exception {} expires at {}: re-approval is asked for",
+                    due.exception, due.expires_at
+                );
+            }
             Some(EventBody::CaseUnfrozen(unfrozen)) => {
                 println!(
                     "         unfrozen by {}: {}",

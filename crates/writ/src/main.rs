@@ -14,6 +14,7 @@ mod bench_writeback;
 mod case_cmd;
 mod client;
 mod config;
+mod exception_cmd;
 mod ingest_cmd;
 mod inventory_cmd;
 mod keys_cmd;
@@ -95,9 +96,12 @@ enum Command {
     /// Drive the write-back worker.
     #[command(subcommand)]
     Writeback(writeback_cmd::WriteBackCommand),
-    /// List cases and show their story.
+    /// List cases and show their story; close, dismiss or unfreeze one.
     #[command(subcommand)]
     Case(case_cmd::CaseCommand),
+    /// Exceptions: accept a case's risk for a while; list them.
+    #[command(subcommand)]
+    Exception(exception_cmd::ExceptionCommand),
     /// Make credentials for findings sources.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         Command::Principal(command) => principal_cmd::run(&config, command),
         Command::Writeback(command) => writeback_cmd::run(&config, command),
         Command::Case(command) => case_cmd::run(command),
+        Command::Exception(command) => exception_cmd::run(command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),
     };

@@ -19,6 +19,10 @@ pub const DEMO_BUNDLE: &[(&str, &str)] = &[
         include_str!("../../../policies/demo/credentials.cedar"),
     ),
     (
+        "exceptions.cedar",
+        include_str!("../../../policies/demo/exceptions.cedar"),
+    ),
+    (
         "guardrails.cedar",
         include_str!("../../../policies/demo/guardrails.cedar"),
     ),

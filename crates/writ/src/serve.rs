@@ -150,6 +150,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             if let Err(err) = worker.run_once().await {
                 tracing::error!(error = %err, "write-back pass failed; will retry");
             }
+            // Deadlines (exception expiries and renewals, overdue reviews): every replica runs
+            // the same pass; each deadline is acted on once.
+            if let Err(err) = worker.run_deadlines().await {
+                tracing::error!(error = %err, "deadline pass failed; will retry");
+            }
         }
     });
     writ_server::serve(listener, state, shutdown_signal()).await?;

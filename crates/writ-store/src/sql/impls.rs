@@ -105,6 +105,21 @@ macro_rules! impl_store {
                 q::open_cases_for(&mut *self.reader.acquire().await?, keys).await
             }
 
+            async fn exceptions(
+                &self,
+                filter: &$crate::model::ExceptionFilter,
+            ) -> Result<Vec<$crate::model::ExceptionView>, $crate::StoreError> {
+                q::exceptions(&mut *self.reader.acquire().await?, filter).await
+            }
+
+            async fn due_deadlines(
+                &self,
+                now: jiff::Timestamp,
+                limit: u32,
+            ) -> Result<Vec<$crate::model::DueDeadline>, $crate::StoreError> {
+                q::due_deadlines(&mut *self.reader.acquire().await?, now, limit).await
+            }
+
             async fn open_case_heads(
                 &self,
                 keys: &[(String, String)],

@@ -6,7 +6,7 @@
 //! roles: `ledger` (appends, expectations, entries, checkpoints, evidence), `projections`
 //! (effects, identities, cases and the read models, rebuild), `principals` (principals,
 //! their tokens, the sources of a case's findings), `jobs` (the queue and its
-//! leases), `admin` (migrations). `impls` implements the four role traits on a backend. What
+//! leases), `lifecycle` (exceptions and deadlines), `admin` (migrations). `impls` implements the four role traits on a backend. What
 //! differs between backends (how a writer takes the lock, how migrations are serialised) stays
 //! in `sqlite.rs` and `postgres.rs`.
 
@@ -14,6 +14,7 @@ pub(crate) mod admin;
 pub(crate) mod impls;
 pub(crate) mod jobs;
 pub(crate) mod ledger;
+pub(crate) mod lifecycle;
 pub(crate) mod principals;
 pub(crate) mod projections;
 
@@ -120,6 +121,7 @@ macro_rules! backend_queries {
         $crate::sql::projections::projection_queries!($db);
         $crate::sql::jobs::job_queries!($db);
         $crate::sql::principals::principal_queries!($db);
+        $crate::sql::lifecycle::lifecycle_queries!($db);
     };
 }
 

@@ -18,6 +18,8 @@ macro_rules! projection_queries {
             let mut votes: Vec<(CaseId, &str, u64)> = Vec::new();
             // Rare (administration), applied one by one in order.
             let mut principal_effects: Vec<&Effect> = Vec::new();
+            // Rare too (exceptions and deadlines), applied one by one in order, last.
+            let mut lifecycle_effects: Vec<&Effect> = Vec::new();
 
             let mut job_at: std::collections::HashMap<writ_core::ids::JobId, usize> =
                 std::collections::HashMap::new();
@@ -76,6 +78,10 @@ macro_rules! projection_queries {
                     Effect::UpsertPrincipal { .. }
                     | Effect::InsertToken { .. }
                     | Effect::RevokeToken { .. } => principal_effects.push(effect),
+                    Effect::UpsertException { .. }
+                    | Effect::EndExceptions { .. }
+                    | Effect::SetDeadline { .. }
+                    | Effect::MeetDeadlines { .. } => lifecycle_effects.push(effect),
                 }
             }
             for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
@@ -255,6 +261,9 @@ macro_rules! projection_queries {
             for effect in principal_effects {
                 apply_principal_effect(conn, effect).await?;
             }
+            for effect in lifecycle_effects {
+                apply_lifecycle_effect(conn, effect).await?;
+            }
             Ok(())
         }
 
@@ -272,6 +281,8 @@ macro_rules! projection_queries {
                 "DELETE FROM case_votes",
                 "DELETE FROM principals",
                 "DELETE FROM principal_tokens",
+                "DELETE FROM exceptions",
+                "DELETE FROM deadlines",
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
@@ -336,6 +347,7 @@ macro_rules! projection_queries {
                 ));
             }
             dump_principals(conn, &mut dump).await?;
+            dump_lifecycle(conn, &mut dump).await?;
             Ok(dump)
         }
 

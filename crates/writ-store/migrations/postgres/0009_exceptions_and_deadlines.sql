@@ -1,0 +1,24 @@
+-- Exceptions (risks accepted for a while) and what cases owe by a time (deadlines the
+-- scheduler acts on), projected from the ledger and rebuilt by `writ admin rebuild`.
+CREATE TABLE exceptions (
+    id          UUID    PRIMARY KEY,
+    case_id     UUID    NOT NULL,
+    state       TEXT    NOT NULL,
+    expires_us  BIGINT  NOT NULL,
+    snapshot    TEXT    NOT NULL,
+    granted_seq BIGINT  NOT NULL,
+    updated_seq BIGINT  NOT NULL
+);
+CREATE INDEX exceptions_by_case ON exceptions (case_id, state);
+CREATE INDEX exceptions_by_expiry ON exceptions (state, expires_us);
+
+CREATE TABLE deadlines (
+    case_id     UUID    NOT NULL,
+    kind        TEXT    NOT NULL,
+    due_us      BIGINT  NOT NULL,
+    done        BOOLEAN NOT NULL,
+    set_seq     BIGINT  NOT NULL,
+    updated_seq BIGINT  NOT NULL,
+    PRIMARY KEY (case_id, kind)
+);
+CREATE INDEX deadlines_due ON deadlines (due_us) WHERE NOT done;

@@ -1,0 +1,221 @@
+//! Exceptions and deadlines: applying their effects (rare, one by one in entry order), listing
+//! exceptions, the deadlines that have fallen due, and dumping both for rebuild checks.
+
+/// See the module documentation; expanded by `backend_queries!` with its imports in scope.
+macro_rules! lifecycle_queries {
+    ($db:ty) => {
+        async fn apply_lifecycle_effect(conn: &mut Conn, effect: &Effect) -> Result<(), StoreError> {
+            use writ_core::exception::ExceptionState;
+            match effect {
+                Effect::UpsertException {
+                    exception,
+                    state,
+                    seq,
+                } => {
+                    let seq = seq_to_db(*seq)?;
+                    if *state == ExceptionState::Active {
+                        sqlx::query(
+                            "UPDATE exceptions SET state = $1, updated_seq = $2
+                             WHERE case_id = $3 AND state = $4 AND id <> $5",
+                        )
+                        .bind(enum_text(&ExceptionState::Superseded))
+                        .bind(seq)
+                        .bind(exception.case_id.as_uuid())
+                        .bind(enum_text(&ExceptionState::Active))
+                        .bind(exception.id.as_uuid())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    let snapshot = serde_json::to_string(exception).map_err(|err| {
+                        StoreError::Conflict(format!("exception {}: {err}", exception.id))
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO exceptions (id, case_id, state, expires_us, snapshot, granted_seq, updated_seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $6)
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state,
+                            expires_us = excluded.expires_us, snapshot = excluded.snapshot,
+                            updated_seq = excluded.updated_seq",
+                    )
+                    .bind(exception.id.as_uuid())
+                    .bind(exception.case_id.as_uuid())
+                    .bind(enum_text(state))
+                    .bind(micros(exception.expires_at))
+                    .bind(snapshot)
+                    .bind(seq)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Effect::EndExceptions {
+                    case_id,
+                    only,
+                    state,
+                    seq,
+                } => {
+                    let mut builder = sqlx::QueryBuilder::<$db>::new("UPDATE exceptions SET state = ");
+                    builder
+                        .push_bind(enum_text(state))
+                        .push(", updated_seq = ")
+                        .push_bind(seq_to_db(*seq)?)
+                        .push(" WHERE case_id = ")
+                        .push_bind(case_id.as_uuid())
+                        .push(" AND state = ")
+                        .push_bind(enum_text(&ExceptionState::Active));
+                    if let Some(id) = only {
+                        builder.push(" AND id = ").push_bind(id.as_uuid());
+                    }
+                    builder.build().execute(&mut *conn).await?;
+                }
+                Effect::SetDeadline {
+                    case_id,
+                    kind,
+                    due,
+                    seq,
+                } => {
+                    let seq = seq_to_db(*seq)?;
+                    sqlx::query(
+                        "INSERT INTO deadlines (case_id, kind, due_us, done, set_seq, updated_seq)
+                         VALUES ($1, $2, $3, $4, $5, $5)
+                         ON CONFLICT (case_id, kind) DO UPDATE SET due_us = excluded.due_us,
+                            done = excluded.done, set_seq = excluded.set_seq,
+                            updated_seq = excluded.updated_seq",
+                    )
+                    .bind(case_id.as_uuid())
+                    .bind(enum_text(kind))
+                    .bind(micros(*due))
+                    .bind(false)
+                    .bind(seq)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Effect::MeetDeadlines {
+                    case_id,
+                    kinds,
+                    seq,
+                } => {
+                    let mut builder = sqlx::QueryBuilder::<$db>::new("UPDATE deadlines SET done = ");
+                    builder
+                        .push_bind(true)
+                        .push(", updated_seq = ")
+                        .push_bind(seq_to_db(*seq)?)
+                        .push(" WHERE case_id = ")
+                        .push_bind(case_id.as_uuid())
+                        .push(" AND done = ")
+                        .push_bind(false);
+                    if !kinds.is_empty() {
+                        builder.push(" AND kind IN (");
+                        let mut list = builder.separated(", ");
+                        for kind in kinds {
+                            list.push_bind(enum_text(kind));
+                        }
+                        builder.push(")");
+                    }
+                    builder.build().execute(&mut *conn).await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+
+        fn exception_from_row(row: &DbRow) -> Result<$crate::model::ExceptionView, StoreError> {
+            const T: &str = "exceptions";
+            let snapshot: String = row.try_get("snapshot")?;
+            let exception = serde_json::from_str(&snapshot).map_err(|err| StoreError::Corrupt {
+                table: T,
+                detail: format!("snapshot: {err}"),
+            })?;
+            Ok($crate::model::ExceptionView {
+                exception,
+                state: parse_enum(T, &row.try_get::<String, _>("state")?)?,
+                granted_seq: seq_from_db(T, row.try_get("granted_seq")?)?,
+                updated_seq: seq_from_db(T, row.try_get("updated_seq")?)?,
+            })
+        }
+
+        pub(crate) async fn exceptions(
+            conn: &mut Conn,
+            filter: &$crate::model::ExceptionFilter,
+        ) -> Result<Vec<$crate::model::ExceptionView>, StoreError> {
+            let mut builder = sqlx::QueryBuilder::<$db>::new(
+                "SELECT snapshot, state, granted_seq, updated_seq FROM exceptions WHERE 1 = 1",
+            );
+            if let Some(state) = &filter.state {
+                builder.push(" AND state = ").push_bind(enum_text(state));
+            }
+            if let Some(before) = filter.expiring_before {
+                builder.push(" AND expires_us <= ").push_bind(micros(before));
+            }
+            if let Some(case_id) = filter.case_id {
+                builder.push(" AND case_id = ").push_bind(case_id.as_uuid());
+            }
+            builder
+                .push(" ORDER BY expires_us, id LIMIT ")
+                .push_bind(i64::from(filter.limit.unwrap_or(100)));
+            builder
+                .build()
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(exception_from_row)
+                .collect()
+        }
+
+        pub(crate) async fn due_deadlines(
+            conn: &mut Conn,
+            now: jiff::Timestamp,
+            limit: u32,
+        ) -> Result<Vec<$crate::model::DueDeadline>, StoreError> {
+            const T: &str = "deadlines";
+            sqlx::query(
+                "SELECT case_id, kind, due_us FROM deadlines
+                 WHERE done = $1 AND due_us <= $2 ORDER BY due_us LIMIT $3",
+            )
+            .bind(false)
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok($crate::model::DueDeadline {
+                    case_id: CaseId(row.try_get("case_id")?),
+                    kind: parse_enum(T, &row.try_get::<String, _>("kind")?)?,
+                    due: from_micros(T, row.try_get("due_us")?)?,
+                })
+            })
+            .collect()
+        }
+
+        async fn dump_lifecycle(
+            conn: &mut Conn,
+            dump: &mut $crate::model::ProjectionDump,
+        ) -> Result<(), StoreError> {
+            const T: &str = "deadlines";
+            for row in sqlx::query(
+                "SELECT snapshot, state, granted_seq, updated_seq FROM exceptions ORDER BY id",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                dump.exceptions.push(exception_from_row(&row)?);
+            }
+            for row in sqlx::query(
+                "SELECT case_id, kind, due_us, done, set_seq, updated_seq FROM deadlines ORDER BY case_id, kind",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                dump.deadlines.push((
+                    CaseId(row.try_get("case_id")?),
+                    parse_enum(T, &row.try_get::<String, _>("kind")?)?,
+                    from_micros(T, row.try_get("due_us")?)?,
+                    row.try_get("done")?,
+                    seq_from_db(T, row.try_get("set_seq")?)?,
+                    seq_from_db(T, row.try_get("updated_seq")?)?,
+                ));
+            }
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use lifecycle_queries;
