@@ -102,6 +102,14 @@ pub enum EventKind {
     ExceptionExpired,
     /// The exception expires soon: re-approval is asked for.
     ExceptionRenewalDue,
+    /// A principal with the break_glass role applied the case's change at once, in an
+    /// emergency, where policy allows it (an override, not an approval).
+    BreakGlassUsed,
+    /// The after-the-fact review of a break-glass change: upheld, or rejected (the change is
+    /// rolled back).
+    BypassReviewed,
+    /// A break-glass change's review is overdue: escalated.
+    BypassReviewOverdue,
 }
 
 impl EventKind {
@@ -139,6 +147,9 @@ impl EventKind {
             | K::ExceptionGranted
             | K::ExceptionExpired
             | K::ExceptionRenewalDue => &["GV.RM-04", "GV.RM-03", "ID.RA-06"],
+            K::BreakGlassUsed | K::BypassReviewed | K::BypassReviewOverdue => {
+                &["PR.AA-05", "GV.OV-02", "RS.MA-01"]
+            }
         }
     }
 }
@@ -296,6 +307,12 @@ pub enum EventBody {
     ExceptionExpired(ExceptionExpired),
     /// See [`ExceptionRenewalDue`].
     ExceptionRenewalDue(ExceptionRenewalDue),
+    /// See [`BreakGlassUsed`].
+    BreakGlassUsed(BreakGlassUsed),
+    /// See [`BypassReviewed`].
+    BypassReviewed(BypassReviewed),
+    /// See [`BypassReviewOverdue`].
+    BypassReviewOverdue(BypassReviewOverdue),
 }
 
 impl EventBody {
@@ -331,6 +348,9 @@ impl EventBody {
             B::ExceptionGranted(_) => K::ExceptionGranted,
             B::ExceptionExpired(_) => K::ExceptionExpired,
             B::ExceptionRenewalDue(_) => K::ExceptionRenewalDue,
+            B::BreakGlassUsed(_) => K::BreakGlassUsed,
+            B::BypassReviewed(_) => K::BypassReviewed,
+            B::BypassReviewOverdue(_) => K::BypassReviewOverdue,
         }
     }
 
@@ -366,6 +386,9 @@ impl EventBody {
             K::ExceptionGranted => serde_json::from_value(body).map(B::ExceptionGranted),
             K::ExceptionExpired => serde_json::from_value(body).map(B::ExceptionExpired),
             K::ExceptionRenewalDue => serde_json::from_value(body).map(B::ExceptionRenewalDue),
+            K::BreakGlassUsed => serde_json::from_value(body).map(B::BreakGlassUsed),
+            K::BypassReviewed => serde_json::from_value(body).map(B::BypassReviewed),
+            K::BypassReviewOverdue => serde_json::from_value(body).map(B::BypassReviewOverdue),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -394,7 +417,10 @@ impl EventBody {
             B::ExceptionRequested(b) => Some(&b.case),
             B::ExceptionGranted(b) => Some(&b.case),
             B::ExceptionExpired(b) => Some(&b.case),
+            B::BreakGlassUsed(b) => Some(&b.case),
             B::IdentitySynced(_)
+            | B::BypassReviewed(_)
+            | B::BypassReviewOverdue(_)
             | B::ExceptionRenewalDue(_)
             | B::OwnershipImported(_)
             | B::ApprovalGranted(_)
@@ -450,7 +476,10 @@ impl EventBody {
             | B::ExceptionRequested(_)
             | B::ExceptionGranted(_)
             | B::ExceptionExpired(_)
-            | B::ExceptionRenewalDue(_) => None,
+            | B::ExceptionRenewalDue(_)
+            | B::BreakGlassUsed(_)
+            | B::BypassReviewed(_)
+            | B::BypassReviewOverdue(_) => None,
         }
     }
 }
@@ -858,6 +887,86 @@ pub struct ExceptionRenewalDue {
     pub exception: ExceptionId,
     /// When it expires.
     pub expires_at: jiff::Timestamp,
+}
+
+/// `break_glass_used`: a principal with the break_glass role applied the case's change at
+/// once, in an emergency, because policy allows it on their word (`auto:break_glass`). The
+/// decision becomes the case's decision in force; the job follows in the same transaction.
+/// The case owes a review by `review_due`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassUsed {
+    /// The case, now `remediating`.
+    pub case: Case,
+    /// Who (a principal's canonical name).
+    pub by: String,
+    /// Why, in their words.
+    pub reason: String,
+    /// The incident it answers (a ticket or incident id).
+    pub incident: String,
+    /// The state the case was in.
+    pub was: CaseState,
+    /// The policy decision that allowed it (action `break_glass`, tier auto).
+    pub decision: Decision,
+    /// The inputs it was evaluated from (replayable).
+    pub evaluation: Evaluation,
+    /// When the review is due; overdue, it escalates, and again at twice the time.
+    pub review_due: jiff::Timestamp,
+    /// The review window, in hours (the escalation comes again this long after `review_due`).
+    pub review_within_hours: u32,
+}
+
+/// What a review of a break-glass change concluded.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ReviewVerdict {
+    /// The emergency change was right: it stays.
+    Upheld,
+    /// It was not: the change is rolled back through the engine.
+    Rejected,
+}
+
+/// `bypass_reviewed`: someone other than who used it reviewed a break-glass change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BypassReviewed {
+    /// The reviewer (a principal's canonical name).
+    pub reviewer: String,
+    /// Who used the break-glass.
+    pub by: String,
+    /// Upheld or rejected.
+    pub verdict: ReviewVerdict,
+    /// Why, in the reviewer's words.
+    pub rationale: String,
+    /// The entry of the break-glass it reviews.
+    pub bypass_seq: u64,
+}
+
+/// `bypass_review_overdue`: a break-glass change was not reviewed in time; escalated (level 1
+/// at the deadline, level 2 at twice it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BypassReviewOverdue {
+    /// Who used the break-glass.
+    pub by: String,
+    /// 1 at the deadline, 2 at twice it.
+    pub level: u8,
+    /// When the review was due.
+    pub review_due: jiff::Timestamp,
+    /// The entry of the break-glass.
+    pub bypass_seq: u64,
 }
 
 /// Field names that must never appear in an event body: they name secret material.

@@ -87,6 +87,15 @@ pub enum Projection {
         /// When.
         due: Timestamp,
     },
+    /// The case's break-glass by `by`, reviewed or still owing its review.
+    Bypass {
+        /// The case.
+        case_id: CaseId,
+        /// Who used it.
+        by: String,
+        /// Whether it has been reviewed.
+        reviewed: bool,
+    },
     /// These deadlines of the case are met (all of them when `kinds` is empty).
     DeadlinesMet {
         /// The case.
@@ -111,6 +120,7 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                 EventBody::DecisionRecorded(_)
                     | EventBody::RollbackRequested(_)
                     | EventBody::ExceptionRequested(_)
+                    | EventBody::BreakGlassUsed(_)
             ),
         });
     }
@@ -198,6 +208,53 @@ fn lifecycle(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                 kinds: Vec::new(),
             },
         ],
+        EventBody::BreakGlassUsed(b) => {
+            let window = jiff::SignedDuration::from_hours(i64::from(b.review_within_hours));
+            vec![
+                Projection::Deadline {
+                    case_id: b.case.id,
+                    kind: D::BypassReview,
+                    due: b.review_due,
+                },
+                Projection::Deadline {
+                    case_id: b.case.id,
+                    kind: D::BypassEscalation,
+                    due: b.review_due + window,
+                },
+                Projection::Bypass {
+                    case_id: b.case.id,
+                    by: b.by.clone(),
+                    reviewed: false,
+                },
+            ]
+        }
+        EventBody::BypassReviewed(b) => case_id
+            .into_iter()
+            .flat_map(|case_id| {
+                [
+                    Projection::DeadlinesMet {
+                        case_id,
+                        kinds: vec![D::BypassReview, D::BypassEscalation],
+                    },
+                    Projection::Bypass {
+                        case_id,
+                        by: b.by.clone(),
+                        reviewed: true,
+                    },
+                ]
+            })
+            .collect(),
+        EventBody::BypassReviewOverdue(b) => case_id
+            .map(|case_id| Projection::DeadlinesMet {
+                case_id,
+                kinds: vec![if b.level >= 2 {
+                    D::BypassEscalation
+                } else {
+                    D::BypassReview
+                }],
+            })
+            .into_iter()
+            .collect(),
         EventBody::ExceptionRenewalDue(_) => case_id
             .map(|case_id| Projection::DeadlinesMet {
                 case_id,

@@ -91,6 +91,20 @@ pub const EXCEPTABLE: &[CaseState] = &[
     CaseState::RiskAccepted,
 ];
 
+/// The states a break-glass change can be made from: decided, nothing under way, no change in
+/// effect, not frozen.
+pub const BREAKABLE: &[CaseState] = &[
+    CaseState::NeedsReview,
+    CaseState::AwaitingApproval,
+    CaseState::Denied,
+    CaseState::Rejected,
+    CaseState::WriteBackFailed,
+    CaseState::RiskAccepted,
+];
+
+/// The Cedar action a break-glass change is decided as.
+pub const BREAK_GLASS_ACTION: &str = "break_glass";
+
 /// The case state after `body`, given the state before (`None`: the case does not exist yet).
 /// Events that do not concern a case's state return `from` unchanged.
 pub fn case_transition(
@@ -222,6 +236,30 @@ pub fn case_transition(
             snapshot_is(S::NeedsReview)?;
             expect(&[S::RiskAccepted], S::NeedsReview)
         }
+        B::BreakGlassUsed(b) => {
+            snapshot_is(S::Remediating)?;
+            if b.decision.tier != Tier::Auto {
+                return Err(illegal(
+                    kind,
+                    "a break-glass change needs policy's leave on the asker's word (auto)",
+                ));
+            }
+            if from != Some(b.was) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "the event says the case was {}, but it is {}",
+                        state_name(b.was),
+                        from.map_or("missing", state_name)
+                    ),
+                ));
+            }
+            expect(BREAKABLE, S::Remediating)
+        }
+        B::BypassReviewed(_) | B::BypassReviewOverdue(_) => match from {
+            Some(_) => Ok(from),
+            None => Err(illegal(kind, "the case does not exist")),
+        },
         B::ExceptionRenewalDue(_) => match from {
             Some(S::RiskAccepted | S::ExceptionRequested) => Ok(from),
             _ => expect(&[S::RiskAccepted], S::RiskAccepted),
@@ -376,7 +414,10 @@ pub fn job_transition(
         | B::ExceptionRequested(_)
         | B::ExceptionGranted(_)
         | B::ExceptionExpired(_)
-        | B::ExceptionRenewalDue(_) => &[],
+        | B::ExceptionRenewalDue(_)
+        | B::BreakGlassUsed(_)
+        | B::BypassReviewed(_)
+        | B::BypassReviewOverdue(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -599,6 +640,28 @@ impl CaseWorkflow {
                     return Err(illegal(kind, "the exception is for another case"));
                 }
             }
+            B::BreakGlassUsed(b) => {
+                if b.decision.action != BREAK_GLASS_ACTION {
+                    return Err(illegal(kind, "the decision is not a break-glass's"));
+                }
+                if b.reason.trim().is_empty() || b.incident.trim().is_empty() {
+                    return Err(illegal(
+                        kind,
+                        "a break-glass change needs a reason and an incident",
+                    ));
+                }
+                if self.has_live_job() {
+                    return Err(illegal(kind, "the case's job is still under way"));
+                }
+            }
+            B::BypassReviewed(b) => {
+                if b.rationale.trim().is_empty() {
+                    return Err(illegal(kind, "a review needs a rationale"));
+                }
+                if b.reviewer == b.by {
+                    return Err(illegal(kind, "who used the break-glass cannot review it"));
+                }
+            }
             B::ExceptionGranted(b) => {
                 if !self.may_grant_exception() {
                     return Err(illegal(
@@ -688,6 +751,13 @@ impl CaseWorkflow {
                 self.votes.clear();
                 self.requester = Some(b.exception.requester.clone());
                 self.request_was = Some(b.was);
+            }
+            B::BreakGlassUsed(b) => {
+                self.decision = Some(b.decision.clone());
+                self.routed_to_human = false;
+                self.votes.clear();
+                self.requester = Some(b.by.clone());
+                self.request_was = None;
             }
             B::RollbackRequested(b) => {
                 self.decision = Some(b.decision.clone());

@@ -105,6 +105,12 @@ pub async fn recorded_decision_at(
             rollback: None,
             exception: None,
         }),
+        EventBody::BreakGlassUsed(used) => Ok(RecordedDecision {
+            decision: used.decision,
+            evaluation: used.evaluation,
+            rollback: None,
+            exception: None,
+        }),
         EventBody::ExceptionRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
             evaluation: requested.evaluation,

@@ -275,9 +275,4 @@ impl WriteBack {
             Err(err) => Err(err),
         }
     }
-
-    /// Break-glass reviews are escalated by [`crate::bypass`]; until then nothing is due here.
-    async fn escalate(&self, _due: &DueDeadline) -> Result<bool, WriteBackError> {
-        Ok(false)
-    }
 }

@@ -15,9 +15,11 @@
 //! - [`writeback`]: approvals, the write-back job worker (intent, apply, verify), rollback.
 //! - [`lifecycle`]: closing, dismissing and unfreezing cases on a principal's word.
 //! - [`exceptions`]: exceptions (risk acceptance) and the scheduler that acts on deadlines.
+//! - [`bypass`]: break-glass changes, their review and its escalation.
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
+pub mod bypass;
 pub mod engine;
 pub mod entries;
 pub mod exceptions;

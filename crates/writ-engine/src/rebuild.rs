@@ -117,6 +117,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         u64,
     );
     let mut deadlines: BTreeMap<(CaseId, &'static str), DeadlineRow> = BTreeMap::new();
+    let mut bypasses: BTreeMap<CaseId, (CaseId, String, bool, u64)> = BTreeMap::new();
     for effect in effects {
         match effect {
             Effect::PutEvidence(_) => {}
@@ -227,6 +228,14 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                     (case_id, kind, due, false, seq, seq),
                 );
             }
+            Effect::UpsertBypass {
+                case_id,
+                by,
+                reviewed,
+                seq,
+            } => {
+                bypasses.insert(case_id, (case_id, by, reviewed, seq));
+            }
             Effect::MeetDeadlines {
                 case_id,
                 kinds,
@@ -251,6 +260,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         tokens: tokens.into_values().collect(),
         exceptions: exceptions.into_values().collect(),
         deadlines: deadlines.into_values().collect(),
+        bypasses: bypasses.into_values().collect(),
     }
 }
 
@@ -299,5 +309,6 @@ fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> 
         &mut out,
     );
     compare("deadlines", &expected.deadlines, &live.deadlines, &mut out);
+    compare("bypasses", &expected.bypasses, &live.bypasses, &mut out);
     out
 }

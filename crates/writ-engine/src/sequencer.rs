@@ -927,6 +927,16 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
             due,
             seq,
         },
+        Projection::Bypass {
+            case_id,
+            by,
+            reviewed,
+        } => Effect::UpsertBypass {
+            case_id,
+            by,
+            reviewed,
+            seq,
+        },
         Projection::DeadlinesMet { case_id, kinds } => Effect::MeetDeadlines {
             case_id,
             kinds,

@@ -115,6 +115,9 @@ pub struct WriteBackSettings {
     /// How long a worker holds a job it claimed before another worker may take it over
     /// (renewed at each step). A worker that dies holds its jobs this long.
     pub lease: SignedDuration,
+    /// Within how many hours a break-glass change must be reviewed, when the policy that
+    /// allowed it sets no `@review_within_hours`.
+    pub break_glass_review_hours: u32,
 }
 
 impl Default for WriteBackSettings {
@@ -125,6 +128,7 @@ impl Default for WriteBackSettings {
             max_changes_per_window: 50,
             window: SignedDuration::from_hours(1),
             lease: SignedDuration::from_secs(60),
+            break_glass_review_hours: 24,
         }
     }
 }
@@ -1352,6 +1356,19 @@ impl WriteBack {
                     view.updated_seq,
                 )
             }
+            EventBody::BreakGlassUsed(used) => {
+                // An emergency change on its user's word: queued by that user, right after.
+                if decided.case_id != Some(job.case_id)
+                    || *decision_seq > view.created_seq
+                    || queued.actor != decided.actor
+                    || used.decision.tier != Tier::Auto
+                {
+                    return Err(format!(
+                        "entry {decision_seq} is not the break-glass that queued this job"
+                    ));
+                }
+                (&used.decision, None, view.created_seq)
+            }
             _ => return Err(format!("entry {decision_seq} is not a decision")),
         };
         // A verified change under a rollback request that has not gone ahead (waiting, or
@@ -1456,14 +1473,14 @@ impl WriteBack {
 /// A job being worked: its snapshot as the worker changes it, and the state and version
 /// (the seq of the entry) it was last recorded with, which the next step expects.
 #[derive(Debug, Clone)]
-struct Step {
+pub(crate) struct Step {
     job: Job,
     recorded: JobState,
     version: u64,
 }
 
 impl Step {
-    fn new(view: &JobView) -> Self {
+    pub(crate) fn new(view: &JobView) -> Self {
         Step {
             job: view.job.clone(),
             recorded: view.job.state,
@@ -1483,7 +1500,7 @@ impl Step {
 
 /// The draft recording `step`'s rollback intent (checked with `workflow`, which it advances),
 /// expecting the job as last recorded; `step` becomes the intent.
-fn rollback_intent(
+pub(crate) fn rollback_intent(
     step: &mut Step,
     workflow: &mut CaseWorkflow,
     actor: &str,

@@ -600,6 +600,7 @@ delegate! {
         fn case_sources(&self, case: writ_core::ids::CaseId) -> Vec<String>;
         fn exceptions(&self, filter: &writ_store::ExceptionFilter) -> Vec<writ_store::ExceptionView>;
         fn due_deadlines(&self, now: jiff::Timestamp, limit: u32) -> Vec<writ_store::DueDeadline>;
+        fn unreviewed_bypasses_of(&self, principal: &str) -> Vec<writ_core::ids::CaseId>;
         fn principal(&self, name: &str) -> Option<writ_store::PrincipalView>;
         fn principals(&self) -> Vec<writ_store::PrincipalView>;
         fn principal_count(&self) -> u64;

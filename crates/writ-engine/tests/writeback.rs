@@ -1288,7 +1288,131 @@ async fn an_exception_window_expires_and_reopens_the_case(w: World) {
     );
 }
 
+fn break_glass_holder(name: &str) -> Principal {
+    Principal::new(
+        PrincipalId(uuid::Uuid::nil()),
+        name,
+        PrincipalKind::Person,
+        ["sre"],
+        [Role::BreakGlass],
+        None,
+    )
+    .unwrap()
+}
+
+async fn kinds(w: &World, case: CaseId) -> Vec<String> {
+    w.store
+        .case_entries(case)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.name().to_owned())
+        .collect()
+}
+
+/// An emergency bypass is applied at once (an override, not an approval); its review becomes
+/// overdue and escalates, and again at twice the deadline; the one who used it can neither
+/// review it nor use break-glass again until it is reviewed; a review that rejects it rolls the
+/// change back, all in the same case.
+async fn a_break_glass_is_applied_escalated_and_reviewed(w: World) {
+    use writ_core::event::ReviewVerdict;
+    let case = unused_key_case(&w).await;
+    let eve = break_glass_holder("eve");
+    assert!(matches!(
+        w.writeback
+            .break_glass(case, &eve, "key in a public gist", " ")
+            .await,
+        Err(WriteBackError::Invalid { .. })
+    ));
+    let job = w
+        .writeback
+        .break_glass(case, &eve, "key in a public gist", "INC-7")
+        .await
+        .unwrap();
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(key_status(&w).await, "Inactive", "applied at once");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::Remediated
+    );
+    // No second break-glass while this one owes its review.
+    let other = unused_key_case_for(&w, "svc-bi").await;
+    let again = w
+        .writeback
+        .break_glass(other, &eve, "another", "INC-8")
+        .await;
+    assert!(
+        matches!(again, Err(WriteBackError::Forbidden(_))),
+        "{again:?}"
+    );
+    // Overdue after 24 hours: escalated once; again at twice the time.
+    w.clock.advance(jiff::SignedDuration::from_hours(25));
+    w.writeback.run_deadlines().await.unwrap();
+    w.writeback.run_deadlines().await.unwrap();
+    let overdue = |kinds: &[String]| {
+        kinds
+            .iter()
+            .filter(|k| *k == "bypass_review_overdue")
+            .count()
+    };
+    assert_eq!(overdue(&kinds(&w, case).await), 1);
+    w.clock.advance(jiff::SignedDuration::from_hours(24));
+    w.writeback.run_deadlines().await.unwrap();
+    assert_eq!(overdue(&kinds(&w, case).await), 2);
+    w.clock.advance(jiff::SignedDuration::from_hours(48));
+    w.writeback.run_deadlines().await.unwrap();
+    assert_eq!(
+        overdue(&kinds(&w, case).await),
+        2,
+        "two escalations, no more"
+    );
+    // Eve cannot review her own; Bob rejects it, and the change is rolled back.
+    let own = w
+        .writeback
+        .review_bypass(case, &eve, ReviewVerdict::Upheld, "it was fine")
+        .await;
+    assert!(matches!(own, Err(WriteBackError::Forbidden(_))), "{own:?}");
+    let review = w
+        .writeback
+        .review_bypass(
+            case,
+            &person("bob"),
+            ReviewVerdict::Rejected,
+            "the key was a canary, not a leak",
+        )
+        .await
+        .unwrap();
+    assert_eq!(review.rollback, Some(job.id));
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(key_status(&w).await, "Active", "rolled back");
+    assert_eq!(
+        w.store.case(case).await.unwrap().unwrap().state,
+        CaseState::RolledBack
+    );
+    let story = kinds(&w, case).await;
+    for kind in [
+        "break_glass_used",
+        "bypass_review_overdue",
+        "bypass_reviewed",
+        "rolled_back",
+    ] {
+        assert!(story.iter().any(|k| k == kind), "{kind} missing: {story:?}");
+    }
+    // Reviewed: Eve may use break-glass again.
+    w.writeback
+        .break_glass(other, &eve, "svc-bi key leaked", "INC-9")
+        .await
+        .unwrap();
+    assert!(
+        writ_engine::rebuild::check(&*w.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 writ_testkit::backend_suite!(
+    a_break_glass_is_applied_escalated_and_reviewed,
     an_exception_window_expires_and_reopens_the_case,
     a_freeze_holds_pending_approvals_until_unfrozen,
     reviewers_close_and_dismiss_cases,

@@ -25,7 +25,7 @@ use crate::problem::Problem;
         crate::cases::list_cases, crate::cases::get_case, crate::cases::list_identities,
         crate::cases::vote, crate::cases::rollback, crate::cases::close_case,
         crate::cases::dismiss_case, crate::cases::unfreeze_case, crate::cases::request_exception,
-        crate::cases::list_exceptions,
+        crate::cases::list_exceptions, crate::cases::break_glass, crate::cases::review_bypass,
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
@@ -221,6 +221,17 @@ impl utoipa::Modify for ExactSchemas {
         ) {
             *items = serde_json::json!({"type": "string", "minLength": 1, "pattern": NOT_BLANK});
         }
+        // The verdicts of a break-glass review.
+        if let Some(verdict) =
+            doc.pointer_mut("/components/schemas/ReviewRequest/properties/verdict")
+        {
+            use strum::VariantArray as _;
+            let verdicts: Vec<&str> = writ_core::event::ReviewVerdict::VARIANTS
+                .iter()
+                .map(|v| <&str>::from(*v))
+                .collect();
+            verdict["enum"] = serde_json::json!(verdicts);
+        }
         // The exception states `GET /v1/exceptions?state=` takes.
         if let Some(parameters) = doc
             .pointer_mut("/paths/~1v1~1exceptions/get/parameters")
@@ -262,6 +273,11 @@ pub(crate) fn routes() -> Router<AppState> {
             post(crate::cases::request_exception),
         )
         .route("/v1/exceptions", get(crate::cases::list_exceptions))
+        .route(
+            "/v1/cases/{id}/break-glass",
+            post(crate::cases::break_glass),
+        )
+        .route("/v1/cases/{id}/review", post(crate::cases::review_bypass))
         .route("/v1/identities", get(crate::cases::list_identities))
         .route("/v1/whoami", get(crate::admin::whoami))
         .route(

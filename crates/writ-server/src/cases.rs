@@ -819,3 +819,138 @@ pub async fn list_exceptions(
             .collect(),
     ))
 }
+
+/// An emergency change without approvals.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRequest {
+    /// Why it cannot wait (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub reason: String,
+    /// The incident it answers: a ticket or incident id (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub incident: String,
+}
+
+/// What a break-glass did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BreakGlassResponse {
+    /// The case.
+    pub case_id: String,
+    /// The write-back job the worker applies and verifies now.
+    pub job_id: String,
+    /// The action applied.
+    pub action: String,
+}
+
+/// Apply a case's remediation at once, without approvals, in an emergency (an override,
+/// recorded as `break_glass_used`), where policy allows it (Cedar `auto:break_glass`). The
+/// case then owes a review by another principal; overdue, it escalates. A principal whose
+/// earlier break-glass is not reviewed yet cannot use it again.
+#[utoipa::path(post, path = "/v1/cases/{id}/break-glass", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = BreakGlassRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Recorded; the worker applies the change now", body = BreakGlassResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a break_glass principal, an earlier break-glass owes its review, or policy does not allow it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case cannot take the change now", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn break_glass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<BreakGlassResponse>), Problem> {
+    caller.require(&[Role::BreakGlass], "using break-glass")?;
+    let id = parse_case_id(&id)?;
+    let request: BreakGlassRequest = json_body(&state, body)?;
+    let job = writeback(&state)?
+        .break_glass(id, caller.principal(), &request.reason, &request.incident)
+        .await
+        .map_err(writeback_problem)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BreakGlassResponse {
+            case_id: id.to_string(),
+            job_id: job.id.to_string(),
+            action: job.action.name().to_owned(),
+        }),
+    ))
+}
+
+/// The after-the-fact review of a break-glass change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// `upheld` (the change stays) or `rejected` (it is rolled back).
+    #[schema(value_type = String)]
+    pub verdict: writ_core::event::ReviewVerdict,
+    /// Why (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub rationale: String,
+}
+
+/// What a review did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewResponse {
+    /// The case.
+    pub case_id: String,
+    /// The verdict recorded.
+    pub verdict: String,
+    /// The job being rolled back, when the review rejected a change in effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_job_id: Option<String>,
+}
+
+/// Review a case's break-glass change after the fact (never by who used it): upheld, or
+/// rejected (a change in effect is rolled back through the engine).
+#[utoipa::path(post, path = "/v1/cases/{id}/review", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = ReviewRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = ReviewResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not review it (or used it)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing to review, reviewed already, or still being applied", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn review_bypass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ReviewResponse>, Problem> {
+    caller.require(REVIEWERS, "reviewing a break-glass change")?;
+    let id = parse_case_id(&id)?;
+    let request: ReviewRequest = json_body(&state, body)?;
+    let outcome = writeback(&state)?
+        .review_bypass(id, caller.principal(), request.verdict, &request.rationale)
+        .await
+        .map_err(writeback_problem)?;
+    Ok(Json(ReviewResponse {
+        case_id: id.to_string(),
+        verdict: <&str>::from(outcome.verdict).to_owned(),
+        rollback_job_id: outcome.rollback.map(|job| job.to_string()),
+    }))
+}

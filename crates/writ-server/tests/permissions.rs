@@ -74,6 +74,16 @@ const MATRIX: &[(&str, &str, Access)] = &[
         Roles(&[Role::Requester, Role::Approver, Role::Admin]),
     ),
     ("GET", "/v1/exceptions", Roles(READERS)),
+    (
+        "POST",
+        "/v1/cases/{id}/break-glass",
+        Roles(&[Role::BreakGlass]),
+    ),
+    (
+        "POST",
+        "/v1/cases/{id}/review",
+        Roles(&[Role::Approver, Role::Admin]),
+    ),
     ("GET", "/v1/whoami", Authenticated),
     ("GET", "/v1/principals", Roles(ADMIN_AUDITOR)),
     ("POST", "/v1/principals", Roles(ADMIN)),

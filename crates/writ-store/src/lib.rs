@@ -255,6 +255,9 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Exceptions matching `filter`, soonest expiry first.
     async fn exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionView>, StoreError>;
 
+    /// The cases whose break-glass change by `principal` still owes its review.
+    async fn unreviewed_bypasses_of(&self, principal: &str) -> Result<Vec<CaseId>, StoreError>;
+
     /// Deadlines not yet met that fell due at or before `now`, oldest first.
     async fn due_deadlines(
         &self,

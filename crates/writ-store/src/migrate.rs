@@ -108,6 +108,11 @@ pub const SQLITE: &[Migration] = &[
         name: "exceptions_and_deadlines",
         sql: include_str!("../migrations/sqlite/0009_exceptions_and_deadlines.sql"),
     },
+    Migration {
+        version: 10,
+        name: "bypasses",
+        sql: include_str!("../migrations/sqlite/0010_bypasses.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -156,6 +161,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         name: "exceptions_and_deadlines",
         sql: include_str!("../migrations/postgres/0009_exceptions_and_deadlines.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "bypasses",
+        sql: include_str!("../migrations/postgres/0010_bypasses.sql"),
     },
 ];
 

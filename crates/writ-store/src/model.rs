@@ -164,6 +164,17 @@ pub enum Effect {
         /// The entry that set it.
         seq: u64,
     },
+    /// A case's break-glass by `by`, reviewed or not.
+    UpsertBypass {
+        /// The case.
+        case_id: CaseId,
+        /// Who used it.
+        by: String,
+        /// Whether it has been reviewed.
+        reviewed: bool,
+        /// The entry that changed it.
+        seq: u64,
+    },
     /// These deadlines of a case are met (all of them when `kinds` is empty).
     MeetDeadlines {
         /// The case.
@@ -355,6 +366,8 @@ pub struct ProjectionDump {
     pub tokens: Vec<(TokenRecord, bool, u64, u64)>,
     /// Exceptions.
     pub exceptions: Vec<ExceptionView>,
+    /// Break-glass changes: case, by, reviewed, the seq that last changed them.
+    pub bypasses: Vec<(CaseId, String, bool, u64)>,
     /// Deadlines: case, kind, due, done, the seqs that set and last changed them.
     pub deadlines: Vec<(CaseId, DeadlineKind, Timestamp, bool, u64, u64)>,
 }

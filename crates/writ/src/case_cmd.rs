@@ -42,6 +42,33 @@ pub enum CaseCommand {
     Dismiss(StepArgs),
     /// Let a frozen case go on where it stopped.
     Unfreeze(StepArgs),
+    /// Apply a case's change at once in an emergency, without approvals (break_glass role;
+    /// where policy allows it). The case then owes a review by someone else.
+    BreakGlass {
+        /// The case id.
+        id: writ_core::ids::CaseId,
+        /// Why it cannot wait.
+        #[arg(long)]
+        reason: String,
+        /// The incident it answers (a ticket or incident id).
+        #[arg(long)]
+        incident: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Review a case's break-glass change after the fact: upheld, or rejected (rolled back).
+    Review {
+        /// The case id.
+        id: writ_core::ids::CaseId,
+        /// upheld or rejected.
+        #[arg(long)]
+        verdict: String,
+        /// Why.
+        #[arg(long)]
+        rationale: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// A case and the reason for a step on it.
@@ -84,6 +111,47 @@ pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
             CaseCommand::Close(args) => step(args, "close", "closed").await,
             CaseCommand::Dismiss(args) => step(args, "dismiss", "dismissed").await,
             CaseCommand::Unfreeze(args) => step(args, "unfreeze", "unfrozen").await,
+            CaseCommand::BreakGlass {
+                id,
+                reason,
+                incident,
+                server,
+            } => {
+                let client = Client::from_env(&server)?;
+                let answer: serde_json::Value = client
+                    .post(
+                        &format!("/v1/cases/{id}/break-glass"),
+                        &serde_json::json!({"reason": reason, "incident": incident}),
+                    )
+                    .await?;
+                println!(
+                    "case {id}: break-glass recorded; job {} ({}) is applied now; the case owes a review",
+                    text(&answer["job_id"]),
+                    text(&answer["action"])
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            CaseCommand::Review {
+                id,
+                verdict,
+                rationale,
+                server,
+            } => {
+                let client = Client::from_env(&server)?;
+                let answer: serde_json::Value = client
+                    .post(
+                        &format!("/v1/cases/{id}/review"),
+                        &serde_json::json!({"verdict": verdict, "rationale": rationale}),
+                    )
+                    .await?;
+                match answer["rollback_job_id"].as_str() {
+                    Some(job) => println!(
+                        "case {id}: break-glass change rejected; job {job} is rolled back by the worker"
+                    ),
+                    None => println!("case {id}: break-glass change {}", text(&answer["verdict"])),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             CaseCommand::Show { id, json, server } => {
                 let client = Client::from_env(&server)?;
                 let detail: serde_json::Value = client.get(&format!("/v1/cases/{id}")).await?;
@@ -274,6 +342,29 @@ fn print_story(detail: &serde_json::Value) {
                 println!(
                     "         exception {} expires at {}: re-approval is asked for",
                     due.exception, due.expires_at
+                );
+            }
+            Some(EventBody::BreakGlassUsed(used)) => {
+                println!(
+                    "         BREAK-GLASS by {} (override, not an approval) for incident {}: {}",
+                    used.by, used.incident, used.reason
+                );
+                println!("         {}", explain(&used.decision));
+                println!("         review due by {}", used.review_due);
+            }
+            Some(EventBody::BypassReviewOverdue(overdue)) => {
+                println!(
+                    "         ESCALATED (level {}): the review of {}'s break-glass was due {}",
+                    overdue.level, overdue.by, overdue.review_due
+                );
+            }
+            Some(EventBody::BypassReviewed(reviewed)) => {
+                println!(
+                    "         break-glass by {} {} by {}: {}",
+                    reviewed.by,
+                    <&str>::from(reviewed.verdict),
+                    reviewed.reviewer,
+                    reviewed.rationale
                 );
             }
             Some(EventBody::CaseUnfrozen(unfrozen)) => {

@@ -145,6 +145,9 @@ pub struct WriteBackConfig {
     pub max_changes_per_window: u32,
     /// The window of the change cap, in minutes.
     pub window_minutes: u32,
+    /// Hours within which a break-glass change must be reviewed, when the policy that allowed
+    /// it sets no `@review_within_hours`; overdue, it escalates, and again at twice the time.
+    pub break_glass_review_hours: u32,
 }
 
 impl Default for WriteBackConfig {
@@ -158,6 +161,7 @@ impl Default for WriteBackConfig {
             backoff_seconds: whole(engine.backoff),
             max_changes_per_window: engine.max_changes_per_window,
             window_minutes: whole(engine.window) / 60,
+            break_glass_review_hours: engine.break_glass_review_hours,
         }
     }
 }
@@ -172,6 +176,7 @@ impl WriteBackConfig {
             max_changes_per_window: self.max_changes_per_window,
             window: secs(self.window_minutes.saturating_mul(60)),
             lease: secs(self.lease_seconds.max(1)),
+            break_glass_review_hours: self.break_glass_review_hours.max(1),
         }
     }
 }

@@ -112,6 +112,13 @@ macro_rules! impl_store {
                 q::exceptions(&mut *self.reader.acquire().await?, filter).await
             }
 
+            async fn unreviewed_bypasses_of(
+                &self,
+                principal: &str,
+            ) -> Result<Vec<writ_core::ids::CaseId>, $crate::StoreError> {
+                q::unreviewed_bypasses_of(&mut *self.reader.acquire().await?, principal).await
+            }
+
             async fn due_deadlines(
                 &self,
                 now: jiff::Timestamp,

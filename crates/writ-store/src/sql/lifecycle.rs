@@ -111,9 +111,42 @@ macro_rules! lifecycle_queries {
                     }
                     builder.build().execute(&mut *conn).await?;
                 }
+                Effect::UpsertBypass {
+                    case_id,
+                    by,
+                    reviewed,
+                    seq,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO bypasses (case_id, by_principal, reviewed, updated_seq)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (case_id) DO UPDATE SET by_principal = excluded.by_principal,
+                            reviewed = excluded.reviewed, updated_seq = excluded.updated_seq",
+                    )
+                    .bind(case_id.as_uuid())
+                    .bind(by.as_str())
+                    .bind(*reviewed)
+                    .bind(seq_to_db(*seq)?)
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 _ => {}
             }
             Ok(())
+        }
+
+        pub(crate) async fn unreviewed_bypasses_of(
+            conn: &mut Conn,
+            principal: &str,
+        ) -> Result<Vec<CaseId>, StoreError> {
+            sqlx::query("SELECT case_id FROM bypasses WHERE by_principal = $1 AND reviewed = $2 ORDER BY updated_seq")
+                .bind(principal)
+                .bind(false)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| Ok(CaseId(row.try_get("case_id")?)))
+                .collect()
         }
 
         fn exception_from_row(row: &DbRow) -> Result<$crate::model::ExceptionView, StoreError> {
@@ -197,6 +230,19 @@ macro_rules! lifecycle_queries {
             .await?
             {
                 dump.exceptions.push(exception_from_row(&row)?);
+            }
+            for row in sqlx::query(
+                "SELECT case_id, by_principal, reviewed, updated_seq FROM bypasses ORDER BY case_id",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                dump.bypasses.push((
+                    CaseId(row.try_get("case_id")?),
+                    row.try_get("by_principal")?,
+                    row.try_get("reviewed")?,
+                    seq_from_db("bypasses", row.try_get("updated_seq")?)?,
+                ));
             }
             for row in sqlx::query(
                 "SELECT case_id, kind, due_us, done, set_seq, updated_seq FROM deadlines ORDER BY case_id, kind",

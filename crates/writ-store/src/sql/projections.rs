@@ -81,6 +81,7 @@ macro_rules! projection_queries {
                     Effect::UpsertException { .. }
                     | Effect::EndExceptions { .. }
                     | Effect::SetDeadline { .. }
+                    | Effect::UpsertBypass { .. }
                     | Effect::MeetDeadlines { .. } => lifecycle_effects.push(effect),
                 }
             }
@@ -283,6 +284,7 @@ macro_rules! projection_queries {
                 "DELETE FROM principal_tokens",
                 "DELETE FROM exceptions",
                 "DELETE FROM deadlines",
+                "DELETE FROM bypasses",
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }

@@ -1,0 +1,9 @@
+-- Break-glass changes and whether they have been reviewed (a principal with one unreviewed
+-- cannot use break-glass again), projected from the ledger and rebuilt by `writ admin rebuild`.
+CREATE TABLE bypasses (
+    case_id     BLOB    PRIMARY KEY,
+    by_principal TEXT    NOT NULL,
+    reviewed    INTEGER NOT NULL,
+    updated_seq INTEGER  NOT NULL
+);
+CREATE INDEX bypasses_by_principal ON bypasses (by_principal, reviewed);
