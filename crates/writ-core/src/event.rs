@@ -110,6 +110,9 @@ pub enum EventKind {
     BypassReviewed,
     /// A break-glass change's review is overdue: escalated.
     BypassReviewOverdue,
+    /// An admin asked to override an automated deny or case-only decision; the change waits
+    /// for the named risk owner to accept the residual risk.
+    OverrideRequested,
 }
 
 impl EventKind {
@@ -147,9 +150,10 @@ impl EventKind {
             | K::ExceptionGranted
             | K::ExceptionExpired
             | K::ExceptionRenewalDue => &["GV.RM-04", "GV.RM-03", "ID.RA-06"],
-            K::BreakGlassUsed | K::BypassReviewed | K::BypassReviewOverdue => {
-                &["PR.AA-05", "GV.OV-02", "RS.MA-01"]
-            }
+            K::BreakGlassUsed
+            | K::BypassReviewed
+            | K::BypassReviewOverdue
+            | K::OverrideRequested => &["PR.AA-05", "GV.OV-02", "RS.MA-01"],
         }
     }
 }
@@ -313,6 +317,8 @@ pub enum EventBody {
     BypassReviewed(BypassReviewed),
     /// See [`BypassReviewOverdue`].
     BypassReviewOverdue(BypassReviewOverdue),
+    /// See [`OverrideRequested`].
+    OverrideRequested(OverrideRequested),
 }
 
 impl EventBody {
@@ -351,6 +357,7 @@ impl EventBody {
             B::BreakGlassUsed(_) => K::BreakGlassUsed,
             B::BypassReviewed(_) => K::BypassReviewed,
             B::BypassReviewOverdue(_) => K::BypassReviewOverdue,
+            B::OverrideRequested(_) => K::OverrideRequested,
         }
     }
 
@@ -389,6 +396,7 @@ impl EventBody {
             K::BreakGlassUsed => serde_json::from_value(body).map(B::BreakGlassUsed),
             K::BypassReviewed => serde_json::from_value(body).map(B::BypassReviewed),
             K::BypassReviewOverdue => serde_json::from_value(body).map(B::BypassReviewOverdue),
+            K::OverrideRequested => serde_json::from_value(body).map(B::OverrideRequested),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -418,6 +426,7 @@ impl EventBody {
             B::ExceptionGranted(b) => Some(&b.case),
             B::ExceptionExpired(b) => Some(&b.case),
             B::BreakGlassUsed(b) => Some(&b.case),
+            B::OverrideRequested(b) => Some(&b.case),
             B::IdentitySynced(_)
             | B::BypassReviewed(_)
             | B::BypassReviewOverdue(_)
@@ -479,7 +488,8 @@ impl EventBody {
             | B::ExceptionRenewalDue(_)
             | B::BreakGlassUsed(_)
             | B::BypassReviewed(_)
-            | B::BypassReviewOverdue(_) => None,
+            | B::BypassReviewOverdue(_)
+            | B::OverrideRequested(_) => None,
         }
     }
 }
@@ -967,6 +977,29 @@ pub struct BypassReviewOverdue {
     pub review_due: jiff::Timestamp,
     /// The entry of the break-glass.
     pub bypass_seq: u64,
+}
+
+/// `override_requested`: an admin overrides an automated deny or case-only decision with a
+/// rationale. The change is not made on the admin's word: the decision recorded here (one
+/// approval from the role `risk_owner`) becomes the decision in force, and the named risk
+/// owner's approval, accepting the residual risk, queues it like any approved change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequested {
+    /// The case, now `awaiting_approval`.
+    pub case: Case,
+    /// The admin who overrides (a principal's canonical name); never an approver of it.
+    pub requester: String,
+    /// Why, in the admin's words.
+    pub rationale: String,
+    /// The principal asked to accept the residual risk (holds the role `risk_owner`).
+    pub risk_owner: String,
+    /// The automated decision overridden (deny or case-only).
+    pub overridden: Decision,
+    /// The decision in force from now on: the change, with one approval from `risk_owner`.
+    pub decision: Decision,
+    /// The inputs of the overridden decision (replayable).
+    pub evaluation: Evaluation,
 }
 
 /// Field names that must never appear in an event body: they name secret material.

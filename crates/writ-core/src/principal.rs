@@ -170,6 +170,9 @@ pub enum Role {
     Auditor,
     /// May use the emergency bypass (with mandatory review afterwards).
     BreakGlass,
+    /// Owns a control and may accept residual risk: approves an admin's override of an
+    /// automated deny or case-only decision.
+    RiskOwner,
 }
 
 /// A person or a service.

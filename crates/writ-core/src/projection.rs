@@ -121,6 +121,7 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                     | EventBody::RollbackRequested(_)
                     | EventBody::ExceptionRequested(_)
                     | EventBody::BreakGlassUsed(_)
+                    | EventBody::OverrideRequested(_)
             ),
         });
     }

@@ -256,6 +256,16 @@ pub fn case_transition(
             }
             expect(BREAKABLE, S::Remediating)
         }
+        B::OverrideRequested(b) => {
+            snapshot_is(S::AwaitingApproval)?;
+            if !matches!(b.decision.tier, Tier::Approval { .. }) {
+                return Err(illegal(
+                    kind,
+                    "an override waits for the risk owner's approval",
+                ));
+            }
+            expect(&[S::Denied, S::NeedsReview], S::AwaitingApproval)
+        }
         B::BypassReviewed(_) | B::BypassReviewOverdue(_) => match from {
             Some(_) => Ok(from),
             None => Err(illegal(kind, "the case does not exist")),
@@ -417,7 +427,8 @@ pub fn job_transition(
         | B::ExceptionRenewalDue(_)
         | B::BreakGlassUsed(_)
         | B::BypassReviewed(_)
-        | B::BypassReviewOverdue(_) => &[],
+        | B::BypassReviewOverdue(_)
+        | B::OverrideRequested(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -654,6 +665,26 @@ impl CaseWorkflow {
                     return Err(illegal(kind, "the case's job is still under way"));
                 }
             }
+            B::OverrideRequested(b) => {
+                let overridable = self.decision.as_ref().is_some_and(|d| {
+                    matches!(d.tier, Tier::Deny | Tier::CaseOnly { .. }) && *d == b.overridden
+                });
+                if !overridable {
+                    return Err(illegal(
+                        kind,
+                        "only the automated deny or case-only decision in force can be overridden",
+                    ));
+                }
+                if b.rationale.trim().is_empty() {
+                    return Err(illegal(kind, "an override needs a rationale"));
+                }
+                if b.requester == b.risk_owner {
+                    return Err(illegal(
+                        kind,
+                        "who overrides cannot also accept the residual risk",
+                    ));
+                }
+            }
             B::BypassReviewed(b) => {
                 if b.rationale.trim().is_empty() {
                     return Err(illegal(kind, "a review needs a rationale"));
@@ -751,6 +782,13 @@ impl CaseWorkflow {
                 self.votes.clear();
                 self.requester = Some(b.exception.requester.clone());
                 self.request_was = Some(b.was);
+            }
+            B::OverrideRequested(b) => {
+                self.decision = Some(b.decision.clone());
+                self.routed_to_human = false;
+                self.votes.clear();
+                self.requester = Some(b.requester.clone());
+                self.request_was = None;
             }
             B::BreakGlassUsed(b) => {
                 self.decision = Some(b.decision.clone());

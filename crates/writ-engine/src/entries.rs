@@ -54,6 +54,8 @@ pub struct RecordedDecision {
     /// For an exception's decision: the exception asked for, and the state a rejection
     /// returns the case to.
     pub exception: Option<(writ_core::exception::Exception, writ_core::case::CaseState)>,
+    /// For an override: the admin who asked, and the risk owner whose approval it needs.
+    pub overrider: Option<(String, String)>,
 }
 
 impl RecordedDecision {
@@ -63,6 +65,7 @@ impl RecordedDecision {
             .as_ref()
             .map(|r| r.requester.as_str())
             .or(self.exception.as_ref().map(|(e, _)| e.requester.as_str()))
+            .or(self.overrider.as_ref().map(|(admin, _)| admin.as_str()))
     }
 }
 
@@ -104,18 +107,28 @@ pub async fn recorded_decision_at(
             evaluation: decided.evaluation,
             rollback: None,
             exception: None,
+            overrider: None,
+        }),
+        EventBody::OverrideRequested(asked) => Ok(RecordedDecision {
+            decision: asked.decision,
+            evaluation: asked.evaluation,
+            rollback: None,
+            exception: None,
+            overrider: Some((asked.requester, asked.risk_owner)),
         }),
         EventBody::BreakGlassUsed(used) => Ok(RecordedDecision {
             decision: used.decision,
             evaluation: used.evaluation,
             rollback: None,
             exception: None,
+            overrider: None,
         }),
         EventBody::ExceptionRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
             evaluation: requested.evaluation,
             rollback: None,
             exception: Some((requested.exception, requested.was)),
+            overrider: None,
         }),
         EventBody::RollbackRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
@@ -126,6 +139,7 @@ pub async fn recorded_decision_at(
                 rationale: requested.rationale,
             }),
             exception: None,
+            overrider: None,
         }),
         other => Err(bad(format!("a {} entry, not a decision", other.kind()))),
     }

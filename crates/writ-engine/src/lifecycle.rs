@@ -5,6 +5,10 @@
 //! ([`writ_core::workflow::CaseWorkflow::apply`]) from the case as read, and appended only if
 //! the case has not changed since (a conditional append; a lost race is read and tried again).
 //! Closures by a passing scan are recorded by the ingest pipeline, not here.
+//!
+//! An admin may also override an automated deny or case-only decision: never on the admin's
+//! word alone, but with a rationale and the approval of a named principal holding the role
+//! `risk_owner`, who accepts the residual risk; that approval queues the change like any other.
 
 use writ_core::case::{Case, CaseState};
 use writ_core::event::{CaseClosed, CaseDismissed, CaseUnfrozen, ClosureEvidence, EventBody};
@@ -85,6 +89,83 @@ impl WriteBack {
         .await
     }
 
+    /// Overrides `case_id`'s automated deny or case-only decision as `admin`, with a
+    /// rationale, asking `risk_owner` (a principal with the role `risk_owner`, not `admin`) to
+    /// accept the residual risk. The case waits for that approval; nothing changes before it.
+    pub async fn request_override(
+        &self,
+        case_id: CaseId,
+        admin: &Principal,
+        rationale: &str,
+        risk_owner: &str,
+    ) -> Result<Case, WriteBackError> {
+        // The case first: a missing case is a 404 whatever the body names.
+        self.case_view(case_id).await?;
+        let owner = writ_core::principal::canonical_name(risk_owner)
+            .map_err(|err| WriteBackError::Refused(format!("risk_owner: {err}")))?;
+        let holder = self.store.principal(&owner).await?.map(|v| v.principal);
+        if !holder.is_some_and(|p| p.has_role(writ_core::principal::Role::RiskOwner)) {
+            return Err(WriteBackError::Refused(format!(
+                "risk_owner: {owner} is not an enabled principal holding the role risk_owner"
+            )));
+        }
+        if owner == admin.name {
+            return Err(WriteBackError::Forbidden(
+                "who overrides cannot also accept the residual risk".into(),
+            ));
+        }
+        let rationale_owned = rationale.to_owned();
+        self.case_step_with(
+            case_id,
+            admin,
+            rationale,
+            "override",
+            |view, _, recorded| {
+                let Some(recorded) = recorded else {
+                    return Err(WriteBackError::Refused(format!(
+                        "case {case_id} has no decision to override"
+                    )));
+                };
+                let overridden = recorded.decision.clone();
+                let evaluation = recorded.evaluation.clone();
+                let mut case = view.case.clone();
+                case.state = CaseState::AwaitingApproval;
+                let remediation = evaluation
+                    .context
+                    .pointer("/requested_action")
+                    .and_then(|a| a.as_str())
+                    .unwrap_or(&overridden.action)
+                    .to_owned();
+                let decision = writ_core::decision::Decision {
+                    tier: writ_core::decision::Tier::Approval {
+                        count: 1,
+                        approver_group: "role:risk_owner".into(),
+                    },
+                    action: remediation,
+                    bundle_hash: overridden.bundle_hash,
+                    determining_policies: vec!["override".to_owned()],
+                    reason: format!(
+                        "{} overrode \"{}\": {}; {owner} must accept the residual risk",
+                        admin.name, overridden.reason, rationale_owned
+                    ),
+                    terms: Default::default(),
+                };
+                Ok(EventBody::OverrideRequested(
+                    writ_core::event::OverrideRequested {
+                        case,
+                        requester: admin.name.clone(),
+                        rationale: rationale_owned.clone(),
+                        risk_owner: owner.clone(),
+                        overridden,
+                        decision,
+                        evaluation,
+                    },
+                ))
+            },
+        )
+        .await
+    }
+
     /// The state a frozen case returns to: the one its last `case_frozen` event recorded, or
     /// review when its own decision froze it.
     async fn frozen_from(&self, case_id: CaseId) -> Result<CaseState, WriteBackError> {
@@ -111,6 +192,26 @@ impl WriteBack {
         name: &str,
         step: impl Fn(&CaseView, &CaseWorkflow) -> Result<EventBody, WriteBackError>,
     ) -> Result<Case, WriteBackError> {
+        self.case_step_with(case_id, principal, rationale, name, |view, workflow, _| {
+            step(view, workflow)
+        })
+        .await
+    }
+
+    /// [`Self::case_step`], with the decision in force as recorded (its inputs) given to
+    /// `step`.
+    async fn case_step_with(
+        &self,
+        case_id: CaseId,
+        principal: &Principal,
+        rationale: &str,
+        name: &str,
+        step: impl Fn(
+            &CaseView,
+            &CaseWorkflow,
+            Option<&entries::RecordedDecision>,
+        ) -> Result<EventBody, WriteBackError>,
+    ) -> Result<Case, WriteBackError> {
         if rationale.trim().is_empty() {
             return Err(WriteBackError::Refused(format!(
                 "to {name} a case needs a rationale"
@@ -118,11 +219,12 @@ impl WriteBack {
         }
         for _ in 0..STALE_RETRIES {
             let view = self.case_view(case_id).await?;
-            let mut workflow = match view.decision_seq {
-                Some(seq) => {
-                    let recorded = entries::recorded_decision_at(&*self.store, seq).await?;
-                    workflow_of(&view, &recorded)
-                }
+            let recorded = match view.decision_seq {
+                Some(seq) => Some(entries::recorded_decision_at(&*self.store, seq).await?),
+                None => None,
+            };
+            let mut workflow = match &recorded {
+                Some(recorded) => workflow_of(&view, recorded),
                 None => CaseWorkflow {
                     case: Some(view.case.id),
                     state: Some(view.case.state),
@@ -130,7 +232,7 @@ impl WriteBack {
                     ..CaseWorkflow::default()
                 },
             };
-            let body = step(&view, &workflow)?;
+            let body = step(&view, &workflow, recorded.as_ref())?;
             workflow
                 .apply(case_id, &body)
                 .map_err(|err| WriteBackError::Refused(err.to_string()))?;

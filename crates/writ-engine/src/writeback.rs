@@ -348,6 +348,15 @@ impl WriteBack {
                 .await?;
             let groups = eligibility(&rule, voter, owner_team.as_deref(), &exclusions)
                 .map_err(|refusal| WriteBackError::Forbidden(refusal.to_string()))?;
+            // An override is accepted by the risk owner it names, and no one else.
+            if let Some((_, risk_owner)) = &recorded.overrider
+                && *risk_owner != voter.name
+            {
+                return Err(WriteBackError::Forbidden(format!(
+                    "the override asks {risk_owner} to accept the residual risk; {} cannot vote on it",
+                    voter.name
+                )));
+            }
             let (system, external_id) = match &identity {
                 Some(identity) => (identity.system.clone(), identity.external_id.clone()),
                 None => split_subject(&view.case.subject),
@@ -1356,6 +1365,15 @@ impl WriteBack {
                     view.updated_seq,
                 )
             }
+            EventBody::OverrideRequested(asked) => {
+                // An admin's override, approved by the risk owner: like an approval decision.
+                if decided.case_id != Some(job.case_id) || *decision_seq > view.created_seq {
+                    return Err(format!(
+                        "entry {decision_seq} is not the override of its case before it was queued"
+                    ));
+                }
+                (&asked.decision, None, view.created_seq)
+            }
             EventBody::BreakGlassUsed(used) => {
                 // An emergency change on its user's word: queued by that user, right after.
                 if decided.case_id != Some(job.case_id)
@@ -1374,6 +1392,12 @@ impl WriteBack {
         // A verified change under a rollback request that has not gone ahead (waiting, or
         // rejected) is not being changed: its approvals are checked when the rollback starts.
         let rollback_waiting = rollback.is_some() && job.state == JobState::Verified;
+        // Who asked for what the decision allows never counts among its approvers: a
+        // rollback's requester, an override's admin.
+        let requester = match &decided.body {
+            EventBody::OverrideRequested(asked) => Some(asked.requester.as_str()),
+            _ => rollback,
+        };
         match &decision.tier {
             _ if rollback_waiting => {}
             Tier::Auto => {}
@@ -1396,7 +1420,7 @@ impl WriteBack {
                         || granted.approval.approver != *approver
                         || !by_voter.contains(&vote.actor)
                         || approver == ENGINE_ACTOR
-                        || rollback == Some(approver.as_str())
+                        || requester == Some(approver.as_str())
                     {
                         return Err(format!("entry {seq} is not {approver}'s approval of it"));
                     }

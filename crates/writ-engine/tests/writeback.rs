@@ -1411,7 +1411,142 @@ async fn a_break_glass_is_applied_escalated_and_reviewed(w: World) {
     );
 }
 
+/// Seed: a reviewer overrides an automated deny. The admin's override changes nothing by
+/// itself; the named risk owner's approval, accepting the residual risk, queues the change; the
+/// case shows both.
+async fn an_admin_overrides_a_deny_with_the_risk_owners_acceptance(w: World) {
+    let bundle = {
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&demo).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("freeze_high.cedar"),
+            r#"@id("no-disabling-high-criticality-keys")
+forbid (principal, action == Writ::Action::"disable", resource)
+when { resource.criticality == "high" };
+"#,
+        )
+        .unwrap();
+        Arc::new(PolicyBundle::load_dir(dir.path()).unwrap())
+    };
+    let ingestor = writ_engine::ingest::Ingestor::new(
+        w.store.clone(),
+        w.sequencer.clone(),
+        w.clock.clone(),
+        Arc::new(RandomIds),
+        bundle,
+        writ_engine::ingest::IngestSettings::default(),
+    );
+    let observation = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
+        format: SourceFormat::Native,
+        finding_type: "iam_user_accesskey_unused".into(),
+        severity: Severity::Medium,
+        confidence_bp: 10_000,
+        subject: SubjectRef {
+            system: "aws:123456789012".into(),
+            external_id: "svc-etl/AccessKey1".into(),
+            kind_hint: None,
+        },
+        observed_at: None,
+        title: "unused for 200 days".into(),
+        source_key: None,
+        controls: vec![],
+        details: serde_json::Value::Null,
+    };
+    let source = Source {
+        name: "prowler".into(),
+        trust: Trust::High,
+    };
+    let outcome = ingestor
+        .ingest(
+            &source,
+            Submission {
+                evidence: b"{\"unused\": 200}".to_vec(),
+                observation,
+                redacted_from: None,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.case_state, CaseState::Denied);
+    let case = outcome.case_id;
+    w.engine
+        .principals
+        .create(
+            &admin(),
+            NewPrincipal {
+                name: "rita".into(),
+                kind: PrincipalKind::Person,
+                teams: vec!["risk".into()],
+                roles: vec![Role::RiskOwner],
+                trust: None,
+                token_ttl: None,
+            },
+        )
+        .await
+        .unwrap();
+    // The risk owner must hold the role; the admin cannot name itself.
+    assert!(matches!(
+        w.writeback
+            .request_override(case, &admin(), "the key must go", "alice")
+            .await,
+        Err(WriteBackError::Refused(_))
+    ));
+    let overridden = w
+        .writeback
+        .request_override(case, &admin(), "the key is unused and must go", "rita")
+        .await
+        .unwrap();
+    assert_eq!(overridden.state, CaseState::AwaitingApproval);
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(
+        key_status(&w).await,
+        "Active",
+        "nothing on the admin's word"
+    );
+    let alice = w.writeback.approve(case, "alice", "sure", false).await;
+    assert!(
+        matches!(alice, Err(WriteBackError::Forbidden(_))),
+        "{alice:?}"
+    );
+    let rita = w.store.principal("rita").await.unwrap().unwrap().principal;
+    let outcome = w
+        .writeback
+        .vote(
+            case,
+            &rita,
+            Verdict::Approve,
+            "I accept the residual risk of disabling it",
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(outcome.job.is_some());
+    w.writeback.run_once().await.unwrap();
+    assert_eq!(key_status(&w).await, "Inactive");
+    let story = kinds(&w, case).await;
+    for kind in [
+        "override_requested",
+        "approval_granted",
+        "write_back_verified",
+    ] {
+        assert!(story.iter().any(|k| k == kind), "{kind} missing: {story:?}");
+    }
+    assert!(
+        writ_engine::rebuild::check(&*w.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 writ_testkit::backend_suite!(
+    an_admin_overrides_a_deny_with_the_risk_owners_acceptance,
     a_break_glass_is_applied_escalated_and_reviewed,
     an_exception_window_expires_and_reopens_the_case,
     a_freeze_holds_pending_approvals_until_unfrozen,

@@ -71,6 +71,8 @@ pub enum RoleParam {
     Auditor,
     /// Emergency bypass.
     BreakGlass,
+    /// Accepts residual risk (approves overrides of automated denials).
+    RiskOwner,
 }
 
 impl From<RoleParam> for Role {
@@ -82,6 +84,7 @@ impl From<RoleParam> for Role {
             RoleParam::Admin => Role::Admin,
             RoleParam::Auditor => Role::Auditor,
             RoleParam::BreakGlass => Role::BreakGlass,
+            RoleParam::RiskOwner => Role::RiskOwner,
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::problem::Problem;
         crate::cases::vote, crate::cases::rollback, crate::cases::close_case,
         crate::cases::dismiss_case, crate::cases::unfreeze_case, crate::cases::request_exception,
         crate::cases::list_exceptions, crate::cases::break_glass, crate::cases::review_bypass,
+        crate::cases::override_decision,
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
@@ -131,6 +132,7 @@ impl utoipa::Modify for ExactSchemas {
             ("CreatePrincipal", "name"),
             ("CreatePrincipal", "teams"),
             ("ChangePrincipal", "teams"),
+            ("OverrideRequest", "risk_owner"),
         ] {
             let Some(property) =
                 doc.pointer_mut(&format!("/components/schemas/{schema}/properties/{field}"))
@@ -278,6 +280,10 @@ pub(crate) fn routes() -> Router<AppState> {
             post(crate::cases::break_glass),
         )
         .route("/v1/cases/{id}/review", post(crate::cases::review_bypass))
+        .route(
+            "/v1/cases/{id}/override",
+            post(crate::cases::override_decision),
+        )
         .route("/v1/identities", get(crate::cases::list_identities))
         .route("/v1/whoami", get(crate::admin::whoami))
         .route(

@@ -149,4 +149,5 @@ pub const READERS: &[Role] = &[
     Role::Admin,
     Role::Auditor,
     Role::BreakGlass,
+    Role::RiskOwner,
 ];

@@ -306,7 +306,7 @@ pub async fn vote(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VoteResponse>, Problem> {
-    caller.require(&[Role::Approver], "voting on a change")?;
+    caller.require(&[Role::Approver, Role::RiskOwner], "voting on a change")?;
     let id = parse_case_id(&id)?;
     let request: VoteRequest = json_body(&state, body)?;
     let verdict = match request.verdict {
@@ -953,4 +953,57 @@ pub async fn review_bypass(
         verdict: <&str>::from(outcome.verdict).to_owned(),
         rollback_job_id: outcome.rollback.map(|job| job.to_string()),
     }))
+}
+
+/// An admin's override of an automated deny or case-only decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    /// Why the automated decision is wrong here (required, not blank).
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub rationale: String,
+    /// The principal asked to accept the residual risk (holds the role `risk_owner`; not the
+    /// caller).
+    pub risk_owner: String,
+}
+
+/// Override a case's automated deny or case-only decision, as an admin, with a rationale. The
+/// change is made only after the named risk owner approves it (`POST /v1/cases/{id}/approvals`),
+/// accepting the residual risk; both are recorded and shown in the case.
+#[utoipa::path(post, path = "/v1/cases/{id}/override", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    request_body(content = OverrideRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Recorded: waiting for the risk owner's approval", body = CaseSummary),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin, or the admin named itself as risk owner", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The case's decision is not an automated deny or case-only, or the risk owner is no enabled principal holding the role risk_owner", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn override_decision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<CaseSummary>), Problem> {
+    caller.require(&[Role::Admin], "overriding a decision")?;
+    let id = parse_case_id(&id)?;
+    let request: OverrideRequest = json_body(&state, body)?;
+    let case = writeback(&state)?
+        .request_override(
+            id,
+            caller.principal(),
+            &request.rationale,
+            &request.risk_owner,
+        )
+        .await
+        .map_err(writeback_problem)?;
+    Ok((StatusCode::ACCEPTED, Json(CaseSummary::from(&case))))
 }

@@ -36,6 +36,7 @@ const READERS: &[Role] = &[
     Role::Admin,
     Role::Auditor,
     Role::BreakGlass,
+    Role::RiskOwner,
 ];
 const ADMIN: &[Role] = &[Role::Admin];
 const ADMIN_AUDITOR: &[Role] = &[Role::Admin, Role::Auditor];
@@ -51,7 +52,12 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/cases", Roles(READERS)),
     ("GET", "/v1/cases/{id}", Roles(READERS)),
     ("GET", "/v1/identities", Roles(READERS)),
-    ("POST", "/v1/cases/{id}/approvals", Roles(&[Role::Approver])),
+    (
+        "POST",
+        "/v1/cases/{id}/approvals",
+        Roles(&[Role::Approver, Role::RiskOwner]),
+    ),
+    ("POST", "/v1/cases/{id}/override", Roles(ADMIN)),
     (
         "POST",
         "/v1/cases/{id}/rollback",
@@ -106,6 +112,7 @@ const ROLES: &[Role] = &[
     Role::Admin,
     Role::Auditor,
     Role::BreakGlass,
+    Role::RiskOwner,
 ];
 
 struct World {

@@ -56,6 +56,20 @@ pub enum CaseCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Override a case's automated deny or case-only decision (admin): the change waits for the
+    /// named risk owner's approval (`writ approve`), who accepts the residual risk.
+    Override {
+        /// The case id.
+        id: writ_core::ids::CaseId,
+        /// Why the automated decision is wrong here.
+        #[arg(long)]
+        rationale: String,
+        /// The principal (role risk_owner) asked to accept the residual risk.
+        #[arg(long)]
+        risk_owner: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Review a case's break-glass change after the fact: upheld, or rejected (rolled back).
     Review {
         /// The case id.
@@ -128,6 +142,25 @@ pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
                     "case {id}: break-glass recorded; job {} ({}) is applied now; the case owes a review",
                     text(&answer["job_id"]),
                     text(&answer["action"])
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            CaseCommand::Override {
+                id,
+                rationale,
+                risk_owner,
+                server,
+            } => {
+                let client = Client::from_env(&server)?;
+                let case: serde_json::Value = client
+                    .post(
+                        &format!("/v1/cases/{id}/override"),
+                        &serde_json::json!({"rationale": rationale, "risk_owner": risk_owner}),
+                    )
+                    .await?;
+                println!(
+                    "case {id} overridden: now {}; {risk_owner} must approve to accept the residual risk",
+                    text(&case["state"])
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -342,6 +375,18 @@ fn print_story(detail: &serde_json::Value) {
                 println!(
                     "         exception {} expires at {}: re-approval is asked for",
                     due.exception, due.expires_at
+                );
+            }
+            Some(EventBody::OverrideRequested(asked)) => {
+                println!(
+                    "         OVERRIDE by {} of the automated decision ({}): {}",
+                    asked.requester,
+                    explain(&asked.overridden),
+                    asked.rationale
+                );
+                println!(
+                    "         {} is asked to accept the residual risk",
+                    asked.risk_owner
                 );
             }
             Some(EventBody::BreakGlassUsed(used)) => {
