@@ -1176,6 +1176,41 @@ impl Ingestor {
             freeze,
         }))
     }
+    /// Decides the open cases about `subjects` (`system/external id`) that were opened before
+    /// their identity was known, now that a sync brought it: each takes its identity and a
+    /// decision on its latest finding, as the policy says. Returns how many were decided.
+    pub async fn resolve_cases(&self, subjects: &[String]) -> Result<usize, IngestError> {
+        let mut decided = 0;
+        for head in self.store.unresolved_cases_for(subjects).await? {
+            if !REDECIDABLE.contains(&head.case.state) {
+                continue;
+            }
+            let mut case = head.case.clone();
+            let key = format!("resolve:{}:{}", case.id, head.updated_seq);
+            let Some(mut drafts) = self.redecision(&mut case, &key).await? else {
+                continue;
+            };
+            if case.identity_id.is_none() {
+                continue;
+            }
+            if let Some(first) = drafts.first_mut() {
+                first.expect = vec![Expectation::Case {
+                    id: head.case.id,
+                    state: head.case.state,
+                    updated_seq: head.updated_seq,
+                }];
+            }
+            let appended = self.sequencer.append_group(drafts).await;
+            match appended.into_iter().find_map(Result::err) {
+                None => decided += 1,
+                // Someone changed the case meanwhile: it is decided by what changed it.
+                Some(AppendError::Stale(_) | AppendError::Illegal(_)) => {}
+                Some(err) => return Err(IngestError::Append(err)),
+            }
+        }
+        Ok(decided)
+    }
+
     /// The drafts that decide `case` again from its latest failing finding, as it stands now
     /// (the identity as the inventory now knows it, the policy in force), for a case that is
     /// reopened (an exception expired) or whose identity became known. `case` takes the

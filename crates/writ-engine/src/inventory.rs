@@ -157,6 +157,9 @@ pub struct InventoryReport {
     pub recorded: usize,
     /// Of those, how many an ownership rule matched.
     pub owned: usize,
+    /// The subjects (`system/external id`) recorded, for resolving the cases opened before
+    /// they were known.
+    pub subjects: Vec<String>,
 }
 
 /// Discovers `connector`'s system and records its identities, with the current rules applied.
@@ -197,6 +200,9 @@ pub async fn sync(
             report.owned += 1;
         }
         let key = format!("sync:{system}:{run}:{}", identity.external_id);
+        report
+            .subjects
+            .push(format!("{}/{}", identity.system, identity.external_id));
         drafts.push(Draft::new(
             None,
             actor,

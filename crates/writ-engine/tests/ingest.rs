@@ -818,7 +818,60 @@ async fn a_pass_closes_and_a_new_failure_reopens(h: Harness) {
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 
+/// A case opened before its identity was known is resolved and decided when a sync brings the
+/// identity.
+async fn a_sync_decides_cases_opened_before_their_identity_was_known(h: Harness) {
+    let early = h
+        .ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "new-bot/AccessKey1",
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                "early",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(early.case_state, CaseState::NeedsReview);
+    let subject = "aws:000000000000/new-bot/AccessKey1".to_owned();
+    // Nothing to resolve while the identity is unknown.
+    assert_eq!(
+        h.ingestor.resolve_cases(&[subject.clone()]).await.unwrap(),
+        0
+    );
+    let identity = identity(
+        9,
+        "aws:000000000000",
+        "new-bot/AccessKey1",
+        IdentityKind::ApiKey,
+    );
+    h.sequencer
+        .append(Draft::new(
+            None,
+            "sync:test",
+            "sync:new-bot",
+            EventBody::IdentitySynced(IdentitySynced {
+                identity: identity.clone(),
+                object_kind: None,
+                reason: None,
+            }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(h.ingestor.resolve_cases(&[subject]).await.unwrap(), 1);
+    let case = h.store.case(early.case_id).await.unwrap().unwrap();
+    assert_eq!(case.identity_id, Some(identity.id));
+    assert_eq!(case.state, CaseState::AwaitingApproval);
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 writ_testkit::backend_suite!(
+    a_sync_decides_cases_opened_before_their_identity_was_known,
     a_weak_finding_cannot_block_a_strong_one,
     a_freeze_decision_freezes_pending_work_on_the_identity,
     a_pass_closes_and_a_new_failure_reopens,

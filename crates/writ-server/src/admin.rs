@@ -591,6 +591,9 @@ pub struct InventoryResult {
     pub recorded: usize,
     /// Of those, how many an ownership rule matched.
     pub owned: usize,
+    /// Cases opened before their identity was known, decided now (discovery only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided: Option<usize>,
 }
 
 /// Discover a configured target's identities into the inventory.
@@ -627,11 +630,20 @@ pub async fn sync_target(
     )
     .await
     .map_err(inventory_problem)?;
+    // Cases opened before their identity was known are decided now.
+    let decided = match &state.ingestor {
+        Some(ingestor) => ingestor
+            .resolve_cases(&report.subjects)
+            .await
+            .map_err(|err| Problem::unavailable(&err))?,
+        None => 0,
+    };
     Ok(Json(InventoryResult {
         system: Some(connector.system().to_owned()),
         discovered: report.discovered,
         recorded: report.recorded,
         owned: report.owned,
+        decided: Some(decided),
     }))
 }
 
@@ -753,6 +765,7 @@ pub async fn import_rules(
         discovered: report.discovered,
         recorded: report.recorded,
         owned: report.owned,
+        decided: None,
     }))
 }
 

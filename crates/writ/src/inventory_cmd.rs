@@ -144,11 +144,12 @@ pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
             .post_empty(&format!("/v1/targets/{}/sync", path_segment(&args.target)))
             .await?;
         println!(
-            "synced {}: {} objects discovered, {} identities recorded, {} matched an ownership rule",
+            "synced {}: {} objects discovered, {} identities recorded, {} matched an ownership rule; {} case(s) opened before their identity was known decided now",
             report["system"].as_str().unwrap_or(&args.target),
             report["discovered"],
             report["recorded"],
-            report["owned"]
+            report["owned"],
+            report["decided"].as_u64().unwrap_or(0)
         );
         Ok(ExitCode::SUCCESS)
     })
