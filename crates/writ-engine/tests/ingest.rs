@@ -841,7 +841,10 @@ async fn a_sync_decides_cases_opened_before_their_identity_was_known(h: Harness)
     let subject = "aws:000000000000/new-bot/AccessKey1".to_owned();
     // Nothing to resolve while the identity is unknown.
     assert_eq!(
-        h.ingestor.resolve_cases(&[subject.clone()]).await.unwrap(),
+        h.ingestor
+            .resolve_cases(std::slice::from_ref(&subject))
+            .await
+            .unwrap(),
         0
     );
     let identity = identity(
