@@ -19,6 +19,7 @@ pub mod finding;
 pub mod identity;
 pub mod ids;
 pub mod job;
+pub mod lifecycle;
 pub mod ownership;
 pub mod principal;
 pub mod projection;

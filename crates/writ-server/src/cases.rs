@@ -74,6 +74,11 @@ pub struct TimelineEvent {
 pub struct CaseDetail {
     /// The case.
     pub case: CaseSummary,
+    /// The lifecycle at a glance: the operational and the compliance closure apart, every
+    /// decision (the one in force, those superseded), exceptions with their expiry, break-glass
+    /// changes with their review, and the closed case this one continues.
+    #[schema(value_type = Object)]
+    pub lifecycle: writ_core::lifecycle::Lifecycle,
     /// Every ledger event about it, oldest first.
     pub events: Vec<TimelineEvent>,
 }
@@ -157,6 +162,7 @@ pub async fn get_case(
         .await
         .map_err(|err| Problem::unavailable(&err))?;
     let mut events = Vec::with_capacity(rows.len());
+    let mut decoded = Vec::with_capacity(rows.len());
     for row in &rows {
         let event = writ_engine::entries::decode(row).map_err(|err| {
             Problem::new(
@@ -173,9 +179,11 @@ pub async fn get_case(
             actor: event.actor.clone(),
             body: event.body.to_value().unwrap_or_default(),
         });
+        decoded.push(event);
     }
     Ok(Json(CaseDetail {
         case: CaseSummary::from(&case),
+        lifecycle: writ_core::lifecycle::Lifecycle::of(&decoded),
         events,
     }))
 }

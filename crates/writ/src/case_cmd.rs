@@ -260,6 +260,7 @@ fn print_story(detail: &serde_json::Value) {
         text(&case["state"]),
         compliance(case)
     );
+    print_lifecycle(&detail["lifecycle"]);
     println!();
     let events = detail["events"].as_array().map_or(&[][..], Vec::as_slice);
     for event in events {
@@ -420,6 +421,94 @@ fn print_story(detail: &serde_json::Value) {
             }
             _ => {}
         }
+    }
+}
+
+/// The lifecycle at a glance: both closures, decisions, exceptions, break-glass changes.
+fn print_lifecycle(life: &serde_json::Value) {
+    if life.is_null() {
+        return;
+    }
+    let operational = &life["operational"];
+    println!(
+        "risk      {}",
+        if operational["remediated"].as_bool() == Some(true) {
+            format!(
+                "closed: a verified change is in effect (#{})",
+                operational["verified_seq"]
+            )
+        } else if let Some(seq) = operational["rolled_back_seq"].as_u64() {
+            format!("open: the change was rolled back (#{seq})")
+        } else {
+            "open: no verified change".to_owned()
+        }
+    );
+    let compliance = &life["compliance"];
+    println!(
+        "finding   {}",
+        if compliance["closed"].as_bool() == Some(true) {
+            format!(
+                "closed by {} ({}: {}) at #{}",
+                text(&compliance["by"]),
+                text(&compliance["who"]),
+                text(&compliance["evidence"]),
+                compliance["seq"]
+            )
+        } else {
+            "open".to_owned()
+        }
+    );
+    if let Some(closed) = life["reopens"].as_str() {
+        println!("continues closed case {closed} (the same problem, found again)");
+    }
+    for entry in life["decisions"].as_array().map_or(&[][..], Vec::as_slice) {
+        let mark = if entry["in_force"].as_bool() == Some(true) {
+            "in force"
+        } else {
+            "superseded"
+        };
+        let explained = serde_json::from_value::<Decision>(entry["decision"].clone())
+            .map(|d| explain(&d))
+            .unwrap_or_default();
+        println!(
+            "decision  #{} {} [{mark}]: {explained}",
+            entry["seq"],
+            text(&entry["kind"])
+        );
+    }
+    for e in life["exceptions"].as_array().map_or(&[][..], Vec::as_slice) {
+        println!(
+            "exception {} [{}] until {} by {}: {}; controls: {}; follow-up: {}",
+            text(&e["id"]),
+            text(&e["state"]),
+            text(&e["expires_at"]),
+            text(&e["requester"]),
+            text(&e["justification"]),
+            e["compensating_controls"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "))
+                .unwrap_or_default(),
+            text(&e["follow_up"])
+        );
+    }
+    for b in life["bypasses"].as_array().map_or(&[][..], Vec::as_slice) {
+        println!(
+            "bypass    #{} by {} for {} (review due {}, escalated {}x): review {}{}",
+            b["seq"],
+            text(&b["by"]),
+            text(&b["incident"]),
+            text(&b["review_due"]),
+            b["escalations"],
+            text(&b["review"]),
+            b["reviewer"]
+                .as_str()
+                .map(|r| format!(" by {r}: {}", text(&b["rationale"])))
+                .unwrap_or_default()
+        );
     }
 }
 
