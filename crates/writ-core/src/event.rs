@@ -922,8 +922,9 @@ pub struct BreakGlassUsed {
     pub evaluation: Evaluation,
     /// When the review is due; overdue, it escalates, and again at twice the time.
     pub review_due: jiff::Timestamp,
-    /// The review window, in hours (the escalation comes again this long after `review_due`).
-    pub review_within_hours: u32,
+    /// The review window, in seconds (the escalation comes again this long after
+    /// `review_due`).
+    pub review_window_seconds: u64,
 }
 
 /// What a review of a break-glass change concluded.

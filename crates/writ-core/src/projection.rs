@@ -210,7 +210,9 @@ fn lifecycle(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
             },
         ],
         EventBody::BreakGlassUsed(b) => {
-            let window = jiff::SignedDuration::from_hours(i64::from(b.review_within_hours));
+            let window = jiff::SignedDuration::from_secs(
+                i64::try_from(b.review_window_seconds).unwrap_or(i64::MAX / 2),
+            );
             vec![
                 Projection::Deadline {
                     case_id: b.case.id,

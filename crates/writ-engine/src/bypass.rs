@@ -114,11 +114,13 @@ impl WriteBack {
                 )));
             }
             let now = self.clock.now();
-            let hours = decision
+            let window = decision
                 .terms
                 .review_within_hours
-                .unwrap_or(self.settings.break_glass_review_hours);
-            let review_due = now + jiff::SignedDuration::from_hours(i64::from(hours));
+                .map_or(self.settings.break_glass_review, |hours| {
+                    jiff::SignedDuration::from_hours(i64::from(hours))
+                });
+            let review_due = now + window;
             let mut workflow = workflow_of(&view, &recorded);
             let mut case = view.case.clone();
             case.state = CaseState::Remediating;
@@ -131,7 +133,7 @@ impl WriteBack {
                 decision: decision.clone(),
                 evaluation,
                 review_due,
-                review_within_hours: hours,
+                review_window_seconds: u64::try_from(window.as_secs()).unwrap_or(0),
             });
             workflow
                 .apply(case_id, &used)

@@ -209,6 +209,9 @@ struct BatchContext<'a> {
     identities: &'a HashMap<(String, String), Identity>,
     /// The last closed case of each subject and finding type a finding may open.
     last_closed: HashMap<(String, String), CaseId>,
+    /// For a passing check about a subject with no open case of its own: the open cases of
+    /// that check about what lies under it (a user's keys), which the pass closes.
+    under: HashMap<(String, String), Vec<OpenCase>>,
     freezes: Vec<Freeze>,
 }
 
@@ -571,6 +574,41 @@ impl Ingestor {
             .into_iter()
             .map(|i| ((i.system.clone(), i.external_id.clone()), i))
             .collect();
+        // Passes about a subject with no open case of their own may close the cases of what
+        // lies under it (a user's keys, when the check passes for the user).
+        let parent_keys: Vec<(String, String)> = submissions
+            .iter()
+            .zip(&case_keys)
+            .filter(|(s, key)| {
+                s.observation.status == FindingStatus::Pass && !open.contains_key(*key)
+            })
+            .map(|(_, key)| key.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut under: HashMap<(String, String), Vec<OpenCase>> = HashMap::new();
+        if !parent_keys.is_empty() {
+            for head in self.store.open_case_heads_under(&parent_keys).await? {
+                let parent = parent_keys.iter().find(|(subject, finding_type)| {
+                    *finding_type == head.case.finding_type
+                        && head
+                            .case
+                            .subject
+                            .strip_prefix(subject.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                });
+                if let Some(parent) = parent {
+                    under.entry(parent.clone()).or_default().push(OpenCase {
+                        case: head.case,
+                        head: Some(Head {
+                            updated_seq: head.updated_seq,
+                            decision_seq: head.decision_seq,
+                        }),
+                        strength: None,
+                    });
+                }
+            }
+        }
         let last_closed = if opening_keys.is_empty() {
             HashMap::new()
         } else {
@@ -595,6 +633,7 @@ impl Ingestor {
         let mut context = BatchContext {
             identities: &identities,
             last_closed,
+            under,
             freezes: Vec::new(),
         };
         let mut groups: Vec<Vec<Draft>> = Vec::new();
@@ -858,7 +897,21 @@ impl Ingestor {
             // A passing check closes the compliance side of the open case about it, if nothing
             // is under way there; it never opens a case.
             let Some(open_case) = open.get(&open_key).cloned() else {
-                return Err(IngestError::NothingToClose);
+                let plan = self.close_under(
+                    received_body,
+                    &received,
+                    &open_key,
+                    &controls,
+                    key,
+                    groups,
+                    context,
+                );
+                // The cases it closed take no more findings in this batch: a failure about
+                // one of them opens a new case.
+                for closed in context.last_closed.keys() {
+                    open.remove(closed);
+                }
+                return plan;
             };
             let Some(expect) = open_case.expectation() else {
                 // Opened by this batch or the one in flight: settle it after that commits.
@@ -1047,6 +1100,86 @@ impl Ingestor {
         Ok(Plan::Append {
             group: group_index,
             outcome,
+        })
+    }
+
+    /// A pass about a subject with no open case of its own (a user, when a key check passes
+    /// for every key of it): the finding is recorded once, outside any case, and closes the
+    /// check's closable open cases about what lies under the subject, naming it as evidence.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the finding's parts, as planning holds them"
+    )]
+    fn close_under(
+        &self,
+        received_body: FindingReceived,
+        received: &dyn Fn(CaseId, FindingReceived) -> Draft,
+        open_key: &(String, String),
+        controls: &[ControlTag],
+        key: &Keys,
+        groups: &mut Vec<Vec<Draft>>,
+        context: &mut BatchContext<'_>,
+    ) -> Result<Plan, IngestError> {
+        let children: Vec<OpenCase> = context
+            .under
+            .remove(open_key)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| CLOSABLE.contains(&c.case.state))
+            .collect();
+        let Some(first) = children.first() else {
+            return Err(IngestError::NothingToClose);
+        };
+        let finding_id = received_body.finding.id;
+        let source = received_body.source.name.clone();
+        let title = received_body.observation.title.clone();
+        let mut outside = received(first.case.id, received_body);
+        outside.case_id = None;
+        let mut group = vec![outside];
+        for child in &children {
+            let Some(expect) = child.expectation() else {
+                continue;
+            };
+            let mut case = child.case.clone();
+            case.state = CaseState::Closed;
+            case.compliance_closed = true;
+            group.push(Draft {
+                expect: vec![expect],
+                controls: controls.to_vec(),
+                ..Draft::new(
+                    Some(case.id),
+                    ENGINE_ACTOR,
+                    format!("closed:{}:{}", key.finding, case.id),
+                    EventBody::CaseClosed(CaseClosed {
+                        case: case.clone(),
+                        evidence: ClosureEvidence::Scan {
+                            finding: finding_id,
+                            source: source.clone(),
+                            title: title.clone(),
+                        },
+                    }),
+                )
+            });
+            context
+                .last_closed
+                .insert((case.subject.clone(), case.finding_type.clone()), case.id);
+        }
+        groups.push(group);
+        Ok(Plan::Append {
+            group: groups.len() - 1,
+            outcome: IngestOutcome {
+                finding_id,
+                case_id: first.case.id,
+                case_state: CaseState::Closed,
+                joined_open_case: true,
+                redecided: false,
+                closed_case: true,
+                reopens: None,
+                duplicate: false,
+                decision: None,
+                review_reason: None,
+                seq: 0,
+            },
         })
     }
 
@@ -1291,9 +1424,14 @@ impl Ingestor {
         let EventBody::FindingReceived(received) = entries::decode_body(row)? else {
             return Err(corrupt(format!("a {} entry, not a finding", row.kind)));
         };
-        let case_id = row
-            .case_id
-            .ok_or_else(|| corrupt("finding event without a case".into()))?;
+        let Some(case_id) = row.case_id else {
+            // A pass recorded outside any case (it closed the cases under its subject):
+            // nothing more to record, as the first time.
+            return match received.observation.status {
+                FindingStatus::Pass => Err(IngestError::NothingToClose),
+                FindingStatus::Fail => Err(corrupt("finding event without a case".into())),
+            };
+        };
         let view = self.store.case_view(case_id).await?;
         let opened_here = received.case.is_some();
         let decision = match view.as_ref().and_then(|v| v.decision_seq) {

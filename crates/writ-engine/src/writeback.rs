@@ -115,9 +115,9 @@ pub struct WriteBackSettings {
     /// How long a worker holds a job it claimed before another worker may take it over
     /// (renewed at each step). A worker that dies holds its jobs this long.
     pub lease: SignedDuration,
-    /// Within how many hours a break-glass change must be reviewed, when the policy that
-    /// allowed it sets no `@review_within_hours`.
-    pub break_glass_review_hours: u32,
+    /// How soon a break-glass change must be reviewed, when the policy that allowed it sets
+    /// no `@review_within_hours`.
+    pub break_glass_review: SignedDuration,
 }
 
 impl Default for WriteBackSettings {
@@ -128,7 +128,7 @@ impl Default for WriteBackSettings {
             max_changes_per_window: 50,
             window: SignedDuration::from_hours(1),
             lease: SignedDuration::from_secs(60),
-            break_glass_review_hours: 24,
+            break_glass_review: SignedDuration::from_hours(24),
         }
     }
 }

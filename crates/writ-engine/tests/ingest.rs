@@ -588,6 +588,7 @@ delegate! {
         fn identities_by_external_ids(&self, subjects: &[(String, String)]) -> Vec<Identity>;
         fn open_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_core::case::Case>;
         fn open_case_heads(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
+        fn open_case_heads_under(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
         fn last_closed_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
         fn open_cases_of_identity(&self, identity: IdentityId) -> Vec<writ_store::CaseHead>;
         fn unresolved_cases_for(&self, subjects: &[String]) -> Vec<writ_store::CaseHead>;
@@ -815,6 +816,32 @@ async fn a_pass_closes_and_a_new_failure_reopens(h: Harness) {
     assert_ne!(reopened.case_id, failed.case_id);
     assert_eq!(reopened.reopens, Some(failed.case_id));
     assert_eq!(reopened.case_state, CaseState::AwaitingApproval);
+    // A pass about the user (Prowler reports a key check passing for the user) closes the
+    // check's cases about the user's keys; the pass is recorded once, outside any case.
+    let mut user_pass = submit(
+        observation(
+            "aws:000000000000",
+            "ci-deployer",
+            "iam_user_accesskey_unused",
+            10_000,
+        ),
+        "user-pass",
+    );
+    user_pass.observation.status = writ_core::finding::FindingStatus::Pass;
+    let closed_under = h
+        .ingestor
+        .ingest(&prowler(), user_pass.clone())
+        .await
+        .unwrap();
+    assert!(closed_under.closed_case, "{closed_under:?}");
+    assert_eq!(closed_under.case_id, reopened.case_id);
+    let case = h.store.case(reopened.case_id).await.unwrap().unwrap();
+    assert_eq!(case.state, CaseState::Closed);
+    // Sent again: nothing more to record.
+    assert!(matches!(
+        h.ingestor.ingest(&prowler(), user_pass).await,
+        Err(writ_engine::ingest::IngestError::NothingToClose)
+    ));
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 

@@ -220,7 +220,7 @@ fn parse_finding(f: OcsfFinding, flavor: Flavor, passes: bool) -> Result<Outcome
 
     let system = system(&f)?;
     let (external_id, kind_hint) = match flavor {
-        Flavor::Prowler => prowler_subject(&finding_type, resource)?,
+        Flavor::Prowler => prowler_subject(&finding_type, resource, passes)?,
         Flavor::Generic => generic_subject(resource)?,
     };
     let check_title = non_empty(&f.finding_info.title).map(str::to_owned);
@@ -418,25 +418,30 @@ fn iam_arn(uid: &str) -> Option<(&str, &str)> {
 /// A Prowler subject: the access-key slot `<user>/AccessKey<n>` for key checks, the IAM
 /// principal named by the resource ARN (`user` → `<name>`, others → `<type>/<name>`), else
 /// the resource's name or uid.
+/// The subject of a Prowler finding. A key check names an access-key slot when it fails; when
+/// it passes, Prowler names the user (none of its keys fails the check), and the subject is
+/// the user: the pass closes the check's cases about any of that user's keys.
 fn prowler_subject(
     check: &str,
     r: &Resource,
+    passes: bool,
 ) -> Result<(String, Option<IdentityKind>), ElementError> {
     let name = non_empty(&r.name);
     let arn = non_empty(&r.uid).and_then(iam_arn);
     if KEY_SLOT_CHECKS.contains(&check) {
         let slot = name.and_then(|n| key_slot(n, arn.map(|(_, user)| user)));
-        return slot
-            .map(|s| (s, Some(IdentityKind::ApiKey)))
-            .ok_or_else(|| {
-                ElementError::invalid(
-                    "resources[0].name",
-                    format!(
-                        "expected an access-key slot (`<user>/AccessKey1` or `<user>-access-key-1`), found {:?}",
-                        name.unwrap_or_default()
-                    ),
-                )
-            });
+        if let Some(slot) = slot {
+            return Ok((slot, Some(IdentityKind::ApiKey)));
+        }
+        if !(passes && arn.is_some()) {
+            return Err(ElementError::invalid(
+                "resources[0].name",
+                format!(
+                    "expected an access-key slot (`<user>/AccessKey1` or `<user>-access-key-1`), found {:?}",
+                    name.unwrap_or_default()
+                ),
+            ));
+        }
     }
     if let Some((ty, principal)) = arn {
         return Ok(match ty {

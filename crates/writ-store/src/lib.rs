@@ -213,6 +213,13 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     async fn open_case_heads(&self, keys: &[(String, String)])
     -> Result<Vec<CaseHead>, StoreError>;
 
+    /// The open cases of these finding types whose subject lies under the given subject
+    /// (`subject/...`: a user's keys under the user), for each `(subject, finding type)` pair.
+    async fn open_case_heads_under(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<CaseHead>, StoreError>;
+
     /// For each of these `(subject, finding type)` pairs that has closed cases, the one closed
     /// last.
     async fn last_closed_cases_for(

@@ -145,9 +145,10 @@ pub struct WriteBackConfig {
     pub max_changes_per_window: u32,
     /// The window of the change cap, in minutes.
     pub window_minutes: u32,
-    /// Hours within which a break-glass change must be reviewed, when the policy that allowed
-    /// it sets no `@review_within_hours`; overdue, it escalates, and again at twice the time.
-    pub break_glass_review_hours: u32,
+    /// Seconds within which a break-glass change must be reviewed, when the policy that
+    /// allowed it sets no `@review_within_hours` (a day by default); overdue, it escalates, and
+    /// again at twice the time.
+    pub break_glass_review_seconds: u32,
 }
 
 impl Default for WriteBackConfig {
@@ -161,7 +162,7 @@ impl Default for WriteBackConfig {
             backoff_seconds: whole(engine.backoff),
             max_changes_per_window: engine.max_changes_per_window,
             window_minutes: whole(engine.window) / 60,
-            break_glass_review_hours: engine.break_glass_review_hours,
+            break_glass_review_seconds: whole(engine.break_glass_review),
         }
     }
 }
@@ -176,7 +177,7 @@ impl WriteBackConfig {
             max_changes_per_window: self.max_changes_per_window,
             window: secs(self.window_minutes.saturating_mul(60)),
             lease: secs(self.lease_seconds.max(1)),
-            break_glass_review_hours: self.break_glass_review_hours.max(1),
+            break_glass_review: secs(self.break_glass_review_seconds.max(1)),
         }
     }
 }

@@ -134,6 +134,13 @@ macro_rules! impl_store {
                 q::open_case_heads(&mut *self.reader.acquire().await?, keys).await
             }
 
+            async fn open_case_heads_under(
+                &self,
+                keys: &[(String, String)],
+            ) -> Result<Vec<$crate::model::CaseHead>, $crate::StoreError> {
+                q::open_case_heads_under(&mut *self.reader.acquire().await?, keys).await
+            }
+
             async fn last_closed_cases_for(
                 &self,
                 keys: &[(String, String)],

@@ -451,6 +451,33 @@ macro_rules! projection_queries {
             .collect()
         }
 
+        pub(crate) async fn open_case_heads_under(
+            conn: &mut Conn,
+            keys: &[(String, String)],
+        ) -> Result<Vec<$crate::model::CaseHead>, StoreError> {
+            // A prefix compared with `substr`, not `LIKE`: exact, case-sensitive, and nothing
+            // in the subject needs escaping.
+            let mut heads = Vec::new();
+            for (subject, finding_type) in keys {
+                let prefix = format!("{subject}/");
+                let chars = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+                for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CASE_HEAD_COLUMNS} FROM cases
+                     WHERE state <> 'closed' AND finding_type = $1 AND substr(subject, 1, $2) = $3
+                     ORDER BY opened_seq"
+                )))
+                .bind(finding_type.as_str())
+                .bind(chars)
+                .bind(prefix.as_str())
+                .fetch_all(&mut *conn)
+                .await?
+                {
+                    heads.push(case_head_from_row(&row)?);
+                }
+            }
+            Ok(heads)
+        }
+
         pub(crate) async fn last_closed_cases_for(
             conn: &mut Conn,
             keys: &[(String, String)],
