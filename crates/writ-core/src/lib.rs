@@ -20,6 +20,7 @@ pub mod identity;
 pub mod ids;
 pub mod job;
 pub mod lifecycle;
+pub mod notification;
 pub mod ownership;
 pub mod principal;
 pub mod projection;

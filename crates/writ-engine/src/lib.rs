@@ -16,6 +16,7 @@
 //! - [`lifecycle`]: closing, dismissing and unfreezing cases on a principal's word.
 //! - [`exceptions`]: exceptions (risk acceptance) and the scheduler that acts on deadlines.
 //! - [`bypass`]: break-glass changes, their review and its escalation.
+//! - [`notify`]: webhook delivery from the outbox (Standard Webhooks signatures, retries).
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
 
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod keys;
 pub mod lifecycle;
+pub mod notify;
 pub mod principals;
 pub mod rebuild;
 pub mod sequencer;
@@ -34,4 +36,6 @@ pub mod sources;
 pub mod writeback;
 
 pub use engine::{Engine, EngineBuilder, NoPolicy};
-pub use sequencer::{AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig};
+pub use sequencer::{
+    AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig, WebhookRoute,
+};

@@ -165,6 +165,18 @@ pub struct SequencerConfig {
     pub linger: Duration,
     /// Queue length before callers wait.
     pub queue: usize,
+    /// The webhook endpoints and the notification kinds each receives: a notification an
+    /// entry calls for is written to the outbox in the entry's transaction.
+    pub webhooks: Vec<WebhookRoute>,
+}
+
+/// A `[[webhooks]]` endpoint's name and the notification kinds it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRoute {
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// What it receives.
+    pub kinds: Vec<writ_core::notification::NotificationKind>,
 }
 
 impl Default for SequencerConfig {
@@ -173,6 +185,7 @@ impl Default for SequencerConfig {
             max_batch: 1024,
             linger: Duration::ZERO,
             queue: 8192,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -701,6 +714,35 @@ impl Writer {
             }
             for projection in projections {
                 batch.effects.push(effect_of(projection, seq));
+            }
+            if let Some(kind) = writ_core::notification::notification_of(&draft.body) {
+                let routes = self
+                    .config
+                    .webhooks
+                    .iter()
+                    .filter(|r| r.kinds.contains(&kind));
+                for route in routes {
+                    let payload = serde_json::json!({
+                        "type": kind.type_name(),
+                        "timestamp": now.to_string(),
+                        "data": {
+                            "seq": seq,
+                            "case_id": draft.case_id,
+                            "event": draft.kind(),
+                            "actor": draft.actor,
+                            "body": body,
+                        },
+                    });
+                    batch.outbox.push(writ_store::OutboxRow {
+                        id: format!("msg_{seq}_{}", route.endpoint),
+                        endpoint: route.endpoint.clone(),
+                        seq,
+                        kind: <&str>::from(kind).to_owned(),
+                        payload: payload.to_string(),
+                        created: now,
+                        attempts: 0,
+                    });
+                }
             }
             tree.push(hash);
             batch.entries.push(LedgerRow {

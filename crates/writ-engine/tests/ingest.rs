@@ -615,6 +615,9 @@ delegate! {
         fn claim_jobs(&self, holder: &str, now: Timestamp, until: Timestamp, limit: u32) -> Vec<writ_store::JobView>;
         fn renew_lease(&self, job: writ_core::ids::JobId, holder: &str, until: Timestamp) -> bool;
         fn release_lease(&self, job: writ_core::ids::JobId, holder: &str) -> ();
+        fn claim_outbox(&self, holder: &str, now: Timestamp, until: Timestamp, limit: u32) -> Vec<writ_store::OutboxRow>;
+        fn finish_delivery(&self, id: &str, holder: &str, attempt: writ_store::DeliveryAttempt, next: writ_store::DeliveryNext) -> ();
+        fn outbox(&self, limit: u32) -> Vec<(writ_store::OutboxRow, String)>;
         fn jobs_applied_since(&self, system: &str, since: Timestamp) -> Vec<writ_core::job::Job>;
         fn job_view(&self, id: writ_core::ids::JobId) -> Option<writ_store::JobView>;
         fn jobs_for_case(&self, case: writ_core::ids::CaseId) -> Vec<writ_core::job::Job>;

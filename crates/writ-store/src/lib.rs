@@ -37,9 +37,9 @@ use writ_core::job::Job;
 
 pub use migrate::{Migration, MigrationError};
 pub use model::{
-    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, DueDeadline, Effect, EvidenceRow,
-    ExceptionFilter, ExceptionView, Expectation, JobView, LedgerRow, PrincipalView, ProjectionDump,
-    TokenView,
+    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, DeliveryAttempt, DeliveryNext,
+    DueDeadline, Effect, EvidenceRow, ExceptionFilter, ExceptionView, Expectation, JobView,
+    LedgerRow, OutboxRow, PrincipalView, ProjectionDump, TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -319,6 +319,30 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
         holder: &str,
         until: jiff::Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` notifications due at `now` whose endpoint is not disabled and that
+    /// no other worker holds, leasing them to `holder` until `until`.
+    async fn claim_outbox(
+        &self,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Records a delivery attempt of notification `id` by `holder` and what follows it
+    /// (done, a retry, failed, or the endpoint disabled), giving the lease up.
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        holder: &str,
+        attempt: DeliveryAttempt,
+        next: DeliveryNext,
+    ) -> Result<(), StoreError>;
+
+    /// Each notification's state and attempts (`pending`, `delivered`, `failed`,
+    /// `disabled`), oldest first, for inspection.
+    async fn outbox(&self, limit: u32) -> Result<Vec<(OutboxRow, String)>, StoreError>;
 
     /// Gives up `holder`'s lease on `job`, if it still holds it.
     async fn release_lease(&self, job: JobId, holder: &str) -> Result<(), StoreError>;

@@ -113,6 +113,11 @@ pub const SQLITE: &[Migration] = &[
         name: "bypasses",
         sql: include_str!("../migrations/sqlite/0010_bypasses.sql"),
     },
+    Migration {
+        version: 11,
+        name: "webhook_outbox",
+        sql: include_str!("../migrations/sqlite/0011_webhook_outbox.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -166,6 +171,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "bypasses",
         sql: include_str!("../migrations/postgres/0010_bypasses.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "webhook_outbox",
+        sql: include_str!("../migrations/postgres/0011_webhook_outbox.sql"),
     },
 ];
 

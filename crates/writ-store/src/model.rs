@@ -232,10 +232,55 @@ pub struct CommitBatch {
     pub checkpoint: Option<CheckpointRow>,
     /// Projection changes.
     pub effects: Vec<Effect>,
+    /// Notifications the entries call for, written in the same transaction (the outbox).
+    pub outbox: Vec<OutboxRow>,
     /// What the writers of these entries read before deciding to append them. Checked in the
     /// same transaction, before anything is written: if any no longer holds, the whole batch
     /// fails with [`crate::StoreError::Stale`] and nothing is written (a conditional append).
     pub expectations: Vec<Expectation>,
+}
+
+/// A notification waiting in the outbox for its endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The message id (the `webhook-id` header): the same on every attempt.
+    pub id: String,
+    /// The `[[webhooks]]` name it goes to.
+    pub endpoint: String,
+    /// The ledger entry that called for it.
+    pub seq: u64,
+    /// The notification kind (`approval_due`, ...).
+    pub kind: String,
+    /// The JSON body, exactly as it is sent and signed.
+    pub payload: String,
+    /// When it was written.
+    pub created: Timestamp,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// How a delivery attempt ended, and what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryNext {
+    /// The endpoint took it (2xx): done.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(Timestamp),
+    /// No more tries: it failed.
+    Failed,
+    /// The endpoint answered 410 Gone: it is disabled, and nothing more goes to it.
+    EndpointGone,
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    /// When.
+    pub at: Timestamp,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// What went wrong, if anything (never the secret or the signature).
+    pub error: Option<String>,
 }
 
 /// A condition an append rests on: the case, job or principal is still in the state, and at

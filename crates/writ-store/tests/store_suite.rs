@@ -117,6 +117,7 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
             note: "writ.example/ledger\n2\nBwcH\n\n— writ.example/ledger sig\n".into(),
             time: t(2),
         }),
+        outbox: Vec::new(),
         effects: vec![
             Effect::PutEvidence(EvidenceRow {
                 digest,
@@ -344,6 +345,7 @@ async fn failed_write_changes_no_state(h: Harness) {
                 note: "n".into(),
                 time: t(3),
             }),
+            outbox: Vec::new(),
             effects: vec![
                 Effect::UpsertIdentity {
                     identity: identity(1, "x"),
@@ -905,7 +907,89 @@ async fn one_live_job_per_case(h: Harness) {
     assert_eq!(h.store.jobs_for_case(case_id).await.unwrap().len(), 2);
 }
 
+/// The outbox is written with the entries; a notification is claimed by one worker at a time,
+/// retried when it fails, and an endpoint that answers 410 is disabled with what it had pending.
+async fn the_outbox_is_committed_claimed_and_finished(h: Harness) {
+    use writ_store::{DeliveryAttempt, DeliveryNext, OutboxRow};
+    let row = |n: u64, endpoint: &str| OutboxRow {
+        id: format!("msg_{n}_{endpoint}"),
+        endpoint: endpoint.into(),
+        seq: n,
+        kind: "case_closed".into(),
+        payload: format!("{{\"n\":{n}}}"),
+        created: t(0),
+        attempts: 0,
+    };
+    h.store
+        .commit(CommitBatch {
+            entries: vec![
+                entry(0, "k0", None),
+                entry(1, "k1", None),
+                entry(2, "k2", None),
+            ],
+            checkpoint: None,
+            outbox: vec![row(0, "soc"), row(1, "soc"), row(2, "gone")],
+            effects: vec![],
+            expectations: vec![],
+        })
+        .await
+        .unwrap();
+    let first = h.store.claim_outbox("w1", t(1), t(60), 10).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(
+        h.store
+            .claim_outbox("w2", t(2), t(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let attempt = |status| DeliveryAttempt {
+        at: t(3),
+        status: Some(status),
+        error: None,
+    };
+    h.store
+        .finish_delivery("msg_0_soc", "w1", attempt(204), DeliveryNext::Delivered)
+        .await
+        .unwrap();
+    h.store
+        .finish_delivery("msg_1_soc", "w1", attempt(500), DeliveryNext::RetryAt(t(8)))
+        .await
+        .unwrap();
+    h.store
+        .finish_delivery("msg_2_gone", "w1", attempt(410), DeliveryNext::EndpointGone)
+        .await
+        .unwrap();
+    assert!(
+        h.store
+            .claim_outbox("w2", t(7), t(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = h.store.claim_outbox("w2", t(8), t(60), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("msg_1_soc", 1));
+    let states: Vec<(String, String)> = h
+        .store
+        .outbox(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(row, state)| (row.id, state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("msg_0_soc".to_owned(), "delivered".to_owned()),
+            ("msg_1_soc".to_owned(), "pending".to_owned()),
+            ("msg_2_gone".to_owned(), "disabled".to_owned()),
+        ]
+    );
+}
+
 writ_testkit::backend_suite!(
+    the_outbox_is_committed_claimed_and_finished,
     expectations_make_appends_conditional,
     one_live_job_per_case,
     migrations_are_idempotent,

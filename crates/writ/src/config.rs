@@ -36,6 +36,29 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The write-back worker and its guards.
     pub writeback: WriteBackConfig,
+    /// Webhook endpoints notified of what people must hear about (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[[webhooks]]`: an endpoint that receives notifications, signed as the Standard Webhooks
+/// specification says, from a durable outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Its name (in logs and the outbox).
+    pub name: String,
+    /// Where notifications are POSTed (`https://...`; `http://` only to loopback).
+    pub url: String,
+    /// A file holding the signing secret, `whsec_<base64>`, readable only by its owner. The
+    /// secret never reaches the database, the ledger or the logs.
+    pub secret_file: std::path::PathBuf,
+    /// The notifications it receives: `approval_due`, `escalation`, `break_glass_used`,
+    /// `exception_expiring`, `case_closed`.
+    pub events: Vec<writ_core::notification::NotificationKind>,
+    /// Seconds between attempts after the first (the specification's schedule when absent:
+    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); it fails after the last.
+    #[serde(default)]
+    pub retry_schedule_seconds: Option<Vec<u32>>,
 }
 
 /// `[[targets]]`: a target system. Credentials never come from writ's database: the AWS ones come

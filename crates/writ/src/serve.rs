@@ -62,6 +62,14 @@ pub async fn build_with(
         .sequencer_config(SequencerConfig {
             max_batch: config.ledger.max_batch,
             linger: Duration::from_millis(config.ledger.linger_ms),
+            webhooks: config
+                .webhooks
+                .iter()
+                .map(|w| writ_engine::WebhookRoute {
+                    endpoint: w.name.clone(),
+                    kinds: w.events.clone(),
+                })
+                .collect(),
             ..SequencerConfig::default()
         })
         .ingest_settings(IngestSettings {
@@ -127,6 +135,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         settings.clone(),
     );
     let worker = engine.writeback.clone();
+    let notifier = notifier(&config, &engine)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -155,11 +164,87 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             if let Err(err) = worker.run_deadlines().await {
                 tracing::error!(error = %err, "deadline pass failed; will retry");
             }
+            if let Some(notifier) = &notifier
+                && let Err(err) = notifier.run_once().await
+            {
+                tracing::error!(error = %err, "webhook delivery pass failed; will retry");
+            }
         }
     });
     writ_server::serve(listener, state, shutdown_signal()).await?;
     worker_task.abort();
     tracing::info!("writ stopped");
+    Ok(())
+}
+
+/// The webhook notifier of `[[webhooks]]`, with each endpoint's secret read from its file
+/// (none when no endpoint is configured).
+fn notifier(
+    config: &Config,
+    engine: &Engine,
+) -> anyhow::Result<Option<writ_engine::notify::Notifier>> {
+    if config.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let mut endpoints = std::collections::HashMap::new();
+    for webhook in &config.webhooks {
+        let context = || format!("[[webhooks]] {}", webhook.name);
+        let url = reqwest::Url::parse(&webhook.url)
+            .with_context(|| format!("{}: url {:?} is not a URL", context(), webhook.url))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        anyhow::ensure!(
+            url.scheme() == "https" || (url.scheme() == "http" && loopback),
+            "{}: url must be https (http only to loopback)",
+            context()
+        );
+        refuse_shared_secret_file(&webhook.secret_file).with_context(context)?;
+        let secret = std::fs::read_to_string(&webhook.secret_file).with_context(|| {
+            format!(
+                "{}: cannot read secret_file {}",
+                context(),
+                webhook.secret_file.display()
+            )
+        })?;
+        let schedule = match &webhook.retry_schedule_seconds {
+            Some(seconds) => seconds
+                .iter()
+                .map(|s| SignedDuration::from_secs(i64::from(*s)))
+                .collect(),
+            None => writ_engine::notify::STANDARD_SCHEDULE.to_vec(),
+        };
+        let endpoint = writ_engine::notify::Endpoint::new(&webhook.url, &secret, schedule)
+            .with_context(|| format!("{}: secret_file", context()))?;
+        anyhow::ensure!(
+            endpoints.insert(webhook.name.clone(), endpoint).is_none(),
+            "{}: two [[webhooks]] have this name",
+            context()
+        );
+    }
+    Ok(Some(
+        writ_engine::notify::Notifier::new(
+            engine.store.clone(),
+            engine.clock.clone(),
+            &*engine.ids,
+            endpoints,
+        )
+        .context("cannot start the webhook client")?,
+    ))
+}
+
+/// Refuses a secret file that its group or others may read: the secret signs what writ
+/// tells the world.
+fn refuse_shared_secret_file(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read secret_file {}", path.display()))?;
+        anyhow::ensure!(
+            meta.permissions().mode() & 0o077 == 0,
+            "secret_file {} is readable by group or others; chmod 600 it",
+            path.display()
+        );
+    }
     Ok(())
 }
 

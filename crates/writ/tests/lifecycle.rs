@@ -46,7 +46,71 @@ fn test_bundle(site: &Site) -> std::path::PathBuf {
     dir
 }
 
+/// The webhook receiver (a Python process verifying with the reference `standardwebhooks`
+/// package); killed on drop.
+struct Receiver {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    fn start(site: &Site, secret: &str) -> (Receiver, u16) {
+        let port = writ_testkit::free_port().unwrap();
+        let log = site.path("webhooks.log");
+        let python = writ_testkit::venv_program("python").unwrap();
+        let child = std::process::Command::new(python)
+            .arg(fixture_script("webhook_receiver.py"))
+            .args([&port.to_string(), secret, log.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        (Receiver { child, log }, port)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Waits until a verified delivery of each of `types` has been accepted.
+    async fn wait_for(&self, types: &[&str]) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let records = self.records();
+            let delivered = |t: &str| {
+                records
+                    .iter()
+                    .any(|r| r["answer"] == 204 && r["type"] == format!("writ.{t}"))
+            };
+            if types.iter().all(|t| delivered(t)) {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every notification of {types:?} arrived: {records:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn fixture_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
 struct World {
+    receiver: Receiver,
     site: Site,
     server: Server,
     moto: MotoServer,
@@ -87,10 +151,31 @@ impl World {
             ),
         );
         let bundle = test_bundle(&site);
+        // Webhooks: one endpoint that verifies and takes everything (after a first 503 per
+        // message, so each is retried), one that answers 410 and must be disabled.
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let secret_file = site.path("webhook.secret");
+        std::fs::write(&secret_file, secret).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let (receiver, hook_port) = Receiver::start(&site, secret);
         let config = std::fs::read_to_string(site.path("writ.toml")).unwrap();
         std::fs::write(
             site.path("writ.toml"),
-            format!("{config}\n[policy]\nbundle = \"{}\"\n", bundle.display()),
+            format!(
+                "{config}\n[policy]\nbundle = \"{}\"\n\n\
+                 [[webhooks]]\nname = \"soc\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n\
+                 secret_file = \"{}\"\n\
+                 events = [\"approval_due\", \"escalation\", \"break_glass_used\", \"exception_expiring\", \"case_closed\"]\n\
+                 retry_schedule_seconds = [1, 1, 1]\n\n\
+                 [[webhooks]]\nname = \"retired\"\nurl = \"http://127.0.0.1:{hook_port}/gone\"\n\
+                 secret_file = \"{}\"\nevents = [\"case_closed\"]\n",
+                bundle.display(),
+                secret_file.display(),
+                secret_file.display()
+            ),
         )
         .unwrap();
         std::fs::write(
@@ -140,6 +225,7 @@ impl World {
             assert!(output.status.success(), "{}", text(&output));
         }
         World {
+            receiver,
             site,
             server,
             moto,
@@ -740,6 +826,35 @@ async fn the_case_lifecycle_end_to_end(db: TestDb) {
     a_break_glass_is_applied_escalated_and_reviewed(&w).await;
     an_automated_deny_is_overridden(&w).await;
     a_weak_finding_cannot_block_a_strong_one(&w).await;
+    // Every notification was signed as Standard Webhooks says (the reference package verified
+    // it), retried after a failure, and delivered; the endpoint that answered 410 was sent
+    // nothing more.
+    let records = w
+        .receiver
+        .wait_for(&[
+            "approval_due",
+            "escalation",
+            "break_glass_used",
+            "case_closed",
+        ])
+        .await;
+    assert!(
+        records.iter().all(|r| r.get("bad").is_none()),
+        "a notification did not verify: {records:?}"
+    );
+    for delivered in records.iter().filter(|r| r["answer"] == 204) {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["answer"] == 503 && r["id"] == delivered["id"]),
+            "{delivered} was not retried after its first failure"
+        );
+    }
+    let gone = records.iter().filter(|r| r["path"] == "gone").count();
+    assert_eq!(
+        gone, 1,
+        "the 410 endpoint was disabled after one answer: {records:?}"
+    );
     // The ledger holds: every projection is what the ledger implies.
     let output = w.site.run(&["audit", "verify"]);
     assert!(output.status.success(), "{}", text(&output));

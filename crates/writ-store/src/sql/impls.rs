@@ -274,6 +274,39 @@ macro_rules! impl_store {
                 Ok(renewed)
             }
 
+            async fn claim_outbox(
+                &self,
+                holder: &str,
+                now: jiff::Timestamp,
+                until: jiff::Timestamp,
+                limit: u32,
+            ) -> Result<Vec<$crate::model::OutboxRow>, $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let claimed = q::claim_outbox(&mut tx, holder, now, until, limit).await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn finish_delivery(
+                &self,
+                id: &str,
+                holder: &str,
+                attempt: $crate::model::DeliveryAttempt,
+                next: $crate::model::DeliveryNext,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                q::finish_delivery(&mut tx, id, holder, &attempt, &next).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn outbox(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<($crate::model::OutboxRow, String)>, $crate::StoreError> {
+                q::outbox(&mut *self.reader.acquire().await?, limit).await
+            }
+
             async fn release_lease(
                 &self,
                 job: writ_core::ids::JobId,

@@ -62,6 +62,7 @@ macro_rules! ledger_queries {
             }
             check_expectations(conn, &batch.expectations).await?;
             apply_effects(conn, &batch.effects).await?;
+            insert_outbox(conn, &batch.outbox).await?;
             if next != head {
                 sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
                     .bind(seq_to_db(next)?)

@@ -149,6 +149,182 @@ macro_rules! lifecycle_queries {
                 .collect()
         }
 
+        /// Writes notifications into the outbox, in the commit's transaction.
+        async fn insert_outbox(
+            conn: &mut Conn,
+            rows: &[$crate::model::OutboxRow],
+        ) -> Result<(), StoreError> {
+            for row in rows {
+                sqlx::query(
+                    "INSERT INTO webhook_outbox (id, endpoint, seq, kind, payload, created_us, state, attempts, next_attempt_us)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(row.id.as_str())
+                .bind(row.endpoint.as_str())
+                .bind(seq_to_db(row.seq)?)
+                .bind(row.kind.as_str())
+                .bind(row.payload.as_str())
+                .bind(micros(row.created))
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        fn outbox_from_row(row: &DbRow) -> Result<$crate::model::OutboxRow, StoreError> {
+            const T: &str = "webhook_outbox";
+            Ok($crate::model::OutboxRow {
+                id: row.try_get("id")?,
+                endpoint: row.try_get("endpoint")?,
+                seq: seq_from_db(T, row.try_get("seq")?)?,
+                kind: row.try_get("kind")?,
+                payload: row.try_get("payload")?,
+                created: from_micros(T, row.try_get("created_us")?)?,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            })
+        }
+
+        /// Claims due notifications one by one (a conditional update each), so that two
+        /// workers never hold the same one.
+        pub(crate) async fn claim_outbox(
+            conn: &mut Conn,
+            holder: &str,
+            now: jiff::Timestamp,
+            until: jiff::Timestamp,
+            limit: u32,
+        ) -> Result<Vec<$crate::model::OutboxRow>, StoreError> {
+            let due: Vec<String> = sqlx::query_scalar(
+                "SELECT o.id FROM webhook_outbox o
+                 WHERE o.state = 'pending' AND o.next_attempt_us <= $1
+                   AND (o.lease_until_us IS NULL OR o.lease_until_us <= $1)
+                   AND NOT EXISTS (SELECT 1 FROM webhook_endpoints_disabled d WHERE d.name = o.endpoint)
+                 ORDER BY o.next_attempt_us, o.seq LIMIT $2",
+            )
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut claimed = Vec::new();
+            for id in due {
+                let taken = sqlx::query(
+                    "UPDATE webhook_outbox SET lease_holder = $1, lease_until_us = $2
+                     WHERE id = $3 AND state = 'pending'
+                       AND (lease_until_us IS NULL OR lease_until_us <= $4)",
+                )
+                .bind(holder)
+                .bind(micros(until))
+                .bind(id.as_str())
+                .bind(micros(now))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if taken == 1 {
+                    let row = sqlx::query(
+                        "SELECT id, endpoint, seq, kind, payload, created_us, attempts FROM webhook_outbox WHERE id = $1",
+                    )
+                    .bind(id.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    claimed.push(outbox_from_row(&row)?);
+                }
+            }
+            Ok(claimed)
+        }
+
+        pub(crate) async fn finish_delivery(
+            conn: &mut Conn,
+            id: &str,
+            holder: &str,
+            attempt: &$crate::model::DeliveryAttempt,
+            next: &$crate::model::DeliveryNext,
+        ) -> Result<(), StoreError> {
+            use $crate::model::DeliveryNext as N;
+            let attempts: Option<i64> = sqlx::query_scalar(
+                "SELECT attempts FROM webhook_outbox WHERE id = $1 AND lease_holder = $2",
+            )
+            .bind(id)
+            .bind(holder)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(attempts) = attempts else {
+                // The lease passed to another worker: its attempt counts, not this one.
+                return Ok(());
+            };
+            let number = attempts + 1;
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (outbox_id, attempt, at_us, status, error)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (outbox_id, attempt) DO NOTHING",
+            )
+            .bind(id)
+            .bind(number)
+            .bind(micros(attempt.at))
+            .bind(attempt.status.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .execute(&mut *conn)
+            .await?;
+            let (state, next_at) = match next {
+                N::Delivered => ("delivered", None),
+                N::RetryAt(at) => ("pending", Some(micros(*at))),
+                N::Failed => ("failed", None),
+                N::EndpointGone => ("disabled", None),
+            };
+            sqlx::query(
+                "UPDATE webhook_outbox SET state = $1, attempts = $2, next_attempt_us = $3,
+                    lease_holder = NULL, lease_until_us = NULL, last_status = $4, last_error = $5
+                 WHERE id = $6",
+            )
+            .bind(state)
+            .bind(number)
+            .bind(next_at)
+            .bind(attempt.status.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            if *next == N::EndpointGone {
+                let endpoint: String =
+                    sqlx::query_scalar("SELECT endpoint FROM webhook_outbox WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                sqlx::query(
+                    "INSERT INTO webhook_endpoints_disabled (name, reason, at_us) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(endpoint.as_str())
+                .bind("the endpoint answered 410 Gone")
+                .bind(micros(attempt.at))
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "UPDATE webhook_outbox SET state = 'disabled', next_attempt_us = NULL
+                     WHERE endpoint = $1 AND state = 'pending'",
+                )
+                .bind(endpoint.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn outbox(
+            conn: &mut Conn,
+            limit: u32,
+        ) -> Result<Vec<($crate::model::OutboxRow, String)>, StoreError> {
+            let mut rows = Vec::new();
+            for row in sqlx::query(
+                "SELECT id, endpoint, seq, kind, payload, created_us, attempts, state FROM webhook_outbox ORDER BY seq, endpoint LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                rows.push((outbox_from_row(&row)?, row.try_get("state")?));
+            }
+            Ok(rows)
+        }
+
         fn exception_from_row(row: &DbRow) -> Result<$crate::model::ExceptionView, StoreError> {
             const T: &str = "exceptions";
             let snapshot: String = row.try_get("snapshot")?;
