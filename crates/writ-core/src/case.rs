@@ -50,6 +50,8 @@ pub enum CaseState {
     ExceptionRequested,
     /// An exception is in force: the risk is accepted until it expires.
     RiskAccepted,
+    /// A dismissal as a false positive waits for the second person policy asks for.
+    DismissalRequested,
     /// Closed for good.
     Closed,
 }

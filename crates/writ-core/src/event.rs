@@ -113,6 +113,9 @@ pub enum EventKind {
     /// An admin asked to override an automated deny or case-only decision; the change waits
     /// for the named risk owner to accept the residual risk.
     OverrideRequested,
+    /// A reviewer asked to dismiss the case as a false positive, and policy decided it (action
+    /// `dismiss`): on the reviewer's word, or with a second person's approval.
+    DismissalRequested,
 }
 
 impl EventKind {
@@ -144,7 +147,7 @@ impl EventKind {
             | K::WriteBackFailed => &["RS.MI-02", "PR.AA-05"],
             K::RollbackRequested => &["RC.RP-01", "GV.RM-03", "PR.AA-05"],
             K::RollbackIntent | K::RolledBack => &["RC.RP-01", "RS.MI-02"],
-            K::CaseClosed | K::CaseDismissed => &["RS.MA-05", "GV.OV-02"],
+            K::CaseClosed | K::CaseDismissed | K::DismissalRequested => &["RS.MA-05", "GV.OV-02"],
             K::CaseFrozen | K::CaseUnfrozen => &["RS.MI-01", "GV.RR-02"],
             K::ExceptionRequested
             | K::ExceptionGranted
@@ -319,6 +322,8 @@ pub enum EventBody {
     BypassReviewOverdue(BypassReviewOverdue),
     /// See [`OverrideRequested`].
     OverrideRequested(OverrideRequested),
+    /// See [`DismissalRequested`].
+    DismissalRequested(DismissalRequested),
 }
 
 impl EventBody {
@@ -358,6 +363,7 @@ impl EventBody {
             B::BypassReviewed(_) => K::BypassReviewed,
             B::BypassReviewOverdue(_) => K::BypassReviewOverdue,
             B::OverrideRequested(_) => K::OverrideRequested,
+            B::DismissalRequested(_) => K::DismissalRequested,
         }
     }
 
@@ -397,6 +403,7 @@ impl EventBody {
             K::BypassReviewed => serde_json::from_value(body).map(B::BypassReviewed),
             K::BypassReviewOverdue => serde_json::from_value(body).map(B::BypassReviewOverdue),
             K::OverrideRequested => serde_json::from_value(body).map(B::OverrideRequested),
+            K::DismissalRequested => serde_json::from_value(body).map(B::DismissalRequested),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -427,6 +434,7 @@ impl EventBody {
             B::ExceptionExpired(b) => Some(&b.case),
             B::BreakGlassUsed(b) => Some(&b.case),
             B::OverrideRequested(b) => Some(&b.case),
+            B::DismissalRequested(b) => Some(&b.case),
             B::IdentitySynced(_)
             | B::BypassReviewed(_)
             | B::BypassReviewOverdue(_)
@@ -489,7 +497,8 @@ impl EventBody {
             | B::BreakGlassUsed(_)
             | B::BypassReviewed(_)
             | B::BypassReviewOverdue(_)
-            | B::OverrideRequested(_) => None,
+            | B::OverrideRequested(_)
+            | B::DismissalRequested(_) => None,
         }
     }
 }
@@ -1000,6 +1009,28 @@ pub struct OverrideRequested {
     /// The decision in force from now on: the change, with one approval from `risk_owner`.
     pub decision: Decision,
     /// The inputs of the overridden decision (replayable).
+    pub evaluation: Evaluation,
+}
+
+/// `dismissal_requested`: a reviewer asked to dismiss the case as a false positive, and policy
+/// decided it (action `dismiss`). The decision becomes the case's decision in force; the case
+/// waits in `dismissal_requested` for the second person policy asks for (never the reviewer),
+/// whose approval dismisses it; a rejection returns it to `was`. On the reviewer's word, the
+/// dismissal follows at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DismissalRequested {
+    /// The case, now `dismissal_requested`.
+    pub case: Case,
+    /// Who asked (a principal's canonical name).
+    pub reviewer: String,
+    /// Why, in their words.
+    pub rationale: String,
+    /// The state the case was in.
+    pub was: CaseState,
+    /// The policy decision on it.
+    pub decision: Decision,
+    /// The inputs it was evaluated from (replayable).
     pub evaluation: Evaluation,
 }
 

@@ -122,6 +122,7 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                     | EventBody::ExceptionRequested(_)
                     | EventBody::BreakGlassUsed(_)
                     | EventBody::OverrideRequested(_)
+                    | EventBody::DismissalRequested(_)
             ),
         });
     }

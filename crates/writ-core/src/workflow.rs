@@ -102,6 +102,9 @@ pub const BREAKABLE: &[CaseState] = &[
     CaseState::RiskAccepted,
 ];
 
+/// The Cedar action a dismissal as a false positive is decided as.
+pub const DISMISS_ACTION: &str = "dismiss";
+
 /// The Cedar action a break-glass change is decided as.
 pub const BREAK_GLASS_ACTION: &str = "break_glass";
 
@@ -189,7 +192,33 @@ pub fn case_transition(
         }
         B::CaseDismissed(_) => {
             snapshot_is(S::Closed)?;
-            expect(DISMISSABLE, S::Closed)
+            match from {
+                Some(S::DismissalRequested) => Ok(Some(S::Closed)),
+                _ => expect(DISMISSABLE, S::Closed),
+            }
+        }
+        B::DismissalRequested(b) => {
+            snapshot_is(S::DismissalRequested)?;
+            if !matches!(b.decision.tier, Tier::Auto | Tier::Approval { .. }) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "a {} decision allows no dismissal",
+                        tier_name(&b.decision.tier)
+                    ),
+                ));
+            }
+            if from != Some(b.was) {
+                return Err(illegal(
+                    kind,
+                    format!(
+                        "the event says the case was {}, but it is {}",
+                        state_name(b.was),
+                        from.map_or("missing", state_name)
+                    ),
+                ));
+            }
+            expect(DISMISSABLE, S::DismissalRequested)
         }
         B::CaseFrozen(b) => {
             snapshot_is(S::Frozen)?;
@@ -297,7 +326,7 @@ pub fn case_transition(
             None => expect(&[S::Remediating], S::Remediating),
         },
         B::ApprovalGranted(_) => match from {
-            Some(S::RollbackRequested | S::ExceptionRequested) => Ok(from),
+            Some(S::RollbackRequested | S::ExceptionRequested | S::DismissalRequested) => Ok(from),
             _ => expect(&[S::AwaitingApproval], S::AwaitingApproval),
         },
         B::ChangeRejected(b) => match from {
@@ -306,8 +335,11 @@ pub fn case_transition(
                 snapshot_is(S::Remediated)?;
                 Ok(Some(S::Remediated))
             }
-            // A rejected exception leaves the case as it was before.
+            // A rejected exception or dismissal leaves the case as it was before.
             Some(S::ExceptionRequested) if EXCEPTABLE.contains(&b.case.state) => {
+                Ok(Some(b.case.state))
+            }
+            Some(S::DismissalRequested) if DISMISSABLE.contains(&b.case.state) => {
                 Ok(Some(b.case.state))
             }
             _ => {
@@ -428,7 +460,8 @@ pub fn job_transition(
         | B::BreakGlassUsed(_)
         | B::BypassReviewed(_)
         | B::BypassReviewOverdue(_)
-        | B::OverrideRequested(_) => &[],
+        | B::OverrideRequested(_)
+        | B::DismissalRequested(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -507,6 +540,26 @@ impl CaseWorkflow {
             .is_some_and(|d| d.action == ACCEPT_RISK_ACTION)
     }
 
+    /// Whether the decision in force is a dismissal's.
+    pub fn dismissal_in_force(&self) -> bool {
+        self.decision
+            .as_ref()
+            .is_some_and(|d| d.action == DISMISS_ACTION)
+    }
+
+    /// Whether the decision in force lets the dismissal asked for go ahead now: automatic, or
+    /// with its approval rule met.
+    pub fn may_dismiss(&self) -> bool {
+        if !self.dismissal_in_force() {
+            return false;
+        }
+        match self.decision.as_ref().map(|d| &d.tier) {
+            Some(Tier::Auto) => true,
+            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
+            _ => false,
+        }
+    }
+
     /// Whether the decision in force lets the exception asked for be granted now: an
     /// exception's decision, automatic or with its approval rule met.
     pub fn may_grant_exception(&self) -> bool {
@@ -536,7 +589,7 @@ impl CaseWorkflow {
     /// Whether the decision in force lets a job be queued now: automatic, or its approval rule
     /// is met by the votes (each voter counting once, in a group it belongs to).
     pub fn may_queue(&self) -> bool {
-        if self.rollback_in_force() || self.exception_in_force() {
+        if self.rollback_in_force() || self.exception_in_force() || self.dismissal_in_force() {
             return false;
         }
         match self.decision.as_ref().map(|d| &d.tier) {
@@ -617,12 +670,14 @@ impl CaseWorkflow {
             }
             B::ChangeRejected(b) => {
                 self.check_vote(kind, &b.approval, &b.rationale, Verdict::Reject)?;
-                if self.state == Some(CaseState::ExceptionRequested)
-                    && self.request_was != Some(b.case.state)
+                if matches!(
+                    self.state,
+                    Some(CaseState::ExceptionRequested | CaseState::DismissalRequested)
+                ) && self.request_was != Some(b.case.state)
                 {
                     return Err(illegal(
                         kind,
-                        "a rejected exception returns the case to the state it was in",
+                        "a rejected request returns the case to the state it was in",
                     ));
                 }
             }
@@ -721,8 +776,27 @@ impl CaseWorkflow {
                     return Err(illegal(kind, "a closure needs a rationale"));
                 }
             }
-            B::CaseDismissed(b) if b.rationale.trim().is_empty() => {
-                return Err(illegal(kind, "a dismissal needs a rationale"));
+            B::CaseDismissed(b) => {
+                if b.rationale.trim().is_empty() {
+                    return Err(illegal(kind, "a dismissal needs a rationale"));
+                }
+                if self.state == Some(CaseState::DismissalRequested) && !self.may_dismiss() {
+                    return Err(illegal(
+                        kind,
+                        format!(
+                            "the dismissal is not approved yet ({} more approval(s) needed)",
+                            self.votes_missing()
+                        ),
+                    ));
+                }
+            }
+            B::DismissalRequested(b) => {
+                if b.decision.action != DISMISS_ACTION {
+                    return Err(illegal(kind, "the decision is not a dismissal's"));
+                }
+                if b.rationale.trim().is_empty() {
+                    return Err(illegal(kind, "a dismissal needs a rationale"));
+                }
             }
             B::CaseFrozen(_)
                 if self.state == Some(CaseState::Remediating)
@@ -789,6 +863,13 @@ impl CaseWorkflow {
                 self.votes.clear();
                 self.requester = Some(b.requester.clone());
                 self.request_was = None;
+            }
+            B::DismissalRequested(b) => {
+                self.decision = Some(b.decision.clone());
+                self.routed_to_human = false;
+                self.votes.clear();
+                self.requester = Some(b.reviewer.clone());
+                self.request_was = Some(b.was);
             }
             B::BreakGlassUsed(b) => {
                 self.decision = Some(b.decision.clone());

@@ -56,6 +56,9 @@ pub struct RecordedDecision {
     pub exception: Option<(writ_core::exception::Exception, writ_core::case::CaseState)>,
     /// For an override: the admin who asked, and the risk owner whose approval it needs.
     pub overrider: Option<(String, String)>,
+    /// For a dismissal: the reviewer who asked, the rationale, and the state a rejection
+    /// returns the case to.
+    pub dismissal: Option<(String, String, writ_core::case::CaseState)>,
 }
 
 impl RecordedDecision {
@@ -66,6 +69,19 @@ impl RecordedDecision {
             .map(|r| r.requester.as_str())
             .or(self.exception.as_ref().map(|(e, _)| e.requester.as_str()))
             .or(self.overrider.as_ref().map(|(admin, _)| admin.as_str()))
+            .or(self
+                .dismissal
+                .as_ref()
+                .map(|(reviewer, _, _)| reviewer.as_str()))
+    }
+
+    /// The state a rejection of the request in force returns the case to (an exception's, a
+    /// dismissal's).
+    pub fn request_was(&self) -> Option<writ_core::case::CaseState> {
+        self.exception
+            .as_ref()
+            .map(|(_, was)| *was)
+            .or(self.dismissal.as_ref().map(|(_, _, was)| *was))
     }
 }
 
@@ -108,6 +124,15 @@ pub async fn recorded_decision_at(
             rollback: None,
             exception: None,
             overrider: None,
+            dismissal: None,
+        }),
+        EventBody::DismissalRequested(asked) => Ok(RecordedDecision {
+            decision: asked.decision,
+            evaluation: asked.evaluation,
+            rollback: None,
+            exception: None,
+            overrider: None,
+            dismissal: Some((asked.reviewer, asked.rationale, asked.was)),
         }),
         EventBody::OverrideRequested(asked) => Ok(RecordedDecision {
             decision: asked.decision,
@@ -115,6 +140,7 @@ pub async fn recorded_decision_at(
             rollback: None,
             exception: None,
             overrider: Some((asked.requester, asked.risk_owner)),
+            dismissal: None,
         }),
         EventBody::BreakGlassUsed(used) => Ok(RecordedDecision {
             decision: used.decision,
@@ -122,6 +148,7 @@ pub async fn recorded_decision_at(
             rollback: None,
             exception: None,
             overrider: None,
+            dismissal: None,
         }),
         EventBody::ExceptionRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
@@ -129,6 +156,7 @@ pub async fn recorded_decision_at(
             rollback: None,
             exception: Some((requested.exception, requested.was)),
             overrider: None,
+            dismissal: None,
         }),
         EventBody::RollbackRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
@@ -140,6 +168,7 @@ pub async fn recorded_decision_at(
             }),
             exception: None,
             overrider: None,
+            dismissal: None,
         }),
         other => Err(bad(format!("a {} entry, not a decision", other.kind()))),
     }

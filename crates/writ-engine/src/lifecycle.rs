@@ -11,6 +11,7 @@
 //! `risk_owner`, who accepts the residual risk; that approval queues the change like any other.
 
 use writ_core::case::{Case, CaseState};
+use writ_core::decision::Tier;
 use writ_core::event::{CaseClosed, CaseDismissed, CaseUnfrozen, ClosureEvidence, EventBody};
 use writ_core::ids::CaseId;
 use writ_core::principal::Principal;
@@ -47,24 +48,80 @@ impl WriteBack {
         .await
     }
 
-    /// Dismisses `case_id` as a false positive on `reviewer`'s word: it closes, and nothing
-    /// changes in the target. A case whose change is in effect must be rolled back first.
+    /// Dismisses `case_id` as a false positive, as `reviewer`: closed, nothing changed in the
+    /// target. A case whose change is in effect must be rolled back first. Policy decides it
+    /// (Cedar `dismiss`, when the bundle declares it): on the reviewer's word the case closes
+    /// now; when it asks for a second person the case waits in `dismissal_requested` for that
+    /// approval (the reviewer never counts); any other tier refuses. A bundle that does not
+    /// declare `dismiss` leaves it to the reviewer.
     pub async fn dismiss(
         &self,
         case_id: CaseId,
         reviewer: &Principal,
         rationale: &str,
     ) -> Result<Case, WriteBackError> {
-        self.case_step(case_id, reviewer, rationale, "dismiss", |view, _| {
-            let mut case = view.case.clone();
-            case.state = CaseState::Closed;
-            case.compliance_closed = true;
-            Ok(EventBody::CaseDismissed(CaseDismissed {
-                case,
-                reviewer: reviewer.name.clone(),
-                rationale: rationale.to_owned(),
-            }))
-        })
+        let policy = self.policy.clone();
+        self.case_steps(
+            case_id,
+            reviewer,
+            rationale,
+            "dismiss",
+            |view, workflow, recorded| {
+                let decided = match (&policy, recorded) {
+                    (Some(policy), Some(recorded)) => {
+                        let evaluation = writ_policy::asked_evaluation(
+                            &recorded.evaluation,
+                            writ_policy::DISMISS,
+                            &reviewer.name,
+                        )
+                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                        match policy.replay(&evaluation) {
+                            Ok(decision) => Some((decision, evaluation)),
+                            Err(writ_policy::PolicyError::UndeclaredAction(_)) => None,
+                            Err(err) => {
+                                return Err(WriteBackError::Forbidden(format!(
+                                    "policy cannot decide a dismissal: {err}"
+                                )));
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let Some((decision, evaluation)) = decided else {
+                    // Nothing in the policy about dismissals: the reviewer's word.
+                    return Ok(vec![dismissal(
+                        &view.case,
+                        &reviewer.name,
+                        rationale,
+                        workflow,
+                    )?]);
+                };
+                if !matches!(decision.tier, Tier::Auto | Tier::Approval { .. }) {
+                    return Err(WriteBackError::Forbidden(format!(
+                        "policy does not allow this dismissal: {}",
+                        decision.reason
+                    )));
+                }
+                let mut case = view.case.clone();
+                case.state = CaseState::DismissalRequested;
+                let asked = EventBody::DismissalRequested(writ_core::event::DismissalRequested {
+                    case: case.clone(),
+                    reviewer: reviewer.name.clone(),
+                    rationale: rationale.to_owned(),
+                    was: view.case.state,
+                    decision,
+                    evaluation,
+                });
+                workflow
+                    .apply(case_id, &asked)
+                    .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                let mut steps = vec![asked];
+                if workflow.may_dismiss() {
+                    steps.push(dismissal(&case, &reviewer.name, rationale, workflow)?);
+                }
+                Ok(steps)
+            },
+        )
         .await
     }
 
@@ -182,6 +239,76 @@ impl WriteBack {
         Ok(CaseState::NeedsReview)
     }
 
+    /// Records the events `steps` makes of the case as read (each already applied to the
+    /// workflow it is given, in order), by `principal`, as one group; reads again and retries
+    /// when the case changed meanwhile. Returns the case as the last event leaves it.
+    async fn case_steps(
+        &self,
+        case_id: CaseId,
+        principal: &Principal,
+        rationale: &str,
+        name: &str,
+        steps: impl Fn(
+            &CaseView,
+            &mut CaseWorkflow,
+            Option<&entries::RecordedDecision>,
+        ) -> Result<Vec<EventBody>, WriteBackError>,
+    ) -> Result<Case, WriteBackError> {
+        if rationale.trim().is_empty() {
+            return Err(WriteBackError::Refused(format!(
+                "to {name} a case needs a rationale"
+            )));
+        }
+        for _ in 0..STALE_RETRIES {
+            let view = self.case_view(case_id).await?;
+            let recorded = match view.decision_seq {
+                Some(seq) => Some(entries::recorded_decision_at(&*self.store, seq).await?),
+                None => None,
+            };
+            let mut workflow = match &recorded {
+                Some(recorded) => workflow_of(&view, recorded),
+                None => CaseWorkflow {
+                    case: Some(view.case.id),
+                    state: Some(view.case.state),
+                    job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),
+                    ..CaseWorkflow::default()
+                },
+            };
+            let bodies = steps(&view, &mut workflow, recorded.as_ref())?;
+            let case = bodies
+                .iter()
+                .rev()
+                .find_map(|b| b.case().cloned())
+                .ok_or_else(|| WriteBackError::Refused(format!("{name} records no case")))?;
+            let actor = actor_of(principal);
+            let group: Vec<Draft> = bodies
+                .into_iter()
+                .enumerate()
+                .map(|(n, body)| Draft {
+                    expect: if n == 0 {
+                        vec![case_expectation(&view)]
+                    } else {
+                        Vec::new()
+                    },
+                    ..Draft::new(
+                        Some(case_id),
+                        actor.clone(),
+                        format!("{name}:{case_id}:{}:{n}", view.updated_seq),
+                        body,
+                    )
+                })
+                .collect();
+            match self.append_group(group).await {
+                Err(WriteBackError::Stale(_)) => continue,
+                Err(err) => return Err(err),
+                Ok(_) => return Ok(case),
+            }
+        }
+        Err(WriteBackError::Refused(format!(
+            "case {case_id} kept changing; try again"
+        )))
+    }
+
     /// Records the one event `step` makes of the case as read, by `principal`, after the state
     /// machine accepts it; reads again and retries when the case changed meanwhile.
     async fn case_step(
@@ -258,4 +385,27 @@ impl WriteBack {
             "case {case_id} kept changing; try again"
         )))
     }
+}
+
+/// The event that dismisses `case` as a false positive on `reviewer`'s rationale (checked with
+/// `workflow`, which it advances): on the reviewer's word, or with the second person's
+/// approval.
+pub(crate) fn dismissal(
+    case: &Case,
+    reviewer: &str,
+    rationale: &str,
+    workflow: &mut CaseWorkflow,
+) -> Result<EventBody, WriteBackError> {
+    let mut closed = case.clone();
+    closed.state = CaseState::Closed;
+    closed.compliance_closed = true;
+    let body = EventBody::CaseDismissed(CaseDismissed {
+        case: closed,
+        reviewer: reviewer.to_owned(),
+        rationale: rationale.to_owned(),
+    });
+    workflow
+        .apply(case.id, &body)
+        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+    Ok(body)
 }

@@ -319,6 +319,7 @@ impl WriteBack {
                 CaseState::AwaitingApproval
                     | CaseState::RollbackRequested
                     | CaseState::ExceptionRequested
+                    | CaseState::DismissalRequested
             ) {
                 return Err(WriteBackError::Refused(format!(
                     "case {case_id} is not awaiting approval (it is {})",
@@ -377,7 +378,14 @@ impl WriteBack {
                 None => None,
             };
             // An exception's vote binds to the exception, not to a change.
-            let action = match (&rollback_job, &exception) {
+            let governance_request = if exception.is_some() {
+                Some(writ_core::workflow::ACCEPT_RISK_ACTION)
+            } else if recorded.dismissal.is_some() {
+                Some(writ_core::workflow::DISMISS_ACTION)
+            } else {
+                None
+            };
+            let action = match (&rollback_job, governance_request) {
                 (Some(job), _) => Some(job.job.action.clone()),
                 (None, Some(_)) => None,
                 (None, None) => Some(action_from_name(&decision.action).ok_or_else(|| {
@@ -403,9 +411,7 @@ impl WriteBack {
                     external_id,
                     groups: groups.iter().map(ToString::to_string).collect(),
                     rollback: rollback.is_some(),
-                    request: exception
-                        .as_ref()
-                        .map(|_| writ_core::workflow::ACCEPT_RISK_ACTION.to_owned()),
+                    request: governance_request.map(str::to_owned),
                 }),
             };
             let actor = actor_of(voter);
@@ -421,9 +427,9 @@ impl WriteBack {
                     let mut case = view.case.clone();
                     // A rejected rollback leaves the change in effect; a rejected exception
                     // leaves the case as it was.
-                    case.state = match (&rollback, &exception) {
+                    case.state = match (&rollback, recorded.request_was()) {
                         (Some(_), _) => CaseState::Remediated,
-                        (None, Some((_, was))) => *was,
+                        (None, Some(was)) => was,
                         (None, None) => CaseState::Rejected,
                     };
                     (
@@ -462,7 +468,19 @@ impl WriteBack {
                     refreshed.insert(name.clone(), groups);
                 }
                 workflow.votes = refreshed;
-                if let Some((asked, _)) = &exception
+                if let Some((reviewer, reason, _)) = &recorded.dismissal
+                    && workflow.may_dismiss()
+                {
+                    // The second person's approval: the case is dismissed, in the same group.
+                    let body =
+                        crate::lifecycle::dismissal(&view.case, reviewer, reason, &mut workflow)?;
+                    group.push(Draft::new(
+                        Some(case_id),
+                        actor.clone(),
+                        format!("dismissal:{case_id}:{decision_seq}"),
+                        body,
+                    ));
+                } else if let Some((asked, _)) = &exception
                     && workflow.may_grant_exception()
                 {
                     // The last approval an exception needed: it is in force, in the same
@@ -1591,7 +1609,7 @@ pub(crate) fn case_expectation(view: &CaseView) -> Expectation {
 pub(crate) fn workflow_of(view: &CaseView, recorded: &entries::RecordedDecision) -> CaseWorkflow {
     CaseWorkflow {
         requester: recorded.requester().map(str::to_owned),
-        request_was: recorded.exception.as_ref().map(|(_, was)| *was),
+        request_was: recorded.request_was(),
         case: Some(view.case.id),
         state: Some(view.case.state),
         decision: Some(recorded.decision.clone()),

@@ -1545,7 +1545,79 @@ when { resource.criticality == "high" };
     );
 }
 
+/// Policy may demand a second person to dismiss a case: a compromise report is dismissed only
+/// with security's approval, never the reviewer's own.
+async fn dismissing_a_compromise_needs_a_second_person(w: World) {
+    let observation = Observation {
+        status: writ_core::finding::FindingStatus::Fail,
+        format: SourceFormat::Native,
+        finding_type: "credential_compromise".into(),
+        severity: Severity::High,
+        confidence_bp: 4_000,
+        subject: SubjectRef {
+            system: "aws:123456789012".into(),
+            external_id: "svc-etl/AccessKey1".into(),
+            kind_hint: None,
+        },
+        observed_at: None,
+        title: "maybe leaked".into(),
+        source_key: None,
+        controls: vec![],
+        details: serde_json::Value::Null,
+    };
+    let source = Source {
+        name: "hunch".into(),
+        trust: Trust::Low,
+    };
+    let case = w
+        .ingestor
+        .ingest(
+            &source,
+            Submission {
+                evidence: b"{\"maybe\": true}".to_vec(),
+                observation,
+                redacted_from: None,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap()
+        .case_id;
+    let asked = w
+        .writeback
+        .dismiss(case, &person("alice"), "the key was never exposed")
+        .await
+        .unwrap();
+    assert_eq!(asked.state, CaseState::DismissalRequested);
+    let own = w.writeback.approve(case, "alice", "agreed", false).await;
+    assert!(matches!(own, Err(WriteBackError::Forbidden(_))), "{own:?}");
+    let outsider = w.writeback.approve(case, "bob", "agreed", false).await;
+    assert!(
+        matches!(outsider, Err(WriteBackError::Forbidden(_))),
+        "{outsider:?}"
+    );
+    w.writeback
+        .approve(case, "carol", "checked CloudTrail: no use", false)
+        .await
+        .unwrap();
+    let closed = w.store.case(case).await.unwrap().unwrap();
+    assert_eq!(closed.state, CaseState::Closed);
+    assert!(closed.compliance_closed);
+    assert_eq!(
+        key_status(&w).await,
+        "Active",
+        "nothing changed in the target"
+    );
+    assert!(
+        writ_engine::rebuild::check(&*w.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 writ_testkit::backend_suite!(
+    dismissing_a_compromise_needs_a_second_person,
     an_admin_overrides_a_deny_with_the_risk_owners_acceptance,
     a_break_glass_is_applied_escalated_and_reviewed,
     an_exception_window_expires_and_reopens_the_case,

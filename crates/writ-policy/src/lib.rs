@@ -26,8 +26,8 @@ pub use bundle::{
 pub use decide::NO_PERMIT_MATCHED;
 pub use error::{BundleError, BundleIssue, PolicyError};
 pub use model::{
-    ACCEPT_RISK, ACTIONS, BREAK_GLASS, DecisionRequest, ENGINE_PRINCIPAL, Evaluation, NAMESPACE,
-    REMEDIATIONS, ROLLBACK, asked_evaluation, confidence_decimal, criticality_name, kind_name,
-    rollback_evaluation, severity_name, trust_name,
+    ACCEPT_RISK, ACTIONS, BREAK_GLASS, DISMISS, DecisionRequest, ENGINE_PRINCIPAL, Evaluation,
+    NAMESPACE, REMEDIATIONS, ROLLBACK, asked_evaluation, confidence_decimal, criticality_name,
+    kind_name, rollback_evaluation, severity_name, trust_name,
 };
 pub use testing::{CaseResult, TestReport, run_tests};

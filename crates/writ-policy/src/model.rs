@@ -30,9 +30,10 @@ pub const REMEDIATIONS: [&str; 8] = [
 
 /// The actions writ asks about: the [`REMEDIATIONS`], and what a principal asks about a case
 /// (see [`asked_evaluation`]): `rollback` (undoing a verified change), `accept_risk` (an
-/// exception) and `break_glass` (an emergency change without approvals). Each has two Cedar
+/// exception), `break_glass` (an emergency change without approvals) and `dismiss` (closing a
+/// case as a false positive). Each has two Cedar
 /// actions: `auto:<a>` and `<a>`. A bundle whose schema does not declare one refuses it.
-pub const ACTIONS: [&str; 11] = [
+pub const ACTIONS: [&str; 12] = [
     REMEDIATIONS[0],
     REMEDIATIONS[1],
     REMEDIATIONS[2],
@@ -44,7 +45,11 @@ pub const ACTIONS: [&str; 11] = [
     ROLLBACK,
     ACCEPT_RISK,
     BREAK_GLASS,
+    DISMISS,
 ];
+
+/// The Cedar action a dismissal as a false positive is decided as.
+pub const DISMISS: &str = "dismiss";
 
 /// The Cedar action a rollback is decided as.
 pub const ROLLBACK: &str = "rollback";

@@ -18,7 +18,7 @@ use writ_core::ids::IdentityId;
 use crate::bundle::PolicyBundle;
 use crate::error::PolicyError;
 use crate::model::DecisionRequest;
-use crate::model::{ACCEPT_RISK, BREAK_GLASS, ROLLBACK};
+use crate::model::{ACCEPT_RISK, BREAK_GLASS, DISMISS, ROLLBACK};
 
 /// The outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,7 +337,7 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
     let asked = case
         .action
         .as_deref()
-        .filter(|a| [ROLLBACK, ACCEPT_RISK, BREAK_GLASS].contains(a));
+        .filter(|a| [ROLLBACK, ACCEPT_RISK, BREAK_GLASS, DISMISS].contains(a));
     let action = match (&case.action, bundle.remediation_for(&finding.finding_type)) {
         (_, Some(remediation)) if asked.is_some() => remediation.to_owned(),
         (Some(action), _) if asked.is_none() => action.clone(),

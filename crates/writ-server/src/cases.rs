@@ -548,16 +548,19 @@ pub async fn close_case(
 }
 
 /// Dismiss a case as a false positive: it closes and nothing changes in the target. A case
-/// whose change is in effect must be rolled back first.
+/// whose change is in effect must be rolled back first. Policy decides it (Cedar `dismiss`):
+/// on the caller's word the case is `closed`; when policy asks for a second person the case is
+/// `dismissal_requested` until that approval (`POST /v1/cases/{id}/approvals`; the caller never
+/// counts).
 #[utoipa::path(post, path = "/v1/cases/{id}/dismiss", tag = "cases",
     params(("id" = String, Path, format = Uuid, description = "The case id")),
     request_body(content = RationaleRequest, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Dismissed", body = CaseSummary),
+        (status = 200, description = "Dismissed (state closed), or waiting for a second person (state dismissal_requested)", body = CaseSummary),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The principal may not dismiss cases", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not dismiss cases, or policy does not allow this dismissal", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The case cannot be dismissed now (work under way, a change in effect, frozen, or closed already)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
