@@ -60,6 +60,36 @@ pub struct Terms {
     /// Within how many hours a break-glass change must be reviewed (`@review_within_hours`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_within_hours: Option<u32>,
+    /// What a freezing case-only decision freezes besides the identity's own pending work
+    /// (`@freeze_scope`): every identity of the same owner team, or of the same system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_scope: Option<FreezeScope>,
+}
+
+/// How far a freeze reaches.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum FreezeScope {
+    /// The identity's own pending work (the default).
+    Identity,
+    /// The pending work of every identity its owner team owns.
+    OwnerTeam,
+    /// The pending work of every identity in its system.
+    System,
 }
 
 impl Terms {
@@ -87,6 +117,8 @@ impl Terms {
             max_days: min(self.max_days, other.max_days),
             renew_before_days: max(self.renew_before_days, other.renew_before_days),
             review_within_hours: min(self.review_within_hours, other.review_within_hours),
+            // A freeze reaches as far as the widest scope asks.
+            freeze_scope: self.freeze_scope.max(other.freeze_scope),
         }
     }
 }

@@ -186,6 +186,7 @@ mod tests {
             max_days: Some(90),
             renew_before_days: Some(7),
             review_within_hours: None,
+            freeze_scope: None,
         };
         let (mut ok, now) = exception(30);
         ok.check(now, &terms).unwrap();

@@ -257,8 +257,9 @@ struct Decided {
     drafts: Vec<Draft>,
     decision: Decision,
     review_reason: Option<String>,
-    /// Set when the decision freezes the identity's other pending work.
-    freeze: Option<String>,
+    /// Set when the decision freezes the identity's other pending work: why, and how far it
+    /// reaches beyond the identity (`@freeze_scope`).
+    freeze: Option<(String, Option<writ_core::decision::FreezeScope>)>,
 }
 
 /// A freeze to spread once the batch is planned: the group of the freezing decision, the
@@ -268,6 +269,22 @@ struct Freeze {
     identity: writ_core::ids::IdentityId,
     case_id: CaseId,
     reason: String,
+    /// How far it reaches, with the identity's system or owner team.
+    reach: Option<(bool, String)>,
+}
+
+/// How far a freeze of `identity` reaches beyond it: its system's or its owner team's pending
+/// work (`None`: the identity alone, or an owner team it does not have).
+fn reach_of(
+    scope: Option<writ_core::decision::FreezeScope>,
+    identity: &Identity,
+) -> Option<(bool, String)> {
+    use writ_core::decision::FreezeScope as F;
+    match scope? {
+        F::Identity => None,
+        F::System => Some((true, identity.system.clone())),
+        F::OwnerTeam => identity.owner_team.clone().map(|team| (false, team)),
+    }
 }
 
 /// A finding's keys: the ledger idempotency key of its `finding_received` event, and the base
@@ -700,7 +717,11 @@ impl Ingestor {
     ) -> Result<(), IngestError> {
         let mut frozen_here: HashSet<CaseId> = HashSet::new();
         for freeze in freezes {
-            for head in self.store.open_cases_of_identity(freeze.identity).await? {
+            let mut heads = self.store.open_cases_of_identity(freeze.identity).await?;
+            if let Some((by_system, value)) = &freeze.reach {
+                heads.extend(self.store.pending_cases_where(*by_system, value).await?);
+            }
+            for head in heads {
                 if head.case.id == freeze.case_id || frozen_here.contains(&head.case.id) {
                     continue;
                 }
@@ -1000,12 +1021,13 @@ impl Ingestor {
             let mut group = vec![received(case.id, received_body)];
             group.append(&mut decided.drafts);
             groups.push(group);
-            if let (Some(reason), Some(identity)) = (decided.freeze.take(), identity) {
+            if let (Some((reason, scope)), Some(identity)) = (decided.freeze.take(), identity) {
                 context.freezes.push(Freeze {
                     group: group_index,
                     identity: identity.id,
                     case_id: case.id,
                     reason,
+                    reach: reach_of(scope, identity),
                 });
             }
             open.insert(
@@ -1075,12 +1097,13 @@ impl Ingestor {
             }
             Some(mut decided) => {
                 group.append(&mut decided.drafts);
-                if let (Some(reason), Some(identity)) = (decided.freeze.take(), identity) {
+                if let (Some((reason, scope)), Some(identity)) = (decided.freeze.take(), identity) {
                     context.freezes.push(Freeze {
                         group: group_index,
                         identity: identity.id,
                         case_id: case.id,
                         reason,
+                        reach: reach_of(scope, identity),
                     });
                 }
                 outcome.case_state = case.state;
@@ -1267,10 +1290,13 @@ impl Ingestor {
             reason: reason.clone(),
         });
         let freeze = match (&decision.tier, case.state) {
-            (Tier::CaseOnly { freeze: true }, CaseState::Frozen) => Some(format!(
-                "{} ({})",
-                decision.reason,
-                decision.determining_policies.join(", ")
+            (Tier::CaseOnly { freeze: true }, CaseState::Frozen) => Some((
+                format!(
+                    "{} ({})",
+                    decision.reason,
+                    decision.determining_policies.join(", ")
+                ),
+                decision.terms.freeze_scope,
             )),
             _ => None,
         };

@@ -591,6 +591,7 @@ delegate! {
         fn open_case_heads_under(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
         fn last_closed_cases_for(&self, keys: &[(String, String)]) -> Vec<writ_store::CaseHead>;
         fn open_cases_of_identity(&self, identity: IdentityId) -> Vec<writ_store::CaseHead>;
+        fn pending_cases_where(&self, by_system: bool, value: &str) -> Vec<writ_store::CaseHead>;
         fn unresolved_cases_for(&self, subjects: &[String]) -> Vec<writ_store::CaseHead>;
         fn identity(&self, id: IdentityId) -> Option<Identity>;
         fn identity_by_external_id(&self, system: &str, external_id: &str) -> Option<Identity>;
@@ -903,7 +904,94 @@ async fn a_sync_decides_cases_opened_before_their_identity_was_known(h: Harness)
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 
+/// A freeze reaches what the policy names (`@freeze_scope("system")`): the pending work of
+/// every identity in the system of the compromised one.
+async fn a_freeze_reaches_what_the_policy_names(h: Harness) {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let entry = entry.unwrap();
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let text = text.replace(
+            "@freeze(\"true\")\n",
+            "@freeze(\"true\")\n@freeze_scope(\"system\")\n",
+        );
+        std::fs::write(dir.path().join(entry.file_name()), text).unwrap();
+    }
+    let bundle = Arc::new(PolicyBundle::load_dir(dir.path()).unwrap());
+    let ingestor = Ingestor::new(
+        h.store.clone(),
+        h.sequencer.clone(),
+        h.clock.clone(),
+        Arc::new(SequentialIds::starting_at(5_000)),
+        bundle,
+        writ_engine::ingest::IngestSettings::default(),
+    );
+    let mut vault = identity(
+        6,
+        "aws:000000000000",
+        "vault-root/AccessKey1",
+        IdentityKind::ApiKey,
+    );
+    vault.criticality = Criticality::BusinessCritical;
+    h.sequencer
+        .append(Draft::new(
+            None,
+            "sync:test",
+            "sync:vault-root",
+            EventBody::IdentitySynced(IdentitySynced {
+                identity: vault,
+                object_kind: None,
+                reason: None,
+            }),
+        ))
+        .await
+        .unwrap();
+    let pending = ingestor
+        .ingest(&prowler(), unused_key_finding("pending"))
+        .await
+        .unwrap();
+    assert_eq!(pending.case_state, CaseState::AwaitingApproval);
+    let elsewhere = ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation("github:acme", "ghp_deploy_bot", "token_compromise", 3_000),
+                "elsewhere",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.case_state, CaseState::AwaitingApproval);
+    let compromise = ingestor
+        .ingest(
+            &prowler(),
+            submit(
+                observation(
+                    "aws:000000000000",
+                    "vault-root/AccessKey1",
+                    "credential_compromise",
+                    9_900,
+                ),
+                "compromise",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(compromise.case_state, CaseState::Frozen);
+    let same_system = h.store.case(pending.case_id).await.unwrap().unwrap();
+    assert_eq!(same_system.state, CaseState::Frozen, "same system: frozen");
+    let other_system = h.store.case(elsewhere.case_id).await.unwrap().unwrap();
+    assert_eq!(
+        other_system.state,
+        CaseState::AwaitingApproval,
+        "another system"
+    );
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 writ_testkit::backend_suite!(
+    a_freeze_reaches_what_the_policy_names,
     a_sync_decides_cases_opened_before_their_identity_was_known,
     a_weak_finding_cannot_block_a_strong_one,
     a_freeze_decision_freezes_pending_work_on_the_identity,

@@ -41,6 +41,9 @@ pub const ANN_MAX_DAYS: &str = "max_days";
 pub const ANN_RENEW_BEFORE_DAYS: &str = "renew_before_days";
 /// Within how many hours a change a permit of `break_glass` allows must be reviewed.
 pub const ANN_REVIEW_WITHIN_HOURS: &str = "review_within_hours";
+/// How far a freezing case-only forbid reaches: `identity` (the default), `owner_team` or
+/// `system`.
+pub const ANN_FREEZE_SCOPE: &str = "freeze_scope";
 
 /// The approver group used when a permit has no `@approvers`.
 pub const DEFAULT_APPROVERS: &str = "owner_team";
@@ -707,10 +710,28 @@ fn read_meta(
             }
         },
     };
+    let freeze_scope = match policy.annotation(ANN_FREEZE_SCOPE) {
+        None => None,
+        Some(text) => match text.parse::<writ_core::decision::FreezeScope>() {
+            Ok(scope) => Some(scope),
+            Err(_) => {
+                problems.push(format!(
+                    "@{ANN_FREEZE_SCOPE} must be \"identity\", \"owner_team\" or \"system\", not {text:?}"
+                ));
+                None
+            }
+        },
+    };
+    if freeze_scope.is_some() && !(effect == Effect::Forbid && freeze) {
+        problems.push(format!(
+            "@{ANN_FREEZE_SCOPE} only applies with @freeze(\"true\")"
+        ));
+    }
     let terms = writ_core::decision::Terms {
         max_days: number(ANN_MAX_DAYS, problems),
         renew_before_days: number(ANN_RENEW_BEFORE_DAYS, problems),
         review_within_hours: number(ANN_REVIEW_WITHIN_HOURS, problems),
+        freeze_scope,
     };
     if let (Some(max), Some(renew)) = (terms.max_days, terms.renew_before_days)
         && renew >= max

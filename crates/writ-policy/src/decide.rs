@@ -129,13 +129,13 @@ impl PolicyBundle {
     fn decision(&self, tier: Tier, action: &str, reason: String, ids: Vec<String>) -> Decision {
         // The limits of the permits that allowed it, the strictest of each.
         let terms = match tier {
-            Tier::Auto | Tier::Approval { .. } => ids
+            Tier::Auto | Tier::Approval { .. } | Tier::CaseOnly { freeze: true } => ids
                 .iter()
                 .filter_map(|id| self.meta.get(id))
                 .map(|meta| meta.terms)
                 .reduce(writ_core::decision::Terms::strictest)
                 .unwrap_or_default(),
-            Tier::CaseOnly { .. } | Tier::Deny => Default::default(),
+            Tier::CaseOnly { freeze: false } | Tier::Deny => Default::default(),
         };
         Decision {
             terms,

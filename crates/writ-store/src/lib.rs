@@ -227,6 +227,14 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
         keys: &[(String, String)],
     ) -> Result<Vec<CaseHead>, StoreError>;
 
+    /// The cases awaiting approval or remediating about any identity of `system` (when
+    /// `by_system`) or owned by the team `value` (otherwise): what a wide freeze reaches.
+    async fn pending_cases_where(
+        &self,
+        by_system: bool,
+        value: &str,
+    ) -> Result<Vec<CaseHead>, StoreError>;
+
     /// The open cases about one identity, with their versions.
     async fn open_cases_of_identity(
         &self,

@@ -148,6 +148,14 @@ macro_rules! impl_store {
                 q::last_closed_cases_for(&mut *self.reader.acquire().await?, keys).await
             }
 
+            async fn pending_cases_where(
+                &self,
+                by_system: bool,
+                value: &str,
+            ) -> Result<Vec<$crate::model::CaseHead>, $crate::StoreError> {
+                q::pending_cases_where(&mut *self.reader.acquire().await?, by_system, value).await
+            }
+
             async fn open_cases_of_identity(
                 &self,
                 identity: writ_core::ids::IdentityId,

@@ -509,6 +509,27 @@ macro_rules! projection_queries {
             Ok(last.into_values().collect())
         }
 
+        pub(crate) async fn pending_cases_where(
+            conn: &mut Conn,
+            by_system: bool,
+            value: &str,
+        ) -> Result<Vec<$crate::model::CaseHead>, StoreError> {
+            // `column` is one of two constants, never input.
+            let column = if by_system { "system" } else { "owner_team" };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT c.id, c.identity_id, c.subject, c.finding_type, c.state, c.compliance_closed, c.updated_seq, c.decision_seq
+                 FROM cases c JOIN identities i ON i.id = c.identity_id
+                 WHERE i.{column} = $1 AND c.state IN ('awaiting_approval', 'remediating')
+                 ORDER BY c.opened_seq"
+            )))
+            .bind(value)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(case_head_from_row)
+            .collect()
+        }
+
         pub(crate) async fn open_cases_of_identity(
             conn: &mut Conn,
             identity: IdentityId,
