@@ -65,3 +65,44 @@ pub fn notification_of(body: &EventBody) -> Option<NotificationKind> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{BypassReviewOverdue, ExceptionRenewalDue};
+    use crate::example;
+
+    #[test]
+    fn events_call_for_the_notifications_people_act_on() {
+        let approval = Tier::Approval {
+            count: 1,
+            approver_group: "owner_team".into(),
+        };
+        assert_eq!(
+            notification_of(&example::decided(1, approval)),
+            Some(NotificationKind::ApprovalDue)
+        );
+        assert_eq!(notification_of(&example::decided(1, Tier::Auto)), None);
+        assert_eq!(
+            notification_of(&EventBody::BypassReviewOverdue(BypassReviewOverdue {
+                by: "eve".into(),
+                level: 1,
+                review_due: example::time(),
+                bypass_seq: 3,
+            })),
+            Some(NotificationKind::Escalation)
+        );
+        assert_eq!(
+            notification_of(&EventBody::ExceptionRenewalDue(ExceptionRenewalDue {
+                exception: crate::ids::ExceptionId(uuid::Uuid::nil()),
+                expires_at: example::time(),
+            })),
+            Some(NotificationKind::ExceptionExpiring)
+        );
+        assert_eq!(notification_of(&example::opened(1, "k", b"raw")), None);
+        assert_eq!(
+            NotificationKind::ApprovalDue.type_name(),
+            "writ.approval_due"
+        );
+    }
+}
