@@ -138,6 +138,32 @@ pub fn case_transition(
         )),
         None => Ok(()),
     };
+    // A request recorded with the state it was made in: that must be the state now.
+    let was_is = |was: CaseState| {
+        if from == Some(was) {
+            Ok(())
+        } else {
+            Err(illegal(
+                kind,
+                format!(
+                    "the event says the case was {}, but it is {}",
+                    state_name(was),
+                    from.map_or("missing", state_name)
+                ),
+            ))
+        }
+    };
+    // A governance request goes ahead on the asker's word or with approvals, never otherwise.
+    let decided_to_go_ahead = |tier: &Tier, what: &str| {
+        if matches!(tier, Tier::Auto | Tier::Approval { .. }) {
+            Ok(())
+        } else {
+            Err(illegal(
+                kind,
+                format!("a {} decision allows no {what}", tier_name(tier)),
+            ))
+        }
+    };
     match body {
         B::IdentitySynced(_)
         | B::OwnershipImported(_)
@@ -199,62 +225,19 @@ pub fn case_transition(
         }
         B::DismissalRequested(b) => {
             snapshot_is(S::DismissalRequested)?;
-            if !matches!(b.decision.tier, Tier::Auto | Tier::Approval { .. }) {
-                return Err(illegal(
-                    kind,
-                    format!(
-                        "a {} decision allows no dismissal",
-                        tier_name(&b.decision.tier)
-                    ),
-                ));
-            }
-            if from != Some(b.was) {
-                return Err(illegal(
-                    kind,
-                    format!(
-                        "the event says the case was {}, but it is {}",
-                        state_name(b.was),
-                        from.map_or("missing", state_name)
-                    ),
-                ));
-            }
+            decided_to_go_ahead(&b.decision.tier, "dismissal")?;
+            was_is(b.was)?;
             expect(DISMISSABLE, S::DismissalRequested)
         }
         B::CaseFrozen(b) => {
             snapshot_is(S::Frozen)?;
-            if from != Some(b.was) {
-                return Err(illegal(
-                    kind,
-                    format!(
-                        "the event says the case was {}, but it is {}",
-                        state_name(b.was),
-                        from.map_or("missing", state_name)
-                    ),
-                ));
-            }
+            was_is(b.was)?;
             expect(&[S::AwaitingApproval, S::Remediating], S::Frozen)
         }
         B::ExceptionRequested(b) => {
             snapshot_is(S::ExceptionRequested)?;
-            if !matches!(b.decision.tier, Tier::Auto | Tier::Approval { .. }) {
-                return Err(illegal(
-                    kind,
-                    format!(
-                        "a {} decision allows no exception",
-                        tier_name(&b.decision.tier)
-                    ),
-                ));
-            }
-            if from != Some(b.was) {
-                return Err(illegal(
-                    kind,
-                    format!(
-                        "the event says the case was {}, but it is {}",
-                        state_name(b.was),
-                        from.map_or("missing", state_name)
-                    ),
-                ));
-            }
+            decided_to_go_ahead(&b.decision.tier, "exception")?;
+            was_is(b.was)?;
             expect(EXCEPTABLE, S::ExceptionRequested)
         }
         B::ExceptionGranted(_) => {
@@ -273,16 +256,7 @@ pub fn case_transition(
                     "a break-glass change needs policy's leave on the asker's word (auto)",
                 ));
             }
-            if from != Some(b.was) {
-                return Err(illegal(
-                    kind,
-                    format!(
-                        "the event says the case was {}, but it is {}",
-                        state_name(b.was),
-                        from.map_or("missing", state_name)
-                    ),
-                ));
-            }
+            was_is(b.was)?;
             expect(BREAKABLE, S::Remediating)
         }
         B::OverrideRequested(b) => {

@@ -510,6 +510,37 @@ pub struct RationaleRequest {
     pub rationale: String,
 }
 
+/// The future of a step on a case the handlers below hand to [`rationale_step`].
+type StepFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Case, WriteBackError>> + Send + 'a>>;
+
+/// A step on case `id` that takes only a rationale, as the (already authorised) caller: the
+/// id and the body read, the step taken, the case as it leaves it.
+async fn rationale_step(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: Result<Bytes, BytesRejection>,
+    step: impl for<'a> FnOnce(
+        &'a writ_engine::writeback::WriteBack,
+        CaseId,
+        &'a writ_core::principal::Principal,
+        &'a str,
+    ) -> StepFuture<'a>,
+) -> Result<Json<CaseSummary>, Problem> {
+    let id = parse_case_id(id)?;
+    let request: RationaleRequest = json_body(state, body)?;
+    let case = step(
+        writeback(state)?,
+        id,
+        caller.principal(),
+        &request.rationale,
+    )
+    .await
+    .map_err(writeback_problem)?;
+    Ok(Json(CaseSummary::from(&case)))
+}
+
 /// Who may close or dismiss a case on their word.
 const REVIEWERS: &[Role] = &[Role::Approver, Role::Admin];
 
@@ -538,13 +569,14 @@ pub async fn close_case(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CaseSummary>, Problem> {
     caller.require(REVIEWERS, "closing a case")?;
-    let id = parse_case_id(&id)?;
-    let request: RationaleRequest = json_body(&state, body)?;
-    let case = writeback(&state)?
-        .close(id, caller.principal(), &request.rationale)
-        .await
-        .map_err(writeback_problem)?;
-    Ok(Json(CaseSummary::from(&case)))
+    rationale_step(
+        &state,
+        &caller,
+        &id,
+        body,
+        |writeback, id, principal, rationale| Box::pin(writeback.close(id, principal, rationale)),
+    )
+    .await
 }
 
 /// Dismiss a case as a false positive: it closes and nothing changes in the target. A case
@@ -573,13 +605,14 @@ pub async fn dismiss_case(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CaseSummary>, Problem> {
     caller.require(REVIEWERS, "dismissing a case")?;
-    let id = parse_case_id(&id)?;
-    let request: RationaleRequest = json_body(&state, body)?;
-    let case = writeback(&state)?
-        .dismiss(id, caller.principal(), &request.rationale)
-        .await
-        .map_err(writeback_problem)?;
-    Ok(Json(CaseSummary::from(&case)))
+    rationale_step(
+        &state,
+        &caller,
+        &id,
+        body,
+        |writeback, id, principal, rationale| Box::pin(writeback.dismiss(id, principal, rationale)),
+    )
+    .await
 }
 
 /// Unfreeze a case a `@freeze` decision held: its approvals wait again, its queued job is
@@ -605,13 +638,16 @@ pub async fn unfreeze_case(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CaseSummary>, Problem> {
     caller.require(&[Role::Admin], "unfreezing a case")?;
-    let id = parse_case_id(&id)?;
-    let request: RationaleRequest = json_body(&state, body)?;
-    let case = writeback(&state)?
-        .unfreeze(id, caller.principal(), &request.rationale)
-        .await
-        .map_err(writeback_problem)?;
-    Ok(Json(CaseSummary::from(&case)))
+    rationale_step(
+        &state,
+        &caller,
+        &id,
+        body,
+        |writeback, id, principal, rationale| {
+            Box::pin(writeback.unfreeze(id, principal, rationale))
+        },
+    )
+    .await
 }
 
 /// An exception as asked for: the risk of a case accepted for a while.
