@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use writ_core::Sha256Digest;
 use writ_core::ids::CaseId;
 use writ_ledger::{
     Bundle, ChainVerifier, FailureReason, Hash, VerifierKey, VerifyFailure, VerifyOptions,
@@ -34,9 +35,17 @@ pub enum AuditError {
     Ledger(String),
 }
 
-/// Verifies every entry and checkpoint in the store. `progress` is called with
-/// (entries done, entries claimed) after each page. The next page is read while the current one
-/// is verified, so reading and hashing overlap.
+/// Verifies everything the store holds about the ledger:
+/// - every entry's leaf, its stored hash, the chain and every checkpoint's signature
+///   ([`ChainVerifier`]);
+/// - every stored column of an entry against its leaf (seq, time, case, actor, kind, key);
+/// - every checkpoint's stored root against the root its signed note states;
+/// - that a signed checkpoint covers the head (an unsigned tail fails);
+/// - that every evidence digest an entry names is stored, and that every stored blob hashes to
+///   its digest.
+///
+/// `progress` is called with (entries done, entries claimed) after each page. The next page is
+/// read while the current one is verified, so reading and hashing overlap.
 ///
 /// The outer `Result` is about being able to read the store; the inner one is the verdict.
 pub async fn verify_store(
@@ -45,36 +54,62 @@ pub async fn verify_store(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
     let claimed = store.ledger_size().await?;
-    let checkpoints = store
-        .checkpoints()
-        .await?
-        .into_iter()
-        .map(|row| (row.size, row.note));
-    let mut verifier = match ChainVerifier::new(checkpoints, key.clone(), VerifyOptions::default())
-    {
+    let checkpoints = store.checkpoints().await?;
+    // A stored root must be the one its note signs (the verifier checks each note against the
+    // tree; the column beside it is what a reader of the table would trust).
+    for row in &checkpoints {
+        if let Ok(signed) = writ_ledger::open(&row.note, key)
+            && signed.root.0 != row.root
+        {
+            return Ok(Err(VerifyFailure {
+                seq: None,
+                reason: FailureReason::StoredRootMismatch { size: row.size },
+            }));
+        }
+    }
+    let mut verifier = match ChainVerifier::new(
+        checkpoints.into_iter().map(|row| (row.size, row.note)),
+        key.clone(),
+        VerifyOptions::default(),
+    ) {
         Ok(verifier) => verifier,
         Err(failure) => return Ok(Err(failure)),
     };
     let fetch = |from: u64| {
         let store = store.clone();
-        tokio::spawn(async move { store.leaves(from, PAGE).await })
+        tokio::spawn(async move { store.entries(from, PAGE).await })
     };
     let mut next_page = fetch(0);
     loop {
         let page = next_page
             .await
             .map_err(|err| AuditError::Ledger(format!("reader task failed: {err}")))??;
-        let Some(&(last, _, _)) = page.last() else {
+        let Some(last) = page.last().map(|row| row.seq) else {
             break;
         };
         // Read ahead from just after this page; if the page has a gap the verifier stops
         // before the read-ahead matters.
         next_page = fetch(last + 1);
-        for (seq, leaf, hash) in &page {
-            if let Err(failure) = verifier.push(*seq, leaf, Hash(*hash)) {
+        let mut named: Vec<(u64, Sha256Digest)> = Vec::new();
+        for row in &page {
+            let checked = verifier
+                .push(row.seq, &row.leaf, Hash(row.leaf_hash))
+                .and_then(|()| columns_match(row, &mut named));
+            if let Err(failure) = checked {
                 next_page.abort();
                 return Ok(Err(failure));
             }
+        }
+        let digests: Vec<Sha256Digest> = named.iter().map(|(_, d)| *d).collect();
+        if let Some(missing) = store.missing_evidence(&digests).await?.first() {
+            let seq = named.iter().find(|(_, d)| d == missing).map(|(s, _)| *s);
+            next_page.abort();
+            return Ok(Err(VerifyFailure {
+                seq,
+                reason: FailureReason::EvidenceMissing {
+                    digest: missing.to_string(),
+                },
+            }));
         }
         progress(verifier.size(), claimed);
     }
@@ -85,7 +120,93 @@ pub async fn verify_store(
             reason: FailureReason::TruncatedLog { claimed, found },
         }));
     }
-    Ok(verifier.finish())
+    let report = match verifier.finish() {
+        Ok(report) => report,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let signed = report.latest_checkpoint.as_ref().map_or(0, |c| c.size);
+    if signed < report.entries {
+        return Ok(Err(VerifyFailure {
+            seq: Some(signed),
+            reason: FailureReason::UnsignedTail {
+                signed,
+                entries: report.entries,
+            },
+        }));
+    }
+    if let Some(failure) = evidence_failure(&*store).await? {
+        return Ok(Err(failure));
+    }
+    Ok(Ok(report))
+}
+
+/// The fields of a leaf that the entry's stored columns copy, and the evidence it names.
+#[derive(serde::Deserialize)]
+struct LeafHeader {
+    seq: u64,
+    time: jiff::Timestamp,
+    case_id: Option<CaseId>,
+    actor: String,
+    kind: writ_core::event::EventKind,
+    idempotency_key: String,
+    #[serde(default)]
+    evidence: Vec<Sha256Digest>,
+}
+
+/// Checks `row`'s stored columns against its leaf (already verified against its hash), naming
+/// the first that differs, and collects the evidence digests the entry names.
+fn columns_match(
+    row: &writ_store::LedgerRow,
+    named: &mut Vec<(u64, Sha256Digest)>,
+) -> Result<(), VerifyFailure> {
+    let differs = |column: &str| VerifyFailure {
+        seq: Some(row.seq),
+        reason: FailureReason::ColumnMismatch {
+            column: column.to_owned(),
+        },
+    };
+    let json = row
+        .leaf
+        .strip_prefix(writ_ledger::LEAF_TAG)
+        .ok_or_else(|| differs("leaf"))?;
+    let header: LeafHeader = serde_json::from_slice(json).map_err(|_| differs("leaf"))?;
+    let columns = [
+        ("seq", header.seq == row.seq),
+        ("time_us", header.time == row.time),
+        ("case_id", header.case_id == row.case_id),
+        ("actor", header.actor == row.actor),
+        ("kind", header.kind == row.kind),
+        (
+            "idempotency_key",
+            header.idempotency_key == row.idempotency_key,
+        ),
+    ];
+    if let Some((column, _)) = columns.iter().find(|(_, same)| !same) {
+        return Err(differs(column));
+    }
+    named.extend(header.evidence.into_iter().map(|digest| (row.seq, digest)));
+    Ok(())
+}
+
+/// The first stored evidence blob whose bytes do not hash to its digest, if any.
+async fn evidence_failure(store: &dyn Store) -> Result<Option<VerifyFailure>, AuditError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.evidence_page(after.as_deref(), 1_000).await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(None);
+        };
+        let last = last.clone();
+        for (digest, bytes) in page {
+            if Sha256Digest::of(&bytes).to_string() != digest {
+                return Ok(Some(VerifyFailure {
+                    seq: None,
+                    reason: FailureReason::EvidenceMismatch { digest },
+                }));
+            }
+        }
+        after = Some(last);
+    }
 }
 
 /// What to put in an export.

@@ -571,6 +571,8 @@ delegate! {
         fn checkpoints(&self) -> Vec<writ_store::CheckpointRow>;
         fn latest_checkpoint(&self) -> Option<writ_store::CheckpointRow>;
         fn evidence(&self, digest: &Sha256Digest) -> Option<writ_store::EvidenceRow>;
+        fn evidence_page(&self, after: Option<&str>, limit: u32) -> Vec<(String, Vec<u8>)>;
+        fn missing_evidence(&self, digests: &[Sha256Digest]) -> Vec<Sha256Digest>;
     }
     async fn commit(&self, batch: writ_store::CommitBatch) -> Result<(), StoreError> {
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {

@@ -136,6 +136,40 @@ pub enum FailureReason {
     /// The bundle is malformed (format, tree size, origin, ordering).
     #[error("malformed bundle: {0}")]
     MalformedBundle(String),
+    /// Entries that no signed checkpoint covers (a tail the signing key never vouched for).
+    #[error(
+        "the latest signed checkpoint covers {signed} of {entries} entries: the tail is unsigned"
+    )]
+    UnsignedTail {
+        /// The size of the latest signed checkpoint (0: none).
+        signed: u64,
+        /// The entries stored.
+        entries: u64,
+    },
+    /// A checkpoint's stored root is not the root its signed note states.
+    #[error("checkpoint at size {size}: the stored root differs from the signed note's")]
+    StoredRootMismatch {
+        /// The checkpoint size.
+        size: u64,
+    },
+    /// A stored column of an entry differs from its leaf.
+    #[error("the stored {column} differs from the leaf's")]
+    ColumnMismatch {
+        /// The column.
+        column: String,
+    },
+    /// A stored evidence blob does not hash to its digest.
+    #[error("evidence {digest}: the stored bytes do not hash to the digest")]
+    EvidenceMismatch {
+        /// The digest.
+        digest: String,
+    },
+    /// An entry names evidence the store does not hold.
+    #[error("the entry names evidence {digest}, which is not stored")]
+    EvidenceMissing {
+        /// The digest.
+        digest: String,
+    },
 }
 
 /// A verification failure: the first bad entry (by `seq`, when the problem

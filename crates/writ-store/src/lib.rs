@@ -189,6 +189,20 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
 
     /// Raw evidence by digest.
     async fn evidence(&self, digest: &Sha256Digest) -> Result<Option<EvidenceRow>, StoreError>;
+
+    /// Evidence rows as stored (the digest column's text and the bytes), ordered by digest,
+    /// after `after`: for auditing that every blob hashes to its digest.
+    async fn evidence_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Which of `digests` the evidence table does not hold.
+    async fn missing_evidence(
+        &self,
+        digests: &[Sha256Digest],
+    ) -> Result<Vec<Sha256Digest>, StoreError>;
 }
 
 /// The projections: identities, cases, findings and the read models, derived from the ledger.

@@ -36,13 +36,20 @@ async fn fill_at(url: &str, key: &std::path::Path, cases: u128) {
         let n = n + 1;
         let id = example::case_id(n);
         let key = format!("case-{n}-0");
+        // The finding's raw bytes are stored as evidence beside the ledger.
         let opened = sequencer
-            .append(Draft::new(
-                Some(id),
-                "engine",
-                key.clone(),
-                example::opened(n, &key, b"raw"),
-            ))
+            .append(Draft {
+                evidence: vec![writ_engine::EvidenceBlob {
+                    media_type: "application/json".into(),
+                    bytes: format!("{{\"finding\": {n}}}").into_bytes(),
+                }],
+                ..Draft::new(
+                    Some(id),
+                    "engine",
+                    key.clone(),
+                    example::opened(n, &key, b"raw"),
+                )
+            })
             .await
             .unwrap();
         let decided = sequencer
@@ -205,7 +212,58 @@ async fn operator_and_auditor_story(db: TestDb) {
 }
 
 async fn tampering_is_named(backend: TestBackend) {
-    let cases: [(&str, &str); 5] = [
+    let sqlite = matches!(backend, TestBackend::Sqlite);
+    let zero_root = if sqlite {
+        "UPDATE checkpoints SET root = zeroblob(32) WHERE size = 6"
+    } else {
+        "UPDATE checkpoints SET root = decode(repeat('00', 32), 'hex') WHERE size = 6"
+    };
+    let changed_evidence = if sqlite {
+        "UPDATE evidence SET bytes = X'7B7D' WHERE digest = (SELECT MIN(digest) FROM evidence)"
+    } else {
+        "UPDATE evidence SET bytes = '\\x7b7d'::bytea WHERE digest = (SELECT MIN(digest) FROM evidence)"
+    };
+    let cases: [(&str, &str); 14] = [
+        // Every column an entry copies from its leaf, edited alone (the leaf intact).
+        (
+            "UPDATE ledger_entries SET actor = 'mallory' WHERE seq = 5",
+            "first bad entry is seq 5: the stored actor differs from the leaf's",
+        ),
+        (
+            "UPDATE ledger_entries SET time_us = time_us + 1 WHERE seq = 6",
+            "first bad entry is seq 6: the stored time_us differs from the leaf's",
+        ),
+        (
+            "UPDATE ledger_entries SET case_id = NULL WHERE seq = 3",
+            "first bad entry is seq 3: the stored case_id differs from the leaf's",
+        ),
+        (
+            "UPDATE ledger_entries SET kind = 'rolled_back' WHERE seq = 1",
+            "first bad entry is seq 1: the stored kind differs from the leaf's",
+        ),
+        (
+            "UPDATE ledger_entries SET idempotency_key = 'forged' WHERE seq = 8",
+            "first bad entry is seq 8: the stored idempotency_key differs from the leaf's",
+        ),
+        // A checkpoint's stored root, beside its signed note.
+        (
+            zero_root,
+            "checkpoint at size 6: the stored root differs from the signed note's",
+        ),
+        // Every checkpoint deleted: nothing vouches for the entries.
+        (
+            "DELETE FROM checkpoints",
+            "the latest signed checkpoint covers 0 of 12 entries",
+        ),
+        // The raw finding as received, or its digest.
+        (
+            changed_evidence,
+            "the stored bytes do not hash to the digest",
+        ),
+        (
+            "UPDATE evidence SET digest = 'sha256:0000000000000000000000000000000000000000000000000000000000000000' WHERE digest = (SELECT MIN(digest) FROM evidence)",
+            "which is not stored",
+        ),
         (
             "UPDATE ledger_entries SET actor = 'mallory', leaf = leaf || leaf WHERE seq = 4",
             "first bad entry is seq 4: stored leaf hash does not match",

@@ -87,6 +87,21 @@ macro_rules! impl_store {
             ) -> Result<Option<$crate::EvidenceRow>, $crate::StoreError> {
                 q::evidence(&mut *self.reader.acquire().await?, digest).await
             }
+
+            async fn evidence_page(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<(String, Vec<u8>)>, $crate::StoreError> {
+                q::evidence_page(&mut *self.reader.acquire().await?, after, limit).await
+            }
+
+            async fn missing_evidence(
+                &self,
+                digests: &[writ_core::Sha256Digest],
+            ) -> Result<Vec<writ_core::Sha256Digest>, $crate::StoreError> {
+                q::missing_evidence(&mut *self.reader.acquire().await?, digests).await
+            }
         }
 
         #[async_trait::async_trait]

@@ -343,6 +343,54 @@ macro_rules! ledger_queries {
             }))
         }
 
+        pub(crate) async fn evidence_page(
+            conn: &mut Conn,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            let rows = match after {
+                Some(after) => {
+                    sqlx::query("SELECT digest, bytes FROM evidence WHERE digest > $1 ORDER BY digest LIMIT $2")
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+                None => {
+                    sqlx::query("SELECT digest, bytes FROM evidence ORDER BY digest LIMIT $1")
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+            };
+            rows.iter()
+                .map(|row| Ok((row.try_get("digest")?, row.try_get("bytes")?)))
+                .collect()
+        }
+
+        pub(crate) async fn missing_evidence(
+            conn: &mut Conn,
+            digests: &[Sha256Digest],
+        ) -> Result<Vec<Sha256Digest>, StoreError> {
+            let mut present = std::collections::HashSet::new();
+            for chunk in digests.chunks(KEYS_PER_LOOKUP) {
+                let mut builder = sqlx::QueryBuilder::<$db>::new("SELECT digest FROM evidence WHERE digest IN (");
+                let mut list = builder.separated(", ");
+                for digest in chunk {
+                    list.push_bind(digest.to_string());
+                }
+                builder.push(")");
+                for row in builder.build().fetch_all(&mut *conn).await? {
+                    present.insert(row.try_get::<String, _>("digest")?);
+                }
+            }
+            Ok(digests
+                .iter()
+                .filter(|d| !present.contains(&d.to_string()))
+                .copied()
+                .collect())
+        }
+
         pub(crate) async fn entries_by_idempotency_keys(
             conn: &mut Conn,
             keys: &[String],
