@@ -51,6 +51,15 @@ pub enum KeyError {
     /// The operating system's random source failed.
     #[error("no randomness available: {0}")]
     Random(String),
+    /// The private key file can be read by other users: refused, since whoever reads it can
+    /// sign checkpoints.
+    #[error(
+        "{path} is readable by group or others; chmod 600 it (refusing to sign with a key others can read)"
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// The public key file that belongs to a private key file.
@@ -110,12 +119,14 @@ fn read_key_text(path: &Path) -> Result<String, KeyError> {
         })
 }
 
-/// Loads the private signing key. Warns when the file is readable by group or others.
+/// Loads the private signing key. Refuses a file readable by group or others.
 pub fn load_signer(path: &Path) -> Result<SignerKey, KeyError> {
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
     {
-        tracing::warn!(path = %path.display(), "signing key file is readable by other users; chmod 600 it");
+        return Err(KeyError::Exposed {
+            path: path.to_owned(),
+        });
     }
     let text = read_key_text(path)?;
     SignerKey::parse(&text).map_err(|err| KeyError::Invalid {
@@ -169,6 +180,12 @@ mod tests {
         assert!(matches!(
             init(&dir.path().join("bad.key"), "has space"),
             Err(KeyError::Origin { .. })
+        ));
+        // A key others can read is refused, not merely warned about.
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            load_signer(&private),
+            Err(KeyError::Exposed { .. })
         ));
     }
 }

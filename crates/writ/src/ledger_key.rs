@@ -8,10 +8,18 @@ use writ_ledger::{SignerKey, VerifierKey};
 
 use crate::config::{Config, DEFAULT_SIGNING_KEY};
 
-/// Loads the signing key. When the configured path is the default one and no key exists yet,
-/// creates it (first run of `writ serve` with no arguments); any other missing key is an error.
-pub fn signer_for_serving(config: &Config) -> anyhow::Result<SignerKey> {
+/// Loads the signing key. When the configured path is the default one, no key exists yet and
+/// the ledger holds no checkpoint, creates it (first run of `writ serve` with no arguments);
+/// any other missing key is an error. A ledger with checkpoints was signed by a key that must
+/// be restored, never replaced: a new key would sign over whatever the database now holds.
+pub fn signer_for_serving(config: &Config, ledger_is_signed: bool) -> anyhow::Result<SignerKey> {
     let path = &config.ledger.signing_key;
+    if !path.exists() && ledger_is_signed {
+        anyhow::bail!(
+            "the ledger signing key {} is missing, and the ledger already holds checkpoints signed with it: restore the key from its backup (a new key is never made for a signed ledger)",
+            path.display()
+        );
+    }
     if !path.exists() && path == Path::new(DEFAULT_SIGNING_KEY) {
         let verifier = keys::init(path, &config.ledger.origin)?;
         tracing::warn!(

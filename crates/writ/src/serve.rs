@@ -55,7 +55,12 @@ pub async fn build_with(
 ) -> anyhow::Result<Engine> {
     let policy = Arc::new(crate::policy_source::load(config)?);
     let store = crate::open_store(config).await?;
-    let key = ledger_key::signer_for_serving(config)?;
+    let signed = store
+        .latest_checkpoint()
+        .await
+        .context("cannot read the ledger's checkpoints")?
+        .is_some();
+    let key = ledger_key::signer_for_serving(config, signed)?;
     Engine::builder(store, key)
         .policy(policy)
         .connectors(connectors)

@@ -344,6 +344,48 @@ async fn postgres_tampering_is_named() {
     tampering_is_named(TestBackend::Postgres).await;
 }
 
+/// A signed ledger whose key went missing is never given a new key: `writ serve` at the
+/// default key path refuses to start until the key is restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_is_never_replaced_on_a_signed_ledger() {
+    let db = TestDb::sqlite().unwrap();
+    let dir = db.dir.path();
+    // Only the database: the signing key is the default one, created by the first start.
+    std::fs::write(
+        dir.join("writ.toml"),
+        format!("[database]\nurl = \"{}\"\n", db.url),
+    )
+    .unwrap();
+    let port = writ_testkit::free_port().unwrap();
+    let mut first = common::Server::spawn(
+        {
+            let mut command = writ(dir);
+            command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+            command
+        },
+        port,
+    );
+    first.wait_ready().await;
+    let output = writ(dir)
+        .args(["principal", "add", "root", "--role", "admin", "--bootstrap"])
+        .output()
+        .unwrap();
+    first.stop();
+    assert!(output.status.success(), "{}", text(&output));
+    std::fs::remove_file(dir.join("writ-ledger.key")).unwrap();
+    let again = writ(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("restore the key from its backup"),
+        "{}",
+        text(&again)
+    );
+    assert!(!dir.join("writ-ledger.key").exists(), "no new key was made");
+}
+
 #[test]
 fn keys_init_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
