@@ -53,8 +53,37 @@ pub async fn verify_store(
     key: &VerifierKey,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
+    verify_store_against(store, key, None, progress).await
+}
+
+/// [`verify_store`], and also that today's tree extends `trusted`: a signed checkpoint an
+/// auditor kept (or one published outside the database). Its root must be the root the stored
+/// entries give at its size, so a history rewritten or truncated and signed again since is
+/// named, however consistent the database is with itself.
+pub async fn verify_store_against(
+    store: Arc<dyn Store>,
+    key: &VerifierKey,
+    trusted: Option<&str>,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
     let claimed = store.ledger_size().await?;
-    let checkpoints = store.checkpoints().await?;
+    let mut checkpoints = store.checkpoints().await?;
+    if let Some(note) = trusted {
+        let Ok(kept) = writ_ledger::open(note, key) else {
+            return Ok(Err(VerifyFailure {
+                seq: None,
+                reason: FailureReason::MalformedBundle(
+                    "the trusted checkpoint is not a checkpoint signed by this key".into(),
+                ),
+            }));
+        };
+        checkpoints.push(writ_store::CheckpointRow {
+            size: kept.size,
+            root: kept.root.0,
+            note: note.trim_end().to_owned() + "\n",
+            time: jiff::Timestamp::UNIX_EPOCH,
+        });
+    }
     // A stored root must be the one its note signs (the verifier checks each note against the
     // tree; the column beside it is what a reader of the table would trust).
     for row in &checkpoints {

@@ -24,6 +24,17 @@ pub enum AuditCommand {
         /// The ledger's public key file (default: the configured signing key's .pub).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A signed checkpoint kept outside the database (`writ audit checkpoint` printed it):
+        /// today's tree must extend it, so a history rewritten and signed again since fails.
+        #[arg(long, conflicts_with = "bundle")]
+        trusted: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint, for an auditor to keep outside the database and give
+    /// later to `writ audit verify --trusted`.
+    Checkpoint {
+        /// The ledger's public key file (default: the configured signing key's .pub).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Write an offline bundle (entries, inclusion proofs, signed checkpoint, public key).
     Export {
@@ -44,9 +55,25 @@ pub enum AuditCommand {
 
 pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AuditCommand::Checkpoint { key } => {
+            let verifier = ledger_key::verifier(config, key.as_deref())?;
+            crate::runtime()?.block_on(async {
+                let store = crate::open_store(config).await?;
+                let latest = store
+                    .latest_checkpoint()
+                    .await?
+                    .context("the ledger has no signed checkpoint yet")?;
+                writ_ledger::open(&latest.note, &verifier).map_err(|err| {
+                    anyhow::anyhow!("the latest checkpoint does not verify with the key: {err}")
+                })?;
+                print!("{}", latest.note);
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         AuditCommand::Verify {
             bundle: Some(bundle),
             key,
+            ..
         } => {
             let key =
                 key.context("--bundle needs --key PUBKEY: the bundle's own key proves nothing")?;
@@ -70,15 +97,30 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
                 Err(failure) => Ok(tampered(&failure, &format!("bundle {}", bundle.display()))),
             }
         }
-        AuditCommand::Verify { bundle: None, key } => {
+        AuditCommand::Verify {
+            bundle: None,
+            key,
+            trusted,
+        } => {
             let verifier = ledger_key::verifier(config, key.as_deref())?;
+            let trusted = trusted
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))
+                })
+                .transpose()?;
             crate::runtime()?.block_on(async {
                 let store = crate::open_store(config).await?;
                 let total = store.ledger_size().await?;
                 let bar = progress::bar(total, "verifying");
-                let verdict = audit::verify_store(store.clone(), &verifier, &mut |done, _| {
-                    bar.set_position(done);
-                })
+                let verdict = audit::verify_store_against(
+                    store.clone(),
+                    &verifier,
+                    trusted.as_deref(),
+                    &mut |done, _| {
+                        bar.set_position(done);
+                    },
+                )
                 .await?;
                 bar.finish_and_clear();
                 match verdict {

@@ -344,6 +344,72 @@ async fn postgres_tampering_is_named() {
     tampering_is_named(TestBackend::Postgres).await;
 }
 
+/// The attack of issue 13: someone with write access to the database deletes the last entry
+/// and its checkpoint and sets the head back; writ's next append signs over the shortened
+/// history, so the database is consistent with itself and `audit verify` alone passes. The
+/// checkpoint an auditor kept (`writ audit checkpoint`) catches it: today's tree no longer
+/// extends it.
+async fn a_truncated_and_resigned_history_fails_against_a_kept_checkpoint(db: TestDb) {
+    let site = Site::new(db, "");
+    fill(&site, 4).await;
+    let kept = site.run(&["audit", "checkpoint"]);
+    assert!(kept.status.success(), "{}", text(&kept));
+    std::fs::write(site.path("kept.note"), &kept.stdout).unwrap();
+    assert!(
+        site.run(&["audit", "verify", "--trusted", "kept.note"])
+            .status
+            .success()
+    );
+    tamper(
+        &site,
+        "DELETE FROM ledger_entries WHERE seq = 11; DELETE FROM checkpoints WHERE size = 12; UPDATE ledger_head SET size = 11",
+    )
+    .await;
+    // The next append signs over the shortened history.
+    {
+        let store = writ_store::open(&site.url).await.unwrap();
+        let signer = writ_engine::keys::load_signer(&site.path("ledger.key")).unwrap();
+        let sequencer = Engine::builder(store, signer)
+            .start()
+            .await
+            .unwrap()
+            .sequencer;
+        sequencer
+            .append(Draft::new(
+                None,
+                "operator",
+                "after-the-rewrite",
+                EventBody::OwnershipImported(writ_core::event::OwnershipImported {
+                    file: "owners.csv".into(),
+                    rules: vec![],
+                }),
+            ))
+            .await
+            .unwrap();
+    }
+    let alone = site.run(&["audit", "verify"]);
+    assert!(alone.status.success(), "{}", text(&alone));
+    let against = site.run(&["audit", "verify", "--trusted", "kept.note"]);
+    assert_eq!(against.status.code(), Some(1), "{}", text(&against));
+    assert!(
+        text(&against).contains("root at size 12 does not match the checkpoint"),
+        "{}",
+        text(&against)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_truncated_history_fails_against_a_kept_checkpoint() {
+    a_truncated_and_resigned_history_fails_against_a_kept_checkpoint(TestDb::sqlite().unwrap())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_truncated_history_fails_against_a_kept_checkpoint() {
+    a_truncated_and_resigned_history_fails_against_a_kept_checkpoint(TestDb::postgres().unwrap())
+        .await;
+}
+
 /// A signed ledger whose key went missing is never given a new key: `writ serve` at the
 /// default key path refuses to start until the key is restored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
