@@ -502,72 +502,65 @@ impl CaseWorkflow {
 
     /// Whether the decision in force is a rollback's.
     pub fn rollback_in_force(&self) -> bool {
-        self.decision
-            .as_ref()
-            .is_some_and(|d| d.action == ROLLBACK_ACTION)
+        self.in_force(ROLLBACK_ACTION)
     }
 
     /// Whether the decision in force is an exception's.
     pub fn exception_in_force(&self) -> bool {
-        self.decision
-            .as_ref()
-            .is_some_and(|d| d.action == ACCEPT_RISK_ACTION)
+        self.in_force(ACCEPT_RISK_ACTION)
     }
 
     /// Whether the decision in force is a dismissal's.
     pub fn dismissal_in_force(&self) -> bool {
-        self.decision
-            .as_ref()
-            .is_some_and(|d| d.action == DISMISS_ACTION)
+        self.in_force(DISMISS_ACTION)
     }
 
     /// Whether the decision in force lets the dismissal asked for go ahead now: automatic, or
     /// with its approval rule met.
     pub fn may_dismiss(&self) -> bool {
-        if !self.dismissal_in_force() {
-            return false;
-        }
-        match self.decision.as_ref().map(|d| &d.tier) {
-            Some(Tier::Auto) => true,
-            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
-            _ => false,
-        }
+        self.dismissal_in_force() && self.goes_ahead(true)
     }
 
     /// Whether the decision in force lets the exception asked for be granted now: an
     /// exception's decision, automatic or with its approval rule met.
     pub fn may_grant_exception(&self) -> bool {
-        if !self.exception_in_force() {
-            return false;
-        }
-        match self.decision.as_ref().map(|d| &d.tier) {
-            Some(Tier::Auto) => true,
-            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
-            _ => false,
-        }
+        self.exception_in_force() && self.goes_ahead(true)
     }
 
     /// Whether the decision in force lets the verified change be rolled back now: a rollback
     /// decision, automatic or with its approval rule met.
     pub fn may_roll_back(&self) -> bool {
-        if !self.rollback_in_force() {
-            return false;
-        }
-        match self.decision.as_ref().map(|d| &d.tier) {
-            Some(Tier::Auto) => true,
-            Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
-            _ => false,
-        }
+        self.rollback_in_force() && self.goes_ahead(true)
     }
 
     /// Whether the decision in force lets a job be queued now: automatic, or its approval rule
     /// is met by the votes (each voter counting once, in a group it belongs to).
     pub fn may_queue(&self) -> bool {
-        if self.rollback_in_force() || self.exception_in_force() || self.dismissal_in_force() {
-            return false;
-        }
+        let governance =
+            self.rollback_in_force() || self.exception_in_force() || self.dismissal_in_force();
+        !governance && self.goes_ahead(!self.routed_to_human)
+    }
+
+    /// Puts `decision` in force: earlier votes stop counting; `requester` (who asked, never
+    /// an approver of it) and `was` (where a rejection returns the case) are the request's.
+    fn decide(&mut self, decision: &Decision, requester: Option<&str>, was: Option<CaseState>) {
+        self.decision = Some(decision.clone());
+        self.routed_to_human = false;
+        self.votes.clear();
+        self.requester = requester.map(str::to_owned);
+        self.request_was = was;
+    }
+
+    /// Whether the decision in force is about `action`.
+    fn in_force(&self, action: &str) -> bool {
+        self.decision.as_ref().is_some_and(|d| d.action == action)
+    }
+
+    /// Whether the decision in force lets what it decides go ahead now: automatic (when `auto`
+    /// allows it), or with its approval rule met by the votes.
+    fn goes_ahead(&self, auto: bool) -> bool {
         match self.decision.as_ref().map(|d| &d.tier) {
-            Some(Tier::Auto) => !self.routed_to_human,
+            Some(Tier::Auto) => auto,
             Some(Tier::Approval { .. }) => self.rule().is_some_and(|rule| rule.is_met(&self.votes)),
             _ => false,
         }
@@ -818,47 +811,16 @@ impl CaseWorkflow {
         self.state = state;
         match body {
             B::DecisionRecorded(b) => {
-                self.decision = Some(b.decision.clone());
+                self.decide(&b.decision, None, None);
                 self.routed_to_human = b.routing.is_some();
-                self.votes.clear();
-                self.requester = None;
-                self.request_was = None;
             }
             B::ExceptionRequested(b) => {
-                self.decision = Some(b.decision.clone());
-                self.routed_to_human = false;
-                self.votes.clear();
-                self.requester = Some(b.exception.requester.clone());
-                self.request_was = Some(b.was);
+                self.decide(&b.decision, Some(&b.exception.requester), Some(b.was));
             }
-            B::OverrideRequested(b) => {
-                self.decision = Some(b.decision.clone());
-                self.routed_to_human = false;
-                self.votes.clear();
-                self.requester = Some(b.requester.clone());
-                self.request_was = None;
-            }
-            B::DismissalRequested(b) => {
-                self.decision = Some(b.decision.clone());
-                self.routed_to_human = false;
-                self.votes.clear();
-                self.requester = Some(b.reviewer.clone());
-                self.request_was = Some(b.was);
-            }
-            B::BreakGlassUsed(b) => {
-                self.decision = Some(b.decision.clone());
-                self.routed_to_human = false;
-                self.votes.clear();
-                self.requester = Some(b.by.clone());
-                self.request_was = None;
-            }
-            B::RollbackRequested(b) => {
-                self.decision = Some(b.decision.clone());
-                self.routed_to_human = false;
-                self.votes.clear();
-                self.requester = Some(b.requester.clone());
-                self.request_was = None;
-            }
+            B::OverrideRequested(b) => self.decide(&b.decision, Some(&b.requester), None),
+            B::DismissalRequested(b) => self.decide(&b.decision, Some(&b.reviewer), Some(b.was)),
+            B::BreakGlassUsed(b) => self.decide(&b.decision, Some(&b.by), None),
+            B::RollbackRequested(b) => self.decide(&b.decision, Some(&b.requester), None),
             B::ApprovalGranted(b) => {
                 let groups = self.recorded_groups(&b.approval);
                 self.votes.insert(b.approval.approver.clone(), groups);

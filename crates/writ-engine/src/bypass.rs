@@ -204,10 +204,11 @@ impl WriteBack {
         }
         for _ in 0..STALE_RETRIES {
             let view = self.case_view(case_id).await?;
-            let (bypass_seq, used) = self.last_bypass(case_id).await?.ok_or_else(|| {
-                WriteBackError::Refused(format!("case {case_id} has no break-glass change"))
-            })?;
-            if self.reviewed(case_id, bypass_seq).await? {
+            let (bypass_seq, used, reviewed) =
+                self.last_bypass(case_id).await?.ok_or_else(|| {
+                    WriteBackError::Refused(format!("case {case_id} has no break-glass change"))
+                })?;
+            if reviewed {
                 return Err(WriteBackError::Refused(format!(
                     "the break-glass change on case {case_id} was already reviewed"
                 )));
@@ -306,7 +307,7 @@ impl WriteBack {
 
     /// Escalates an overdue break-glass review (level 1 at the deadline, level 2 at twice it).
     pub(crate) async fn escalate(&self, due: &DueDeadline) -> Result<bool, WriteBackError> {
-        let Some((bypass_seq, used)) = self.last_bypass(due.case_id).await? else {
+        let Some((bypass_seq, used, _)) = self.last_bypass(due.case_id).await? else {
             return Ok(false);
         };
         let level = if due.kind == writ_core::exception::DeadlineKind::BypassEscalation {
@@ -328,30 +329,25 @@ impl WriteBack {
         self.record_deadline(vec![draft]).await
     }
 
-    /// The case's latest break-glass, with its entry.
+    /// The case's latest break-glass, with its entry and whether it has been reviewed, from
+    /// one read of the case's entries.
     async fn last_bypass(
         &self,
         case_id: CaseId,
-    ) -> Result<Option<(u64, BreakGlassUsed)>, WriteBackError> {
+    ) -> Result<Option<(u64, BreakGlassUsed, bool)>, WriteBackError> {
         let rows = self.store.case_entries(case_id).await?;
+        let mut reviewed = std::collections::HashSet::new();
         for row in rows.iter().rev() {
-            if let EventBody::BreakGlassUsed(used) = entries::decode_body(row)? {
-                return Ok(Some((row.seq, used)));
+            match entries::decode_body(row)? {
+                EventBody::BypassReviewed(review) => {
+                    reviewed.insert(review.bypass_seq);
+                }
+                EventBody::BreakGlassUsed(used) => {
+                    return Ok(Some((row.seq, used, reviewed.contains(&row.seq))));
+                }
+                _ => {}
             }
         }
         Ok(None)
-    }
-
-    /// Whether the break-glass of entry `bypass_seq` was reviewed.
-    async fn reviewed(&self, case_id: CaseId, bypass_seq: u64) -> Result<bool, WriteBackError> {
-        let rows = self.store.case_entries(case_id).await?;
-        for row in rows.iter().filter(|r| r.seq > bypass_seq) {
-            if let EventBody::BypassReviewed(reviewed) = entries::decode_body(row)?
-                && reviewed.bypass_seq == bypass_seq
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 }

@@ -33,7 +33,7 @@ impl WriteBack {
         reviewer: &Principal,
         rationale: &str,
     ) -> Result<Case, WriteBackError> {
-        self.case_step(case_id, reviewer, rationale, "close", |view, _| {
+        self.case_step(case_id, reviewer, rationale, "close", |view, _, _| {
             let mut case = view.case.clone();
             case.state = CaseState::Closed;
             case.compliance_closed = true;
@@ -134,7 +134,7 @@ impl WriteBack {
         rationale: &str,
     ) -> Result<Case, WriteBackError> {
         let was = self.frozen_from(case_id).await?;
-        self.case_step(case_id, by, rationale, "unfreeze", |view, _| {
+        self.case_step(case_id, by, rationale, "unfreeze", |view, _, _| {
             let mut case = view.case.clone();
             case.state = was;
             Ok(EventBody::CaseUnfrozen(CaseUnfrozen {
@@ -172,7 +172,7 @@ impl WriteBack {
             ));
         }
         let rationale_owned = rationale.to_owned();
-        self.case_step_with(
+        self.case_step(
             case_id,
             admin,
             rationale,
@@ -293,7 +293,10 @@ impl WriteBack {
                     ..Draft::new(
                         Some(case_id),
                         actor.clone(),
-                        format!("{name}:{case_id}:{}:{n}", view.updated_seq),
+                        match n {
+                            0 => format!("{name}:{case_id}:{}", view.updated_seq),
+                            n => format!("{name}:{case_id}:{}:{n}", view.updated_seq),
+                        },
                         body,
                     )
                 })
@@ -309,25 +312,10 @@ impl WriteBack {
         )))
     }
 
-    /// Records the one event `step` makes of the case as read, by `principal`, after the state
-    /// machine accepts it; reads again and retries when the case changed meanwhile.
+    /// Records the one event `step` makes of the case as read (given the decision in force as
+    /// recorded, when there is one), by `principal`, after the state machine accepts it; reads
+    /// again and retries when the case changed meanwhile.
     async fn case_step(
-        &self,
-        case_id: CaseId,
-        principal: &Principal,
-        rationale: &str,
-        name: &str,
-        step: impl Fn(&CaseView, &CaseWorkflow) -> Result<EventBody, WriteBackError>,
-    ) -> Result<Case, WriteBackError> {
-        self.case_step_with(case_id, principal, rationale, name, |view, workflow, _| {
-            step(view, workflow)
-        })
-        .await
-    }
-
-    /// [`Self::case_step`], with the decision in force as recorded (its inputs) given to
-    /// `step`.
-    async fn case_step_with(
         &self,
         case_id: CaseId,
         principal: &Principal,
@@ -339,51 +327,20 @@ impl WriteBack {
             Option<&entries::RecordedDecision>,
         ) -> Result<EventBody, WriteBackError>,
     ) -> Result<Case, WriteBackError> {
-        if rationale.trim().is_empty() {
-            return Err(WriteBackError::Refused(format!(
-                "to {name} a case needs a rationale"
-            )));
-        }
-        for _ in 0..STALE_RETRIES {
-            let view = self.case_view(case_id).await?;
-            let recorded = match view.decision_seq {
-                Some(seq) => Some(entries::recorded_decision_at(&*self.store, seq).await?),
-                None => None,
-            };
-            let mut workflow = match &recorded {
-                Some(recorded) => workflow_of(&view, recorded),
-                None => CaseWorkflow {
-                    case: Some(view.case.id),
-                    state: Some(view.case.state),
-                    job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),
-                    ..CaseWorkflow::default()
-                },
-            };
-            let body = step(&view, &workflow, recorded.as_ref())?;
-            workflow
-                .apply(case_id, &body)
-                .map_err(|err| WriteBackError::Refused(err.to_string()))?;
-            let case = body.case().cloned().ok_or_else(|| {
-                WriteBackError::Refused(format!("{name} records no case snapshot"))
-            })?;
-            let draft = Draft {
-                expect: vec![case_expectation(&view)],
-                ..Draft::new(
-                    Some(case_id),
-                    actor_of(principal),
-                    format!("{name}:{case_id}:{}", view.updated_seq),
-                    body,
-                )
-            };
-            match self.append_group(vec![draft]).await {
-                Err(WriteBackError::Stale(_)) => continue,
-                Err(err) => return Err(err),
-                Ok(_) => return Ok(case),
-            }
-        }
-        Err(WriteBackError::Refused(format!(
-            "case {case_id} kept changing; try again"
-        )))
+        self.case_steps(
+            case_id,
+            principal,
+            rationale,
+            name,
+            |view, workflow, recorded| {
+                let body = step(view, workflow, recorded)?;
+                workflow
+                    .apply(case_id, &body)
+                    .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                Ok(vec![body])
+            },
+        )
+        .await
     }
 }
 

@@ -283,28 +283,45 @@ async fn key_status(w: &World) -> String {
         .to_owned()
 }
 
-async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
-    unused_key_case_for(w, "svc-etl").await
-}
-
-async fn unused_key_case_for(w: &World, user: &str) -> writ_core::ids::CaseId {
-    let observation = Observation {
+/// A native finding of `finding_type` about `user`'s first access key.
+fn key_observation(
+    user: &str,
+    finding_type: &str,
+    severity: Severity,
+    confidence_bp: u16,
+    title: &str,
+) -> Observation {
+    Observation {
         status: writ_core::finding::FindingStatus::Fail,
         format: SourceFormat::Native,
-        finding_type: "iam_user_accesskey_unused".into(),
-        severity: Severity::Medium,
-        confidence_bp: 10_000,
+        finding_type: finding_type.into(),
+        severity,
+        confidence_bp,
         subject: SubjectRef {
             system: "aws:123456789012".into(),
             external_id: format!("{user}/AccessKey1"),
             kind_hint: None,
         },
         observed_at: None,
-        title: "unused for 200 days".into(),
+        title: title.into(),
         source_key: None,
         controls: vec![],
         details: serde_json::Value::Null,
-    };
+    }
+}
+
+async fn unused_key_case(w: &World) -> writ_core::ids::CaseId {
+    unused_key_case_for(w, "svc-etl").await
+}
+
+async fn unused_key_case_for(w: &World, user: &str) -> writ_core::ids::CaseId {
+    let observation = key_observation(
+        user,
+        "iam_user_accesskey_unused",
+        Severity::Medium,
+        10_000,
+        "unused for 200 days",
+    );
     let source = Source {
         name: "prowler".into(),
         trust: Trust::High,
@@ -1026,23 +1043,13 @@ fn admin() -> Principal {
 /// admin unfreezes it, and then the approval goes on and the change is applied.
 async fn a_freeze_holds_pending_approvals_until_unfrozen(w: World) {
     let pending = unused_key_case_for(&w, "svc-bi").await;
-    let compromise = Observation {
-        status: writ_core::finding::FindingStatus::Fail,
-        format: SourceFormat::Native,
-        finding_type: "credential_compromise".into(),
-        severity: Severity::Critical,
-        confidence_bp: 9_900,
-        subject: SubjectRef {
-            system: "aws:123456789012".into(),
-            external_id: "svc-bi/AccessKey1".into(),
-            kind_hint: None,
-        },
-        observed_at: None,
-        title: "key used from an unknown network".into(),
-        source_key: None,
-        controls: vec![],
-        details: serde_json::Value::Null,
-    };
+    let compromise = key_observation(
+        "svc-bi",
+        "credential_compromise",
+        Severity::Critical,
+        9_900,
+        "key used from an unknown network",
+    );
     let source = Source {
         name: "guardduty".into(),
         trust: Trust::High,
@@ -1440,23 +1447,13 @@ when { resource.criticality == "high" };
         bundle,
         writ_engine::ingest::IngestSettings::default(),
     );
-    let observation = Observation {
-        status: writ_core::finding::FindingStatus::Fail,
-        format: SourceFormat::Native,
-        finding_type: "iam_user_accesskey_unused".into(),
-        severity: Severity::Medium,
-        confidence_bp: 10_000,
-        subject: SubjectRef {
-            system: "aws:123456789012".into(),
-            external_id: "svc-etl/AccessKey1".into(),
-            kind_hint: None,
-        },
-        observed_at: None,
-        title: "unused for 200 days".into(),
-        source_key: None,
-        controls: vec![],
-        details: serde_json::Value::Null,
-    };
+    let observation = key_observation(
+        "svc-etl",
+        "iam_user_accesskey_unused",
+        Severity::Medium,
+        10_000,
+        "unused for 200 days",
+    );
     let source = Source {
         name: "prowler".into(),
         trust: Trust::High,
@@ -1548,23 +1545,13 @@ when { resource.criticality == "high" };
 /// Policy may demand a second person to dismiss a case: a compromise report is dismissed only
 /// with security's approval, never the reviewer's own.
 async fn dismissing_a_compromise_needs_a_second_person(w: World) {
-    let observation = Observation {
-        status: writ_core::finding::FindingStatus::Fail,
-        format: SourceFormat::Native,
-        finding_type: "credential_compromise".into(),
-        severity: Severity::High,
-        confidence_bp: 4_000,
-        subject: SubjectRef {
-            system: "aws:123456789012".into(),
-            external_id: "svc-etl/AccessKey1".into(),
-            kind_hint: None,
-        },
-        observed_at: None,
-        title: "maybe leaked".into(),
-        source_key: None,
-        controls: vec![],
-        details: serde_json::Value::Null,
-    };
+    let observation = key_observation(
+        "svc-etl",
+        "credential_compromise",
+        Severity::High,
+        4_000,
+        "maybe leaked",
+    );
     let source = Source {
         name: "hunch".into(),
         trust: Trust::Low,
