@@ -433,10 +433,10 @@ impl EventBody {
             B::ExceptionGranted(b) => Some(&b.case),
             B::ExceptionExpired(b) => Some(&b.case),
             B::BreakGlassUsed(b) => Some(&b.case),
+            B::BypassReviewed(b) => b.remedy.as_ref().map(|remedy| &remedy.case),
             B::OverrideRequested(b) => Some(&b.case),
             B::DismissalRequested(b) => Some(&b.case),
             B::IdentitySynced(_)
-            | B::BypassReviewed(_)
             | B::BypassReviewOverdue(_)
             | B::ExceptionRenewalDue(_)
             | B::OwnershipImported(_)
@@ -954,7 +954,8 @@ pub struct BreakGlassUsed {
 pub enum ReviewVerdict {
     /// The emergency change was right: it stays.
     Upheld,
-    /// It was not: the change is rolled back through the engine.
+    /// It was not: the change is rolled back through the engine (or, where it cannot be
+    /// undone, a rotation is rotated again).
     Rejected,
 }
 
@@ -972,6 +973,24 @@ pub struct BypassReviewed {
     pub rationale: String,
     /// The entry of the break-glass it reviews.
     pub bypass_seq: u64,
+    /// What a rejection decides instead of a rollback, when the change cannot be undone from
+    /// its pre-image (a rotation: rotate again, so the secret the emergency produced is
+    /// replaced). Absent for an upheld review and for a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<ReviewRemedy>,
+}
+
+/// The change a rejecting review decides in place of a rollback: on the review's word (an
+/// `auto` decision), as the review is the control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRemedy {
+    /// The case as the review leaves it (`remediating`: the change is queued next).
+    pub case: Case,
+    /// The decision: the action to apply again.
+    pub decision: Decision,
+    /// The break-glass's inputs it was decided on (replayable).
+    pub evaluation: Evaluation,
 }
 
 /// `bypass_review_overdue`: a break-glass change was not reviewed in time; escalated (level 1

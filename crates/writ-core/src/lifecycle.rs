@@ -168,6 +168,9 @@ impl Lifecycle {
                     }
                 }
                 EventBody::BypassReviewed(b) => {
+                    if let Some(remedy) = &b.remedy {
+                        decided("bypass_reviewed", &remedy.decision);
+                    }
                     if let Some(bypass) = life.bypasses.iter_mut().find(|x| x.seq == b.bypass_seq) {
                         bypass.review = <&str>::from(b.verdict).to_owned();
                         bypass.reviewer = Some(b.reviewer.clone());

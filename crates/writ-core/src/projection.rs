@@ -123,7 +123,7 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                     | EventBody::BreakGlassUsed(_)
                     | EventBody::OverrideRequested(_)
                     | EventBody::DismissalRequested(_)
-            ),
+            ) || matches!(body, EventBody::BypassReviewed(b) if b.remedy.is_some()),
         });
     }
     if let Some(job) = body.job() {

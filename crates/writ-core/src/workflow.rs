@@ -16,7 +16,7 @@ use crate::approval::{Approval, Verdict};
 use crate::approvers::{ApprovalRule, ApproverGroup};
 use crate::case::CaseState;
 use crate::decision::{Decision, Tier};
-use crate::event::{EventBody, EventKind};
+use crate::event::{EventBody, EventKind, ReviewVerdict};
 use crate::ids::{CaseId, JobId};
 use crate::job::JobState;
 
@@ -268,6 +268,10 @@ pub fn case_transition(
                 ));
             }
             expect(&[S::Denied, S::NeedsReview], S::AwaitingApproval)
+        }
+        B::BypassReviewed(b) if b.remedy.is_some() => {
+            snapshot_is(S::Remediating)?;
+            expect(&[S::Remediated], S::Remediating)
         }
         B::BypassReviewed(_) | B::BypassReviewOverdue(_) => match from {
             Some(_) => Ok(from),
@@ -714,6 +718,17 @@ impl CaseWorkflow {
                 if b.reviewer == b.by {
                     return Err(illegal(kind, "who used the break-glass cannot review it"));
                 }
+                if let Some(remedy) = &b.remedy {
+                    if b.verdict != ReviewVerdict::Rejected || remedy.decision.tier != Tier::Auto {
+                        return Err(illegal(
+                            kind,
+                            "only a rejecting review decides a change, on its own word (auto)",
+                        ));
+                    }
+                    if !matches!(self.job, Some((_, JobState::Verified))) {
+                        return Err(illegal(kind, "the case has no verified change to redo"));
+                    }
+                }
             }
             B::ExceptionGranted(b) => {
                 if !self.may_grant_exception() {
@@ -820,6 +835,11 @@ impl CaseWorkflow {
             B::OverrideRequested(b) => self.decide(&b.decision, Some(&b.requester), None),
             B::DismissalRequested(b) => self.decide(&b.decision, Some(&b.reviewer), Some(b.was)),
             B::BreakGlassUsed(b) => self.decide(&b.decision, Some(&b.by), None),
+            B::BypassReviewed(b) => {
+                if let Some(remedy) = &b.remedy {
+                    self.decide(&remedy.decision, Some(&b.reviewer), None);
+                }
+            }
             B::RollbackRequested(b) => self.decide(&b.decision, Some(&b.requester), None),
             B::ApprovalGranted(b) => {
                 let groups = self.recorded_groups(&b.approval);
@@ -1442,6 +1462,65 @@ mod tests {
             .apply(case_id, &body(Command::RolledBack, &model))
             .unwrap();
         assert_eq!(model.workflow.state, Some(CaseState::RolledBack));
+    }
+
+    /// A rejecting review of a change that cannot be undone decides the change again (on its
+    /// own word) and the case takes a new job; an upheld review decides nothing, and nothing is
+    /// redone before the change is verified.
+    #[test]
+    fn a_rejecting_review_may_redo_a_verified_change() {
+        let case_id = example::case_id(1);
+        let mut model = verified_change();
+        let EventBody::DecisionRecorded(decided) = example::decided(1, Tier::Auto) else {
+            unreachable!()
+        };
+        let review = |verdict, tier: Tier| {
+            let mut decision = decided.decision.clone();
+            decision.tier = tier;
+            EventBody::BypassReviewed(crate::event::BypassReviewed {
+                reviewer: "bob".into(),
+                by: "eve".into(),
+                verdict,
+                rationale: "the new secret was seen".into(),
+                bypass_seq: 5,
+                remedy: Some(crate::event::ReviewRemedy {
+                    case: {
+                        let mut case = example::case(1);
+                        case.state = CaseState::Remediating;
+                        case
+                    },
+                    decision,
+                    evaluation: decided.evaluation.clone(),
+                }),
+            })
+        };
+        for wrong in [
+            review(ReviewVerdict::Upheld, Tier::Auto),
+            review(ReviewVerdict::Rejected, rollback_tier(1)),
+        ] {
+            assert!(model.workflow.clone().apply(case_id, &wrong).is_err());
+        }
+        let mut fresh = Model::new();
+        fresh
+            .workflow
+            .apply(case_id, &body(Command::Open, &fresh))
+            .unwrap();
+        assert!(
+            fresh
+                .workflow
+                .apply(case_id, &review(ReviewVerdict::Rejected, Tier::Auto))
+                .is_err(),
+            "nothing verified to redo"
+        );
+        model
+            .workflow
+            .apply(case_id, &review(ReviewVerdict::Rejected, Tier::Auto))
+            .unwrap();
+        assert_eq!(model.workflow.state, Some(CaseState::Remediating));
+        assert!(model.workflow.may_queue());
+        let again = body(Command::NewJob, &model);
+        model.workflow.apply(case_id, &again).unwrap();
+        assert!(model.workflow.has_live_job());
     }
 
     /// A rejected rollback leaves the change in effect.

@@ -9,13 +9,17 @@
 //! overdue, the scheduler escalates it (`bypass_review_overdue`, level 1), and again at twice
 //! the time (level 2). A principal whose break-glass still owes its review cannot use
 //! break-glass again. A review that rejects the change rolls it back through the engine (a
-//! rollback decided by the review, then the intent the worker carries out).
+//! rollback decided by the review, then the intent the worker carries out). A change that
+//! cannot be undone from its pre-image is not rolled back: a rotation is rotated again (the
+//! review decides it, and the job follows in the same transaction), so the secret the
+//! emergency produced is replaced; anything else irreversible is recorded as such.
 
 use writ_core::case::CaseState;
+use writ_core::change::{Action, Reversibility};
 use writ_core::decision::{Decision, Terms, Tier};
 use writ_core::event::{
-    BreakGlassUsed, BypassReviewOverdue, BypassReviewed, ChangeRequested, EventBody, ReviewVerdict,
-    RollbackRequested,
+    BreakGlassUsed, BypassReviewOverdue, BypassReviewed, ChangeRequested, EventBody, ReviewRemedy,
+    ReviewVerdict, RollbackRequested,
 };
 use writ_core::ids::{CaseId, JobId};
 use writ_core::job::{Job, JobState, action_from_name};
@@ -37,6 +41,12 @@ pub struct ReviewOutcome {
     pub verdict: ReviewVerdict,
     /// The job being rolled back, when the review rejected a verified change.
     pub rollback: Option<JobId>,
+    /// The new job that rotates again, when the review rejected a rotation (which cannot be
+    /// rolled back).
+    pub rotation: Option<JobId>,
+    /// Whether the review rejected a change in effect that can be neither rolled back nor
+    /// redone (a deletion): recorded, nothing changed.
+    pub irreversible: bool,
 }
 
 impl WriteBack {
@@ -228,27 +238,121 @@ impl WriteBack {
                 )));
             }
             let actor = actor_of(reviewer);
-            let reviewed = EventBody::BypassReviewed(BypassReviewed {
+            let rejected_in_effect = verdict == ReviewVerdict::Rejected
+                && view.case.state == CaseState::Remediated
+                && job_view.job.state == JobState::Verified;
+            let reversibility = if rejected_in_effect {
+                self.reversibility_of(&job_view).await?
+            } else {
+                Reversibility::Reversible
+            };
+            let mut outcome = ReviewOutcome {
+                verdict,
+                rollback: None,
+                rotation: None,
+                irreversible: false,
+            };
+            let mut review = BypassReviewed {
                 reviewer: reviewer.name.clone(),
                 by: used.by.clone(),
                 verdict,
                 rationale: rationale.to_owned(),
                 bypass_seq,
-            });
-            let mut group = vec![Draft {
-                expect: vec![case_expectation(&view)],
-                ..Draft::new(
-                    Some(case_id),
-                    actor.clone(),
-                    format!("bypass:{case_id}:{bypass_seq}:reviewed"),
-                    reviewed,
-                )
-            }];
-            let mut rollback = None;
-            let rejected_in_effect = verdict == ReviewVerdict::Rejected
-                && view.case.state == CaseState::Remediated
-                && job_view.job.state == JobState::Verified;
-            if rejected_in_effect {
+                remedy: None,
+            };
+            let key = format!("bypass:{case_id}:{bypass_seq}:reviewed");
+            let mut group = Vec::new();
+            if !rejected_in_effect {
+                group.push(Draft {
+                    expect: vec![case_expectation(&view)],
+                    ..Draft::new(
+                        Some(case_id),
+                        actor.clone(),
+                        key,
+                        EventBody::BypassReviewed(review),
+                    )
+                });
+            } else if reversibility == Reversibility::Irreversible {
+                if job_view.job.action != Action::Rotate {
+                    // Nothing can undo it and nothing redoes it: the rejection is the record.
+                    outcome.irreversible = true;
+                    group.push(Draft {
+                        expect: vec![case_expectation(&view)],
+                        ..Draft::new(
+                            Some(case_id),
+                            actor.clone(),
+                            key,
+                            EventBody::BypassReviewed(review),
+                        )
+                    });
+                } else {
+                    // Rotate again, on the review's word: the review is the control.
+                    let Some(decision_seq) = view.decision_seq else {
+                        return Err(WriteBackError::Refused(format!(
+                            "case {case_id} has no decision in force"
+                        )));
+                    };
+                    let recorded =
+                        entries::recorded_decision_at(&*self.store, decision_seq).await?;
+                    let mut workflow = workflow_of(&view, &recorded);
+                    let mut case = view.case.clone();
+                    case.state = CaseState::Remediating;
+                    review.remedy = Some(ReviewRemedy {
+                        case,
+                        decision: review_decision(
+                            Action::Rotate.name(),
+                            &used,
+                            &reviewer.name,
+                            "rotates the credential again, as a rotation cannot be rolled back",
+                        ),
+                        evaluation: used.evaluation.clone(),
+                    });
+                    let reviewed = EventBody::BypassReviewed(review);
+                    workflow
+                        .apply(case_id, &reviewed)
+                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                    let now = self.clock.now();
+                    let job = Job::queued(
+                        JobId(self.ids.next_id(now)),
+                        case_id,
+                        &job_view.job.system,
+                        &job_view.job.external_id,
+                        Action::Rotate,
+                        false,
+                    );
+                    let queued = EventBody::ChangeRequested(ChangeRequested {
+                        job: job.clone(),
+                        case: None,
+                    });
+                    workflow
+                        .apply(case_id, &queued)
+                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                    group.push(Draft {
+                        policy_bundle: Some(used.decision.bundle_hash),
+                        expect: vec![case_expectation(&view)],
+                        ..Draft::new(Some(case_id), actor.clone(), key, reviewed)
+                    });
+                    group.push(Draft {
+                        policy_bundle: Some(used.decision.bundle_hash),
+                        ..Draft::new(
+                            Some(case_id),
+                            actor.clone(),
+                            format!("job:{}:queued", job.id),
+                            queued,
+                        )
+                    });
+                    outcome.rotation = Some(job.id);
+                }
+            } else {
+                group.push(Draft {
+                    expect: vec![case_expectation(&view)],
+                    ..Draft::new(
+                        Some(case_id),
+                        actor.clone(),
+                        key,
+                        EventBody::BypassReviewed(review),
+                    )
+                });
                 // The review decides the rollback: on its word, as the review is the control.
                 let Some(decision_seq) = view.decision_seq else {
                     return Err(WriteBackError::Refused(format!(
@@ -257,21 +361,15 @@ impl WriteBack {
                 };
                 let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
                 let mut workflow = workflow_of(&view, &recorded);
-                let decision = Decision {
-                    tier: Tier::Auto,
-                    action: ROLLBACK_ACTION.to_owned(),
-                    bundle_hash: used.decision.bundle_hash,
-                    determining_policies: vec!["break-glass-review".to_owned()],
-                    reason: format!(
-                        "the review of the break-glass change by {} rejected it",
-                        reviewer.name
-                    ),
-                    terms: Terms::default(),
-                };
                 let request = EventBody::RollbackRequested(RollbackRequested {
                     case: view.case.clone(),
                     job: job_view.job.id,
-                    decision,
+                    decision: review_decision(
+                        ROLLBACK_ACTION,
+                        &used,
+                        &reviewer.name,
+                        "rolls it back",
+                    ),
                     evaluation: used.evaluation.clone(),
                     requester: reviewer.name.clone(),
                     rationale: rationale.to_owned(),
@@ -292,12 +390,12 @@ impl WriteBack {
                     &actor,
                     rationale,
                 )?);
-                rollback = Some(job_view.job.id);
+                outcome.rollback = Some(job_view.job.id);
             }
             match self.append_group(group).await {
                 Err(WriteBackError::Stale(_)) => continue,
                 Err(err) => return Err(err),
-                Ok(_) => return Ok(ReviewOutcome { verdict, rollback }),
+                Ok(_) => return Ok(outcome),
             }
         }
         Err(WriteBackError::Refused(format!(
@@ -329,6 +427,33 @@ impl WriteBack {
         self.record_deadline(vec![draft]).await
     }
 
+    /// Whether `job`'s verified change can be undone, as its intent's plan says.
+    async fn reversibility_of(
+        &self,
+        job: &writ_store::JobView,
+    ) -> Result<Reversibility, WriteBackError> {
+        let Some(seq) = job.intent_seq else {
+            return Err(WriteBackError::Refused(format!(
+                "job {} has no recorded plan",
+                job.job.id
+            )));
+        };
+        let row = self
+            .store
+            .entries_at(&[seq])
+            .await?
+            .pop()
+            .ok_or_else(|| WriteBackError::Refused(format!("entry {seq} is missing")))?;
+        match entries::decode_body(&row)? {
+            EventBody::WriteBackIntent(intent) => Ok(intent.plan.reversibility),
+            other => Err(WriteBackError::Refused(format!(
+                "entry {seq} is a {}, not job {}'s intent",
+                other.kind(),
+                job.job.id
+            ))),
+        }
+    }
+
     /// The case's latest break-glass, with its entry and whether it has been reviewed, from
     /// one read of the case's entries.
     async fn last_bypass(
@@ -349,5 +474,20 @@ impl WriteBack {
             }
         }
         Ok(None)
+    }
+}
+
+/// The decision a rejecting review makes (`action`: a rollback, or the change again), on its
+/// own word under the break-glass's bundle.
+fn review_decision(action: &str, used: &BreakGlassUsed, reviewer: &str, what: &str) -> Decision {
+    Decision {
+        tier: Tier::Auto,
+        action: action.to_owned(),
+        bundle_hash: used.decision.bundle_hash,
+        determining_policies: vec!["break-glass-review".to_owned()],
+        reason: format!(
+            "the review of the break-glass change by {reviewer} rejected it and {what}"
+        ),
+        terms: Terms::default(),
     }
 }

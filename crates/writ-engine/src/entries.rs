@@ -158,6 +158,17 @@ pub async fn recorded_decision_at(
             overrider: None,
             dismissal: None,
         }),
+        EventBody::BypassReviewed(writ_core::event::BypassReviewed {
+            remedy: Some(remedy),
+            ..
+        }) => Ok(RecordedDecision {
+            decision: remedy.decision,
+            evaluation: remedy.evaluation,
+            rollback: None,
+            exception: None,
+            overrider: None,
+            dismissal: None,
+        }),
         EventBody::RollbackRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
             evaluation: requested.evaluation,

@@ -1405,6 +1405,26 @@ impl WriteBack {
                 }
                 (&used.decision, None, view.created_seq)
             }
+            EventBody::BypassReviewed(reviewed) => {
+                // A rejecting review's remedy (rotate again): on the reviewer's word, queued by
+                // that reviewer right after.
+                match &reviewed.remedy {
+                    Some(remedy)
+                        if decided.case_id == Some(job.case_id)
+                            && *decision_seq <= view.created_seq
+                            && queued.actor == decided.actor
+                            && remedy.decision.tier == Tier::Auto
+                            && remedy.decision.action == job.action.name() =>
+                    {
+                        (&remedy.decision, None, view.created_seq)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "entry {decision_seq} is not the review that queued this job"
+                        ));
+                    }
+                }
+            }
             _ => return Err(format!("entry {decision_seq} is not a decision")),
         };
         // A verified change under a rollback request that has not gone ahead (waiting, or

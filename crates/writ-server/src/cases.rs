@@ -963,10 +963,18 @@ pub struct ReviewResponse {
     /// The job being rolled back, when the review rejected a change in effect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_job_id: Option<String>,
+    /// The new job rotating the credential again, when the review rejected a rotation (which
+    /// cannot be rolled back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_job_id: Option<String>,
+    /// True when the rejected change can be neither rolled back nor redone (a deletion): the
+    /// rejection is recorded and nothing changes.
+    pub irreversible: bool,
 }
 
 /// Review a case's break-glass change after the fact (never by who used it): upheld, or
-/// rejected (a change in effect is rolled back through the engine).
+/// rejected (a change in effect is rolled back through the engine; a rotation, which cannot be
+/// rolled back, is rotated again).
 #[utoipa::path(post, path = "/v1/cases/{id}/review", tag = "cases",
     params(("id" = String, Path, format = Uuid, description = "The case id")),
     request_body(content = ReviewRequest, content_type = "application/json"),
@@ -999,6 +1007,8 @@ pub async fn review_bypass(
         case_id: id.to_string(),
         verdict: <&str>::from(outcome.verdict).to_owned(),
         rollback_job_id: outcome.rollback.map(|job| job.to_string()),
+        rotation_job_id: outcome.rotation.map(|job| job.to_string()),
+        irreversible: outcome.irreversible,
     }))
 }
 

@@ -177,11 +177,20 @@ pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
                         &serde_json::json!({"verdict": verdict, "rationale": rationale}),
                     )
                     .await?;
-                match answer["rollback_job_id"].as_str() {
-                    Some(job) => println!(
+                if let Some(job) = answer["rollback_job_id"].as_str() {
+                    println!(
                         "case {id}: break-glass change rejected; job {job} is rolled back by the worker"
-                    ),
-                    None => println!("case {id}: break-glass change {}", text(&answer["verdict"])),
+                    );
+                } else if let Some(job) = answer["rotation_job_id"].as_str() {
+                    println!(
+                        "case {id}: break-glass rotation rejected; a rotation cannot be rolled back, so job {job} rotates the credential again"
+                    );
+                } else if answer["irreversible"] == true {
+                    println!(
+                        "case {id}: break-glass change rejected and recorded; it cannot be undone"
+                    );
+                } else {
+                    println!("case {id}: break-glass change {}", text(&answer["verdict"]));
                 }
                 Ok(ExitCode::SUCCESS)
             }

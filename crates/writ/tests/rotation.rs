@@ -1,8 +1,9 @@
 //! End-to-end: a leaked PostgreSQL password is rotated through the real binary. The target
 //! cluster authenticates with SCRAM over TCP; the new password goes to Secrets Manager (moto),
 //! where the application reads it, and nowhere else: it works for logging in, the leaked one no
-//! longer does, and neither writ's database, its ledger nor its output holds it. On SQLite and
-//! PostgreSQL.
+//! longer does, and neither writ's database, its ledger nor its output holds it. A break-glass
+//! rotation whose review rejects it is rotated again (a rotation cannot be rolled back): the
+//! password the emergency produced stops working. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -61,7 +62,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
         .await
         .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE app LOGIN PASSWORD '{LEAKED}'"
+        "CREATE ROLE app LOGIN PASSWORD '{LEAKED}'; CREATE ROLE batch LOGIN PASSWORD '{LEAKED}'"
     )))
     .execute(&mut admin)
     .await
@@ -120,7 +121,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     api(&root, &["sync", "billing-db"]);
     std::fs::write(
         site.path("owners.csv"),
-        "pattern,owner_team,criticality\npostgres:billing/app,payments,medium\n",
+        "pattern,owner_team,criticality\npostgres:billing/app,payments,medium\npostgres:billing/batch,payments,medium\n",
     )
     .unwrap();
     api(&root, &["inventory", "import", "owners.csv"]);
@@ -160,6 +161,132 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
         .await;
     let story = api(&lead, &["case", "show", id]);
     assert!(story.contains("write_back_verified"), "{story}");
+
+    // An on-call engineer rotates batch's password at once (break-glass); the review rejects
+    // it, and as a rotation cannot be rolled back, writ rotates it again.
+    let oncall = site.add_principal(
+        &server,
+        &root,
+        &["oncall", "--team", "sre", "--role", "break_glass"],
+    );
+    std::fs::write(
+        site.path("leak-batch.json"),
+        serde_json::to_vec(&json!({
+            "finding_type": "leaked_secret",
+            "severity": "critical",
+            "confidence": 0.97,
+            "subject": {"system": "postgres:billing", "external_id": "batch", "kind": "service_account"},
+            "title": "password of role batch found in a public gist",
+            "idempotency_key": "gist-scan:batch",
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    run(&["ingest", "--source", "cli", "leak-batch.json"]);
+    let listing = api(&lead, &["case", "list", "--json"]);
+    let cases: Value = serde_json::from_str(&listing).unwrap();
+    let batch_case = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"] == "postgres:billing/batch")
+        .unwrap_or_else(|| panic!("no case in {cases}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api(
+        &oncall,
+        &[
+            "case",
+            "break-glass",
+            &batch_case,
+            "--reason",
+            "the gist is public; rotate before review",
+            "--incident",
+            "INC-42",
+        ],
+    );
+    server
+        .wait_for_case_state(
+            &lead,
+            &batch_case,
+            "remediated",
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    let batch_secret = json!({ "SecretId": "writ/postgres-billing/batch" });
+    let secrets = common::moto_client(&moto.url());
+    let password_of = |stored: Value| -> String {
+        let value: Value = serde_json::from_str(stored["SecretString"].as_str().unwrap()).unwrap();
+        value["password"].as_str().unwrap().to_owned()
+    };
+    let emergency = password_of(
+        secrets
+            .json(
+                Service::SecretsManager,
+                "secretsmanager.GetSecretValue",
+                &batch_secret,
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(can_log_in(target.port(), "batch", &emergency).await);
+    let reviewed = api(
+        &lead,
+        &[
+            "case",
+            "review",
+            &batch_case,
+            "--verdict",
+            "rejected",
+            "--rationale",
+            "the emergency password was pasted into the incident channel",
+        ],
+    );
+    assert!(
+        reviewed.contains("rotates the credential again"),
+        "{reviewed}"
+    );
+    server
+        .wait_for_case_state(
+            &lead,
+            &batch_case,
+            "remediated",
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    let rotated_again = password_of(
+        secrets
+            .json(
+                Service::SecretsManager,
+                "secretsmanager.GetSecretValue",
+                &batch_secret,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_ne!(rotated_again, emergency, "rotated again");
+    assert!(can_log_in(target.port(), "batch", &rotated_again).await);
+    assert!(!can_log_in(target.port(), "batch", &emergency).await);
+    let story = api(&lead, &["case", "show", &batch_case, "--json"]);
+    let detail: Value = serde_json::from_str(&story).unwrap();
+    let bypass = &detail["lifecycle"]["bypasses"][0];
+    assert_eq!(bypass["review"], "rejected", "{detail}");
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events in {detail}"))
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "write_back_verified")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"bypass_reviewed"), "{kinds:?}");
     server.stop();
 
     // The application's copy: in Secrets Manager, as JSON with the username.
