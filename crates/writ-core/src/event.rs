@@ -116,6 +116,9 @@ pub enum EventKind {
     /// A reviewer asked to dismiss the case as a false positive, and policy decided it (action
     /// `dismiss`): on the reviewer's word, or with a second person's approval.
     DismissalRequested,
+    /// An operator sealed ledger entries that no signed checkpoint covered (left by a crash
+    /// or an older writ), after checking them: the checkpoint of this entry covers them.
+    LedgerSealed,
 }
 
 impl EventKind {
@@ -157,6 +160,7 @@ impl EventKind {
             | K::BypassReviewed
             | K::BypassReviewOverdue
             | K::OverrideRequested => &["PR.AA-05", "GV.OV-02", "RS.MA-01"],
+            K::LedgerSealed => &["PR.DS-01", "DE.CM-09"],
         }
     }
 }
@@ -324,6 +328,8 @@ pub enum EventBody {
     OverrideRequested(OverrideRequested),
     /// See [`DismissalRequested`].
     DismissalRequested(DismissalRequested),
+    /// See [`LedgerSealed`].
+    LedgerSealed(LedgerSealed),
 }
 
 impl EventBody {
@@ -364,6 +370,7 @@ impl EventBody {
             B::BypassReviewOverdue(_) => K::BypassReviewOverdue,
             B::OverrideRequested(_) => K::OverrideRequested,
             B::DismissalRequested(_) => K::DismissalRequested,
+            B::LedgerSealed(_) => K::LedgerSealed,
         }
     }
 
@@ -404,6 +411,7 @@ impl EventBody {
             K::BypassReviewOverdue => serde_json::from_value(body).map(B::BypassReviewOverdue),
             K::OverrideRequested => serde_json::from_value(body).map(B::OverrideRequested),
             K::DismissalRequested => serde_json::from_value(body).map(B::DismissalRequested),
+            K::LedgerSealed => serde_json::from_value(body).map(B::LedgerSealed),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -448,7 +456,8 @@ impl EventBody {
             | B::PrincipalChanged(_)
             | B::PrincipalDisabled(_)
             | B::TokenIssued(_)
-            | B::TokenRevoked(_) => None,
+            | B::TokenRevoked(_)
+            | B::LedgerSealed(_) => None,
         }
     }
 
@@ -498,7 +507,8 @@ impl EventBody {
             | B::BypassReviewed(_)
             | B::BypassReviewOverdue(_)
             | B::OverrideRequested(_)
-            | B::DismissalRequested(_) => None,
+            | B::DismissalRequested(_)
+            | B::LedgerSealed(_) => None,
         }
     }
 }
@@ -1143,4 +1153,21 @@ mod tests {
         );
         assert!(secret_fields(&serde_json::json!({"digest": "sha256:00"})).is_empty());
     }
+}
+
+/// `ledger_sealed`: entries `signed_size..sealed_size` were in the ledger with no signed
+/// checkpoint covering them (a crash, or a database from an older writ). An operator checked
+/// them (every leaf hashes to its stored hash, the chain is whole, the checkpoint before them
+/// verifies) and sealed them: this entry's checkpoint covers them and itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSealed {
+    /// The size of the last checkpoint that verified (0: there was none).
+    pub signed_size: u64,
+    /// The size of the ledger before this entry: the entries sealed end here.
+    pub sealed_size: u64,
+    /// Who sealed them (the operating system user who ran the command).
+    pub operator: String,
+    /// Why, in the operator's words.
+    pub reason: String,
 }

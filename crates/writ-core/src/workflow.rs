@@ -171,7 +171,8 @@ pub fn case_transition(
         | B::PrincipalChanged(_)
         | B::PrincipalDisabled(_)
         | B::TokenIssued(_)
-        | B::TokenRevoked(_) => Ok(from),
+        | B::TokenRevoked(_)
+        | B::LedgerSealed(_) => Ok(from),
         B::FindingReceived(b) => match (&b.case, from) {
             (Some(_), None) => {
                 snapshot_is(S::NeedsReview)?;
@@ -427,6 +428,7 @@ pub fn job_transition(
         | B::PrincipalDisabled(_)
         | B::TokenIssued(_)
         | B::TokenRevoked(_)
+        | B::LedgerSealed(_)
         | B::CaseClosed(_)
         | B::CaseDismissed(_)
         | B::CaseFrozen(_)

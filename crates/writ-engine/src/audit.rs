@@ -33,6 +33,9 @@ pub enum AuditError {
     /// The ledger math refused the input.
     #[error("{0}")]
     Ledger(String),
+    /// The checkpoint an export starts from is not one this ledger extends.
+    #[error("{0}")]
+    NotExtending(String),
 }
 
 /// Verifies everything the store holds about the ledger:
@@ -253,6 +256,28 @@ pub async fn export(
     selection: Selection,
     key: &VerifierKey,
 ) -> Result<Bundle, AuditError> {
+    export_since(store, selection, key, None).await
+}
+
+/// [`export`], with an RFC 6962 consistency proof from `since` (a signed checkpoint an auditor
+/// kept) to the bundle's checkpoint, and `since` itself: the bundle then proves that today's
+/// tree extends the one the auditor saw. Refuses a `since` this ledger does not extend.
+pub async fn export_since(
+    store: &dyn Store,
+    selection: Selection,
+    key: &VerifierKey,
+    since: Option<&str>,
+) -> Result<Bundle, AuditError> {
+    let since_note = since;
+    let since = since
+        .map(|note| {
+            writ_ledger::open(note, key).map_err(|err| {
+                AuditError::NotExtending(format!(
+                    "the checkpoint to export since is not one signed by this ledger's key: {err}"
+                ))
+            })
+        })
+        .transpose()?;
     let checkpoint = store
         .latest_checkpoint()
         .await?
@@ -286,6 +311,30 @@ pub async fn export(
             return Err(AuditError::UnknownCase(case));
         }
     }
-    build_bundle(&hashes, &selected, &checkpoint.note, key.to_text())
-        .map_err(|err| AuditError::Ledger(err.to_string()))
+    let bundle = build_bundle(&hashes, &selected, &checkpoint.note, key.to_text())
+        .map_err(|err| AuditError::Ledger(err.to_string()))?;
+    let Some(kept) = since else {
+        return Ok(bundle);
+    };
+    if kept.size > checkpoint.size {
+        return Err(AuditError::NotExtending(format!(
+            "the checkpoint to export since covers {} entries, more than the ledger's latest checkpoint ({}): the ledger was truncated",
+            kept.size, checkpoint.size
+        )));
+    }
+    let mut bundle = bundle
+        .with_consistency(&hashes, kept.size)
+        .map_err(|err| AuditError::Ledger(err.to_string()))?;
+    if let Some(consistency) = &mut bundle.consistency {
+        if consistency.old_root != kept.root {
+            return Err(AuditError::NotExtending(format!(
+                "the ledger's tree at size {} is not the one the checkpoint signs: the history was rewritten since",
+                kept.size
+            )));
+        }
+        if let Some(note) = since_note {
+            consistency.old_checkpoint = Some(note.to_owned());
+        }
+    }
+    Ok(bundle)
 }

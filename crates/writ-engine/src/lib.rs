@@ -12,6 +12,8 @@
 //! - [`keys`]: the checkpoint signing key on disk (never in the database).
 //! - [`audit`]: verifying the stored ledger, and exporting and checking offline bundles.
 //! - [`rebuild`]: re-deriving the projection tables from the ledger.
+//! - [`publish`]: publishing each signed checkpoint outside the database (a directory, S3,
+//!   witnesses).
 //! - [`writeback`]: approvals, the write-back job worker (intent, apply, verify), rollback.
 //! - [`lifecycle`]: closing, dismissing and unfreezing cases on a principal's word.
 //! - [`exceptions`]: exceptions (risk acceptance) and the scheduler that acts on deadlines.
@@ -30,6 +32,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod notify;
 pub mod principals;
+pub mod publish;
 pub mod rebuild;
 pub mod sequencer;
 pub mod sources;

@@ -20,11 +20,19 @@
 //! Several replicas may run a sequencer against one PostgreSQL: when another replica has
 //! appended first, the store answers `HeadMoved`, and the sequencer reads the new entries,
 //! extends its tree and retries.
+//!
+//! Fail closed at start: the sequencer recomputes every stored leaf's hash from the leaf (the
+//! stored hash column is not trusted), and refuses to extend a ledger whose latest checkpoint
+//! does not verify with the key, does not match the stored entries, or leaves entries that no
+//! checkpoint covers (`writ admin seal` checks and seals such a tail, as an event). Every
+//! checkpoint committed is handed to the configured [`crate::publish::CheckpointSink`]s before
+//! the callers are answered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::publish::{CheckpointSink, SignedCheckpoint};
 use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -168,6 +176,11 @@ pub struct SequencerConfig {
     /// The webhook endpoints and the notification kinds each receives: a notification an
     /// entry calls for is written to the outbox in the entry's transaction.
     pub webhooks: Vec<WebhookRoute>,
+    /// Where each committed checkpoint is published (a directory, S3, witnesses).
+    pub publish: Vec<Arc<dyn CheckpointSink>>,
+    /// Start on a ledger whose newest entries no checkpoint covers (only `writ admin seal`,
+    /// which appends the event that covers them).
+    pub accept_unsigned_tail: bool,
 }
 
 /// A `[[webhooks]]` endpoint's name and the notification kinds it receives.
@@ -186,6 +199,8 @@ impl Default for SequencerConfig {
             linger: Duration::ZERO,
             queue: 8192,
             webhooks: Vec::new(),
+            publish: Vec::new(),
+            accept_unsigned_tail: false,
         }
     }
 }
@@ -217,17 +232,26 @@ impl Sequencer {
         clock: Arc<dyn Clock>,
         config: SequencerConfig,
     ) -> Result<Self, AppendError> {
-        let mut tree = TreeBuilder::new();
-        catch_up(&*store, &mut tree).await?;
-        check_latest_checkpoint(&*store, &key, &tree).await?;
+        let loaded = load(&*store, &key).await?;
+        if let Some((signed, entries)) = loaded.unsigned_tail()
+            && !config.accept_unsigned_tail
+        {
+            return Err(AppendError::Untrusted(format!(
+                "entries {signed}..{entries} are covered by no signed checkpoint (a crash, a database from an older writ, or tampering); check them with `writ audit verify` and seal them with `writ admin seal --reason TEXT`"
+            )));
+        }
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let writer = Writer {
+        let mut writer = Writer {
             store,
             key,
             clock,
             config,
-            tree,
+            tree: loaded.tree,
+            last: loaded.latest,
+            published: 0,
         };
+        // A crash between a commit and its publication heals here.
+        writer.publish().await;
         tokio::spawn(writer.run(rx));
         Ok(Self { tx })
     }
@@ -337,8 +361,13 @@ fn encode_group(group: Vec<Draft>) -> Result<Vec<Encoded>, AppendError> {
         .collect()
 }
 
-/// Extends `tree` with every stored entry beyond its size.
-async fn catch_up(store: &dyn Store, tree: &mut TreeBuilder) -> Result<(), AppendError> {
+/// Extends `tree` with every stored entry beyond its size, recomputing each leaf's hash (the
+/// stored hash must agree). `at` is called with the tree after each entry.
+async fn catch_up(
+    store: &dyn Store,
+    tree: &mut TreeBuilder,
+    at: &mut (dyn FnMut(&TreeBuilder) + Send),
+) -> Result<(), AppendError> {
     loop {
         let page = store.entries(tree.size(), 10_000).await.map_err(storage)?;
         if page.is_empty() {
@@ -352,37 +381,105 @@ async fn catch_up(store: &dyn Store, tree: &mut TreeBuilder) -> Result<(), Appen
                     tree.size()
                 )));
             }
-            tree.push(Hash(row.leaf_hash));
+            let hash = leaf_hash(&row.leaf);
+            if hash.0 != row.leaf_hash {
+                return Err(AppendError::Untrusted(format!(
+                    "entry {}: its stored hash is not its leaf's; run `writ audit verify`",
+                    row.seq
+                )));
+            }
+            tree.push(hash);
+            at(tree);
         }
     }
 }
 
-/// Refuses to extend a ledger whose latest checkpoint was not signed by this key or does not
-/// match the stored entries.
-async fn check_latest_checkpoint(
-    store: &dyn Store,
-    key: &SignerKey,
-    tree: &TreeBuilder,
-) -> Result<(), AppendError> {
-    let Some(latest) = store.latest_checkpoint().await.map_err(storage)? else {
-        return Ok(());
-    };
+/// The stored ledger as the sequencer found it at start.
+struct Loaded {
+    /// Every stored entry, hashes recomputed.
+    tree: TreeBuilder,
+    /// The latest checkpoint (verified, and matching the entries at its size), with the tree
+    /// at its size.
+    latest: Option<SignedCheckpoint>,
+}
+
+impl Loaded {
+    /// `(signed, entries)` when entries beyond the latest checkpoint exist.
+    fn unsigned_tail(&self) -> Option<(u64, u64)> {
+        let signed = self.latest.as_ref().map_or(0, |c| c.size);
+        (signed < self.tree.size()).then_some((signed, self.tree.size()))
+    }
+}
+
+/// Loads the stored ledger and checks its latest checkpoint: signed by this key, its stored
+/// root the one it signs, and the root of the stored entries at its size.
+async fn load(store: &dyn Store, key: &SignerKey) -> Result<Loaded, AppendError> {
+    let latest = store.latest_checkpoint().await.map_err(storage)?;
     let verifier = key
         .verifier_key()
         .map_err(|err| AppendError::Untrusted(err.to_string()))?;
-    let checkpoint = writ_ledger::open(&latest.note, &verifier).map_err(|err| {
-        AppendError::Untrusted(format!(
-            "the latest checkpoint (size {}) does not verify with this signing key: {err}",
-            latest.size
-        ))
-    })?;
-    if checkpoint.size == tree.size() && checkpoint.root != TreeBuilder::root(tree) {
-        return Err(AppendError::Untrusted(format!(
-            "the stored entries do not hash to the latest checkpoint (size {}); run `writ audit verify`",
-            checkpoint.size
-        )));
-    }
-    Ok(())
+    let checkpoint = match &latest {
+        None => None,
+        Some(row) => {
+            let signed = writ_ledger::open(&row.note, &verifier).map_err(|err| {
+                AppendError::Untrusted(format!(
+                    "the latest checkpoint (size {}) does not verify with this signing key: {err}",
+                    row.size
+                ))
+            })?;
+            if signed.root.0 != row.root || signed.size != row.size {
+                return Err(AppendError::Untrusted(format!(
+                    "the latest checkpoint's stored size or root (size {}) is not what its note signs; run `writ audit verify`",
+                    row.size
+                )));
+            }
+            Some(signed)
+        }
+    };
+    let mut tree = TreeBuilder::new();
+    let mut at_checkpoint = (checkpoint.as_ref().map(|c| c.size) == Some(0)).then(TreeBuilder::new);
+    let wanted = checkpoint.as_ref().map(|c| c.size);
+    catch_up(store, &mut tree, &mut |tree| {
+        if Some(tree.size()) == wanted {
+            at_checkpoint = Some(tree.clone());
+        }
+    })
+    .await?;
+    let latest = match (checkpoint, latest) {
+        (Some(signed), Some(row)) => {
+            let Some(frontier) = at_checkpoint else {
+                return Err(AppendError::Untrusted(format!(
+                    "the latest checkpoint covers {} entries but {} are stored: entries were removed; run `writ audit verify`",
+                    signed.size,
+                    tree.size()
+                )));
+            };
+            if frontier.root() != signed.root {
+                return Err(AppendError::Untrusted(format!(
+                    "the stored entries do not hash to the latest checkpoint (size {}); run `writ audit verify`",
+                    signed.size
+                )));
+            }
+            Some(SignedCheckpoint {
+                size: signed.size,
+                root: signed.root,
+                note: row.note,
+                tree: frontier,
+            })
+        }
+        _ => None,
+    };
+    Ok(Loaded { tree, latest })
+}
+
+/// `(signed, entries)` when the stored ledger has entries no checkpoint covers: what
+/// `writ admin seal` would seal. Refuses, like the sequencer, a ledger whose latest checkpoint
+/// does not verify or match.
+pub async fn unsigned_tail(
+    store: &dyn Store,
+    key: &SignerKey,
+) -> Result<Option<(u64, u64)>, AppendError> {
+    Ok(load(store, key).await?.unsigned_tail())
 }
 
 /// How often a batch is retried after another replica moved the head.
@@ -411,6 +508,10 @@ struct Writer {
     clock: Arc<dyn Clock>,
     config: SequencerConfig,
     tree: TreeBuilder,
+    /// The latest checkpoint committed (or found at start).
+    last: Option<SignedCheckpoint>,
+    /// The size of the latest checkpoint every sink took.
+    published: u64,
 }
 
 /// A batch ready to commit, and what each request will be told.
@@ -449,6 +550,27 @@ impl Writer {
         }
     }
 
+    /// Hands the latest committed checkpoint to every sink, unless they all have it. A sink
+    /// that fails is logged; the next commit publishes again (its checkpoint extends this one).
+    async fn publish(&mut self) {
+        let Some(checkpoint) = &self.last else {
+            return;
+        };
+        if self.config.publish.is_empty() || checkpoint.size <= self.published {
+            return;
+        }
+        let mut all = true;
+        for sink in &self.config.publish {
+            if let Err(err) = sink.publish(checkpoint).await {
+                all = false;
+                tracing::error!(sink = %sink.name(), size = checkpoint.size, error = %err, "checkpoint not published");
+            }
+        }
+        if all {
+            self.published = checkpoint.size;
+        }
+    }
+
     /// Commits a batch, answering every request exactly once.
     async fn process(&mut self, requests: Vec<Request>) {
         let mut shapes = Vec::with_capacity(requests.len());
@@ -460,6 +582,7 @@ impl Writer {
             replies.push(request.reply);
         }
         let mut results = self.commit_groups(groups).await.into_iter();
+        self.publish().await;
         for (reply, count) in replies.into_iter().zip(shapes) {
             let _ = reply.send(results.by_ref().take(count).collect());
         }
@@ -521,6 +644,16 @@ impl Writer {
                 }
             };
             let committing = std::time::Instant::now();
+            let checkpoint = prepared
+                .batch
+                .checkpoint
+                .as_ref()
+                .map(|row| SignedCheckpoint {
+                    size: row.size,
+                    root: Hash(row.root),
+                    note: row.note.clone(),
+                    tree: prepared.tree.clone(),
+                });
             let committed = self.store.commit(prepared.batch).await;
             tracing::debug!(
                 events = leaders.len(),
@@ -532,6 +665,9 @@ impl Writer {
             match committed {
                 Ok(()) => {
                     self.tree = prepared.tree;
+                    if checkpoint.is_some() {
+                        self.last = checkpoint;
+                    }
                     for (&index, appended) in leaders.iter().zip(prepared.results) {
                         results[index] = Some(Ok(appended));
                     }
@@ -541,7 +677,7 @@ impl Writer {
                     // Another replica appended: back off a little (with jitter, so that two
                     // replicas do not keep colliding), extend our tree and try again.
                     tokio::time::sleep(backoff(attempts)).await;
-                    if let Err(err) = catch_up(&*self.store, &mut self.tree).await {
+                    if let Err(err) = catch_up(&*self.store, &mut self.tree, &mut |_| {}).await {
                         for &index in &leaders {
                             results[index] = Some(Err(err.clone()));
                         }

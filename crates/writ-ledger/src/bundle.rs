@@ -76,6 +76,10 @@ pub struct BundleConsistency {
     pub old_root: Hash,
     /// The RFC 6962 consistency proof from `old_size` to `tree_size`.
     pub proof: Vec<Hash>,
+    /// The signed checkpoint of the earlier tree, when the export started from one (`writ
+    /// audit export --since`): its signature, size and root are checked too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_checkpoint: Option<String>,
 }
 
 fn ser_b64<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -123,6 +127,7 @@ impl Bundle {
             old_size,
             old_root: tree.root_at(old_size)?,
             proof,
+            old_checkpoint: None,
         });
         Ok(self)
     }
@@ -281,6 +286,13 @@ pub fn verify_bundle(bundle: &Bundle, key: &VerifierKey) -> Result<BundleReport,
         Some(c) => {
             verify_consistency(c.old_size, cp.size, &c.proof, &c.old_root, &cp.root)
                 .map_err(|_| VerifyFailure::global(FailureReason::BadConsistencyProof))?;
+            if let Some(note) = &c.old_checkpoint {
+                let old = open_with_origin(note, key, &bundle.origin)
+                    .map_err(|e| VerifyFailure::global(checkpoint_reason(c.old_size, &e)))?;
+                if old.size != c.old_size || old.root != c.old_root {
+                    return Err(VerifyFailure::global(FailureReason::BadConsistencyProof));
+                }
+            }
             Some((c.old_size, c.old_root))
         }
     };

@@ -15,6 +15,8 @@
 //! - [`checkpoint`]: keys, signed notes and signed checkpoints.
 //! - [`verify`]: whole-chain verification with precise failure reporting.
 //! - [`bundle`]: offline audit bundles.
+//! - [`witness`]: C2SP `tlog-cosignature` co-signatures and the pure
+//!   `tlog-witness` protocol logic (witness keys, `add-checkpoint`).
 //! - [`error`]: the crate's error types.
 
 #![forbid(unsafe_code)]
@@ -28,6 +30,7 @@ mod jcs;
 pub mod leaf;
 pub mod tree;
 pub mod verify;
+pub mod witness;
 
 pub use bundle::{
     BUNDLE_FORMAT, Bundle, BundleConsistency, BundleEntry, BundleReport, build_bundle,
@@ -46,4 +49,9 @@ pub use tree::{
 pub use verify::{
     CanonicalCheck, ChainVerifier, FailureReason, VerifyFailure, VerifyOptions, VerifyReport,
     verify_chain, verify_chain_with,
+};
+pub use witness::{
+    AddCheckpoint, Cosigned, VerifiedCosignature, WitnessError, WitnessKey, WitnessRefusal,
+    WitnessVerifier, WitnessedTree, add_checkpoint, cosign, cosign_body, cosignature_message,
+    parse_size_body, verify_cosignatures,
 };

@@ -24,9 +24,11 @@ pub enum AuditCommand {
         /// The ledger's public key file (default: the configured signing key's .pub).
         #[arg(long)]
         key: Option<PathBuf>,
-        /// A signed checkpoint kept outside the database (`writ audit checkpoint` printed it):
-        /// today's tree must extend it, so a history rewritten and signed again since fails.
-        #[arg(long, conflicts_with = "bundle")]
+        /// A signed checkpoint kept outside the database (`writ audit checkpoint` printed it),
+        /// or a publish directory (its newest checkpoint): today's tree must extend it, so a
+        /// history rewritten and signed again since fails. With --bundle, the bundle's
+        /// consistency proof must start from it.
+        #[arg(long)]
         trusted: Option<PathBuf>,
     },
     /// Print the latest signed checkpoint, for an auditor to keep outside the database and give
@@ -50,7 +52,22 @@ pub enum AuditCommand {
         /// The public key to embed (default: the configured signing key's .pub).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A signed checkpoint an auditor kept (or a publish directory: its newest): the bundle
+        /// carries the RFC 6962 consistency proof from it to the bundle's checkpoint.
+        #[arg(long)]
+        since: Option<PathBuf>,
     },
+}
+
+/// A kept checkpoint: the file, or the newest one published in a directory.
+fn read_checkpoint(path: &std::path::Path) -> anyhow::Result<String> {
+    if path.is_dir() {
+        let (_, note) = writ_engine::publish::latest_published(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .with_context(|| format!("{} holds no published checkpoint", path.display()))?;
+        return Ok(note);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -73,7 +90,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify {
             bundle: Some(bundle),
             key,
-            ..
+            trusted,
         } => {
             let key =
                 key.context("--bundle needs --key PUBKEY: the bundle's own key proves nothing")?;
@@ -82,8 +99,33 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", bundle.display()))?;
             let parsed = Bundle::from_json(&text)
                 .with_context(|| format!("{} is not a writ audit bundle", bundle.display()))?;
+            let trusted = trusted
+                .map(|path| {
+                    let note = read_checkpoint(&path)?;
+                    writ_ledger::open(&note, &verifier).map_err(|err| {
+                        anyhow::anyhow!(
+                            "{} is not a checkpoint signed by this key: {err}",
+                            path.display()
+                        )
+                    })
+                })
+                .transpose()?;
             match verify_bundle(&parsed, &verifier) {
+                Ok(report)
+                    if trusted.as_ref().is_some_and(|kept| {
+                        report.consistent_with != Some((kept.size, kept.root))
+                    }) =>
+                {
+                    eprintln!(
+                        "VERIFICATION FAILED: bundle {}: it does not prove that its tree extends the trusted checkpoint (export it with --since)",
+                        bundle.display()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
                 Ok(report) => {
+                    if let Some((size, _)) = report.consistent_with {
+                        println!("consistent with the earlier tree of size {size}");
+                    }
                     println!(
                         "bundle verified: origin {}, tree size {}, root {}, {} entries ({})",
                         report.origin,
@@ -103,12 +145,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
             trusted,
         } => {
             let verifier = ledger_key::verifier(config, key.as_deref())?;
-            let trusted = trusted
-                .map(|path| {
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))
-                })
-                .transpose()?;
+            let trusted = trusted.map(|path| read_checkpoint(&path)).transpose()?;
             crate::runtime()?.block_on(async {
                 let store = crate::open_store(config).await?;
                 let total = store.ledger_size().await?;
@@ -146,12 +183,16 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
             all: _,
             out,
             key,
+            since,
         } => {
             let verifier = ledger_key::verifier(config, key.as_deref())?;
             let selection = case.map_or(Selection::All, Selection::Case);
+            let since = since.map(|path| read_checkpoint(&path)).transpose()?;
             let bundle = crate::runtime()?.block_on(async {
                 let store = crate::open_store(config).await?;
-                anyhow::Ok(audit::export(&*store, selection, &verifier).await?)
+                anyhow::Ok(
+                    audit::export_since(&*store, selection, &verifier, since.as_deref()).await?,
+                )
             })?;
             let json = bundle.to_json()?;
             match out {

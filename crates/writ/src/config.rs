@@ -218,6 +218,12 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// Milliseconds to wait for more events once one has arrived.
     pub linger_ms: u64,
+    /// A directory every signed checkpoint is also written to as it is made (one read-only
+    /// file per checkpoint, named by its tree size, never rewritten): state the database
+    /// cannot rewrite, for `writ audit verify --trusted DIR`. Put it on storage the database's
+    /// operators cannot change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_dir: Option<PathBuf>,
 }
 
 impl Default for LedgerConfig {
@@ -227,6 +233,7 @@ impl Default for LedgerConfig {
             origin: "writ.local/ledger".into(),
             max_batch: 1024,
             linger_ms: 0,
+            publish_dir: None,
         }
     }
 }

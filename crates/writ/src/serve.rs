@@ -75,6 +75,7 @@ pub async fn build_with(
                     kinds: w.events.clone(),
                 })
                 .collect(),
+            publish: checkpoint_sinks(config),
             ..SequencerConfig::default()
         })
         .ingest_settings(IngestSettings {
@@ -86,6 +87,15 @@ pub async fn build_with(
         .start()
         .await
         .context("cannot open the ledger for writing")
+}
+
+/// Where the configuration says each signed checkpoint is published as it is made.
+pub fn checkpoint_sinks(config: &Config) -> Vec<Arc<dyn writ_engine::publish::CheckpointSink>> {
+    let mut sinks: Vec<Arc<dyn writ_engine::publish::CheckpointSink>> = Vec::new();
+    if let Some(dir) = &config.ledger.publish_dir {
+        sinks.push(Arc::new(writ_engine::publish::DirSink::new(dir.clone())));
+    }
+    sinks
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

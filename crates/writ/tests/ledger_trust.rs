@@ -1,0 +1,218 @@
+//! End-to-end: the ledger holds against whoever can write its database. Checkpoints are
+//! published outside it as they are made (`ledger.publish_dir`), an auditor's kept checkpoint
+//! proves that today's tree extends it (`audit verify --trusted`, `audit export --since`), and
+//! writ refuses to extend a ledger it cannot vouch for until an operator seals it, as an event.
+//! Through the real binary, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Site, text};
+use writ_testkit::TestDb;
+
+/// Writes a finding file and ingests it with the real binary (one commit, one checkpoint).
+fn ingest(site: &Site, n: u32) -> std::process::Output {
+    let name = format!("finding-{n}.json");
+    std::fs::write(
+        site.path(&name),
+        serde_json::to_vec(&serde_json::json!({
+            "finding_type": "unused_key",
+            "severity": "medium",
+            "confidence": 0.9,
+            "subject": {"system": "aws:123456789012", "external_id": format!("AKIA{n:016}"), "kind": "api_key"},
+            "title": format!("key {n} unused for 120 days"),
+            "idempotency_key": format!("trust-test:{n}"),
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    site.run(&["ingest", "--source", "cli", &name])
+}
+
+fn ok(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}", text(output));
+    text(output)
+}
+
+fn published(site: &Site) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(site.path("published"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn tamper(site: &Site, sql: &str) {
+    writ_testkit::exec_sql(&site.url, sql).await.unwrap();
+}
+
+/// Every commit publishes its checkpoint; an auditor's kept one proves the tree extends it,
+/// in the database and in a bundle; the truncate-and-re-sign attack is caught by the published
+/// checkpoints and refused by the publish directory itself.
+async fn published_checkpoints_catch_a_rewritten_history(db: TestDb) {
+    let site = Site::new(db, "publish_dir = \"published\"");
+    for n in 0..3 {
+        ok(&ingest(&site, n));
+    }
+    let files = published(&site);
+    assert_eq!(files.len(), 3, "one file per commit: {files:?}");
+    let newest =
+        std::fs::read_to_string(site.path("published").join(files.last().unwrap())).unwrap();
+    assert_eq!(ok(&site.run(&["audit", "checkpoint"])), newest);
+    ok(&site.run(&["audit", "verify", "--trusted", "published"]));
+
+    // The auditor keeps today's checkpoint; after more work, a bundle proves the tree extends it.
+    std::fs::write(site.path("kept.note"), &newest).unwrap();
+    ok(&ingest(&site, 3));
+    ok(&site.run(&[
+        "audit",
+        "export",
+        "--all",
+        "--since",
+        "kept.note",
+        "-o",
+        "bundle.json",
+    ]));
+    let verified = ok(&site.run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        "bundle.json",
+        "--key",
+        "ledger.key.pub",
+        "--trusted",
+        "kept.note",
+    ]));
+    assert!(
+        verified.contains("consistent with the earlier tree"),
+        "{verified}"
+    );
+    // A bundle without the proof does not satisfy a trusted checkpoint.
+    ok(&site.run(&["audit", "export", "--all", "-o", "plain.json"]));
+    let plain = site.run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        "plain.json",
+        "--key",
+        "ledger.key.pub",
+        "--trusted",
+        "kept.note",
+    ]);
+    assert_eq!(plain.status.code(), Some(1), "{}", text(&plain));
+
+    // The attack: remove the newest commit (its entries and checkpoint), set the head back, and
+    // let writ sign a different history over the same sizes.
+    tamper(
+        &site,
+        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints); \
+         DELETE FROM ledger_entries WHERE seq >= (SELECT MAX(size) FROM checkpoints); \
+         UPDATE ledger_head SET size = (SELECT MAX(size) FROM checkpoints)",
+    )
+    .await;
+    let rewrite = ingest(&site, 4);
+    assert!(rewrite.status.success(), "{}", text(&rewrite));
+    assert!(
+        text(&rewrite).contains("already published there"),
+        "the publish directory refuses the second history: {}",
+        text(&rewrite)
+    );
+    assert_eq!(published(&site).len(), 4, "nothing rewritten");
+    ok(&site.run(&["audit", "verify"]));
+    let caught = site.run(&["audit", "verify", "--trusted", "published"]);
+    assert_eq!(caught.status.code(), Some(1), "{}", text(&caught));
+    assert!(
+        text(&caught).contains("does not match the checkpoint"),
+        "{}",
+        text(&caught)
+    );
+    let export = site.run(&["audit", "export", "--all", "--since", "published"]);
+    assert!(!export.status.success(), "{}", text(&export));
+    assert!(
+        text(&export).contains("history was rewritten"),
+        "{}",
+        text(&export)
+    );
+    // The auditor's older checkpoint is still extended: the rewrite came after it.
+    ok(&site.run(&["audit", "verify", "--trusted", "kept.note"]));
+}
+
+/// writ refuses to extend a ledger it cannot vouch for: a stored hash that is not its leaf's,
+/// or entries no checkpoint covers; an operator seals the latter after checking, as an event.
+async fn an_unsigned_tail_is_refused_until_sealed(db: TestDb) {
+    let site = Site::new(db, "publish_dir = \"published\"");
+    for n in 0..3 {
+        ok(&ingest(&site, n));
+    }
+    tamper(
+        &site,
+        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints)",
+    )
+    .await;
+    let refused = ingest(&site, 3);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("covered by no signed checkpoint")
+            && text(&refused).contains("writ admin seal"),
+        "{}",
+        text(&refused)
+    );
+    let verify = site.run(&["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    let blank = site.run(&["admin", "seal", "--reason", " "]);
+    assert!(!blank.status.success());
+    let sealed = ok(&site.run(&[
+        "admin",
+        "seal",
+        "--reason",
+        "crash during the 02:00 batch; entries checked against the application log",
+    ]));
+    assert!(sealed.contains("sealed entries"), "{sealed}");
+    ok(&site.run(&["audit", "verify", "--trusted", "published"]));
+    ok(&ingest(&site, 3));
+    let nothing = ok(&site.run(&["admin", "seal", "--reason", "again"]));
+    assert!(nothing.contains("nothing to seal"), "{nothing}");
+    let store = writ_store::open(&site.url).await.unwrap();
+    let entries = store.entries(0, 1_000).await.unwrap();
+    let seal = entries
+        .iter()
+        .find(|e| e.kind.name() == "ledger_sealed")
+        .expect("the seal is an event");
+    assert!(seal.actor.starts_with("operator:"), "{}", seal.actor);
+
+    // A stored hash that is not its leaf's: writ will not sign over it.
+    let sql = if site.url.starts_with("sqlite") {
+        "UPDATE ledger_entries SET leaf_hash = zeroblob(32) WHERE seq = 1"
+    } else {
+        "UPDATE ledger_entries SET leaf_hash = decode(repeat('00', 32), 'hex') WHERE seq = 1"
+    };
+    tamper(&site, sql).await;
+    let refused = ingest(&site, 5);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("entry 1: its stored hash is not its leaf's"),
+        "{}",
+        text(&refused)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_published_checkpoints_catch_a_rewritten_history() {
+    published_checkpoints_catch_a_rewritten_history(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_published_checkpoints_catch_a_rewritten_history() {
+    published_checkpoints_catch_a_rewritten_history(TestDb::postgres().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_unsigned_tail_is_refused_until_sealed() {
+    an_unsigned_tail_is_refused_until_sealed(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_unsigned_tail_is_refused_until_sealed() {
+    an_unsigned_tail_is_refused_until_sealed(TestDb::postgres().unwrap()).await;
+}
