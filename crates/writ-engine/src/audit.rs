@@ -11,7 +11,7 @@ use writ_core::Sha256Digest;
 use writ_core::ids::CaseId;
 use writ_ledger::{
     Bundle, ChainVerifier, FailureReason, Hash, VerifierKey, VerifyFailure, VerifyOptions,
-    VerifyReport, build_bundle,
+    VerifyReport, WitnessVerifier, build_bundle, verify_cosignatures,
 };
 use writ_store::{Store, StoreError};
 
@@ -67,6 +67,19 @@ pub async fn verify_store_against(
     store: Arc<dyn Store>,
     key: &VerifierKey,
     trusted: Option<&str>,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
+    verify_store_witnessed(store, key, trusted, &[], progress).await
+}
+
+/// [`verify_store_against`], and also that each of `witnesses` has co-signed a checkpoint
+/// covering every entry: its stored co-signature verifies with its key over the stored
+/// checkpoint it names (which the chain check verified against the entries).
+pub async fn verify_store_witnessed(
+    store: Arc<dyn Store>,
+    key: &VerifierKey,
+    trusted: Option<&str>,
+    witnesses: &[WitnessVerifier],
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
     let claimed = store.ledger_size().await?;
@@ -169,7 +182,61 @@ pub async fn verify_store_against(
     if let Some(failure) = evidence_failure(&*store).await? {
         return Ok(Err(failure));
     }
+    if let Some(failure) = witness_failure(&*store, witnesses, report.entries).await? {
+        return Ok(Err(failure));
+    }
     Ok(Ok(report))
+}
+
+/// The first required witness that has not co-signed the head, or whose co-signature does
+/// not verify.
+async fn witness_failure(
+    store: &dyn Store,
+    witnesses: &[WitnessVerifier],
+    entries: u64,
+) -> Result<Option<VerifyFailure>, AuditError> {
+    if witnesses.is_empty() {
+        return Ok(None);
+    }
+    let rows = store.cosignatures().await?;
+    for witness in witnesses {
+        let name = witness.name().to_owned();
+        let Some(row) = rows.iter().find(|row| row.witness == name) else {
+            return Ok(Some(VerifyFailure {
+                seq: None,
+                reason: FailureReason::NotWitnessed {
+                    witness: name,
+                    witnessed: 0,
+                    entries,
+                },
+            }));
+        };
+        let bad = || VerifyFailure {
+            seq: None,
+            reason: FailureReason::BadCosignature {
+                witness: name.clone(),
+                size: row.size,
+            },
+        };
+        let Some(checkpoint) = store.checkpoint_at(row.size).await? else {
+            return Ok(Some(bad()));
+        };
+        let cosigned = format!("{}{}\n", checkpoint.note, row.cosignature.trim_end());
+        if verify_cosignatures(&cosigned, std::slice::from_ref(witness)).is_err() {
+            return Ok(Some(bad()));
+        }
+        if row.size < entries {
+            return Ok(Some(VerifyFailure {
+                seq: Some(row.size),
+                reason: FailureReason::NotWitnessed {
+                    witness: name,
+                    witnessed: row.size,
+                    entries,
+                },
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The fields of a leaf that the entry's stored columns copy, and the evidence it names.

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use writ_ledger::{SignerKey, VerifierKey, generate_key};
+use writ_ledger::{SignerKey, VerifierKey, WitnessKey, WitnessVerifier, generate_key};
 
 /// Why a key could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,70 @@ pub fn init(private: &Path, origin: &str) -> Result<VerifierKey, KeyError> {
     Ok(verifier)
 }
 
+/// Generates a witness's co-signing key named `name` (C2SP `tlog-cosignature`) and writes it to
+/// `private` (mode 0600) and `private.pub` (the vkey logs and auditors are given). Refuses to
+/// overwrite either file.
+// Key generation: the witness key's seed must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
+pub fn init_witness(private: &Path, name: &str) -> Result<WitnessVerifier, KeyError> {
+    let public = public_key_path(private);
+    for path in [private, public.as_path()] {
+        if path.exists() {
+            return Err(KeyError::Exists {
+                path: path.to_owned(),
+            });
+        }
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|err| KeyError::Random(err.to_string()))?;
+    let key = WitnessKey::generate(name, seed).map_err(|err| KeyError::Origin {
+        origin: name.to_owned(),
+        detail: err.to_string(),
+    })?;
+    seed.fill(0);
+    let verifier = key.verifier();
+    write_file(private, &key.to_text(), 0o600)?;
+    write_file(&public, &verifier.to_text(), 0o644)?;
+    Ok(verifier)
+}
+
+/// Loads a witness's private co-signing key. Refuses a file readable by group or others.
+pub fn load_witness_key(path: &Path) -> Result<WitnessKey, KeyError> {
+    refuse_exposed(path)?;
+    let text = read_key_text(path)?;
+    WitnessKey::parse(&text).map_err(|err| KeyError::Invalid {
+        path: path.to_owned(),
+        what: "witness private key",
+        detail: err.to_string(),
+    })
+}
+
+/// Loads a witness's public key (its vkey), from a file or given as the text itself.
+pub fn load_witness_verifier(path_or_text: &str) -> Result<WitnessVerifier, KeyError> {
+    let path = Path::new(path_or_text);
+    let text = if path.exists() {
+        read_key_text(path)?
+    } else {
+        path_or_text.trim().to_owned()
+    };
+    WitnessVerifier::parse(&text).map_err(|err| KeyError::Invalid {
+        path: path.to_owned(),
+        what: "witness public key",
+        detail: err.to_string(),
+    })
+}
+
+fn refuse_exposed(path: &Path) -> Result<(), KeyError> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        return Err(KeyError::Exposed {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_owned(),
@@ -121,13 +185,7 @@ fn read_key_text(path: &Path) -> Result<String, KeyError> {
 
 /// Loads the private signing key. Refuses a file readable by group or others.
 pub fn load_signer(path: &Path) -> Result<SignerKey, KeyError> {
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        return Err(KeyError::Exposed {
-            path: path.to_owned(),
-        });
-    }
+    refuse_exposed(path)?;
     let text = read_key_text(path)?;
     SignerKey::parse(&text).map_err(|err| KeyError::Invalid {
         path: path.to_owned(),

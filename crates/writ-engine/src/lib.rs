@@ -20,6 +20,8 @@
 //! - [`bypass`]: break-glass changes, their review and its escalation.
 //! - [`notify`]: webhook delivery from the outbox (Standard Webhooks signatures, retries).
 //! - [`sources`]: authenticating findings sources (bearer token or HMAC signature).
+//! - [`witness`]: asking witnesses (C2SP `tlog-witness`) to co-sign each checkpoint, and
+//!   keeping their co-signatures.
 
 pub mod audit;
 pub mod bypass;
@@ -36,6 +38,7 @@ pub mod publish;
 pub mod rebuild;
 pub mod sequencer;
 pub mod sources;
+pub mod witness;
 pub mod writeback;
 
 pub use engine::{Engine, EngineBuilder, NoPolicy};

@@ -570,6 +570,9 @@ delegate! {
         fn case_entries(&self, case: writ_core::ids::CaseId) -> Vec<writ_store::LedgerRow>;
         fn checkpoints(&self) -> Vec<writ_store::CheckpointRow>;
         fn latest_checkpoint(&self) -> Option<writ_store::CheckpointRow>;
+        fn checkpoint_at(&self, size: u64) -> Option<writ_store::CheckpointRow>;
+        fn put_cosignature(&self, row: &writ_store::CosignatureRow) -> ();
+        fn cosignatures(&self) -> Vec<writ_store::CosignatureRow>;
         fn evidence(&self, digest: &Sha256Digest) -> Option<writ_store::EvidenceRow>;
         fn evidence_page(&self, after: Option<&str>, limit: u32) -> Vec<(String, Vec<u8>)>;
         fn missing_evidence(&self, digests: &[Sha256Digest]) -> Vec<Sha256Digest>;

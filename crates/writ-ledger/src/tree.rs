@@ -195,6 +195,68 @@ impl TreeBuilder {
         self.size += 1;
     }
 
+    /// The RFC 6962 consistency proof from this tree to the tree with `appended` leaf hashes
+    /// added, built from this tree's frontier and the new leaves alone (no other stored
+    /// hash): every node of such a proof is either a perfect subtree of the old tree's
+    /// frontier or made only of new leaves. Empty when nothing is appended or this tree is
+    /// empty (nothing to prove).
+    pub fn consistency_proof_to(&self, appended: &[Hash]) -> Vec<Hash> {
+        let old = self.size;
+        let new = old + appended.len() as u64;
+        if old == 0 || appended.is_empty() {
+            return Vec::new();
+        }
+        // The frontier's perfect subtrees, as (start, end, hash).
+        let mut frontier = Vec::with_capacity(self.stack.len());
+        let mut start = 0u64;
+        let mut hashes = self.stack.iter();
+        for bit in (0..64).rev() {
+            let width = 1u64 << bit;
+            if old & width != 0 {
+                if let Some(hash) = hashes.next() {
+                    frontier.push((start, start + width, *hash));
+                }
+                start += width;
+            }
+        }
+        let mth = |from: u64, to: u64| -> Hash {
+            if to <= old {
+                frontier
+                    .iter()
+                    .find(|(s, e, _)| *s == from && *e == to)
+                    .map_or(EMPTY_ROOT, |(_, _, h)| *h)
+            } else {
+                let first = usize::try_from(from - old).unwrap_or(usize::MAX);
+                let last = usize::try_from(to - old).unwrap_or(usize::MAX);
+                root_of(appended.get(first..last).unwrap_or(&[]))
+            }
+        };
+        // RFC 6962 section 2.1.2, SUBPROOF(m, D[from:to], b), iteratively.
+        let mut proof = Vec::new();
+        let (mut m, mut from, mut to, mut complete) = (old, 0u64, new, true);
+        loop {
+            let n = to - from;
+            if m == n {
+                if !complete {
+                    proof.push(mth(from, to));
+                }
+                break;
+            }
+            let k = largest_power_of_two_below(n);
+            if m <= k {
+                proof.push(mth(from + k, to));
+                to = from + k;
+            } else {
+                proof.push(mth(from, from + k));
+                m -= k;
+                from += k;
+                complete = false;
+            }
+        }
+        proof.reverse();
+        proof
+    }
+
     /// The RFC 6962 root hash at the current size ([`EMPTY_ROOT`] if empty).
     pub fn root(&self) -> Hash {
         let mut it = self.stack.iter().rev();
@@ -203,6 +265,14 @@ impl TreeBuilder {
         };
         it.fold(last, |acc, left| hash_children(left, &acc))
     }
+}
+
+/// The largest power of two strictly below `n` (`n` > 1).
+fn largest_power_of_two_below(n: u64) -> u64 {
+    if n <= 1 {
+        return 0;
+    }
+    1u64 << (63 - (n - 1).leading_zeros())
 }
 
 /// The RFC 6962 root of a list of leaf hashes.
@@ -447,6 +517,40 @@ mod tests {
             assert_eq!(t.leaf_hash(i as u64), Some(*h));
         }
         assert_eq!(root_of(&ls), t.root());
+    }
+
+    /// The frontier-built consistency proof is the full tree's, for every pair of sizes up to
+    /// 70, and verifies.
+    #[test]
+    fn frontier_consistency_proofs_are_the_trees() {
+        let ls = leaves(70);
+        let t = Tree::from_leaf_hashes(&ls);
+        for old in 1..70u64 {
+            let mut b = TreeBuilder::new();
+            for h in &ls[..old as usize] {
+                b.push(*h);
+            }
+            for new in old + 1..=70 {
+                let proof = b.consistency_proof_to(&ls[old as usize..new as usize]);
+                assert_eq!(
+                    proof,
+                    t.consistency_proof(old, new).unwrap(),
+                    "{old} -> {new}"
+                );
+                verify_consistency(
+                    old,
+                    new,
+                    &proof,
+                    &t.root_at(old).unwrap(),
+                    &t.root_at(new).unwrap(),
+                )
+                .unwrap();
+            }
+            assert!(b.consistency_proof_to(&[]).is_empty());
+        }
+        assert_eq!(largest_power_of_two_below(2), 1);
+        assert_eq!(largest_power_of_two_below(8), 4);
+        assert_eq!(largest_power_of_two_below(9), 8);
     }
 
     #[test]

@@ -146,6 +146,24 @@ pub enum FailureReason {
         /// The entries stored.
         entries: u64,
     },
+    /// A required witness has not co-signed a checkpoint covering every entry.
+    #[error("witness {witness} has co-signed {witnessed} of {entries} entries")]
+    NotWitnessed {
+        /// The witness's name.
+        witness: String,
+        /// The size of the newest checkpoint it co-signed (0: none).
+        witnessed: u64,
+        /// The entries stored.
+        entries: u64,
+    },
+    /// A required witness's stored co-signature does not verify over the checkpoint it names.
+    #[error("witness {witness}: the co-signature of the checkpoint at size {size} does not verify")]
+    BadCosignature {
+        /// The witness's name.
+        witness: String,
+        /// The checkpoint size it names.
+        size: u64,
+    },
     /// A checkpoint's stored root is not the root its signed note states.
     #[error("checkpoint at size {size}: the stored root differs from the signed note's")]
     StoredRootMismatch {

@@ -14,6 +14,7 @@ mod findings;
 mod limits;
 mod listener;
 mod problem;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -37,9 +37,9 @@ use writ_core::job::Job;
 
 pub use migrate::{Migration, MigrationError};
 pub use model::{
-    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, DeliveryAttempt, DeliveryNext,
-    DueDeadline, Effect, EvidenceRow, ExceptionFilter, ExceptionView, Expectation, JobView,
-    LedgerRow, OutboxRow, PrincipalView, ProjectionDump, TokenView,
+    CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, CosignatureRow, DeliveryAttempt,
+    DeliveryNext, DueDeadline, Effect, EvidenceRow, ExceptionFilter, ExceptionView, Expectation,
+    JobView, LedgerRow, OutboxRow, PrincipalView, ProjectionDump, TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -186,6 +186,16 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
 
     /// The checkpoint with the largest tree size, if any.
     async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError>;
+
+    /// The checkpoint of tree size `size`, if any.
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError>;
+
+    /// Records `row` as its witness's newest co-signature, unless one of a larger size is
+    /// already recorded.
+    async fn put_cosignature(&self, row: &CosignatureRow) -> Result<(), StoreError>;
+
+    /// Each witness's newest co-signature.
+    async fn cosignatures(&self) -> Result<Vec<CosignatureRow>, StoreError>;
 
     /// Raw evidence by digest.
     async fn evidence(&self, digest: &Sha256Digest) -> Result<Option<EvidenceRow>, StoreError>;

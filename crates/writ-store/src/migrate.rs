@@ -118,6 +118,11 @@ pub const SQLITE: &[Migration] = &[
         name: "webhook_outbox",
         sql: include_str!("../migrations/sqlite/0011_webhook_outbox.sql"),
     },
+    Migration {
+        version: 12,
+        name: "witness_cosignatures",
+        sql: include_str!("../migrations/sqlite/0012_witness_cosignatures.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -176,6 +181,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 11,
         name: "webhook_outbox",
         sql: include_str!("../migrations/postgres/0011_webhook_outbox.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "witness_cosignatures",
+        sql: include_str!("../migrations/postgres/0012_witness_cosignatures.sql"),
     },
 ];
 

@@ -46,6 +46,19 @@ pub struct CheckpointRow {
     pub time: Timestamp,
 }
 
+/// The newest co-signature a witness returned, over the checkpoint of `size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignatureRow {
+    /// The witness's name (its key name).
+    pub witness: String,
+    /// The tree size of the checkpoint it co-signed.
+    pub size: u64,
+    /// Its signature line (`— <name> <base64>`).
+    pub cosignature: String,
+    /// When writ received it.
+    pub time: Timestamp,
+}
+
 /// Raw evidence, stored by digest beside the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceRow {

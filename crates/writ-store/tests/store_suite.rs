@@ -988,7 +988,27 @@ async fn the_outbox_is_committed_claimed_and_finished(h: Harness) {
     );
 }
 
+/// Each witness keeps its newest co-signature: a larger size replaces it, a smaller one does not.
+async fn a_witness_keeps_its_newest_cosignature(h: Harness) {
+    use writ_store::CosignatureRow;
+    let row = |witness: &str, size: u64| CosignatureRow {
+        witness: witness.into(),
+        size,
+        cosignature: format!("\u{2014} {witness} sig{size}"),
+        time: jiff::Timestamp::from_second(1_700_000_000 + i64::try_from(size).unwrap()).unwrap(),
+    };
+    assert!(h.store.cosignatures().await.unwrap().is_empty());
+    h.store.put_cosignature(&row("w1", 5)).await.unwrap();
+    h.store.put_cosignature(&row("w2", 3)).await.unwrap();
+    h.store.put_cosignature(&row("w1", 9)).await.unwrap();
+    h.store.put_cosignature(&row("w1", 7)).await.unwrap();
+    let rows = h.store.cosignatures().await.unwrap();
+    assert_eq!(rows, vec![row("w1", 9), row("w2", 3)]);
+    assert!(h.store.checkpoint_at(1).await.unwrap().is_none());
+}
+
 writ_testkit::backend_suite!(
+    a_witness_keeps_its_newest_cosignature,
     the_outbox_is_committed_claimed_and_finished,
     expectations_make_appends_conditional,
     one_live_job_per_case,

@@ -94,10 +94,11 @@ fn seal(config: &Config, reason: &str) -> anyhow::Result<ExitCode> {
                 }
             },
         };
+        let publish = crate::serve::checkpoint_sinks(config, &store)?;
         let engine = writ_engine::Engine::builder(store, signer)
             .sequencer_config(writ_engine::SequencerConfig {
                 accept_unsigned_tail: true,
-                publish: crate::serve::checkpoint_sinks(config),
+                publish,
                 ..writ_engine::SequencerConfig::default()
             })
             .start()

@@ -30,6 +30,10 @@ pub enum AuditCommand {
         /// consistency proof must start from it.
         #[arg(long)]
         trusted: Option<PathBuf>,
+        /// A witness's public key (vkey text or a file): it must have co-signed a checkpoint
+        /// covering every entry. Repeat for each witness required.
+        #[arg(long = "witness-key", conflicts_with = "bundle")]
+        witness_keys: Vec<String>,
     },
     /// Print the latest signed checkpoint, for an auditor to keep outside the database and give
     /// later to `writ audit verify --trusted`.
@@ -91,6 +95,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
             bundle: Some(bundle),
             key,
             trusted,
+            ..
         } => {
             let key =
                 key.context("--bundle needs --key PUBKEY: the bundle's own key proves nothing")?;
@@ -143,17 +148,23 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
             bundle: None,
             key,
             trusted,
+            witness_keys,
         } => {
             let verifier = ledger_key::verifier(config, key.as_deref())?;
+            let witnesses = witness_keys
+                .iter()
+                .map(|key| writ_engine::keys::load_witness_verifier(key))
+                .collect::<Result<Vec<_>, _>>()?;
             let trusted = trusted.map(|path| read_checkpoint(&path)).transpose()?;
             crate::runtime()?.block_on(async {
                 let store = crate::open_store(config).await?;
                 let total = store.ledger_size().await?;
                 let bar = progress::bar(total, "verifying");
-                let verdict = audit::verify_store_against(
+                let verdict = audit::verify_store_witnessed(
                     store.clone(),
                     &verifier,
                     trusted.as_deref(),
+                    &witnesses,
                     &mut |done, _| {
                         bar.set_position(done);
                     },

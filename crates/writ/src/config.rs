@@ -224,6 +224,19 @@ pub struct LedgerConfig {
     /// operators cannot change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish_dir: Option<PathBuf>,
+    /// Witnesses asked to co-sign every checkpoint as it is made (`[[ledger.witnesses]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+/// `[[ledger.witnesses]]`: a witness (C2SP `tlog-witness`, say `writ witness serve`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its base URL (`POST <url>/add-checkpoint`).
+    pub url: String,
+    /// Its public key: the vkey text, or a file holding it.
+    pub key: String,
 }
 
 impl Default for LedgerConfig {
@@ -234,6 +247,7 @@ impl Default for LedgerConfig {
             max_batch: 1024,
             linger_ms: 0,
             publish_dir: None,
+            witnesses: Vec::new(),
         }
     }
 }

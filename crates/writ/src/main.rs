@@ -26,6 +26,7 @@ mod principal_cmd;
 mod progress;
 mod serve;
 mod token_cmd;
+mod witness_cmd;
 mod writeback_cmd;
 
 use std::path::PathBuf;
@@ -70,9 +71,12 @@ enum Command {
     /// Verify the ledger, or export and verify offline bundles.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
-    /// Maintenance: rebuild projections from the ledger.
+    /// Maintenance: rebuild projections from the ledger, seal an unsigned tail.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
+    /// Run a witness that co-signs ledgers' checkpoints (C2SP tlog-witness).
+    #[command(subcommand)]
+    Witness(witness_cmd::WitnessCommand),
     /// Ingest findings files (streaming, constant memory, progress bar).
     Ingest(ingest_cmd::IngestArgs),
     /// Validate, test and inspect policy bundles.
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys_cmd::run(&config, command).map(|()| ExitCode::SUCCESS),
         Command::Audit(command) => audit_cmd::run(&config, command),
         Command::Admin(command) => admin_cmd::run(&config, command),
+        Command::Witness(command) => witness_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Ingest(args) => ingest_cmd::run(&config, args),
         Command::Policy(command) => policy_cmd::run(command),
         Command::Sync(args) => inventory_cmd::sync(args),

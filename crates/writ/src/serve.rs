@@ -61,6 +61,7 @@ pub async fn build_with(
         .context("cannot read the ledger's checkpoints")?
         .is_some();
     let key = ledger_key::signer_for_serving(config, signed)?;
+    let publish = checkpoint_sinks(config, &store)?;
     Engine::builder(store, key)
         .policy(policy)
         .connectors(connectors)
@@ -75,7 +76,7 @@ pub async fn build_with(
                     kinds: w.events.clone(),
                 })
                 .collect(),
-            publish: checkpoint_sinks(config),
+            publish,
             ..SequencerConfig::default()
         })
         .ingest_settings(IngestSettings {
@@ -89,13 +90,27 @@ pub async fn build_with(
         .context("cannot open the ledger for writing")
 }
 
-/// Where the configuration says each signed checkpoint is published as it is made.
-pub fn checkpoint_sinks(config: &Config) -> Vec<Arc<dyn writ_engine::publish::CheckpointSink>> {
+/// Where the configuration says each signed checkpoint is published as it is made: the
+/// publish directory and the witnesses.
+pub fn checkpoint_sinks(
+    config: &Config,
+    store: &Arc<dyn writ_store::Store>,
+) -> anyhow::Result<Vec<Arc<dyn writ_engine::publish::CheckpointSink>>> {
     let mut sinks: Vec<Arc<dyn writ_engine::publish::CheckpointSink>> = Vec::new();
     if let Some(dir) = &config.ledger.publish_dir {
         sinks.push(Arc::new(writ_engine::publish::DirSink::new(dir.clone())));
     }
-    sinks
+    for witness in &config.ledger.witnesses {
+        let verifier = writ_engine::keys::load_witness_verifier(&witness.key)
+            .with_context(|| format!("[[ledger.witnesses]] {}", witness.url))?;
+        sinks.push(Arc::new(writ_engine::witness::WitnessClient::new(
+            &witness.url,
+            verifier,
+            store.clone(),
+            Arc::new(writ_core::SystemClock),
+        )?));
+    }
+    Ok(sinks)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -263,7 +278,7 @@ fn refuse_shared_secret_file(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

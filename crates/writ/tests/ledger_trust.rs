@@ -197,6 +197,142 @@ async fn an_unsigned_tail_is_refused_until_sealed(db: TestDb) {
     );
 }
 
+/// `writ witness serve` as a child process, killed on drop.
+struct WitnessProcess(std::process::Child);
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_witness(site: &Site, port: u16) -> WitnessProcess {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(site.path("witness.log"))
+        .unwrap();
+    let child = common::writ(site.dir())
+        .args([
+            "witness",
+            "serve",
+            "--key",
+            "witness.key",
+            "--log-key",
+            "ledger.key.pub",
+            "--state",
+            "witness-state.json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let process = WitnessProcess(child);
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return process;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the witness did not start: {}",
+        std::fs::read_to_string(site.path("witness.log")).unwrap_or_default()
+    );
+}
+
+/// A witness co-signs every checkpoint with a consistency proof from the last one it
+/// co-signed; `audit verify --witness-key` requires it to have co-signed the head; a witness
+/// that was down catches up; a truncated and re-signed history is refused by the witness and
+/// fails verification.
+async fn a_witness_cosigns_and_refuses_a_rewritten_history(db: TestDb) {
+    let port = writ_testkit::free_port().unwrap();
+    let site = Site::new(
+        db,
+        &format!(
+            "[[ledger.witnesses]]\nurl = \"http://127.0.0.1:{port}\"\nkey = \"witness.key.pub\"\n"
+        ),
+    );
+    let vkey = ok(&site.run(&[
+        "witness",
+        "init",
+        "--key",
+        "witness.key",
+        "--name",
+        "witness.test/w1",
+    ]));
+    assert!(vkey.starts_with("witness.test/w1+"), "{vkey}");
+    let witness = start_witness(&site, port).await;
+    for n in 0..3 {
+        let output = ingest(&site, n);
+        assert!(
+            !text(&output).contains("not published"),
+            "{}",
+            text(&output)
+        );
+        ok(&output);
+    }
+    ok(&site.run(&["audit", "verify", "--witness-key", "witness.key.pub"]));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.path("witness-state.json")).unwrap()).unwrap();
+    let head = writ_store::open(&site.url)
+        .await
+        .unwrap()
+        .ledger_size()
+        .await
+        .unwrap();
+    assert_eq!(state["writ.test/ledger"]["size"], head, "{state}");
+
+    // The witness is down: the commit stands, but the head is not witnessed.
+    drop(witness);
+    let unwitnessed = ingest(&site, 3);
+    assert!(unwitnessed.status.success(), "{}", text(&unwitnessed));
+    assert!(text(&unwitnessed).contains("not published"));
+    let behind = site.run(&["audit", "verify", "--witness-key", "witness.key.pub"]);
+    assert_eq!(behind.status.code(), Some(1), "{}", text(&behind));
+    assert!(text(&behind).contains("has co-signed"), "{}", text(&behind));
+    // Back up: the next commit is co-signed with a proof from where the witness stopped.
+    let witness = start_witness(&site, port).await;
+    ok(&ingest(&site, 4));
+    ok(&site.run(&["audit", "verify", "--witness-key", "witness.key.pub"]));
+
+    // The attack: remove the newest commit, set the head back, sign a different history.
+    tamper(
+        &site,
+        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints); \
+         DELETE FROM ledger_entries WHERE seq >= (SELECT MAX(size) FROM checkpoints); \
+         UPDATE ledger_head SET size = (SELECT MAX(size) FROM checkpoints)",
+    )
+    .await;
+    let rewrite = ingest(&site, 5);
+    assert!(
+        text(&rewrite).contains("refused the checkpoint"),
+        "the witness refuses the rewritten history: {}",
+        text(&rewrite)
+    );
+    ok(&site.run(&["audit", "verify"]));
+    let caught = site.run(&["audit", "verify", "--witness-key", "witness.key.pub"]);
+    assert_eq!(caught.status.code(), Some(1), "{}", text(&caught));
+    drop(witness);
+    let log = std::fs::read_to_string(site.path("witness.log")).unwrap();
+    assert!(log.contains("refused a checkpoint"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_witness_cosigns_and_refuses_a_rewritten_history() {
+    a_witness_cosigns_and_refuses_a_rewritten_history(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_witness_cosigns_and_refuses_a_rewritten_history() {
+    a_witness_cosigns_and_refuses_a_rewritten_history(TestDb::postgres().unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_published_checkpoints_catch_a_rewritten_history() {
     published_checkpoints_catch_a_rewritten_history(TestDb::sqlite().unwrap()).await;

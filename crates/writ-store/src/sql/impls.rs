@@ -75,6 +75,29 @@ macro_rules! impl_store {
                 q::checkpoints(&mut *self.reader.acquire().await?).await
             }
 
+            async fn checkpoint_at(
+                &self,
+                size: u64,
+            ) -> Result<Option<$crate::CheckpointRow>, $crate::StoreError> {
+                q::checkpoint_at(&mut *self.reader.acquire().await?, size).await
+            }
+
+            async fn put_cosignature(
+                &self,
+                row: &$crate::CosignatureRow,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                q::put_cosignature(&mut tx, row).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn cosignatures(
+                &self,
+            ) -> Result<Vec<$crate::CosignatureRow>, $crate::StoreError> {
+                q::cosignatures(&mut *self.reader.acquire().await?).await
+            }
+
             async fn latest_checkpoint(
                 &self,
             ) -> Result<Option<$crate::CheckpointRow>, $crate::StoreError> {

@@ -301,6 +301,66 @@ macro_rules! ledger_queries {
                 .collect()
         }
 
+        pub(crate) async fn checkpoint_at(
+            conn: &mut Conn,
+            size: u64,
+        ) -> Result<Option<CheckpointRow>, StoreError> {
+            const T: &str = "checkpoints";
+            let Some(row) =
+                sqlx::query("SELECT size, root, note, time_us FROM checkpoints WHERE size = $1")
+                    .bind(seq_to_db(size)?)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(CheckpointRow {
+                size: seq_from_db(T, row.try_get("size")?)?,
+                root: hash_from_db(T, row.try_get("root")?)?,
+                note: row.try_get("note")?,
+                time: from_micros(T, row.try_get("time_us")?)?,
+            }))
+        }
+
+        pub(crate) async fn put_cosignature(
+            conn: &mut Conn,
+            row: &$crate::CosignatureRow,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO witness_cosignatures (witness, size, cosignature, time_us)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (witness) DO UPDATE SET size = excluded.size,
+                    cosignature = excluded.cosignature, time_us = excluded.time_us
+                 WHERE excluded.size >= witness_cosignatures.size",
+            )
+            .bind(&row.witness)
+            .bind(seq_to_db(row.size)?)
+            .bind(&row.cosignature)
+            .bind(micros(row.time))
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        pub(crate) async fn cosignatures(
+            conn: &mut Conn,
+        ) -> Result<Vec<$crate::CosignatureRow>, StoreError> {
+            const T: &str = "witness_cosignatures";
+            sqlx::query("SELECT witness, size, cosignature, time_us FROM witness_cosignatures ORDER BY witness")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok($crate::CosignatureRow {
+                        witness: row.try_get("witness")?,
+                        size: seq_from_db(T, row.try_get("size")?)?,
+                        cosignature: row.try_get("cosignature")?,
+                        time: from_micros(T, row.try_get("time_us")?)?,
+                    })
+                })
+                .collect()
+        }
+
         pub(crate) async fn latest_checkpoint(
             conn: &mut Conn,
         ) -> Result<Option<CheckpointRow>, StoreError> {
