@@ -19,10 +19,12 @@ pub struct AwsClient {
     config: AwsConfig,
 }
 
-struct RawResponse {
-    status: u16,
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
     error_type_header: Option<String>,
-    body: String,
+    pub(crate) body: String,
+    /// The response headers.
+    pub(crate) headers: reqwest::header::HeaderMap,
 }
 
 impl AwsClient {
@@ -63,10 +65,11 @@ impl AwsClient {
         let version = match service {
             Service::Iam => "2010-05-08",
             Service::Sts => "2011-06-15",
-            Service::SecretsManager => {
-                return Err(AwsError::Config(
-                    "Secrets Manager speaks awsJson, not the Query protocol".into(),
-                ));
+            Service::SecretsManager | Service::S3 => {
+                return Err(AwsError::Config(format!(
+                    "{} does not speak the Query protocol",
+                    service.signing_name()
+                )));
             }
         };
         let mut body = format!("Action={}&Version={version}", uri_encode(action));
@@ -161,10 +164,45 @@ impl AwsClient {
         &self,
         service: Service,
         action: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<RawResponse, AwsError> {
+        self.request(service, "POST", None, &[], action, headers, body)
+            .await
+    }
+
+    /// Sends a signed `method` request to `service`: at `path` under the endpoint (already
+    /// URI-encoded, starting with `/`; `None`: the endpoint itself) with `query`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn request(
+        &self,
+        service: Service,
+        method: &str,
+        path: Option<&str>,
+        query: &[(String, String)],
+        action: &str,
         mut headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<RawResponse, AwsError> {
-        let url = self.config.endpoint_for(service)?;
+        let mut url = self.config.endpoint_for(service)?;
+        if let Some(path) = path {
+            let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+            url.set_path(&joined);
+        }
+        if !query.is_empty() {
+            let encoded: Vec<String> = query
+                .iter()
+                .map(|(k, v)| {
+                    // A subresource (`?retention`) is sent bare; it is signed as `retention=`.
+                    if v.is_empty() {
+                        uri_encode(k)
+                    } else {
+                        format!("{}={}", uri_encode(k), uri_encode(v))
+                    }
+                })
+                .collect();
+            url.set_query(Some(&encoded.join("&")));
+        }
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
@@ -188,9 +226,9 @@ impl AwsClient {
             .to_string();
         let signed = sigv4::sign(
             &SignableRequest {
-                method: "POST",
+                method,
                 path: url.path(),
-                query: &[],
+                query,
                 headers: &headers,
                 body: &body,
             },
@@ -199,7 +237,9 @@ impl AwsClient {
             service.signing_name(),
             &amz_date,
         );
-        let mut request = self.http.post(url.clone());
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| AwsError::Config(format!("bad HTTP method {method}")))?;
+        let mut request = self.http.request(method, url.clone());
         for (name, value) in &headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -215,6 +255,7 @@ impl AwsClient {
         })?;
         let status = response.status().as_u16();
         tracing::debug!(service = service.signing_name(), action, status, "aws call");
+        let response_headers = response.headers().clone();
         let error_type_header = response
             .headers()
             .get("x-amzn-errortype")
@@ -230,6 +271,7 @@ impl AwsClient {
             status,
             error_type_header,
             body,
+            headers: response_headers,
         })
     }
 }

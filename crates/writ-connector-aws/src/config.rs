@@ -23,6 +23,8 @@ pub enum Service {
     Sts,
     /// Secrets Manager (awsJson 1.1).
     SecretsManager,
+    /// S3 (REST, path-style), where ledger checkpoints are published under Object Lock.
+    S3,
 }
 
 impl Service {
@@ -32,6 +34,7 @@ impl Service {
             Service::Iam => "iam",
             Service::Sts => "sts",
             Service::SecretsManager => "secretsmanager",
+            Service::S3 => "s3",
         }
     }
 }

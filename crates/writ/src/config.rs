@@ -227,6 +227,38 @@ pub struct LedgerConfig {
     /// Witnesses asked to co-sign every checkpoint as it is made (`[[ledger.witnesses]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<WitnessConfig>,
+    /// An S3 bucket with Object Lock every checkpoint is also written to (`[ledger.s3]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3PublishConfig>,
+}
+
+/// `[ledger.s3]`: publish each checkpoint to S3 under Object Lock, compliance mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3PublishConfig {
+    /// The bucket (created with Object Lock enabled; writ refuses one without).
+    pub bucket: String,
+    /// Prepended to each object key (`<prefix><size>.checkpoint`).
+    #[serde(default = "default_s3_prefix")]
+    pub prefix: String,
+    /// How long each checkpoint is retained in compliance mode, in days.
+    #[serde(default = "default_retain_days")]
+    pub retain_days: u32,
+    /// The region (default: `AWS_REGION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An endpoint instead of AWS's (moto, an S3-compatible store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+fn default_s3_prefix() -> String {
+    "writ-checkpoints/".into()
+}
+
+/// Seven years: a common retention for audit evidence.
+fn default_retain_days() -> u32 {
+    7 * 365
 }
 
 /// `[[ledger.witnesses]]`: a witness (C2SP `tlog-witness`, say `writ witness serve`).
@@ -248,6 +280,7 @@ impl Default for LedgerConfig {
             linger_ms: 0,
             publish_dir: None,
             witnesses: Vec::new(),
+            s3: None,
         }
     }
 }

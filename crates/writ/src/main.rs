@@ -24,6 +24,7 @@ mod policy_cmd;
 mod policy_source;
 mod principal_cmd;
 mod progress;
+mod publish_s3;
 mod serve;
 mod token_cmd;
 mod witness_cmd;

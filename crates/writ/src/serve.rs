@@ -100,6 +100,9 @@ pub fn checkpoint_sinks(
     if let Some(dir) = &config.ledger.publish_dir {
         sinks.push(Arc::new(writ_engine::publish::DirSink::new(dir.clone())));
     }
+    if let Some(s3) = &config.ledger.s3 {
+        sinks.push(Arc::new(crate::publish_s3::S3Sink::from_config(s3)?));
+    }
     for witness in &config.ledger.witnesses {
         let verifier = writ_engine::keys::load_witness_verifier(&witness.key)
             .with_context(|| format!("[[ledger.witnesses]] {}", witness.url))?;

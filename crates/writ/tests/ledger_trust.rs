@@ -13,8 +13,14 @@ use writ_testkit::TestDb;
 /// Writes a finding file and ingests it with the real binary (one commit, one checkpoint).
 fn ingest(site: &Site, n: u32) -> std::process::Output {
     let name = format!("finding-{n}.json");
+    ingest_file(site, n, &name);
+    site.run(&["ingest", "--source", "cli", &name])
+}
+
+/// Writes finding `n` to `name` in the site.
+fn ingest_file(site: &Site, n: u32, name: &str) {
     std::fs::write(
-        site.path(&name),
+        site.path(name),
         serde_json::to_vec(&serde_json::json!({
             "finding_type": "unused_key",
             "severity": "medium",
@@ -26,7 +32,6 @@ fn ingest(site: &Site, n: u32) -> std::process::Output {
         .unwrap(),
     )
     .unwrap();
-    site.run(&["ingest", "--source", "cli", &name])
 }
 
 fn ok(output: &std::process::Output) -> String {
@@ -321,6 +326,84 @@ async fn a_witness_cosigns_and_refuses_a_rewritten_history(db: TestDb) {
     drop(witness);
     let log = std::fs::read_to_string(site.path("witness.log")).unwrap();
     assert!(log.contains("refused a checkpoint"), "{log}");
+}
+
+/// Checkpoints go to S3 under Object Lock in compliance mode (moto): one object per
+/// checkpoint, keyed by tree size, that cannot be deleted; a missing bucket is reported and the
+/// next commit publishes again.
+async fn checkpoints_are_published_to_s3_under_object_lock(db: TestDb) {
+    use writ_connector_aws::s3::S3;
+    use writ_connector_aws::{AwsClient, AwsConfig};
+    let moto = tokio::task::spawn_blocking(writ_testkit::MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let site = Site::new(
+        db,
+        &format!(
+            "[ledger.s3]\nbucket = \"writ-audit\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nretain_days = 30\n",
+            moto.url()
+        ),
+    );
+    let with_aws = |n: u32| {
+        let name = format!("finding-{n}.json");
+        ingest_file(&site, n, &name);
+        common::writ(site.dir())
+            .args(["ingest", "--source", "cli", &name])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    // No bucket yet: the commit stands, the failure is reported.
+    let missing = with_aws(0);
+    assert!(missing.status.success(), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("not published"),
+        "{}",
+        text(&missing)
+    );
+    let s3 = S3::new(
+        AwsClient::new(
+            AwsConfig::new("testing", "testing", "us-east-1")
+                .with_endpoint(&moto.url())
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    s3.create_locked_bucket("writ-audit").await.unwrap();
+    assert!(s3.object_lock_enabled("writ-audit").await.unwrap());
+    let published = with_aws(1);
+    assert!(
+        !text(&published).contains("not published"),
+        "{}",
+        text(&published)
+    );
+    let latest = ok(&site.run(&["audit", "checkpoint"]));
+    let size: u64 = latest.lines().nth(1).unwrap().parse().unwrap();
+    let key = format!("writ-checkpoints/{size:020}.checkpoint");
+    assert_eq!(s3.get("writ-audit", &key).await.unwrap().unwrap(), latest);
+    let (mode, _until) = s3.retention("writ-audit", &key).await.unwrap().unwrap();
+    assert_eq!(mode, "COMPLIANCE");
+    let versions = s3.versions("writ-audit", &key).await.unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert!(
+        s3.delete_version("writ-audit", &key, &versions[0])
+            .await
+            .is_err(),
+        "a retained checkpoint cannot be deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_are_published_to_s3_under_object_lock() {
+    checkpoints_are_published_to_s3_under_object_lock(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_checkpoints_are_published_to_s3_under_object_lock() {
+    checkpoints_are_published_to_s3_under_object_lock(TestDb::postgres().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
