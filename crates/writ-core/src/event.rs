@@ -127,6 +127,17 @@ impl EventKind {
         self.into()
     }
 
+    /// The media type of the raw evidence an event of this kind names (a finding as received
+    /// is JSON; an ownership rules file is text), or `None` when it names none. The sequencer
+    /// refuses a blob of another type, and `writ audit verify` checks the stored type by it.
+    pub fn evidence_media_type(self) -> Option<&'static str> {
+        match self {
+            EventKind::FindingReceived => Some("application/json"),
+            EventKind::OwnershipImported => Some("text/plain"),
+            _ => None,
+        }
+    }
+
     /// The NIST CSF 2.0 outcomes this kind of event is evidence for. The sequencer adds them to
     /// every event, beside any tags the caller gives (OWASP NHI Top 10 tags depend on the
     /// finding, so the ingest path adds those).

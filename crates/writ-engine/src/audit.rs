@@ -69,7 +69,21 @@ pub async fn verify_store_against(
     trusted: Option<&str>,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
-    verify_store_witnessed(store, key, trusted, &[], progress).await
+    let trusted = Trusted {
+        notes: trusted.map(str::to_owned).into_iter().collect(),
+        published: false,
+    };
+    verify_store_witnessed(store, key, &trusted, &[], progress).await
+}
+
+/// Checkpoints kept outside the database that today's tree must extend.
+#[derive(Debug, Clone, Default)]
+pub struct Trusted {
+    /// The signed notes.
+    pub notes: Vec<String>,
+    /// They are every checkpoint published as it was made (a publish directory): each must
+    /// also be in the database, so a checkpoint deleted from it is named.
+    pub published: bool,
 }
 
 /// [`verify_store_against`], and also that each of `witnesses` has co-signed a checkpoint
@@ -78,13 +92,45 @@ pub async fn verify_store_against(
 pub async fn verify_store_witnessed(
     store: Arc<dyn Store>,
     key: &VerifierKey,
-    trusted: Option<&str>,
+    trusted: &Trusted,
     witnesses: &[WitnessVerifier],
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Result<VerifyReport, VerifyFailure>, AuditError> {
     let claimed = store.ledger_size().await?;
     let mut checkpoints = store.checkpoints().await?;
-    if let Some(note) = trusted {
+    // A stored root and size must be the ones its note signs (the verifier checks each note
+    // against the tree; the columns beside it are what a reader of the table would trust).
+    for row in &checkpoints {
+        if let Ok(signed) = writ_ledger::open(&row.note, key) {
+            let column = if signed.root.0 != row.root {
+                Some("root")
+            } else if signed.size != row.size {
+                Some("size")
+            } else {
+                None
+            };
+            if let Some(column) = column {
+                return Ok(Err(VerifyFailure {
+                    seq: None,
+                    reason: if column == "root" {
+                        FailureReason::StoredRootMismatch { size: row.size }
+                    } else {
+                        FailureReason::CheckpointColumnMismatch {
+                            size: row.size,
+                            column: column.to_owned(),
+                        }
+                    },
+                }));
+            }
+        }
+    }
+    // A checkpoint is written with the entries it ends: its time is theirs.
+    let checkpoint_times: std::collections::HashMap<u64, jiff::Timestamp> =
+        checkpoints.iter().map(|row| (row.size, row.time)).collect();
+    let stored_notes: std::collections::HashSet<&str> =
+        checkpoints.iter().map(|row| row.note.as_str()).collect();
+    let mut kept_rows = Vec::new();
+    for note in &trusted.notes {
         let Ok(kept) = writ_ledger::open(note, key) else {
             return Ok(Err(VerifyFailure {
                 seq: None,
@@ -93,25 +139,22 @@ pub async fn verify_store_witnessed(
                 ),
             }));
         };
-        checkpoints.push(writ_store::CheckpointRow {
+        let note = note.trim_end().to_owned() + "\n";
+        if trusted.published && !stored_notes.contains(note.as_str()) {
+            return Ok(Err(VerifyFailure {
+                seq: None,
+                reason: FailureReason::CheckpointNotStored { size: kept.size },
+            }));
+        }
+        kept_rows.push(writ_store::CheckpointRow {
             size: kept.size,
             root: kept.root.0,
-            note: note.trim_end().to_owned() + "\n",
+            note,
             time: jiff::Timestamp::UNIX_EPOCH,
         });
     }
-    // A stored root must be the one its note signs (the verifier checks each note against the
-    // tree; the column beside it is what a reader of the table would trust).
-    for row in &checkpoints {
-        if let Ok(signed) = writ_ledger::open(&row.note, key)
-            && signed.root.0 != row.root
-        {
-            return Ok(Err(VerifyFailure {
-                seq: None,
-                reason: FailureReason::StoredRootMismatch { size: row.size },
-            }));
-        }
-    }
+    drop(stored_notes);
+    checkpoints.extend(kept_rows);
     let mut verifier = match ChainVerifier::new(
         checkpoints.into_iter().map(|row| (row.size, row.note)),
         key.clone(),
@@ -125,6 +168,8 @@ pub async fn verify_store_witnessed(
         tokio::spawn(async move { store.entries(from, PAGE).await })
     };
     let mut next_page = fetch(0);
+    // Digests whose first naming entry has been seen (their receipt time checked there).
+    let mut first_named: std::collections::HashSet<Sha256Digest> = std::collections::HashSet::new();
     loop {
         let page = next_page
             .await
@@ -135,26 +180,29 @@ pub async fn verify_store_witnessed(
         // Read ahead from just after this page; if the page has a gap the verifier stops
         // before the read-ahead matters.
         next_page = fetch(last + 1);
-        let mut named: Vec<(u64, Sha256Digest)> = Vec::new();
+        let mut named: Vec<Named> = Vec::new();
         for row in &page {
             let checked = verifier
                 .push(row.seq, &row.leaf, Hash(row.leaf_hash))
-                .and_then(|()| columns_match(row, &mut named));
+                .and_then(|()| columns_match(row, &mut named))
+                .and_then(|()| match checkpoint_times.get(&(row.seq + 1)) {
+                    Some(time) if *time != row.time => Err(VerifyFailure {
+                        seq: None,
+                        reason: FailureReason::CheckpointColumnMismatch {
+                            size: row.seq + 1,
+                            column: "time_us".into(),
+                        },
+                    }),
+                    _ => Ok(()),
+                });
             if let Err(failure) = checked {
                 next_page.abort();
                 return Ok(Err(failure));
             }
         }
-        let digests: Vec<Sha256Digest> = named.iter().map(|(_, d)| *d).collect();
-        if let Some(missing) = store.missing_evidence(&digests).await?.first() {
-            let seq = named.iter().find(|(_, d)| d == missing).map(|(s, _)| *s);
+        if let Some(failure) = evidence_named(&*store, &named, &mut first_named).await? {
             next_page.abort();
-            return Ok(Err(VerifyFailure {
-                seq,
-                reason: FailureReason::EvidenceMissing {
-                    digest: missing.to_string(),
-                },
-            }));
+            return Ok(Err(failure));
         }
         progress(verifier.size(), claimed);
     }
@@ -163,6 +211,12 @@ pub async fn verify_store_witnessed(
         return Ok(Err(VerifyFailure {
             seq: Some(found),
             reason: FailureReason::TruncatedLog { claimed, found },
+        }));
+    }
+    if found > claimed {
+        return Ok(Err(VerifyFailure {
+            seq: Some(claimed),
+            reason: FailureReason::HeadMismatch { claimed, found },
         }));
     }
     let report = match verifier.finish() {
@@ -222,8 +276,12 @@ async fn witness_failure(
             return Ok(Some(bad()));
         };
         let cosigned = format!("{}{}\n", checkpoint.note, row.cosignature.trim_end());
-        if verify_cosignatures(&cosigned, std::slice::from_ref(witness)).is_err() {
-            return Ok(Some(bad()));
+        match verify_cosignatures(&cosigned, std::slice::from_ref(witness)) {
+            Ok(verified)
+                if verified.first().is_some_and(|v| {
+                    i64::try_from(v.time_unix).ok() == Some(row.time.as_second())
+                }) => {}
+            _ => return Ok(Some(bad())),
         }
         if row.size < entries {
             return Ok(Some(VerifyFailure {
@@ -252,12 +310,59 @@ struct LeafHeader {
     evidence: Vec<Sha256Digest>,
 }
 
+/// An evidence digest an entry names: the entry's seq, time and kind.
+struct Named {
+    seq: u64,
+    time: jiff::Timestamp,
+    kind: writ_core::event::EventKind,
+    digest: Sha256Digest,
+}
+
+/// Checks the evidence `named` (in entry order) against the store: stored, of the media type
+/// the naming entry's kind says, received at the time of the first entry that names it.
+async fn evidence_named(
+    store: &dyn Store,
+    named: &[Named],
+    first_named: &mut std::collections::HashSet<Sha256Digest>,
+) -> Result<Option<VerifyFailure>, AuditError> {
+    if named.is_empty() {
+        return Ok(None);
+    }
+    let digests: Vec<Sha256Digest> = named.iter().map(|n| n.digest).collect();
+    let stored: std::collections::HashMap<String, (String, jiff::Timestamp)> = store
+        .evidence_meta(&digests)
+        .await?
+        .into_iter()
+        .map(|(digest, media, received)| (digest, (media, received)))
+        .collect();
+    for entry in named {
+        let digest = entry.digest.to_string();
+        let mismatch = |column: &str| VerifyFailure {
+            seq: Some(entry.seq),
+            reason: FailureReason::EvidenceColumnMismatch {
+                digest: digest.clone(),
+                column: column.to_owned(),
+            },
+        };
+        let Some((media, received)) = stored.get(&digest) else {
+            return Ok(Some(VerifyFailure {
+                seq: Some(entry.seq),
+                reason: FailureReason::EvidenceMissing { digest },
+            }));
+        };
+        if entry.kind.evidence_media_type() != Some(media.as_str()) {
+            return Ok(Some(mismatch("media_type")));
+        }
+        if first_named.insert(entry.digest) && *received != entry.time {
+            return Ok(Some(mismatch("received_us")));
+        }
+    }
+    Ok(None)
+}
+
 /// Checks `row`'s stored columns against its leaf (already verified against its hash), naming
 /// the first that differs, and collects the evidence digests the entry names.
-fn columns_match(
-    row: &writ_store::LedgerRow,
-    named: &mut Vec<(u64, Sha256Digest)>,
-) -> Result<(), VerifyFailure> {
+fn columns_match(row: &writ_store::LedgerRow, named: &mut Vec<Named>) -> Result<(), VerifyFailure> {
     let differs = |column: &str| VerifyFailure {
         seq: Some(row.seq),
         reason: FailureReason::ColumnMismatch {
@@ -283,7 +388,12 @@ fn columns_match(
     if let Some((column, _)) = columns.iter().find(|(_, same)| !same) {
         return Err(differs(column));
     }
-    named.extend(header.evidence.into_iter().map(|digest| (row.seq, digest)));
+    named.extend(header.evidence.into_iter().map(|digest| Named {
+        seq: row.seq,
+        time: row.time,
+        kind: row.kind,
+        digest,
+    }));
     Ok(())
 }
 

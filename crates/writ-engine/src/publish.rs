@@ -165,9 +165,27 @@ fn write_once(dir: &Path, size: u64, note: &str) -> Result<(), WriteOnce> {
 }
 
 /// The newest checkpoint published in `dir` (the largest size), if any: what an auditor gives
-/// `writ audit verify --trusted`.
+/// `writ audit export --since`.
 pub fn latest_published(dir: &Path) -> std::io::Result<Option<(PathBuf, String)>> {
-    let mut newest: Option<(u64, PathBuf)> = None;
+    let Some((_, path)) = published_files(dir)?.pop() else {
+        return Ok(None);
+    };
+    let note = std::fs::read_to_string(&path)?;
+    Ok(Some((path, note)))
+}
+
+/// Every checkpoint published in `dir`, smallest size first: what `writ audit verify
+/// --trusted DIR` checks the database against.
+pub fn all_published(dir: &Path) -> std::io::Result<Vec<String>> {
+    published_files(dir)?
+        .into_iter()
+        .map(|(_, path)| std::fs::read_to_string(path))
+        .collect()
+}
+
+/// The checkpoint files in `dir` with their sizes, smallest first.
+fn published_files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let Some(size) = path
@@ -178,17 +196,10 @@ pub fn latest_published(dir: &Path) -> std::io::Result<Option<(PathBuf, String)>
         else {
             continue;
         };
-        if newest.as_ref().is_none_or(|(s, _)| size > *s) {
-            newest = Some((size, path));
-        }
+        files.push((size, path));
     }
-    match newest {
-        Some((_, path)) => {
-            let note = std::fs::read_to_string(&path)?;
-            Ok(Some((path, note)))
-        }
-        None => Ok(None),
-    }
+    files.sort();
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -806,6 +806,13 @@ impl Writer {
                 .map_err(fail)?;
             let mut evidence_digests = Vec::with_capacity(draft.evidence.len());
             for blob in &draft.evidence {
+                if draft.kind().evidence_media_type() != Some(blob.media_type.as_str()) {
+                    return Err(fail(AppendError::Encode(format!(
+                        "a {} event names no evidence of type {}",
+                        draft.kind(),
+                        blob.media_type
+                    ))));
+                }
                 let digest = Sha256Digest::of(&blob.bytes);
                 evidence_digests.push(digest);
                 batch.effects.push(Effect::PutEvidence(EvidenceRow {

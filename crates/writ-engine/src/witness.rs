@@ -169,13 +169,18 @@ impl CheckpointSink for WitnessClient {
             match status {
                 200 => {
                     let note = format!("{}{}", checkpoint.note, body);
-                    verify_cosignatures(&note, std::slice::from_ref(&self.verifier)).map_err(
-                        |err| {
+                    let verified = verify_cosignatures(&note, std::slice::from_ref(&self.verifier))
+                        .map_err(|err| {
                             self.failed(format!(
                                 "the witness answered with a co-signature that does not verify: {err}"
                             ))
-                        },
-                    )?;
+                        })?;
+                    // The row's time is the one the co-signature signs, so it can be checked.
+                    let signed_at = verified
+                        .first()
+                        .and_then(|v| i64::try_from(v.time_unix).ok())
+                        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                        .unwrap_or_else(|| self.clock.now());
                     let cosignature = body
                         .lines()
                         .find(|line| {
@@ -188,7 +193,7 @@ impl CheckpointSink for WitnessClient {
                             witness: self.verifier.name().to_owned(),
                             size: checkpoint.size,
                             cosignature,
-                            time: self.clock.now(),
+                            time: signed_at,
                         })
                         .await
                         .map_err(|err| self.failed(err.to_string()))?;

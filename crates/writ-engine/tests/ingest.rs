@@ -575,7 +575,7 @@ delegate! {
         fn cosignatures(&self) -> Vec<writ_store::CosignatureRow>;
         fn evidence(&self, digest: &Sha256Digest) -> Option<writ_store::EvidenceRow>;
         fn evidence_page(&self, after: Option<&str>, limit: u32) -> Vec<(String, Vec<u8>)>;
-        fn missing_evidence(&self, digests: &[Sha256Digest]) -> Vec<Sha256Digest>;
+        fn evidence_meta(&self, digests: &[Sha256Digest]) -> Vec<(String, String, jiff::Timestamp)>;
     }
     async fn commit(&self, batch: writ_store::CommitBatch) -> Result<(), StoreError> {
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {

@@ -146,6 +146,39 @@ pub enum FailureReason {
         /// The entries stored.
         entries: u64,
     },
+    /// A checkpoint's stored column (its size, or its time: the time of the newest entry it
+    /// covers, as both are written in one commit) is not what it should be.
+    #[error("checkpoint at size {size}: the stored {column} is not the signed checkpoint's")]
+    CheckpointColumnMismatch {
+        /// The checkpoint size (as stored).
+        size: u64,
+        /// The column.
+        column: String,
+    },
+    /// An evidence row's stored metadata (its media type, by the kind of event that names
+    /// it; its receipt time, the time of the first entry that names it) is not what it should
+    /// be.
+    #[error("evidence {digest}: the stored {column} is not what the entry naming it says")]
+    EvidenceColumnMismatch {
+        /// The digest.
+        digest: String,
+        /// The column.
+        column: String,
+    },
+    /// A checkpoint published outside the database is not in it (deleted, or replaced).
+    #[error("checkpoint at size {size} was published but the database does not hold it")]
+    CheckpointNotStored {
+        /// Its tree size.
+        size: u64,
+    },
+    /// The ledger head records fewer entries than are stored.
+    #[error("the ledger head says {claimed} entries but {found} are stored")]
+    HeadMismatch {
+        /// What the head says.
+        claimed: u64,
+        /// What is stored.
+        found: u64,
+    },
     /// A required witness has not co-signed a checkpoint covering every entry.
     #[error("witness {witness} has co-signed {witnessed} of {entries} entries")]
     NotWitnessed {

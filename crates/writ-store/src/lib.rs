@@ -208,11 +208,12 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
-    /// Which of `digests` the evidence table does not hold.
-    async fn missing_evidence(
+    /// The media type and receipt time of each of `digests` the evidence table holds (the
+    /// digest column's text with them); a digest it does not hold is absent.
+    async fn evidence_meta(
         &self,
         digests: &[Sha256Digest],
-    ) -> Result<Vec<Sha256Digest>, StoreError>;
+    ) -> Result<Vec<(String, String, jiff::Timestamp)>, StoreError>;
 }
 
 /// The projections: identities, cases, findings and the read models, derived from the ledger.

@@ -155,7 +155,18 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|key| writ_engine::keys::load_witness_verifier(key))
                 .collect::<Result<Vec<_>, _>>()?;
-            let trusted = trusted.map(|path| read_checkpoint(&path)).transpose()?;
+            let trusted = match trusted {
+                Some(dir) if dir.is_dir() => audit::Trusted {
+                    notes: writ_engine::publish::all_published(&dir)
+                        .with_context(|| format!("cannot read {}", dir.display()))?,
+                    published: true,
+                },
+                Some(file) => audit::Trusted {
+                    notes: vec![read_checkpoint(&file)?],
+                    published: false,
+                },
+                None => audit::Trusted::default(),
+            };
             crate::runtime()?.block_on(async {
                 let store = crate::open_store(config).await?;
                 let total = store.ledger_size().await?;
@@ -163,7 +174,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
                 let verdict = audit::verify_store_witnessed(
                     store.clone(),
                     &verifier,
-                    trusted.as_deref(),
+                    &trusted,
                     &witnesses,
                     &mut |done, _| {
                         bar.set_position(done);

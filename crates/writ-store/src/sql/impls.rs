@@ -119,11 +119,11 @@ macro_rules! impl_store {
                 q::evidence_page(&mut *self.reader.acquire().await?, after, limit).await
             }
 
-            async fn missing_evidence(
+            async fn evidence_meta(
                 &self,
                 digests: &[writ_core::Sha256Digest],
-            ) -> Result<Vec<writ_core::Sha256Digest>, $crate::StoreError> {
-                q::missing_evidence(&mut *self.reader.acquire().await?, digests).await
+            ) -> Result<Vec<(String, String, jiff::Timestamp)>, $crate::StoreError> {
+                q::evidence_meta(&mut *self.reader.acquire().await?, digests).await
             }
         }
 

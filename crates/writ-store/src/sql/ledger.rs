@@ -428,27 +428,28 @@ macro_rules! ledger_queries {
                 .collect()
         }
 
-        pub(crate) async fn missing_evidence(
+        pub(crate) async fn evidence_meta(
             conn: &mut Conn,
             digests: &[Sha256Digest],
-        ) -> Result<Vec<Sha256Digest>, StoreError> {
-            let mut present = std::collections::HashSet::new();
+        ) -> Result<Vec<(String, String, jiff::Timestamp)>, StoreError> {
+            const T: &str = "evidence";
+            let mut found = Vec::new();
             for chunk in digests.chunks(KEYS_PER_LOOKUP) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new("SELECT digest FROM evidence WHERE digest IN (");
+                let mut builder = sqlx::QueryBuilder::<$db>::new("SELECT digest, media_type, received_us FROM evidence WHERE digest IN (");
                 let mut list = builder.separated(", ");
                 for digest in chunk {
                     list.push_bind(digest.to_string());
                 }
                 builder.push(")");
                 for row in builder.build().fetch_all(&mut *conn).await? {
-                    present.insert(row.try_get::<String, _>("digest")?);
+                    found.push((
+                        row.try_get::<String, _>("digest")?,
+                        row.try_get::<String, _>("media_type")?,
+                        from_micros(T, row.try_get("received_us")?)?,
+                    ));
                 }
             }
-            Ok(digests
-                .iter()
-                .filter(|d| !present.contains(&d.to_string()))
-                .copied()
-                .collect())
+            Ok(found)
         }
 
         pub(crate) async fn entries_by_idempotency_keys(
