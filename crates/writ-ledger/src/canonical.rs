@@ -15,8 +15,9 @@
 //!   formatter `serde_json_canonicalizer` uses);
 //! - nesting depth at most 127 (the `serde_json` recursion limit).
 //!
-//! While scanning it also extracts the top-level `"seq"` member, so chain
-//! verification needs a single pass per leaf.
+//! While scanning it also extracts the top-level `"seq"` member, and the spans
+//! of the top-level members' values ([`TopMembers`]), so chain verification and
+//! the comparison of a stored row with its leaf need a single pass per leaf.
 
 use std::cmp::Ordering;
 
@@ -44,6 +45,47 @@ impl SeqField {
     }
 }
 
+/// The most top-level members whose spans are kept (a writ leaf has about ten);
+/// members past it are validated but not kept.
+const MAX_MEMBERS: usize = 16;
+
+/// The byte spans of the top-level object's members: each name (without its
+/// quotes) and its raw JSON value, in document order. No allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TopMembers {
+    spans: [(u32, u32, u32, u32); MAX_MEMBERS],
+    len: usize,
+}
+
+impl TopMembers {
+    const EMPTY: Self = Self {
+        spans: [(0, 0, 0, 0); MAX_MEMBERS],
+        len: 0,
+    };
+
+    fn push(&mut self, name: (usize, usize), value: (usize, usize)) {
+        let fits = |n: usize| u32::try_from(n).ok();
+        if let (Some(a), Some(b), Some(c), Some(d)) =
+            (fits(name.0), fits(name.1), fits(value.0), fits(value.1))
+            && let Some(slot) = self.spans.get_mut(self.len)
+        {
+            *slot = (a, b, c, d);
+            self.len += 1;
+        }
+    }
+
+    /// The raw JSON value of the member named `name` (a simple ASCII name) in
+    /// `json`, the document these spans were taken from.
+    pub(crate) fn get<'a>(&self, json: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        self.spans[..self.len].iter().find_map(|&(a, b, c, d)| {
+            let key = json.get(a as usize..b as usize)?;
+            (key == name.as_bytes())
+                .then(|| json.get(c as usize..d as usize))
+                .flatten()
+        })
+    }
+}
+
 /// Why a document is not canonical (static text, no allocation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NotCanonical(pub(crate) &'static str);
@@ -51,6 +93,11 @@ pub(crate) struct NotCanonical(pub(crate) &'static str);
 /// Validates that `json` is RFC 8785 canonical JSON and returns its top-level
 /// `"seq"` member.
 pub(crate) fn check(json: &[u8]) -> Result<SeqField, NotCanonical> {
+    check_members(json).map(|(seq, _)| seq)
+}
+
+/// [`check`], also returning the top-level members' spans.
+pub(crate) fn check_members(json: &[u8]) -> Result<(SeqField, TopMembers), NotCanonical> {
     if std::str::from_utf8(json).is_err() {
         return Err(NotCanonical("invalid UTF-8"));
     }
@@ -58,12 +105,13 @@ pub(crate) fn check(json: &[u8]) -> Result<SeqField, NotCanonical> {
         b: json,
         i: 0,
         seq: SeqField::Absent,
+        members: TopMembers::EMPTY,
     };
     p.value(0)?;
     if p.i != json.len() {
         return Err(NotCanonical("trailing bytes after the JSON value"));
     }
-    Ok(p.seq)
+    Ok((p.seq, p.members))
 }
 
 /// A string token: content is `b[start..end]`; `simple` means ASCII without
@@ -79,6 +127,7 @@ struct Parser<'a> {
     b: &'a [u8],
     i: usize,
     seq: SeqField,
+    members: TopMembers,
 }
 
 impl Parser<'_> {
@@ -167,10 +216,15 @@ impl Parser<'_> {
             }
             prev = Some(key);
             self.expect(b':', "expected ':'")?;
+            let value_start = self.i;
             if depth == 1 && &self.b[key.start..key.end] == b"seq" {
                 self.seq = self.seq_value(depth)?;
             } else {
                 self.value(depth)?;
+            }
+            if depth == 1 {
+                self.members
+                    .push((key.start, key.end), (value_start, self.i));
             }
             match self.peek() {
                 Some(b',') => self.i += 1,

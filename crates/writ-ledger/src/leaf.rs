@@ -104,6 +104,21 @@ pub(crate) fn check_body(leaf: &[u8], mode: CanonicalCheck) -> Result<Option<u64
     }
 }
 
+/// [`check_body`], also returning the spans of the top-level members of the leaf's JSON (which
+/// starts at [`LEAF_TAG`]`.len()`).
+pub(crate) fn check_body_members(
+    leaf: &[u8],
+    mode: CanonicalCheck,
+) -> Result<(Option<u64>, canonical::TopMembers), LeafProblem> {
+    let body = leaf.strip_prefix(LEAF_TAG).ok_or(LeafProblem::BadTag)?;
+    if mode == CanonicalCheck::Recanonicalize {
+        recanonicalize_check(body).map_err(|_| LeafProblem::NotCanonical)?;
+    }
+    canonical::check_members(body)
+        .map(|(seq, members)| (seq.as_option(), members))
+        .map_err(|_| LeafProblem::NotCanonical)
+}
+
 /// What is wrong with a leaf (internal, allocation-free).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LeafProblem {

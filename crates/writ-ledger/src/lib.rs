@@ -47,8 +47,8 @@ pub use tree::{
     verify_inclusion,
 };
 pub use verify::{
-    CanonicalCheck, ChainVerifier, FailureReason, VerifyFailure, VerifyOptions, VerifyReport,
-    verify_chain, verify_chain_with,
+    CanonicalCheck, ChainVerifier, FailureReason, LeafMembers, VerifyFailure, VerifyOptions,
+    VerifyReport, check_leaf, verify_chain, verify_chain_with,
 };
 pub use witness::{
     AddCheckpoint, Cosigned, VerifiedCosignature, WitnessError, WitnessKey, WitnessRefusal,

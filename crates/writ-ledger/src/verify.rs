@@ -18,7 +18,7 @@
 
 use crate::checkpoint::{Checkpoint, VerifierKey, open};
 use crate::error::LedgerError;
-use crate::leaf::{LeafProblem, check_body, leaf_hash};
+use crate::leaf::{LeafProblem, check_body_members, leaf_hash};
 use crate::tree::{Hash, TreeBuilder};
 use thiserror::Error;
 
@@ -312,6 +312,56 @@ where
     verifier.finish()
 }
 
+/// The top-level members of a verified leaf's JSON, by name: raw JSON values borrowed from the
+/// leaf.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafMembers<'a> {
+    json: &'a [u8],
+    members: crate::canonical::TopMembers,
+}
+
+impl<'a> LeafMembers<'a> {
+    /// The raw (canonical) JSON value of the top-level member `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.members.get(self.json, name)
+    }
+}
+
+/// Checks one stored entry on its own (no order, no tree): its leaf hashes to `stored`, is
+/// canonical, and carries `seq`. Pure, so a page of entries can be checked on several threads
+/// and then added in order with [`ChainVerifier::push_checked`]. Returns the leaf hash and the
+/// leaf's top-level members.
+///
+/// # Errors
+///
+/// The problem, naming `seq`.
+pub fn check_leaf(
+    options: VerifyOptions,
+    seq: u64,
+    leaf: &[u8],
+    stored: Hash,
+) -> Result<(Hash, LeafMembers<'_>), VerifyFailure> {
+    let h = leaf_hash(leaf);
+    if h != stored {
+        return Err(VerifyFailure::at(seq, FailureReason::LeafHashMismatch));
+    }
+    match check_body_members(leaf, options.canonical) {
+        Ok((Some(s), members)) if s == seq => Ok((
+            h,
+            LeafMembers {
+                json: leaf.get(crate::leaf::LEAF_TAG.len()..).unwrap_or(&[]),
+                members,
+            },
+        )),
+        Ok((found, _)) => Err(VerifyFailure::at(
+            seq,
+            FailureReason::SeqFieldMismatch { found },
+        )),
+        Err(LeafProblem::BadTag) => Err(VerifyFailure::at(seq, FailureReason::BadLeafTag)),
+        Err(LeafProblem::NotCanonical) => Err(VerifyFailure::at(seq, FailureReason::NotCanonical)),
+    }
+}
+
 /// The incremental form of [`verify_chain`]: feed entries one by one (for example page by
 /// page from a database) with [`ChainVerifier::push`], then call [`ChainVerifier::finish`].
 /// Memory stays O(log n) plus the checkpoints.
@@ -362,36 +412,61 @@ impl ChainVerifier {
     ///
     /// The first problem, naming the entry (or the checkpoint it completes).
     pub fn push(&mut self, seq: u64, leaf: &[u8], stored: Hash) -> Result<(), VerifyFailure> {
+        self.push_members(seq, leaf, stored).map(|_| ())
+    }
+
+    /// [`ChainVerifier::push`], also returning the leaf's top-level members, so that a caller
+    /// can compare what it stores beside the leaf without parsing it again.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChainVerifier::push`].
+    pub fn push_members<'a>(
+        &mut self,
+        seq: u64,
+        leaf: &'a [u8],
+        stored: Hash,
+    ) -> Result<LeafMembers<'a>, VerifyFailure> {
+        self.expect_seq(seq)?;
+        let (hash, members) = check_leaf(self.options, seq, leaf, stored)?;
+        self.push_checked(seq, hash)?;
+        Ok(members)
+    }
+
+    /// The options this verifier checks leaves with (for [`check_leaf`] on other threads).
+    pub fn options(&self) -> VerifyOptions {
+        self.options
+    }
+
+    /// Fails unless `seq` is the next entry's.
+    ///
+    /// # Errors
+    ///
+    /// [`FailureReason::SequenceGap`].
+    pub fn expect_seq(&self, seq: u64) -> Result<(), VerifyFailure> {
         let expected = self.builder.size();
-        if seq != expected {
-            return Err(VerifyFailure::at(
+        if seq == expected {
+            Ok(())
+        } else {
+            Err(VerifyFailure::at(
                 expected,
                 FailureReason::SequenceGap {
                     expected,
                     found: seq,
                 },
-            ));
+            ))
         }
-        let h = leaf_hash(leaf);
-        if h != stored {
-            return Err(VerifyFailure::at(seq, FailureReason::LeafHashMismatch));
-        }
-        match check_body(leaf, self.options.canonical) {
-            Ok(Some(s)) if s == seq => {}
-            Ok(found) => {
-                return Err(VerifyFailure::at(
-                    seq,
-                    FailureReason::SeqFieldMismatch { found },
-                ));
-            }
-            Err(LeafProblem::BadTag) => {
-                return Err(VerifyFailure::at(seq, FailureReason::BadLeafTag));
-            }
-            Err(LeafProblem::NotCanonical) => {
-                return Err(VerifyFailure::at(seq, FailureReason::NotCanonical));
-            }
-        }
-        self.builder.push(h);
+    }
+
+    /// Adds the next entry, whose leaf [`check_leaf`] accepted with hash `hash`, and checks
+    /// every checkpoint it completes.
+    ///
+    /// # Errors
+    ///
+    /// A gap in the sequence, or a checkpoint that does not verify.
+    pub fn push_checked(&mut self, seq: u64, hash: Hash) -> Result<(), VerifyFailure> {
+        self.expect_seq(seq)?;
+        self.builder.push(hash);
         self.drain_due()
     }
 

@@ -42,6 +42,11 @@ impl PgStore {
     /// The row-locking clause of a job claim: replicas claiming at the same moment skip each other's candidate rows.
     const CLAIM_LOCK: &str = "FOR UPDATE OF j SKIP LOCKED";
 
+    /// The audit's bulk read: the ordinary query (PostgreSQL streams rows fast enough).
+    async fn scan(&self, from: u64, limit: u32) -> Result<Vec<crate::LedgerRow>, StoreError> {
+        q::entries(&mut *self.reader.acquire().await?, from, limit).await
+    }
+
     /// Readers and writers share one pool; writers lock the head row.
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.reader.begin().await?)

@@ -22,6 +22,8 @@ mod q {
 pub struct SqliteStore {
     reader: Pool<Sqlite>,
     writer: Pool<Sqlite>,
+    /// The audit's bulk reader (a file database only).
+    scanner: Option<crate::sqlite_scan::Scanner>,
 }
 
 impl SqliteStore {
@@ -57,6 +59,7 @@ impl SqliteStore {
         let store = Self {
             reader: writer.clone(),
             writer,
+            scanner: None,
         };
         store.migrate().await?;
         if in_memory {
@@ -68,11 +71,25 @@ impl SqliteStore {
         // The price, as SQLite documents: an I/O error while reading a mapped page is a signal
         // that ends the process rather than an error. That fails closed (nothing is written
         // by a reader, and nothing unacknowledged was promised).
+        let path = options.get_filename().to_path_buf();
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true).pragma("mmap_size", "1073741824"))
             .await?;
-        Ok(Self { reader, ..store })
+        let scanner = Some(crate::sqlite_scan::Scanner::new(path));
+        Ok(Self {
+            reader,
+            scanner,
+            ..store
+        })
+    }
+
+    /// The audit's bulk read: rusqlite on a file database, else the ordinary query.
+    async fn scan(&self, from: u64, limit: u32) -> Result<Vec<crate::LedgerRow>, StoreError> {
+        match &self.scanner {
+            Some(scanner) => scanner.entries(from, limit).await,
+            None => q::entries(&mut *self.reader.acquire().await?, from, limit).await,
+        }
     }
 
     /// The row-locking clause of a job claim: the one writer connection already excludes every other claim.

@@ -152,6 +152,12 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
     let stored = h.store.entries(0, 10).await.unwrap();
     assert_eq!(stored, batch.entries);
     assert_eq!(h.store.entries(1, 10).await.unwrap(), batch.entries[1..]);
+    // The audit's bulk read gives the same rows.
+    assert_eq!(h.store.scan_entries(0, 10).await.unwrap(), batch.entries);
+    assert_eq!(
+        h.store.scan_entries(1, 1).await.unwrap(),
+        batch.entries[1..]
+    );
     assert_eq!(h.store.case_entries(case_id).await.unwrap(), batch.entries);
     assert_eq!(
         h.store.entry_by_idempotency_key("finding-1").await.unwrap(),

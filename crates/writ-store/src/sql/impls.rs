@@ -49,6 +49,14 @@ macro_rules! impl_store {
                 q::entries(&mut *self.reader.acquire().await?, from, limit).await
             }
 
+            async fn scan_entries(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                self.scan(from, limit).await
+            }
+
             async fn entries_at(
                 &self,
                 seqs: &[u64],
