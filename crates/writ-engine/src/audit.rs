@@ -16,7 +16,7 @@ use writ_ledger::{
 use writ_store::{Store, StoreError};
 
 /// Entries read per page.
-const PAGE: u32 = 2_000;
+const PAGE: u32 = 4_000;
 
 /// Why an audit could not run (as opposed to finding tampering, which is a [`VerifyFailure`]).
 #[derive(Debug, thiserror::Error)]
@@ -163,32 +163,70 @@ pub async fn verify_store_witnessed(
         Ok(verifier) => verifier,
         Err(failure) => return Ok(Err(failure)),
     };
-    let fetch = |from: u64| {
+    // Two workers read and check alternate pages (each entry on its own: hash, canonical
+    // form, stored columns), each on its own core; this task takes the pages in order and adds
+    // each entry to the tree, checking the sequence and the checkpoints.
+    let options = verifier.options();
+    let mut pages = Vec::with_capacity(WORKERS as usize);
+    let mut workers = Vec::with_capacity(WORKERS as usize);
+    for worker in 0..WORKERS {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<CheckedRow>, StoreError>>(2);
+        pages.push(rx);
         let store = store.clone();
-        tokio::spawn(async move { store.scan_entries(from, PAGE).await })
+        workers.push(tokio::spawn(async move {
+            let mut page_number = worker;
+            loop {
+                let read = store
+                    .scan_entries(page_number * u64::from(PAGE), PAGE)
+                    .await;
+                let last = matches!(&read, Ok(rows) if rows.is_empty()) || read.is_err();
+                let checked = match read {
+                    Ok(rows) => tokio::task::spawn_blocking(move || Ok(check_rows(&rows, options)))
+                        .await
+                        .unwrap_or_else(|err| {
+                            Err(StoreError::Corrupt {
+                                table: "ledger_entries",
+                                detail: format!("the checking thread failed: {err}"),
+                            })
+                        }),
+                    Err(err) => Err(err),
+                };
+                if tx.send(checked).await.is_err() || last {
+                    return;
+                }
+                page_number += WORKERS;
+            }
+        }));
+    }
+    let stop = |workers: &[tokio::task::JoinHandle<()>]| {
+        for worker in workers {
+            worker.abort();
+        }
     };
-    let mut next_page = fetch(0);
     // Digests whose first naming entry has been seen (their receipt time checked there).
     let mut first_named: std::collections::HashSet<Sha256Digest> = std::collections::HashSet::new();
+    let mut page_number = 0usize;
     loop {
-        let page = next_page
-            .await
-            .map_err(|err| AuditError::Ledger(format!("reader task failed: {err}")))??;
-        let Some(last) = page.last().map(|row| row.seq) else {
-            break;
+        let Some(page) = pages[page_number % WORKERS as usize].recv().await else {
+            stop(&workers);
+            return Err(AuditError::Ledger("a reader task stopped".into()));
         };
-        // Read ahead from just after this page; if the page has a gap the verifier stops
-        // before the read-ahead matters.
-        next_page = fetch(last + 1);
-        // Each entry on its own (hash, canonical form, stored columns), on both cores; then in
-        // order: the sequence, the tree and the checkpoints.
-        let options = verifier.options();
-        let checked = check_page(&page, options);
+        page_number += 1;
+        let page = match page {
+            Ok(page) => page,
+            Err(err) => {
+                stop(&workers);
+                return Err(err.into());
+            }
+        };
+        if page.is_empty() {
+            break;
+        }
         let mut named: Vec<Named> = Vec::new();
-        for (row, alone) in page.iter().zip(checked) {
+        for row in page {
             let checked = verifier
                 .expect_seq(row.seq)
-                .and(alone)
+                .and(row.alone)
                 .and_then(|(hash, found)| {
                     named.extend(found);
                     verifier.push_checked(row.seq, hash)
@@ -204,16 +242,17 @@ pub async fn verify_store_witnessed(
                     _ => Ok(()),
                 });
             if let Err(failure) = checked {
-                next_page.abort();
+                stop(&workers);
                 return Ok(Err(failure));
             }
         }
         if let Some(failure) = evidence_named(&*store, &named, &mut first_named).await? {
-            next_page.abort();
+            stop(&workers);
             return Ok(Err(failure));
         }
         progress(verifier.size(), claimed);
     }
+    stop(&workers);
     let found = verifier.size();
     if found < claimed {
         return Ok(Err(VerifyFailure {
@@ -305,38 +344,32 @@ async fn witness_failure(
     Ok(None)
 }
 
-/// Checks each row of `page` on its own ([`writ_ledger::check_leaf`] and [`columns_match`]):
-/// its leaf hash and the evidence it names, or its problem. Two threads share the page: the
-/// work is hashing and scanning, and the reader of the next page mostly waits on the disk.
-fn check_page(
-    page: &[writ_store::LedgerRow],
-    options: VerifyOptions,
-) -> Vec<Result<(Hash, Vec<Named>), VerifyFailure>> {
-    let check = |rows: &[writ_store::LedgerRow]| -> Vec<Result<(Hash, Vec<Named>), VerifyFailure>> {
-        rows.iter()
-            .map(|row| {
-                let (hash, members) =
-                    writ_ledger::check_leaf(options, row.seq, &row.leaf, Hash(row.leaf_hash))?;
-                let mut named = Vec::new();
-                columns_match(row, &members, &mut named)?;
-                Ok((hash, named))
-            })
-            .collect()
-    };
-    if page.len() < 256 {
-        return check(page);
-    }
-    let (first, second) = page.split_at(page.len() / 2);
-    std::thread::scope(|scope| {
-        let other = scope.spawn(|| check(second));
-        let mut results = check(first);
-        match other.join() {
-            Ok(rest) => results.extend(rest),
-            // The other half's thread panicked: check it here instead.
-            Err(_) => results.extend(check(second)),
-        }
-        results
-    })
+/// How many tasks read and check pages at once (this machine class has two cores).
+const WORKERS: u64 = 3;
+
+/// One entry as a worker checked it on its own: what the in-order pass still needs.
+struct CheckedRow {
+    seq: u64,
+    time: jiff::Timestamp,
+    /// The leaf hash and the evidence it names, or its problem.
+    alone: Result<(Hash, Vec<Named>), VerifyFailure>,
+}
+
+/// Checks each row on its own ([`writ_ledger::check_leaf`] and [`columns_match`]). The rows
+/// (and their leaves) are dropped here, on the thread that checked them.
+fn check_rows(rows: &[writ_store::LedgerRow], options: VerifyOptions) -> Vec<CheckedRow> {
+    rows.iter()
+        .map(|row| CheckedRow {
+            seq: row.seq,
+            time: row.time,
+            alone: writ_ledger::check_leaf(options, row.seq, &row.leaf, Hash(row.leaf_hash))
+                .and_then(|(hash, members)| {
+                    let mut named = Vec::new();
+                    columns_match(row, &members, &mut named)?;
+                    Ok((hash, named))
+                }),
+        })
+        .collect()
 }
 
 /// An evidence digest an entry names: the entry's seq, time and kind.

@@ -98,9 +98,6 @@ pub(crate) fn check(json: &[u8]) -> Result<SeqField, NotCanonical> {
 
 /// [`check`], also returning the top-level members' spans.
 pub(crate) fn check_members(json: &[u8]) -> Result<(SeqField, TopMembers), NotCanonical> {
-    if std::str::from_utf8(json).is_err() {
-        return Err(NotCanonical("invalid UTF-8"));
-    }
     let mut p = Parser {
         b: json,
         i: 0,
@@ -277,13 +274,36 @@ impl Parser<'_> {
         self.i += 1; // opening quote
         let start = self.i;
         let mut simple = true;
+        let mut ascii = true;
         loop {
+            // Skip ordinary bytes (printable ASCII but `"` and `\\`), eight at a time while
+            // they last, then one at a time.
+            while let Some(word) = self.b.get(self.i..self.i + 8) {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(word);
+                if has_special_byte(u64::from_le_bytes(bytes)) {
+                    break;
+                }
+                self.i += 8;
+            }
+            while let Some(&c) = self.b.get(self.i) {
+                if ORDINARY[usize::from(c)] {
+                    self.i += 1;
+                } else {
+                    break;
+                }
+            }
             let Some(&c) = self.b.get(self.i) else {
                 return Err(NotCanonical("unterminated string"));
             };
             match c {
                 b'"' => {
                     let end = self.i;
+                    // The only UTF-8 check: outside strings, canonical JSON is ASCII by its
+                    // grammar.
+                    if !ascii && std::str::from_utf8(&self.b[start..end]).is_err() {
+                        return Err(NotCanonical("invalid UTF-8"));
+                    }
                     self.i += 1;
                     return Ok(Str { start, end, simple });
                 }
@@ -312,11 +332,12 @@ impl Parser<'_> {
                     }
                 }
                 0x00..=0x1f => return Err(NotCanonical("unescaped control character")),
-                0x80..=0xff => {
+                _ => {
+                    // A byte of a multi-byte character: checked with the whole string.
                     simple = false;
+                    ascii = false;
                     self.i += 1;
                 }
-                _ => self.i += 1,
             }
         }
     }
@@ -358,6 +379,32 @@ fn is_short_integer(tok: &[u8]) -> bool {
     matches!(digits.first(), Some(b'1'..=b'9'))
         && digits.len() <= 15
         && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// Bytes a string's content may hold as they are, with no more checks: printable ASCII but
+/// `"` and `\\`.
+static ORDINARY: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0x20;
+    while c < 0x80 {
+        table[c] = c != b'"' as usize && c != b'\\' as usize;
+        c += 1;
+    }
+    table
+};
+
+/// Whether any of the eight bytes of `word` is not [`ORDINARY`] (SWAR: a quote, a backslash,
+/// a control byte, or a byte with its high bit set).
+#[inline]
+fn has_special_byte(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    // A byte below 0x20 (exact when no byte has its high bit set, which is tested too).
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    (quote | backslash | control | (word & HIGH)) != 0
 }
 
 #[inline]
@@ -450,6 +497,50 @@ mod tests {
         ] {
             assert!(ok(s), "{s}");
         }
+    }
+
+    proptest::proptest! {
+        /// The eight-byte test agrees with the byte table, for any word.
+        #[test]
+        fn the_word_test_is_the_byte_table(word: u64) {
+            let any_special = word.to_le_bytes().iter().any(|&c| !ORDINARY[usize::from(c)]);
+            proptest::prop_assert_eq!(has_special_byte(word), any_special);
+        }
+    }
+
+    #[test]
+    fn the_word_test_finds_each_special_byte_anywhere() {
+        for special in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff] {
+            for position in 0..8 {
+                let mut bytes = *b"abcdefgh";
+                bytes[position] = special;
+                assert!(
+                    has_special_byte(u64::from_le_bytes(bytes)),
+                    "{special} at {position}"
+                );
+            }
+        }
+        assert!(!has_special_byte(u64::from_le_bytes(*b" ~!#[]{}")));
+    }
+
+    /// UTF-8 is checked inside strings only (elsewhere the grammar admits ASCII alone): every
+    /// invalid sequence is refused wherever it is.
+    #[test]
+    fn rejects_invalid_utf8_anywhere() {
+        for bytes in [
+            &b"\"\xff\""[..],
+            b"\"a\xc3\"",
+            b"\"\xc0\xaf\"",
+            b"\"\xed\xa0\x80\"",
+            b"{\"a\xff\":1}",
+            b"[\"ok\",\"\xe2\x82\"]",
+            b"\xff",
+            b"[1,\xff]",
+            b"\"\x01\"",
+        ] {
+            assert!(check(bytes).is_err(), "{bytes:?}");
+        }
+        assert!(check("\"é\\n€𝄞\"".as_bytes()).is_ok());
     }
 
     #[test]

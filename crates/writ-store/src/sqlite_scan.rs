@@ -17,11 +17,12 @@ use crate::{LedgerRow, StoreError};
 
 const T: &str = "ledger_entries";
 
-/// A lazily opened read-only rusqlite connection to one database file.
+/// Lazily opened read-only rusqlite connections to one database file: as many as the audit
+/// reads pages at once, so two readers never wait on one connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Scanner {
     path: PathBuf,
-    connection: Arc<Mutex<Option<Connection>>>,
+    connections: Arc<[Mutex<Option<Connection>>; 3]>,
 }
 
 fn corrupt(detail: impl Into<String>) -> StoreError {
@@ -35,7 +36,7 @@ impl Scanner {
     pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             path,
-            connection: Arc::new(Mutex::new(None)),
+            connections: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
         }
     }
 
@@ -53,18 +54,24 @@ impl Scanner {
 
     fn entries_blocking(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
         let sqlite = |err: rusqlite::Error| corrupt(format!("reading: {err}"));
-        let mut guard = self
-            .connection
-            .lock()
-            .map_err(|_| corrupt("the reader connection was poisoned"))?;
+        // A free connection, else wait for the first.
+        let mut guard = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
+            Some(guard) => guard,
+            None => self.connections[0]
+                .lock()
+                .map_err(|_| corrupt("the reader connection was poisoned"))?,
+        };
         if guard.is_none() {
             let connection = Connection::open_with_flags(
                 &self.path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(sqlite)?;
+            // Read through SQLite's page cache, not a map of the file: a map would count the
+            // whole database in the process's resident memory, and the audit keeps memory
+            // flat however long the ledger is.
             connection
-                .pragma_update(None, "mmap_size", 1_073_741_824_i64)
+                .pragma_update(None, "mmap_size", 0_i64)
                 .map_err(sqlite)?;
             connection
                 .busy_timeout(std::time::Duration::from_secs(10))
