@@ -148,22 +148,20 @@ impl WriteBack {
             workflow
                 .apply(case_id, &used)
                 .map_err(|err| WriteBackError::Refused(err.to_string()))?;
-            let job = Job::queued(
-                JobId(self.ids.next_id(now)),
-                case_id,
-                &identity.system,
-                &identity.external_id,
-                action,
-                false,
-            );
-            let queued = EventBody::ChangeRequested(ChangeRequested {
-                job: job.clone(),
-                case: None,
-            });
-            workflow
-                .apply(case_id, &queued)
-                .map_err(|err| WriteBackError::Refused(err.to_string()))?;
             let actor = actor_of(by);
+            let (job, queued) = queue_job(
+                Job::queued(
+                    JobId(self.ids.next_id(now)),
+                    case_id,
+                    &identity.system,
+                    &identity.external_id,
+                    action,
+                    false,
+                ),
+                &mut workflow,
+                &actor,
+                decision.bundle_hash,
+            )?;
             let group = vec![
                 Draft {
                     policy_bundle: Some(decision.bundle_hash),
@@ -175,15 +173,7 @@ impl WriteBack {
                         used,
                     )
                 },
-                Draft {
-                    policy_bundle: Some(decision.bundle_hash),
-                    ..Draft::new(
-                        Some(case_id),
-                        actor,
-                        format!("job:{}:queued", job.id),
-                        queued,
-                    )
-                },
+                queued,
             ];
             match self.append_group(group).await {
                 Err(WriteBackError::Stale(_)) => continue,
@@ -312,35 +302,25 @@ impl WriteBack {
                         .apply(case_id, &reviewed)
                         .map_err(|err| WriteBackError::Refused(err.to_string()))?;
                     let now = self.clock.now();
-                    let job = Job::queued(
-                        JobId(self.ids.next_id(now)),
-                        case_id,
-                        &job_view.job.system,
-                        &job_view.job.external_id,
-                        Action::Rotate,
-                        false,
-                    );
-                    let queued = EventBody::ChangeRequested(ChangeRequested {
-                        job: job.clone(),
-                        case: None,
-                    });
-                    workflow
-                        .apply(case_id, &queued)
-                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                    let (job, queued) = queue_job(
+                        Job::queued(
+                            JobId(self.ids.next_id(now)),
+                            case_id,
+                            &job_view.job.system,
+                            &job_view.job.external_id,
+                            Action::Rotate,
+                            false,
+                        ),
+                        &mut workflow,
+                        &actor,
+                        used.decision.bundle_hash,
+                    )?;
                     group.push(Draft {
                         policy_bundle: Some(used.decision.bundle_hash),
                         expect: vec![case_expectation(&view)],
                         ..Draft::new(Some(case_id), actor.clone(), key, reviewed)
                     });
-                    group.push(Draft {
-                        policy_bundle: Some(used.decision.bundle_hash),
-                        ..Draft::new(
-                            Some(case_id),
-                            actor.clone(),
-                            format!("job:{}:queued", job.id),
-                            queued,
-                        )
-                    });
+                    group.push(queued);
                     outcome.rotation = Some(job.id);
                 }
             } else {
@@ -475,6 +455,33 @@ impl WriteBack {
         }
         Ok(None)
     }
+}
+
+/// The draft that queues `job` (checked with `workflow`, which it advances), under the bundle
+/// that decided it.
+fn queue_job(
+    job: Job,
+    workflow: &mut writ_core::workflow::CaseWorkflow,
+    actor: &str,
+    bundle: writ_core::Sha256Digest,
+) -> Result<(Job, Draft), WriteBackError> {
+    let queued = EventBody::ChangeRequested(ChangeRequested {
+        job: job.clone(),
+        case: None,
+    });
+    workflow
+        .apply(job.case_id, &queued)
+        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+    let draft = Draft {
+        policy_bundle: Some(bundle),
+        ..Draft::new(
+            Some(job.case_id),
+            actor,
+            format!("job:{}:queued", job.id),
+            queued,
+        )
+    };
+    Ok((job, draft))
 }
 
 /// The decision a rejecting review makes (`action`: a rollback, or the change again), on its

@@ -71,35 +71,34 @@ pub fn public_key_path(private: &Path) -> PathBuf {
 
 /// Generates a new key named `origin` and writes it to `private` (mode 0600) and
 /// `private.pub`. Refuses to overwrite either file.
-// Key generation: the signing key's seed must come from the OS random source.
-#[allow(clippy::disallowed_methods)]
 pub fn init(private: &Path, origin: &str) -> Result<VerifierKey, KeyError> {
-    let public = public_key_path(private);
-    for path in [private, public.as_path()] {
-        if path.exists() {
-            return Err(KeyError::Exists {
-                path: path.to_owned(),
-            });
-        }
-    }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|err| KeyError::Random(err.to_string()))?;
-    let (signer, verifier) = generate_key(origin, seed).map_err(|err| KeyError::Origin {
-        origin: origin.to_owned(),
-        detail: err.to_string(),
-    })?;
-    seed.fill(0);
-    write_file(private, &signer.to_text(), 0o600)?;
-    write_file(&public, verifier.to_text(), 0o644)?;
-    Ok(verifier)
+    write_new_key(private, origin, |seed| {
+        let (signer, verifier) = generate_key(origin, seed).map_err(|err| err.to_string())?;
+        Ok((signer.to_text(), verifier.to_text().to_owned(), verifier))
+    })
 }
 
 /// Generates a witness's co-signing key named `name` (C2SP `tlog-cosignature`) and writes it to
 /// `private` (mode 0600) and `private.pub` (the vkey logs and auditors are given). Refuses to
 /// overwrite either file.
-// Key generation: the witness key's seed must come from the OS random source.
-#[allow(clippy::disallowed_methods)]
 pub fn init_witness(private: &Path, name: &str) -> Result<WitnessVerifier, KeyError> {
+    write_new_key(private, name, |seed| {
+        let key = WitnessKey::generate(name, seed).map_err(|err| err.to_string())?;
+        let verifier = key.verifier();
+        Ok((key.to_text(), verifier.to_text(), verifier))
+    })
+}
+
+/// Makes a key named `name` from a fresh seed with `make` (private text, public text, the
+/// public key) and writes `private` (0600) and `private.pub` (0644), refusing to overwrite
+/// either. The seed is zeroed once used.
+// Key generation: the seed must come from the OS random source.
+#[allow(clippy::disallowed_methods)]
+fn write_new_key<V>(
+    private: &Path,
+    name: &str,
+    make: impl FnOnce([u8; 32]) -> Result<(String, String, V), String>,
+) -> Result<V, KeyError> {
     let public = public_key_path(private);
     for path in [private, public.as_path()] {
         if path.exists() {
@@ -110,14 +109,14 @@ pub fn init_witness(private: &Path, name: &str) -> Result<WitnessVerifier, KeyEr
     }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|err| KeyError::Random(err.to_string()))?;
-    let key = WitnessKey::generate(name, seed).map_err(|err| KeyError::Origin {
-        origin: name.to_owned(),
-        detail: err.to_string(),
-    })?;
+    let made = make(seed);
     seed.fill(0);
-    let verifier = key.verifier();
-    write_file(private, &key.to_text(), 0o600)?;
-    write_file(&public, &verifier.to_text(), 0o644)?;
+    let (private_text, public_text, verifier) = made.map_err(|detail| KeyError::Origin {
+        origin: name.to_owned(),
+        detail,
+    })?;
+    write_file(private, &private_text, 0o600)?;
+    write_file(&public, &public_text, 0o644)?;
     Ok(verifier)
 }
 

@@ -22,11 +22,13 @@ async fn fill(site: &Site, cases: u128) {
     fill_at(&site.url, &site.path("ledger.key"), cases).await;
 }
 
-async fn fill_at(url: &str, key: &std::path::Path, cases: u128) {
+/// writ's own sequencer on the ledger at `url`, signing with `key`, publishing each
+/// checkpoint to the `published` directory beside the key.
+async fn sequencer_at(url: &str, key: &std::path::Path) -> writ_engine::Sequencer {
     let store = writ_store::open(url).await.unwrap();
     let signer = writ_engine::keys::load_signer(key).unwrap();
     let published = key.parent().unwrap().join("published");
-    let sequencer = Engine::builder(store, signer)
+    Engine::builder(store, signer)
         .sequencer_config(writ_engine::SequencerConfig {
             publish: vec![std::sync::Arc::new(writ_engine::publish::DirSink::new(
                 published,
@@ -36,7 +38,11 @@ async fn fill_at(url: &str, key: &std::path::Path, cases: u128) {
         .start()
         .await
         .unwrap()
-        .sequencer;
+        .sequencer
+}
+
+async fn fill_at(url: &str, key: &std::path::Path, cases: u128) {
+    let sequencer = sequencer_at(url, key).await;
     // Each case: a finding opens it, policy decides it needs an approval, alice approves;
     // three entries and three checkpoints, each step expecting the case as it was left.
     for n in 0..cases {
@@ -393,20 +399,8 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// Appends one more event through writ's own sequencer (with the publish directory), as a
 /// writ started after a rewrite would.
 async fn append_one(site: &Site) {
-    let store = writ_store::open(&site.url).await.unwrap();
-    let signer = writ_engine::keys::load_signer(&site.path("ledger.key")).unwrap();
-    let sequencer = Engine::builder(store, signer)
-        .sequencer_config(writ_engine::SequencerConfig {
-            publish: vec![std::sync::Arc::new(writ_engine::publish::DirSink::new(
-                site.path("published"),
-            ))],
-            ..writ_engine::SequencerConfig::default()
-        })
-        .start()
+    sequencer_at(&site.url, &site.path("ledger.key"))
         .await
-        .unwrap()
-        .sequencer;
-    sequencer
         .append(Draft::new(
             None,
             "operator",
@@ -462,27 +456,7 @@ async fn a_truncated_and_resigned_history_fails_against_a_kept_checkpoint(db: Te
     )
     .await;
     // The next append signs over the shortened history.
-    {
-        let store = writ_store::open(&site.url).await.unwrap();
-        let signer = writ_engine::keys::load_signer(&site.path("ledger.key")).unwrap();
-        let sequencer = Engine::builder(store, signer)
-            .start()
-            .await
-            .unwrap()
-            .sequencer;
-        sequencer
-            .append(Draft::new(
-                None,
-                "operator",
-                "after-the-rewrite",
-                EventBody::OwnershipImported(writ_core::event::OwnershipImported {
-                    file: "owners.csv".into(),
-                    rules: vec![],
-                }),
-            ))
-            .await
-            .unwrap();
-    }
+    append_one(&site).await;
     let alone = site.run(&["audit", "verify"]);
     assert!(alone.status.success(), "{}", text(&alone));
     let against = site.run(&["audit", "verify", "--trusted", "kept.note"]);

@@ -48,6 +48,12 @@ fn published(site: &Site) -> Vec<String> {
     names
 }
 
+/// The attack: the newest commit (its entries and its checkpoint) removed and the head set back,
+/// so that writ signs a different history over the same sizes.
+const REMOVE_NEWEST_COMMIT: &str = "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints); \
+     DELETE FROM ledger_entries WHERE seq >= (SELECT MAX(size) FROM checkpoints); \
+     UPDATE ledger_head SET size = (SELECT MAX(size) FROM checkpoints)";
+
 async fn tamper(site: &Site, sql: &str) {
     writ_testkit::exec_sql(&site.url, sql).await.unwrap();
 }
@@ -109,13 +115,7 @@ async fn published_checkpoints_catch_a_rewritten_history(db: TestDb) {
 
     // The attack: remove the newest commit (its entries and checkpoint), set the head back, and
     // let writ sign a different history over the same sizes.
-    tamper(
-        &site,
-        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints); \
-         DELETE FROM ledger_entries WHERE seq >= (SELECT MAX(size) FROM checkpoints); \
-         UPDATE ledger_head SET size = (SELECT MAX(size) FROM checkpoints)",
-    )
-    .await;
+    tamper(&site, REMOVE_NEWEST_COMMIT).await;
     let rewrite = ingest(&site, 4);
     assert!(rewrite.status.success(), "{}", text(&rewrite));
     assert!(
@@ -316,13 +316,7 @@ async fn a_witness_cosigns_and_refuses_a_rewritten_history(db: TestDb) {
     ok(&site.run(&["audit", "verify", "--witness-key", "witness.key.pub"]));
 
     // The attack: remove the newest commit, set the head back, sign a different history.
-    tamper(
-        &site,
-        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints); \
-         DELETE FROM ledger_entries WHERE seq >= (SELECT MAX(size) FROM checkpoints); \
-         UPDATE ledger_head SET size = (SELECT MAX(size) FROM checkpoints)",
-    )
-    .await;
+    tamper(&site, REMOVE_NEWEST_COMMIT).await;
     let rewrite = ingest(&site, 5);
     assert!(
         text(&rewrite).contains("refused the checkpoint"),

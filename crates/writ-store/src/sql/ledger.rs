@@ -158,6 +158,16 @@ macro_rules! ledger_queries {
             Ok(())
         }
 
+        fn checkpoint_from_row(row: &DbRow) -> Result<CheckpointRow, StoreError> {
+            const T: &str = "checkpoints";
+            Ok(CheckpointRow {
+                size: seq_from_db(T, row.try_get("size")?)?,
+                root: hash_from_db(T, row.try_get("root")?)?,
+                note: row.try_get("note")?,
+                time: from_micros(T, row.try_get("time_us")?)?,
+            })
+        }
+
         fn entry_from_row(row: &DbRow) -> Result<LedgerRow, StoreError> {
             const T: &str = "ledger_entries";
             Ok(LedgerRow {
@@ -285,19 +295,11 @@ macro_rules! ledger_queries {
         }
 
         pub(crate) async fn checkpoints(conn: &mut Conn) -> Result<Vec<CheckpointRow>, StoreError> {
-            const T: &str = "checkpoints";
             sqlx::query("SELECT size, root, note, time_us FROM checkpoints ORDER BY size")
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|row| {
-                    Ok(CheckpointRow {
-                        size: seq_from_db(T, row.try_get("size")?)?,
-                        root: hash_from_db(T, row.try_get("root")?)?,
-                        note: row.try_get("note")?,
-                        time: from_micros(T, row.try_get("time_us")?)?,
-                    })
-                })
+                .map(checkpoint_from_row)
                 .collect()
         }
 
@@ -305,21 +307,13 @@ macro_rules! ledger_queries {
             conn: &mut Conn,
             size: u64,
         ) -> Result<Option<CheckpointRow>, StoreError> {
-            const T: &str = "checkpoints";
-            let Some(row) =
-                sqlx::query("SELECT size, root, note, time_us FROM checkpoints WHERE size = $1")
-                    .bind(seq_to_db(size)?)
-                    .fetch_optional(&mut *conn)
-                    .await?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(CheckpointRow {
-                size: seq_from_db(T, row.try_get("size")?)?,
-                root: hash_from_db(T, row.try_get("root")?)?,
-                note: row.try_get("note")?,
-                time: from_micros(T, row.try_get("time_us")?)?,
-            }))
+            sqlx::query("SELECT size, root, note, time_us FROM checkpoints WHERE size = $1")
+                .bind(seq_to_db(size)?)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(checkpoint_from_row)
+                .transpose()
         }
 
         pub(crate) async fn put_cosignature(
@@ -364,21 +358,14 @@ macro_rules! ledger_queries {
         pub(crate) async fn latest_checkpoint(
             conn: &mut Conn,
         ) -> Result<Option<CheckpointRow>, StoreError> {
-            const T: &str = "checkpoints";
-            let Some(row) = sqlx::query(
+            sqlx::query(
                 "SELECT size, root, note, time_us FROM checkpoints ORDER BY size DESC LIMIT 1",
             )
             .fetch_optional(&mut *conn)
             .await?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(CheckpointRow {
-                size: seq_from_db(T, row.try_get("size")?)?,
-                root: hash_from_db(T, row.try_get("root")?)?,
-                note: row.try_get("note")?,
-                time: from_micros(T, row.try_get("time_us")?)?,
-            }))
+            .as_ref()
+            .map(checkpoint_from_row)
+            .transpose()
         }
 
         pub(crate) async fn evidence(
