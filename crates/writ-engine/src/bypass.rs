@@ -251,96 +251,73 @@ impl WriteBack {
                 remedy: None,
             };
             let key = format!("bypass:{case_id}:{bypass_seq}:reviewed");
-            let mut group = Vec::new();
-            if !rejected_in_effect {
-                group.push(Draft {
+            let review_draft =
+                |review: BypassReviewed, bundle: Option<writ_core::Sha256Digest>| Draft {
+                    policy_bundle: bundle,
                     expect: vec![case_expectation(&view)],
                     ..Draft::new(
                         Some(case_id),
                         actor.clone(),
-                        key,
+                        key.clone(),
                         EventBody::BypassReviewed(review),
                     )
-                });
-            } else if reversibility == Reversibility::Irreversible {
-                if job_view.job.action != Action::Rotate {
-                    // Nothing can undo it and nothing redoes it: the rejection is the record.
-                    outcome.irreversible = true;
-                    group.push(Draft {
-                        expect: vec![case_expectation(&view)],
-                        ..Draft::new(
-                            Some(case_id),
-                            actor.clone(),
-                            key,
-                            EventBody::BypassReviewed(review),
-                        )
-                    });
-                } else {
-                    // Rotate again, on the review's word: the review is the control.
-                    let Some(decision_seq) = view.decision_seq else {
-                        return Err(WriteBackError::Refused(format!(
-                            "case {case_id} has no decision in force"
-                        )));
-                    };
-                    let recorded =
-                        entries::recorded_decision_at(&*self.store, decision_seq).await?;
-                    let mut workflow = workflow_of(&view, &recorded);
-                    let mut case = view.case.clone();
-                    case.state = CaseState::Remediating;
-                    review.remedy = Some(ReviewRemedy {
-                        case,
-                        decision: review_decision(
-                            Action::Rotate.name(),
-                            &used,
-                            &reviewer.name,
-                            "rotates the credential again, as a rotation cannot be rolled back",
-                        ),
-                        evaluation: used.evaluation.clone(),
-                    });
-                    let reviewed = EventBody::BypassReviewed(review);
-                    workflow
-                        .apply(case_id, &reviewed)
-                        .map_err(|err| WriteBackError::Refused(err.to_string()))?;
-                    let now = self.clock.now();
-                    let (job, queued) = queue_job(
-                        Job::queued(
-                            JobId(self.ids.next_id(now)),
-                            case_id,
-                            &job_view.job.system,
-                            &job_view.job.external_id,
-                            Action::Rotate,
-                            false,
-                        ),
-                        &mut workflow,
-                        &actor,
-                        used.decision.bundle_hash,
-                    )?;
-                    group.push(Draft {
-                        policy_bundle: Some(used.decision.bundle_hash),
-                        expect: vec![case_expectation(&view)],
-                        ..Draft::new(Some(case_id), actor.clone(), key, reviewed)
-                    });
-                    group.push(queued);
-                    outcome.rotation = Some(job.id);
-                }
-            } else {
-                group.push(Draft {
-                    expect: vec![case_expectation(&view)],
-                    ..Draft::new(
-                        Some(case_id),
-                        actor.clone(),
-                        key,
-                        EventBody::BypassReviewed(review),
-                    )
-                });
-                // The review decides the rollback: on its word, as the review is the control.
-                let Some(decision_seq) = view.decision_seq else {
-                    return Err(WriteBackError::Refused(format!(
-                        "case {case_id} has no decision in force"
-                    )));
                 };
-                let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
-                let mut workflow = workflow_of(&view, &recorded);
+            let irreversible = reversibility == Reversibility::Irreversible;
+            if !rejected_in_effect || (irreversible && job_view.job.action != Action::Rotate) {
+                // Upheld, nothing in effect, or a change nothing can undo or redo: the review
+                // is the record.
+                outcome.irreversible = rejected_in_effect;
+                let group = vec![review_draft(review, None)];
+                match self.append_group(group).await {
+                    Err(WriteBackError::Stale(_)) => continue,
+                    Err(err) => return Err(err),
+                    Ok(_) => return Ok(outcome),
+                }
+            }
+            // The review decides what follows, on its word: the review is the control.
+            let Some(decision_seq) = view.decision_seq else {
+                return Err(WriteBackError::Refused(format!(
+                    "case {case_id} has no decision in force"
+                )));
+            };
+            let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+            let mut workflow = workflow_of(&view, &recorded);
+            let mut group = Vec::new();
+            if irreversible {
+                // A rotation: rotate again.
+                let mut case = view.case.clone();
+                case.state = CaseState::Remediating;
+                review.remedy = Some(ReviewRemedy {
+                    case,
+                    decision: review_decision(
+                        Action::Rotate.name(),
+                        &used,
+                        &reviewer.name,
+                        "rotates the credential again, as a rotation cannot be rolled back",
+                    ),
+                    evaluation: used.evaluation.clone(),
+                });
+                let draft = review_draft(review, Some(used.decision.bundle_hash));
+                workflow
+                    .apply(case_id, &draft.body)
+                    .map_err(|err| WriteBackError::Refused(err.to_string()))?;
+                let (job, queued) = queue_job(
+                    Job::queued(
+                        JobId(self.ids.next_id(self.clock.now())),
+                        case_id,
+                        &job_view.job.system,
+                        &job_view.job.external_id,
+                        Action::Rotate,
+                        false,
+                    ),
+                    &mut workflow,
+                    &actor,
+                    used.decision.bundle_hash,
+                )?;
+                group.extend([draft, queued]);
+                outcome.rotation = Some(job.id);
+            } else {
+                group.push(review_draft(review, None));
                 let request = EventBody::RollbackRequested(RollbackRequested {
                     case: view.case.clone(),
                     job: job_view.job.id,
