@@ -176,9 +176,7 @@ pub async fn verify_store_witnessed(
         workers.push(tokio::spawn(async move {
             let mut page_number = worker;
             loop {
-                let read = store
-                    .scan_entries(page_number * u64::from(PAGE), PAGE)
-                    .await;
+                let read = store.scan_page(page_number * u64::from(PAGE), PAGE).await;
                 let last = matches!(&read, Ok(rows) if rows.is_empty()) || read.is_err();
                 let checked = match read {
                     Ok(rows) => tokio::task::spawn_blocking(move || Ok(check_rows(&rows, options)))
@@ -355,17 +353,17 @@ struct CheckedRow {
     alone: Result<(Hash, Vec<Named>), VerifyFailure>,
 }
 
-/// Checks each row on its own ([`writ_ledger::check_leaf`] and [`columns_match`]). The rows
-/// (and their leaves) are dropped here, on the thread that checked them.
-fn check_rows(rows: &[writ_store::LedgerRow], options: VerifyOptions) -> Vec<CheckedRow> {
+/// Checks each entry on its own ([`writ_ledger::check_leaf`] and [`columns_match`]). The
+/// page is dropped here, on the thread that checked it.
+fn check_rows(rows: &writ_store::EntryPage, options: VerifyOptions) -> Vec<CheckedRow> {
     rows.iter()
         .map(|row| CheckedRow {
             seq: row.seq,
             time: row.time,
-            alone: writ_ledger::check_leaf(options, row.seq, &row.leaf, Hash(row.leaf_hash))
+            alone: writ_ledger::check_leaf(options, row.seq, row.leaf, Hash(row.leaf_hash))
                 .and_then(|(hash, members)| {
                     let mut named = Vec::new();
-                    columns_match(row, &members, &mut named)?;
+                    columns_match(&row, &members, &mut named)?;
                     Ok((hash, named))
                 }),
         })
@@ -427,7 +425,7 @@ async fn evidence_named(
 /// and collects the evidence digests the entry names. Compares raw canonical JSON where it can,
 /// so a leaf is not parsed a second time.
 fn columns_match(
-    row: &writ_store::LedgerRow,
+    row: &writ_store::EntryRef<'_>,
     members: &LeafMembers<'_>,
     named: &mut Vec<Named>,
 ) -> Result<(), VerifyFailure> {
@@ -455,13 +453,13 @@ fn columns_match(
     if !case_same {
         return Err(differs("case_id"));
     }
-    if !string_is(members.get("actor"), &row.actor) {
+    if !string_is(members.get("actor"), row.actor) {
         return Err(differs("actor"));
     }
-    if !string_is(members.get("kind"), row.kind.name()) {
+    if !string_is(members.get("kind"), row.kind.name().as_bytes()) {
         return Err(differs("kind"));
     }
-    if !string_is(members.get("idempotency_key"), &row.idempotency_key) {
+    if !string_is(members.get("idempotency_key"), row.idempotency_key) {
         return Err(differs("idempotency_key"));
     }
     if let Some(raw) = members.get("evidence") {
@@ -477,24 +475,26 @@ fn columns_match(
     Ok(())
 }
 
-/// The text of a raw JSON string with no escapes (timestamps, uuids, names), else `None`.
-fn json_str(raw: &[u8]) -> Option<&str> {
+/// The content of a raw JSON string with no escapes (timestamps, uuids, names), else `None`.
+fn json_bytes(raw: &[u8]) -> Option<&[u8]> {
     let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if inner.contains(&b'\\') {
-        return None;
-    }
-    std::str::from_utf8(inner).ok()
+    (!inner.contains(&b'\\')).then_some(inner)
 }
 
-/// Whether the raw JSON string `raw` is `expected`: compared as bytes when it has no escapes,
-/// else decoded.
-fn string_is(raw: Option<&[u8]>, expected: &str) -> bool {
+/// The text of a raw JSON string with no escapes, else `None`.
+fn json_str(raw: &[u8]) -> Option<&str> {
+    json_bytes(raw).and_then(|inner| std::str::from_utf8(inner).ok())
+}
+
+/// Whether the raw JSON string `raw` is the text `expected` (a stored column's bytes):
+/// compared as bytes when it has no escapes, else decoded.
+fn string_is(raw: Option<&[u8]>, expected: &[u8]) -> bool {
     let Some(raw) = raw else {
         return false;
     };
-    match json_str(raw) {
+    match json_bytes(raw) {
         Some(text) => text == expected,
-        None => serde_json::from_slice::<String>(raw).is_ok_and(|text| text == expected),
+        None => serde_json::from_slice::<String>(raw).is_ok_and(|text| text.as_bytes() == expected),
     }
 }
 

@@ -39,8 +39,9 @@ use writ_core::job::Job;
 pub use migrate::{Migration, MigrationError};
 pub use model::{
     CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, CosignatureRow, DeliveryAttempt,
-    DeliveryNext, DueDeadline, Effect, EvidenceRow, ExceptionFilter, ExceptionView, Expectation,
-    JobView, LedgerRow, OutboxRow, PrincipalView, ProjectionDump, TokenView,
+    DeliveryNext, DueDeadline, Effect, EntryPage, EntryRef, EvidenceRow, ExceptionFilter,
+    ExceptionView, Expectation, JobView, LedgerRow, OutboxRow, PrincipalView, ProjectionDump,
+    TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -168,10 +169,10 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// Up to `limit` entries starting at `from`, in sequence order.
     async fn entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
 
-    /// [`LedgerStore::entries`], by the fastest path the backend has: for reading every entry
-    /// (the audit). The same rows, the same order.
-    async fn scan_entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
-        self.entries(from, limit).await
+    /// [`LedgerStore::entries`] as one [`EntryPage`], by the fastest path the backend has: for
+    /// reading every entry (the audit). The same rows, the same order.
+    async fn scan_page(&self, from: u64, limit: u32) -> Result<EntryPage, StoreError> {
+        Ok(EntryPage::from_rows(&self.entries(from, limit).await?))
     }
 
     /// The entries at these sequence numbers (those that exist), in sequence order.

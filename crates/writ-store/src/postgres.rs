@@ -43,8 +43,9 @@ impl PgStore {
     const CLAIM_LOCK: &str = "FOR UPDATE OF j SKIP LOCKED";
 
     /// The audit's bulk read: the ordinary query (PostgreSQL streams rows fast enough).
-    async fn scan(&self, from: u64, limit: u32) -> Result<Vec<crate::LedgerRow>, StoreError> {
-        q::entries(&mut *self.reader.acquire().await?, from, limit).await
+    async fn scan(&self, from: u64, limit: u32) -> Result<crate::EntryPage, StoreError> {
+        let rows = q::entries(&mut *self.reader.acquire().await?, from, limit).await?;
+        Ok(crate::EntryPage::from_rows(&rows))
     }
 
     /// Readers and writers share one pool; writers lock the head row.

@@ -85,10 +85,13 @@ impl SqliteStore {
     }
 
     /// The audit's bulk read: rusqlite on a file database, else the ordinary query.
-    async fn scan(&self, from: u64, limit: u32) -> Result<Vec<crate::LedgerRow>, StoreError> {
+    async fn scan(&self, from: u64, limit: u32) -> Result<crate::EntryPage, StoreError> {
         match &self.scanner {
-            Some(scanner) => scanner.entries(from, limit).await,
-            None => q::entries(&mut *self.reader.acquire().await?, from, limit).await,
+            Some(scanner) => scanner.page(from, limit).await,
+            None => {
+                let rows = q::entries(&mut *self.reader.acquire().await?, from, limit).await?;
+                Ok(crate::EntryPage::from_rows(&rows))
+            }
         }
     }
 

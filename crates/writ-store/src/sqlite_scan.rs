@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 use writ_core::ids::CaseId;
 
 use crate::sql::{from_micros, parse_enum, seq_from_db};
-use crate::{LedgerRow, StoreError};
+use crate::{EntryPage, StoreError};
 
 const T: &str = "ledger_entries";
 
@@ -41,18 +41,14 @@ impl Scanner {
     }
 
     /// Up to `limit` entries from `from`, in sequence order (as `LedgerStore::entries`).
-    pub(crate) async fn entries(
-        &self,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<LedgerRow>, StoreError> {
+    pub(crate) async fn page(&self, from: u64, limit: u32) -> Result<EntryPage, StoreError> {
         let scanner = self.clone();
-        tokio::task::spawn_blocking(move || scanner.entries_blocking(from, limit))
+        tokio::task::spawn_blocking(move || scanner.page_blocking(from, limit))
             .await
             .map_err(|err| corrupt(format!("the reader thread failed: {err}")))?
     }
 
-    fn entries_blocking(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
+    fn page_blocking(&self, from: u64, limit: u32) -> Result<EntryPage, StoreError> {
         let sqlite = |err: rusqlite::Error| corrupt(format!("reading: {err}"));
         // A free connection, else wait for the first.
         let mut guard = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
@@ -91,7 +87,8 @@ impl Scanner {
         let mut rows = statement
             .query(rusqlite::params![from, i64::from(limit)])
             .map_err(sqlite)?;
-        let mut entries = Vec::with_capacity(limit as usize);
+        // About 600 bytes of text and leaf an entry.
+        let mut page = EntryPage::with_capacity(limit as usize, limit as usize * 640);
         while let Some(row) = rows.next().map_err(sqlite)? {
             let case_id = match row.get_ref(2).map_err(sqlite)? {
                 rusqlite::types::ValueRef::Null => None,
@@ -102,35 +99,36 @@ impl Scanner {
                 }
                 _ => return Err(corrupt("a case id that is not a blob")),
             };
-            let kind = row
-                .get_ref(3)
-                .map_err(sqlite)?
-                .as_str()
-                .map_err(|err| corrupt(err.to_string()))?;
+            // Text or blob (the audit compares the bytes with the leaf's text).
+            let text = |index: usize| -> Result<&[u8], StoreError> {
+                row.get_ref(index)
+                    .map_err(sqlite)?
+                    .as_bytes()
+                    .map_err(|err| corrupt(format!("column {index}: {err}")))
+            };
+            let kind = std::str::from_utf8(text(3)?).map_err(|err| corrupt(err.to_string()))?;
             let hash = row
                 .get_ref(7)
                 .map_err(sqlite)?
                 .as_blob()
                 .map_err(|err| corrupt(err.to_string()))?;
-            entries.push(LedgerRow {
-                seq: seq_from_db(T, row.get(0).map_err(sqlite)?)?,
-                time: from_micros(T, row.get(1).map_err(sqlite)?)?,
+            page.push(
+                seq_from_db(T, row.get(0).map_err(sqlite)?)?,
+                from_micros(T, row.get(1).map_err(sqlite)?)?,
                 case_id,
-                kind: parse_enum(T, kind)?,
-                actor: row.get(4).map_err(sqlite)?,
-                idempotency_key: row.get(5).map_err(sqlite)?,
+                parse_enum(T, kind)?,
+                text(4)?,
+                text(5)?,
                 // Text or blob: SQLite's `||` on blobs gives text, and the leaf is checked
                 // against its hash either way.
-                leaf: row
-                    .get_ref(6)
+                row.get_ref(6)
                     .map_err(sqlite)?
                     .as_bytes()
-                    .map_err(|err| corrupt(err.to_string()))?
-                    .to_vec(),
-                leaf_hash: <[u8; 32]>::try_from(hash)
+                    .map_err(|err| corrupt(err.to_string()))?,
+                <[u8; 32]>::try_from(hash)
                     .map_err(|_| corrupt(format!("hash of {} bytes, expected 32", hash.len())))?,
-            });
+            );
         }
-        Ok(entries)
+        Ok(page)
     }
 }

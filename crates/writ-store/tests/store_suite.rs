@@ -153,10 +153,13 @@ async fn commit_writes_ledger_and_projections_together(h: Harness) {
     assert_eq!(stored, batch.entries);
     assert_eq!(h.store.entries(1, 10).await.unwrap(), batch.entries[1..]);
     // The audit's bulk read gives the same rows.
-    assert_eq!(h.store.scan_entries(0, 10).await.unwrap(), batch.entries);
     assert_eq!(
-        h.store.scan_entries(1, 1).await.unwrap(),
-        batch.entries[1..]
+        h.store.scan_page(0, 10).await.unwrap(),
+        writ_store::EntryPage::from_rows(&batch.entries)
+    );
+    assert_eq!(
+        h.store.scan_page(1, 1).await.unwrap(),
+        writ_store::EntryPage::from_rows(&batch.entries[1..])
     );
     assert_eq!(h.store.case_entries(case_id).await.unwrap(), batch.entries);
     assert_eq!(

@@ -202,7 +202,7 @@ async fn append_vs_raw(
 pub(crate) async fn all_rows(store: &dyn Store) -> anyhow::Result<Vec<LedgerRow>> {
     let mut rows = Vec::new();
     loop {
-        let page = store.scan_entries(rows.len() as u64, 10_000).await?;
+        let page = store.entries(rows.len() as u64, 10_000).await?;
         if page.is_empty() {
             return Ok(rows);
         }
@@ -336,7 +336,7 @@ async fn verify_rate(entries: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut read = 0u64;
     loop {
-        let page = store.scan_entries(read, 10_000).await?;
+        let page = store.scan_page(read, 10_000).await?;
         if page.is_empty() {
             break;
         }

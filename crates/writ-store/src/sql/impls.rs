@@ -49,11 +49,11 @@ macro_rules! impl_store {
                 q::entries(&mut *self.reader.acquire().await?, from, limit).await
             }
 
-            async fn scan_entries(
+            async fn scan_page(
                 &self,
                 from: u64,
                 limit: u32,
-            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+            ) -> Result<$crate::EntryPage, $crate::StoreError> {
                 self.scan(from, limit).await
             }
 
