@@ -435,11 +435,14 @@ fn columns_match(
             column: column.to_owned(),
         },
     };
-    let time_same = members
-        .get("time")
-        .and_then(json_str)
-        .and_then(|text| text.parse::<jiff::Timestamp>().ok())
-        == Some(row.time);
+    let time_same = members.get("time").and_then(json_str).is_some_and(|text| {
+        match utc_seconds_and_nanos(text.as_bytes()) {
+            Some((seconds, nanos)) => {
+                i128::from(seconds) * 1_000_000_000 + i128::from(nanos) == row.time.as_nanosecond()
+            }
+            None => text.parse::<jiff::Timestamp>().ok() == Some(row.time),
+        }
+    });
     if !time_same {
         return Err(differs("time_us"));
     }
@@ -473,6 +476,60 @@ fn columns_match(
         }));
     }
     Ok(())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z` (how a timestamp is written in a leaf) as seconds since
+/// the Unix epoch and nanoseconds, read directly (the audit reads a million of them); `None`
+/// for any other shape or an impossible date, which the caller parses the slow way.
+fn utc_seconds_and_nanos(text: &[u8]) -> Option<(i64, i32)> {
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let bytes = text.get(range)?;
+        bytes.iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if text.len() < 20 || separators.iter().any(|&(at, c)| text.get(at) != Some(&c)) {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let days_in_month = *month_days.get(usize::try_from(month.checked_sub(1)?).ok()?)?;
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let nanos = match (text.get(19), text.last()) {
+        (Some(b'Z'), _) if text.len() == 20 => 0,
+        (Some(b'.'), Some(b'Z')) if (22..=30).contains(&text.len()) => {
+            let fraction = digits(20..text.len() - 1)?;
+            let width = u32::try_from(text.len() - 21).ok()?;
+            i32::try_from(fraction * 10i64.pow(9 - width)).ok()?
+        }
+        _ => return None,
+    };
+    // Days from the civil date (H. Hinnant's algorithm).
+    let shifted = if month <= 2 { year - 1 } else { year };
+    let era = shifted.div_euclid(400);
+    let year_of_era = shifted - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some((days * 86_400 + hour * 3_600 + minute * 60 + second, nanos))
 }
 
 /// The content of a raw JSON string with no escapes (timestamps, uuids, names), else `None`.
@@ -615,4 +672,53 @@ pub async fn export_since(
         }
     }
     Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_seconds_and_nanos;
+
+    proptest::proptest! {
+        /// The fast reading of a leaf's timestamp is jiff's, for any timestamp jiff writes.
+        #[test]
+        fn timestamps_read_fast_are_jiffs(seconds in -62_000_000_000i64..250_000_000_000, nanos in 0i32..1_000_000_000) {
+            let time = jiff::Timestamp::new(seconds, nanos).unwrap();
+            let text = serde_json::to_value(time).unwrap();
+            let text = text.as_str().unwrap();
+            if let Some(read) = utc_seconds_and_nanos(text.as_bytes()) {
+                proptest::prop_assert_eq!(
+                    i128::from(read.0) * 1_000_000_000 + i128::from(read.1),
+                    time.as_nanosecond(),
+                    "{}",
+                    text
+                );
+            } else {
+                // Only years outside 0000-9999 take the slow way.
+                proptest::prop_assert!(!(0..=9999).contains(&time.to_zoned(jiff::tz::TimeZone::UTC).year()), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn odd_shapes_take_the_slow_way() {
+        for text in [
+            "2026-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-12-07T24:00:00Z",
+            "2026-12-07T04:00:00+00:00",
+            "2026-12-07T04:00:00.Z",
+            "2026-12-07 04:00:00Z",
+            "2026-12-07T04:00:00.1234567890Z",
+        ] {
+            assert_eq!(utc_seconds_and_nanos(text.as_bytes()), None, "{text}");
+        }
+        assert_eq!(
+            utc_seconds_and_nanos(b"1970-01-01T00:00:01.5Z"),
+            Some((1, 500_000_000))
+        );
+        assert_eq!(
+            utc_seconds_and_nanos(b"2024-02-29T23:59:59.000001Z"),
+            Some((1_709_251_199, 1_000))
+        );
+    }
 }
