@@ -550,6 +550,45 @@ impl Writer {
         }
     }
 
+    /// After reading another replica's entries: its latest checkpoint, when it ends where the
+    /// tree now ends, must verify with the key and sign the tree's root (a replica, or someone
+    /// writing the database, cannot slip in entries the checkpoints do not vouch for).
+    async fn check_other_replica(&self) -> Result<(), AppendError> {
+        let Some(latest) = self.store.latest_checkpoint().await.map_err(storage)? else {
+            return Err(AppendError::Untrusted(
+                "another writer appended entries with no checkpoint".into(),
+            ));
+        };
+        if latest.size < self.tree.size() {
+            return Err(AppendError::Untrusted(format!(
+                "entries {}..{} are covered by no signed checkpoint; run `writ audit verify`",
+                latest.size,
+                self.tree.size()
+            )));
+        }
+        if latest.size > self.tree.size() {
+            // More was appended since: the next catch-up checks it.
+            return Ok(());
+        }
+        let verifier = self
+            .key
+            .verifier_key()
+            .map_err(|err| AppendError::Untrusted(err.to_string()))?;
+        let signed = writ_ledger::open(&latest.note, &verifier).map_err(|err| {
+            AppendError::Untrusted(format!(
+                "another writer's checkpoint (size {}) does not verify with this signing key: {err}",
+                latest.size
+            ))
+        })?;
+        if signed.root != self.tree.root() || signed.root.0 != latest.root {
+            return Err(AppendError::Untrusted(format!(
+                "another writer's checkpoint (size {}) does not sign the entries it ends; run `writ audit verify`",
+                latest.size
+            )));
+        }
+        Ok(())
+    }
+
     /// Hands the latest committed checkpoint to every sink, unless they all have it. A sink
     /// that fails is logged; the next commit publishes again (its checkpoint extends this one).
     async fn publish(&mut self) {
@@ -677,7 +716,12 @@ impl Writer {
                     // Another replica appended: back off a little (with jitter, so that two
                     // replicas do not keep colliding), extend our tree and try again.
                     tokio::time::sleep(backoff(attempts)).await;
-                    if let Err(err) = catch_up(&*self.store, &mut self.tree, &mut |_| {}).await {
+                    let caught_up = match catch_up(&*self.store, &mut self.tree, &mut |_| {}).await
+                    {
+                        Ok(()) => self.check_other_replica().await,
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = caught_up {
                         for &index in &leaders {
                             results[index] = Some(Err(err.clone()));
                         }

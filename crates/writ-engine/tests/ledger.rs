@@ -566,6 +566,68 @@ async fn postgres_replicas_share_one_chain() {
     assert_eq!(h.verify().await.unwrap().entries, 200);
 }
 
+/// A writer with another key appends behind a running replica's back (entries and a
+/// checkpoint signed with its own key): when the replica next commits, it reads those entries,
+/// finds their checkpoint does not verify with its key, and refuses to sign over them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_refuses_entries_another_key_signed() {
+    let h = harness(TestDb::postgres().unwrap()).await;
+    let replica = h.sequencer().await;
+    replica.append(draft("first")).await.unwrap();
+    // The intruder's commit: one more entry, and a checkpoint over the whole tree signed with
+    // another key.
+    let (intruder_key, _) = keys(99);
+    let mut tree = writ_ledger::TreeBuilder::new();
+    for row in h.store.entries(0, 100).await.unwrap() {
+        tree.push(writ_ledger::Hash(row.leaf_hash));
+    }
+    let leaf = writ_ledger::encode_leaf(&serde_json::json!({
+        "actor": "intruder", "body": {}, "idempotency_key": "intruder", "kind": "ownership_imported",
+        "seq": tree.size(), "time": "2026-12-07T00:00:00Z"
+    }))
+    .unwrap();
+    let hash = writ_ledger::leaf_hash(&leaf);
+    let seq = tree.size();
+    tree.push(hash);
+    let note = writ_ledger::sign(
+        &writ_ledger::Checkpoint::new("writ.test/ledger", tree.size(), tree.root()),
+        &intruder_key,
+    )
+    .unwrap();
+    h.store
+        .commit(writ_store::CommitBatch {
+            entries: vec![writ_store::LedgerRow {
+                seq,
+                time: jiff::Timestamp::from_second(1_796_601_600).unwrap(),
+                case_id: None,
+                kind: writ_core::event::EventKind::OwnershipImported,
+                actor: "intruder".into(),
+                idempotency_key: "intruder".into(),
+                leaf,
+                leaf_hash: hash.0,
+            }],
+            checkpoint: Some(writ_store::CheckpointRow {
+                size: tree.size(),
+                root: tree.root().0,
+                note,
+                time: jiff::Timestamp::from_second(1_796_601_600).unwrap(),
+            }),
+            ..writ_store::CommitBatch::default()
+        })
+        .await
+        .unwrap();
+    let refused = replica.append(draft("second")).await;
+    assert!(
+        matches!(&refused, Err(AppendError::Untrusted(detail)) if detail.contains("does not verify with this signing key")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        h.store.ledger_size().await.unwrap(),
+        2,
+        "nothing signed over it"
+    );
+}
+
 /// Fail closed: with the database gone, appends fail and nothing is acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_fail_closed_when_the_database_is_gone() {
