@@ -48,17 +48,24 @@ pub fn check_name(what: &str, name: &str) -> Result<(), AwsError> {
     }
 }
 
-fn sha256_headers(body: &[u8]) -> Vec<(String, String)> {
-    let digest = Sha256::digest(body);
-    vec![
-        ("x-amz-content-sha256".to_owned(), hex::encode(digest)),
+/// The payload hash SigV4 signs for S3 (every request).
+fn payload_hash(body: &[u8]) -> (String, String) {
+    (
+        "x-amz-content-sha256".to_owned(),
+        hex::encode(Sha256::digest(body)),
+    )
+}
+
+/// The SHA-256 checksum an upload under Object Lock must carry.
+fn checksum_headers(body: &[u8]) -> [(String, String); 2] {
+    [
         (
             "x-amz-sdk-checksum-algorithm".to_owned(),
             "SHA256".to_owned(),
         ),
         (
             "x-amz-checksum-sha256".to_owned(),
-            base64::engine::general_purpose::STANDARD.encode(digest),
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body)),
         ),
     ]
 }
@@ -92,22 +99,6 @@ impl S3 {
         key: Option<&str>,
         query: &[(&str, &str)],
         action: &str,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    ) -> Result<(u16, String), AwsError> {
-        self.call_with_headers(method, bucket, key, query, action, headers, body)
-            .await
-            .map(|(status, body, _)| (status, body))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn call_with_headers(
-        &self,
-        method: &str,
-        bucket: &str,
-        key: Option<&str>,
-        query: &[(&str, &str)],
-        action: &str,
         mut headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(u16, String, reqwest::header::HeaderMap), AwsError> {
@@ -119,7 +110,7 @@ impl S3 {
             }
             None => format!("/{bucket}"),
         };
-        headers.extend(sha256_headers(&body).into_iter().take(1));
+        headers.push(payload_hash(&body));
         let query: Vec<(String, String)> = query
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -141,7 +132,7 @@ impl S3 {
 
     /// Creates `bucket` with Object Lock enabled (which also turns versioning on).
     pub async fn create_locked_bucket(&self, bucket: &str) -> Result<(), AwsError> {
-        let (status, body) = self
+        let (status, body, _) = self
             .call(
                 "PUT",
                 bucket,
@@ -164,7 +155,7 @@ impl S3 {
 
     /// Whether `bucket` has Object Lock enabled.
     pub async fn object_lock_enabled(&self, bucket: &str) -> Result<bool, AwsError> {
-        let (status, body) = self
+        let (status, body, _) = self
             .call(
                 "GET",
                 bucket,
@@ -201,7 +192,7 @@ impl S3 {
         body: &[u8],
         retain_until: jiff::Timestamp,
     ) -> Result<PutOnce, AwsError> {
-        let mut headers = sha256_headers(body).split_off(1);
+        let mut headers = checksum_headers(body).to_vec();
         headers.extend([
             (
                 "content-type".to_owned(),
@@ -214,7 +205,7 @@ impl S3 {
                 retain_until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             ),
         ]);
-        let (status, text) = self
+        let (status, text, _) = self
             .call(
                 "PUT",
                 bucket,
@@ -234,7 +225,7 @@ impl S3 {
 
     /// The object `bucket/key`, if it exists.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<String>, AwsError> {
-        let (status, body) = self
+        let (status, body, _) = self
             .call(
                 "GET",
                 bucket,
@@ -260,7 +251,7 @@ impl S3 {
         key: &str,
     ) -> Result<Option<(String, String)>, AwsError> {
         let (status, body, headers) = self
-            .call_with_headers(
+            .call(
                 "HEAD",
                 bucket,
                 Some(key),
@@ -284,7 +275,7 @@ impl S3 {
 
     /// The version ids of `bucket/key`, newest first.
     pub async fn versions(&self, bucket: &str, key: &str) -> Result<Vec<String>, AwsError> {
-        let (status, body) = self
+        let (status, body, _) = self
             .call(
                 "GET",
                 bucket,
@@ -314,7 +305,7 @@ impl S3 {
         key: &str,
         version: &str,
     ) -> Result<(), AwsError> {
-        let (status, body) = self
+        let (status, body, _) = self
             .call(
                 "DELETE",
                 bucket,

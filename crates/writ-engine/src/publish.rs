@@ -75,6 +75,17 @@ pub trait CheckpointSink: Send + Sync + std::fmt::Debug {
 
     /// Publishes `checkpoint`. Publishing one already published (the same note) succeeds.
     async fn publish(&self, checkpoint: &SignedCheckpoint) -> Result<(), PublishError>;
+
+    /// A failure of this sink, saying what went wrong.
+    fn failed(&self, detail: impl Into<String>) -> PublishError
+    where
+        Self: Sized,
+    {
+        PublishError::Failed {
+            sink: self.name(),
+            detail: detail.into(),
+        }
+    }
 }
 
 /// The file name of the checkpoint of `size` in a publish directory (or an object key's last
@@ -93,13 +104,6 @@ impl DirSink {
     /// A sink writing into `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
-    }
-
-    fn failed(&self, detail: String) -> PublishError {
-        PublishError::Failed {
-            sink: self.name(),
-            detail,
-        }
     }
 }
 

@@ -415,27 +415,10 @@ impl Loaded {
 /// root the one it signs, and the root of the stored entries at its size.
 async fn load(store: &dyn Store, key: &SignerKey) -> Result<Loaded, AppendError> {
     let latest = store.latest_checkpoint().await.map_err(storage)?;
-    let verifier = key
-        .verifier_key()
-        .map_err(|err| AppendError::Untrusted(err.to_string()))?;
-    let checkpoint = match &latest {
-        None => None,
-        Some(row) => {
-            let signed = writ_ledger::open(&row.note, &verifier).map_err(|err| {
-                AppendError::Untrusted(format!(
-                    "the latest checkpoint (size {}) does not verify with this signing key: {err}",
-                    row.size
-                ))
-            })?;
-            if signed.root.0 != row.root || signed.size != row.size {
-                return Err(AppendError::Untrusted(format!(
-                    "the latest checkpoint's stored size or root (size {}) is not what its note signs; run `writ audit verify`",
-                    row.size
-                )));
-            }
-            Some(signed)
-        }
-    };
+    let checkpoint = latest
+        .as_ref()
+        .map(|row| open_stored(row, key))
+        .transpose()?;
     let mut tree = TreeBuilder::new();
     let mut at_checkpoint = (checkpoint.as_ref().map(|c| c.size) == Some(0)).then(TreeBuilder::new);
     let wanted = checkpoint.as_ref().map(|c| c.size);
@@ -470,6 +453,27 @@ async fn load(store: &dyn Store, key: &SignerKey) -> Result<Loaded, AppendError>
         _ => None,
     };
     Ok(Loaded { tree, latest })
+}
+
+/// The stored checkpoint `row`, opened with `key`'s public half: its note must verify, and its
+/// stored size and root must be the ones the note signs.
+fn open_stored(row: &CheckpointRow, key: &SignerKey) -> Result<Checkpoint, AppendError> {
+    let verifier = key
+        .verifier_key()
+        .map_err(|err| AppendError::Untrusted(err.to_string()))?;
+    let signed = writ_ledger::open(&row.note, &verifier).map_err(|err| {
+        AppendError::Untrusted(format!(
+            "the latest checkpoint (size {}) does not verify with this signing key: {err}",
+            row.size
+        ))
+    })?;
+    if signed.root.0 != row.root || signed.size != row.size {
+        return Err(AppendError::Untrusted(format!(
+            "the latest checkpoint's stored size or root (size {}) is not what its note signs; run `writ audit verify`",
+            row.size
+        )));
+    }
+    Ok(signed)
 }
 
 /// `(signed, entries)` when the stored ledger has entries no checkpoint covers: what
@@ -570,17 +574,8 @@ impl Writer {
             // More was appended since: the next catch-up checks it.
             return Ok(());
         }
-        let verifier = self
-            .key
-            .verifier_key()
-            .map_err(|err| AppendError::Untrusted(err.to_string()))?;
-        let signed = writ_ledger::open(&latest.note, &verifier).map_err(|err| {
-            AppendError::Untrusted(format!(
-                "another writer's checkpoint (size {}) does not verify with this signing key: {err}",
-                latest.size
-            ))
-        })?;
-        if signed.root != self.tree.root() || signed.root.0 != latest.root {
+        let signed = open_stored(&latest, &self.key)?;
+        if signed.root != self.tree.root() {
             return Err(AppendError::Untrusted(format!(
                 "another writer's checkpoint (size {}) does not sign the entries it ends; run `writ audit verify`",
                 latest.size

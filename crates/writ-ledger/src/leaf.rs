@@ -93,15 +93,7 @@ pub fn leaf_hash(leaf: &[u8]) -> Hash {
 /// Internal fast path used by chain verification: no allocation in
 /// streaming mode.
 pub(crate) fn check_body(leaf: &[u8], mode: CanonicalCheck) -> Result<Option<u64>, LeafProblem> {
-    let body = leaf.strip_prefix(LEAF_TAG).ok_or(LeafProblem::BadTag)?;
-    match mode {
-        CanonicalCheck::Streaming => canonical::check(body)
-            .map(canonical::SeqField::as_option)
-            .map_err(|_| LeafProblem::NotCanonical),
-        CanonicalCheck::Recanonicalize => recanonicalize_check(body)
-            .map(|v| seq_of(&v))
-            .map_err(|_| LeafProblem::NotCanonical),
-    }
+    check_body_members(leaf, mode).map(|(seq, _)| seq)
 }
 
 /// [`check_body`], also returning the spans of the top-level members of the leaf's JSON (which

@@ -412,25 +412,9 @@ impl ChainVerifier {
     ///
     /// The first problem, naming the entry (or the checkpoint it completes).
     pub fn push(&mut self, seq: u64, leaf: &[u8], stored: Hash) -> Result<(), VerifyFailure> {
-        self.push_members(seq, leaf, stored).map(|_| ())
-    }
-
-    /// [`ChainVerifier::push`], also returning the leaf's top-level members, so that a caller
-    /// can compare what it stores beside the leaf without parsing it again.
-    ///
-    /// # Errors
-    ///
-    /// As [`ChainVerifier::push`].
-    pub fn push_members<'a>(
-        &mut self,
-        seq: u64,
-        leaf: &'a [u8],
-        stored: Hash,
-    ) -> Result<LeafMembers<'a>, VerifyFailure> {
         self.expect_seq(seq)?;
-        let (hash, members) = check_leaf(self.options, seq, leaf, stored)?;
-        self.push_checked(seq, hash)?;
-        Ok(members)
+        let (hash, _) = check_leaf(self.options, seq, leaf, stored)?;
+        self.push_checked(seq, hash)
     }
 
     /// The options this verifier checks leaves with (for [`check_leaf`] on other threads).

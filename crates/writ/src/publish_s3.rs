@@ -55,13 +55,6 @@ impl S3Sink {
             lock_checked: OnceCell::new(),
         })
     }
-
-    fn failed(&self, detail: impl Into<String>) -> PublishError {
-        PublishError::Failed {
-            sink: self.name(),
-            detail: detail.into(),
-        }
-    }
 }
 
 #[async_trait::async_trait]

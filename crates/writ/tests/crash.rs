@@ -201,11 +201,7 @@ async fn serve_survives_sigkill(db: TestDb) {
         format!("pattern,owner_team,criticality\n{ACCOUNT}/svc-crash-*,data,low\n"),
     )
     .unwrap();
-    let aws_env: Vec<(&str, String)> = vec![
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
+    let aws_env = common::aws_env(None);
     // Discovery and ownership rules are an admin's API calls to a running server.
     let root = site.bootstrap_admin("root");
     let mut setup = site.spawn_serve(&aws_env);

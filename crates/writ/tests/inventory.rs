@@ -58,12 +58,7 @@ async fn prowler_scan_of_moto_becomes_governed_cases(db: TestDb) {
     // Only `writ serve` holds the ledger key: every person and service acts through its API,
     // authenticated. The first admin is made locally, on the empty database.
     let root = site.bootstrap_admin("Root");
-    let aws_env = [
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ENDPOINT_URL", moto.url()),
-    ];
+    let aws_env = common::aws_env(Some(&moto.url()));
     let mut server = site.spawn_serve(&aws_env);
     server.wait_ready().await;
     let alice = site.add_principal(
@@ -296,11 +291,7 @@ async fn two_groups_are_not_met_by_one_team(db: TestDb) {
     )
     .unwrap();
     let root = site.bootstrap_admin("root");
-    let mut server = site.spawn_serve(&[
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ]);
+    let mut server = site.spawn_serve(&common::aws_env(None));
     server.wait_ready().await;
     let person = |name: &str, team: &str| {
         site.add_principal(

@@ -353,9 +353,7 @@ async fn checkpoints_are_published_to_s3_under_object_lock(db: TestDb) {
         ingest_file(&site, n, &name);
         common::writ(site.dir())
             .args(["ingest", "--source", "cli", &name])
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
+            .envs(common::aws_env(None))
             .output()
             .unwrap()
     };

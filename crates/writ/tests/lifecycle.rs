@@ -188,12 +188,7 @@ impl World {
         )
         .unwrap();
         let root = site.bootstrap_admin("root");
-        let aws_env = [
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-            ("AWS_ENDPOINT_URL", moto.url()),
-        ];
+        let aws_env = common::aws_env(Some(&moto.url()));
         let mut server = site.spawn_serve(&aws_env);
         server.wait_ready().await;
         let add = |args: &[&str]| site.add_principal(&server, &root, args);

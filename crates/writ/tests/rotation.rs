@@ -53,6 +53,37 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
+/// The secret writ delivered for PostgreSQL role `role` (JSON: username, password), as the
+/// application reads it from Secrets Manager.
+async fn delivered_secret(moto_url: &str, role: &str) -> Value {
+    let stored = common::moto_client(moto_url)
+        .json(
+            Service::SecretsManager,
+            "secretsmanager.GetSecretValue",
+            &json!({ "SecretId": format!("writ/postgres-billing/{role}") }),
+        )
+        .await
+        .unwrap();
+    serde_json::from_str(stored["SecretString"].as_str().unwrap()).unwrap()
+}
+
+/// A leaked-password finding about PostgreSQL role `role`, written to `file` in the site.
+fn write_leak(site: &common::Site, file: &str, role: &str) {
+    std::fs::write(
+        site.path(file),
+        serde_json::to_vec(&json!({
+            "finding_type": "leaked_secret",
+            "severity": "critical",
+            "confidence": 0.97,
+            "subject": {"system": "postgres:billing", "external_id": role, "kind": "service_account"},
+            "title": format!("password of role {role} found in a public gist"),
+            "idempotency_key": format!("gist-scan:{role}"),
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+}
+
 async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     let target = tokio::task::spawn_blocking(PgCluster::start_scram)
         .await
@@ -86,9 +117,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     let with_aws = |args: &[&str]| {
         common::writ(site.dir())
             .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
+            .envs(common::aws_env(None))
             .output()
             .unwrap()
     };
@@ -101,11 +130,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     };
     // Discovery, ownership rules and votes are principals' API calls to `writ serve`.
     let root = site.bootstrap_admin("root");
-    let mut server = site.spawn_serve(&[
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ]);
+    let mut server = site.spawn_serve(&common::aws_env(None));
     server.wait_ready().await;
     let lead = site.add_principal(
         &server,
@@ -125,29 +150,21 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     )
     .unwrap();
     api(&root, &["inventory", "import", "owners.csv"]);
-    std::fs::write(
-        site.path("leak.json"),
-        serde_json::to_vec(&json!({
-            "finding_type": "leaked_secret",
-            "severity": "critical",
-            "confidence": 0.97,
-            "subject": {"system": "postgres:billing", "external_id": "app", "kind": "service_account"},
-            "title": "password of role app found in a public gist",
-            "idempotency_key": "gist-scan:app",
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    // The case of a subject, as the API lists it.
+    let case_of = |subject: &str| -> Value {
+        let listing = api(&lead, &["case", "list", "--json"]);
+        let cases: Value = serde_json::from_str(&listing).unwrap();
+        cases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["subject"] == subject)
+            .unwrap_or_else(|| panic!("no case in {cases}"))
+            .clone()
+    };
+    write_leak(&site, "leak.json", "app");
     run(&["ingest", "--source", "cli", "leak.json"]);
-    let listing = api(&lead, &["case", "list", "--json"]);
-    let cases: Value = serde_json::from_str(&listing).unwrap();
-    let case = cases
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["subject"] == "postgres:billing/app")
-        .unwrap_or_else(|| panic!("no case in {cases}"))
-        .clone();
+    let case = case_of("postgres:billing/app");
     assert_eq!(case["state"], "awaiting_approval", "{case}");
     let id = case["id"].as_str().unwrap();
     // The owner team approves through the API; `writ serve`'s worker rotates.
@@ -169,28 +186,9 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
         &root,
         &["oncall", "--team", "sre", "--role", "break_glass"],
     );
-    std::fs::write(
-        site.path("leak-batch.json"),
-        serde_json::to_vec(&json!({
-            "finding_type": "leaked_secret",
-            "severity": "critical",
-            "confidence": 0.97,
-            "subject": {"system": "postgres:billing", "external_id": "batch", "kind": "service_account"},
-            "title": "password of role batch found in a public gist",
-            "idempotency_key": "gist-scan:batch",
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    write_leak(&site, "leak-batch.json", "batch");
     run(&["ingest", "--source", "cli", "leak-batch.json"]);
-    let listing = api(&lead, &["case", "list", "--json"]);
-    let cases: Value = serde_json::from_str(&listing).unwrap();
-    let batch_case = cases
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["subject"] == "postgres:billing/batch")
-        .unwrap_or_else(|| panic!("no case in {cases}"))["id"]
+    let batch_case = case_of("postgres:billing/batch")["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -214,22 +212,10 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
             std::time::Duration::from_secs(20),
         )
         .await;
-    let batch_secret = json!({ "SecretId": "writ/postgres-billing/batch" });
-    let secrets = common::moto_client(&moto.url());
-    let password_of = |stored: Value| -> String {
-        let value: Value = serde_json::from_str(stored["SecretString"].as_str().unwrap()).unwrap();
-        value["password"].as_str().unwrap().to_owned()
-    };
-    let emergency = password_of(
-        secrets
-            .json(
-                Service::SecretsManager,
-                "secretsmanager.GetSecretValue",
-                &batch_secret,
-            )
-            .await
-            .unwrap(),
-    );
+    let emergency = delivered_secret(&moto.url(), "batch").await["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(can_log_in(target.port(), "batch", &emergency).await);
     let reviewed = api(
         &lead,
@@ -255,16 +241,10 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
             std::time::Duration::from_secs(20),
         )
         .await;
-    let rotated_again = password_of(
-        secrets
-            .json(
-                Service::SecretsManager,
-                "secretsmanager.GetSecretValue",
-                &batch_secret,
-            )
-            .await
-            .unwrap(),
-    );
+    let rotated_again = delivered_secret(&moto.url(), "batch").await["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(rotated_again, emergency, "rotated again");
     assert!(can_log_in(target.port(), "batch", &rotated_again).await);
     assert!(!can_log_in(target.port(), "batch", &emergency).await);
@@ -290,16 +270,7 @@ async fn leaked_password_is_rotated_into_secrets_manager(db: TestDb) {
     server.stop();
 
     // The application's copy: in Secrets Manager, as JSON with the username.
-    let secrets = common::moto_client(&moto.url());
-    let stored = secrets
-        .json(
-            Service::SecretsManager,
-            "secretsmanager.GetSecretValue",
-            &json!({ "SecretId": "writ/postgres-billing/app" }),
-        )
-        .await
-        .unwrap();
-    let value: Value = serde_json::from_str(stored["SecretString"].as_str().unwrap()).unwrap();
+    let value = delivered_secret(&moto.url(), "app").await;
     assert_eq!(value["username"], "app");
     let password = value["password"].as_str().unwrap().to_owned();
     assert!(password.len() >= 32, "a strong password");

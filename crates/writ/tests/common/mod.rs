@@ -318,3 +318,17 @@ pub fn last_line(output: &Output) -> String {
         .trim()
         .to_owned()
 }
+
+/// The environment a writ process needs to reach moto: its test credentials and region, and
+/// `endpoint` (every service's), when given.
+pub fn aws_env(endpoint: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    if let Some(endpoint) = endpoint {
+        env.push(("AWS_ENDPOINT_URL", endpoint.to_owned()));
+    }
+    env
+}
