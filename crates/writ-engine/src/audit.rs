@@ -130,6 +130,8 @@ pub async fn verify_store_witnessed(
     let stored_notes: std::collections::HashSet<&str> =
         checkpoints.iter().map(|row| row.note.as_str()).collect();
     let mut kept_rows = Vec::new();
+    // One kept checkpoint: the consistency proof from it is built as the leaves stream by.
+    let mut kept_one: Option<writ_ledger::Checkpoint> = None;
     for note in &trusted.notes {
         let Ok(kept) = writ_ledger::open(note, key) else {
             return Ok(Err(VerifyFailure {
@@ -152,7 +154,11 @@ pub async fn verify_store_witnessed(
             note,
             time: jiff::Timestamp::UNIX_EPOCH,
         });
+        if !trusted.published && trusted.notes.len() == 1 {
+            kept_one = Some(kept);
+        }
     }
+    let mut proof: Option<writ_ledger::ConsistencyBuilder> = None;
     drop(stored_notes);
     checkpoints.extend(kept_rows);
     let mut verifier = match ChainVerifier::new(
@@ -222,11 +228,24 @@ pub async fn verify_store_witnessed(
         }
         let mut named: Vec<Named> = Vec::new();
         for row in page {
+            if proof.is_none()
+                && kept_one
+                    .as_ref()
+                    .is_some_and(|kept| kept.size > 0 && kept.size == verifier.size())
+            {
+                proof = Some(writ_ledger::ConsistencyBuilder::new(
+                    verifier.tree(),
+                    claimed,
+                ));
+            }
             let checked = verifier
                 .expect_seq(row.seq)
                 .and(row.alone)
                 .and_then(|(hash, found)| {
                     named.extend(found);
+                    if let Some(proof) = &mut proof {
+                        proof.push(row.seq, hash);
+                    }
                     verifier.push_checked(row.seq, hash)
                 })
                 .and_then(|()| match checkpoint_times.get(&(row.seq + 1)) {
@@ -264,10 +283,35 @@ pub async fn verify_store_witnessed(
             reason: FailureReason::HeadMismatch { claimed, found },
         }));
     }
-    let report = match verifier.finish() {
+    let mut report = match verifier.finish() {
         Ok(report) => report,
         Err(failure) => return Ok(Err(failure)),
     };
+    // The kept checkpoint's RFC 6962 consistency proof to today's tree (the entries already
+    // give its root at its size: the proof is what an auditor's own tools check).
+    if let Some(kept) = &kept_one
+        && kept.size > 0
+    {
+        let hashes = match proof {
+            Some(proof) => proof.finish().unwrap_or_default(),
+            None => Vec::new(), // the kept checkpoint is today's tree
+        };
+        if writ_ledger::verify_consistency(
+            kept.size,
+            report.entries,
+            &hashes,
+            &kept.root,
+            &report.root,
+        )
+        .is_err()
+        {
+            return Ok(Err(VerifyFailure {
+                seq: None,
+                reason: FailureReason::BadConsistencyProof,
+            }));
+        }
+        report.consistent_with = Some((kept.size, hashes.len()));
+    }
     let signed = report.latest_checkpoint.as_ref().map_or(0, |c| c.size);
     if signed < report.entries {
         return Ok(Err(VerifyFailure {

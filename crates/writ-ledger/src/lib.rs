@@ -43,8 +43,8 @@ pub use checkpoint::{
 pub use error::{LedgerError, ProofError};
 pub use leaf::{LEAF_TAG, decode_leaf, encode_leaf, encode_members_leaf, leaf_hash, validate_leaf};
 pub use tree::{
-    EMPTY_ROOT, Hash, Tree, TreeBuilder, hash_children, root_of, verify_consistency,
-    verify_inclusion,
+    ConsistencyBuilder, EMPTY_ROOT, Hash, Tree, TreeBuilder, consistency_ranges, hash_children,
+    root_of, verify_consistency, verify_inclusion,
 };
 pub use verify::{
     CanonicalCheck, ChainVerifier, FailureReason, LeafMembers, VerifyFailure, VerifyOptions,

@@ -201,60 +201,28 @@ impl TreeBuilder {
     /// frontier or made only of new leaves. Empty when nothing is appended or this tree is
     /// empty (nothing to prove).
     pub fn consistency_proof_to(&self, appended: &[Hash]) -> Vec<Hash> {
-        let old = self.size;
-        let new = old + appended.len() as u64;
-        if old == 0 || appended.is_empty() {
-            return Vec::new();
+        let mut builder = ConsistencyBuilder::new(self, self.size + appended.len() as u64);
+        for (offset, hash) in appended.iter().enumerate() {
+            builder.push(self.size + offset as u64, *hash);
         }
-        // The frontier's perfect subtrees, as (start, end, hash).
+        builder.finish().unwrap_or_default()
+    }
+
+    /// The frontier's perfect subtrees, as `(start, end, root)`, largest first.
+    fn frontier(&self) -> Vec<(u64, u64, Hash)> {
         let mut frontier = Vec::with_capacity(self.stack.len());
         let mut start = 0u64;
         let mut hashes = self.stack.iter();
         for bit in (0..64).rev() {
             let width = 1u64 << bit;
-            if old & width != 0 {
+            if self.size & width != 0 {
                 if let Some(hash) = hashes.next() {
                     frontier.push((start, start + width, *hash));
                 }
                 start += width;
             }
         }
-        let mth = |from: u64, to: u64| -> Hash {
-            if to <= old {
-                frontier
-                    .iter()
-                    .find(|(s, e, _)| *s == from && *e == to)
-                    .map_or(EMPTY_ROOT, |(_, _, h)| *h)
-            } else {
-                let first = usize::try_from(from - old).unwrap_or(usize::MAX);
-                let last = usize::try_from(to - old).unwrap_or(usize::MAX);
-                root_of(appended.get(first..last).unwrap_or(&[]))
-            }
-        };
-        // RFC 6962 section 2.1.2, SUBPROOF(m, D[from:to], b), iteratively.
-        let mut proof = Vec::new();
-        let (mut m, mut from, mut to, mut complete) = (old, 0u64, new, true);
-        loop {
-            let n = to - from;
-            if m == n {
-                if !complete {
-                    proof.push(mth(from, to));
-                }
-                break;
-            }
-            let k = largest_power_of_two_below(n);
-            if m <= k {
-                proof.push(mth(from + k, to));
-                to = from + k;
-            } else {
-                proof.push(mth(from, from + k));
-                m -= k;
-                from += k;
-                complete = false;
-            }
-        }
-        proof.reverse();
-        proof
+        frontier
     }
 
     /// The RFC 6962 root hash at the current size ([`EMPTY_ROOT`] if empty).
@@ -264,6 +232,106 @@ impl TreeBuilder {
             return EMPTY_ROOT;
         };
         it.fold(last, |acc, left| hash_children(left, &acc))
+    }
+}
+
+/// The node ranges `[from, to)` of the RFC 6962 consistency proof from size `old` to size
+/// `new` (section 2.1.2, SUBPROOF), in proof order. Each lies wholly in the old tree (a
+/// perfect subtree of its frontier) or wholly among the new leaves. Empty when `old` is 0 or
+/// not below `new`.
+pub fn consistency_ranges(old: u64, new: u64) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    if old == 0 || old >= new {
+        return ranges;
+    }
+    let (mut m, mut from, mut to, mut complete) = (old, 0u64, new, true);
+    loop {
+        let n = to - from;
+        if m == n {
+            if !complete {
+                ranges.push((from, to));
+            }
+            break;
+        }
+        let k = largest_power_of_two_below(n);
+        if m <= k {
+            ranges.push((from + k, to));
+            to = from + k;
+        } else {
+            ranges.push((from, from + k));
+            m -= k;
+            from += k;
+            complete = false;
+        }
+    }
+    ranges.reverse();
+    ranges
+}
+
+/// Builds the RFC 6962 consistency proof from an old tree (its frontier) to a new size while
+/// the new leaves stream by, holding one subtree builder at a time: memory stays O(log n)
+/// however many leaves are appended.
+#[derive(Debug, Clone)]
+pub struct ConsistencyBuilder {
+    old: u64,
+    new: u64,
+    /// The proof's nodes: the range, and its root once known.
+    nodes: Vec<((u64, u64), Option<Hash>)>,
+    /// The new-leaf range being hashed, and its builder.
+    current: Option<(usize, TreeBuilder)>,
+}
+
+impl ConsistencyBuilder {
+    /// A proof from `old` (a tree's frontier) to the tree of size `new`.
+    pub fn new(old: &TreeBuilder, new: u64) -> Self {
+        let frontier = old.frontier();
+        let nodes = consistency_ranges(old.size, new)
+            .into_iter()
+            .map(|(from, to)| {
+                let known = (to <= old.size)
+                    .then(|| {
+                        frontier
+                            .iter()
+                            .find(|(s, e, _)| *s == from && *e == to)
+                            .map(|(_, _, h)| *h)
+                    })
+                    .flatten();
+                ((from, to), known)
+            })
+            .collect();
+        Self {
+            old: old.size,
+            new,
+            nodes,
+            current: None,
+        }
+    }
+
+    /// Takes leaf `index` (at or past the old size, in order) with hash `hash`.
+    pub fn push(&mut self, index: u64, hash: Hash) {
+        if index < self.old || index >= self.new {
+            return;
+        }
+        if self.current.is_none() {
+            let slot = self
+                .nodes
+                .iter()
+                .position(|((from, to), root)| root.is_none() && (*from..*to).contains(&index));
+            self.current = slot.map(|slot| (slot, TreeBuilder::new()));
+        }
+        if let Some((slot, builder)) = &mut self.current {
+            builder.push(hash);
+            let (from, to) = self.nodes[*slot].0;
+            if from + builder.size() == to {
+                self.nodes[*slot].1 = Some(builder.root());
+                self.current = None;
+            }
+        }
+    }
+
+    /// The proof, once every leaf up to the new size was pushed (`None` before).
+    pub fn finish(self) -> Option<Vec<Hash>> {
+        self.nodes.into_iter().map(|(_, root)| root).collect()
     }
 }
 

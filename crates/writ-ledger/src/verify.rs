@@ -261,6 +261,10 @@ pub struct VerifyReport {
     pub checkpoints_verified: usize,
     /// The largest verified checkpoint, if any.
     pub latest_checkpoint: Option<Checkpoint>,
+    /// When a kept checkpoint was given (`writ audit verify --trusted NOTE`): its size and the
+    /// number of hashes of the RFC 6962 consistency proof, built from the stored leaves and
+    /// verified, that today's tree extends it.
+    pub consistent_with: Option<(u64, usize)>,
 }
 
 /// Verifies a whole stored chain with the default options (streaming
@@ -417,6 +421,11 @@ impl ChainVerifier {
         self.push_checked(seq, hash)
     }
 
+    /// The tree of the entries accepted so far (its frontier).
+    pub fn tree(&self) -> &crate::tree::TreeBuilder {
+        &self.builder
+    }
+
     /// The options this verifier checks leaves with (for [`check_leaf`] on other threads).
     pub fn options(&self) -> VerifyOptions {
         self.options
@@ -472,6 +481,7 @@ impl ChainVerifier {
             root: self.builder.root(),
             checkpoints_verified: self.verified,
             latest_checkpoint: self.latest,
+            consistent_with: None,
         })
     }
 

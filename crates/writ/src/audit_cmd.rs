@@ -194,6 +194,11 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
                                 .map(|cp| format!(", latest checkpoint at size {}", cp.size))
                                 .unwrap_or_default()
                         );
+                        if let Some((size, hashes)) = report.consistent_with {
+                            println!(
+                                "today's tree extends the trusted checkpoint at size {size}: RFC 6962 consistency proof of {hashes} hashes verified"
+                            );
+                        }
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(failure) => Ok(tampered(&failure, "ledger")),

@@ -139,8 +139,14 @@ async fn published_checkpoints_catch_a_rewritten_history(db: TestDb) {
         "{}",
         text(&export)
     );
-    // The auditor's older checkpoint is still extended: the rewrite came after it.
-    ok(&site.run(&["audit", "verify", "--trusted", "kept.note"]));
+    // The auditor's older checkpoint is still extended: the rewrite came after it, and the
+    // consistency proof from it to today's tree is built and checked.
+    let extended = ok(&site.run(&["audit", "verify", "--trusted", "kept.note"]));
+    assert!(
+        extended.contains("RFC 6962 consistency proof of")
+            && !extended.contains("proof of 0 hashes"),
+        "{extended}"
+    );
 }
 
 /// writ refuses to extend a ledger it cannot vouch for: a stored hash that is not its leaf's,
