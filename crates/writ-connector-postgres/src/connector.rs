@@ -117,6 +117,24 @@ fn object_state(role: &str, found: Option<&RoleAttributes>) -> Result<ObjectStat
     })
 }
 
+/// The comment a role created for a request carries: who owns it and why. `verify` and
+/// `rollback` recognise the role writ created by it (a role of the same name made by someone
+/// else is never taken for it, nor dropped).
+fn creation_comment(owner_team: &str, purpose: &str) -> String {
+    format!("writ: owner team {owner_team}; purpose: {purpose}")
+}
+
+/// The comment on `role` (`shobj_description`), if the role exists and has one.
+async fn role_comment(conn: &mut PgConnection, role: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
 fn pre_image_attributes(plan: &Plan) -> Result<RoleAttributes, ConnectorError> {
     serde_json::from_value(plan.pre_image.attributes.clone())
         .map_err(|e| ConnectorError::Permanent(format!("the plan's pre-image is unreadable: {e}")))
@@ -297,11 +315,19 @@ impl PostgresRoles {
     /// [`Connector::rollback`]). Only the attributes the plan's action touches are compared;
     /// terminated sessions are not "restored".
     pub async fn verify_rollback(&self, plan: &Plan) -> Result<Verification, ConnectorError> {
-        let pre = pre_image_attributes(plan)?;
         let role = plan.external_id.as_str();
         let mut conn = self.conn().await?;
         let found = Self::read_one(&mut conn, role).await?;
         let observed = object_state(role, found.as_ref())?;
+        if matches!(plan.action, Action::Create { .. }) {
+            // A creation is undone when the role is gone again.
+            return Ok(if found.is_none() {
+                Verification::Confirmed
+            } else {
+                Verification::NotInEffect { observed }
+            });
+        }
+        let pre = pre_image_attributes(plan)?;
         let Some(now) = found else {
             return Ok(Verification::NotInEffect { observed });
         };
@@ -319,7 +345,11 @@ impl PostgresRoles {
                         .all(|held| now.holds(item).contains(held))
                 })
             }
-            Action::Rotate | Action::Delete => false,
+            Action::Rotate
+            | Action::Delete
+            | Action::Create { .. }
+            | Action::SetScopes { .. }
+            | Action::Grant { .. } => false,
         };
         Ok(if restored {
             Verification::Confirmed
@@ -395,10 +425,45 @@ impl PostgresRoles {
         idempotency_key: &str,
     ) -> Result<ApplyOutcome, ConnectorError> {
         let role = plan.external_id.as_str();
+        let role_q = quote_ident(role);
+        if let Action::Create {
+            owner_team,
+            purpose,
+        } = &plan.action
+        {
+            let comment = creation_comment(owner_team, purpose);
+            if Self::read_one(tx, role).await?.is_some() {
+                let ours = role_comment(tx, role)
+                    .await
+                    .map_err(|e| error::map("reading the role's comment", e))?;
+                return Ok(if ours.as_deref() == Some(comment.as_str()) {
+                    ApplyOutcome::AlreadyInState
+                } else {
+                    reject(format!("role {role:?} already exists"))
+                });
+            }
+            // A service account logs in; no password is set here (no credential is issued
+            // to writ): its owners set one through their own secret delivery, or rotate it.
+            let created = async {
+                exec(tx, &format!("CREATE ROLE {role_q} LOGIN NOINHERIT")).await?;
+                exec(
+                    tx,
+                    &format!("COMMENT ON ROLE {role_q} IS {}", quote_literal(&comment)),
+                )
+                .await
+            }
+            .await;
+            return match created {
+                Ok(()) => Ok(ApplyOutcome::Applied),
+                Err(e) => match rejection(&e) {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(error::map("create", e)),
+                },
+            };
+        }
         let Some(now) = Self::read_one(tx, role).await? else {
             return Ok(reject(format!("role {role:?} does not exist")));
         };
-        let role_q = quote_ident(role);
         let result: Result<ApplyOutcome, sqlx::Error> = match &plan.action {
             Action::Disable => {
                 if !now.can_login && now.open_sessions == 0 {
@@ -454,6 +519,9 @@ impl PostgresRoles {
             }
             Action::Rotate => return self.apply_rotate(tx, plan, idempotency_key).await,
             Action::Delete => return Err(ConnectorError::Unsupported("delete".into())),
+            Action::Create { .. } | Action::SetScopes { .. } | Action::Grant { .. } => {
+                return Err(ConnectorError::Unsupported(plan.action.name().into()));
+            }
         };
         match result {
             Ok(outcome) => Ok(outcome),
@@ -470,6 +538,31 @@ impl PostgresRoles {
         plan: &Plan,
     ) -> Result<ApplyOutcome, ConnectorError> {
         let role = plan.external_id.as_str();
+        if let Action::Create {
+            owner_team,
+            purpose,
+        } = &plan.action
+        {
+            // Undoing a creation drops the role, only the one this change created.
+            if Self::read_one(tx, role).await?.is_none() {
+                return Ok(ApplyOutcome::AlreadyInState);
+            }
+            let ours = role_comment(tx, role)
+                .await
+                .map_err(|e| error::map("reading the role's comment", e))?;
+            if ours.as_deref() != Some(creation_comment(owner_team, purpose).as_str()) {
+                return Ok(reject(format!(
+                    "role {role:?} is not the one this change created; it is left alone"
+                )));
+            }
+            return match exec(tx, &format!("DROP ROLE {}", quote_ident(role))).await {
+                Ok(()) => Ok(ApplyOutcome::Applied),
+                Err(e) => match rejection(&e) {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(error::map("rollback", e)),
+                },
+            };
+        }
         if !plan.pre_image.exists {
             return Ok(reject(format!("role {role:?} did not exist when planned")));
         }
@@ -527,7 +620,11 @@ impl PostgresRoles {
                 }
                 result
             }
-            Action::Rotate | Action::Delete => {
+            Action::Rotate
+            | Action::Delete
+            | Action::Create { .. }
+            | Action::SetScopes { .. }
+            | Action::Grant { .. } => {
                 return Ok(reject("this action cannot be rolled back"));
             }
         };
@@ -548,7 +645,14 @@ impl Connector for PostgresRoles {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut actions = vec!["disable", "enable", "revoke", "set_expiry", "reduce_scope"];
+        let mut actions = vec![
+            "disable",
+            "enable",
+            "revoke",
+            "set_expiry",
+            "reduce_scope",
+            "create",
+        ];
         if self.sink.is_some() {
             actions.push("rotate");
         }
@@ -584,6 +688,11 @@ impl Connector for PostgresRoles {
             .map_err(|e| ConnectorError::Permanent(format!("role name: {e}")))?;
         let reversibility = match action {
             Action::Delete => return Err(ConnectorError::Unsupported("delete".into())),
+            Action::SetScopes { .. } | Action::Grant { .. } => {
+                return Err(ConnectorError::Unsupported(action.name().into()));
+            }
+            // Undone by dropping the role it made.
+            Action::Create { .. } => Reversibility::Reversible,
             Action::Rotate => {
                 if self.sink.is_none() {
                     return Err(ConnectorError::Unsupported("rotate".into()));
@@ -688,6 +797,19 @@ impl Connector for PostgresRoles {
             return Ok(Verification::NotInEffect { observed });
         };
         let in_effect = match &plan.action {
+            Action::Create {
+                owner_team,
+                purpose,
+            } => {
+                let comment = role_comment(&mut conn, role)
+                    .await
+                    .map_err(|e| error::map("reading the role's comment", e))?;
+                now.can_login
+                    && comment.as_deref() == Some(creation_comment(owner_team, purpose).as_str())
+            }
+            Action::SetScopes { .. } | Action::Grant { .. } => {
+                return Err(ConnectorError::Unsupported(plan.action.name().into()));
+            }
             Action::Disable => !now.can_login && now.open_sessions == 0,
             Action::Enable => now.can_login,
             Action::SetExpiry { until } => Self::expiry_is(&mut conn, role, Some(until))

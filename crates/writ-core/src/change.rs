@@ -31,6 +31,24 @@ pub enum Action {
         /// RFC 3339 instant.
         until: String,
     },
+    /// Create the object (a requested service account), owned by `owner_team`. No credential
+    /// is issued to writ.
+    Create {
+        /// The team that owns it.
+        owner_team: String,
+        /// What it is for.
+        purpose: String,
+    },
+    /// Set the object's scopes to exactly these (an OAuth client's scope change).
+    SetScopes {
+        /// Every scope it has afterwards.
+        scopes: Vec<String>,
+    },
+    /// Add these scopes (an agent's time-boxed access); the others stay.
+    Grant {
+        /// The scopes added.
+        scopes: Vec<String>,
+    },
 }
 
 impl Action {
@@ -44,6 +62,9 @@ impl Action {
             Action::Rotate => "rotate",
             Action::ReduceScope { .. } => "reduce_scope",
             Action::SetExpiry { .. } => "set_expiry",
+            Action::Create { .. } => "create",
+            Action::SetScopes { .. } => "set_scopes",
+            Action::Grant { .. } => "grant",
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct Terms {
     /// Within how many hours a break-glass change must be reviewed (`@review_within_hours`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_within_hours: Option<u32>,
+    /// The longest a requested change may hold, in hours (`@max_hours`): an agent's
+    /// time-boxed access, a new service account's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hours: Option<u32>,
     /// What a freezing case-only decision freezes besides the identity's own pending work
     /// (`@freeze_scope`): every identity of the same owner team, or of the same system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +121,7 @@ impl Terms {
             max_days: min(self.max_days, other.max_days),
             renew_before_days: max(self.renew_before_days, other.renew_before_days),
             review_within_hours: min(self.review_within_hours, other.review_within_hours),
+            max_hours: min(self.max_hours, other.max_hours),
             // A freeze reaches as far as the widest scope asks.
             freeze_scope: self.freeze_scope.max(other.freeze_scope),
         }

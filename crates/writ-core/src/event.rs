@@ -119,6 +119,12 @@ pub enum EventKind {
     /// An operator sealed ledger entries that no signed checkpoint covered (left by a crash
     /// or an older writ), after checking them: the checkpoint of this entry covers them.
     LedgerSealed,
+    /// A principal asked for a change (a new service account, a scope change, an agent's
+    /// access): the case opened, with policy's decision on it.
+    RequestSubmitted,
+    /// A requested change reached its end (an account's expiry, an agent's access running
+    /// out, a revocation criterion met): the change that ends it was queued.
+    AccessExpired,
 }
 
 impl EventKind {
@@ -172,6 +178,8 @@ impl EventKind {
             | K::BypassReviewOverdue
             | K::OverrideRequested => &["PR.AA-05", "GV.OV-02", "RS.MA-01"],
             K::LedgerSealed => &["PR.DS-01", "DE.CM-09"],
+            K::RequestSubmitted => &["PR.AA-05", "GV.RR-02", "ID.AM-01"],
+            K::AccessExpired => &["PR.AA-05", "PR.AA-01"],
         }
     }
 }
@@ -341,6 +349,10 @@ pub enum EventBody {
     DismissalRequested(DismissalRequested),
     /// See [`LedgerSealed`].
     LedgerSealed(LedgerSealed),
+    /// See [`RequestSubmitted`].
+    RequestSubmitted(RequestSubmitted),
+    /// See [`AccessExpired`].
+    AccessExpired(AccessExpired),
 }
 
 impl EventBody {
@@ -382,6 +394,8 @@ impl EventBody {
             B::OverrideRequested(_) => K::OverrideRequested,
             B::DismissalRequested(_) => K::DismissalRequested,
             B::LedgerSealed(_) => K::LedgerSealed,
+            B::RequestSubmitted(_) => K::RequestSubmitted,
+            B::AccessExpired(_) => K::AccessExpired,
         }
     }
 
@@ -423,6 +437,8 @@ impl EventBody {
             K::OverrideRequested => serde_json::from_value(body).map(B::OverrideRequested),
             K::DismissalRequested => serde_json::from_value(body).map(B::DismissalRequested),
             K::LedgerSealed => serde_json::from_value(body).map(B::LedgerSealed),
+            K::RequestSubmitted => serde_json::from_value(body).map(B::RequestSubmitted),
+            K::AccessExpired => serde_json::from_value(body).map(B::AccessExpired),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -455,6 +471,8 @@ impl EventBody {
             B::BypassReviewed(b) => b.remedy.as_ref().map(|remedy| &remedy.case),
             B::OverrideRequested(b) => Some(&b.case),
             B::DismissalRequested(b) => Some(&b.case),
+            B::RequestSubmitted(b) => Some(&b.case),
+            B::AccessExpired(b) => Some(&b.case),
             B::IdentitySynced(_)
             | B::BypassReviewOverdue(_)
             | B::ExceptionRenewalDue(_)
@@ -494,6 +512,7 @@ impl EventBody {
             B::WriteBackFailed(b) => Some(&b.job),
             B::RollbackIntent(b) => Some(&b.job),
             B::RolledBack(b) => Some(&b.job),
+            B::AccessExpired(b) => Some(&b.job),
             B::FindingReceived(_)
             | B::IdentitySynced(_)
             | B::OwnershipImported(_)
@@ -519,6 +538,7 @@ impl EventBody {
             | B::BypassReviewOverdue(_)
             | B::OverrideRequested(_)
             | B::DismissalRequested(_)
+            | B::RequestSubmitted(_)
             | B::LedgerSealed(_) => None,
         }
     }
@@ -1180,5 +1200,36 @@ pub struct LedgerSealed {
     /// Who sealed them (the operating system user who ran the command).
     pub operator: String,
     /// Why, in the operator's words.
+    pub reason: String,
+}
+
+/// `request_submitted`: a principal asked for a change, the case opened, and policy decided it
+/// (the requester never counts as an approver). An automatic decision is followed in the same
+/// transaction by the job (`change_requested`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSubmitted {
+    /// The case the request opened, in the state the decision leaves it.
+    pub case: Case,
+    /// What was asked, by whom, and the change that fulfils it.
+    pub request: crate::request::Request,
+    /// The policy decision on it.
+    pub decision: Decision,
+    /// The inputs it was evaluated from (replayable).
+    pub evaluation: Evaluation,
+}
+
+/// `access_expired`: a requested change's time ran out (or a revocation criterion was met);
+/// the job that ends it is queued, on the request's approved terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessExpired {
+    /// The case, now `remediating` again.
+    pub case: Case,
+    /// The job whose change ends.
+    pub ended: crate::ids::JobId,
+    /// The job that ends it (disable the account, take the scopes away).
+    pub job: Job,
+    /// Why now: `expired`, or the revocation criterion met (the finding type).
     pub reason: String,
 }

@@ -91,6 +91,8 @@ pub enum DeadlineKind {
     BypassReview,
     /// The review is overdue twice over: escalate again.
     BypassEscalation,
+    /// A requested change's time is up (an account's expiry, an agent's access): end it.
+    AccessExpiry,
 }
 
 /// What is wrong with an exception as asked: the field and why.
@@ -186,6 +188,7 @@ mod tests {
             max_days: Some(90),
             renew_before_days: Some(7),
             review_within_hours: None,
+            max_hours: None,
             freeze_scope: None,
         };
         let (mut ok, now) = exception(30);

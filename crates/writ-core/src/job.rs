@@ -85,6 +85,10 @@ pub struct Job {
     /// When the target accepted the change (for the per-system change cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<Timestamp>,
+    /// When the change ends by itself (a requested account's expiry, an agent's time-boxed
+    /// access): once verified, the scheduler undoes it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Job {
@@ -110,6 +114,7 @@ impl Job {
             dry_run,
             last_error: None,
             applied_at: None,
+            expires_at: None,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod notification;
 pub mod ownership;
 pub mod principal;
 pub mod projection;
+pub mod request;
 pub mod workflow;
 
 pub use clock::{Clock, IdSource, ManualClock, RandomSource, SystemClock};

@@ -148,6 +148,7 @@ impl Lifecycle {
                 EventBody::RollbackRequested(b) => decided("rollback_requested", &b.decision),
                 EventBody::OverrideRequested(b) => decided("override_requested", &b.decision),
                 EventBody::DismissalRequested(b) => decided("dismissal_requested", &b.decision),
+                EventBody::RequestSubmitted(b) => decided("request_submitted", &b.decision),
                 EventBody::BreakGlassUsed(b) => {
                     decided("break_glass_used", &b.decision);
                     life.bypasses.push(BypassEntry {

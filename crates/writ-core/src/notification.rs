@@ -57,6 +57,7 @@ pub fn notification_of(body: &EventBody) -> Option<NotificationKind> {
         EventBody::RollbackRequested(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::ExceptionRequested(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::OverrideRequested(_) => Some(N::ApprovalDue),
+        EventBody::RequestSubmitted(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::DismissalRequested(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::BypassReviewOverdue(_) => Some(N::Escalation),
         EventBody::BreakGlassUsed(_) => Some(N::BreakGlassUsed),

@@ -123,6 +123,7 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                     | EventBody::BreakGlassUsed(_)
                     | EventBody::OverrideRequested(_)
                     | EventBody::DismissalRequested(_)
+                    | EventBody::RequestSubmitted(_)
             ) || matches!(body, EventBody::BypassReviewed(b) if b.remedy.is_some()),
         });
     }
@@ -259,6 +260,19 @@ fn lifecycle(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
             })
             .into_iter()
             .collect(),
+        // A change that ends by itself (a requested account, an agent's access) owes its end.
+        EventBody::WriteBackVerified(b) => match (b.job.expires_at, case_id) {
+            (Some(due), Some(case_id)) => vec![Projection::Deadline {
+                case_id,
+                kind: D::AccessExpiry,
+                due,
+            }],
+            _ => Vec::new(),
+        },
+        EventBody::AccessExpired(b) => vec![Projection::DeadlinesMet {
+            case_id: b.case.id,
+            kinds: vec![D::AccessExpiry],
+        }],
         EventBody::ExceptionRenewalDue(_) => case_id
             .map(|case_id| Projection::DeadlinesMet {
                 case_id,

@@ -297,6 +297,18 @@ pub fn case_transition(
             }
             expect(&[S::Frozen], b.case.state)
         }
+        B::RequestSubmitted(b) => {
+            if from.is_some() {
+                return Err(illegal(kind, "the case is already open"));
+            }
+            let to = decided_state(&b.decision.tier, true, true);
+            snapshot_is(to)?;
+            Ok(Some(to))
+        }
+        B::AccessExpired(_) => {
+            snapshot_is(S::Remediating)?;
+            expect(&[S::Remediated], S::Remediating)
+        }
         B::ChangeRequested(b) => match &b.case {
             Some(_) => {
                 snapshot_is(S::Remediating)?;
@@ -392,7 +404,7 @@ pub fn job_transition(
     };
     let to = job.state;
     let allowed: &[(Option<JobState>, JobState)] = match body {
-        B::ChangeRequested(_) => &[(None, J::Queued)],
+        B::ChangeRequested(_) | B::AccessExpired(_) => &[(None, J::Queued)],
         B::WriteBackIntent(_) => &[(Some(J::Queued), J::Intent), (Some(J::Queued), J::Planned)],
         B::WriteBackApplied(_) => &[(Some(J::Intent), J::Applied)],
         B::WriteBackVerified(_) => &[(Some(J::Applied), J::Verified)],
@@ -441,7 +453,8 @@ pub fn job_transition(
         | B::BypassReviewed(_)
         | B::BypassReviewOverdue(_)
         | B::OverrideRequested(_)
-        | B::DismissalRequested(_) => &[],
+        | B::DismissalRequested(_)
+        | B::RequestSubmitted(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -602,7 +615,9 @@ impl CaseWorkflow {
         let job_before = match (body.job(), self.job) {
             (Some(job), Some((live, state))) if job.id == live => Some(state),
             (Some(job), Some((live, state))) => {
-                if matches!(body, B::ChangeRequested(_)) && !state.is_pending() {
+                if matches!(body, B::ChangeRequested(_) | B::AccessExpired(_))
+                    && !state.is_pending()
+                {
                     None
                 } else {
                     return Err(illegal(
@@ -669,6 +684,23 @@ impl CaseWorkflow {
                             format!("job {} has no verified change to undo", b.job),
                         ));
                     }
+                }
+            }
+            B::RequestSubmitted(b) if b.decision.action != b.request.change.name() => {
+                return Err(illegal(
+                    kind,
+                    "the decision is not about the change the request makes",
+                ));
+            }
+            B::AccessExpired(b) => {
+                if b.job.case_id != case_id {
+                    return Err(illegal(kind, "the job is for another case"));
+                }
+                if self.job != Some((b.ended, JobState::Verified)) {
+                    return Err(illegal(
+                        kind,
+                        format!("job {} is not the case's verified change", b.ended),
+                    ));
                 }
             }
             B::ExceptionRequested(b) => {
@@ -843,6 +875,9 @@ impl CaseWorkflow {
                 }
             }
             B::RollbackRequested(b) => self.decide(&b.decision, Some(&b.requester), None),
+            B::RequestSubmitted(b) => {
+                self.decide(&b.decision, Some(&b.request.requester), None);
+            }
             B::ApprovalGranted(b) => {
                 let groups = self.recorded_groups(&b.approval);
                 self.votes.insert(b.approval.approver.clone(), groups);

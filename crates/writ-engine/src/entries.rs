@@ -59,6 +59,8 @@ pub struct RecordedDecision {
     /// For a dismissal: the reviewer who asked, the rationale, and the state a rejection
     /// returns the case to.
     pub dismissal: Option<(String, String, writ_core::case::CaseState)>,
+    /// For a requested change: the request (its requester never votes on it).
+    pub request: Option<writ_core::request::Request>,
 }
 
 impl RecordedDecision {
@@ -73,6 +75,7 @@ impl RecordedDecision {
                 .dismissal
                 .as_ref()
                 .map(|(reviewer, _, _)| reviewer.as_str()))
+            .or(self.request.as_ref().map(|r| r.requester.as_str()))
     }
 
     /// The state a rejection of the request in force returns the case to (an exception's, a
@@ -125,6 +128,7 @@ pub async fn recorded_decision_at(
             exception: None,
             overrider: None,
             dismissal: None,
+            request: None,
         }),
         EventBody::DismissalRequested(asked) => Ok(RecordedDecision {
             decision: asked.decision,
@@ -133,6 +137,7 @@ pub async fn recorded_decision_at(
             exception: None,
             overrider: None,
             dismissal: Some((asked.reviewer, asked.rationale, asked.was)),
+            request: None,
         }),
         EventBody::OverrideRequested(asked) => Ok(RecordedDecision {
             decision: asked.decision,
@@ -141,6 +146,7 @@ pub async fn recorded_decision_at(
             exception: None,
             overrider: Some((asked.requester, asked.risk_owner)),
             dismissal: None,
+            request: None,
         }),
         EventBody::BreakGlassUsed(used) => Ok(RecordedDecision {
             decision: used.decision,
@@ -149,6 +155,7 @@ pub async fn recorded_decision_at(
             exception: None,
             overrider: None,
             dismissal: None,
+            request: None,
         }),
         EventBody::ExceptionRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
@@ -157,6 +164,7 @@ pub async fn recorded_decision_at(
             exception: Some((requested.exception, requested.was)),
             overrider: None,
             dismissal: None,
+            request: None,
         }),
         EventBody::BypassReviewed(writ_core::event::BypassReviewed {
             remedy: Some(remedy),
@@ -168,6 +176,7 @@ pub async fn recorded_decision_at(
             exception: None,
             overrider: None,
             dismissal: None,
+            request: None,
         }),
         EventBody::RollbackRequested(requested) => Ok(RecordedDecision {
             decision: requested.decision,
@@ -180,6 +189,16 @@ pub async fn recorded_decision_at(
             exception: None,
             overrider: None,
             dismissal: None,
+            request: None,
+        }),
+        EventBody::RequestSubmitted(submitted) => Ok(RecordedDecision {
+            decision: submitted.decision,
+            evaluation: submitted.evaluation,
+            rollback: None,
+            exception: None,
+            overrider: None,
+            dismissal: None,
+            request: Some(submitted.request),
         }),
         other => Err(bad(format!("a {} entry, not a decision", other.kind()))),
     }

@@ -66,6 +66,8 @@ pub struct DeadlineReport {
     pub expired: usize,
     /// Renewals asked for.
     pub renewals: usize,
+    /// Requested changes whose time was up (their end queued).
+    pub access_ended: usize,
     /// Deadlines that fell due but must wait (the case is busy, say a renewal pending).
     pub waiting: usize,
 }
@@ -187,11 +189,13 @@ impl WriteBack {
                 DeadlineKind::BypassReview | DeadlineKind::BypassEscalation => {
                     self.escalate(&due).await?
                 }
+                DeadlineKind::AccessExpiry => self.end_access(&due).await?,
             };
             match (acted, due.kind) {
                 (false, _) => report.waiting += 1,
                 (true, DeadlineKind::ExceptionExpiry) => report.expired += 1,
                 (true, DeadlineKind::ExceptionRenewal) => report.renewals += 1,
+                (true, DeadlineKind::AccessExpiry) => report.access_ended += 1,
                 (true, _) => {}
             }
         }

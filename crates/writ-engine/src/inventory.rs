@@ -101,6 +101,9 @@ pub fn identity_from(
             false,
         ),
         "secret" => (IdentityKind::Secret, object.external_id.clone(), false),
+        // OAuth clients, and AI agents (clients whose scopes are their tools).
+        "oauth_client" => (IdentityKind::OauthApp, object.external_id.clone(), false),
+        "ai_agent" => (IdentityKind::AiAgent, object.external_id.clone(), false),
         _ => return None,
     };
     let last_used_at = attrs["last_used"]
@@ -193,10 +196,15 @@ pub async fn sync(
         else {
             continue;
         };
-        if let Some(existing) = known.get(&identity.external_id) {
+        let existing = known.get(&identity.external_id);
+        if let Some(existing) = existing {
             identity.id = existing.id;
         }
         if rules.apply(&mut identity) {
+            report.owned += 1;
+        } else if let Some(owner) = existing.and_then(|e| e.owner_team.clone()) {
+            // No rule names an owner: the one recorded before (a requested account's) stays.
+            identity.owner_team = Some(owner);
             report.owned += 1;
         }
         let key = format!("sync:{system}:{run}:{}", identity.external_id);

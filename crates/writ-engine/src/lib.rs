@@ -36,6 +36,7 @@ pub mod notify;
 pub mod principals;
 pub mod publish;
 pub mod rebuild;
+pub mod requests;
 pub mod sequencer;
 pub mod sources;
 pub mod witness;

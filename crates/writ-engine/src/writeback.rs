@@ -343,7 +343,16 @@ impl WriteBack {
                 Some(id) => self.store.identity(id).await?,
                 None => None,
             };
-            let owner_team = identity.as_ref().and_then(|i| i.owner_team.clone());
+            // A new account's owner team is the one its request names.
+            let owner_team = identity
+                .as_ref()
+                .and_then(|i| i.owner_team.clone())
+                .or_else(|| {
+                    recorded
+                        .request
+                        .as_ref()
+                        .and_then(|r| r.owner_team().map(str::to_owned))
+                });
             let exclusions = self
                 .exclusions(&view, identity.as_ref(), recorded.requester())
                 .await?;
@@ -385,15 +394,18 @@ impl WriteBack {
             } else {
                 None
             };
-            let action = match (&rollback_job, governance_request) {
-                (Some(job), _) => Some(job.job.action.clone()),
-                (None, Some(_)) => None,
-                (None, None) => Some(action_from_name(&decision.action).ok_or_else(|| {
-                    WriteBackError::Refused(format!(
-                        "action {} needs parameters from a person; it cannot be voted on",
-                        decision.action
-                    ))
-                })?),
+            let action = match (&rollback_job, governance_request, &recorded.request) {
+                (Some(job), _, _) => Some(job.job.action.clone()),
+                (None, Some(_), _) => None,
+                (None, None, Some(request)) => Some(request.change.clone()),
+                (None, None, None) => {
+                    Some(action_from_name(&decision.action).ok_or_else(|| {
+                        WriteBackError::Refused(format!(
+                            "action {} needs parameters from a person; it cannot be voted on",
+                            decision.action
+                        ))
+                    })?)
+                }
             };
             let now = self.clock.now();
             let approval = Approval {
@@ -501,7 +513,14 @@ impl WriteBack {
                     job = Some(step.job);
                 } else if workflow.may_queue() {
                     let (draft, queued) = self
-                        .queue(&view, &decision, &mut workflow, &actor, dry_run)
+                        .queue(
+                            &view,
+                            &decision,
+                            recorded.request.as_ref(),
+                            &mut workflow,
+                            &actor,
+                            dry_run,
+                        )
                         .await?;
                     group.push(draft);
                     job = Some(queued);
@@ -566,32 +585,40 @@ impl WriteBack {
         &self,
         view: &CaseView,
         decision: &Decision,
+        request: Option<&writ_core::request::Request>,
         workflow: &mut CaseWorkflow,
         actor: &str,
         dry_run: bool,
     ) -> Result<(Draft, Job), WriteBackError> {
         let case_id = view.case.id;
-        let action = action_from_name(&decision.action).ok_or_else(|| {
-            WriteBackError::Refused(format!(
-                "action {} needs parameters from a person; not queued",
-                decision.action
-            ))
-        })?;
-        let identity = match view.case.identity_id {
-            Some(id) => self.store.identity(id).await?,
-            None => None,
-        }
-        .ok_or_else(|| {
-            WriteBackError::Refused("the case's identity is not in the inventory".into())
-        })?;
-        let job = Job::queued(
-            JobId(self.ids.next_id(self.clock.now())),
-            case_id,
-            &identity.system,
-            &identity.external_id,
-            action,
-            dry_run,
-        );
+        let now = self.clock.now();
+        let job = match request {
+            // A requested change: the request names its target and the change.
+            Some(request) => request.job(JobId(self.ids.next_id(now)), case_id, now, dry_run),
+            None => {
+                let action = action_from_name(&decision.action).ok_or_else(|| {
+                    WriteBackError::Refused(format!(
+                        "action {} needs parameters from a person; not queued",
+                        decision.action
+                    ))
+                })?;
+                let identity = match view.case.identity_id {
+                    Some(id) => self.store.identity(id).await?,
+                    None => None,
+                }
+                .ok_or_else(|| {
+                    WriteBackError::Refused("the case's identity is not in the inventory".into())
+                })?;
+                Job::queued(
+                    JobId(self.ids.next_id(now)),
+                    case_id,
+                    &identity.system,
+                    &identity.external_id,
+                    action,
+                    dry_run,
+                )
+            }
+        };
         let mut case = view.case.clone();
         case.state = CaseState::Remediating;
         let body = EventBody::ChangeRequested(ChangeRequested {
@@ -813,14 +840,38 @@ impl WriteBack {
                 // was, and the append expects exactly that version.
                 let mut remediated = case.case.clone();
                 remediated.state = CaseState::Remediated;
-                self.record_case_step(&mut step, ENGINE_ACTOR, case, "verified", |job| {
-                    EventBody::WriteBackVerified(WriteBackVerified {
-                        job,
-                        case: remediated,
-                        verification: ReadBack::Confirmed,
+                // A requested account exists now: the inventory records it with its owner,
+                // in the same transaction.
+                let created = self.created_identity(&step.job).await?;
+                if let Some(identity) = &created {
+                    remediated.identity_id = Some(identity.id);
+                }
+                let body = EventBody::WriteBackVerified(WriteBackVerified {
+                    job: step.job.clone(),
+                    case: remediated,
+                    verification: ReadBack::Confirmed,
+                });
+                let extra = created
+                    .map(|identity| {
+                        Draft::new(
+                            None,
+                            ENGINE_ACTOR,
+                            format!("job:{}:inventory", step.job.id),
+                            EventBody::IdentitySynced(writ_core::event::IdentitySynced {
+                                identity,
+                                object_kind: None,
+                                reason: Some(format!(
+                                    "created by job {} for case {}",
+                                    step.job.id, step.job.case_id
+                                )),
+                            }),
+                        )
                     })
-                })
-                .await?;
+                    .into_iter()
+                    .collect();
+                let expect = vec![step.expectation(), case_expectation(case)];
+                self.record_with(&mut step, ENGINE_ACTOR, "verified", body, expect, extra)
+                    .await?;
                 report.verified += 1;
                 Ok(())
             }
@@ -1235,6 +1286,20 @@ impl WriteBack {
         body: EventBody,
         expect: Vec<Expectation>,
     ) -> Result<bool, WriteBackError> {
+        self.record_with(step, actor, name, body, expect, Vec::new())
+            .await
+    }
+
+    /// [`Self::record`], with `extra` drafts appended in the same transaction after the step.
+    async fn record_with(
+        &self,
+        step: &mut Step,
+        actor: &str,
+        name: &str,
+        body: EventBody,
+        expect: Vec<Expectation>,
+        extra: Vec<Draft>,
+    ) -> Result<bool, WriteBackError> {
         let draft = Draft {
             expect,
             ..Draft::new(
@@ -1244,7 +1309,9 @@ impl WriteBack {
                 body,
             )
         };
-        let appended = self.append_group(vec![draft]).await?;
+        let mut group = vec![draft];
+        group.extend(extra);
+        let appended = self.append_group(group).await?;
         let Some(appended) = appended.first() else {
             return Err(WriteBackError::Append(AppendError::Stopped));
         };
@@ -1254,6 +1321,45 @@ impl WriteBack {
         step.version = appended.seq;
         step.recorded = step.job.state;
         Ok(true)
+    }
+
+    /// The identity a verified `create` job made (a requested service account), as the
+    /// inventory will record it: its owner team from the change, its id the inventory's if the
+    /// account was known before. `None` for any other job.
+    async fn created_identity(
+        &self,
+        job: &Job,
+    ) -> Result<Option<writ_core::identity::Identity>, WriteBackError> {
+        let writ_core::change::Action::Create { owner_team, .. } = &job.action else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let known = self
+            .store
+            .identity_by_external_id(&job.system, &job.external_id)
+            .await?;
+        Ok(Some(writ_core::identity::Identity {
+            id: known.as_ref().map_or_else(
+                || writ_core::ids::IdentityId(self.ids.next_id(now)),
+                |i| i.id,
+            ),
+            system: job.system.clone(),
+            external_id: job.external_id.clone(),
+            kind: writ_core::identity::IdentityKind::ServiceAccount,
+            owner_team: Some(owner_team.clone()),
+            criticality: known
+                .as_ref()
+                .map_or(writ_core::identity::Criticality::Medium, |i| i.criticality),
+            privileged: false,
+            tags: vec![format!("request_case:{}", job.case_id)],
+            last_used_at: None,
+            reconciled_at: Some(writ_core::clock::to_micros(now)),
+        }))
+    }
+
+    /// The connector of `system`, if one is configured.
+    pub(crate) fn connector(&self, system: &str) -> Option<Arc<dyn Connector>> {
+        self.connectors.get(system).cloned()
     }
 
     /// Appends one group, mapping the sequencer's refusals to this engine's errors.
@@ -1325,11 +1431,15 @@ impl WriteBack {
         };
         // The change itself.
         let queued = read(view.created_seq)?;
-        let EventBody::ChangeRequested(requested) = &queued.body else {
-            return Err(format!(
-                "entry {} (said to queue it) is a {}",
-                view.created_seq, queued.kind
-            ));
+        let (queued_job, expired) = match &queued.body {
+            EventBody::ChangeRequested(requested) => (&requested.job, false),
+            EventBody::AccessExpired(expired) => (&expired.job, true),
+            _ => {
+                return Err(format!(
+                    "entry {} (said to queue it) is a {}",
+                    view.created_seq, queued.kind
+                ));
+            }
         };
         let same_change = |recorded: &Job| {
             recorded.id == job.id
@@ -1339,7 +1449,7 @@ impl WriteBack {
                 && recorded.action == job.action
                 && recorded.dry_run == job.dry_run
         };
-        if queued.case_id != Some(job.case_id) || !same_change(&requested.job) {
+        if queued.case_id != Some(job.case_id) || !same_change(queued_job) {
             return Err(format!(
                 "entry {} queued a different change",
                 view.created_seq
@@ -1348,6 +1458,44 @@ impl WriteBack {
         // What allowed it: the change's decision, or a rollback's.
         let decided = read(*decision_seq)?;
         let (decision, rollback, votes_until) = match &decided.body {
+            // A requested change: the job makes exactly the change the request names; the
+            // change that ends it at expiry is the engine's, on the request's approved terms.
+            EventBody::RequestSubmitted(submitted) => {
+                let request = &submitted.request;
+                let wanted = if expired {
+                    writ_core::request::RequestSpec::at_expiry(&request.change)
+                } else {
+                    Some(request.change.clone())
+                };
+                if decided.case_id != Some(job.case_id)
+                    || *decision_seq > view.created_seq
+                    || wanted.as_ref() != Some(&job.action)
+                    || request.spec.system() != job.system
+                    || request.spec.external_id() != job.external_id
+                {
+                    return Err(format!(
+                        "entry {decision_seq} is not the request this job fulfils"
+                    ));
+                }
+                if (expired || submitted.decision.tier == Tier::Auto)
+                    && queued.actor != ENGINE_ACTOR
+                {
+                    return Err(format!(
+                        "entry {} queued it on nobody's approval",
+                        view.created_seq
+                    ));
+                }
+                if expired {
+                    (&submitted.decision, None, 0)
+                } else {
+                    (&submitted.decision, None, view.created_seq)
+                }
+            }
+            _ if expired => {
+                return Err(format!(
+                    "entry {decision_seq} is not a request: nothing of it can expire"
+                ));
+            }
             EventBody::DecisionRecorded(decided_body) => {
                 if decided.case_id != Some(job.case_id) || *decision_seq > view.created_seq {
                     return Err(format!(
@@ -1434,10 +1582,13 @@ impl WriteBack {
         // rollback's requester, an override's admin.
         let requester = match &decided.body {
             EventBody::OverrideRequested(asked) => Some(asked.requester.as_str()),
+            EventBody::RequestSubmitted(submitted) => Some(submitted.request.requester.as_str()),
             _ => rollback,
         };
         match &decision.tier {
             _ if rollback_waiting => {}
+            // Ending a requested change at its expiry takes away only what was approved.
+            _ if expired => {}
             Tier::Auto => {}
             Tier::Approval {
                 count,

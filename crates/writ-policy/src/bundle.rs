@@ -41,6 +41,9 @@ pub const ANN_MAX_DAYS: &str = "max_days";
 pub const ANN_RENEW_BEFORE_DAYS: &str = "renew_before_days";
 /// Within how many hours a change a permit of `break_glass` allows must be reviewed.
 pub const ANN_REVIEW_WITHIN_HOURS: &str = "review_within_hours";
+/// The longest a requested change a permit allows may hold, in hours (an agent's access, a new
+/// service account's lifetime).
+pub const ANN_MAX_HOURS: &str = "max_hours";
 /// How far a freezing case-only forbid reaches: `identity` (the default), `owner_team` or
 /// `system`.
 pub const ANN_FREEZE_SCOPE: &str = "freeze_scope";
@@ -698,18 +701,19 @@ fn read_meta(
     } else {
         approvals
     };
-    let number = |key: &str, problems: &mut Vec<String>| match policy.annotation(key) {
+    let up_to = |key: &str, most: u32, problems: &mut Vec<String>| match policy.annotation(key) {
         None => None,
         Some(text) => match text.parse::<u32>() {
-            Ok(n) if (1..=3650).contains(&n) => Some(n),
+            Ok(n) if (1..=most).contains(&n) => Some(n),
             _ => {
                 problems.push(format!(
-                    "@{key} must be a whole number from 1 to 3650, not {text:?}"
+                    "@{key} must be a whole number from 1 to {most}, not {text:?}"
                 ));
                 None
             }
         },
     };
+    let number = |key: &str, problems: &mut Vec<String>| up_to(key, 3650, problems);
     let freeze_scope = match policy.annotation(ANN_FREEZE_SCOPE) {
         None => None,
         Some(text) => match text.parse::<writ_core::decision::FreezeScope>() {
@@ -731,6 +735,7 @@ fn read_meta(
         max_days: number(ANN_MAX_DAYS, problems),
         renew_before_days: number(ANN_RENEW_BEFORE_DAYS, problems),
         review_within_hours: number(ANN_REVIEW_WITHIN_HOURS, problems),
+        max_hours: up_to(ANN_MAX_HOURS, 87_600, problems),
         freeze_scope,
     };
     if let (Some(max), Some(renew)) = (terms.max_days, terms.renew_before_days)
@@ -755,6 +760,7 @@ fn read_meta(
                 ANN_MAX_DAYS,
                 ANN_RENEW_BEFORE_DAYS,
                 ANN_REVIEW_WITHIN_HOURS,
+                ANN_MAX_HOURS,
             ] {
                 if policy.annotation(key).is_some() {
                     problems.push(format!("@{key} only applies to permit policies"));

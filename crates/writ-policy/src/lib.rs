@@ -20,14 +20,15 @@ mod model;
 mod testing;
 
 pub use bundle::{
-    ANN_APPROVALS, ANN_APPROVERS, ANN_CASE_ONLY, ANN_FREEZE, ANN_ID, DEFAULT_APPROVERS,
-    DEFAULT_SIGNAL, PolicyBundle, REMEDIATIONS_FILE,
+    ANN_APPROVALS, ANN_APPROVERS, ANN_CASE_ONLY, ANN_FREEZE, ANN_ID, ANN_MAX_HOURS,
+    DEFAULT_APPROVERS, DEFAULT_SIGNAL, PolicyBundle, REMEDIATIONS_FILE,
 };
 pub use decide::NO_PERMIT_MATCHED;
 pub use error::{BundleError, BundleIssue, PolicyError};
 pub use model::{
     ACCEPT_RISK, ACTIONS, BREAK_GLASS, DISMISS, DecisionRequest, ENGINE_PRINCIPAL, Evaluation,
-    NAMESPACE, REMEDIATIONS, ROLLBACK, asked_evaluation, confidence_decimal, criticality_name,
-    kind_name, rollback_evaluation, severity_name, trust_name,
+    NAMESPACE, REMEDIATIONS, ROLLBACK, RequestFacts, asked_evaluation, confidence_decimal,
+    criticality_name, kind_name, request_evaluation, rollback_evaluation, severity_name,
+    trust_name,
 };
 pub use testing::{CaseResult, TestReport, run_tests};

@@ -33,7 +33,7 @@ pub const REMEDIATIONS: [&str; 8] = [
 /// exception), `break_glass` (an emergency change without approvals) and `dismiss` (closing a
 /// case as a false positive). Each has two Cedar
 /// actions: `auto:<a>` and `<a>`. A bundle whose schema does not declare one refuses it.
-pub const ACTIONS: [&str; 12] = [
+pub const ACTIONS: [&str; 14] = [
     REMEDIATIONS[0],
     REMEDIATIONS[1],
     REMEDIATIONS[2],
@@ -46,6 +46,8 @@ pub const ACTIONS: [&str; 12] = [
     ACCEPT_RISK,
     BREAK_GLASS,
     DISMISS,
+    writ_core::request::CREATE_ACTION,
+    writ_core::request::SET_SCOPES_ACTION,
 ];
 
 /// The Cedar action a dismissal as a false positive is decided as.
@@ -95,6 +97,109 @@ pub fn asked_evaluation(
         );
     }
     Ok(evaluation)
+}
+
+/// Everything a requested change's decision is made from (see [`request_evaluation`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The request as it will be recorded (its change worked out from the target's state).
+    pub request: &'a writ_core::request::Request,
+    /// The identity it is about, when the inventory knows it (never, for a new account).
+    pub identity: Option<&'a Identity>,
+    /// Whether that identity's source of truth is complete and fresh.
+    pub reconciled: bool,
+    /// How long the request lasts, in hours ([`writ_core::request::RequestSpec::duration_hours`]).
+    pub duration_hours: i64,
+}
+
+/// The evaluation of a requested change: the principal `Writ::User::"<requester>"`, the
+/// identity (the inventory's, or the one a new account will be: kind `service_account`, the
+/// requested owner team), the change's action (`create`, `set_scopes`, `grant`), and
+/// `context.request` (kind, requester, reason, ticket, the scopes wanted, added and removed,
+/// the duration in hours). `context.finding` is `request:<kind>` with signal `request`.
+/// Decided with [`crate::PolicyBundle::replay`], like every recorded evaluation.
+pub fn request_evaluation(facts: &RequestFacts<'_>) -> Result<Evaluation, PolicyError> {
+    use writ_core::request::RequestSpec;
+    let request = facts.request;
+    let spec = &request.spec;
+    let action = request.change.name();
+    if !ACTIONS.contains(&action) {
+        return Err(PolicyError::UnknownAction(action.to_owned()));
+    }
+    let user = entity_uid("User", &request.requester)?;
+    let current: BTreeSet<String> = request.current_scopes.iter().cloned().collect();
+    let (added, removed) = spec.scope_delta(&current);
+    let (wanted, reason) = match spec {
+        RequestSpec::NewServiceAccount(r) => (Vec::new(), r.purpose.as_str()),
+        RequestSpec::OauthScopeChange(r) => (r.scopes.clone(), r.justification.as_str()),
+        RequestSpec::AgentToolAccess(r) => (r.scopes.clone(), r.justification.as_str()),
+    };
+    let (resource, attrs) = match facts.identity {
+        Some(identity) => (
+            identity_uid(&identity.id.to_string())?,
+            json!({
+                "kind": kind_name(identity.kind),
+                "system": identity.system,
+                "has_owner": identity.owner_team.as_deref().is_some_and(|t| !t.is_empty()),
+                "owner_team": identity.owner_team.as_deref().unwrap_or_default(),
+                "criticality": criticality_name(identity.criticality),
+                "privileged": identity.privileged,
+                "tags": identity.tags,
+                "reconciled": facts.reconciled,
+            }),
+        ),
+        None => {
+            let (kind, owner_team) = match spec {
+                RequestSpec::NewServiceAccount(r) => ("service_account", r.owner_team.as_str()),
+                RequestSpec::OauthScopeChange(_) => ("oauth_app", ""),
+                RequestSpec::AgentToolAccess(_) => ("ai_agent", ""),
+            };
+            (
+                identity_uid(&format!("request:{}/{}", spec.system(), spec.external_id()))?,
+                json!({
+                    "kind": kind,
+                    "system": spec.system(),
+                    "has_owner": !owner_team.is_empty(),
+                    "owner_team": owner_team,
+                    "criticality": "unknown",
+                    "privileged": false,
+                    "tags": [],
+                    "reconciled": matches!(spec, RequestSpec::NewServiceAccount(_)),
+                }),
+            )
+        }
+    };
+    let entities = json!([
+        { "uid": uid_json(&user), "attrs": {}, "parents": [] },
+        { "uid": uid_json(&resource), "attrs": attrs, "parents": [] },
+    ]);
+    let context = json!({
+        "finding": {
+            "type": spec.case_type(),
+            "severity": "info",
+            "confidence": { "__extn": { "fn": "decimal", "arg": confidence_decimal(10_000)? } },
+            "signal": "request",
+        },
+        "source": { "name": request.requester, "trust": trust_name(Trust::High) },
+        "requested_action": action,
+        "request": {
+            "kind": spec.kind(),
+            "requester": request.requester,
+            "reason": reason,
+            "ticket": spec.ticket().unwrap_or_default(),
+            "scopes": wanted,
+            "scopes_added": added,
+            "scopes_removed": removed,
+            "duration_hours": facts.duration_hours,
+        },
+    });
+    Ok(Evaluation {
+        action: action.to_owned(),
+        principal: user.to_string(),
+        resource: resource.to_string(),
+        entities,
+        context,
+    })
 }
 
 fn parse_uid_json(value: &Value) -> Option<EntityUid> {

@@ -79,11 +79,25 @@ struct CaseFile {
     description: Option<String>,
     #[serde(default)]
     action: Option<String>,
-    identity: IdentitySpec,
+    /// A requested change (`POST /v1/requests`) instead of a finding: the request's fields,
+    /// `kind` first. Then `[finding]` and `[source]` are not given, and `[identity]` is the
+    /// object the request is about (none for a new account).
+    #[serde(default)]
+    request: Option<writ_core::request::RequestSpec>,
+    /// Who asks (a request case only; `tester` by default).
+    #[serde(default)]
+    requester: Option<String>,
+    /// The time the request is decided at (a request case only; durations count from it).
+    #[serde(default)]
+    now: Option<jiff::Timestamp>,
+    #[serde(default)]
+    identity: Option<IdentitySpec>,
     #[serde(default)]
     subject: Option<SubjectSpec>,
-    finding: FindingSpec,
-    source: SourceSpec,
+    #[serde(default)]
+    finding: Option<FindingSpec>,
+    #[serde(default)]
+    source: Option<SourceSpec>,
     expect: ExpectSpec,
 }
 
@@ -110,6 +124,9 @@ struct KnownIdentity {
     tags: Vec<String>,
     #[serde(default = "default_true")]
     reconciled: bool,
+    /// The object's scopes today (an OAuth client's, an agent's), for request cases.
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +175,8 @@ struct ExpectSpec {
     renew_before_days: Option<u32>,
     #[serde(default)]
     review_within_hours: Option<u32>,
+    #[serde(default)]
+    max_hours: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -270,8 +289,84 @@ fn run_case(bundle: &PolicyBundle, name: String, text: &str) -> CaseResult {
     }
 }
 
+/// Builds the identity a case file describes.
+fn known_identity(known: &KnownIdentity) -> Identity {
+    let key = format!("{}\u{0}{}", known.system, known.external_id);
+    let digest = Sha256Digest::of(key.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.0[..16]);
+    Identity {
+        id: IdentityId(uuid::Uuid::from_bytes(bytes)),
+        system: known.system.clone(),
+        external_id: known.external_id.clone(),
+        kind: known.kind,
+        owner_team: known.owner_team.clone(),
+        criticality: known.criticality,
+        privileged: known.privileged,
+        tags: known.tags.clone(),
+        last_used_at: None,
+        reconciled_at: None,
+    }
+}
+
+/// Decides a request case as `POST /v1/requests` does.
+fn decide_request(
+    bundle: &PolicyBundle,
+    case: &CaseFile,
+    spec: &writ_core::request::RequestSpec,
+) -> Result<Decision, String> {
+    if case.finding.is_some() || case.source.is_some() || case.action.is_some() {
+        return Err(
+            "invalid case file: a [request] case gives no [finding], [source] or action".into(),
+        );
+    }
+    let now = case
+        .now
+        .unwrap_or_else(|| jiff::Timestamp::from_second(1_767_225_600).unwrap_or_default());
+    let (identity, reconciled, current) = match &case.identity {
+        None => (None, false, Vec::new()),
+        Some(IdentitySpec::Known(known)) => (
+            Some(known_identity(known)),
+            known.reconciled,
+            known.scopes.clone(),
+        ),
+        Some(IdentitySpec::Unknown(_)) => {
+            return Err(
+                "invalid case file: a [request] case's identity is a table or left out".into(),
+            );
+        }
+    };
+    let current_set = current.iter().cloned().collect();
+    let request = writ_core::request::Request {
+        change: spec.change(&current_set),
+        spec: spec.clone(),
+        requester: case.requester.clone().unwrap_or_else(|| "tester".into()),
+        current_scopes: current,
+    };
+    let evaluation = crate::model::request_evaluation(&crate::model::RequestFacts {
+        request: &request,
+        identity: identity.as_ref(),
+        reconciled,
+        duration_hours: spec.duration_hours(now),
+    })
+    .map_err(|e| format!("decision failed: {e}"))?;
+    bundle
+        .replay(&evaluation)
+        .map_err(|e| format!("decision failed: {e}"))
+}
+
 fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, String> {
-    let finding = &case.finding;
+    if let Some(spec) = &case.request {
+        return decide_request(bundle, case, spec);
+    }
+    let (Some(finding), Some(source), Some(identity_spec)) =
+        (&case.finding, &case.source, &case.identity)
+    else {
+        return Err(
+            "invalid case file: [identity], [finding] and [source] are required (or [request])"
+                .into(),
+        );
+    };
     if !(0.0..=1.0).contains(&finding.confidence) {
         return Err(format!(
             "invalid case file: confidence {} is not between 0 and 1",
@@ -280,7 +375,7 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
     }
     // In range by the check above, so the cast cannot truncate.
     let confidence_bp = (finding.confidence * 10_000.0).round() as u16;
-    let (identity, reconciled, subject) = match &case.identity {
+    let (identity, reconciled, subject) = match identity_spec {
         IdentitySpec::Unknown(word) if word == "unknown" => {
             let subject = case.subject.as_ref().map_or_else(
                 || SubjectRef {
@@ -307,22 +402,7 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
                     "invalid case file: [subject] is only for identity = \"unknown\"".to_owned(),
                 );
             }
-            let key = format!("{}\u{0}{}", known.system, known.external_id);
-            let digest = Sha256Digest::of(key.as_bytes());
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&digest.0[..16]);
-            let identity = Identity {
-                id: IdentityId(uuid::Uuid::from_bytes(bytes)),
-                system: known.system.clone(),
-                external_id: known.external_id.clone(),
-                kind: known.kind,
-                owner_team: known.owner_team.clone(),
-                criticality: known.criticality,
-                privileged: known.privileged,
-                tags: known.tags.clone(),
-                last_used_at: None,
-                reconciled_at: None,
-            };
+            let identity = known_identity(known);
             let subject = SubjectRef {
                 system: known.system.clone(),
                 external_id: known.external_id.clone(),
@@ -367,8 +447,8 @@ fn decide_case(bundle: &PolicyBundle, case: &CaseFile) -> Result<Decision, Strin
         reconciled,
         observation: &observation,
         signal: &finding.signal,
-        source_name: &case.source.name,
-        source_trust: case.source.trust,
+        source_name: &source.name,
+        source_trust: source.trust,
         action: &action,
     };
     let (decision, evaluation) = bundle
@@ -445,6 +525,7 @@ fn compare(expect: &ExpectSpec, decision: &Decision) -> Vec<String> {
             expect.review_within_hours,
             decision.terms.review_within_hours,
         ),
+        ("max_hours", expect.max_hours, decision.terms.max_hours),
     ] {
         if let Some(want) = want
             && got != Some(want)

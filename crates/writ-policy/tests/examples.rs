@@ -42,6 +42,7 @@ fn example_bundle_loads() {
             "exceptions.cedar",
             "guardrails.cedar",
             "remediations.toml",
+            "requests.cedar",
             "rollbacks.cedar",
             "tokens.cedar",
             "writ.cedarschema"

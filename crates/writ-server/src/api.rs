@@ -26,7 +26,7 @@ use crate::problem::Problem;
         crate::cases::vote, crate::cases::rollback, crate::cases::close_case,
         crate::cases::dismiss_case, crate::cases::unfreeze_case, crate::cases::request_exception,
         crate::cases::list_exceptions, crate::cases::break_glass, crate::cases::review_bypass,
-        crate::cases::override_decision,
+        crate::cases::override_decision, crate::requests::submit,
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
@@ -39,7 +39,8 @@ use crate::problem::Problem;
         (name = "findings", description = "Findings in: authenticated ingest in several formats"),
         (name = "cases", description = "Cases, their timelines, votes, rollbacks, closures and freezes"),
         (name = "principals", description = "Who may act: principals, teams, roles and tokens"),
-        (name = "inventory", description = "Target discovery and ownership rules")
+        (name = "inventory", description = "Target discovery and ownership rules"),
+        (name = "requests", description = "Requested changes: new service accounts, OAuth scopes, agents' time-boxed access")
     )
 )]
 pub struct ApiDoc;
@@ -156,6 +157,18 @@ impl utoipa::Modify for ExactSchemas {
                 *property = name.clone();
                 if let Some(description) = description {
                     property["description"] = description;
+                }
+            }
+        }
+        // A request body's kinds take no other fields (serde denies unknown ones; utoipa does
+        // not say so for an enum's variants).
+        if let Some(variants) = doc
+            .pointer_mut("/components/schemas/ChangeRequestBody/oneOf")
+            .and_then(|v| v.as_array_mut())
+        {
+            for variant in variants {
+                if variant.get("properties").is_some() {
+                    variant["additionalProperties"] = serde_json::Value::Bool(false);
                 }
             }
         }
@@ -285,6 +298,7 @@ pub(crate) fn routes() -> Router<AppState> {
             post(crate::cases::override_decision),
         )
         .route("/v1/identities", get(crate::cases::list_identities))
+        .route("/v1/requests", post(crate::requests::submit))
         .route("/v1/whoami", get(crate::admin::whoami))
         .route(
             "/v1/principals",

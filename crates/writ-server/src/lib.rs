@@ -14,6 +14,7 @@ mod findings;
 mod limits;
 mod listener;
 mod problem;
+mod requests;
 pub mod witness;
 
 use std::sync::Arc;

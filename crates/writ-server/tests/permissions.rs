@@ -80,6 +80,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
         Roles(&[Role::Requester, Role::Approver, Role::Admin]),
     ),
     ("GET", "/v1/exceptions", Roles(READERS)),
+    ("POST", "/v1/requests", Roles(&[Role::Requester])),
     (
         "POST",
         "/v1/cases/{id}/break-glass",

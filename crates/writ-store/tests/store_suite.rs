@@ -216,6 +216,7 @@ fn job(n: u128, state: writ_core::job::JobState) -> writ_core::job::Job {
         dry_run: false,
         last_error: None,
         applied_at: None,
+        expires_at: None,
     }
 }
 

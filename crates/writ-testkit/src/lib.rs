@@ -9,10 +9,12 @@
 
 mod db;
 mod moto;
+mod oidc;
 mod postgres;
 
 pub use db::{TestBackend, TestDb, exec_sql};
 pub use moto::{MotoServer, venv_program};
+pub use oidc::{INITIAL_ACCESS_TOKEN, OidcProvider, SCOPES, oidc_dir};
 pub use postgres::PgCluster;
 
 use std::net::TcpListener;

@@ -69,7 +69,7 @@ pub struct WebhookConfig {
 pub struct TargetConfig {
     /// The name `writ sync NAME` uses.
     pub name: String,
-    /// `postgres`, `aws_iam` or `aws_secrets`.
+    /// `postgres`, `aws_iam`, `aws_secrets` or `oauth`.
     pub kind: TargetKind,
     /// The system name identities get (default: derived by the connector, e.g.
     /// `aws:<account>`); required for `postgres`.
@@ -95,6 +95,17 @@ pub struct TargetConfig {
     /// replaced (default `writ/{system}/{identity}`).
     #[serde(default)]
     pub rotation_secret_name: Option<String>,
+    /// OAuth: the authorization server's issuer URL (its discovery document names the
+    /// registration, token, introspection and revocation endpoints).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// OAuth: the JSON file (mode 600) mapping each managed client id to its RFC 7592
+    /// registration access token.
+    #[serde(default)]
+    pub registrations_file: Option<PathBuf>,
+    /// OAuth: the client ids that are AI agents (their scopes are their tools).
+    #[serde(default)]
+    pub agents: Vec<String>,
 }
 
 /// By hand, so the URL (which may hold a password) is shown redacted.
@@ -110,6 +121,9 @@ impl std::fmt::Debug for TargetConfig {
             .field("region", &self.region)
             .field("rotation_sink", &self.rotation_sink)
             .field("rotation_secret_name", &self.rotation_secret_name)
+            .field("issuer", &self.issuer)
+            .field("registrations_file", &self.registrations_file)
+            .field("agents", &self.agents)
             .finish()
     }
 }
@@ -124,6 +138,8 @@ pub enum TargetKind {
     AwsIam,
     /// AWS Secrets Manager secrets.
     AwsSecrets,
+    /// OAuth clients and AI agents of an authorization server (RFC 7591/7592).
+    Oauth,
 }
 
 /// `[policy]`
@@ -528,6 +544,9 @@ mod tests {
             region: None,
             rotation_sink: None,
             rotation_secret_name: None,
+            issuer: None,
+            registrations_file: None,
+            agents: Vec::new(),
         };
         for text in [format!("{database:?}"), format!("{target:?}")] {
             assert!(!text.contains("hunter"), "{text}");

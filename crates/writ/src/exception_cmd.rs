@@ -138,34 +138,37 @@ pub fn run(command: ExceptionCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// An RFC 3339 time, or a span from `now` (`30d`, `12h`, `45m`).
-fn parse_when(text: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
+pub(crate) fn parse_when(text: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
     if let Ok(at) = text.parse::<jiff::Timestamp>() {
         return Ok(at);
     }
-    let minutes = span_minutes(text)?;
-    Ok(now + jiff::SignedDuration::from_mins(minutes))
+    let seconds = span_seconds(text)?;
+    Ok(now + jiff::SignedDuration::from_secs(i64::try_from(seconds)?))
 }
 
 /// Whole hours in a span (`7d`, `36h`), rounded up.
 fn span_hours(text: &str) -> anyhow::Result<u64> {
-    let minutes = span_minutes(text)?;
-    Ok(u64::try_from(minutes)?.div_ceil(60))
+    Ok(span_seconds(text)?.div_ceil(3600))
 }
 
 /// A span of days, hours or minutes (`7d`, `36h`, `45m`) in minutes. Hand-written: three
 /// units, and days of 24 hours, are all writ takes.
-fn span_minutes(text: &str) -> anyhow::Result<i64> {
+/// A span such as `30d`, `12h`, `45m` or `90s`, in seconds.
+pub(crate) fn span_seconds(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
     let per_unit = match unit {
-        "d" => 24 * 60,
-        "h" => 60,
-        "m" => 1,
+        "d" => 24 * 3600,
+        "h" => 3600,
+        "m" => 60,
+        "s" => 1,
         _ => {
-            anyhow::bail!("{text:?} is neither an RFC 3339 time nor a span such as 30d, 12h or 45m")
+            anyhow::bail!(
+                "{text:?} is neither an RFC 3339 time nor a span such as 30d, 12h, 45m or 90s"
+            )
         }
     };
-    let count: i64 = number
+    let count: u64 = number
         .parse()
         .with_context(|| format!("{text:?}: {number:?} is not a whole number"))?;
     anyhow::ensure!(count > 0, "{text:?}: the span must be positive");
@@ -191,8 +194,9 @@ mod tests {
         );
         assert_eq!(span_hours("7d").unwrap(), 168);
         assert_eq!(span_hours("90m").unwrap(), 2);
-        assert!(span_minutes("7w").is_err());
-        assert!(span_minutes("-3d").is_err());
-        assert!(span_minutes("d").is_err());
+        assert_eq!(span_seconds("90s").unwrap(), 90);
+        assert!(span_seconds("7w").is_err());
+        assert!(span_seconds("-3d").is_err());
+        assert!(span_seconds("d").is_err());
     }
 }

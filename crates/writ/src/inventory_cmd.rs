@@ -73,6 +73,28 @@ pub async fn connect(config: &Config, target: &TargetConfig) -> anyhow::Result<A
             .with_context(|| format!("target {}: cannot connect", target.name))?;
             Ok(Arc::new(connector))
         }
+        TargetKind::Oauth => {
+            let issuer = target.issuer.clone().with_context(|| {
+                format!("target {}: an oauth target needs `issuer`", target.name)
+            })?;
+            let file = target.registrations_file.as_ref().with_context(|| {
+                format!(
+                    "target {}: an oauth target needs `registrations_file`",
+                    target.name
+                )
+            })?;
+            let registrations = writ_connector_oauth::OauthClientsConfig::read_registrations(file)
+                .with_context(|| format!("target {}", target.name))?;
+            let connector = writ_connector_oauth::OauthClients::new(
+                writ_connector_oauth::OauthClientsConfig {
+                    system: target.system.clone().unwrap_or_else(|| target.name.clone()),
+                    issuer,
+                    registrations,
+                    agents: target.agents.iter().cloned().collect(),
+                },
+            )?;
+            Ok(Arc::new(connector))
+        }
         TargetKind::AwsIam | TargetKind::AwsSecrets => {
             let config = aws_config(target)?;
             Ok(if target.kind == TargetKind::AwsIam {

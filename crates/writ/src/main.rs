@@ -25,6 +25,7 @@ mod policy_source;
 mod principal_cmd;
 mod progress;
 mod publish_s3;
+mod request_cmd;
 mod serve;
 mod token_cmd;
 mod witness_cmd;
@@ -107,6 +108,10 @@ enum Command {
     /// Exceptions: accept a case's risk for a while; list them.
     #[command(subcommand)]
     Exception(exception_cmd::ExceptionCommand),
+    /// Ask for a change no finding called for: a new service account, an OAuth client's
+    /// scopes, an agent's time-boxed tool access (through the API).
+    #[command(subcommand)]
+    Request(request_cmd::RequestCommand),
     /// Make credentials for findings sources.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
         Command::Writeback(command) => writeback_cmd::run(&config, command),
         Command::Case(command) => case_cmd::run(command),
         Command::Exception(command) => exception_cmd::run(command),
+        Command::Request(command) => request_cmd::run(command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),
     };

@@ -31,6 +31,10 @@ pub const DEMO_BUNDLE: &[(&str, &str)] = &[
         include_str!("../../../policies/demo/remediations.toml"),
     ),
     (
+        "requests.cedar",
+        include_str!("../../../policies/demo/requests.cedar"),
+    ),
+    (
         "rollbacks.cedar",
         include_str!("../../../policies/demo/rollbacks.cedar"),
     ),

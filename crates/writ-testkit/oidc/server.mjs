@@ -1,0 +1,79 @@
+// Test-only OAuth 2.0 authorization server built on oidc-provider.
+//
+// Env:
+//   PORT                  (required) TCP port to listen on, on 127.0.0.1
+//   INITIAL_ACCESS_TOKEN  (required) bearer token for RFC 7591 POST /reg
+//   SCOPES                (optional) space-separated scopes besides "openid"
+//                         default "api:read api:write tools:search tools:deploy"
+//
+// Prints exactly one line on stdout when ready: "listening <issuer>".
+// All library notices/warnings go to stderr. Exits when stdin closes, so the
+// spawning test process must give it a pipe for stdin (not /dev/null).
+
+import Provider from 'oidc-provider';
+
+// oidc-provider prints NOTICE lines with console.info (stdout); keep stdout
+// reserved for the readiness line.
+console.info = (...args) => console.error(...args);
+console.log = (...args) => console.error(...args);
+
+function fail(msg) {
+  process.stderr.write(`server.mjs: ${msg}\n`);
+  process.exit(2);
+}
+
+const portRaw = process.env.PORT;
+if (!portRaw || !/^[0-9]+$/.test(portRaw) || Number(portRaw) < 1 || Number(portRaw) > 65535) {
+  fail('PORT env var is required (1-65535)');
+}
+const port = Number(portRaw);
+
+const initialAccessToken = process.env.INITIAL_ACCESS_TOKEN;
+if (!initialAccessToken) {
+  fail('INITIAL_ACCESS_TOKEN env var is required');
+}
+
+const extraScopes = (process.env.SCOPES ?? 'api:read api:write tools:search tools:deploy')
+  .split(' ')
+  .filter(Boolean);
+
+const issuer = `http://127.0.0.1:${port}`;
+
+const provider = new Provider(issuer, {
+  // Default in-memory adapter; no statically configured clients.
+  clients: [],
+  scopes: ['openid', ...extraScopes],
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    registration: {
+      enabled: true,
+      initialAccessToken, // string => static bearer value required on POST /reg
+    },
+    registrationManagement: {
+      enabled: true,
+      rotateRegistrationAccessToken: false,
+    },
+  },
+  // Explicit values equal to the library defaults (silences "SHOULD change" notices).
+  ttl: {
+    ClientCredentials: 600,
+  },
+});
+
+provider.on('server_error', (ctx, err) => {
+  process.stderr.write(`server_error: ${err?.stack ?? err}\n`);
+});
+
+const server = provider.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`listening ${issuer}\n`);
+});
+server.on('error', (err) => fail(`listen failed: ${err.message}`));
+
+// Die with the parent: exit as soon as stdin reaches EOF / is closed.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('close', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
