@@ -37,7 +37,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use writ_core::case::CaseState;
-use writ_core::event::{ControlTag, EventBody, EventKind, secret_fields};
+use writ_core::event::{ControlTag, EventBody, EventKind, FindingReceived, secret_fields};
 use writ_core::ids::{CaseId, JobId};
 use writ_core::job::JobState;
 use writ_core::projection::{Projection, project};
@@ -1026,7 +1026,8 @@ impl BatchStates {
                 }
                 None => match body {
                     // Opening a case: from nothing.
-                    EventBody::FindingReceived(b) if b.case.is_some() => {
+                    EventBody::FindingReceived(FindingReceived { case: Some(_), .. })
+                    | EventBody::RequestSubmitted(_) => {
                         let to = case_transition(None, body)?;
                         self.cases.insert(case_id, (to, group));
                     }
@@ -1053,7 +1054,7 @@ impl BatchStates {
                     )));
                 }
                 (Some((from, _)), _) => from,
-                (None, EventBody::ChangeRequested(_)) => None,
+                (None, EventBody::ChangeRequested(_) | EventBody::AccessExpired(_)) => None,
                 (None, _) => {
                     return Err(AppendError::Illegal(IllegalTransition {
                         kind: body.kind(),

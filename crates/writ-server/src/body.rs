@@ -81,8 +81,19 @@ pub(crate) fn json_body<T: DeserializeOwned>(
     };
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        invalid(field, err.inner().to_string())
+        let message = err.inner().to_string();
+        // A missing field is named by itself, not by the object that lacks it.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_owned());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name,
+            (_, Some(name)) => format!("{path}.{name}"),
+            (".", None) => "body".to_owned(),
+            (_, None) => path,
+        };
+        invalid(field, message)
     })?;
     deserializer
         .end()
