@@ -44,7 +44,9 @@ const MAX_PAGES: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct AwsIam {
     client: AwsClient,
-    system: String,
+    pub(crate) system: String,
+    /// Where rotated keys go, when rotation is configured.
+    pub(crate) rotation: Option<crate::key_rotation::KeyDelivery>,
 }
 
 /// What an external id names.
@@ -131,8 +133,8 @@ enum Entitlement {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct KeyMeta {
-    id: String,
+pub(crate) struct KeyMeta {
+    pub(crate) id: String,
     status: String,
     create_date: String,
 }
@@ -247,7 +249,23 @@ impl AwsIam {
         Self {
             client,
             system: format!("aws:{account_id}"),
+            rotation: None,
         }
+    }
+
+    /// Rotates access keys with cut-over: each new key's secret goes to the Secrets Manager
+    /// that `secrets` reaches, into the secret `name_template` names (`{system}` and
+    /// `{identity}`, the user name, replaced).
+    pub fn with_rotation(
+        mut self,
+        secrets: AwsConfig,
+        name_template: &str,
+    ) -> Result<Self, AwsError> {
+        self.rotation = Some(crate::key_rotation::KeyDelivery {
+            secrets: AwsClient::new(secrets)?,
+            name_template: name_template.to_owned(),
+        });
+        Ok(self)
     }
 
     /// The underlying signed client.
@@ -255,7 +273,11 @@ impl AwsIam {
         &self.client
     }
 
-    async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<String, AwsError> {
+    pub(crate) async fn call(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
         self.client.query(Service::Iam, action, params).await
     }
 
@@ -290,7 +312,7 @@ impl AwsIam {
     }
 
     /// The user's keys in slot order, or `None` if the user does not exist.
-    async fn list_keys(&self, user: &str) -> Result<Option<Vec<KeyMeta>>, AwsError> {
+    pub(crate) async fn list_keys(&self, user: &str) -> Result<Option<Vec<KeyMeta>>, AwsError> {
         let result = self
             .paged("ListAccessKeys", &[("UserName", user)], |root| {
                 xml::members(root, "AccessKeyMetadata")
@@ -315,7 +337,7 @@ impl AwsIam {
         }
     }
 
-    async fn last_used(&self, key_id: &str) -> Result<Value, AwsError> {
+    pub(crate) async fn last_used(&self, key_id: &str) -> Result<Value, AwsError> {
         let body = self
             .call("GetAccessKeyLastUsed", &[("AccessKeyId", key_id)])
             .await?;
@@ -496,7 +518,11 @@ impl AwsIam {
     }
 
     /// The current status of a pinned key: `Ok(None)` if the user or key is gone.
-    async fn key_status(&self, user: &str, key_id: &str) -> Result<Option<String>, AwsError> {
+    pub(crate) async fn key_status(
+        &self,
+        user: &str,
+        key_id: &str,
+    ) -> Result<Option<String>, AwsError> {
         Ok(self
             .list_keys(user)
             .await?
@@ -504,7 +530,7 @@ impl AwsIam {
             .map(|k| k.status))
     }
 
-    async fn set_status(
+    pub(crate) async fn set_status(
         &self,
         user: &str,
         key_id: &str,
@@ -694,11 +720,21 @@ impl Connector for AwsIam {
         &self.system
     }
 
+    fn key_rotation(&self) -> Option<&dyn writ_connectors::KeyRotation> {
+        self.rotation
+            .as_ref()
+            .map(|_| self as &dyn writ_connectors::KeyRotation)
+    }
+
     fn capabilities(&self) -> Capabilities {
+        let mut actions: Vec<String> = ["disable", "enable", "delete", "reduce_scope"]
+            .map(str::to_owned)
+            .to_vec();
+        if self.rotation.is_some() {
+            actions.push("rotate".to_owned());
+        }
         Capabilities {
-            actions: ["disable", "enable", "delete", "reduce_scope"]
-                .map(str::to_owned)
-                .to_vec(),
+            actions,
             discovery: true,
         }
     }
@@ -805,6 +841,10 @@ impl Connector for AwsIam {
             (Target::Key { .. }, Action::Disable | Action::Enable) => Reversibility::Reversible,
             // AWS never shows a deleted key's secret again: it cannot be recreated.
             (Target::Key { .. }, Action::Delete) => Reversibility::Irreversible,
+            // Orchestrated step by step by the engine (`key_rotation`); never undone.
+            (Target::Key { .. }, Action::Rotate) if self.rotation.is_some() => {
+                Reversibility::Irreversible
+            }
             (Target::Principal(_), Action::ReduceScope { remove }) => {
                 if remove.is_empty() {
                     return Err(ConnectorError::Permanent(

@@ -38,18 +38,7 @@ impl SecretsManagerSink {
 
     /// The secret name for `identity` on `system`.
     pub fn secret_name(&self, system: &str, identity: &str) -> String {
-        self.name_template
-            .replace("{system}", system)
-            .replace("{identity}", identity)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "/_+=.@-".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect()
+        secret_name_from(&self.name_template, system, identity)
     }
 
     async fn call(&self, operation: &str, body: &Value) -> Result<Value, AwsError> {
@@ -156,6 +145,23 @@ impl SecretSink for SecretsManagerSink {
             .and_then(Value::as_str)
             .map_or(token, str::to_owned))
     }
+}
+
+/// The secret name `template` gives `identity` on `system` (`{system}` and `{identity}`
+/// replaced; characters Secrets Manager does not take become `-`).
+pub(crate) fn secret_name_from(template: &str, system: &str, identity: &str) -> String {
+    template
+        .replace("{system}", system)
+        .replace("{identity}", identity)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "/_+=.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -530,3 +530,51 @@ async fn server_errors_are_retryable_and_client_errors_are_not() {
         .unwrap_err();
     assert!(err.is_not_found() && !err.is_retryable(), "{err}");
 }
+
+/// Rotation with cut-over survives a crash at any point: a second key that was never
+/// delivered (its secret lost) is deleted and made again; one already in the secret is adopted.
+#[tokio::test]
+async fn key_rotation_creates_delivers_and_resumes_after_a_crash() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("svc").await;
+    let (old, _) = seed.access_key("svc").await;
+    // A try that crashed after CreateAccessKey, before the secret was written.
+    let (orphan, _) = seed.access_key("svc").await;
+    let iam = connect(&moto)
+        .await
+        .with_rotation(moto.config(), "apps/{identity}/aws")
+        .unwrap();
+    assert!(iam.capabilities().actions.contains(&"rotate".to_owned()));
+    let rotation = iam.key_rotation().unwrap();
+    let delivered = rotation.create_and_deliver("svc", &old).await.unwrap();
+    assert_ne!(
+        delivered.key_id, orphan,
+        "the undelivered key is not trusted"
+    );
+    assert_eq!(delivered.secret_name, "apps/svc/aws");
+    assert_eq!(rotation.key_status("svc", &orphan).await.unwrap(), None);
+    assert_eq!(rotation.key_status("svc", &old).await.unwrap(), Some(true));
+    // A crash after delivery, before it was recorded: the same key is adopted.
+    let again = rotation.create_and_deliver("svc", &old).await.unwrap();
+    assert_eq!(again.key_id, delivered.key_id);
+    // Not used yet; then used by a consumer signing with it.
+    assert_eq!(
+        rotation.last_used("svc", &delivered.key_id).await.unwrap(),
+        None
+    );
+    rotation.deactivate("svc", &old).await.unwrap();
+    rotation.deactivate("svc", &old).await.unwrap();
+    assert_eq!(rotation.key_status("svc", &old).await.unwrap(), Some(false));
+    rotation.delete_key("svc", &old).await.unwrap();
+    rotation.delete_key("svc", &old).await.unwrap();
+    assert_eq!(rotation.key_status("svc", &old).await.unwrap(), None);
+    // Without a rotation sink, rotation is not offered.
+    let plain = connect(&moto).await;
+    assert!(plain.key_rotation().is_none());
+    assert!(matches!(
+        plain.plan("svc/AccessKey1", &Action::Rotate).await,
+        Err(ConnectorError::Unsupported(_))
+    ));
+}

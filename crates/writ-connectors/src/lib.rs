@@ -85,6 +85,56 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 
     /// Restores the plan's pre-image.
     async fn rollback(&self, plan: &Plan) -> Result<ApplyOutcome, ConnectorError>;
+
+    /// Rotation with cut-over, when this connector rotates credentials that way (the engine
+    /// then orchestrates `rotate` jobs step by step instead of one `apply`).
+    fn key_rotation(&self) -> Option<&dyn KeyRotation> {
+        None
+    }
+}
+
+/// A credential delivered by [`KeyRotation::create_and_deliver`]: its id (never its secret) and
+/// where its consumers read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The new credential's id (an access key id).
+    pub key_id: String,
+    /// The secret its consumers read it from.
+    pub secret_name: String,
+    /// The version the secret store gave the new value.
+    pub secret_version: String,
+}
+
+/// Rotation with cut-over, step by step, for a credential that has an id beside its secret (an
+/// access key): the engine records each step in the ledger before the next, so a crash resumes
+/// where it stopped. The connector never hands the secret to writ: it goes straight to the
+/// store its consumers read.
+#[async_trait]
+pub trait KeyRotation: Send + Sync {
+    /// Creates `external_id`'s new credential beside `old_key_id` and delivers it where its
+    /// consumers read it. Safe to call again after a crash: a credential already delivered is
+    /// adopted; one created but never delivered (its secret is lost) is deleted and made again.
+    async fn create_and_deliver(
+        &self,
+        external_id: &str,
+        old_key_id: &str,
+    ) -> Result<Delivered, ConnectorError>;
+    /// When `key_id` was last used to sign a request, if ever (as the target reports it).
+    async fn last_used(
+        &self,
+        external_id: &str,
+        key_id: &str,
+    ) -> Result<Option<jiff::Timestamp>, ConnectorError>;
+    /// Whether `key_id` is active (`Some(true)`), inactive (`Some(false)`) or gone (`None`).
+    async fn key_status(
+        &self,
+        external_id: &str,
+        key_id: &str,
+    ) -> Result<Option<bool>, ConnectorError>;
+    /// Deactivates `key_id` (nothing to do when it already is).
+    async fn deactivate(&self, external_id: &str, key_id: &str) -> Result<(), ConnectorError>;
+    /// Deletes `key_id` (nothing to do when it is gone).
+    async fn delete_key(&self, external_id: &str, key_id: &str) -> Result<(), ConnectorError>;
 }
 
 /// Where a rotated secret goes: the place its consumers read it from (a secrets manager, a

@@ -122,6 +122,8 @@ pub enum EventKind {
     /// A principal asked for a change (a new service account, a scope change, an agent's
     /// access): the case opened, with policy's decision on it.
     RequestSubmitted,
+    /// A rotation with cut-over took a step (delivered, cut over, old key deleted).
+    RotationProgressed,
     /// A requested change reached its end (an account's expiry, an agent's access running
     /// out, a revocation criterion met): the change that ends it was queued.
     AccessExpired,
@@ -180,6 +182,7 @@ impl EventKind {
             K::LedgerSealed => &["PR.DS-01", "DE.CM-09"],
             K::RequestSubmitted => &["PR.AA-05", "GV.RR-02", "ID.AM-01"],
             K::AccessExpired => &["PR.AA-05", "PR.AA-01"],
+            K::RotationProgressed => &["PR.AA-01", "RS.MI-02", "PR.DS-01"],
         }
     }
 }
@@ -353,6 +356,8 @@ pub enum EventBody {
     RequestSubmitted(RequestSubmitted),
     /// See [`AccessExpired`].
     AccessExpired(AccessExpired),
+    /// See [`RotationProgressed`].
+    RotationProgressed(RotationProgressed),
 }
 
 impl EventBody {
@@ -396,6 +401,7 @@ impl EventBody {
             B::LedgerSealed(_) => K::LedgerSealed,
             B::RequestSubmitted(_) => K::RequestSubmitted,
             B::AccessExpired(_) => K::AccessExpired,
+            B::RotationProgressed(_) => K::RotationProgressed,
         }
     }
 
@@ -439,6 +445,7 @@ impl EventBody {
             K::LedgerSealed => serde_json::from_value(body).map(B::LedgerSealed),
             K::RequestSubmitted => serde_json::from_value(body).map(B::RequestSubmitted),
             K::AccessExpired => serde_json::from_value(body).map(B::AccessExpired),
+            K::RotationProgressed => serde_json::from_value(body).map(B::RotationProgressed),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -486,7 +493,8 @@ impl EventBody {
             | B::PrincipalDisabled(_)
             | B::TokenIssued(_)
             | B::TokenRevoked(_)
-            | B::LedgerSealed(_) => None,
+            | B::LedgerSealed(_)
+            | B::RotationProgressed(_) => None,
         }
     }
 
@@ -513,6 +521,7 @@ impl EventBody {
             B::RollbackIntent(b) => Some(&b.job),
             B::RolledBack(b) => Some(&b.job),
             B::AccessExpired(b) => Some(&b.job),
+            B::RotationProgressed(b) => Some(&b.job),
             B::FindingReceived(_)
             | B::IdentitySynced(_)
             | B::OwnershipImported(_)
@@ -1232,4 +1241,15 @@ pub struct AccessExpired {
     pub job: Job,
     /// Why now: `expired`, or the revocation criterion met (the finding type).
     pub reason: String,
+}
+
+/// `rotation_progressed`: a rotation with cut-over took a step; the job snapshot carries the
+/// record (old key id, new key id, where the new one went: never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationProgressed {
+    /// The job, with its rotation record as it now is.
+    pub job: Job,
+    /// What was seen or done, in words.
+    pub note: String,
 }

@@ -93,6 +93,8 @@ pub enum DeadlineKind {
     BypassEscalation,
     /// A requested change's time is up (an account's expiry, an agent's access): end it.
     AccessExpiry,
+    /// A rotation's grace period is over: delete the old credential.
+    RotationGrace,
 }
 
 /// What is wrong with an exception as asked: the field and why.

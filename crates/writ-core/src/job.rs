@@ -89,6 +89,10 @@ pub struct Job {
     /// access): once verified, the scheduler undoes it then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// A rotation with cut-over: how far it has come (old and new key ids, where the new one
+    /// went).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Box<crate::rotation::RotationRecord>>,
 }
 
 impl Job {
@@ -115,6 +119,7 @@ impl Job {
             last_error: None,
             applied_at: None,
             expires_at: None,
+            rotation: None,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod ownership;
 pub mod principal;
 pub mod projection;
 pub mod request;
+pub mod rotation;
 pub mod workflow;
 
 pub use clock::{Clock, IdSource, ManualClock, RandomSource, SystemClock};

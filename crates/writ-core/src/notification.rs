@@ -60,6 +60,15 @@ pub fn notification_of(body: &EventBody) -> Option<NotificationKind> {
         EventBody::RequestSubmitted(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::DismissalRequested(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::BypassReviewOverdue(_) => Some(N::Escalation),
+        // A rotation whose consumers never cut over: a human decides.
+        EventBody::WriteBackFailed(b)
+            if b.job
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.step == crate::rotation::RotationStep::Escalated) =>
+        {
+            Some(N::Escalation)
+        }
         EventBody::BreakGlassUsed(_) => Some(N::BreakGlassUsed),
         EventBody::ExceptionRenewalDue(_) => Some(N::ExceptionExpiring),
         EventBody::CaseClosed(_) | EventBody::CaseDismissed(_) => Some(N::CaseClosed),

@@ -260,15 +260,40 @@ fn lifecycle(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
             })
             .into_iter()
             .collect(),
-        // A change that ends by itself (a requested account, an agent's access) owes its end.
-        EventBody::WriteBackVerified(b) => match (b.job.expires_at, case_id) {
-            (Some(due), Some(case_id)) => vec![Projection::Deadline {
+        // A change that ends by itself (a requested account, an agent's access) owes its end;
+        // a rotation owes the old credential's deletion after its grace period.
+        EventBody::WriteBackVerified(b) => {
+            let mut rows = Vec::new();
+            if let (Some(due), Some(case_id)) = (b.job.expires_at, case_id) {
+                rows.push(Projection::Deadline {
+                    case_id,
+                    kind: D::AccessExpiry,
+                    due,
+                });
+            }
+            if let (Some(due), Some(case_id)) = (
+                b.job.rotation.as_ref().and_then(|r| r.delete_old_at),
                 case_id,
-                kind: D::AccessExpiry,
-                due,
-            }],
-            _ => Vec::new(),
-        },
+            ) {
+                rows.push(Projection::Deadline {
+                    case_id,
+                    kind: D::RotationGrace,
+                    due,
+                });
+            }
+            rows
+        }
+        EventBody::RotationProgressed(b)
+            if b.job
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.step == crate::rotation::RotationStep::OldDeleted) =>
+        {
+            vec![Projection::DeadlinesMet {
+                case_id: b.job.case_id,
+                kinds: vec![D::RotationGrace],
+            }]
+        }
         EventBody::AccessExpired(b) => vec![Projection::DeadlinesMet {
             case_id: b.case.id,
             kinds: vec![D::AccessExpiry],

@@ -309,6 +309,12 @@ pub fn case_transition(
             snapshot_is(S::Remediating)?;
             expect(&[S::Remediated], S::Remediating)
         }
+        // A rotation's steps while it is applied (remediating) and, for the old key's
+        // deletion after the grace period, once verified (remediated).
+        B::RotationProgressed(_) => match from {
+            Some(S::Remediating | S::Remediated) => Ok(from),
+            _ => expect(&[S::Remediating, S::Remediated], S::Remediating),
+        },
         B::ChangeRequested(b) => match &b.case {
             Some(_) => {
                 snapshot_is(S::Remediating)?;
@@ -405,6 +411,10 @@ pub fn job_transition(
     let to = job.state;
     let allowed: &[(Option<JobState>, JobState)] = match body {
         B::ChangeRequested(_) | B::AccessExpired(_) => &[(None, J::Queued)],
+        B::RotationProgressed(_) => &[
+            (Some(J::Intent), J::Intent),
+            (Some(J::Verified), J::Verified),
+        ],
         B::WriteBackIntent(_) => &[(Some(J::Queued), J::Intent), (Some(J::Queued), J::Planned)],
         B::WriteBackApplied(_) => &[(Some(J::Intent), J::Applied)],
         B::WriteBackVerified(_) => &[(Some(J::Applied), J::Verified)],
@@ -496,6 +506,9 @@ pub struct CaseWorkflow {
     pub requester: Option<String>,
     /// The state an exception request in force returns the case to when it is rejected.
     pub request_was: Option<CaseState>,
+    /// How far the case's rotation has come, when its job is a rotation with cut-over: the
+    /// case closes only once the rotation is complete (or a human was asked to decide).
+    pub rotation: Option<crate::rotation::RotationStep>,
 }
 
 /// The Cedar action a rollback is decided as.
@@ -785,6 +798,20 @@ impl CaseWorkflow {
             B::DecisionRecorded(_) if self.has_live_job() => {
                 return Err(illegal(kind, "the case's job is still under way"));
             }
+            B::CaseClosed(_)
+                if self.rotation.is_some_and(|step| {
+                    !matches!(
+                        step,
+                        crate::rotation::RotationStep::OldDeleted
+                            | crate::rotation::RotationStep::Escalated
+                    )
+                }) =>
+            {
+                return Err(illegal(
+                    kind,
+                    "the rotation is not complete: the old key id, the new key id and the rotation record are not all linked yet",
+                ));
+            }
             B::CaseClosed(b) => {
                 if let crate::event::ClosureEvidence::Reviewer { rationale, .. } = &b.evidence
                     && rationale.trim().is_empty()
@@ -886,6 +913,7 @@ impl CaseWorkflow {
         }
         if let (Some(job), Some(state)) = (body.job(), job_state) {
             self.job = Some((job.id, state));
+            self.rotation = job.rotation.as_ref().map(|r| r.step);
         }
         Ok(())
     }

@@ -190,6 +190,7 @@ impl WriteBack {
                     self.escalate(&due).await?
                 }
                 DeadlineKind::AccessExpiry => self.end_access(&due).await?,
+                DeadlineKind::RotationGrace => self.delete_rotated(&due).await?,
             };
             match (acted, due.kind) {
                 (false, _) => report.waiting += 1,

@@ -37,6 +37,7 @@ pub mod principals;
 pub mod publish;
 pub mod rebuild;
 pub mod requests;
+pub mod rotation;
 pub mod sequencer;
 pub mod sources;
 pub mod witness;

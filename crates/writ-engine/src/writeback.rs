@@ -118,6 +118,11 @@ pub struct WriteBackSettings {
     /// How soon a break-glass change must be reviewed, when the policy that allowed it sets
     /// no `@review_within_hours`.
     pub break_glass_review: SignedDuration,
+    /// How long a rotation waits for consumers to use the new credential before a human is
+    /// asked (the old one stays active meanwhile).
+    pub rotation_cutover: SignedDuration,
+    /// How long a rotated-out credential stays (inactive) before it is deleted.
+    pub rotation_grace: SignedDuration,
 }
 
 impl Default for WriteBackSettings {
@@ -129,6 +134,8 @@ impl Default for WriteBackSettings {
             window: SignedDuration::from_hours(1),
             lease: SignedDuration::from_secs(60),
             break_glass_review: SignedDuration::from_hours(24),
+            rotation_cutover: SignedDuration::from_hours(24),
+            rotation_grace: SignedDuration::from_hours(24 * 7),
         }
     }
 }
@@ -695,7 +702,7 @@ impl WriteBack {
     }
 
     /// Renews this worker's lease on `job`; false when another worker has taken it over.
-    async fn renew(&self, job: JobId) -> Result<bool, WriteBackError> {
+    pub(crate) async fn renew(&self, job: JobId) -> Result<bool, WriteBackError> {
         let held = self
             .store
             .renew_lease(job, &self.holder, self.lease_end())
@@ -804,6 +811,14 @@ impl WriteBack {
             }
             _ => return Ok(()),
         };
+        // A rotation with cut-over goes step by step, each recorded before the next.
+        if step.job.action == writ_core::change::Action::Rotate
+            && let Some(rotation) = connector.key_rotation()
+        {
+            return self
+                .drive_rotation(step, case, &plan, rotation, report)
+                .await;
+        }
 
         if step.job.state == JobState::Intent {
             // Fence: only the lease holder touches the target.
@@ -1186,7 +1201,7 @@ impl WriteBack {
 
     /// Puts the job back for another try with backoff, or fails it when the error is not
     /// retryable or this was its last attempt.
-    async fn retry_or_fail(
+    pub(crate) async fn retry_or_fail(
         &self,
         mut step: Step,
         case: &CaseView,
@@ -1223,7 +1238,7 @@ impl WriteBack {
     }
 
     /// Fails the job and its case for good; a human must look.
-    async fn fail(
+    pub(crate) async fn fail(
         &self,
         mut step: Step,
         case: &CaseView,
@@ -1253,7 +1268,7 @@ impl WriteBack {
     /// Appends a step of the job that leaves its case as it is, expecting the job as `step`
     /// last saw it. Returns false when the same step of the same job was already recorded (by
     /// another worker).
-    async fn record_job(
+    pub(crate) async fn record_job(
         &self,
         step: &mut Step,
         name: &str,
@@ -1265,7 +1280,7 @@ impl WriteBack {
     }
 
     /// Appends a step that moves the job and its case, expecting both as read.
-    async fn record_case_step(
+    pub(crate) async fn record_case_step(
         &self,
         step: &mut Step,
         actor: &str,
@@ -1687,9 +1702,9 @@ impl WriteBack {
 /// (the seq of the entry) it was last recorded with, which the next step expects.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
-    job: Job,
-    recorded: JobState,
-    version: u64,
+    pub(crate) job: Job,
+    pub(crate) recorded: JobState,
+    pub(crate) version: u64,
 }
 
 impl Step {
@@ -1702,7 +1717,7 @@ impl Step {
     }
 
     /// The expectation that the job is still as last recorded.
-    fn expectation(&self) -> Expectation {
+    pub(crate) fn expectation(&self) -> Expectation {
         Expectation::Job {
             id: self.job.id,
             state: self.recorded,
@@ -1793,6 +1808,11 @@ pub(crate) fn workflow_of(view: &CaseView, recorded: &entries::RecordedDecision)
             .map(|(a, _)| (a.clone(), Default::default()))
             .collect(),
         job: view.job.as_ref().map(|j| (j.job.id, j.job.state)),
+        rotation: view
+            .job
+            .as_ref()
+            .and_then(|j| j.job.rotation.as_ref())
+            .map(|r| r.step),
     }
 }
 

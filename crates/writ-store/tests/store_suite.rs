@@ -217,6 +217,7 @@ fn job(n: u128, state: writ_core::job::JobState) -> writ_core::job::Job {
         last_error: None,
         applied_at: None,
         expires_at: None,
+        rotation: None,
     }
 }
 

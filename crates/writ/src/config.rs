@@ -87,12 +87,13 @@ pub struct TargetConfig {
     /// AWS: the region (default `AWS_REGION`).
     #[serde(default)]
     pub region: Option<String>,
-    /// PostgreSQL: the `aws_secrets` target rotated passwords are delivered to. Without one,
-    /// rotation is not offered (the new password would have nowhere to go).
+    /// PostgreSQL and AWS IAM: the `aws_secrets` target rotated passwords and access keys are
+    /// delivered to. Without one, rotation is not offered (the new secret would have nowhere to
+    /// go).
     #[serde(default)]
     pub rotation_sink: Option<String>,
-    /// PostgreSQL: the secret name for a rotated password; `{system}` and `{identity}` are
-    /// replaced (default `writ/{system}/{identity}`).
+    /// The secret name for a rotated password or access key; `{system}` and `{identity}` (the
+    /// role, or the IAM user) are replaced (default `writ/{system}/{identity}`).
     #[serde(default)]
     pub rotation_secret_name: Option<String>,
     /// OAuth: the authorization server's issuer URL (its discovery document names the
@@ -188,6 +189,11 @@ pub struct WriteBackConfig {
     /// allowed it sets no `@review_within_hours` (a day by default); overdue, it escalates, and
     /// again at twice the time.
     pub break_glass_review_seconds: u32,
+    /// Seconds a key rotation waits for the consumers to use the new key before a human is
+    /// asked (the old key stays active meanwhile); a day by default.
+    pub rotation_cutover_seconds: u32,
+    /// Seconds a rotated-out key stays, inactive, before it is deleted; a week by default.
+    pub rotation_grace_seconds: u32,
 }
 
 impl Default for WriteBackConfig {
@@ -202,6 +208,8 @@ impl Default for WriteBackConfig {
             max_changes_per_window: engine.max_changes_per_window,
             window_minutes: whole(engine.window) / 60,
             break_glass_review_seconds: whole(engine.break_glass_review),
+            rotation_cutover_seconds: whole(engine.rotation_cutover),
+            rotation_grace_seconds: whole(engine.rotation_grace),
         }
     }
 }
@@ -217,6 +225,8 @@ impl WriteBackConfig {
             window: secs(self.window_minutes.saturating_mul(60)),
             lease: secs(self.lease_seconds.max(1)),
             break_glass_review: secs(self.break_glass_review_seconds.max(1)),
+            rotation_cutover: secs(self.rotation_cutover_seconds.max(1)),
+            rotation_grace: secs(self.rotation_grace_seconds),
         }
     }
 }

@@ -95,14 +95,21 @@ pub async fn connect(config: &Config, target: &TargetConfig) -> anyhow::Result<A
             )?;
             Ok(Arc::new(connector))
         }
-        TargetKind::AwsIam | TargetKind::AwsSecrets => {
-            let config = aws_config(target)?;
-            Ok(if target.kind == TargetKind::AwsIam {
-                Arc::new(AwsIam::connect(config).await?)
-            } else {
-                Arc::new(AwsSecretsManager::connect(config).await?)
-            })
+        TargetKind::AwsIam => {
+            let mut iam = AwsIam::connect(aws_config(target)?).await?;
+            if let Some(name) = &target.rotation_sink {
+                let store = secrets_target(config, target, name)?;
+                let template = target
+                    .rotation_secret_name
+                    .as_deref()
+                    .unwrap_or(DEFAULT_SECRET_NAME);
+                iam = iam.with_rotation(aws_config(store)?, template)?;
+            }
+            Ok(Arc::new(iam))
         }
+        TargetKind::AwsSecrets => Ok(Arc::new(
+            AwsSecretsManager::connect(aws_config(target)?).await?,
+        )),
     }
 }
 
@@ -126,12 +133,12 @@ fn aws_config(target: &TargetConfig) -> anyhow::Result<AwsConfig> {
     Ok(config)
 }
 
-/// The sink `target`'s rotated passwords go to: the `aws_secrets` target named `name`.
-fn secrets_sink(
-    config: &Config,
+/// The `aws_secrets` target named `name`, which `target`'s rotated secrets go to.
+fn secrets_target<'c>(
+    config: &'c Config,
     target: &TargetConfig,
     name: &str,
-) -> anyhow::Result<Arc<dyn SecretSink>> {
+) -> anyhow::Result<&'c TargetConfig> {
     let store = config
         .targets
         .iter()
@@ -147,6 +154,16 @@ fn secrets_sink(
         "target {}: rotation_sink {name:?} must be an aws_secrets target",
         target.name
     );
+    Ok(store)
+}
+
+/// The sink `target`'s rotated passwords go to: the `aws_secrets` target named `name`.
+fn secrets_sink(
+    config: &Config,
+    target: &TargetConfig,
+    name: &str,
+) -> anyhow::Result<Arc<dyn SecretSink>> {
+    let store = secrets_target(config, target, name)?;
     let template = target
         .rotation_secret_name
         .as_deref()
