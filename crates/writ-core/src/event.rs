@@ -850,6 +850,14 @@ pub enum ClosureEvidence {
         /// Why, in the reviewer's words.
         rationale: String,
     },
+    /// A requested change ran its course: what it granted ended by itself (an account's
+    /// expiry, an agent's access), verified by reading the target back.
+    RequestEnded {
+        /// The job that ended it, verified.
+        job: crate::ids::JobId,
+        /// Why it ended (`expired`, or the revocation criterion met).
+        reason: String,
+    },
 }
 
 /// `case_closed`: the finding is closed for compliance, with evidence, and the case closes.

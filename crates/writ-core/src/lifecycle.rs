@@ -227,6 +227,11 @@ impl Lifecycle {
                             reviewer,
                             rationale,
                         } => ("reviewer", reviewer.clone(), rationale.clone()),
+                        ClosureEvidence::RequestEnded { job, reason } => (
+                            "request_ended",
+                            "engine".to_owned(),
+                            format!("job {job} ended the request's change: {reason}"),
+                        ),
                     };
                     life.compliance = Compliance {
                         closed: true,

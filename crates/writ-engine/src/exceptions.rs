@@ -200,6 +200,7 @@ impl WriteBack {
                 (true, _) => {}
             }
         }
+        report.access_ended += self.revoke_on_criteria(DEADLINES_PER_PASS).await?;
         Ok(report)
     }
 

@@ -239,16 +239,63 @@ impl WriteBack {
     /// `false` when the case is busy or no longer holds the change (a later pass looks again).
     pub(crate) async fn end_access(&self, due: &DueDeadline) -> Result<bool, WriteBackError> {
         let view = self.case_view(due.case_id).await?;
+        let Some(decision_seq) = view.decision_seq else {
+            return Ok(false);
+        };
+        let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+        self.end_access_of(&view, &recorded, "expired").await
+    }
+
+    /// Ends access whose revocation criteria are met: a finding of a type its request names in
+    /// `revoke_on`, raised about the agent since the access was granted. Returns how many
+    /// accesses were ended.
+    pub(crate) async fn revoke_on_criteria(&self, limit: u32) -> Result<usize, WriteBackError> {
+        let mut ended = 0;
+        for (case_id, subject, granted_seq) in self.store.live_grants(limit).await? {
+            let Some((system, external_id)) = subject.split_once('/') else {
+                continue;
+            };
+            let seen = self
+                .store
+                .finding_types_about(system, external_id, granted_seq)
+                .await?;
+            if seen.is_empty() {
+                continue;
+            }
+            let view = self.case_view(case_id).await?;
+            let Some(decision_seq) = view.decision_seq else {
+                continue;
+            };
+            let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+            let Some(RequestSpec::AgentToolAccess(access)) =
+                recorded.request.as_ref().map(|r| &r.spec)
+            else {
+                continue;
+            };
+            let Some(met) = seen.iter().find(|t| access.revoke_on.contains(t)) else {
+                continue;
+            };
+            let reason = format!("revoke_on:{met}");
+            if self.end_access_of(&view, &recorded, &reason).await? {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Records `access_expired` (why: `reason`) and the job that ends the change in force.
+    async fn end_access_of(
+        &self,
+        view: &writ_store::CaseView,
+        recorded: &entries::RecordedDecision,
+        reason: &str,
+    ) -> Result<bool, WriteBackError> {
         let Some(live) = view.job.as_ref().map(|j| &j.job) else {
             return Ok(false);
         };
         if view.case.state != CaseState::Remediated || live.state != JobState::Verified {
             return Ok(false);
         }
-        let Some(decision_seq) = view.decision_seq else {
-            return Ok(false);
-        };
-        let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
         let Some(request) = &recorded.request else {
             return Ok(false);
         };
@@ -270,14 +317,14 @@ impl WriteBack {
             case,
             ended: live.id,
             job,
-            reason: "expired".into(),
+            reason: reason.to_owned(),
         });
-        let mut workflow = workflow_of(&view, &recorded);
+        let mut workflow = workflow_of(view, recorded);
         if workflow.apply(view.case.id, &body).is_err() {
             return Ok(false);
         }
         let draft = Draft {
-            expect: vec![case_expectation(&view)],
+            expect: vec![case_expectation(view)],
             ..Draft::new(
                 Some(view.case.id),
                 ENGINE_ACTOR,

@@ -866,7 +866,7 @@ impl WriteBack {
                     case: remediated,
                     verification: ReadBack::Confirmed,
                 });
-                let extra = created
+                let mut extra: Vec<Draft> = created
                     .map(|identity| {
                         Draft::new(
                             None,
@@ -884,6 +884,31 @@ impl WriteBack {
                     })
                     .into_iter()
                     .collect();
+                // What a request granted has ended by itself, read back: the request has run
+                // its course and its case closes, in the same transaction.
+                if let Some(reason) = self.request_end_reason(case, &step.job).await? {
+                    let mut closed = case.case.clone();
+                    if let Some(identity) = &extra.first().and_then(|d| match &d.body {
+                        EventBody::IdentitySynced(s) => Some(s.identity.id),
+                        _ => None,
+                    }) {
+                        closed.identity_id = Some(*identity);
+                    }
+                    closed.state = CaseState::Closed;
+                    closed.compliance_closed = true;
+                    extra.push(Draft::new(
+                        Some(step.job.case_id),
+                        ENGINE_ACTOR,
+                        format!("job:{}:request-ended", step.job.id),
+                        EventBody::CaseClosed(writ_core::event::CaseClosed {
+                            case: closed,
+                            evidence: writ_core::event::ClosureEvidence::RequestEnded {
+                                job: step.job.id,
+                                reason,
+                            },
+                        }),
+                    ));
+                }
                 let expect = vec![step.expectation(), case_expectation(case)];
                 self.record_with(&mut step, ENGINE_ACTOR, "verified", body, expect, extra)
                     .await?;
@@ -1370,6 +1395,24 @@ impl WriteBack {
             last_used_at: None,
             reconciled_at: Some(writ_core::clock::to_micros(now)),
         }))
+    }
+
+    /// When `job` ends what a request granted (queued by `access_expired`), why it ended.
+    async fn request_end_reason(
+        &self,
+        case: &CaseView,
+        job: &Job,
+    ) -> Result<Option<String>, WriteBackError> {
+        if !case.case.finding_type.starts_with("request:") {
+            return Ok(None);
+        }
+        let rows = self.store.case_entries(case.case.id).await?;
+        for row in rows.iter().rev() {
+            if let EventBody::AccessExpired(expired) = entries::decode_body(row)? {
+                return Ok((expired.job.id == job.id).then_some(expired.reason));
+            }
+        }
+        Ok(None)
     }
 
     /// The connector of `system`, if one is configured.

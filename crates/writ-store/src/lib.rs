@@ -313,6 +313,19 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<DueDeadline>, StoreError>;
 
+    /// The accesses still granted (an `access_expiry` deadline not yet met): each case, its
+    /// subject, and the entry that granted it. At most `limit`, soonest to end first.
+    async fn live_grants(&self, limit: u32) -> Result<Vec<(CaseId, String, u64)>, StoreError>;
+
+    /// The types of the findings recorded about one subject after entry `after_seq` (what a
+    /// grant's revocation criteria are checked against; by index, not by scan).
+    async fn finding_types_about(
+        &self,
+        system: &str,
+        external_id: &str,
+        after_seq: u64,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// The sources (canonical principal names) of the findings in a case.
     async fn case_sources(&self, case: CaseId) -> Result<Vec<String>, StoreError>;
 

@@ -123,6 +123,11 @@ pub const SQLITE: &[Migration] = &[
         name: "witness_cosignatures",
         sql: include_str!("../migrations/sqlite/0012_witness_cosignatures.sql"),
     },
+    Migration {
+        version: 13,
+        name: "findings_by_subject",
+        sql: include_str!("../migrations/sqlite/0013_findings_by_subject.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -186,6 +191,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 12,
         name: "witness_cosignatures",
         sql: include_str!("../migrations/postgres/0012_witness_cosignatures.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "findings_by_subject",
+        sql: include_str!("../migrations/postgres/0013_findings_by_subject.sql"),
     },
 ];
 

@@ -336,6 +336,9 @@ fn print_story(detail: &serde_json::Value) {
                     reviewer,
                     rationale,
                 } => println!("         compliance closed by {reviewer}: {rationale}"),
+                writ_core::event::ClosureEvidence::RequestEnded { job, reason } => println!(
+                    "         the request ran its course: job {job} ended what it granted ({reason})"
+                ),
             },
             Some(EventBody::CaseDismissed(dismissed)) => {
                 println!(

@@ -29,6 +29,8 @@ struct World {
     dana: String,
     /// Approver, team security.
     sam: String,
+    /// A findings source (an agent-behaviour detector).
+    detector: String,
     reporting: Registered,
     bot: Registered,
 }
@@ -112,6 +114,14 @@ impl World {
         ]);
         let dana = add(&["dana", "--team", "data", "--role", "approver"]);
         let sam = add(&["sam", "--team", "security", "--role", "approver"]);
+        let detector = add(&[
+            "agent-watch",
+            "--service",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+        ]);
         for args in [
             &["sync", "pg-main"][..],
             &["sync", "idp"],
@@ -130,6 +140,7 @@ impl World {
             rhea,
             dana,
             sam,
+            detector,
             reporting,
             bot,
         }
@@ -353,7 +364,12 @@ async fn new_service_account_is_created_after_approval_and_disabled_at_expiry(w:
     let story = w.wait_for_events(&case, "write_back_verified", 2).await;
     let seen = kinds(&story);
     assert!(seen.contains(&"access_expired".to_owned()), "{seen:?}");
-    assert_eq!(story["case"]["state"], "remediated", "{story}");
+    // The request ran its course: its case closed with the read-back as evidence.
+    assert_eq!(story["case"]["state"], "closed", "{story}");
+    assert_eq!(
+        story["lifecycle"]["compliance"]["by"], "request_ended",
+        "{story}"
+    );
     assert_eq!(
         w.role("svc_reports").await,
         Some(false),
@@ -501,6 +517,51 @@ async fn agent_tool_access_ends_by_itself(w: World) {
         "taken away when the time was up"
     );
     assert!(w.token(&w.bot, "api:read").await.is_ok(), "the rest stays");
+    assert_eq!(story["case"]["state"], "closed", "{story}");
+
+    // Again, for an hour, ending early if the agent is found over-privileged: a finding of that
+    // type about the agent revokes it at once.
+    let (status, again) = w
+        .request(json!({
+            "kind": "agent_tool_access", "system": "idp", "agent": bot,
+            "scopes": ["tools:deploy"], "duration_seconds": 3600,
+            "revoke_on": ["agent_overprivileged"], "justification": "release INC-9",
+        }))
+        .await;
+    assert_eq!(status, 202, "{again}");
+    let case = again["case_id"].as_str().unwrap().to_owned();
+    let (status, _) = w.vote(&w.sam, &case, "approve").await;
+    assert_eq!(status, 200);
+    w.wait_for_state(&case, "remediated").await;
+    assert!(w.token(&w.bot, "tools:deploy").await.is_ok(), "granted");
+    let (status, answer) = w
+        .api(
+            &w.detector,
+            "POST",
+            "/v1/findings",
+            Some(json!({
+                "finding_type": "agent_overprivileged",
+                "severity": "high",
+                "confidence": 0.9,
+                "subject": {"system": "idp", "external_id": bot},
+                "title": "support-bot called deploy tools outside its incident",
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let story = w.wait_for_state(&case, "closed").await;
+    let expired = story["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "access_expired")
+        .unwrap();
+    assert_eq!(expired["body"]["reason"], "revoke_on:agent_overprivileged");
+    assert_eq!(
+        w.token(&w.bot, "tools:deploy").await,
+        Err("invalid_scope".into()),
+        "revoked when the criterion was met, long before the hour"
+    );
 }
 
 async fn harness(db: TestDb) -> World {

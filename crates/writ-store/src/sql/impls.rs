@@ -173,6 +173,28 @@ macro_rules! impl_store {
                 q::due_deadlines(&mut *self.reader.acquire().await?, now, limit).await
             }
 
+            async fn live_grants(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<(writ_core::ids::CaseId, String, u64)>, $crate::StoreError> {
+                q::live_grants(&mut *self.reader.acquire().await?, limit).await
+            }
+
+            async fn finding_types_about(
+                &self,
+                system: &str,
+                external_id: &str,
+                after_seq: u64,
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                q::finding_types_about(
+                    &mut *self.reader.acquire().await?,
+                    system,
+                    external_id,
+                    after_seq,
+                )
+                .await
+            }
+
             async fn open_case_heads(
                 &self,
                 keys: &[(String, String)],

@@ -394,6 +394,49 @@ macro_rules! lifecycle_queries {
             .collect()
         }
 
+        pub(crate) async fn live_grants(
+            conn: &mut Conn,
+            limit: u32,
+        ) -> Result<Vec<(CaseId, String, u64)>, StoreError> {
+            sqlx::query(
+                "SELECT d.case_id, c.subject, d.set_seq FROM deadlines d
+                 JOIN cases c ON c.id = d.case_id
+                 WHERE d.done = $1 AND d.kind = $2
+                 ORDER BY d.due_us LIMIT $3",
+            )
+            .bind(false)
+            .bind(<&str>::from(writ_core::exception::DeadlineKind::AccessExpiry))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    CaseId(row.try_get("case_id")?),
+                    row.try_get("subject")?,
+                    u64::try_from(row.try_get::<i64, _>("set_seq")?).unwrap_or_default(),
+                ))
+            })
+            .collect()
+        }
+
+        pub(crate) async fn finding_types_about(
+            conn: &mut Conn,
+            system: &str,
+            external_id: &str,
+            after_seq: u64,
+        ) -> Result<Vec<String>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT DISTINCT finding_type FROM findings
+                 WHERE subject_system = $1 AND subject_external_id = $2 AND seq > $3",
+            )
+            .bind(system)
+            .bind(external_id)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await?)
+        }
+
         async fn dump_lifecycle(
             conn: &mut Conn,
             dump: &mut $crate::model::ProjectionDump,
