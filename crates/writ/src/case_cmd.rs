@@ -431,6 +431,32 @@ fn print_story(detail: &serde_json::Value) {
                     unfrozen.by, unfrozen.rationale
                 );
             }
+            Some(EventBody::RequestSubmitted(submitted)) => {
+                let request = &submitted.request;
+                println!(
+                    "         {} requested by {} ({} on {}/{}){}",
+                    request.spec.kind(),
+                    request.requester,
+                    request.change.name(),
+                    request.spec.system(),
+                    request.spec.external_id(),
+                    request
+                        .spec
+                        .ticket()
+                        .map(|t| format!(", ticket {t}"))
+                        .unwrap_or_default()
+                );
+                println!("         {}", explain(&submitted.decision));
+            }
+            Some(EventBody::AccessExpired(expired)) => {
+                println!(
+                    "         job {} ends what job {} granted ({})",
+                    expired.job.id, expired.ended, expired.reason
+                );
+            }
+            Some(EventBody::RotationProgressed(progressed)) => {
+                println!("         {}", progressed.note);
+            }
             _ => {}
         }
     }
