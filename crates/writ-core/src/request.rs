@@ -44,6 +44,54 @@ pub enum RequestSpec {
     OauthScopeChange(OauthScopeChange),
     /// An AI agent's access to tools (scopes), for a while.
     AgentToolAccess(AgentToolAccess),
+    /// An agent or service principal taken away: deleted where the target can, else disabled,
+    /// once its dependants are shown to have cut over.
+    Offboard(Offboard),
+}
+
+/// `offboard`: the principal, the change ticket, and the evidence that its dependants moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offboard {
+    /// The target system.
+    pub system: String,
+    /// The principal (or its credential) there: an access key, a role, an OAuth client.
+    pub principal: String,
+    /// The change ticket (required).
+    pub ticket: String,
+    /// Why.
+    pub justification: String,
+    /// The rotation case whose consumer check showed the dependants cut over to a new
+    /// credential; without one, the principal's own last use must be older than the quiet
+    /// period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover_case: Option<CaseId>,
+}
+
+/// What showed that an offboarded principal's dependants no longer need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DependantsCheck {
+    /// A rotation's consumer check: its dependants use the new credential.
+    Rotation {
+        /// The rotation's case.
+        case: CaseId,
+        /// The old credential (the one offboarded, or its predecessor).
+        old_key_id: String,
+        /// The credential they use now.
+        new_key_id: String,
+        /// When the new credential was first seen in use.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        used_at: Option<Timestamp>,
+    },
+    /// The target's own record of last use: none within the quiet period.
+    Quiet {
+        /// When it was last used, if ever.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_used_at: Option<Timestamp>,
+        /// The quiet period it was checked against, in seconds.
+        quiet_seconds: u64,
+    },
 }
 
 /// `new_service_account`: system, name, owner team, purpose, expiry.
@@ -188,6 +236,7 @@ impl RequestSpec {
             RequestSpec::NewServiceAccount(_) => "new_service_account",
             RequestSpec::OauthScopeChange(_) => "oauth_scope_change",
             RequestSpec::AgentToolAccess(_) => "agent_tool_access",
+            RequestSpec::Offboard(_) => "offboard",
         }
     }
 
@@ -202,6 +251,7 @@ impl RequestSpec {
             RequestSpec::NewServiceAccount(r) => &r.system,
             RequestSpec::OauthScopeChange(r) => &r.system,
             RequestSpec::AgentToolAccess(r) => &r.system,
+            RequestSpec::Offboard(r) => &r.system,
         }
     }
 
@@ -211,6 +261,7 @@ impl RequestSpec {
             RequestSpec::NewServiceAccount(r) => &r.name,
             RequestSpec::OauthScopeChange(r) => &r.client_id,
             RequestSpec::AgentToolAccess(r) => &r.agent,
+            RequestSpec::Offboard(r) => &r.principal,
         }
     }
 
@@ -220,6 +271,7 @@ impl RequestSpec {
             RequestSpec::NewServiceAccount(r) => r.ticket.as_deref(),
             RequestSpec::OauthScopeChange(r) => r.ticket.as_deref(),
             RequestSpec::AgentToolAccess(r) => r.ticket.as_deref(),
+            RequestSpec::Offboard(r) => Some(&r.ticket),
         }
     }
 
@@ -229,6 +281,7 @@ impl RequestSpec {
             RequestSpec::NewServiceAccount(_) => CREATE_ACTION,
             RequestSpec::OauthScopeChange(_) => SET_SCOPES_ACTION,
             RequestSpec::AgentToolAccess(_) => GRANT_ACTION,
+            RequestSpec::Offboard(_) => "delete",
         }
     }
 
@@ -265,6 +318,11 @@ impl RequestSpec {
                 check_text("justification", &r.justification)?;
                 check_ticket(r.ticket.as_ref())
             }
+            RequestSpec::Offboard(r) => {
+                check_text("principal", &r.principal)?;
+                check_text("ticket", &r.ticket)?;
+                check_text("justification", &r.justification)
+            }
         }
     }
 
@@ -294,7 +352,7 @@ impl RequestSpec {
                     ));
                 }
             }
-            RequestSpec::OauthScopeChange(_) => {}
+            RequestSpec::OauthScopeChange(_) | RequestSpec::Offboard(_) => {}
         }
         Ok(())
     }
@@ -313,13 +371,17 @@ impl RequestSpec {
             RequestSpec::AgentToolAccess(r) => Action::Grant {
                 scopes: sorted(r.scopes.iter().filter(|s| !current.contains(*s)).cloned()),
             },
+            // Deleted; the engine disables instead where the target cannot delete.
+            RequestSpec::Offboard(_) => Action::Delete,
         }
     }
 
     /// The scopes the request adds to and removes from `current`.
     pub fn scope_delta(&self, current: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
         match self {
-            RequestSpec::NewServiceAccount(_) => (Vec::new(), Vec::new()),
+            RequestSpec::NewServiceAccount(_) | RequestSpec::Offboard(_) => {
+                (Vec::new(), Vec::new())
+            }
             RequestSpec::OauthScopeChange(r) => {
                 let wanted: BTreeSet<&String> = r.scopes.iter().collect();
                 let added = sorted(
@@ -349,7 +411,7 @@ impl RequestSpec {
                     .checked_add(SignedDuration::from_secs(seconds))
                     .ok()
             }
-            RequestSpec::OauthScopeChange(_) => None,
+            RequestSpec::OauthScopeChange(_) | RequestSpec::Offboard(_) => None,
         }
     }
 
@@ -373,7 +435,7 @@ impl RequestSpec {
             RequestSpec::AgentToolAccess(r) => {
                 i64::try_from(r.duration_seconds).unwrap_or(i64::MAX)
             }
-            RequestSpec::OauthScopeChange(_) => 0,
+            RequestSpec::OauthScopeChange(_) | RequestSpec::Offboard(_) => 0,
         };
         seconds.saturating_add(3599) / 3600
     }
@@ -396,6 +458,9 @@ pub struct Request {
     pub current_scopes: Vec<String>,
     /// The change that fulfils it.
     pub change: Action,
+    /// For an offboarding: what showed that its dependants no longer need the principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependants: Option<DependantsCheck>,
 }
 
 impl Request {

@@ -106,11 +106,7 @@ pub fn identity_from(
         "ai_agent" => (IdentityKind::AiAgent, object.external_id.clone(), false),
         _ => return None,
     };
-    let last_used_at = attrs["last_used"]
-        .as_str()
-        .or_else(|| attrs["last_used"]["date"].as_str())
-        .and_then(|text| text.parse::<Timestamp>().ok())
-        .map(writ_core::clock::to_micros);
+    let last_used_at = crate::requests::last_used(attrs).map(writ_core::clock::to_micros);
     let mut tags = Vec::new();
     if let Some(key_id) = attrs["access_key_id"].as_str() {
         tags.push(format!("key_id:{key_id}"));

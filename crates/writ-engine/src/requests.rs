@@ -18,12 +18,14 @@
 use std::collections::BTreeSet;
 
 use writ_core::case::{Case, CaseState};
+use writ_core::change::Action;
 use writ_core::decision::{Decision, Tier};
 use writ_core::event::{AccessExpired, ChangeRequested, EventBody, RequestSubmitted};
 use writ_core::ids::{CaseId, JobId};
 use writ_core::job::{Job, JobState};
 use writ_core::principal::Principal;
-use writ_core::request::{Request, RequestSpec};
+use writ_core::request::{DependantsCheck, Request, RequestSpec};
+use writ_core::rotation::RotationStep;
 use writ_core::workflow::{CaseWorkflow, ENGINE_ACTOR, decided_state};
 use writ_store::DueDeadline;
 
@@ -61,6 +63,16 @@ pub fn scopes_of(attributes: &serde_json::Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// When an object was last used, from its read-back attributes (`last_used` as a time, or as
+/// `{"date": ...}`, or `last_used_at`), if the target says.
+pub fn last_used(attributes: &serde_json::Value) -> Option<jiff::Timestamp> {
+    attributes["last_used"]
+        .as_str()
+        .or_else(|| attributes["last_used"]["date"].as_str())
+        .or_else(|| attributes["last_used_at"].as_str())
+        .and_then(|text| text.parse().ok())
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> WriteBackError {
     WriteBackError::Invalid {
         field: field.to_owned(),
@@ -91,7 +103,14 @@ impl WriteBack {
         let policy = self.policy.clone().ok_or_else(|| {
             WriteBackError::Refused("no policy bundle is loaded to decide requests".into())
         })?;
-        if !connector.capabilities().actions.iter().any(|a| a == action) {
+        let can = |a: &str| connector.capabilities().actions.iter().any(|x| x == a);
+        // An offboarding deletes where the target can, else disables.
+        let offboard_by = match &spec {
+            RequestSpec::Offboard(_) if can("delete") => Some(Action::Delete),
+            RequestSpec::Offboard(_) if can("disable") => Some(Action::Disable),
+            _ => None,
+        };
+        if offboard_by.is_none() && !can(action) {
             return Err(invalid(
                 "system",
                 format!(
@@ -104,6 +123,7 @@ impl WriteBack {
             RequestSpec::NewServiceAccount(_) => "name",
             RequestSpec::OauthScopeChange(_) => "client_id",
             RequestSpec::AgentToolAccess(_) => "agent",
+            RequestSpec::Offboard(_) => "principal",
         };
         let state = connector.read(&external_id).await.map_err(|err| {
             WriteBackError::Refused(format!("target {system} could not be read: {err}"))
@@ -122,7 +142,13 @@ impl WriteBack {
             }
             (_, true) => scopes_of(&state.attributes),
         };
-        let change = spec.change(&current);
+        let dependants = match &spec {
+            RequestSpec::Offboard(offboard) => {
+                Some(self.dependants_check(offboard, &state, now).await?)
+            }
+            _ => None,
+        };
+        let change = offboard_by.unwrap_or_else(|| spec.change(&current));
         match &change {
             writ_core::change::Action::Grant { scopes } if scopes.is_empty() => {
                 return Err(invalid(
@@ -158,10 +184,19 @@ impl WriteBack {
                 spec.kind()
             )));
         }
+        // An offboarding names what it removes for good: a slot (`user/AccessKey1`) is pinned
+        // to the object it names now (the key id), so a later rotation cannot move it.
+        let mut spec = spec;
+        if let RequestSpec::Offboard(offboard) = &mut spec
+            && !state.external_id.is_empty()
+        {
+            offboard.principal.clone_from(&state.external_id);
+        }
         let request = Request {
             change,
             requester: requester.name.clone(),
             current_scopes: current.into_iter().collect(),
+            dependants,
             spec,
         };
         let evaluation = writ_policy::request_evaluation(&writ_policy::RequestFacts {
@@ -231,6 +266,69 @@ impl WriteBack {
             decision,
             job,
             request,
+        })
+    }
+
+    /// Whether an offboarded principal's dependants no longer need it: the rotation case named
+    /// saw its consumers use the new credential, or else the target reports no use of the
+    /// principal within `writeback.offboard_quiet`. Refused (nothing recorded) otherwise.
+    async fn dependants_check(
+        &self,
+        offboard: &writ_core::request::Offboard,
+        state: &writ_connectors::ObjectState,
+        now: jiff::Timestamp,
+    ) -> Result<DependantsCheck, WriteBackError> {
+        if let Some(case_id) = offboard.cutover_case {
+            let view = match self.case_view(case_id).await {
+                Err(WriteBackError::NotFound(_)) => {
+                    return Err(invalid("cutover_case", format!("no case {case_id}")));
+                }
+                other => other?,
+            };
+            let rotation = view.job.as_ref().and_then(|j| j.job.rotation.as_deref());
+            return match rotation {
+                Some(record)
+                    if matches!(
+                        record.step,
+                        RotationStep::CutOver
+                            | RotationStep::OldDeactivated
+                            | RotationStep::OldDeleted
+                    ) =>
+                {
+                    Ok(DependantsCheck::Rotation {
+                        case: case_id,
+                        old_key_id: record.old_key_id.clone(),
+                        new_key_id: record.new_key_id.clone().unwrap_or_default(),
+                        used_at: record.new_key_used_at,
+                    })
+                }
+                Some(record) => Err(invalid(
+                    "cutover_case",
+                    format!(
+                        "case {case_id}'s rotation has not seen its consumers cut over (it is at {})",
+                        <&str>::from(record.step)
+                    ),
+                )),
+                None => Err(invalid(
+                    "cutover_case",
+                    format!("case {case_id} is not a rotation with cut-over"),
+                )),
+            };
+        }
+        let quiet = self.settings.offboard_quiet;
+        let last_used_at = last_used(&state.attributes);
+        if let Some(at) = last_used_at
+            && now.duration_since(at) < quiet
+        {
+            return Err(WriteBackError::Refused(format!(
+                "principal: dependants still use {}: last used at {at}, within the quiet period of {} s; cut them over first (rotate its credential and name that case as cutover_case), or ask again later",
+                offboard.principal,
+                quiet.as_secs()
+            )));
+        }
+        Ok(DependantsCheck::Quiet {
+            last_used_at,
+            quiet_seconds: u64::try_from(quiet.as_secs()).unwrap_or_default(),
         })
     }
 

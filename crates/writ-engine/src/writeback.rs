@@ -123,6 +123,9 @@ pub struct WriteBackSettings {
     pub rotation_cutover: SignedDuration,
     /// How long a rotated-out credential stays (inactive) before it is deleted.
     pub rotation_grace: SignedDuration,
+    /// How long a principal must have gone unused before it may be offboarded without a
+    /// rotation showing its dependants cut over.
+    pub offboard_quiet: SignedDuration,
 }
 
 impl Default for WriteBackSettings {
@@ -136,6 +139,7 @@ impl Default for WriteBackSettings {
             break_glass_review: SignedDuration::from_hours(24),
             rotation_cutover: SignedDuration::from_hours(24),
             rotation_grace: SignedDuration::from_hours(24 * 7),
+            offboard_quiet: SignedDuration::from_hours(24),
         }
     }
 }
@@ -374,9 +378,15 @@ impl WriteBack {
                     voter.name
                 )));
             }
-            let (system, external_id) = match &identity {
-                Some(identity) => (identity.system.clone(), identity.external_id.clone()),
-                None => split_subject(&view.case.subject),
+            // A vote binds to the object the change is made to: a request's own target (an
+            // offboarding's is pinned to a key id), else the case's identity.
+            let (system, external_id) = match (&recorded.request, &identity) {
+                (Some(request), _) => (
+                    request.spec.system().to_owned(),
+                    request.spec.external_id().to_owned(),
+                ),
+                (None, Some(identity)) => (identity.system.clone(), identity.external_id.clone()),
+                (None, None) => split_subject(&view.case.subject),
             };
             // A rollback's vote binds to the change it would undo.
             let rollback_job = match &rollback {
@@ -780,6 +790,11 @@ impl WriteBack {
                     Ok(plan) => plan,
                     Err(err) => return self.retry_or_fail(step, case, err, report).await,
                 };
+                // An offboarding checked its dependants when it was asked for; one that used
+                // the principal since stops it for a human.
+                if let Some(reason) = self.dependants_came_back(case, &plan).await? {
+                    return self.fail(step, case, &reason, report).await;
+                }
                 step.job.state = if step.job.dry_run {
                     JobState::Planned
                 } else {
@@ -1395,6 +1410,35 @@ impl WriteBack {
             last_used_at: None,
             reconciled_at: Some(writ_core::clock::to_micros(now)),
         }))
+    }
+
+    /// For an offboarding whose dependants were checked by the principal's quiet period: why
+    /// it must stop, when the plan's pre-image shows a use since that check.
+    async fn dependants_came_back(
+        &self,
+        case: &CaseView,
+        plan: &Plan,
+    ) -> Result<Option<String>, WriteBackError> {
+        if case.case.finding_type != "request:offboard" {
+            return Ok(None);
+        }
+        let Some(decision_seq) = case.decision_seq else {
+            return Ok(None);
+        };
+        let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+        let Some(writ_core::request::DependantsCheck::Quiet { last_used_at, .. }) =
+            recorded.request.as_ref().and_then(|r| r.dependants.clone())
+        else {
+            return Ok(None);
+        };
+        let now_used = crate::requests::last_used(&plan.pre_image.attributes);
+        Ok(match (now_used, last_used_at) {
+            (Some(now), before) if before.is_none_or(|b| now > b) => Some(format!(
+                "a dependant used {} at {now}, after the offboarding was checked: cut them over first (rotate its credential), then ask again",
+                plan.external_id
+            )),
+            _ => None,
+        })
     }
 
     /// When `job` ends what a request granted (queued by `access_expired`), why it ended.

@@ -133,6 +133,7 @@ pub fn request_evaluation(facts: &RequestFacts<'_>) -> Result<Evaluation, Policy
         RequestSpec::NewServiceAccount(r) => (Vec::new(), r.purpose.as_str()),
         RequestSpec::OauthScopeChange(r) => (r.scopes.clone(), r.justification.as_str()),
         RequestSpec::AgentToolAccess(r) => (r.scopes.clone(), r.justification.as_str()),
+        RequestSpec::Offboard(r) => (Vec::new(), r.justification.as_str()),
     };
     let (resource, attrs) = match facts.identity {
         Some(identity) => (
@@ -153,6 +154,7 @@ pub fn request_evaluation(facts: &RequestFacts<'_>) -> Result<Evaluation, Policy
                 RequestSpec::NewServiceAccount(r) => ("service_account", r.owner_team.as_str()),
                 RequestSpec::OauthScopeChange(_) => ("oauth_app", ""),
                 RequestSpec::AgentToolAccess(_) => ("ai_agent", ""),
+                RequestSpec::Offboard(_) => ("unknown", ""),
             };
             (
                 identity_uid(&format!("request:{}/{}", spec.system(), spec.external_id()))?,

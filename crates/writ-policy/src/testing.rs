@@ -342,6 +342,7 @@ fn decide_request(
         spec: spec.clone(),
         requester: case.requester.clone().unwrap_or_else(|| "tester".into()),
         current_scopes: current,
+        dependants: None,
     };
     let evaluation = crate::model::request_evaluation(&crate::model::RequestFacts {
         request: &request,

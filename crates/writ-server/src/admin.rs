@@ -226,13 +226,7 @@ fn whole_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
     let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);
     };
-    let whole = number.as_u64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
-            .map(|f| f as u64)
-    });
-    whole
+    crate::body::whole_number(&number)
         .and_then(|days| u32::try_from(days).ok())
         .map(Some)
         .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number of days")))

@@ -108,3 +108,23 @@ pub(crate) fn bad_query(err: &QueryRejection) -> Problem {
         .detail(text.clone())
         .field("query", text)
 }
+
+/// A JSON number as a whole number, when it is one. JSON Schema counts `3.0` as an integer, so
+/// a client (or a fuzzer) may send one where the document says `integer`; serde would refuse it.
+pub(crate) fn whole_number(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    })
+}
+
+/// `deserialize_with` for a required whole number of seconds (`3600` or `3600.0`).
+pub(crate) fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(d)?;
+    whole_number(&number)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number of seconds")))
+}

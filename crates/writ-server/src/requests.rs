@@ -123,6 +123,7 @@ pub enum ChangeRequestBody {
         /// How long, in seconds from when the access is granted (at most the policy's
         /// `@max_hours`).
         #[schema(minimum = 1)]
+        #[serde(deserialize_with = "crate::body::whole_seconds")]
         duration_seconds: u64,
         /// Finding types that end the access at once when raised about the agent.
         #[serde(default)]
@@ -141,6 +142,42 @@ pub enum ChangeRequestBody {
             pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
         )]
         ticket: Option<String>,
+    },
+    /// An agent or service principal taken away (deleted where the target can, else
+    /// disabled), once its dependants are shown to have cut over.
+    Offboard {
+        /// The target system.
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )]
+        system: String,
+        /// The principal (or its credential) there.
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )]
+        principal: String,
+        /// The change ticket (required).
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )]
+        ticket: String,
+        /// Why.
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )]
+        justification: String,
+        /// The rotation case whose consumer check showed the dependants cut over; without one,
+        /// the principal must have gone unused for `writeback.offboard_quiet_seconds`.
+        #[schema(value_type = Option<String>, format = Uuid)]
+        cutover_case: Option<writ_core::ids::CaseId>,
     },
 }
 
@@ -191,6 +228,19 @@ impl From<ChangeRequestBody> for RequestSpec {
                 revoke_on,
                 justification,
                 ticket,
+            }),
+            ChangeRequestBody::Offboard {
+                system,
+                principal,
+                ticket,
+                justification,
+                cutover_case,
+            } => RequestSpec::Offboard(writ_core::request::Offboard {
+                system,
+                principal,
+                ticket,
+                justification,
+                cutover_case,
             }),
         }
     }

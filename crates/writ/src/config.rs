@@ -194,6 +194,9 @@ pub struct WriteBackConfig {
     pub rotation_cutover_seconds: u32,
     /// Seconds a rotated-out key stays, inactive, before it is deleted; a week by default.
     pub rotation_grace_seconds: u32,
+    /// Seconds a principal must have gone unused before it may be offboarded without a
+    /// rotation showing its dependants cut over; a day by default.
+    pub offboard_quiet_seconds: u32,
 }
 
 impl Default for WriteBackConfig {
@@ -210,6 +213,7 @@ impl Default for WriteBackConfig {
             break_glass_review_seconds: whole(engine.break_glass_review),
             rotation_cutover_seconds: whole(engine.rotation_cutover),
             rotation_grace_seconds: whole(engine.rotation_grace),
+            offboard_quiet_seconds: whole(engine.offboard_quiet),
         }
     }
 }
@@ -227,6 +231,7 @@ impl WriteBackConfig {
             break_glass_review: secs(self.break_glass_review_seconds.max(1)),
             rotation_cutover: secs(self.rotation_cutover_seconds.max(1)),
             rotation_grace: secs(self.rotation_grace_seconds),
+            offboard_quiet: secs(self.offboard_quiet_seconds),
         }
     }
 }

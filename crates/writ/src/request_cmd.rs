@@ -81,6 +81,27 @@ pub enum RequestCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Take an agent or service principal away (deleted where the target can, else
+    /// disabled), with its change ticket; its dependants must have cut over.
+    Offboard {
+        /// The target.
+        #[arg(long)]
+        system: String,
+        /// The principal (or its credential) there.
+        #[arg(long)]
+        principal: String,
+        /// The change ticket.
+        #[arg(long)]
+        ticket: String,
+        /// Why.
+        #[arg(long)]
+        justification: String,
+        /// The rotation case whose consumer check showed its dependants cut over.
+        #[arg(long)]
+        cutover_case: Option<writ_core::ids::CaseId>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 pub fn run(command: RequestCommand) -> anyhow::Result<ExitCode> {
@@ -141,6 +162,23 @@ pub fn run(command: RequestCommand) -> anyhow::Result<ExitCode> {
                 });
                 if let Some(ticket) = ticket {
                     body["ticket"] = ticket.into();
+                }
+                (server, body)
+            }
+            RequestCommand::Offboard {
+                system,
+                principal,
+                ticket,
+                justification,
+                cutover_case,
+                server,
+            } => {
+                let mut body = serde_json::json!({
+                    "kind": "offboard", "system": system, "principal": principal,
+                    "ticket": ticket, "justification": justification,
+                });
+                if let Some(case) = cutover_case {
+                    body["cutover_case"] = case.to_string().into();
                 }
                 (server, body)
             }

@@ -107,7 +107,7 @@ impl World {
             .unwrap()
             .unwrap();
         let client = common::moto_client(&moto.url());
-        for user in ["svc-app", "svc-stale"] {
+        for user in ["svc-app", "svc-stale", "svc-retired"] {
             client
                 .query(Service::Iam, "CreateUser", &[("UserName", user)])
                 .await
@@ -161,7 +161,15 @@ impl World {
         let owner = site.add_principal(
             &server,
             &root,
-            &["pat", "--team", "payments", "--role", "approver"],
+            &[
+                "pat",
+                "--team",
+                "payments",
+                "--role",
+                "approver",
+                "--role",
+                "requester",
+            ],
         );
         let scanner = site.add_principal(
             &server,
@@ -313,6 +321,52 @@ async fn exposed_key_rotates_with_cut_over(w: World) {
     assert_eq!(rotation["secret_name"], "apps/svc-app/aws");
     consumer.wait_for(&format!("ok {new}")).await;
 
+    // Offboarding the old key: its consumer used it minutes ago, so only the rotation's
+    // consumer check can show the dependants moved; without it the request is refused.
+    let offboard = |cutover: Option<&str>| {
+        let mut body = json!({
+            "kind": "offboard", "system": "aws:123456789012",
+            "principal": "svc-app/AccessKey1", "ticket": "CHG-2002",
+            "justification": "the leaked key goes for good",
+        });
+        if let Some(case) = cutover {
+            body["cutover_case"] = json!(case);
+        }
+        body
+    };
+    let (status, refused) = w
+        .api(&w.owner, "POST", "/v1/requests", Some(offboard(None)))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dependants still use"),
+        "{refused}"
+    );
+    let (status, asked) = w
+        .api(
+            &w.owner,
+            "POST",
+            "/v1/requests",
+            Some(offboard(Some(&case))),
+        )
+        .await;
+    assert_eq!(status, 202, "{asked}");
+    let offboarding = asked["case_id"].as_str().unwrap().to_owned();
+    let story = w.story(&offboarding).await;
+    let check = &story["events"][0]["body"]["request"]["dependants"];
+    assert_eq!(check["by"], "rotation", "{story}");
+    assert_eq!(check["case"], case.as_str());
+    assert_eq!(check["new_key_id"], new);
+    // The slot is pinned to the key it names now: the old one, whatever the rotation does.
+    assert_eq!(
+        story["events"][0]["body"]["request"]["spec"]["principal"],
+        format!("svc-app/{old}")
+    );
+    // (Left waiting: the rotation deletes the old key itself after its grace period.)
+
     w.server
         .wait_for_case_state(&w.root, &case, "remediated", Duration::from_secs(30))
         .await;
@@ -429,6 +483,123 @@ async fn a_consumer_that_never_cuts_over_escalates(w: World) {
     assert!(lines.iter().all(|l| l == &format!("ok {old}")), "{lines:?}");
 }
 
+/// Seed: offboarding a service principal links the change ticket, the evidence that its
+/// dependants no longer use it, and each step of its removal, in one case; a principal still in
+/// use is refused until its dependants cut over.
+async fn offboarding_checks_dependants_then_removes(w: World) {
+    let moto = w.moto.url();
+    // Still in use by its consumer: refused, nothing recorded.
+    let stale = keys(&moto, "svc-stale").await[0].0.clone();
+    let consumer = Consumer::start(&w.site, &moto, "apps/svc-stale/aws", "stale", false);
+    consumer.wait_for(&format!("ok {stale}")).await;
+    let (status, refused) = w
+        .api(
+            &w.owner,
+            "POST",
+            "/v1/requests",
+            Some(json!({
+                "kind": "offboard", "system": "aws:123456789012",
+                "principal": "svc-stale/AccessKey1", "ticket": "CHG-2001",
+                "justification": "retire the batch account",
+            })),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    // No ticket: refused, naming it.
+    let (status, problem) = w
+        .api(
+            &w.owner,
+            "POST",
+            "/v1/requests",
+            Some(json!({
+                "kind": "offboard", "system": "aws:123456789012",
+                "principal": "svc-retired/AccessKey1", "justification": "retired",
+            })),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "ticket", "{problem}");
+
+    // Never used: its owner team approves, the key is deleted, read back.
+    let retired = keys(&moto, "svc-retired").await[0].0.clone();
+    let output = w.site.run_as(
+        &w.server,
+        &w.owner,
+        &[
+            "request",
+            "offboard",
+            "--system",
+            "aws:123456789012",
+            "--principal",
+            "svc-retired/AccessKey1",
+            "--ticket",
+            "CHG-2001",
+            "--justification",
+            "the nightly batch was retired",
+        ],
+    );
+    // The requester is an approver of the owner team here, and never approves its own
+    // request: a second payments approver does.
+    assert!(output.status.success(), "{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("waits for \"1 of owner_team\""), "{said}");
+    let case = said
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
+    let second = w.site.add_principal(
+        &w.server,
+        &w.root,
+        &["quinn", "--team", "payments", "--role", "approver"],
+    );
+    let (status, refused) = w
+        .api(
+            &w.owner,
+            "POST",
+            &format!("/v1/cases/{case}/approvals"),
+            Some(json!({"verdict": "approve", "rationale": "mine"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, approved) = w
+        .api(
+            &second,
+            "POST",
+            &format!("/v1/cases/{case}/approvals"),
+            Some(json!({"verdict": "approve", "rationale": "CHG-2001 approved by the CAB"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    let story = w
+        .server
+        .wait_for_case_state(&w.root, &case, "remediated", Duration::from_secs(30))
+        .await;
+    assert!(keys(&moto, "svc-retired").await.is_empty(), "deleted");
+    let events = story["events"].as_array().unwrap();
+    let request = &events[0]["body"]["request"];
+    assert_eq!(request["spec"]["ticket"], "CHG-2001");
+    assert_eq!(request["change"]["action"], "delete");
+    assert_eq!(request["dependants"]["by"], "quiet", "{request}");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "write_back_intent",
+        "write_back_applied",
+        "write_back_verified",
+    ] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    let intent = events
+        .iter()
+        .find(|e| e["kind"] == "write_back_intent")
+        .unwrap();
+    assert_eq!(
+        intent["body"]["plan"]["pre_image"]["attributes"]["access_key_id"],
+        retired
+    );
+}
+
 async fn harness(db: TestDb) -> World {
     World::new(db).await
 }
@@ -436,4 +607,5 @@ async fn harness(db: TestDb) -> World {
 writ_testkit::backend_suite!(
     exposed_key_rotates_with_cut_over,
     a_consumer_that_never_cuts_over_escalates,
+    offboarding_checks_dependants_then_removes,
 );
