@@ -1,7 +1,9 @@
 //! [`AwsIam`]: IAM users and their access keys, as the system `aws:<account id>`.
 //!
 //! External ids:
-//! - `<user>`: an IAM user (for [`Action::ReduceScope`]);
+//! - `<user>`: an IAM user (for [`Action::ReduceScope`]; [`Action::Disable`] and
+//!   [`Action::Enable`] turn all its access keys off or on; [`Action::Create`] makes a requested
+//!   service account, see `iam_accounts`);
 //! - `role:<name>`: an IAM role (for [`Action::ReduceScope`]; `:` never occurs in IAM names);
 //! - `<user>/AccessKey1`, `<user>/AccessKey2`: a key *slot*, as Prowler names keys. Slot N is
 //!   the Nth key of the user in `ListAccessKeys` ordered by `CreateDate` (oldest first; keys
@@ -135,7 +137,7 @@ enum Entitlement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyMeta {
     pub(crate) id: String,
-    status: String,
+    pub(crate) status: String,
     create_date: String,
 }
 
@@ -458,14 +460,9 @@ impl AwsIam {
             attributes["last_used"] = json!({ "date": date });
         }
         if who.kind == PrincipalKind::User {
-            let keys: Vec<String> = self
-                .list_keys(&who.name)
-                .await?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|k| k.id)
-                .collect();
-            attributes["access_keys"] = json!(keys);
+            let keys = self.list_keys(&who.name).await?.unwrap_or_default();
+            attributes["access_key_status"] = crate::iam_accounts::key_statuses(&keys);
+            attributes["access_keys"] = json!(keys.into_iter().map(|k| k.id).collect::<Vec<_>>());
         }
         Ok(ObjectState {
             external_id,
@@ -555,6 +552,21 @@ impl AwsIam {
                 Ok(_) => Ok(ApplyOutcome::Applied),
                 Err(e) => refusal_or_err(e),
             },
+        }
+    }
+
+    /// The user a whole-user plan (create, disable, enable a user) acts on; `None` for any
+    /// other plan.
+    fn whole_user(plan: &Plan) -> Option<String> {
+        if !matches!(
+            plan.action,
+            Action::Create { .. } | Action::Disable | Action::Enable
+        ) {
+            return None;
+        }
+        match parse_target(&plan.external_id) {
+            Ok(Target::Principal(who)) if who.kind == PrincipalKind::User => Some(who.name),
+            _ => None,
         }
     }
 
@@ -731,7 +743,9 @@ impl Connector for AwsIam {
             .map(str::to_owned)
             .to_vec();
         if self.rotation.is_some() {
+            // A new account's key and a rotated key alike go to the consumers' secret.
             actions.push("rotate".to_owned());
+            actions.push("create".to_owned());
         }
         Capabilities {
             actions,
@@ -845,6 +859,18 @@ impl Connector for AwsIam {
             (Target::Key { .. }, Action::Rotate) if self.rotation.is_some() => {
                 Reversibility::Irreversible
             }
+            // A whole user: every access key turned off or back on.
+            (Target::Principal(who), Action::Disable | Action::Enable)
+                if who.kind == PrincipalKind::User =>
+            {
+                Reversibility::Reversible
+            }
+            // A requested service account: its key goes to the consumers' secret.
+            (Target::Principal(who), Action::Create { .. })
+                if who.kind == PrincipalKind::User && self.rotation.is_some() =>
+            {
+                Reversibility::Reversible
+            }
             (Target::Principal(_), Action::ReduceScope { remove }) => {
                 if remove.is_empty() {
                     return Err(ConnectorError::Permanent(
@@ -880,6 +906,17 @@ impl Connector for AwsIam {
         plan: &Plan,
         _idempotency_key: &str,
     ) -> Result<ApplyOutcome, ConnectorError> {
+        if let Some(user) = Self::whole_user(plan) {
+            return match &plan.action {
+                Action::Create {
+                    owner_team,
+                    purpose,
+                } => self.create_user(&user, owner_team, purpose).await,
+                Action::Disable => self.set_user_keys(&user, INACTIVE).await,
+                Action::Enable => self.set_user_keys(&user, ACTIVE).await,
+                other => Err(ConnectorError::Unsupported(other.name().to_owned())),
+            };
+        }
         match &plan.action {
             Action::Disable | Action::Enable | Action::Delete => {
                 let (user, key_id) = match Self::pinned_key(plan) {
@@ -913,6 +950,13 @@ impl Connector for AwsIam {
     }
 
     async fn verify(&self, plan: &Plan) -> Result<Verification, ConnectorError> {
+        if let Some(user) = Self::whole_user(plan) {
+            return match &plan.action {
+                Action::Create { .. } => self.verify_created(&user).await,
+                Action::Disable => self.verify_user_keys(&user, INACTIVE).await,
+                _ => self.verify_user_keys(&user, ACTIVE).await,
+            };
+        }
         match &plan.action {
             Action::Disable | Action::Enable | Action::Delete => {
                 let (user, key_id) = match Self::pinned_key(plan) {
@@ -962,6 +1006,12 @@ impl Connector for AwsIam {
     }
 
     async fn rollback(&self, plan: &Plan) -> Result<ApplyOutcome, ConnectorError> {
+        if let Some(user) = Self::whole_user(plan) {
+            return match &plan.action {
+                Action::Create { .. } => self.remove_created(&user).await,
+                _ => self.restore_user_keys(&user, plan).await,
+            };
+        }
         match &plan.action {
             Action::Disable | Action::Enable => {
                 let Ok((user, key_id)) = Self::pinned_key(plan) else {

@@ -121,14 +121,29 @@ impl AwsIam {
             ConnectorError::Unsupported("rotate (no rotation_sink is configured)".into())
         })
     }
-}
 
-#[async_trait]
-impl KeyRotation for AwsIam {
-    async fn create_and_deliver(
+    /// The access key id the secret `user`'s consumers read holds now, if any.
+    pub(crate) async fn delivered_key_id(
         &self,
         user: &str,
-        old_key_id: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        let delivery = self.delivery()?;
+        let name = delivery.secret_name(&self.system, user);
+        Ok(delivery.current(&name).await?.and_then(|(value, _)| {
+            value
+                .get("AccessKeyId")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
+    /// Makes `user` a new access key beside `keep` (the key being rotated out; `None` for a
+    /// new account) and writes it into the secret its consumers read. Called again after a
+    /// crash, it adopts a key the secret already holds and deletes one it does not hold.
+    pub(crate) async fn issue_key(
+        &self,
+        user: &str,
+        keep: Option<&str>,
     ) -> Result<Delivered, ConnectorError> {
         let delivery = self.delivery()?;
         let name = delivery.secret_name(&self.system, user);
@@ -140,12 +155,14 @@ impl KeyRotation for AwsIam {
         let keys = self.list_keys(user).await?.ok_or_else(|| {
             ConnectorError::Permanent(format!("NoSuchEntity: user {user} does not exist"))
         })?;
-        if !keys.iter().any(|k| k.id == old_key_id) {
+        if let Some(old_key_id) = keep
+            && !keys.iter().any(|k| k.id == old_key_id)
+        {
             return Err(ConnectorError::Permanent(format!(
                 "access key {old_key_id} of user {user} does not exist"
             )));
         }
-        for other in keys.iter().filter(|k| k.id != old_key_id) {
+        for other in keys.iter().filter(|k| Some(k.id.as_str()) != keep) {
             if held.as_deref() == Some(other.id.as_str()) {
                 // Delivered by an earlier try that stopped before it was recorded: adopt it.
                 return Ok(Delivered {
@@ -187,6 +204,17 @@ impl KeyRotation for AwsIam {
             secret_name: name,
             secret_version: version,
         })
+    }
+}
+
+#[async_trait]
+impl KeyRotation for AwsIam {
+    async fn create_and_deliver(
+        &self,
+        user: &str,
+        old_key_id: &str,
+    ) -> Result<Delivered, ConnectorError> {
+        self.issue_key(user, Some(old_key_id)).await
     }
 
     async fn last_used(

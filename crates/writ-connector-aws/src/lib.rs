@@ -19,6 +19,7 @@ mod client;
 mod config;
 mod error;
 mod iam;
+mod iam_accounts;
 mod key_rotation;
 pub mod s3;
 mod secrets;

@@ -468,7 +468,14 @@ async fn unknown_user_is_rejected_and_bad_actions_are_unsupported() {
             },
         ),
         ("svc/AccessKey1", Action::Rotate),
-        ("svc", Action::Disable),
+        ("role:ci", Action::Disable),
+        (
+            "svc",
+            Action::Create {
+                owner_team: "data".into(),
+                purpose: "no sink configured".into(),
+            },
+        ),
     ] {
         assert!(matches!(
             iam.plan(id, &action).await,
@@ -577,4 +584,86 @@ async fn key_rotation_creates_delivers_and_resumes_after_a_crash() {
         plain.plan("svc/AccessKey1", &Action::Rotate).await,
         Err(ConnectorError::Unsupported(_))
     ));
+}
+
+#[tokio::test]
+async fn requested_account_gets_a_delivered_key_is_disabled_whole_and_rolls_back() {
+    let moto = MotoServer::start().await;
+    let client = moto.client();
+    let seed = Seed(&client);
+    seed.user("someone-elses").await;
+    let iam = connect(&moto)
+        .await
+        .with_rotation(moto.config(), "apps/{identity}/aws")
+        .unwrap();
+    assert!(iam.capabilities().actions.contains(&"create".to_owned()));
+    let create = Action::Create {
+        owner_team: "data".into(),
+        purpose: "nightly reports (ETL)".into(),
+    };
+    let plan = iam.plan("svc-new", &create).await.unwrap();
+    assert!(!plan.pre_image.exists);
+    assert_eq!(plan.reversibility, Reversibility::Reversible);
+    assert_eq!(iam.apply(&plan, "k1").await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(iam.verify(&plan).await.unwrap(), Verification::Confirmed);
+    // The key went to the consumers' secret, never through writ.
+    let secret = client
+        .json(
+            writ_connector_aws::Service::SecretsManager,
+            "secretsmanager.GetSecretValue",
+            &json!({"SecretId": "apps/svc-new/aws"}),
+        )
+        .await
+        .unwrap();
+    let value: serde_json::Value =
+        serde_json::from_str(secret["SecretString"].as_str().unwrap()).unwrap();
+    let key_id = value["AccessKeyId"].as_str().unwrap().to_owned();
+    assert!(value["SecretAccessKey"].as_str().unwrap().len() >= 20);
+    let state = iam.read("svc-new").await.unwrap();
+    assert_eq!(state.attributes["access_keys"], json!([key_id]));
+    // Applied again after a crash: the user and its delivered key are adopted.
+    iam.apply(&plan, "k1").await.unwrap();
+    assert_eq!(
+        iam.read("svc-new").await.unwrap().attributes["access_keys"],
+        json!([key_id])
+    );
+    // A user writ did not create is never taken over, nor deleted.
+    let theirs = iam.plan("someone-elses", &create).await.unwrap();
+    assert!(matches!(
+        iam.apply(&theirs, "k2").await.unwrap(),
+        ApplyOutcome::Rejected { .. }
+    ));
+    assert!(matches!(
+        iam.rollback(&theirs).await.unwrap(),
+        ApplyOutcome::Rejected { .. }
+    ));
+
+    // Disabled at its expiry: every key inactive; rolled back to the statuses before.
+    let disable = iam.plan("svc-new", &Action::Disable).await.unwrap();
+    assert_eq!(
+        disable.pre_image.attributes["access_key_status"][&key_id],
+        "Active"
+    );
+    assert_eq!(
+        iam.apply(&disable, "k3").await.unwrap(),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(iam.verify(&disable).await.unwrap(), Verification::Confirmed);
+    assert_eq!(
+        iam.apply(&disable, "k3").await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
+    assert_eq!(iam.rollback(&disable).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        iam.read("svc-new").await.unwrap().attributes["access_key_status"][&key_id],
+        "Active"
+    );
+
+    // The creation rolled back: keys and user gone.
+    assert_eq!(iam.rollback(&plan).await.unwrap(), ApplyOutcome::Applied);
+    assert!(!iam.read("svc-new").await.unwrap().exists);
+    assert_eq!(
+        iam.rollback(&plan).await.unwrap(),
+        ApplyOutcome::AlreadyInState
+    );
 }

@@ -166,6 +166,23 @@ impl WriteBack {
             }
             _ => {}
         }
+        // The target plans the change now (read-only), so a change it cannot make on this
+        // object (a key slot named as a new account's name) is refused before anything is
+        // recorded, naming the field.
+        match connector.plan(&external_id, &change).await {
+            Ok(_) => {}
+            Err(writ_connectors::ConnectorError::Retryable(err)) => {
+                return Err(WriteBackError::Refused(format!(
+                    "target {system} could not be read: {err}"
+                )));
+            }
+            Err(err) => {
+                return Err(invalid(
+                    id_field,
+                    format!("{system} cannot {} {external_id}: {err}", change.name()),
+                ));
+            }
+        }
         let identity = self
             .store
             .identity_by_external_id(&system, &external_id)

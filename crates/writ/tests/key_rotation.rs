@@ -600,6 +600,105 @@ async fn offboarding_checks_dependants_then_removes(w: World) {
     );
 }
 
+/// Seed: a requested IAM service account is created only after its owner team approves (never
+/// by its requester), its first access key delivered straight into the Secrets Manager secret
+/// its consumers read (never to writ, never in the ledger), recorded in the inventory with its
+/// owner, and turned off by itself at its expiry (every key inactive, read back).
+async fn new_iam_service_account_gets_its_key_in_secrets_manager(w: World) {
+    let moto = w.moto.url();
+    let quinn = w.site.add_principal(
+        &w.server,
+        &w.root,
+        &["quinn", "--team", "payments", "--role", "approver"],
+    );
+    let expires = (writ_core::Clock::now(&writ_core::SystemClock)
+        + jiff::SignedDuration::from_secs(12))
+    .to_string();
+    let ask = |name: &str| {
+        json!({
+            "kind": "new_service_account", "system": "aws:123456789012", "name": name,
+            "owner_team": "payments", "purpose": "settlement reports",
+            "expires_at": expires, "ticket": "CHG-2207",
+        })
+    };
+    // A key slot is not an account the target can create: refused, naming the field.
+    let (status, problem) = w
+        .api(
+            &w.owner,
+            "POST",
+            "/v1/requests",
+            Some(ask("svc-app/AccessKey9")),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
+
+    let (status, answer) = w
+        .api(&w.owner, "POST", "/v1/requests", Some(ask("svc-reports")))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let case = answer["case_id"].as_str().unwrap().to_owned();
+    let iam = common::moto_client(&moto);
+    assert!(
+        iam.query(Service::Iam, "GetUser", &[("UserName", "svc-reports")])
+            .await
+            .is_err(),
+        "nothing created before approval"
+    );
+    let approvals = format!("/v1/cases/{case}/approvals");
+    let vote = json!({"verdict": "approve", "rationale": "matches CHG-2207"});
+    let (status, _) = w
+        .api(&w.owner, "POST", &approvals, Some(vote.clone()))
+        .await;
+    assert_eq!(status, 403, "the requester never approves its own request");
+    let (status, approved) = w.api(&quinn, "POST", &approvals, Some(vote)).await;
+    assert_eq!(status, 200, "{approved}");
+    w.server
+        .wait_for_case_state(&w.root, &case, "remediated", Duration::from_secs(30))
+        .await;
+    let created = keys(&moto, "svc-reports").await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0].1, "Active");
+    let secret = iam
+        .json(
+            Service::SecretsManager,
+            "secretsmanager.GetSecretValue",
+            &json!({"SecretId": "apps/svc-reports/aws"}),
+        )
+        .await
+        .unwrap();
+    let value: Value = serde_json::from_str(secret["SecretString"].as_str().unwrap()).unwrap();
+    assert_eq!(value["AccessKeyId"], created[0].0.as_str());
+    let secret_key = value["SecretAccessKey"].as_str().unwrap().to_owned();
+    let (_, identities) = w.api(&w.root, "GET", "/v1/identities", None).await;
+    let account = identities
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["external_id"] == "svc-reports")
+        .unwrap_or_else(|| panic!("not in the inventory: {identities}"));
+    assert_eq!(account["owner_team"], "payments", "{account}");
+
+    // At its expiry every key is turned off by itself, read back and recorded.
+    let story = w
+        .server
+        .wait_for_case_state(&w.root, &case, "closed", Duration::from_secs(40))
+        .await;
+    assert_eq!(keys(&moto, "svc-reports").await[0].1, "Inactive");
+    assert!(
+        !story.to_string().contains(&secret_key),
+        "the secret never reaches the case"
+    );
+    let output = w.site.run(&["audit", "export", "--all", "-o", "all.json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let exported = std::fs::read_to_string(w.site.path("all.json")).unwrap();
+    assert!(!exported.contains(&secret_key), "nor the ledger");
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = w.site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+}
+
 async fn harness(db: TestDb) -> World {
     World::new(db).await
 }
@@ -608,4 +707,5 @@ writ_testkit::backend_suite!(
     exposed_key_rotates_with_cut_over,
     a_consumer_that_never_cuts_over_escalates,
     offboarding_checks_dependants_then_removes,
+    new_iam_service_account_gets_its_key_in_secrets_manager,
 );
