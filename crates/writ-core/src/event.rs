@@ -127,6 +127,9 @@ pub enum EventKind {
     /// A requested change reached its end (an account's expiry, an agent's access running
     /// out, a revocation criterion met): the change that ends it was queued.
     AccessExpired,
+    /// A target's inventory was synced (on schedule or on demand), or the sync failed: the
+    /// system's freshness and last result.
+    SystemSynced,
 }
 
 impl EventKind {
@@ -183,6 +186,7 @@ impl EventKind {
             K::RequestSubmitted => &["PR.AA-05", "GV.RR-02", "ID.AM-01"],
             K::AccessExpired => &["PR.AA-05", "PR.AA-01"],
             K::RotationProgressed => &["PR.AA-01", "RS.MI-02", "PR.DS-01"],
+            K::SystemSynced => &["ID.AM-01", "DE.CM-09"],
         }
     }
 }
@@ -358,6 +362,8 @@ pub enum EventBody {
     AccessExpired(AccessExpired),
     /// See [`RotationProgressed`].
     RotationProgressed(RotationProgressed),
+    /// See [`SystemSynced`].
+    SystemSynced(SystemSynced),
 }
 
 impl EventBody {
@@ -402,6 +408,7 @@ impl EventBody {
             B::RequestSubmitted(_) => K::RequestSubmitted,
             B::AccessExpired(_) => K::AccessExpired,
             B::RotationProgressed(_) => K::RotationProgressed,
+            B::SystemSynced(_) => K::SystemSynced,
         }
     }
 
@@ -446,6 +453,7 @@ impl EventBody {
             K::RequestSubmitted => serde_json::from_value(body).map(B::RequestSubmitted),
             K::AccessExpired => serde_json::from_value(body).map(B::AccessExpired),
             K::RotationProgressed => serde_json::from_value(body).map(B::RotationProgressed),
+            K::SystemSynced => serde_json::from_value(body).map(B::SystemSynced),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -494,7 +502,8 @@ impl EventBody {
             | B::TokenIssued(_)
             | B::TokenRevoked(_)
             | B::LedgerSealed(_)
-            | B::RotationProgressed(_) => None,
+            | B::RotationProgressed(_)
+            | B::SystemSynced(_) => None,
         }
     }
 
@@ -548,6 +557,7 @@ impl EventBody {
             | B::OverrideRequested(_)
             | B::DismissalRequested(_)
             | B::RequestSubmitted(_)
+            | B::SystemSynced(_)
             | B::LedgerSealed(_) => None,
         }
     }
@@ -642,6 +652,47 @@ pub struct IdentitySynced {
     /// Why it changed, when not from discovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `system_synced`: how a target's inventory sync went. The identities it found are
+/// `identity_synced` events of the same group (only those new or changed since the last sync).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSynced {
+    /// The system (`pg-main`, `aws:123456789012`).
+    pub system: String,
+    /// The `[[targets]]` name it is configured as.
+    pub target: String,
+    /// When the sync started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// Whether it ran on the schedule (`sync_every`) or was asked for.
+    pub scheduled: bool,
+    /// What came of it.
+    pub outcome: SyncOutcome,
+}
+
+/// What a sync came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SyncOutcome {
+    /// The target was read in full.
+    Succeeded {
+        /// Objects it reported.
+        discovered: u64,
+        /// Identities among them.
+        identities: u64,
+        /// Of those, how many have an owner.
+        owned: u64,
+        /// Identities new or changed since the last sync (recorded in this group).
+        changed: u64,
+    },
+    /// The target could not be read; the inventory stays as it was.
+    Failed {
+        /// Why (never a secret: connector errors carry none).
+        error: String,
+    },
 }
 
 /// `ownership_imported`: the ownership rules in force from now on.

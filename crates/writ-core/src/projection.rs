@@ -103,6 +103,8 @@ pub enum Projection {
         /// Which.
         kinds: Vec<DeadlineKind>,
     },
+    /// A system's sync status: its last attempt, and (on success) its last success.
+    System(crate::event::SystemSynced),
 }
 
 /// The projection rows `body` (of an event in `case_id`) implies, in a fixed order (identity,
@@ -111,6 +113,9 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
     let mut rows = Vec::new();
     if let EventBody::IdentitySynced(b) = body {
         rows.push(Projection::Identity(b.identity.clone()));
+    }
+    if let EventBody::SystemSynced(b) = body {
+        rows.push(Projection::System(b.clone()));
     }
     if let Some(case) = body.case() {
         rows.push(Projection::Case {

@@ -166,6 +166,7 @@ pub fn case_transition(
     };
     match body {
         B::IdentitySynced(_)
+        | B::SystemSynced(_)
         | B::OwnershipImported(_)
         | B::PrincipalCreated(_)
         | B::PrincipalChanged(_)
@@ -464,7 +465,8 @@ pub fn job_transition(
         | B::BypassReviewOverdue(_)
         | B::OverrideRequested(_)
         | B::DismissalRequested(_)
-        | B::RequestSubmitted(_) => &[],
+        | B::RequestSubmitted(_)
+        | B::SystemSynced(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))

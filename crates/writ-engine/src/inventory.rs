@@ -1,8 +1,11 @@
 //! The inventory: identities discovered in target systems, with ownership and criticality from
 //! the operator's rules file.
 //!
-//! `sync` runs a connector's `discover` and records every identity it reports, with the
-//! system's freshness (`reconciled_at` = now), as `identity_synced` events. Ownership and
+//! `sync` runs a connector's `discover` and records each identity it reports that is new or
+//! changed since the last sync (ownership rules applied) as an `identity_synced` event, and the
+//! sync itself (counts, or why it failed) as a `system_synced` event in the same group: the
+//! system's freshness. `scheduled_syncs` runs it for each target whose `sync_every` has come
+//! round, once per round across replicas. Ownership and
 //! criticality do not come from targets: `import_rules` records an `ownership_imported` event
 //! holding the rules (identity pattern -> owner team, criticality, privileged), applies them to
 //! the identities already known, and every later sync applies the latest rules. This is what
@@ -152,8 +155,10 @@ pub async fn current_rules(store: &dyn Store) -> Result<OwnershipRules, Inventor
 pub struct InventoryReport {
     /// Objects the target reported.
     pub discovered: usize,
-    /// Identities recorded (new or updated).
+    /// Identities recorded (new or changed since the last sync).
     pub recorded: usize,
+    /// Identities the target holds (changed or not).
+    pub identities: usize,
     /// Of those, how many an ownership rule matched.
     pub owned: usize,
     /// The subjects (`system/external id`) recorded, for resolving the cases opened before
@@ -161,7 +166,8 @@ pub struct InventoryReport {
     pub subjects: Vec<String>,
 }
 
-/// Discovers `connector`'s system and records its identities, with the current rules applied.
+/// Discovers `connector`'s system and records its identities, with the current rules applied
+/// (as asked for, under the system's own name as its target).
 pub async fn sync(
     store: &dyn Store,
     sequencer: &Sequencer,
@@ -170,9 +176,92 @@ pub async fn sync(
     ids: &dyn IdSource,
     actor: &str,
 ) -> Result<InventoryReport, InventoryError> {
+    let run = SyncRun {
+        target: connector.system(),
+        scheduled: false,
+        actor,
+        refresh_after: jiff::SignedDuration::ZERO,
+    };
+    sync_target(store, sequencer, connector, clock, ids, &run).await
+}
+
+/// Who runs a sync, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncRun<'a> {
+    /// The `[[targets]]` name.
+    pub target: &'a str,
+    /// Whether it runs on the schedule.
+    pub scheduled: bool,
+    /// The ledger actor.
+    pub actor: &'a str,
+    /// An identity unchanged since the last sync is recorded again (its `reconciled_at`
+    /// renewed) once its record is older than this: zero re-records every identity (an
+    /// explicit sync confirms them all); a schedule uses a fraction of the freshness window
+    /// (`ingest.max_reconcile_age_hours`), so identities stay fresh without a ledger entry
+    /// per identity per round.
+    pub refresh_after: jiff::SignedDuration,
+}
+
+/// Whether `known` may stand for `found` as is: they say the same (freshness aside) and
+/// `known` was confirmed less than `refresh_after` before `now`.
+fn still_current(
+    known: &Identity,
+    found: &Identity,
+    now: Timestamp,
+    refresh_after: jiff::SignedDuration,
+) -> bool {
+    let fresh = known
+        .reconciled_at
+        .is_some_and(|at| now.duration_since(at) < refresh_after);
+    let mut found = found.clone();
+    found.reconciled_at = known.reconciled_at;
+    found.id = known.id;
+    fresh && *known == found
+}
+
+/// Discovers `connector`'s system and records what changed, and the sync itself. A target
+/// that cannot be read is recorded as a failed sync (the inventory stays as it was) and the
+/// error returned.
+pub async fn sync_target(
+    store: &dyn Store,
+    sequencer: &Sequencer,
+    connector: &dyn Connector,
+    clock: &dyn Clock,
+    ids: &dyn IdSource,
+    how: &SyncRun<'_>,
+) -> Result<InventoryReport, InventoryError> {
+    let actor = how.actor;
     let now = clock.now();
     let system = connector.system().to_owned();
-    let objects = connector.discover().await?;
+    let synced = |outcome: writ_core::event::SyncOutcome, key: String| {
+        Draft::new(
+            None,
+            actor,
+            key,
+            EventBody::SystemSynced(writ_core::event::SystemSynced {
+                system: system.clone(),
+                target: how.target.to_owned(),
+                started_at: now,
+                finished_at: clock.now(),
+                scheduled: how.scheduled,
+                outcome,
+            }),
+        )
+    };
+    let objects = match connector.discover().await {
+        Ok(objects) => objects,
+        Err(err) => {
+            let key = format!("system-sync:{system}:{}", now.as_microsecond());
+            let failed = synced(
+                writ_core::event::SyncOutcome::Failed {
+                    error: err.to_string(),
+                },
+                key,
+            );
+            sequencer.append(failed).await?;
+            return Err(err.into());
+        }
+    };
     let rules = current_rules(store).await?;
     let known: HashMap<String, Identity> = store
         .identities()
@@ -207,6 +296,10 @@ pub async fn sync(
         report
             .subjects
             .push(format!("{}/{}", identity.system, identity.external_id));
+        report.identities += 1;
+        if existing.is_some_and(|e| still_current(e, &identity, now, how.refresh_after)) {
+            continue;
+        }
         drafts.push(Draft::new(
             None,
             actor,
@@ -219,8 +312,94 @@ pub async fn sync(
         ));
     }
     report.recorded = drafts.len();
+    drafts.push(synced(
+        writ_core::event::SyncOutcome::Succeeded {
+            discovered: report.discovered as u64,
+            identities: report.identities as u64,
+            owned: report.owned as u64,
+            changed: report.recorded as u64,
+        },
+        format!("system-sync:{system}:{run}"),
+    ));
     for result in sequencer.append_all(drafts).await {
         result?;
+    }
+    Ok(report)
+}
+
+/// A target synced on a schedule (`[[targets]] sync_every`).
+#[derive(Clone)]
+pub struct ScheduledTarget {
+    /// The `[[targets]]` name.
+    pub target: String,
+    /// Its connector.
+    pub connector: std::sync::Arc<dyn Connector>,
+    /// How often.
+    pub every: jiff::SignedDuration,
+}
+
+impl std::fmt::Debug for ScheduledTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduledTarget")
+            .field("target", &self.target)
+            .field("system", &self.connector.system())
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+/// What a pass of scheduled syncs did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduledReport {
+    /// Targets synced by this replica.
+    pub synced: usize,
+    /// Of those, how many failed (recorded as failed syncs).
+    pub failed: usize,
+    /// Subjects the successful syncs recorded (to decide cases opened before them).
+    pub subjects: Vec<String>,
+}
+
+/// The round a time falls in, for a schedule of `every`: whole periods since the epoch. Every
+/// replica computes the same round, so the claim on it is what makes one of them run it.
+pub fn sync_round(now: Timestamp, every: jiff::SignedDuration) -> i64 {
+    let period = every.as_micros().max(1);
+    i64::try_from(i128::from(now.as_microsecond()) / period).unwrap_or(i64::MAX)
+}
+
+/// Syncs every scheduled target whose round has come and that no replica has claimed yet
+/// (one replica per target per round); a failed target is recorded as a failed sync and the
+/// others go on.
+pub async fn scheduled_syncs(
+    store: &dyn Store,
+    sequencer: &Sequencer,
+    schedule: &[ScheduledTarget],
+    clock: &dyn Clock,
+    ids: &dyn IdSource,
+    holder: &str,
+    refresh_after: jiff::SignedDuration,
+) -> Result<ScheduledReport, InventoryError> {
+    let mut report = ScheduledReport::default();
+    for entry in schedule {
+        let system = entry.connector.system();
+        let round = sync_round(clock.now(), entry.every);
+        if !store.claim_sync_round(system, round, holder).await? {
+            continue;
+        }
+        let run = SyncRun {
+            target: &entry.target,
+            scheduled: true,
+            actor: writ_core::workflow::ENGINE_ACTOR,
+            refresh_after,
+        };
+        report.synced += 1;
+        match sync_target(store, sequencer, &*entry.connector, clock, ids, &run).await {
+            Ok(synced) => report.subjects.extend(synced.subjects),
+            Err(InventoryError::Connector(err)) => {
+                report.failed += 1;
+                tracing::warn!(target = %entry.target, system, error = %err, "scheduled sync failed; recorded, the inventory stays as it was");
+            }
+            Err(err) => return Err(err),
+        }
     }
     Ok(report)
 }

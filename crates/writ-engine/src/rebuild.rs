@@ -118,6 +118,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
     );
     let mut deadlines: BTreeMap<(CaseId, &'static str), DeadlineRow> = BTreeMap::new();
     let mut bypasses: BTreeMap<CaseId, (CaseId, String, bool, u64)> = BTreeMap::new();
+    let mut systems: BTreeMap<String, writ_store::SystemStatus> = BTreeMap::new();
     for effect in effects {
         match effect {
             Effect::PutEvidence(_) => {}
@@ -248,6 +249,31 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                     }
                 }
             }
+            Effect::UpsertSystem { status, seq } => {
+                let succeeded = matches!(
+                    status.outcome,
+                    writ_core::event::SyncOutcome::Succeeded { .. }
+                );
+                let earlier = systems
+                    .get(&status.system)
+                    .and_then(|row| row.last_success_at);
+                systems.insert(
+                    status.system.clone(),
+                    writ_store::SystemStatus {
+                        last_success_at: if succeeded {
+                            Some(status.finished_at)
+                        } else {
+                            earlier
+                        },
+                        system: status.system,
+                        target: status.target,
+                        last_attempt_at: status.finished_at,
+                        scheduled: status.scheduled,
+                        outcome: status.outcome,
+                        updated_seq: seq,
+                    },
+                );
+            }
         }
     }
     ProjectionDump {
@@ -261,6 +287,7 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
         exceptions: exceptions.into_values().collect(),
         deadlines: deadlines.into_values().collect(),
         bypasses: bypasses.into_values().collect(),
+        systems: systems.into_values().collect(),
     }
 }
 
@@ -310,5 +337,6 @@ fn differences(expected: &ProjectionDump, live: &ProjectionDump) -> Vec<String> 
     );
     compare("deadlines", &expected.deadlines, &live.deadlines, &mut out);
     compare("bypasses", &expected.bypasses, &live.bypasses, &mut out);
+    compare("systems", &expected.systems, &live.systems, &mut out);
     out
 }

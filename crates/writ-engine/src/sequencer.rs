@@ -1167,6 +1167,7 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
             kinds,
             seq,
         },
+        Projection::System(status) => Effect::UpsertSystem { status, seq },
     }
 }
 

@@ -608,6 +608,8 @@ delegate! {
         fn exceptions(&self, filter: &writ_store::ExceptionFilter) -> Vec<writ_store::ExceptionView>;
         fn due_deadlines(&self, now: jiff::Timestamp, limit: u32) -> Vec<writ_store::DueDeadline>;
         fn live_grants(&self, limit: u32) -> Vec<(writ_core::ids::CaseId, String, u64)>;
+        fn systems(&self) -> Vec<writ_store::SystemStatus>;
+        fn claim_sync_round(&self, system: &str, round: i64, holder: &str) -> bool;
         fn finding_types_about(&self, system: &str, external_id: &str, after_seq: u64) -> Vec<String>;
         fn unreviewed_bypasses_of(&self, principal: &str) -> Vec<writ_core::ids::CaseId>;
         fn principal(&self, name: &str) -> Option<writ_store::PrincipalView>;

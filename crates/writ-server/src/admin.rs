@@ -614,13 +614,19 @@ pub async fn sync_target(
             format!("no [[targets]] named {name:?} is configured and reachable"),
         )
     })?;
-    let report = writ_engine::inventory::sync(
+    let actor = writ_engine::principals::actor_of(caller.principal());
+    let report = writ_engine::inventory::sync_target(
         &*state.store,
         &state.sequencer,
         &*connector,
         &*state.clock,
         &*state.ids,
-        &writ_engine::principals::actor_of(caller.principal()),
+        &writ_engine::inventory::SyncRun {
+            target: &name,
+            scheduled: false,
+            actor: &actor,
+            refresh_after: jiff::SignedDuration::ZERO,
+        },
     )
     .await
     .map_err(inventory_problem)?;
@@ -639,6 +645,121 @@ pub async fn sync_target(
         owned: report.owned,
         decided: Some(decided),
     }))
+}
+
+/// A target system's inventory sync: freshness and last result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemSummary {
+    /// The `[[targets]]` name (as last recorded, for a system no longer configured).
+    pub target: Option<String>,
+    /// The system.
+    pub system: String,
+    /// Whether this writ can reach it now (its connector is configured and connected).
+    pub connected: bool,
+    /// When a sync last ended (RFC 3339), if ever.
+    pub last_attempt_at: Option<String>,
+    /// When a sync last succeeded: the inventory's freshness (RFC 3339), if ever.
+    pub last_success_at: Option<String>,
+    /// Seconds since the last successful sync, if any.
+    pub age_seconds: Option<i64>,
+    /// Whether the last sync ran on the schedule.
+    pub scheduled: Option<bool>,
+    /// `succeeded`, `failed`, or `never`.
+    pub result: String,
+    /// Why the last sync failed.
+    pub error: Option<String>,
+    /// The last successful sync's counts: objects, identities, owned, changed.
+    pub discovered: Option<u64>,
+    /// Identities the system holds.
+    pub identities: Option<u64>,
+    /// Of those, with an owner.
+    pub owned: Option<u64>,
+    /// New or changed at the last sync.
+    pub changed: Option<u64>,
+}
+
+/// Every target system: how fresh its inventory is, and how its last sync went.
+#[utoipa::path(get, path = "/v1/systems", tag = "inventory",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The systems, by name", body = [SystemSummary]),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read the inventory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn list_systems(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SystemSummary>>, Problem> {
+    use writ_core::event::SyncOutcome;
+    caller.require(crate::READERS, "reading the inventory")?;
+    let recorded = state
+        .store
+        .systems()
+        .await
+        .map_err(|err| Problem::unavailable(&err))?;
+    let now = state.clock.now();
+    let mut out: Vec<SystemSummary> = Vec::new();
+    let configured: Vec<(&String, &std::sync::Arc<dyn writ_connectors::Connector>)> =
+        state.targets.iter().collect();
+    for status in &recorded {
+        let target = configured
+            .iter()
+            .find(|(_, c)| c.system() == status.system)
+            .map(|(name, _)| (*name).clone());
+        let (result, error, counts) = match &status.outcome {
+            SyncOutcome::Succeeded {
+                discovered,
+                identities,
+                owned,
+                changed,
+            } => (
+                "succeeded",
+                None,
+                Some((*discovered, *identities, *owned, *changed)),
+            ),
+            SyncOutcome::Failed { error } => ("failed", Some(error.clone()), None),
+        };
+        out.push(SystemSummary {
+            connected: target.is_some(),
+            target: Some(target.unwrap_or_else(|| status.target.clone())),
+            system: status.system.clone(),
+            last_attempt_at: Some(status.last_attempt_at.to_string()),
+            last_success_at: status.last_success_at.map(|t| t.to_string()),
+            age_seconds: status
+                .last_success_at
+                .map(|t| now.duration_since(t).as_secs()),
+            scheduled: Some(status.scheduled),
+            result: result.to_owned(),
+            error,
+            discovered: counts.map(|c| c.0),
+            identities: counts.map(|c| c.1),
+            owned: counts.map(|c| c.2),
+            changed: counts.map(|c| c.3),
+        });
+    }
+    for (name, connector) in configured {
+        if recorded.iter().any(|s| s.system == connector.system()) {
+            continue;
+        }
+        out.push(SystemSummary {
+            target: Some(name.clone()),
+            system: connector.system().to_owned(),
+            connected: true,
+            last_attempt_at: None,
+            last_success_at: None,
+            age_seconds: None,
+            scheduled: None,
+            result: "never".to_owned(),
+            error: None,
+            discovered: None,
+            identities: None,
+            owned: None,
+            changed: None,
+        });
+    }
+    out.sort_by(|a, b| a.system.cmp(&b.system));
+    Ok(Json(out))
 }
 
 /// One ownership rule (see `writ_core::ownership`).

@@ -30,7 +30,7 @@ use crate::problem::Problem;
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
-        crate::admin::sync_target, crate::admin::import_rules),
+        crate::admin::sync_target, crate::admin::list_systems, crate::admin::import_rules),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
     modifiers(&BearerAuth, &ExactSchemas),
     tags(
@@ -321,6 +321,7 @@ pub(crate) fn routes() -> Router<AppState> {
             delete(crate::admin::revoke_token),
         )
         .route("/v1/targets/{name}/sync", post(crate::admin::sync_target))
+        .route("/v1/systems", get(crate::admin::list_systems))
         .route("/v1/inventory/rules", post(crate::admin::import_rules))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -52,6 +52,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/cases", Roles(READERS)),
     ("GET", "/v1/cases/{id}", Roles(READERS)),
     ("GET", "/v1/identities", Roles(READERS)),
+    ("GET", "/v1/systems", Roles(READERS)),
     (
         "POST",
         "/v1/cases/{id}/approvals",

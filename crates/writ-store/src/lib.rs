@@ -41,7 +41,7 @@ pub use model::{
     CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, CosignatureRow, DeliveryAttempt,
     DeliveryNext, DueDeadline, Effect, EntryPage, EntryRef, EvidenceRow, ExceptionFilter,
     ExceptionView, Expectation, JobView, LedgerRow, OutboxRow, PrincipalView, ProjectionDump,
-    TokenView,
+    SystemStatus, TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -312,6 +312,18 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
         now: jiff::Timestamp,
         limit: u32,
     ) -> Result<Vec<DueDeadline>, StoreError>;
+
+    /// Every system's inventory sync status, by name.
+    async fn systems(&self) -> Result<Vec<crate::model::SystemStatus>, StoreError>;
+
+    /// Claims `system`'s scheduled sync of `round` for `holder`: true for exactly one caller
+    /// per round, across replicas.
+    async fn claim_sync_round(
+        &self,
+        system: &str,
+        round: i64,
+        holder: &str,
+    ) -> Result<bool, StoreError>;
 
     /// The accesses still granted (an `access_expiry` deadline not yet met): each case, its
     /// subject, and the entry that granted it. At most `limit`, soonest to end first.

@@ -128,6 +128,11 @@ pub const SQLITE: &[Migration] = &[
         name: "findings_by_subject",
         sql: include_str!("../migrations/sqlite/0013_findings_by_subject.sql"),
     },
+    Migration {
+        version: 14,
+        name: "systems",
+        sql: include_str!("../migrations/sqlite/0014_systems.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -196,6 +201,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 13,
         name: "findings_by_subject",
         sql: include_str!("../migrations/postgres/0013_findings_by_subject.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "systems",
+        sql: include_str!("../migrations/postgres/0014_systems.sql"),
     },
 ];
 

@@ -197,6 +197,13 @@ pub enum Effect {
         /// The entry that met them.
         seq: u64,
     },
+    /// Record a system's sync (its last success kept when this one failed).
+    UpsertSystem {
+        /// What the sync recorded.
+        status: writ_core::event::SystemSynced,
+        /// The entry that recorded it.
+        seq: u64,
+    },
 }
 
 /// An exception as the store keeps it.
@@ -428,6 +435,27 @@ pub struct ProjectionDump {
     pub bypasses: Vec<(CaseId, String, bool, u64)>,
     /// Deadlines: case, kind, due, done, the seqs that set and last changed them.
     pub deadlines: Vec<(CaseId, DeadlineKind, Timestamp, bool, u64, u64)>,
+    /// Systems' sync status.
+    pub systems: Vec<SystemStatus>,
+}
+
+/// A target system's inventory sync, as last recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SystemStatus {
+    /// The system.
+    pub system: String,
+    /// Its `[[targets]]` name.
+    pub target: String,
+    /// When a sync last ended.
+    pub last_attempt_at: Timestamp,
+    /// When a sync last succeeded (the inventory's freshness), if ever.
+    pub last_success_at: Option<Timestamp>,
+    /// Whether the last one ran on the schedule.
+    pub scheduled: bool,
+    /// How the last one went.
+    pub outcome: writ_core::event::SyncOutcome,
+    /// The entry that recorded it.
+    pub updated_seq: u64,
 }
 
 /// Ledger entries read for the audit: the variable-length columns of a whole page in one

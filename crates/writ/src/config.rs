@@ -107,6 +107,10 @@ pub struct TargetConfig {
     /// OAuth: the client ids that are AI agents (their scopes are their tools).
     #[serde(default)]
     pub agents: Vec<String>,
+    /// How often `writ serve` syncs this target's inventory (`15m`, `1h`, `1d`; unset: only
+    /// when asked, `writ sync`).
+    #[serde(default)]
+    pub sync_every: Option<String>,
 }
 
 /// By hand, so the URL (which may hold a password) is shown redacted.
@@ -562,6 +566,7 @@ mod tests {
             issuer: None,
             registrations_file: None,
             agents: Vec::new(),
+            sync_every: None,
         };
         for text in [format!("{database:?}"), format!("{target:?}")] {
             assert!(!text.contains("hunter"), "{text}");

@@ -25,6 +25,55 @@ pub struct SyncArgs {
     server: ServerArgs,
 }
 
+/// Options of `writ systems`.
+#[derive(Debug, clap::Args)]
+pub struct SystemsArgs {
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// `writ systems`: each target system's freshness and last sync, through the API.
+pub fn systems(args: SystemsArgs) -> anyhow::Result<ExitCode> {
+    crate::runtime()?.block_on(async {
+        let client = Client::from_env(&args.server)?;
+        let systems: Vec<serde_json::Value> = client.get("/v1/systems").await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&systems)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("SYSTEM  TARGET  LAST RESULT  LAST SUCCESS  AGE  IDENTITIES  OWNED");
+        for system in systems {
+            let text = |key: &str| system[key].as_str().unwrap_or("-").to_owned();
+            let number = |key: &str| {
+                system[key]
+                    .as_u64()
+                    .map_or("-".to_owned(), |n| n.to_string())
+            };
+            let result = match system["error"].as_str() {
+                Some(error) => format!("failed ({error})"),
+                None => text("result"),
+            };
+            let age = system["age_seconds"]
+                .as_i64()
+                .map_or("-".to_owned(), |s| format!("{s}s"));
+            println!(
+                "{}  {}  {}  {}  {}  {}  {}",
+                text("system"),
+                text("target"),
+                result,
+                text("last_success_at"),
+                age,
+                number("identities"),
+                number("owned"),
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// `writ inventory ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCommand {

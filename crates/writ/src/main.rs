@@ -89,6 +89,8 @@ enum Command {
     /// Import ownership rules; list the inventory.
     #[command(subcommand)]
     Inventory(inventory_cmd::InventoryCommand),
+    /// Each target system's inventory freshness and last sync (scheduled or asked for).
+    Systems(inventory_cmd::SystemsArgs),
     /// Approve a case's pending change, as the principal of WRIT_TOKEN (through the API);
     /// queues the write-back once the approval rule is met.
     Approve(writeback_cmd::VoteArgs),
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy_cmd::run(command),
         Command::Sync(args) => inventory_cmd::sync(args),
         Command::Inventory(command) => inventory_cmd::run(command),
+        Command::Systems(args) => inventory_cmd::systems(args),
         Command::Approve(args) => writeback_cmd::vote(args, "approve"),
         Command::Reject(args) => writeback_cmd::vote(args, "reject"),
         Command::Rollback(args) => writeback_cmd::rollback(args),

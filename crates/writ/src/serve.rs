@@ -161,6 +161,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(tls) = &settings.tls {
         tls.acceptor().context("[server] tls_cert / tls_key")?;
     }
+    let schedule = sync_schedule(&config, &named)?;
     let state = AppState::from_engine(
         &engine,
         sources,
@@ -169,6 +170,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let worker = engine.writeback.clone();
     let notifier = notifier(&config, &engine)?;
+    // Unchanged identities are confirmed again a quarter into their freshness window.
+    let refresh_after =
+        SignedDuration::from_hours(i64::from(config.ingest.max_reconcile_age_hours)) / 4;
+    let syncer = (
+        engine.store.clone(),
+        engine.sequencer.clone(),
+        engine.clock.clone(),
+        engine.ids.clone(),
+        engine.ingestor.clone(),
+        format!("sync:{}", engine.ids.next_id(engine.clock.now())),
+    );
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -202,12 +214,65 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             {
                 tracing::error!(error = %err, "webhook delivery pass failed; will retry");
             }
+            // Scheduled inventory syncs: each target once per `sync_every` round, by whichever
+            // replica claims the round first.
+            if !schedule.is_empty() {
+                let (store, sequencer, clock, ids, ingestor, holder) = &syncer;
+                match writ_engine::inventory::scheduled_syncs(
+                    &**store,
+                    sequencer,
+                    &schedule,
+                    &**clock,
+                    &**ids,
+                    holder,
+                    refresh_after,
+                )
+                .await
+                {
+                    Ok(report) if !report.subjects.is_empty() => {
+                        if let Some(ingestor) = ingestor
+                            && let Err(err) = ingestor.resolve_cases(&report.subjects).await
+                        {
+                            tracing::error!(error = %err, "deciding cases opened before their identity was known failed; will retry");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::error!(error = %err, "scheduled sync pass failed; will retry")
+                    }
+                }
+            }
         }
     });
     writ_server::serve(listener, state, shutdown_signal()).await?;
     worker_task.abort();
     tracing::info!("writ stopped");
     Ok(())
+}
+
+/// The targets with a `sync_every`, connected (a target that could not be connected is not
+/// synced; its error was logged when connecting).
+fn sync_schedule(
+    config: &Config,
+    named: &[(String, Arc<dyn writ_connectors::Connector>)],
+) -> anyhow::Result<Vec<writ_engine::inventory::ScheduledTarget>> {
+    let mut schedule = Vec::new();
+    for target in &config.targets {
+        let Some(every) = &target.sync_every else {
+            continue;
+        };
+        let seconds = crate::exception_cmd::span_seconds(every)
+            .with_context(|| format!("[[targets]] {}: sync_every", target.name))?;
+        let Some((_, connector)) = named.iter().find(|(name, _)| *name == target.name) else {
+            continue;
+        };
+        schedule.push(writ_engine::inventory::ScheduledTarget {
+            target: target.name.clone(),
+            connector: connector.clone(),
+            every: jiff::SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX)),
+        });
+    }
+    Ok(schedule)
 }
 
 /// The webhook notifier of `[[webhooks]]`, with each endpoint's secret read from its file

@@ -365,6 +365,158 @@ async fn two_groups_are_not_met_by_one_team(db: TestDb) {
     server.stop();
 }
 
+/// GETs `path` as the principal of `token`.
+async fn get_as(server: &common::Server, token: &str, path: &str) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+/// Polls `path` as `token` until `done` holds of the answer (20 s at most).
+async fn wait_until(
+    server: &common::Server,
+    token: &str,
+    path: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer = get_as(server, token, path).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A target with `sync_every` is synced by `writ serve` itself: its freshness and last result
+/// show in `GET /v1/systems` and `writ systems`; an identity added in the target appears with
+/// no one asking; unchanged identities are not recorded again; a target that cannot be read is
+/// recorded as a failed sync that keeps the last success (the inventory stays as it was).
+async fn scheduled_sync_keeps_the_inventory_fresh(db: TestDb) {
+    let mut moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    seed_moto(&moto.url()).await;
+    let site = Site::new(
+        db,
+        &format!(
+            "[writeback]\ninterval_ms = 200\n\n[[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\n\
+             endpoint = \"{}\"\nregion = \"us-east-1\"\nsync_every = \"1s\"\n",
+            moto.url()
+        ),
+    );
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&common::aws_env(Some(&moto.url())));
+    server.wait_ready().await;
+    let reader = site.add_principal(&server, &root, &["rita", "--role", "auditor"]);
+
+    let systems = wait_until(&server, &reader, "/v1/systems", "no scheduled sync", |s| {
+        s[0]["result"] == "succeeded" && s[0]["scheduled"] == true
+    })
+    .await;
+    let aws = &systems[0];
+    assert_eq!(aws["system"], "aws:123456789012", "{aws}");
+    assert_eq!(aws["target"], "aws", "{aws}");
+    // Three users and their four keys.
+    assert_eq!(aws["identities"], 7, "{aws}");
+    assert!(aws["age_seconds"].as_i64().unwrap() < 30, "{aws}");
+
+    // Added in the target: in the inventory by the next round, with no one asking.
+    common::moto_client(&moto.url())
+        .query(Service::Iam, "CreateUser", &[("UserName", "svc-new")])
+        .await
+        .unwrap();
+    wait_until(
+        &server,
+        &reader,
+        "/v1/identities",
+        "svc-new never synced",
+        |ids| {
+            ids.as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["external_id"] == "svc-new")
+        },
+    )
+    .await;
+    let systems = wait_until(&server, &reader, "/v1/systems", "no later round", |s| {
+        s[0]["identities"] == 8 && s[0]["changed"] == 0
+    })
+    .await;
+    let last_success = systems[0]["last_success_at"].clone();
+    let output = site.run_as(&server, &reader, &["systems"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("aws:123456789012  aws  succeeded"),
+        "{}",
+        text(&output)
+    );
+
+    // The target goes away: recorded as failed, the last success kept.
+    moto.stop();
+    let systems = wait_until(&server, &reader, "/v1/systems", "no failed sync", |s| {
+        s[0]["result"] == "failed"
+    })
+    .await;
+    assert!(systems[0]["error"].as_str().unwrap().len() > 5, "{systems}");
+    assert!(systems[0]["last_success_at"].is_string(), "{systems}");
+    assert!(
+        systems[0]["last_success_at"].as_str() >= last_success.as_str(),
+        "{systems}"
+    );
+    let identities = get_as(&server, &reader, "/v1/identities").await;
+    assert_eq!(identities.as_array().unwrap().len(), 8, "nothing lost");
+    server.stop();
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    // Each identity was recorded when it first appeared, not at every round.
+    let output = site.run(&["audit", "export", "--all", "-o", "all.json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let bundle: writ_ledger::Bundle =
+        serde_json::from_slice(&std::fs::read(site.path("all.json")).unwrap()).unwrap();
+    let leaves: Vec<String> = bundle
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.leaf).into_owned())
+        .collect();
+    let count = |kind: &str| {
+        let needle = format!("\"kind\":\"{kind}\"");
+        leaves.iter().filter(|l| l.contains(&needle)).count()
+    };
+    let (synced, rounds) = (count("identity_synced"), count("system_synced"));
+    assert!(rounds >= 3, "{rounds} rounds");
+    assert!(synced >= 8, "every identity recorded once: {synced}");
+    assert!(
+        synced < 8 * 2,
+        "identities recorded again each round: {synced}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scheduled_sync_keeps_the_inventory_fresh() {
+    scheduled_sync_keeps_the_inventory_fresh(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scheduled_sync_keeps_the_inventory_fresh() {
+    scheduled_sync_keeps_the_inventory_fresh(TestDb::postgres().unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_two_groups_are_not_met_by_one_team() {
     two_groups_are_not_met_by_one_team(TestDb::sqlite().unwrap()).await;

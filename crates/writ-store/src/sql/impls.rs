@@ -173,6 +173,24 @@ macro_rules! impl_store {
                 q::due_deadlines(&mut *self.reader.acquire().await?, now, limit).await
             }
 
+            async fn systems(
+                &self,
+            ) -> Result<Vec<$crate::model::SystemStatus>, $crate::StoreError> {
+                q::systems(&mut *self.reader.acquire().await?).await
+            }
+
+            async fn claim_sync_round(
+                &self,
+                system: &str,
+                round: i64,
+                holder: &str,
+            ) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let claimed = q::claim_sync_round(&mut tx, system, round, holder).await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
             async fn live_grants(
                 &self,
                 limit: u32,

@@ -130,9 +130,91 @@ macro_rules! lifecycle_queries {
                     .execute(&mut *conn)
                     .await?;
                 }
+                Effect::UpsertSystem { status, seq } => {
+                    use writ_core::event::SyncOutcome;
+                    let success = matches!(status.outcome, SyncOutcome::Succeeded { .. })
+                        .then(|| micros(status.finished_at));
+                    let outcome = serde_json::to_string(&status.outcome).map_err(|err| {
+                        StoreError::Conflict(format!("system {}: {err}", status.system))
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO systems (system, target, last_attempt_us, last_success_us, scheduled, outcome, updated_seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (system) DO UPDATE SET target = excluded.target,
+                            last_attempt_us = excluded.last_attempt_us,
+                            last_success_us = COALESCE(excluded.last_success_us, systems.last_success_us),
+                            scheduled = excluded.scheduled, outcome = excluded.outcome,
+                            updated_seq = excluded.updated_seq",
+                    )
+                    .bind(status.system.as_str())
+                    .bind(status.target.as_str())
+                    .bind(micros(status.finished_at))
+                    .bind(success)
+                    .bind(status.scheduled)
+                    .bind(outcome)
+                    .bind(seq_to_db(*seq)?)
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 _ => {}
             }
             Ok(())
+        }
+
+        /// Every system's sync status, by name (ordered here, byte-wise, as collations differ).
+        pub(crate) async fn systems(
+            conn: &mut Conn,
+        ) -> Result<Vec<$crate::model::SystemStatus>, StoreError> {
+            const T: &str = "systems";
+            let mut all = sqlx::query(
+                "SELECT system, target, last_attempt_us, last_success_us, scheduled, outcome, updated_seq
+                 FROM systems",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                let outcome: String = row.try_get("outcome")?;
+                Ok($crate::model::SystemStatus {
+                    system: row.try_get("system")?,
+                    target: row.try_get("target")?,
+                    last_attempt_at: from_micros(T, row.try_get("last_attempt_us")?)?,
+                    last_success_at: row
+                        .try_get::<Option<i64>, _>("last_success_us")?
+                        .map(|us| from_micros(T, us))
+                        .transpose()?,
+                    scheduled: row.try_get("scheduled")?,
+                    outcome: serde_json::from_str(&outcome).map_err(|err| {
+                        StoreError::Conflict(format!("systems.outcome: {err}"))
+                    })?,
+                    updated_seq: seq_from_db(T, row.try_get("updated_seq")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            all.sort_by(|a, b| a.system.cmp(&b.system));
+            Ok(all)
+        }
+
+        /// Claims `system`'s scheduled sync of `round` for `holder`: true for exactly one
+        /// caller per round (a conditional upsert), false when the round is taken or past.
+        pub(crate) async fn claim_sync_round(
+            conn: &mut Conn,
+            system: &str,
+            round: i64,
+            holder: &str,
+        ) -> Result<bool, StoreError> {
+            Ok(sqlx::query(
+                "INSERT INTO sync_claims (system, round, holder) VALUES ($1, $2, $3)
+                 ON CONFLICT (system) DO UPDATE SET round = excluded.round, holder = excluded.holder
+                 WHERE sync_claims.round < excluded.round",
+            )
+            .bind(system)
+            .bind(round)
+            .bind(holder)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                == 1)
         }
 
         pub(crate) async fn unreviewed_bypasses_of(
@@ -478,6 +560,7 @@ macro_rules! lifecycle_queries {
                     seq_from_db(T, row.try_get("updated_seq")?)?,
                 ));
             }
+            dump.systems = systems(conn).await?;
             Ok(())
         }
     };

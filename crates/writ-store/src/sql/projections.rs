@@ -82,7 +82,8 @@ macro_rules! projection_queries {
                     | Effect::EndExceptions { .. }
                     | Effect::SetDeadline { .. }
                     | Effect::UpsertBypass { .. }
-                    | Effect::MeetDeadlines { .. } => lifecycle_effects.push(effect),
+                    | Effect::MeetDeadlines { .. }
+                    | Effect::UpsertSystem { .. } => lifecycle_effects.push(effect),
                 }
             }
             for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
@@ -285,6 +286,7 @@ macro_rules! projection_queries {
                 "DELETE FROM exceptions",
                 "DELETE FROM deadlines",
                 "DELETE FROM bypasses",
+                "DELETE FROM systems",
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
