@@ -130,6 +130,9 @@ pub enum EventKind {
     /// A target's inventory was synced (on schedule or on demand), or the sync failed: the
     /// system's freshness and last result.
     SystemSynced,
+    /// A policy bundle was put in force; its files are kept as the event's evidence, by hash,
+    /// so every decision it makes stays replayable after a deploy.
+    PolicyBundleLoaded,
 }
 
 impl EventKind {
@@ -145,6 +148,7 @@ impl EventKind {
         match self {
             EventKind::FindingReceived => Some("application/json"),
             EventKind::OwnershipImported => Some("text/plain"),
+            EventKind::PolicyBundleLoaded => Some("application/json"),
             _ => None,
         }
     }
@@ -187,6 +191,7 @@ impl EventKind {
             K::AccessExpired => &["PR.AA-05", "PR.AA-01"],
             K::RotationProgressed => &["PR.AA-01", "RS.MI-02", "PR.DS-01"],
             K::SystemSynced => &["ID.AM-01", "DE.CM-09"],
+            K::PolicyBundleLoaded => &["GV.PO-01", "GV.PO-02"],
         }
     }
 }
@@ -364,6 +369,8 @@ pub enum EventBody {
     RotationProgressed(RotationProgressed),
     /// See [`SystemSynced`].
     SystemSynced(SystemSynced),
+    /// See [`PolicyBundleLoaded`].
+    PolicyBundleLoaded(PolicyBundleLoaded),
 }
 
 impl EventBody {
@@ -409,6 +416,7 @@ impl EventBody {
             B::AccessExpired(_) => K::AccessExpired,
             B::RotationProgressed(_) => K::RotationProgressed,
             B::SystemSynced(_) => K::SystemSynced,
+            B::PolicyBundleLoaded(_) => K::PolicyBundleLoaded,
         }
     }
 
@@ -454,6 +462,7 @@ impl EventBody {
             K::AccessExpired => serde_json::from_value(body).map(B::AccessExpired),
             K::RotationProgressed => serde_json::from_value(body).map(B::RotationProgressed),
             K::SystemSynced => serde_json::from_value(body).map(B::SystemSynced),
+            K::PolicyBundleLoaded => serde_json::from_value(body).map(B::PolicyBundleLoaded),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -503,7 +512,25 @@ impl EventBody {
             | B::TokenRevoked(_)
             | B::LedgerSealed(_)
             | B::RotationProgressed(_)
-            | B::SystemSynced(_) => None,
+            | B::SystemSynced(_)
+            | B::PolicyBundleLoaded(_) => None,
+        }
+    }
+
+    /// The policy decision the event records, with the inputs it was evaluated from (what
+    /// replay re-evaluates), if it records one.
+    pub fn recorded_decision(&self) -> Option<(&Decision, &Evaluation)> {
+        use EventBody as B;
+        match self {
+            B::DecisionRecorded(b) => Some((&b.decision, &b.evaluation)),
+            B::RollbackRequested(b) => Some((&b.decision, &b.evaluation)),
+            B::ExceptionRequested(b) => Some((&b.decision, &b.evaluation)),
+            B::BreakGlassUsed(b) => Some((&b.decision, &b.evaluation)),
+            B::BypassReviewed(b) => b.remedy.as_ref().map(|r| (&r.decision, &r.evaluation)),
+            B::OverrideRequested(b) => Some((&b.decision, &b.evaluation)),
+            B::DismissalRequested(b) => Some((&b.decision, &b.evaluation)),
+            B::RequestSubmitted(b) => Some((&b.decision, &b.evaluation)),
+            _ => None,
         }
     }
 
@@ -558,6 +585,7 @@ impl EventBody {
             | B::DismissalRequested(_)
             | B::RequestSubmitted(_)
             | B::SystemSynced(_)
+            | B::PolicyBundleLoaded(_)
             | B::LedgerSealed(_) => None,
         }
     }
@@ -671,6 +699,17 @@ pub struct SystemSynced {
     pub scheduled: bool,
     /// What came of it.
     pub outcome: SyncOutcome,
+}
+
+/// `policy_bundle_loaded`: a bundle put in force, its files the event's evidence (an archive
+/// `writ_policy::PolicyBundle::from_archive` loads, checked against `hash`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBundleLoaded {
+    /// The bundle hash decisions name.
+    pub hash: Sha256Digest,
+    /// Its files, by name.
+    pub files: Vec<String>,
 }
 
 /// What a sync came to.

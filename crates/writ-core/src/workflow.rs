@@ -167,6 +167,7 @@ pub fn case_transition(
     match body {
         B::IdentitySynced(_)
         | B::SystemSynced(_)
+        | B::PolicyBundleLoaded(_)
         | B::OwnershipImported(_)
         | B::PrincipalCreated(_)
         | B::PrincipalChanged(_)
@@ -466,7 +467,8 @@ pub fn job_transition(
         | B::OverrideRequested(_)
         | B::DismissalRequested(_)
         | B::RequestSubmitted(_)
-        | B::SystemSynced(_) => &[],
+        | B::SystemSynced(_)
+        | B::PolicyBundleLoaded(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))

@@ -36,6 +36,7 @@ pub mod notify;
 pub mod principals;
 pub mod publish;
 pub mod rebuild;
+pub mod replay;
 pub mod requests;
 pub mod rotation;
 pub mod sequencer;

@@ -79,6 +79,9 @@ pub struct PolicyBundle {
     /// The declared signal of each finding type that declares one.
     pub(crate) signals: BTreeMap<String, String>,
     pub(crate) files: Vec<String>,
+    /// Every file's bytes, by name: what [`PolicyBundle::archive`] keeps, so a decision stays
+    /// replayable under the bundle that made it after the directory changes.
+    pub(crate) sources: std::sync::Arc<Vec<(String, Vec<u8>)>>,
     /// The Cedar uid of every writ action the schema declares (`auto:<a>` and `<a>`), by name.
     pub(crate) action_uids: HashMap<String, cedar_policy::EntityUid>,
 }
@@ -93,6 +96,21 @@ fn declared_actions(schema: &Schema) -> HashMap<String, cedar_policy::EntityUid>
             schema.actions().any(|a| *a == uid).then_some((name, uid))
         })
         .collect()
+}
+
+/// A bundle's files in one document, for keeping it by hash.
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Archive {
+    files: Vec<ArchivedFile>,
+}
+
+/// One file of an [`Archive`] (bundle files are UTF-8, checked when loaded).
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchivedFile {
+    name: String,
+    text: String,
 }
 
 /// One file of the bundle, as read.
@@ -189,6 +207,65 @@ impl PolicyBundle {
             )],
         })?;
         let files = read_files(entries, &mut issues);
+        Self::from_files(files, issues)
+    }
+
+    /// Loads a bundle from an archive ([`PolicyBundle::archive`]): the same strict checks as
+    /// a directory, and the hash must be `expected`.
+    pub fn from_archive(
+        bytes: &[u8],
+        expected: &Sha256Digest,
+    ) -> Result<PolicyBundle, BundleError> {
+        let archive: Archive = serde_json::from_slice(bytes).map_err(|e| BundleError {
+            issues: vec![BundleIssue::in_file(
+                ".",
+                format!("not a bundle archive: {e}"),
+            )],
+        })?;
+        let mut files: Vec<BundleFile> = archive
+            .files
+            .into_iter()
+            .map(|f| BundleFile {
+                name: f.name,
+                bytes: f.text.into_bytes(),
+            })
+            .collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let bundle = Self::from_files(files, Vec::new())?;
+        if bundle.hash != *expected {
+            return Err(BundleError {
+                issues: vec![BundleIssue::in_file(
+                    ".",
+                    format!(
+                        "the archive's files hash to {}, not {expected}",
+                        bundle.hash
+                    ),
+                )],
+            });
+        }
+        Ok(bundle)
+    }
+
+    /// The bundle's files as one JSON document (`{"files":[{"name","text"}]}`, by name), from
+    /// which [`PolicyBundle::from_archive`] loads the same bundle, with the same hash.
+    pub fn archive(&self) -> Vec<u8> {
+        let archive = Archive {
+            files: self
+                .sources
+                .iter()
+                .map(|(name, bytes)| ArchivedFile {
+                    name: name.clone(),
+                    text: String::from_utf8_lossy(bytes).into_owned(),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&archive).unwrap_or_default()
+    }
+
+    fn from_files(
+        files: Vec<BundleFile>,
+        mut issues: Vec<BundleIssue>,
+    ) -> Result<PolicyBundle, BundleError> {
         let hash = bundle_hash(&files);
         let texts = utf8_texts(&files, &mut issues);
 
@@ -226,7 +303,10 @@ impl PolicyBundle {
                 meta,
                 remediations: remediations.actions,
                 signals: remediations.signals,
-                files: files.into_iter().map(|f| f.name).collect(),
+                files: files.iter().map(|f| f.name.clone()).collect(),
+                sources: std::sync::Arc::new(
+                    files.into_iter().map(|f| (f.name, f.bytes)).collect(),
+                ),
             }),
             // Unreachable in practice: a missing schema or remediations file is an issue.
             _ => Err(BundleError {

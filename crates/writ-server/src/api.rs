@@ -22,7 +22,7 @@ use crate::problem::Problem;
         description = "Governed write-back for non-human identities: findings in, policy decisions, approved and verified changes out, all in one tamper-evident ledger."
     ),
     paths(healthz, readyz, status, latest_checkpoint, openapi_json, crate::findings::ingest,
-        crate::cases::list_cases, crate::cases::get_case, crate::cases::list_identities,
+        crate::cases::list_cases, crate::cases::get_case, crate::cases::replay_case, crate::cases::list_identities,
         crate::cases::vote, crate::cases::rollback, crate::cases::close_case,
         crate::cases::dismiss_case, crate::cases::unfreeze_case, crate::cases::request_exception,
         crate::cases::list_exceptions, crate::cases::break_glass, crate::cases::review_bypass,
@@ -278,6 +278,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/cases", get(crate::cases::list_cases))
         .route("/v1/cases/{id}", get(crate::cases::get_case))
+        .route("/v1/cases/{id}/replay", get(crate::cases::replay_case))
         .route("/v1/cases/{id}/approvals", post(crate::cases::vote))
         .route("/v1/cases/{id}/rollback", post(crate::cases::rollback))
         .route("/v1/cases/{id}/close", post(crate::cases::close_case))

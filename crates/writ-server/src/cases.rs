@@ -131,6 +131,60 @@ pub async fn list_cases(
     Ok(Json(cases.iter().map(CaseSummary::from).collect()))
 }
 
+/// A case's decisions replayed (see `writ_engine::replay`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseReplay {
+    /// Whether every decision replays identically under the bundle that made it.
+    pub all_identical: bool,
+    /// The bundle in force today, if one is loaded.
+    pub today_bundle: Option<String>,
+    /// Each recorded decision: `seq`, `kind`, `action`, `bundle_hash`, `recorded`, `replay`
+    /// (`identical`, `different`, `not_kept`, `error`), `replayed` (when different), `error`,
+    /// `today` (what today's bundle decides) and `today_same_tier`.
+    #[schema(value_type = Vec<Object>)]
+    pub decisions: serde_json::Value,
+}
+
+/// Replays a case: every decision it records, re-evaluated from its recorded inputs under the
+/// bundle that made it (kept by hash) and compared byte for byte, then under today's bundle.
+#[utoipa::path(get, path = "/v1/cases/{id}/replay", tag = "cases",
+    params(("id" = String, Path, format = Uuid, description = "The case id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The replay", body = CaseReplay),
+        (status = 400, description = "Not a case id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read cases", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn replay_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CaseReplay>, Problem> {
+    caller.require(READERS, "reading cases")?;
+    let id = parse_case_id(&id)?;
+    let today = state.ingestor.as_ref().map(|i| i.policy());
+    let report = writ_engine::replay::replay_case(&*state.store, id, today)
+        .await
+        .map_err(|err| match err {
+            writ_engine::replay::ReplayError::NotFound(id) => no_case(id),
+            writ_engine::replay::ReplayError::Store(err) => Problem::unavailable(&err),
+            other => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unreadable-entry",
+                "A ledger entry is unreadable",
+            )
+            .detail(other.to_string()),
+        })?;
+    Ok(Json(CaseReplay {
+        all_identical: report.all_identical,
+        today_bundle: report.today_bundle.map(|h| h.to_string()),
+        decisions: serde_json::to_value(&report.decisions).unwrap_or_default(),
+    }))
+}
+
 /// One case with its timeline: every ledger event about it, with actors and rationales.
 #[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases",
     params(("id" = String, Path, format = Uuid, description = "The case id")),

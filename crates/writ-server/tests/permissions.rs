@@ -53,6 +53,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/cases/{id}", Roles(READERS)),
     ("GET", "/v1/identities", Roles(READERS)),
     ("GET", "/v1/systems", Roles(READERS)),
+    ("GET", "/v1/cases/{id}/replay", Roles(READERS)),
     (
         "POST",
         "/v1/cases/{id}/approvals",

@@ -36,6 +36,18 @@ pub enum CaseCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Replay a case: every decision it records, re-evaluated from its recorded inputs under the
+    /// bundle that made it (byte for byte), then under today's bundle. Exit 1 when one differs
+    /// or cannot be replayed.
+    Replay {
+        /// The case id.
+        id: writ_core::ids::CaseId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Close a case's compliance side on your word (the rationale is its evidence).
     Close(StepArgs),
     /// Dismiss a case as a false positive.
@@ -203,6 +215,21 @@ pub fn run(command: CaseCommand) -> anyhow::Result<ExitCode> {
                     print_story(&detail);
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            CaseCommand::Replay { id, json, server } => {
+                let client = Client::from_env(&server)?;
+                let replay: serde_json::Value =
+                    client.get(&format!("/v1/cases/{id}/replay")).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&replay)?);
+                } else {
+                    print_replay(&replay);
+                }
+                Ok(if replay["all_identical"] == true {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             }
         }
     })
@@ -578,4 +605,46 @@ pub fn explain(decision: &Decision) -> String {
         "decision: {outcome} ({by}; {}; bundle {})",
         decision.reason, decision.bundle_hash
     )
+}
+
+/// Prints a replay: one line per recorded decision, then what today's bundle says.
+fn print_replay(replay: &serde_json::Value) {
+    let empty = Vec::new();
+    let decisions = replay["decisions"].as_array().unwrap_or(&empty);
+    for d in decisions {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+        let tier = |v: &serde_json::Value| text(&v["tier"]);
+        let verdict = match d["replay"].as_str() {
+            Some("identical") => "identical".to_owned(),
+            Some("different") => format!(
+                "DIFFERENT (now {} by {})",
+                tier(&d["replayed"]),
+                d["replayed"]["determining_policies"]
+            ),
+            Some("not_kept") => "bundle not kept: cannot replay".to_owned(),
+            _ => format!("ERROR: {}", text(&d["error"])),
+        };
+        let today = match d["today_same_tier"].as_bool() {
+            Some(true) => "today: same tier".to_owned(),
+            Some(false) => format!("today: {} instead", tier(&d["today"])),
+            None => "today: not decidable".to_owned(),
+        };
+        println!(
+            "#{} {} {} -> {} (bundle {}): {verdict}; {today}",
+            d["seq"],
+            text(&d["kind"]),
+            text(&d["action"]),
+            tier(&d["recorded"]),
+            text(&d["bundle_hash"]),
+        );
+    }
+    println!(
+        "{} decision(s); {}",
+        decisions.len(),
+        if replay["all_identical"] == true {
+            "every one replays identically"
+        } else {
+            "NOT every one replays identically"
+        }
+    );
 }

@@ -109,11 +109,16 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     crate::runtime()?.block_on(async {
-        let ingestor = crate::serve::build(config, false)
-            .await?
-            .ingestor()?
-            .clone()
-            .as_operator_import();
+        let engine = crate::serve::build(config, false).await?;
+        // Decisions made here stay replayable: the bundle is kept by hash (once).
+        writ_engine::replay::keep_bundle(
+            &engine.sequencer,
+            engine.ingestor()?.policy(),
+            "operator:import",
+        )
+        .await
+        .context("keeping the policy bundle in the ledger")?;
+        let ingestor = engine.ingestor()?.clone().as_operator_import();
         let mut tally = Tally::default();
         for file in &args.files {
             ingest_file(&ingestor, &source, file, forced, &args, &mut tally).await?;

@@ -156,7 +156,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "revoked the tokens of sources no longer declared in [[sources]]"
         );
     }
-    engine.ingestor()?;
+    // The bundle in force is kept in the ledger by hash (once), so that every decision it
+    // makes stays replayable after the next deploy.
+    if writ_engine::replay::keep_bundle(
+        &engine.sequencer,
+        engine.ingestor()?.policy(),
+        "operator:config",
+    )
+    .await
+    .context("keeping the policy bundle in the ledger")?
+    {
+        tracing::info!(bundle = %engine.ingestor()?.policy().hash(), "policy bundle kept in the ledger");
+    }
     let settings = config.server.settings()?;
     if let Some(tls) = &settings.tls {
         tls.acceptor().context("[server] tls_cert / tls_key")?;

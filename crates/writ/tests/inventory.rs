@@ -517,6 +517,114 @@ async fn postgres_scheduled_sync_keeps_the_inventory_fresh() {
     scheduled_sync_keeps_the_inventory_fresh(TestDb::postgres().unwrap()).await;
 }
 
+/// Every case replays to identical decisions under the bundle that made it, kept in the ledger
+/// by hash; after a deploy of another bundle the old decisions still replay identically, and
+/// the replay shows what the new bundle would decide instead.
+async fn cases_replay_identically_after_a_deploy(db: TestDb) {
+    let (moto, site) = site_on_moto(db, "[policy]\nbundle = \"policy\"\n\n").await;
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo");
+    std::fs::create_dir_all(site.path("policy")).unwrap();
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), site.path("policy").join(entry.file_name())).unwrap();
+    }
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\naws:123456789012/svc-etl*,data,high\n\
+         aws:123456789012/ci-deployer*,platform,medium\n",
+    )
+    .unwrap();
+    let root = site.bootstrap_admin("root");
+    let aws_env = common::aws_env(Some(&moto.url()));
+    let mut server = site.spawn_serve(&aws_env);
+    server.wait_ready().await;
+    let scanner = site.add_principal(
+        &server,
+        &root,
+        &[
+            "prowler-ci",
+            "--service",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+        ],
+    );
+    let auditor = site.add_principal(&server, &root, &["audra", "--role", "auditor"]);
+    for args in [&["sync", "aws"][..], &["inventory", "import", "owners.csv"]] {
+        let output = site.run_as(&server, &root, args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    let scan = fixture("prowler-iam.ocsf.json");
+    let output = site.run_as(
+        &server,
+        &scanner,
+        &["ingest", "--server", &server.base, scan.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let cases: Vec<String> = get_as(&server, &auditor, "/v1/cases")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(cases.len() >= 2, "{cases:?}");
+    let mut first_bundle = String::new();
+    for case in &cases {
+        let output = site.run_as(&server, &auditor, &["case", "replay", case]);
+        assert!(output.status.success(), "{case}: {}", text(&output));
+        assert!(
+            text(&output).contains("every one replays identically"),
+            "{}",
+            text(&output)
+        );
+        let replay = get_as(&server, &auditor, &format!("/v1/cases/{case}/replay")).await;
+        first_bundle = replay["today_bundle"].as_str().unwrap().to_owned();
+        for d in replay["decisions"].as_array().unwrap() {
+            assert_eq!(d["replay"], "identical", "{d}");
+            assert_eq!(d["today_same_tier"], true, "{d}");
+        }
+    }
+    server.stop();
+
+    // A deploy: the credential rules are gone from the bundle.
+    std::fs::remove_file(site.path("policy").join("credentials.cedar")).unwrap();
+    let mut server = site.spawn_serve(&aws_env);
+    server.wait_ready().await;
+    let mut changed = 0;
+    for case in &cases {
+        let replay = get_as(&server, &auditor, &format!("/v1/cases/{case}/replay")).await;
+        assert_ne!(replay["today_bundle"], first_bundle.as_str(), "{replay}");
+        assert_eq!(replay["all_identical"], true, "{replay}");
+        for d in replay["decisions"].as_array().unwrap() {
+            assert_eq!(d["bundle_hash"], first_bundle.as_str(), "{d}");
+            assert_eq!(d["replay"], "identical", "kept by hash: {d}");
+            if d["today_same_tier"] == false {
+                changed += 1;
+            }
+        }
+        let output = site.run_as(&server, &auditor, &["case", "replay", case]);
+        assert!(output.status.success(), "{case}: {}", text(&output));
+    }
+    assert!(changed >= 1, "the new bundle decides some case otherwise");
+    server.stop();
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cases_replay_identically_after_a_deploy() {
+    cases_replay_identically_after_a_deploy(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cases_replay_identically_after_a_deploy() {
+    cases_replay_identically_after_a_deploy(TestDb::postgres().unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_two_groups_are_not_met_by_one_team() {
     two_groups_are_not_met_by_one_team(TestDb::sqlite().unwrap()).await;

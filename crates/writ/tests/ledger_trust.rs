@@ -67,7 +67,8 @@ async fn published_checkpoints_catch_a_rewritten_history(db: TestDb) {
         ok(&ingest(&site, n));
     }
     let files = published(&site);
-    assert_eq!(files.len(), 3, "one file per commit: {files:?}");
+    // One file per commit: the policy bundle kept by the first ingest, then each ingest.
+    assert_eq!(files.len(), 4, "one file per commit: {files:?}");
     let newest =
         std::fs::read_to_string(site.path("published").join(files.last().unwrap())).unwrap();
     assert_eq!(ok(&site.run(&["audit", "checkpoint"])), newest);
@@ -123,7 +124,7 @@ async fn published_checkpoints_catch_a_rewritten_history(db: TestDb) {
         "the publish directory refuses the second history: {}",
         text(&rewrite)
     );
-    assert_eq!(published(&site).len(), 4, "nothing rewritten");
+    assert_eq!(published(&site).len(), 5, "nothing rewritten");
     ok(&site.run(&["audit", "verify"]));
     let caught = site.run(&["audit", "verify", "--trusted", "published"]);
     assert_eq!(caught.status.code(), Some(1), "{}", text(&caught));

@@ -31,13 +31,16 @@ async fn serve_with_no_arguments_uses_sqlite_in_the_working_directory() {
         dir.path().join("writ-ledger.key").exists(),
         "the default ledger signing key was not created"
     );
+    // The one entry: the policy bundle in force, kept by hash so its decisions replay.
+    let (_, status) = server.get_json("/v1/status").await;
+    assert_eq!(status["ledger_size"], 1, "{status}");
     let response = reqwest::get(server.url("/v1/ledger/checkpoint"))
         .await
         .unwrap();
     assert_eq!(
         response.status().as_u16(),
-        404,
-        "an empty ledger has no checkpoint"
+        200,
+        "the entry is covered by a signed checkpoint"
     );
 
     let (status, doc) = server.get_json("/openapi.json").await;
@@ -103,7 +106,7 @@ async fn serve_from_a_config_file_on_postgres_with_json_logs() {
     let (status, body) = server.get_json("/readyz").await;
     assert_eq!((status, body["backend"].as_str()), (200, Some("postgres")));
     let (_, body) = server.get_json("/v1/status").await;
-    assert_eq!(body["ledger_size"], 0);
+    assert_eq!(body["ledger_size"], 1, "the policy bundle kept: {body}");
 
     let output = server.terminate();
     let logs = String::from_utf8(output.stderr).unwrap();
