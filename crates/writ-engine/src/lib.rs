@@ -40,6 +40,7 @@ pub mod replay;
 pub mod requests;
 pub mod rotation;
 pub mod sequencer;
+pub mod simulate;
 pub mod sources;
 pub mod witness;
 pub mod writeback;

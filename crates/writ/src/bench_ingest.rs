@@ -222,6 +222,19 @@ async fn one_backend(
             end as f64 / 1024.0
         );
     }
+    // `writ policy simulate` over the decisions just recorded, the demo bundle as candidate.
+    let candidate = crate::policy_source::demo()?;
+    let started = Instant::now();
+    let simulated =
+        writ_engine::simulate::simulate(&*store, &candidate, None, &mut |_, _| {}).await?;
+    let elapsed = started.elapsed();
+    println!(
+        "          policy simulate: {:>8.0} decisions/s ({} decisions re-decided, {} changed, {:.1} s) | ingest above {rate:>8.0} findings/s",
+        per_second(simulated.decisions, elapsed),
+        simulated.decisions,
+        simulated.changed,
+        elapsed.as_secs_f64()
+    );
     drop(scratch);
     Ok(())
 }

@@ -149,7 +149,7 @@ fn main() -> ExitCode {
         Command::Admin(command) => admin_cmd::run(&config, command),
         Command::Witness(command) => witness_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Ingest(args) => ingest_cmd::run(&config, args),
-        Command::Policy(command) => policy_cmd::run(command),
+        Command::Policy(command) => policy_cmd::run(&config, command),
         Command::Sync(args) => inventory_cmd::sync(args),
         Command::Inventory(command) => inventory_cmd::run(command),
         Command::Systems(args) => inventory_cmd::systems(args),

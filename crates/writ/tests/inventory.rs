@@ -588,11 +588,67 @@ async fn cases_replay_identically_after_a_deploy(db: TestDb) {
     }
     server.stop();
 
-    // A deploy: the credential rules are gone from the bundle.
-    std::fs::remove_file(site.path("policy").join("credentials.cedar")).unwrap();
+    // A candidate that makes disabling an owned inactive credential automatic, simulated over
+    // the recorded findings before it is deployed.
+    std::fs::create_dir_all(site.path("candidate")).unwrap();
+    for entry in std::fs::read_dir(site.path("policy")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), site.path("candidate").join(entry.file_name())).unwrap();
+    }
+    let mut credentials =
+        std::fs::read_to_string(site.path("candidate").join("credentials.cedar")).unwrap();
+    credentials.push_str(
+        "\n@id(\"inactive-credential-disable-auto\")\npermit (\n  principal == Writ::Engine::\"automation\",\n  \
+         action == Writ::Action::\"auto:disable\",\n  resource\n)\nwhen {\n  \
+         (resource.kind == \"service_account\" || resource.kind == \"api_key\") &&\n  \
+         context.finding.signal == \"inactivity\" &&\n  resource.has_owner\n};\n",
+    );
+    std::fs::write(
+        site.path("candidate").join("credentials.cedar"),
+        credentials,
+    )
+    .unwrap();
+    let output = site.run(&["policy", "simulate", "--candidate", "candidate", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let simulated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut would_change: Vec<String> = simulated["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!would_change.is_empty(), "{simulated}");
+    for change in simulated["changes"].as_array().unwrap() {
+        assert_eq!(change["candidate"]["tier"]["tier"], "auto", "{change}");
+        assert!(
+            change["recorded"]["determining_policies"]
+                .to_string()
+                .contains("inactive-credential-disable-owner-approval"),
+            "{change}"
+        );
+    }
+    assert!(
+        simulated["policies"]["inactive-credential-disable-auto"]["candidate"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{simulated}"
+    );
+    let output = site.run(&["policy", "simulate", "--candidate", "candidate"]);
+    assert!(
+        text(&output).contains("approval -> auto"),
+        "{}",
+        text(&output)
+    );
+
+    // The deploy: old decisions still replay identically under their kept bundle, and today's
+    // bundle decides otherwise exactly where the simulation said.
+    std::fs::remove_dir_all(site.path("policy")).unwrap();
+    std::fs::rename(site.path("candidate"), site.path("policy")).unwrap();
     let mut server = site.spawn_serve(&aws_env);
     server.wait_ready().await;
     let mut changed = 0;
+    let mut replay_changed = Vec::new();
     for case in &cases {
         let replay = get_as(&server, &auditor, &format!("/v1/cases/{case}/replay")).await;
         assert_ne!(replay["today_bundle"], first_bundle.as_str(), "{replay}");
@@ -602,12 +658,20 @@ async fn cases_replay_identically_after_a_deploy(db: TestDb) {
             assert_eq!(d["replay"], "identical", "kept by hash: {d}");
             if d["today_same_tier"] == false {
                 changed += 1;
+                replay_changed.push(case.clone());
             }
         }
         let output = site.run_as(&server, &auditor, &["case", "replay", case]);
         assert!(output.status.success(), "{case}: {}", text(&output));
     }
     assert!(changed >= 1, "the new bundle decides some case otherwise");
+    replay_changed.sort();
+    replay_changed.dedup();
+    would_change.sort();
+    assert_eq!(
+        would_change, replay_changed,
+        "the simulation named exactly the cases the deploy changed"
+    );
     server.stop();
     for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
         let output = site.run(args);

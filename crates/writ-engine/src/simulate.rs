@@ -1,0 +1,178 @@
+//! Simulation before deploy: every finding decision the ledger records (since a time) decided
+//! again, from its recorded inputs, under a candidate bundle; what would change, per tier and
+//! per policy, with the cases. Read-only: nothing is appended.
+//!
+//! Only `decision_recorded` entries are simulated (the decisions findings get, first or
+//! again); a case decided several times counts each decision, and lists the case once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use writ_core::decision::{Decision, Tier};
+use writ_core::event::{EventBody, EventKind};
+use writ_core::ids::CaseId;
+use writ_policy::PolicyBundle;
+use writ_store::Store;
+
+use crate::entries::UnreadableEntry;
+
+/// Entries read per page.
+const PAGE: u32 = 2_000;
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] writ_store::StoreError),
+    /// An entry cannot be read.
+    #[error(transparent)]
+    Unreadable(#[from] UnreadableEntry),
+}
+
+/// One decision the candidate would make otherwise.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedDecision {
+    /// The entry that recorded it.
+    pub seq: u64,
+    /// Its case.
+    pub case_id: Option<CaseId>,
+    /// The action decided.
+    pub action: String,
+    /// The tier recorded, and its determining policies.
+    pub recorded: Decision,
+    /// What the candidate decides (`None`: it cannot evaluate the recorded inputs, for
+    /// example when its schema no longer accepts them).
+    pub candidate: Option<Decision>,
+    /// Why the candidate could not evaluate them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How a policy's part in the decisions would change.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PolicyDelta {
+    /// Decisions it determined as recorded.
+    pub recorded: u64,
+    /// Decisions it would determine under the candidate.
+    pub candidate: u64,
+}
+
+/// What a candidate bundle would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationReport {
+    /// The candidate's hash.
+    pub candidate_bundle: String,
+    /// Decisions simulated.
+    pub decisions: u64,
+    /// Of those, how many the candidate decides with another tier or other determining
+    /// policies (or cannot decide).
+    pub changed: u64,
+    /// `recorded tier -> candidate tier` counts (the same tier included).
+    pub tiers: BTreeMap<String, u64>,
+    /// Per policy id: decisions it determined, recorded and under the candidate (only the
+    /// policies whose count changes).
+    pub policies: BTreeMap<String, PolicyDelta>,
+    /// The cases with a changed decision, in ledger order.
+    pub cases: Vec<CaseId>,
+    /// Every changed decision.
+    pub changes: Vec<ChangedDecision>,
+}
+
+fn tier_name(tier: &Tier) -> &'static str {
+    match tier {
+        Tier::Auto => "auto",
+        Tier::Approval { .. } => "approval",
+        Tier::CaseOnly { .. } => "case_only",
+        Tier::Deny => "deny",
+    }
+}
+
+/// Simulates `candidate` over the finding decisions recorded at or after `since` (all when
+/// `None`). `progress` is told how many entries have been read of how many.
+pub async fn simulate(
+    store: &dyn Store,
+    candidate: &PolicyBundle,
+    since: Option<Timestamp>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SimulationReport, SimulateError> {
+    let size = store.ledger_size().await?;
+    let mut report = SimulationReport {
+        candidate_bundle: candidate.hash().to_string(),
+        decisions: 0,
+        changed: 0,
+        tiers: BTreeMap::new(),
+        policies: BTreeMap::new(),
+        cases: Vec::new(),
+        changes: Vec::new(),
+    };
+    let mut counts: BTreeMap<String, PolicyDelta> = BTreeMap::new();
+    let mut seen_cases = BTreeSet::new();
+    let mut next = 0;
+    while next < size {
+        let rows = store.entries(next, PAGE).await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        next = last.seq + 1;
+        for row in &rows {
+            if row.kind != EventKind::DecisionRecorded || since.is_some_and(|t| row.time < t) {
+                continue;
+            }
+            let body = crate::entries::decode_body(row)?;
+            let EventBody::DecisionRecorded(recorded) = body else {
+                continue;
+            };
+            report.decisions += 1;
+            for id in &recorded.decision.determining_policies {
+                counts.entry(id.clone()).or_default().recorded += 1;
+            }
+            let (candidate_decision, error) = match candidate.replay(&recorded.evaluation) {
+                Ok(decision) => (Some(decision), None),
+                Err(err) => (None, Some(err.to_string())),
+            };
+            let candidate_tier = candidate_decision
+                .as_ref()
+                .map_or("error", |d| tier_name(&d.tier));
+            *report
+                .tiers
+                .entry(format!(
+                    "{} -> {candidate_tier}",
+                    tier_name(&recorded.decision.tier)
+                ))
+                .or_default() += 1;
+            if let Some(decision) = &candidate_decision {
+                for id in &decision.determining_policies {
+                    counts.entry(id.clone()).or_default().candidate += 1;
+                }
+            }
+            let same = candidate_decision.as_ref().is_some_and(|d| {
+                d.tier == recorded.decision.tier
+                    && d.determining_policies == recorded.decision.determining_policies
+            });
+            if !same {
+                report.changed += 1;
+                if let Some(case) = row.case_id
+                    && seen_cases.insert(case)
+                {
+                    report.cases.push(case);
+                }
+                report.changes.push(ChangedDecision {
+                    seq: row.seq,
+                    case_id: row.case_id,
+                    action: recorded.decision.action.clone(),
+                    recorded: recorded.decision,
+                    candidate: candidate_decision,
+                    error,
+                });
+            }
+        }
+        progress(next.min(size), size);
+    }
+    report.policies = counts
+        .into_iter()
+        .filter(|(_, delta)| delta.recorded != delta.candidate)
+        .collect();
+    Ok(report)
+}
