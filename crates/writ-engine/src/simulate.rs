@@ -29,6 +29,72 @@ pub enum SimulateError {
     /// An entry cannot be read.
     #[error(transparent)]
     Unreadable(#[from] UnreadableEntry),
+    /// A worker thread failed.
+    #[error("a simulation worker failed: {0}")]
+    Worker(String),
+}
+
+/// One decision as recorded and as the candidate decides it.
+struct Redecided {
+    seq: u64,
+    case_id: Option<CaseId>,
+    recorded: Decision,
+    candidate: Result<Decision, String>,
+}
+
+/// Decodes and re-decides the `decision_recorded` rows of one page on every core (decoding the
+/// leaf and parsing the recorded inputs into Cedar's form are most of the cost), in order.
+fn redecide_page(
+    rows: &[writ_store::LedgerRow],
+    candidate: &PolicyBundle,
+) -> Result<Vec<Redecided>, UnreadableEntry> {
+    let one = |row: &writ_store::LedgerRow| -> Result<Option<Redecided>, UnreadableEntry> {
+        let EventBody::DecisionRecorded(recorded) = crate::entries::decode_body(row)? else {
+            return Ok(None);
+        };
+        Ok(Some(Redecided {
+            seq: row.seq,
+            case_id: row.case_id,
+            candidate: candidate
+                .replay(&recorded.evaluation)
+                .map_err(|err| err.to_string()),
+            recorded: recorded.decision,
+        }))
+    };
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = rows.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<Redecided>, UnreadableEntry>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for row in part {
+                        if let Some(done) = one(row)? {
+                            out.push(done);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(UnreadableEntry {
+                        seq: 0,
+                        detail: "a simulation worker panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut all = Vec::new();
+    for part in results {
+        all.extend(part?);
+    }
+    Ok(all)
 }
 
 /// One decision the candidate would make otherwise.
@@ -93,7 +159,7 @@ fn tier_name(tier: &Tier) -> &'static str {
 /// `None`). `progress` is told how many entries have been read of how many.
 pub async fn simulate(
     store: &dyn Store,
-    candidate: &PolicyBundle,
+    candidate: std::sync::Arc<PolicyBundle>,
     since: Option<Timestamp>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SimulationReport, SimulateError> {
@@ -116,31 +182,37 @@ pub async fn simulate(
             break;
         };
         next = last.seq + 1;
-        for row in &rows {
-            if row.kind != EventKind::DecisionRecorded || since.is_some_and(|t| row.time < t) {
-                continue;
-            }
-            let body = crate::entries::decode_body(row)?;
-            let EventBody::DecisionRecorded(recorded) = body else {
-                continue;
-            };
+        let decisions: Vec<writ_store::LedgerRow> = rows
+            .into_iter()
+            .filter(|row| {
+                row.kind == EventKind::DecisionRecorded && since.is_none_or(|t| row.time >= t)
+            })
+            .collect();
+        let bundle = candidate.clone();
+        let redecided = tokio::task::spawn_blocking(move || redecide_page(&decisions, &bundle))
+            .await
+            .map_err(|err| SimulateError::Worker(err.to_string()))??;
+        for Redecided {
+            seq,
+            case_id,
+            recorded,
+            candidate,
+        } in redecided
+        {
             report.decisions += 1;
-            for id in &recorded.decision.determining_policies {
+            for id in &recorded.determining_policies {
                 counts.entry(id.clone()).or_default().recorded += 1;
             }
-            let (candidate_decision, error) = match candidate.replay(&recorded.evaluation) {
+            let (candidate_decision, error) = match candidate {
                 Ok(decision) => (Some(decision), None),
-                Err(err) => (None, Some(err.to_string())),
+                Err(err) => (None, Some(err)),
             };
             let candidate_tier = candidate_decision
                 .as_ref()
                 .map_or("error", |d| tier_name(&d.tier));
             *report
                 .tiers
-                .entry(format!(
-                    "{} -> {candidate_tier}",
-                    tier_name(&recorded.decision.tier)
-                ))
+                .entry(format!("{} -> {candidate_tier}", tier_name(&recorded.tier)))
                 .or_default() += 1;
             if let Some(decision) = &candidate_decision {
                 for id in &decision.determining_policies {
@@ -148,21 +220,20 @@ pub async fn simulate(
                 }
             }
             let same = candidate_decision.as_ref().is_some_and(|d| {
-                d.tier == recorded.decision.tier
-                    && d.determining_policies == recorded.decision.determining_policies
+                d.tier == recorded.tier && d.determining_policies == recorded.determining_policies
             });
             if !same {
                 report.changed += 1;
-                if let Some(case) = row.case_id
+                if let Some(case) = case_id
                     && seen_cases.insert(case)
                 {
                     report.cases.push(case);
                 }
                 report.changes.push(ChangedDecision {
-                    seq: row.seq,
-                    case_id: row.case_id,
-                    action: recorded.decision.action.clone(),
-                    recorded: recorded.decision,
+                    seq,
+                    case_id,
+                    action: recorded.action.clone(),
+                    recorded,
                     candidate: candidate_decision,
                     error,
                 });

@@ -226,7 +226,7 @@ async fn one_backend(
     let candidate = crate::policy_source::demo()?;
     let started = Instant::now();
     let simulated =
-        writ_engine::simulate::simulate(&*store, &candidate, None, &mut |_, _| {}).await?;
+        writ_engine::simulate::simulate(&*store, Arc::new(candidate), None, &mut |_, _| {}).await?;
     let elapsed = started.elapsed();
     println!(
         "          policy simulate: {:>8.0} decisions/s ({} decisions re-decided, {} changed, {:.1} s) | ingest above {rate:>8.0} findings/s",

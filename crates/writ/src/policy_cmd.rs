@@ -97,12 +97,16 @@ fn simulate(
         let store = crate::open_store(config).await?;
         let bar = crate::progress::bar(0, "simulating");
         let started = std::time::Instant::now();
-        let report =
-            writ_engine::simulate::simulate(&*store, &bundle, since, &mut |done, total| {
+        let report = writ_engine::simulate::simulate(
+            &*store,
+            std::sync::Arc::new(bundle),
+            since,
+            &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
-            })
-            .await?;
+            },
+        )
+        .await?;
         bar.finish_and_clear();
         let elapsed = started.elapsed().as_secs_f64();
         if json {
