@@ -133,6 +133,12 @@ pub enum EventKind {
     /// A policy bundle was put in force; its files are kept as the event's evidence, by hash,
     /// so every decision it makes stays replayable after a deploy.
     PolicyBundleLoaded,
+    /// Automation stopped on a system whose source of truth cannot be trusted (its inventory
+    /// stale, its ownership coverage below the configured share): no automatic tier there, and
+    /// queued jobs wait.
+    AutomationPaused,
+    /// The system's source of truth is repaired: automation goes on.
+    AutomationResumed,
 }
 
 impl EventKind {
@@ -192,6 +198,7 @@ impl EventKind {
             K::RotationProgressed => &["PR.AA-01", "RS.MI-02", "PR.DS-01"],
             K::SystemSynced => &["ID.AM-01", "DE.CM-09"],
             K::PolicyBundleLoaded => &["GV.PO-01", "GV.PO-02"],
+            K::AutomationPaused | K::AutomationResumed => &["ID.AM-01", "GV.OV-02"],
         }
     }
 }
@@ -371,6 +378,10 @@ pub enum EventBody {
     SystemSynced(SystemSynced),
     /// See [`PolicyBundleLoaded`].
     PolicyBundleLoaded(PolicyBundleLoaded),
+    /// See [`AutomationPaused`].
+    AutomationPaused(AutomationPaused),
+    /// See [`AutomationResumed`].
+    AutomationResumed(AutomationResumed),
 }
 
 impl EventBody {
@@ -417,6 +428,8 @@ impl EventBody {
             B::RotationProgressed(_) => K::RotationProgressed,
             B::SystemSynced(_) => K::SystemSynced,
             B::PolicyBundleLoaded(_) => K::PolicyBundleLoaded,
+            B::AutomationPaused(_) => K::AutomationPaused,
+            B::AutomationResumed(_) => K::AutomationResumed,
         }
     }
 
@@ -463,6 +476,8 @@ impl EventBody {
             K::RotationProgressed => serde_json::from_value(body).map(B::RotationProgressed),
             K::SystemSynced => serde_json::from_value(body).map(B::SystemSynced),
             K::PolicyBundleLoaded => serde_json::from_value(body).map(B::PolicyBundleLoaded),
+            K::AutomationPaused => serde_json::from_value(body).map(B::AutomationPaused),
+            K::AutomationResumed => serde_json::from_value(body).map(B::AutomationResumed),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -513,7 +528,9 @@ impl EventBody {
             | B::LedgerSealed(_)
             | B::RotationProgressed(_)
             | B::SystemSynced(_)
-            | B::PolicyBundleLoaded(_) => None,
+            | B::PolicyBundleLoaded(_)
+            | B::AutomationPaused(_)
+            | B::AutomationResumed(_) => None,
         }
     }
 
@@ -586,6 +603,8 @@ impl EventBody {
             | B::RequestSubmitted(_)
             | B::SystemSynced(_)
             | B::PolicyBundleLoaded(_)
+            | B::AutomationPaused(_)
+            | B::AutomationResumed(_)
             | B::LedgerSealed(_) => None,
         }
     }
@@ -710,6 +729,28 @@ pub struct PolicyBundleLoaded {
     pub hash: Sha256Digest,
     /// Its files, by name.
     pub files: Vec<String>,
+}
+
+/// `automation_paused`: why automation stopped on a system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationPaused {
+    /// The system.
+    pub system: String,
+    /// Why, in words ("ownership coverage 40% is below 80%", "inventory last synced at ...").
+    pub reason: String,
+}
+
+/// `automation_resumed`: the system's source of truth is repaired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationResumed {
+    /// The system.
+    pub system: String,
+    /// Why it had been paused.
+    pub was: String,
+    /// What is true now, in words.
+    pub reason: String,
 }
 
 /// What a sync came to.

@@ -24,6 +24,7 @@ pub mod notification;
 pub mod ownership;
 pub mod principal;
 pub mod projection;
+pub mod reconcile;
 pub mod request;
 pub mod rotation;
 pub mod workflow;

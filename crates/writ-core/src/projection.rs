@@ -105,6 +105,13 @@ pub enum Projection {
     },
     /// A system's sync status: its last attempt, and (on success) its last success.
     System(crate::event::SystemSynced),
+    /// Automation on a system paused (with why) or resumed (`None`).
+    SystemPause {
+        /// The system.
+        system: String,
+        /// Why it is paused; `None`: it is not.
+        reason: Option<String>,
+    },
 }
 
 /// The projection rows `body` (of an event in `case_id`) implies, in a fixed order (identity,
@@ -114,8 +121,17 @@ pub fn project(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
     if let EventBody::IdentitySynced(b) = body {
         rows.push(Projection::Identity(b.identity.clone()));
     }
-    if let EventBody::SystemSynced(b) = body {
-        rows.push(Projection::System(b.clone()));
+    match body {
+        EventBody::SystemSynced(b) => rows.push(Projection::System(b.clone())),
+        EventBody::AutomationPaused(b) => rows.push(Projection::SystemPause {
+            system: b.system.clone(),
+            reason: Some(b.reason.clone()),
+        }),
+        EventBody::AutomationResumed(b) => rows.push(Projection::SystemPause {
+            system: b.system.clone(),
+            reason: None,
+        }),
+        _ => {}
     }
     if let Some(case) = body.case() {
         rows.push(Projection::Case {

@@ -168,6 +168,8 @@ pub fn case_transition(
         B::IdentitySynced(_)
         | B::SystemSynced(_)
         | B::PolicyBundleLoaded(_)
+        | B::AutomationPaused(_)
+        | B::AutomationResumed(_)
         | B::OwnershipImported(_)
         | B::PrincipalCreated(_)
         | B::PrincipalChanged(_)
@@ -468,7 +470,9 @@ pub fn job_transition(
         | B::DismissalRequested(_)
         | B::RequestSubmitted(_)
         | B::SystemSynced(_)
-        | B::PolicyBundleLoaded(_) => &[],
+        | B::PolicyBundleLoaded(_)
+        | B::AutomationPaused(_)
+        | B::AutomationResumed(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))

@@ -159,6 +159,9 @@ pub struct InventoryReport {
     pub recorded: usize,
     /// Identities the target holds (changed or not).
     pub identities: usize,
+    /// The reconciliation findings the sync raises (when asked for), for the caller to ingest.
+    #[serde(skip)]
+    pub findings: Vec<writ_core::reconcile::ReconcileFinding>,
     /// Of those, how many an ownership rule matched.
     pub owned: usize,
     /// The subjects (`system/external id`) recorded, for resolving the cases opened before
@@ -181,6 +184,7 @@ pub async fn sync(
         scheduled: false,
         actor,
         refresh_after: jiff::SignedDuration::ZERO,
+        dormant_after: None,
     };
     sync_target(store, sequencer, connector, clock, ids, &run).await
 }
@@ -200,6 +204,9 @@ pub struct SyncRun<'a> {
     /// (`ingest.max_reconcile_age_hours`), so identities stay fresh without a ledger entry
     /// per identity per round.
     pub refresh_after: jiff::SignedDuration,
+    /// When set, the sync also works out its reconciliation findings
+    /// (`writ_core::reconcile`), with this dormancy threshold; the caller raises them.
+    pub dormant_after: Option<jiff::SignedDuration>,
 }
 
 /// Whether `known` may stand for `found` as is: they say the same (freshness aside) and
@@ -276,7 +283,8 @@ pub async fn sync_target(
     };
     let run = now.as_microsecond();
     let mut drafts = Vec::new();
-    for object in &objects {
+    let mut found: Vec<(Identity, usize)> = Vec::new();
+    for (index, object) in objects.iter().enumerate() {
         let Some(mut identity) = identity_from(&system, object, IdentityId(ids.next_id(now)), now)
         else {
             continue;
@@ -297,6 +305,9 @@ pub async fn sync_target(
             .subjects
             .push(format!("{}/{}", identity.system, identity.external_id));
         report.identities += 1;
+        if how.dormant_after.is_some() {
+            found.push((identity.clone(), index));
+        }
         if existing.is_some_and(|e| still_current(e, &identity, now, how.refresh_after)) {
             continue;
         }
@@ -312,6 +323,33 @@ pub async fn sync_target(
         ));
     }
     report.recorded = drafts.len();
+    if let Some(dormant_after) = how.dormant_after {
+        let synced_before = store
+            .systems()
+            .await?
+            .iter()
+            .any(|s| s.system == system && s.last_success_at.is_some());
+        let verified = store
+            .jobs_applied_since(&system, Timestamp::UNIX_EPOCH)
+            .await?;
+        let found: Vec<writ_core::reconcile::Found<'_>> = found
+            .iter()
+            .map(|(identity, index)| writ_core::reconcile::Found {
+                identity,
+                attributes: &objects[*index].attributes,
+            })
+            .collect();
+        report.findings =
+            writ_core::reconcile::reconciliation_findings(&writ_core::reconcile::SyncView {
+                system: &system,
+                before: &known,
+                synced_before,
+                found: &found,
+                verified: &verified,
+                now,
+                dormant_after,
+            });
+    }
     drafts.push(synced(
         writ_core::event::SyncOutcome::Succeeded {
             discovered: report.discovered as u64,
@@ -348,6 +386,16 @@ impl std::fmt::Debug for ScheduledTarget {
     }
 }
 
+/// How scheduled syncs treat identities: when an unchanged one is confirmed again
+/// ([`SyncRun::refresh_after`]) and when an unused one is dormant.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleRules {
+    /// See [`SyncRun::refresh_after`].
+    pub refresh_after: jiff::SignedDuration,
+    /// See [`SyncRun::dormant_after`].
+    pub dormant_after: jiff::SignedDuration,
+}
+
 /// What a pass of scheduled syncs did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScheduledReport {
@@ -357,6 +405,40 @@ pub struct ScheduledReport {
     pub failed: usize,
     /// Subjects the successful syncs recorded (to decide cases opened before them).
     pub subjects: Vec<String>,
+    /// Reconciliation findings the syncs raised, for the caller to ingest ([`raise_findings`]).
+    pub findings: Vec<writ_core::reconcile::ReconcileFinding>,
+}
+
+/// Ingests reconciliation findings through the same pipeline and policy as any source's, as
+/// the source `writ-reconcile` (trusted high: writ read the target itself). Returns how many
+/// were new (a finding already recorded for the same state is a duplicate).
+pub async fn raise_findings(
+    ingestor: &crate::ingest::Ingestor,
+    findings: Vec<writ_core::reconcile::ReconcileFinding>,
+) -> Result<usize, crate::ingest::IngestError> {
+    if findings.is_empty() {
+        return Ok(0);
+    }
+    let source = crate::sources::Source {
+        name: writ_core::reconcile::RECONCILE_SOURCE.to_owned(),
+        trust: writ_core::finding::Trust::High,
+    };
+    let submissions = findings
+        .into_iter()
+        .map(|f| crate::ingest::Submission {
+            evidence: serde_json::to_vec(&f.observation).unwrap_or_default(),
+            observation: f.observation,
+            redacted_from: None,
+            idempotency_key: Some(f.idempotency_key),
+        })
+        .collect();
+    let mut new = 0;
+    for result in ingestor.ingest_batch(&source, submissions).await {
+        if !result?.duplicate {
+            new += 1;
+        }
+    }
+    Ok(new)
 }
 
 /// The round a time falls in, for a schedule of `every`: whole periods since the epoch. Every
@@ -376,8 +458,12 @@ pub async fn scheduled_syncs(
     clock: &dyn Clock,
     ids: &dyn IdSource,
     holder: &str,
-    refresh_after: jiff::SignedDuration,
+    rules: ScheduleRules,
 ) -> Result<ScheduledReport, InventoryError> {
+    let ScheduleRules {
+        refresh_after,
+        dormant_after,
+    } = rules;
     let mut report = ScheduledReport::default();
     for entry in schedule {
         let system = entry.connector.system();
@@ -390,10 +476,14 @@ pub async fn scheduled_syncs(
             scheduled: true,
             actor: writ_core::workflow::ENGINE_ACTOR,
             refresh_after,
+            dormant_after: Some(dormant_after),
         };
         report.synced += 1;
         match sync_target(store, sequencer, &*entry.connector, clock, ids, &run).await {
-            Ok(synced) => report.subjects.extend(synced.subjects),
+            Ok(synced) => {
+                report.subjects.extend(synced.subjects);
+                report.findings.extend(synced.findings);
+            }
             Err(InventoryError::Connector(err)) => {
                 report.failed += 1;
                 tracing::warn!(target = %entry.target, system, error = %err, "scheduled sync failed; recorded, the inventory stays as it was");

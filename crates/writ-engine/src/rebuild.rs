@@ -249,21 +249,43 @@ pub fn dump_of(effects: Vec<Effect>) -> ProjectionDump {
                     }
                 }
             }
+            Effect::SetSystemPause {
+                system,
+                reason,
+                seq,
+            } => {
+                if let Some(row) = systems.get_mut(&system) {
+                    row.paused_reason = reason;
+                    row.updated_seq = seq;
+                }
+            }
             Effect::UpsertSystem { status, seq } => {
                 let succeeded = matches!(
                     status.outcome,
                     writ_core::event::SyncOutcome::Succeeded { .. }
                 );
-                let earlier = systems
-                    .get(&status.system)
-                    .and_then(|row| row.last_success_at);
+                let earlier = systems.get(&status.system);
+                let (identities, owned) = match status.outcome {
+                    writ_core::event::SyncOutcome::Succeeded {
+                        identities, owned, ..
+                    } => (Some(identities), Some(owned)),
+                    writ_core::event::SyncOutcome::Failed { .. } => (
+                        earlier.and_then(|row| row.identities),
+                        earlier.and_then(|row| row.owned),
+                    ),
+                };
+                let paused_reason = earlier.and_then(|row| row.paused_reason.clone());
+                let earlier_success = earlier.and_then(|row| row.last_success_at);
                 systems.insert(
                     status.system.clone(),
                     writ_store::SystemStatus {
+                        identities,
+                        owned,
+                        paused_reason,
                         last_success_at: if succeeded {
                             Some(status.finished_at)
                         } else {
-                            earlier
+                            earlier_success
                         },
                         system: status.system,
                         target: status.target,

@@ -1168,6 +1168,11 @@ pub fn effect_of(projection: Projection, seq: u64) -> Effect {
             seq,
         },
         Projection::System(status) => Effect::UpsertSystem { status, seq },
+        Projection::SystemPause { system, reason } => Effect::SetSystemPause {
+            system,
+            reason,
+            seq,
+        },
     }
 }
 

@@ -588,6 +588,10 @@ pub struct InventoryResult {
     /// Cases opened before their identity was known, decided now (discovery only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided: Option<usize>,
+    /// Reconciliation findings the sync raised (orphaned, dormant, drift, expired but active,
+    /// unknown), new ones only (discovery only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<usize>,
 }
 
 /// Discover a configured target's identities into the inventory.
@@ -626,10 +630,18 @@ pub async fn sync_target(
             scheduled: false,
             actor: &actor,
             refresh_after: jiff::SignedDuration::ZERO,
+            dormant_after: Some(state.settings.dormant_after),
         },
     )
     .await
     .map_err(inventory_problem)?;
+    // What the sync found wrong goes through the same pipeline as any source's findings.
+    let raised = match &state.ingestor {
+        Some(ingestor) => writ_engine::inventory::raise_findings(ingestor, report.findings.clone())
+            .await
+            .map_err(|err| Problem::unavailable(&err))?,
+        None => 0,
+    };
     // Cases opened before their identity was known are decided now.
     let decided = match &state.ingestor {
         Some(ingestor) => ingestor
@@ -644,6 +656,7 @@ pub async fn sync_target(
         recorded: report.recorded,
         owned: report.owned,
         decided: Some(decided),
+        findings: Some(raised),
     }))
 }
 
@@ -881,6 +894,7 @@ pub async fn import_rules(
         recorded: report.recorded,
         owned: report.owned,
         decided: None,
+        findings: None,
     }))
 }
 

@@ -64,6 +64,8 @@ pub struct ServerSettings {
     pub auth_failure_limit: RateLimit,
     /// Serve TLS with this certificate and key.
     pub tls: Option<TlsFiles>,
+    /// A sync's dormancy threshold for its reconciliation findings (`ingest.dormant_after_days`).
+    pub dormant_after: jiff::SignedDuration,
 }
 
 impl Default for ServerSettings {
@@ -81,6 +83,7 @@ impl Default for ServerSettings {
                 burst: 20.0,
             },
             tls: None,
+            dormant_after: jiff::SignedDuration::from_hours(90 * 24),
         }
     }
 }

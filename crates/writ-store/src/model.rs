@@ -204,6 +204,15 @@ pub enum Effect {
         /// The entry that recorded it.
         seq: u64,
     },
+    /// Pause (with why) or resume (`None`) automation on a system.
+    SetSystemPause {
+        /// The system.
+        system: String,
+        /// Why it is paused.
+        reason: Option<String>,
+        /// The entry that recorded it.
+        seq: u64,
+    },
 }
 
 /// An exception as the store keeps it.
@@ -454,7 +463,13 @@ pub struct SystemStatus {
     pub scheduled: bool,
     /// How the last one went.
     pub outcome: writ_core::event::SyncOutcome,
-    /// The entry that recorded it.
+    /// Identities at the last successful sync.
+    pub identities: Option<u64>,
+    /// Of those, with an owner.
+    pub owned: Option<u64>,
+    /// Why automation is paused there, if it is.
+    pub paused_reason: Option<String>,
+    /// The entry that last changed the row.
     pub updated_seq: u64,
 }
 

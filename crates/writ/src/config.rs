@@ -162,12 +162,16 @@ pub struct IngestConfig {
     /// How many hours since a system's last reconciliation its identities count as fresh;
     /// after that, findings about them go to human review.
     pub max_reconcile_age_hours: u32,
+    /// A sync raises `dormant_identity` for an identity its target reports unused for longer
+    /// than this span (`90d`, `12h`, `30m`, `45s`).
+    pub dormant_after: String,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_reconcile_age_hours: 24,
+            dormant_after: "90d".to_owned(),
         }
     }
 }
@@ -431,6 +435,7 @@ impl ServerConfig {
                 burst: self.auth_failure_burst,
             },
             tls,
+            dormant_after: jiff::SignedDuration::from_hours(90 * 24),
         })
     }
 }

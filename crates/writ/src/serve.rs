@@ -168,7 +168,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         tracing::info!(bundle = %engine.ingestor()?.policy().hash(), "policy bundle kept in the ledger");
     }
-    let settings = config.server.settings()?;
+    let mut settings = config.server.settings()?;
+    settings.dormant_after = SignedDuration::from_secs(
+        i64::try_from(
+            crate::exception_cmd::span_seconds(&config.ingest.dormant_after)
+                .context("[ingest] dormant_after")?,
+        )
+        .unwrap_or(i64::MAX),
+    );
     if let Some(tls) = &settings.tls {
         tls.acceptor().context("[server] tls_cert / tls_key")?;
     }
@@ -184,6 +191,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Unchanged identities are confirmed again a quarter into their freshness window.
     let refresh_after =
         SignedDuration::from_hours(i64::from(config.ingest.max_reconcile_age_hours)) / 4;
+    let dormant_after = settings.dormant_after;
     let syncer = (
         engine.store.clone(),
         engine.sequencer.clone(),
@@ -236,18 +244,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     &**clock,
                     &**ids,
                     holder,
-                    refresh_after,
+                    writ_engine::inventory::ScheduleRules {
+                        refresh_after,
+                        dormant_after,
+                    },
                 )
                 .await
                 {
-                    Ok(report) if !report.subjects.is_empty() => {
-                        if let Some(ingestor) = ingestor
-                            && let Err(err) = ingestor.resolve_cases(&report.subjects).await
-                        {
-                            tracing::error!(error = %err, "deciding cases opened before their identity was known failed; will retry");
+                    Ok(report) => {
+                        if let Some(ingestor) = ingestor {
+                            if !report.subjects.is_empty()
+                                && let Err(err) = ingestor.resolve_cases(&report.subjects).await
+                            {
+                                tracing::error!(error = %err, "deciding cases opened before their identity was known failed; will retry");
+                            }
+                            if let Err(err) =
+                                writ_engine::inventory::raise_findings(ingestor, report.findings)
+                                    .await
+                            {
+                                tracing::error!(error = %err, "raising reconciliation findings failed; the next round raises them again");
+                            }
                         }
                     }
-                    Ok(_) => {}
                     Err(err) => {
                         tracing::error!(error = %err, "scheduled sync pass failed; will retry")
                     }

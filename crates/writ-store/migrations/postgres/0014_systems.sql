@@ -1,5 +1,7 @@
--- Each target system's inventory sync: when it last ran, when it last succeeded, how it went.
--- Projected from `system_synced` events and rebuilt by `writ admin rebuild`.
+-- Each target system's inventory sync: when it last ran, when it last succeeded, how it went,
+-- the counts of its last success, and whether automation is paused there (and why).
+-- Projected from `system_synced`, `automation_paused` and `automation_resumed` events and
+-- rebuilt by `writ admin rebuild`.
 CREATE TABLE systems (
     system          TEXT    PRIMARY KEY,
     target          TEXT    NOT NULL,
@@ -7,6 +9,9 @@ CREATE TABLE systems (
     last_success_us BIGINT,
     scheduled       BOOLEAN NOT NULL,
     outcome         TEXT    NOT NULL,
+    identities      BIGINT,
+    owned           BIGINT,
+    paused_reason   TEXT,
     updated_seq     BIGINT  NOT NULL
 );
 -- Which replica runs a system's scheduled sync in a round (rounds are `sync_every` long): a

@@ -134,16 +134,25 @@ macro_rules! lifecycle_queries {
                     use writ_core::event::SyncOutcome;
                     let success = matches!(status.outcome, SyncOutcome::Succeeded { .. })
                         .then(|| micros(status.finished_at));
+                    let (identities, owned) = match status.outcome {
+                        SyncOutcome::Succeeded { identities, owned, .. } => (
+                            Some(i64::try_from(identities).unwrap_or(i64::MAX)),
+                            Some(i64::try_from(owned).unwrap_or(i64::MAX)),
+                        ),
+                        SyncOutcome::Failed { .. } => (None, None),
+                    };
                     let outcome = serde_json::to_string(&status.outcome).map_err(|err| {
                         StoreError::Conflict(format!("system {}: {err}", status.system))
                     })?;
                     sqlx::query(
-                        "INSERT INTO systems (system, target, last_attempt_us, last_success_us, scheduled, outcome, updated_seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                        "INSERT INTO systems (system, target, last_attempt_us, last_success_us, scheduled, outcome, identities, owned, updated_seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                          ON CONFLICT (system) DO UPDATE SET target = excluded.target,
                             last_attempt_us = excluded.last_attempt_us,
                             last_success_us = COALESCE(excluded.last_success_us, systems.last_success_us),
                             scheduled = excluded.scheduled, outcome = excluded.outcome,
+                            identities = COALESCE(excluded.identities, systems.identities),
+                            owned = COALESCE(excluded.owned, systems.owned),
                             updated_seq = excluded.updated_seq",
                     )
                     .bind(status.system.as_str())
@@ -152,7 +161,19 @@ macro_rules! lifecycle_queries {
                     .bind(success)
                     .bind(status.scheduled)
                     .bind(outcome)
+                    .bind(identities)
+                    .bind(owned)
                     .bind(seq_to_db(*seq)?)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Effect::SetSystemPause { system, reason, seq } => {
+                    sqlx::query(
+                        "UPDATE systems SET paused_reason = $1, updated_seq = $2 WHERE system = $3",
+                    )
+                    .bind(reason.as_deref())
+                    .bind(seq_to_db(*seq)?)
+                    .bind(system.as_str())
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -167,7 +188,8 @@ macro_rules! lifecycle_queries {
         ) -> Result<Vec<$crate::model::SystemStatus>, StoreError> {
             const T: &str = "systems";
             let mut all = sqlx::query(
-                "SELECT system, target, last_attempt_us, last_success_us, scheduled, outcome, updated_seq
+                "SELECT system, target, last_attempt_us, last_success_us, scheduled, outcome,
+                        identities, owned, paused_reason, updated_seq
                  FROM systems",
             )
             .fetch_all(&mut *conn)
@@ -187,6 +209,13 @@ macro_rules! lifecycle_queries {
                     outcome: serde_json::from_str(&outcome).map_err(|err| {
                         StoreError::Conflict(format!("systems.outcome: {err}"))
                     })?,
+                    identities: row
+                        .try_get::<Option<i64>, _>("identities")?
+                        .map(|n| u64::try_from(n).unwrap_or(0)),
+                    owned: row
+                        .try_get::<Option<i64>, _>("owned")?
+                        .map(|n| u64::try_from(n).unwrap_or(0)),
+                    paused_reason: row.try_get("paused_reason")?,
                     updated_seq: seq_from_db(T, row.try_get("updated_seq")?)?,
                 })
             })

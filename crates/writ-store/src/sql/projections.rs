@@ -83,7 +83,8 @@ macro_rules! projection_queries {
                     | Effect::SetDeadline { .. }
                     | Effect::UpsertBypass { .. }
                     | Effect::MeetDeadlines { .. }
-                    | Effect::UpsertSystem { .. } => lifecycle_effects.push(effect),
+                    | Effect::UpsertSystem { .. }
+                    | Effect::SetSystemPause { .. } => lifecycle_effects.push(effect),
                 }
             }
             for chunk in jobs.chunks(ROWS_PER_STATEMENT) {

@@ -1,0 +1,303 @@
+//! End to end, reconciliation on real targets (moto IAM and a PostgreSQL cluster), on SQLite and
+//! PostgreSQL: a sync compares each target with the inventory and with what writ last
+//! verified there, and raises its own findings (source `writ-reconcile`) through the same
+//! policy path as any scanner's: an identity with no owner, an account past its expiry that can
+//! still log in, a key writ disabled that was re-enabled by hand, an identity that appeared
+//! outside writ, a key unused beyond the dormancy threshold.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, Site, text};
+use serde_json::{Value, json};
+use writ_connector_aws::Service;
+use writ_testkit::{MotoServer, PgCluster, TestDb};
+
+async fn get(server: &Server, token: &str, path: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The cases about `subject` of `finding_type`.
+fn cases_of<'a>(cases: &'a Value, finding_type: &str, subject: &str) -> Vec<&'a Value> {
+    cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["finding_type"] == finding_type && c["subject"] == subject)
+        .collect()
+}
+
+/// Polls the case list until a case of `finding_type` about `subject` exists (30 s at most).
+async fn wait_for_case(server: &Server, token: &str, finding_type: &str, subject: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cases = get(server, token, "/v1/cases?limit=1000").await;
+        if let Some(case) = cases_of(&cases, finding_type, subject).first() {
+            return (*case).clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {finding_type} case about {subject}: {cases}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates `user` with one access key; returns the key id and secret.
+async fn user_with_key(moto: &str, user: &str) -> (String, String) {
+    let client = common::moto_client(moto);
+    client
+        .query(Service::Iam, "CreateUser", &[("UserName", user)])
+        .await
+        .unwrap();
+    let created = client
+        .query(Service::Iam, "CreateAccessKey", &[("UserName", user)])
+        .await
+        .unwrap();
+    let field = |name: &str| {
+        created
+            .split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|r| r.split(&format!("</{name}>")).next())
+            .unwrap()
+            .to_owned()
+    };
+    (field("AccessKeyId"), field("SecretAccessKey"))
+}
+
+async fn reconciliation_raises_its_own_findings(db: TestDb) {
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let target = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = moto.url();
+    let (app_key, _) = user_with_key(&url, "svc-app").await;
+    user_with_key(&url, "svc-orphan").await;
+    let (used_key, used_secret) = user_with_key(&url, "svc-used").await;
+    // svc-used's key signs a request now: its last use is now.
+    let mut config = writ_connector_aws::AwsConfig::new(&used_key, &used_secret, "us-east-1")
+        .with_endpoint(&url)
+        .unwrap();
+    config.access_key_id = used_key.clone();
+    writ_connector_aws::AwsClient::new(config)
+        .unwrap()
+        .query(Service::Sts, "GetCallerIdentity", &[])
+        .await
+        .unwrap();
+    writ_testkit::exec_sql(
+        &target.url("postgres"),
+        "CREATE ROLE svc_expired LOGIN VALID UNTIL '2020-01-01'; CREATE ROLE svc_current LOGIN",
+    )
+    .await
+    .unwrap();
+
+    let site = Site::new(
+        db,
+        &format!(
+            "[ingest]\ndormant_after = \"4s\"\n\n[writeback]\ninterval_ms = 200\n\n\
+             [[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{url}\"\nregion = \"us-east-1\"\n#SYNC\n\n\
+             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{}\"\n#SYNC\n",
+            target.url("postgres")
+        ),
+    );
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\n\
+         aws:123456789012/svc-app*,payments,high\n\
+         aws:123456789012/svc-used*,payments,medium\n\
+         pg-main/*,data,medium\n",
+    )
+    .unwrap();
+    let root = site.bootstrap_admin("root");
+    let aws_env = common::aws_env(Some(&url));
+    let mut server = site.spawn_serve(&aws_env);
+    server.wait_ready().await;
+    let pat = site.add_principal(
+        &server,
+        &root,
+        &["pat", "--team", "payments", "--role", "approver"],
+    );
+    let scanner = site.add_principal(
+        &server,
+        &root,
+        &[
+            "prowler-ci",
+            "--service",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+        ],
+    );
+    // Owners first, then the first sync of each target.
+    for args in [
+        &["inventory", "import", "owners.csv"][..],
+        &["sync", "aws"],
+        &["sync", "pg"],
+    ] {
+        let output = site.run_as(&server, &root, args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    let cases = get(&server, &root, "/v1/cases?limit=1000").await;
+    // No owner rule names svc-orphan: the user and its key are orphaned, waiting for a person.
+    let orphan = cases_of(&cases, "orphaned_identity", "aws:123456789012/svc-orphan");
+    assert_eq!(orphan.len(), 1, "{cases}");
+    assert_eq!(orphan[0]["state"], "needs_review", "{}", orphan[0]);
+    assert!(
+        cases_of(&cases, "orphaned_identity", "aws:123456789012/svc-app").is_empty(),
+        "an owned identity is not orphaned: {cases}"
+    );
+    // Past its VALID UNTIL and able to log in: disable, once its owner team approves.
+    let expired = cases_of(&cases, "expired_but_active", "pg-main/svc_expired");
+    assert_eq!(expired.len(), 1, "{cases}");
+    assert_eq!(expired[0]["state"], "awaiting_approval", "{}", expired[0]);
+    assert!(cases_of(&cases, "expired_but_active", "pg-main/svc_current").is_empty());
+    // The first sync of a system finds nothing "unknown": it is all new.
+    assert!(!cases.to_string().contains("unknown_identity"), "{cases}");
+    // A second sync of an unchanged target raises nothing new.
+    let before = cases.as_array().unwrap().len();
+    let output = site.run_as(&server, &root, &["sync", "aws"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let cases = get(&server, &root, "/v1/cases?limit=1000").await;
+    assert_eq!(cases.as_array().unwrap().len(), before, "{cases}");
+
+    // A scanner reports svc-app's key unused; its owner approves; writ disables it.
+    let (status, answer) = post(
+        &server,
+        &scanner,
+        "/v1/findings",
+        json!({
+            "finding_type": "iam_user_accesskey_unused",
+            "severity": "medium",
+            "confidence": 0.95,
+            "subject": {"system": "aws:123456789012", "external_id": "svc-app/AccessKey1"},
+            "title": "unused for 120 days",
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let case = answer["accepted"][0]["outcome"]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, vote) = post(
+        &server,
+        &pat,
+        &format!("/v1/cases/{case}/approvals"),
+        json!({"verdict": "approve", "rationale": "unused, confirmed"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{vote}");
+    server
+        .wait_for_case_state(&root, &case, "remediated", Duration::from_secs(30))
+        .await;
+    // Someone re-enables it by hand, outside writ; a user appears outside writ.
+    let iam = common::moto_client(&url);
+    iam.query(
+        Service::Iam,
+        "UpdateAccessKey",
+        &[
+            ("UserName", "svc-app"),
+            ("AccessKeyId", &app_key),
+            ("Status", "Active"),
+        ],
+    )
+    .await
+    .unwrap();
+    iam.query(Service::Iam, "CreateUser", &[("UserName", "svc-shadow")])
+        .await
+        .unwrap();
+    server.stop();
+
+    // Now on a schedule: every second.
+    let config = std::fs::read_to_string(site.path("writ.toml")).unwrap();
+    std::fs::write(
+        site.path("writ.toml"),
+        config.replace("#SYNC", "sync_every = \"1s\""),
+    )
+    .unwrap();
+    let mut server = site.spawn_serve(&aws_env);
+    server.wait_ready().await;
+    let drift = wait_for_case(
+        &server,
+        &root,
+        "drift_reverted",
+        "aws:123456789012/svc-app/AccessKey1",
+    )
+    .await;
+    assert_eq!(drift["state"], "awaiting_approval", "{drift}");
+    let shadow = wait_for_case(
+        &server,
+        &root,
+        "unknown_identity",
+        "aws:123456789012/svc-shadow",
+    )
+    .await;
+    assert_eq!(shadow["state"], "needs_review", "{shadow}");
+    // svc-used's key, last used at the start, is dormant after 4 s: the owner decides.
+    let dormant = wait_for_case(
+        &server,
+        &root,
+        "dormant_identity",
+        "aws:123456789012/svc-used/AccessKey1",
+    )
+    .await;
+    assert_eq!(dormant["state"], "awaiting_approval", "{dormant}");
+    let story = get(
+        &server,
+        &root,
+        &format!("/v1/cases/{}", drift["id"].as_str().unwrap()),
+    )
+    .await;
+    let received = story["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "finding_received")
+        .unwrap();
+    assert_eq!(received["actor"], "source:writ-reconcile", "{received}");
+    server.stop();
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reconciliation_raises_its_own_findings() {
+    reconciliation_raises_its_own_findings(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconciliation_raises_its_own_findings() {
+    reconciliation_raises_its_own_findings(TestDb::postgres().unwrap()).await;
+}
