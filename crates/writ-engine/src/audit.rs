@@ -766,3 +766,108 @@ mod tests {
         );
     }
 }
+
+/// A control framework whose tags the ledger's events carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framework {
+    /// NIST Cybersecurity Framework 2.0 outcomes (`PR.AA-05`), added to every event by kind.
+    NistCsf2,
+    /// OWASP Non-Human Identities Top 10 (`NHI-02`), from the findings.
+    OwaspNhi,
+}
+
+impl Framework {
+    /// Whether `tag` belongs to this framework.
+    pub fn owns(self, tag: &str) -> bool {
+        let owasp = tag.starts_with("NHI-");
+        match self {
+            Framework::OwaspNhi => owasp,
+            Framework::NistCsf2 => !owasp,
+        }
+    }
+}
+
+/// The evidence of one control: the entries tagged with it, and their cases.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ControlEvidence {
+    /// Entries tagged with the control.
+    pub events: u64,
+    /// Their event kinds, with counts.
+    pub kinds: std::collections::BTreeMap<String, u64>,
+    /// The cases they belong to.
+    pub cases: std::collections::BTreeSet<CaseId>,
+    /// The entries, each with its inclusion proof in the bundle.
+    pub entries: Vec<ControlEntry>,
+}
+
+/// One entry that evidences a control.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControlEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its event kind.
+    pub kind: String,
+    /// Its case, if it belongs to one.
+    pub case_id: Option<CaseId>,
+}
+
+/// Evidence by control: for each control of `framework`, the entries (at or after `since`)
+/// that evidence it, and a bundle holding those entries with their inclusion proofs against
+/// the latest signed checkpoint, for checking offline (`writ audit verify --bundle`).
+pub async fn controls_report(
+    store: &dyn Store,
+    framework: Framework,
+    since: Option<jiff::Timestamp>,
+    key: &VerifierKey,
+) -> Result<(std::collections::BTreeMap<String, ControlEvidence>, Bundle), AuditError> {
+    let checkpoint = store
+        .latest_checkpoint()
+        .await?
+        .ok_or(AuditError::NoCheckpoint)?;
+    let mut hashes: Vec<Hash> = Vec::new();
+    let mut selected: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut controls: std::collections::BTreeMap<String, ControlEvidence> =
+        std::collections::BTreeMap::new();
+    while (hashes.len() as u64) < checkpoint.size {
+        let page = store.entries(hashes.len() as u64, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            if row.seq >= checkpoint.size {
+                break;
+            }
+            hashes.push(Hash(row.leaf_hash));
+            if since.is_some_and(|t| row.time < t) {
+                continue;
+            }
+            let event =
+                crate::entries::decode(&row).map_err(|err| AuditError::Ledger(err.to_string()))?;
+            let mut tagged = false;
+            for tag in event.controls.iter().filter(|t| framework.owns(&t.0)) {
+                tagged = true;
+                let evidence = controls.entry(tag.0.clone()).or_default();
+                evidence.events += 1;
+                *evidence
+                    .kinds
+                    .entry(event.kind.name().to_owned())
+                    .or_default() += 1;
+                if let Some(case) = event.case_id {
+                    evidence.cases.insert(case);
+                }
+                evidence.entries.push(ControlEntry {
+                    seq: row.seq,
+                    kind: event.kind.name().to_owned(),
+                    case_id: event.case_id,
+                });
+            }
+            if tagged {
+                selected.push((row.seq, row.leaf));
+            }
+        }
+    }
+    let bundle = build_bundle(&hashes, &selected, &checkpoint.note, key.to_text())
+        .map_err(|err| AuditError::Ledger(err.to_string()))?;
+    Ok((controls, bundle))
+}

@@ -213,6 +213,8 @@ struct BatchContext<'a> {
     /// that check about what lies under it (a user's keys), which the pass closes.
     under: HashMap<(String, String), Vec<OpenCase>>,
     freezes: Vec<Freeze>,
+    /// The systems where automation is paused, and why.
+    paused: HashMap<String, String>,
 }
 
 /// An open case as planning sees it: the case, its version and decision entry when the store
@@ -652,6 +654,7 @@ impl Ingestor {
             last_closed,
             under,
             freezes: Vec::new(),
+            paused: self.paused_systems().await?,
         };
         let mut groups: Vec<Vec<Draft>> = Vec::new();
         let mut plans: Vec<Result<Plan, IngestError>> = Vec::with_capacity(submissions.len());
@@ -912,7 +915,7 @@ impl Ingestor {
             seq: 0,
         };
         let identity = context.identities.get(pair);
-        let review_reason = self.review_reason(identity, now);
+        let review_reason = self.review_reason(identity, now, &context.paused);
 
         if obs.status == FindingStatus::Pass {
             // A passing check closes the compliance side of the open case about it, if nothing
@@ -1206,13 +1209,33 @@ impl Ingestor {
         })
     }
 
+    /// The systems where automation is paused (`automation_paused`), and why.
+    async fn paused_systems(&self) -> Result<HashMap<String, String>, IngestError> {
+        Ok(self
+            .store
+            .systems()
+            .await?
+            .into_iter()
+            .filter_map(|s| s.paused_reason.map(|reason| (s.system, reason)))
+            .collect())
+    }
+
     /// Why automation must stay away from `identity`, if it must: unknown to the inventory,
-    /// or its source of truth incomplete or stale.
-    fn review_reason(&self, identity: Option<&Identity>, now: jiff::Timestamp) -> Option<String> {
+    /// its system paused, or its source of truth incomplete or stale.
+    fn review_reason(
+        &self,
+        identity: Option<&Identity>,
+        now: jiff::Timestamp,
+        paused: &HashMap<String, String>,
+    ) -> Option<String> {
         match identity {
             None => {
                 Some("source of truth incomplete: identity unknown to the inventory".to_owned())
             }
+            Some(identity) if paused.contains_key(&identity.system) => Some(format!(
+                "automation paused on {}: {}",
+                identity.system, paused[&identity.system]
+            )),
             Some(identity) => {
                 match identity.source_of_truth(now, self.settings.max_reconcile_age) {
                     SourceOfTruth::Reconciled => None,
@@ -1420,7 +1443,8 @@ impl Ingestor {
             .identity_by_external_id(&finding.subject_system, &finding.subject_external_id)
             .await?;
         let now = self.clock.now();
-        let review_reason = self.review_reason(identity.as_ref(), now);
+        let paused = self.paused_systems().await?;
+        let review_reason = self.review_reason(identity.as_ref(), now, &paused);
         case.identity_id = identity.as_ref().map(|i| i.id).or(case.identity_id);
         let keys = Keys {
             finding: finding.idempotency_key.clone(),

@@ -24,6 +24,7 @@
 //!   keeping their co-signatures.
 
 pub mod audit;
+pub mod automation;
 pub mod bypass;
 pub mod engine;
 pub mod entries;

@@ -126,6 +126,9 @@ pub struct WriteBackSettings {
     /// How long a principal must have gone unused before it may be offboarded without a
     /// rotation showing its dependants cut over.
     pub offboard_quiet: SignedDuration,
+    /// How long a queued job on a system where automation is paused waits before it looks
+    /// again.
+    pub pause_recheck: SignedDuration,
 }
 
 impl Default for WriteBackSettings {
@@ -140,6 +143,7 @@ impl Default for WriteBackSettings {
             rotation_cutover: SignedDuration::from_hours(24),
             rotation_grace: SignedDuration::from_hours(24 * 7),
             offboard_quiet: SignedDuration::from_hours(24),
+            pause_recheck: SignedDuration::from_secs(60),
         }
     }
 }
@@ -1189,6 +1193,24 @@ impl WriteBack {
     /// rights from the last privileged identity of a system.
     async fn guard(&self, job: &Job) -> Result<Option<Guard>, WriteBackError> {
         let now = self.clock.now();
+        // Automation paused on the system: the job waits, with the reason, until it resumes.
+        if let Some(reason) = self
+            .store
+            .systems()
+            .await?
+            .into_iter()
+            .find(|s| s.system == job.system)
+            .and_then(|s| s.paused_reason)
+        {
+            let until = now.checked_add(self.settings.pause_recheck).unwrap_or(now);
+            return Ok(Some(Guard::Wait(
+                until,
+                format!(
+                    "automation paused on {}: {reason}; waiting until it resumes",
+                    job.system
+                ),
+            )));
+        }
         let since = now.checked_sub(self.settings.window).unwrap_or(now);
         let recent: Vec<Job> = self.store.jobs_applied_since(&job.system, since).await?;
         if recent.len()

@@ -689,6 +689,8 @@ pub struct SystemSummary {
     pub owned: Option<u64>,
     /// New or changed at the last sync.
     pub changed: Option<u64>,
+    /// Why automation is paused on the system (no automatic tier, queued jobs wait), if it is.
+    pub paused_reason: Option<String>,
 }
 
 /// Every target system: how fresh its inventory is, and how its last sync went.
@@ -749,6 +751,7 @@ pub async fn list_systems(
             identities: counts.map(|c| c.1),
             owned: counts.map(|c| c.2),
             changed: counts.map(|c| c.3),
+            paused_reason: status.paused_reason.clone(),
         });
     }
     for (name, connector) in configured {
@@ -769,6 +772,7 @@ pub async fn list_systems(
             identities: None,
             owned: None,
             changed: None,
+            paused_reason: None,
         });
     }
     out.sort_by(|a, b| a.system.cmp(&b.system));

@@ -205,6 +205,13 @@ pub struct WriteBackConfig {
     /// Seconds a principal must have gone unused before it may be offboarded without a
     /// rotation showing its dependants cut over; a day by default.
     pub offboard_quiet_seconds: u32,
+    /// Seconds a queued job waits before looking again when automation is paused on its
+    /// system.
+    pub pause_recheck_seconds: u32,
+    /// Automation pauses on a system whose last sync found fewer than this share of its
+    /// identities owned (0 to 1; 0, the default, never pauses for ownership). A system whose
+    /// inventory is older than `ingest.max_reconcile_age_hours` pauses too.
+    pub min_ownership_share: f64,
 }
 
 impl Default for WriteBackConfig {
@@ -222,6 +229,8 @@ impl Default for WriteBackConfig {
             rotation_cutover_seconds: whole(engine.rotation_cutover),
             rotation_grace_seconds: whole(engine.rotation_grace),
             offboard_quiet_seconds: whole(engine.offboard_quiet),
+            pause_recheck_seconds: whole(engine.pause_recheck),
+            min_ownership_share: 0.0,
         }
     }
 }
@@ -240,6 +249,7 @@ impl WriteBackConfig {
             rotation_cutover: secs(self.rotation_cutover_seconds.max(1)),
             rotation_grace: secs(self.rotation_grace_seconds),
             offboard_quiet: secs(self.offboard_quiet_seconds),
+            pause_recheck: secs(self.pause_recheck_seconds.max(1)),
         }
     }
 }

@@ -52,10 +52,13 @@ pub fn systems(args: SystemsArgs) -> anyhow::Result<ExitCode> {
                     .as_u64()
                     .map_or("-".to_owned(), |n| n.to_string())
             };
-            let result = match system["error"].as_str() {
+            let mut result = match system["error"].as_str() {
                 Some(error) => format!("failed ({error})"),
                 None => text("result"),
             };
+            if let Some(reason) = system["paused_reason"].as_str() {
+                result.push_str(&format!(", AUTOMATION PAUSED ({reason})"));
+            }
             let age = system["age_seconds"]
                 .as_i64()
                 .map_or("-".to_owned(), |s| format!("{s}s"));

@@ -25,6 +25,7 @@ mod policy_source;
 mod principal_cmd;
 mod progress;
 mod publish_s3;
+mod report_cmd;
 mod request_cmd;
 mod serve;
 mod token_cmd;
@@ -91,6 +92,9 @@ enum Command {
     Inventory(inventory_cmd::InventoryCommand),
     /// Each target system's inventory freshness and last sync (scheduled or asked for).
     Systems(inventory_cmd::SystemsArgs),
+    /// Reports from the ledger: evidence by control.
+    #[command(subcommand)]
+    Report(report_cmd::ReportCommand),
     /// Approve a case's pending change, as the principal of WRIT_TOKEN (through the API);
     /// queues the write-back once the approval rule is met.
     Approve(writeback_cmd::VoteArgs),
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => inventory_cmd::sync(args),
         Command::Inventory(command) => inventory_cmd::run(command),
         Command::Systems(args) => inventory_cmd::systems(args),
+        Command::Report(command) => report_cmd::run(&config, command),
         Command::Approve(args) => writeback_cmd::vote(args, "approve"),
         Command::Reject(args) => writeback_cmd::vote(args, "reject"),
         Command::Rollback(args) => writeback_cmd::rollback(args),

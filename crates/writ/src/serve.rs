@@ -192,6 +192,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let refresh_after =
         SignedDuration::from_hours(i64::from(config.ingest.max_reconcile_age_hours)) / 4;
     let dormant_after = settings.dormant_after;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&config.writeback.min_ownership_share),
+        "[writeback] min_ownership_share must be between 0 and 1"
+    );
+    let automation = writ_engine::automation::AutomationRules {
+        max_staleness: SignedDuration::from_hours(i64::from(config.ingest.max_reconcile_age_hours)),
+        min_ownership: config.writeback.min_ownership_share,
+    };
     let syncer = (
         engine.store.clone(),
         engine.sequencer.clone(),
@@ -270,6 +278,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         tracing::error!(error = %err, "scheduled sync pass failed; will retry")
                     }
                 }
+            }
+            // Automation pauses where the source of truth cannot be trusted, and resumes when
+            // it is repaired (every replica looks; each change is recorded once).
+            let (store, sequencer, clock, ..) = &syncer;
+            if let Err(err) =
+                writ_engine::automation::review_pauses(&**store, sequencer, &**clock, &automation)
+                    .await
+            {
+                tracing::error!(error = %err, "reviewing automation pauses failed; will retry");
             }
         }
     });

@@ -292,6 +292,287 @@ async fn reconciliation_raises_its_own_findings(db: TestDb) {
     }
 }
 
+/// Polls `GET /v1/systems` until the first system's pause state is as wanted (30 s at most).
+async fn wait_for_pause(server: &Server, token: &str, paused: bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let systems = get(server, token, "/v1/systems").await;
+        if systems[0]["paused_reason"].is_string() == paused {
+            return systems[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pause never became {paused}: {systems}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The status of `user`'s access key `key` in moto.
+async fn key_status(moto: &str, user: &str, key: &str) -> String {
+    let body = common::moto_client(moto)
+        .query(Service::Iam, "ListAccessKeys", &[("UserName", user)])
+        .await
+        .unwrap();
+    let member = body
+        .split("<member>")
+        .find(|m| m.contains(key))
+        .unwrap_or_else(|| panic!("no key {key}: {body}"));
+    member
+        .split("<Status>")
+        .nth(1)
+        .and_then(|r| r.split("</Status>").next())
+        .unwrap()
+        .to_owned()
+}
+
+async fn wait_for_key(moto: &str, user: &str, key: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while key_status(moto, user, key).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "{user}'s key never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Automation pauses on a system where ownership is missing (no automatic tier: findings go to
+/// a person, with the pause named; queued jobs wait, each hold in the case) and resumes when
+/// the owners are imported; both are ledger events.
+async fn automation_pauses_where_ownership_is_missing(db: TestDb) {
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = moto.url();
+    let (a_key, _) = user_with_key(&url, "svc-a").await;
+    let (b_key, _) = user_with_key(&url, "svc-b").await;
+    let (c_key, _) = user_with_key(&url, "svc-c").await;
+    let site = Site::new(
+        db,
+        &format!(
+            "[writeback]\ninterval_ms = 200\nmin_ownership_share = 0.8\npause_recheck_seconds = 1\n\n\
+             [[targets]]\nname = \"aws\"\nkind = \"aws_iam\"\nendpoint = \"{url}\"\nregion = \"us-east-1\"\nsync_every = \"1s\"\n"
+        ),
+    );
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\naws:123456789012/svc-*,payments,medium\n",
+    )
+    .unwrap();
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&common::aws_env(Some(&url)));
+    server.wait_ready().await;
+    let pat = site.add_principal(
+        &server,
+        &root,
+        &["pat", "--team", "payments", "--role", "approver"],
+    );
+    let edr = site.add_principal(
+        &server,
+        &root,
+        &["edr", "--service", "--role", "source", "--trust", "high"],
+    );
+    let compromise = |key: &str| {
+        json!({
+            "finding_type": "credential_compromise",
+            "severity": "critical",
+            "confidence": 0.99,
+            "subject": {"system": "aws:123456789012", "external_id": key},
+            "title": "key used from an unknown network",
+        })
+    };
+
+    // No owners yet: paused.
+    let paused = wait_for_pause(&server, &root, true).await;
+    assert!(
+        paused["paused_reason"]
+            .as_str()
+            .unwrap()
+            .contains("ownership coverage 0%"),
+        "{paused}"
+    );
+    let output = site.run_as(&server, &root, &["systems"]);
+    assert!(
+        text(&output).contains("AUTOMATION PAUSED"),
+        "{}",
+        text(&output)
+    );
+    // A compromise the demo policy disables at once goes to a person instead, saying why.
+    let (status, answer) = post(
+        &server,
+        &edr,
+        "/v1/findings",
+        compromise("svc-a/AccessKey1"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let held = answer["accepted"][0]["outcome"]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let story = get(&server, &root, &format!("/v1/cases/{held}")).await;
+    assert_eq!(story["case"]["state"], "needs_review", "{story}");
+    assert!(
+        story
+            .to_string()
+            .contains("automation paused on aws:123456789012"),
+        "{story}"
+    );
+    assert_eq!(key_status(&url, "svc-a", &a_key).await, "Active");
+
+    // The owners are imported: the next sync finds them all owned, and automation resumes.
+    let output = site.run_as(&server, &root, &["inventory", "import", "owners.csv"]);
+    assert!(output.status.success(), "{}", text(&output));
+    wait_for_pause(&server, &root, false).await;
+    let (status, answer) = post(
+        &server,
+        &edr,
+        "/v1/findings",
+        compromise("svc-b/AccessKey1"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    wait_for_key(&url, "svc-b", &b_key, "Inactive").await;
+
+    // A change waiting for approval; then unowned identities appear and automation pauses.
+    let (status, answer) = post(
+        &server,
+        &edr,
+        "/v1/findings",
+        json!({
+            "finding_type": "iam_user_accesskey_unused",
+            "severity": "medium",
+            "confidence": 0.95,
+            "subject": {"system": "aws:123456789012", "external_id": "svc-c/AccessKey1"},
+            "title": "unused for 120 days",
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let waiting = answer["accepted"][0]["outcome"]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for user in ["tmp-1", "tmp-2", "tmp-3", "tmp-4"] {
+        user_with_key(&url, user).await;
+    }
+    wait_for_pause(&server, &root, true).await;
+    let (status, vote) = post(
+        &server,
+        &pat,
+        &format!("/v1/cases/{waiting}/approvals"),
+        json!({"verdict": "approve", "rationale": "unused, confirmed"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{vote}");
+    // The approved job waits, the hold recorded in its case.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let story = get(&server, &root, &format!("/v1/cases/{waiting}")).await;
+        if story.to_string().contains("waiting until it resumes") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hold recorded: {story}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(key_status(&url, "svc-c", &c_key).await, "Active");
+    // The unowned identities go away in the target: automation resumes, the job goes on.
+    let iam = common::moto_client(&url);
+    for user in ["tmp-1", "tmp-2", "tmp-3", "tmp-4"] {
+        let body = iam
+            .query(Service::Iam, "ListAccessKeys", &[("UserName", user)])
+            .await
+            .unwrap();
+        let key = body
+            .split("<AccessKeyId>")
+            .nth(1)
+            .and_then(|r| r.split("</AccessKeyId>").next())
+            .unwrap()
+            .to_owned();
+        iam.query(
+            Service::Iam,
+            "DeleteAccessKey",
+            &[("UserName", user), ("AccessKeyId", &key)],
+        )
+        .await
+        .unwrap();
+        iam.query(Service::Iam, "DeleteUser", &[("UserName", user)])
+            .await
+            .unwrap();
+    }
+    wait_for_pause(&server, &root, false).await;
+    wait_for_key(&url, "svc-c", &c_key, "Inactive").await;
+    server.stop();
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+
+    // Evidence by control: the pauses are evidence of NIST CSF GV.OV-02, the findings of
+    // OWASP NHI-01; every entry named comes with an inclusion proof that checks offline.
+    let output = site.run(&[
+        "report",
+        "controls",
+        "--framework",
+        "nist-csf-2",
+        "-o",
+        "nist.json",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(site.path("nist.json")).unwrap()).unwrap();
+    let oversight = &report["controls"]["GV.OV-02"];
+    let kinds = oversight["kinds"].as_object().unwrap();
+    assert!(
+        kinds["automation_paused"].as_u64().unwrap() >= 2,
+        "{oversight}"
+    );
+    assert!(
+        kinds["automation_resumed"].as_u64().unwrap() >= 2,
+        "{oversight}"
+    );
+    std::fs::write(site.path("nist-bundle.json"), report["bundle"].to_string()).unwrap();
+    let output = site.run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        "nist-bundle.json",
+        "--key",
+        "ledger.key.pub",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = site.run(&[
+        "report",
+        "controls",
+        "--framework",
+        "owasp-nhi",
+        "--csv",
+        "-o",
+        "nhi.csv",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let csv = std::fs::read_to_string(site.path("nhi.csv")).unwrap();
+    assert!(
+        csv.starts_with("control,seq,kind,case_id,inclusion_proof,tree_size\n"),
+        "{csv}"
+    );
+    assert!(csv.lines().skip(1).all(|l| l.starts_with("NHI-")), "{csv}");
+    // The reconciliation findings (orphaned identities before the owners came) are NHI-01.
+    assert!(csv.lines().any(|l| l.starts_with("NHI-01,")), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_automation_pauses_where_ownership_is_missing() {
+    automation_pauses_where_ownership_is_missing(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_automation_pauses_where_ownership_is_missing() {
+    automation_pauses_where_ownership_is_missing(TestDb::postgres().unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_reconciliation_raises_its_own_findings() {
     reconciliation_raises_its_own_findings(TestDb::sqlite().unwrap()).await;
