@@ -43,6 +43,8 @@ pub struct Engine {
     pub writeback: WriteBack,
     /// Principals and their tokens.
     pub principals: Principals,
+    /// The ledger's public key (what offline bundles embed).
+    pub verifier: writ_ledger::VerifierKey,
 }
 
 impl Engine {
@@ -152,6 +154,10 @@ impl EngineBuilder {
     /// # Errors
     /// When the stored ledger cannot be extended with this key, or the store fails.
     pub async fn start(self) -> Result<Engine, AppendError> {
+        let verifier = self
+            .key
+            .verifier_key()
+            .map_err(|err| AppendError::Untrusted(format!("the ledger key: {err}")))?;
         let sequencer = Sequencer::start(
             self.store.clone(),
             self.key,
@@ -195,6 +201,7 @@ impl EngineBuilder {
             ids: self.ids,
             ingestor,
             writeback,
+            verifier,
         })
     }
 }

@@ -30,7 +30,8 @@ use crate::problem::Problem;
         crate::admin::whoami, crate::admin::list_principals, crate::admin::create_principal,
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
-        crate::admin::sync_target, crate::admin::list_systems, crate::admin::import_rules),
+        crate::admin::sync_target, crate::admin::list_systems, crate::admin::import_rules,
+        crate::cases::controls_report),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
     modifiers(&BearerAuth, &ExactSchemas),
     tags(
@@ -261,6 +262,17 @@ impl utoipa::Modify for ExactSchemas {
                 parameter["schema"] = serde_json::json!({"type": "string", "enum": states});
             }
         }
+        // The frameworks `GET /v1/reports/controls?framework=` takes.
+        if let Some(parameters) = doc
+            .pointer_mut("/paths/~1v1~1reports~1controls/get/parameters")
+            .and_then(|p| p.as_array_mut())
+        {
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == "framework") {
+                parameter["schema"] =
+                    serde_json::json!({"type": "string", "enum": ["nist-csf-2", "owasp-nhi"]});
+                parameter["required"] = serde_json::json!(true);
+            }
+        }
         // An import holds at least one rule.
         if let Some(body) = doc.pointer_mut(
             "/paths/~1v1~1inventory~1rules/post/requestBody/content/application~1json/schema",
@@ -323,6 +335,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/targets/{name}/sync", post(crate::admin::sync_target))
         .route("/v1/systems", get(crate::admin::list_systems))
+        .route("/v1/reports/controls", get(crate::cases::controls_report))
         .route("/v1/inventory/rules", post(crate::admin::import_rules))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -131,6 +131,117 @@ pub async fn list_cases(
     Ok(Json(cases.iter().map(CaseSummary::from).collect()))
 }
 
+/// Query of `GET /v1/reports/controls`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ControlsQuery {
+    /// `nist-csf-2` or `owasp-nhi`.
+    #[param(value_type = String)]
+    pub framework: ControlFramework,
+    /// Only entries from the last this many days (1 to 36500); all when absent.
+    #[param(minimum = 1, maximum = 36500)]
+    pub since_days: Option<u32>,
+}
+
+/// A control framework, as the query names it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub enum ControlFramework {
+    /// NIST Cybersecurity Framework 2.0.
+    #[serde(rename = "nist-csf-2")]
+    NistCsf2,
+    /// OWASP Non-Human Identities Top 10.
+    #[serde(rename = "owasp-nhi")]
+    OwaspNhi,
+}
+
+/// Evidence by control.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ControlsReport {
+    /// The framework.
+    pub framework: String,
+    /// Per control id: `events`, `kinds` (event kind -> count), `cases`, and `entries`
+    /// (`seq`, `kind`, `case_id`).
+    #[schema(value_type = Object)]
+    pub controls: serde_json::Value,
+    /// Those entries with their inclusion proofs against the latest signed checkpoint: an
+    /// offline bundle `writ audit verify --bundle` checks.
+    #[schema(value_type = Object)]
+    pub bundle: serde_json::Value,
+}
+
+/// Evidence by control: per control of the framework, the ledger entries and cases that
+/// evidence it, and a bundle of those entries with inclusion proofs, for an auditor to check
+/// offline.
+#[utoipa::path(get, path = "/v1/reports/controls", tag = "ledger",
+    params(ControlsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report", body = ControlsReport),
+        (status = 400, description = "A bad query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The principal may not read cases", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Nothing has been appended yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    ))]
+pub async fn controls_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ControlsReport>, Problem> {
+    use writ_engine::audit::{AuditError, Framework};
+    caller.require(READERS, "reading the ledger's evidence")?;
+    let Query(query) = query.map_err(|err| crate::body::bad_query(&err))?;
+    if query.since_days.is_some_and(|d| !(1..=36500).contains(&d)) {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query")
+                .field("since_days", "between 1 and 36500"),
+        );
+    }
+    let Some(verifier) = &state.verifier else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-ledger-key",
+            "The ledger's public key is not loaded",
+        ));
+    };
+    let (framework, name) = match query.framework {
+        ControlFramework::NistCsf2 => (Framework::NistCsf2, "nist-csf-2"),
+        ControlFramework::OwaspNhi => (Framework::OwaspNhi, "owasp-nhi"),
+    };
+    let since = query.since_days.and_then(|days| {
+        state
+            .clock
+            .now()
+            .checked_sub(jiff::SignedDuration::from_hours(i64::from(days) * 24))
+            .ok()
+    });
+    let (controls, bundle) =
+        writ_engine::audit::controls_report(&*state.store, framework, since, verifier)
+            .await
+            .map_err(|err| match err {
+                AuditError::NoCheckpoint => {
+                    Problem::new(StatusCode::NOT_FOUND, "no-checkpoint", "No checkpoint yet")
+                        .detail("the ledger is empty")
+                }
+                other => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "report-failed",
+                    "The report could not be made",
+                )
+                .detail(other.to_string()),
+            })?;
+    let bundle = bundle
+        .to_json()
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    Ok(Json(ControlsReport {
+        framework: name.to_owned(),
+        controls: serde_json::to_value(&controls).unwrap_or_default(),
+        bundle,
+    }))
+}
+
 /// A case's decisions replayed (see `writ_engine::replay`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CaseReplay {

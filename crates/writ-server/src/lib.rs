@@ -115,6 +115,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// HMAC signatures seen within the replay window.
     pub replays: Arc<writ_engine::sources::ReplayCache>,
+    /// The ledger's public key, embedded in the bundles the API hands out.
+    pub verifier: Option<writ_ledger::VerifierKey>,
 }
 
 impl AppState {
@@ -139,6 +141,7 @@ impl AppState {
             ids: engine.ids.clone(),
             limits: Arc::new(Limits::new(&settings)),
             replays: Arc::default(),
+            verifier: Some(engine.verifier.clone()),
             settings,
         }
     }

@@ -54,6 +54,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/identities", Roles(READERS)),
     ("GET", "/v1/systems", Roles(READERS)),
     ("GET", "/v1/cases/{id}/replay", Roles(READERS)),
+    ("GET", "/v1/reports/controls", Roles(READERS)),
     (
         "POST",
         "/v1/cases/{id}/approvals",
@@ -203,9 +204,14 @@ async fn harness_with(db: TestDb, rate_limit: writ_server::RateLimit) -> World {
 /// The path with its parameters filled in: ids that name nothing, so that an allowed call
 /// is refused for what it names (404, 400), never for who calls.
 fn concrete(template: &str) -> String {
-    template
+    let path = template
         .replace("{id}", "00000000-0000-4000-8000-000000000001")
-        .replace("{name}", "nobody")
+        .replace("{name}", "nobody");
+    match template {
+        // Its one required query parameter.
+        "/v1/reports/controls" => path + "?framework=owasp-nhi",
+        _ => path,
+    }
 }
 
 async fn call(

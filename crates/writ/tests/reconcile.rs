@@ -504,6 +504,23 @@ async fn automation_pauses_where_ownership_is_missing(db: TestDb) {
     }
     wait_for_pause(&server, &root, false).await;
     wait_for_key(&url, "svc-c", &c_key, "Inactive").await;
+    // The same report through the API, for a reader.
+    let report = get(&server, &pat, "/v1/reports/controls?framework=owasp-nhi").await;
+    assert!(
+        report["controls"]["NHI-01"]["events"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(
+        !report["bundle"]["entries"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/reports/controls?framework=iso-27001"))
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
     server.stop();
     for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
         let output = site.run(args);
