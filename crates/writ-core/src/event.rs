@@ -139,6 +139,12 @@ pub enum EventKind {
     AutomationPaused,
     /// The system's source of truth is repaired: automation goes on.
     AutomationResumed,
+    /// A certification campaign asked each owner team to certify or revoke each identity of
+    /// a system by a deadline (one `certification_due` finding per identity follows).
+    CampaignStarted,
+    /// A certification reached its deadline unanswered: the case was decided again as
+    /// `certification_overdue` (escalated as the policy says, never changed automatically).
+    CertificationOverdue,
 }
 
 impl EventKind {
@@ -199,6 +205,7 @@ impl EventKind {
             K::SystemSynced => &["ID.AM-01", "DE.CM-09"],
             K::PolicyBundleLoaded => &["GV.PO-01", "GV.PO-02"],
             K::AutomationPaused | K::AutomationResumed => &["ID.AM-01", "GV.OV-02"],
+            K::CampaignStarted | K::CertificationOverdue => &["PR.AA-05", "GV.RR-02"],
         }
     }
 }
@@ -382,6 +389,10 @@ pub enum EventBody {
     AutomationPaused(AutomationPaused),
     /// See [`AutomationResumed`].
     AutomationResumed(AutomationResumed),
+    /// See [`CampaignStarted`].
+    CampaignStarted(CampaignStarted),
+    /// See [`CertificationOverdue`].
+    CertificationOverdue(CertificationOverdue),
 }
 
 impl EventBody {
@@ -430,6 +441,8 @@ impl EventBody {
             B::PolicyBundleLoaded(_) => K::PolicyBundleLoaded,
             B::AutomationPaused(_) => K::AutomationPaused,
             B::AutomationResumed(_) => K::AutomationResumed,
+            B::CampaignStarted(_) => K::CampaignStarted,
+            B::CertificationOverdue(_) => K::CertificationOverdue,
         }
     }
 
@@ -478,6 +491,8 @@ impl EventBody {
             K::PolicyBundleLoaded => serde_json::from_value(body).map(B::PolicyBundleLoaded),
             K::AutomationPaused => serde_json::from_value(body).map(B::AutomationPaused),
             K::AutomationResumed => serde_json::from_value(body).map(B::AutomationResumed),
+            K::CampaignStarted => serde_json::from_value(body).map(B::CampaignStarted),
+            K::CertificationOverdue => serde_json::from_value(body).map(B::CertificationOverdue),
         };
         decoded.map_err(|source| BodyError { kind, source })
     }
@@ -512,7 +527,9 @@ impl EventBody {
             B::DismissalRequested(b) => Some(&b.case),
             B::RequestSubmitted(b) => Some(&b.case),
             B::AccessExpired(b) => Some(&b.case),
+            B::CertificationOverdue(b) => Some(&b.case),
             B::IdentitySynced(_)
+            | B::CampaignStarted(_)
             | B::BypassReviewOverdue(_)
             | B::ExceptionRenewalDue(_)
             | B::OwnershipImported(_)
@@ -605,6 +622,8 @@ impl EventBody {
             | B::PolicyBundleLoaded(_)
             | B::AutomationPaused(_)
             | B::AutomationResumed(_)
+            | B::CampaignStarted(_)
+            | B::CertificationOverdue(_)
             | B::LedgerSealed(_) => None,
         }
     }
@@ -981,6 +1000,17 @@ pub enum ClosureEvidence {
         /// Why, in the reviewer's words.
         rationale: String,
     },
+    /// An owner team answered a certification campaign's question about the identity.
+    Certification {
+        /// The campaign.
+        campaign: String,
+        /// `certify` (kept) or `revoke` (the change verified in the target).
+        answer: crate::campaign::Answer,
+        /// Who answered (the voters).
+        answered_by: Vec<String>,
+        /// Why, in their words.
+        rationale: String,
+    },
     /// A requested change ran its course: what it granted ended by itself (an account's
     /// expiry, an agent's access), verified by reading the target back.
     RequestEnded {
@@ -1084,6 +1114,29 @@ pub struct ExceptionExpired {
     pub exception: ExceptionId,
     /// When it was due to end.
     pub expires_at: jiff::Timestamp,
+}
+
+/// `campaign_started`: a certification campaign over a system's identities. Its items are
+/// asked as `certification_due` findings (source `writ-campaign`), one case each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignStarted {
+    /// The campaign.
+    pub campaign: crate::campaign::Campaign,
+}
+
+/// `certification_overdue`: nobody answered a certification by its campaign's deadline. The
+/// case (unchanged here) is decided again in the same transaction, as
+/// [`crate::campaign::CERTIFICATION_OVERDUE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificationOverdue {
+    /// The case, as it was at the deadline.
+    pub case: Case,
+    /// The campaign.
+    pub campaign: String,
+    /// The deadline that passed.
+    pub deadline: jiff::Timestamp,
 }
 
 /// `exception_renewal_due`: the exception expires soon; re-approval (a new exception) is

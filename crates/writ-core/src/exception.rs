@@ -95,6 +95,9 @@ pub enum DeadlineKind {
     AccessExpiry,
     /// A rotation's grace period is over: delete the old credential.
     RotationGrace,
+    /// A certification campaign's deadline: an unanswered case is decided again (escalated),
+    /// an answered one closes on its answer.
+    CertificationDue,
 }
 
 /// What is wrong with an exception as asked: the field and why.

@@ -7,6 +7,7 @@
 
 pub mod approval;
 pub mod approvers;
+pub mod campaign;
 pub mod case;
 pub mod change;
 pub mod clock;

@@ -232,6 +232,19 @@ impl Lifecycle {
                             "engine".to_owned(),
                             format!("job {job} ended the request's change: {reason}"),
                         ),
+                        ClosureEvidence::Certification {
+                            campaign,
+                            answer,
+                            answered_by,
+                            rationale,
+                        } => (
+                            "certification",
+                            answered_by.join(", "),
+                            format!(
+                                "{} in campaign {campaign}: {rationale}",
+                                <&str>::from(*answer)
+                            ),
+                        ),
                     };
                     life.compliance = Compliance {
                         closed: true,

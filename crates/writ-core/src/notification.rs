@@ -60,6 +60,8 @@ pub fn notification_of(body: &EventBody) -> Option<NotificationKind> {
         EventBody::RequestSubmitted(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::DismissalRequested(b) if waits(&b.decision.tier) => Some(N::ApprovalDue),
         EventBody::BypassReviewOverdue(_) => Some(N::Escalation),
+        // A certification nobody answered by the deadline: whom the policy names next acts.
+        EventBody::CertificationOverdue(_) => Some(N::Escalation),
         // A rotation whose consumers never cut over: a human decides.
         EventBody::WriteBackFailed(b)
             if b.job

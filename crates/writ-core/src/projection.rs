@@ -270,6 +270,24 @@ fn lifecycle(case_id: Option<CaseId>, body: &EventBody) -> Vec<Projection> {
                 ]
             })
             .collect(),
+        // A campaign's question owes its answer by the campaign's deadline (a later campaign
+        // asking again moves it).
+        EventBody::FindingReceived(b) => case_id
+            .zip(crate::campaign::deadline_of(
+                &b.finding.finding_type,
+                &b.observation.details,
+            ))
+            .map(|(case_id, due)| Projection::Deadline {
+                case_id,
+                kind: D::CertificationDue,
+                due,
+            })
+            .into_iter()
+            .collect(),
+        EventBody::CertificationOverdue(b) => vec![Projection::DeadlinesMet {
+            case_id: b.case.id,
+            kinds: vec![D::CertificationDue],
+        }],
         EventBody::BypassReviewOverdue(b) => case_id
             .map(|case_id| Projection::DeadlinesMet {
                 case_id,

@@ -170,6 +170,7 @@ pub fn case_transition(
         | B::PolicyBundleLoaded(_)
         | B::AutomationPaused(_)
         | B::AutomationResumed(_)
+        | B::CampaignStarted(_)
         | B::OwnershipImported(_)
         | B::PrincipalCreated(_)
         | B::PrincipalChanged(_)
@@ -286,6 +287,12 @@ pub fn case_transition(
             Some(S::RiskAccepted | S::ExceptionRequested) => Ok(from),
             _ => expect(&[S::RiskAccepted], S::RiskAccepted),
         },
+        // An unanswered certification at its deadline: the case as it was (waiting for an
+        // answer), decided again by the decision that follows in the same transaction.
+        B::CertificationOverdue(b) => {
+            snapshot_is(from.unwrap_or(S::Closed))?;
+            expect(&[S::AwaitingApproval, S::NeedsReview], b.case.state)
+        }
         B::CaseUnfrozen(b) => {
             if !matches!(
                 b.case.state,
@@ -472,7 +479,9 @@ pub fn job_transition(
         | B::SystemSynced(_)
         | B::PolicyBundleLoaded(_)
         | B::AutomationPaused(_)
-        | B::AutomationResumed(_) => &[],
+        | B::AutomationResumed(_)
+        | B::CampaignStarted(_)
+        | B::CertificationOverdue(_) => &[],
     };
     if allowed.contains(&(from, to)) {
         Ok(Some(to))
@@ -825,6 +834,31 @@ impl CaseWorkflow {
                     && rationale.trim().is_empty()
                 {
                     return Err(illegal(kind, "a closure needs a rationale"));
+                }
+                if let crate::event::ClosureEvidence::Certification {
+                    answer,
+                    answered_by,
+                    rationale,
+                    ..
+                } = &b.evidence
+                {
+                    use crate::campaign::Answer;
+                    if answered_by.is_empty() || rationale.trim().is_empty() {
+                        return Err(illegal(
+                            kind,
+                            "a certification closes on who answered and why",
+                        ));
+                    }
+                    match (answer, self.state) {
+                        (Answer::Certify, Some(CaseState::Rejected))
+                        | (Answer::Revoke, Some(CaseState::Remediated)) => {}
+                        _ => {
+                            return Err(illegal(
+                                kind,
+                                "a certification closes a certified (rejected) or revoked (remediated) case",
+                            ));
+                        }
+                    }
                 }
             }
             B::CaseDismissed(b) => {

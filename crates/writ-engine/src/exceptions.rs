@@ -68,6 +68,8 @@ pub struct DeadlineReport {
     pub renewals: usize,
     /// Requested changes whose time was up (their end queued).
     pub access_ended: usize,
+    /// Certifications whose campaign deadline came: closed on their answer, or overdue.
+    pub certifications: usize,
     /// Deadlines that fell due but must wait (the case is busy, say a renewal pending).
     pub waiting: usize,
 }
@@ -191,12 +193,14 @@ impl WriteBack {
                 }
                 DeadlineKind::AccessExpiry => self.end_access(&due).await?,
                 DeadlineKind::RotationGrace => self.delete_rotated(&due).await?,
+                DeadlineKind::CertificationDue => self.certification_due(&due).await?,
             };
             match (acted, due.kind) {
                 (false, _) => report.waiting += 1,
                 (true, DeadlineKind::ExceptionExpiry) => report.expired += 1,
                 (true, DeadlineKind::ExceptionRenewal) => report.renewals += 1,
                 (true, DeadlineKind::AccessExpiry) => report.access_ended += 1,
+                (true, DeadlineKind::CertificationDue) => report.certifications += 1,
                 (true, _) => {}
             }
         }

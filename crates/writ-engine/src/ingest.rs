@@ -1008,6 +1008,7 @@ impl Ingestor {
                 source,
                 key,
                 review_reason,
+                None,
                 &controls,
                 now,
             )?
@@ -1074,6 +1075,7 @@ impl Ingestor {
             source,
             key,
             review_reason,
+            None,
             &controls,
             now,
         )?;
@@ -1262,6 +1264,7 @@ impl Ingestor {
         source: &Source,
         key: &Keys,
         review_reason: Option<String>,
+        auto_refused: Option<&str>,
         controls: &[ControlTag],
         now: jiff::Timestamp,
     ) -> Result<Option<Decided>, IngestError> {
@@ -1286,9 +1289,19 @@ impl Ingestor {
                 action: &action,
             })
             .map_err(|err| IngestError::Policy(err.to_string()))?;
+        // Where automation is refused whatever the policy says (a certification nobody
+        // answered), an automatic decision goes to a person, saying why.
+        let review_reason = match (&decision.tier, auto_refused) {
+            (Tier::Auto, Some(why)) => Some(review_reason.unwrap_or_else(|| why.to_owned())),
+            _ => review_reason,
+        };
         // Automation allowed: the job is queued in the same group as the decision.
         let job_action = identity.zip(action_from_name(&action));
-        case.state = decided_state(&decision.tier, reconciled, job_action.is_some());
+        case.state = decided_state(
+            &decision.tier,
+            reconciled && review_reason.is_none(),
+            job_action.is_some(),
+        );
         let job = match (case.state, job_action) {
             (CaseState::Remediating, Some((identity, job_action))) => Some(Job::queued(
                 JobId(self.ids.next_id(now)),
@@ -1403,6 +1416,28 @@ impl Ingestor {
         case: &mut Case,
         key: &str,
     ) -> Result<Option<Vec<Draft>>, IngestError> {
+        self.redecision_as(case, key, None).await
+    }
+
+    /// [`Ingestor::redecision`] of an unanswered certification at its campaign's deadline:
+    /// the latest finding decided as [`writ_core::campaign::CERTIFICATION_OVERDUE`] (what the
+    /// policy says happens then), never automatically
+    /// ([`writ_core::campaign::OVERDUE_NEVER_AUTOMATIC`]).
+    pub async fn overdue_redecision(
+        &self,
+        case: &mut Case,
+        key: &str,
+    ) -> Result<Option<Vec<Draft>>, IngestError> {
+        self.redecision_as(case, key, Some(writ_core::campaign::CERTIFICATION_OVERDUE))
+            .await
+    }
+
+    async fn redecision_as(
+        &self,
+        case: &mut Case,
+        key: &str,
+        overdue_as: Option<&str>,
+    ) -> Result<Option<Vec<Draft>>, IngestError> {
         let rows = self.store.case_entries(case.id).await?;
         let mut latest = None;
         for row in rows.iter().rev() {
@@ -1420,7 +1455,7 @@ impl Ingestor {
         let observation = Observation {
             status: FindingStatus::Fail,
             format: received.observation.format,
-            finding_type: finding.finding_type.clone(),
+            finding_type: overdue_as.map_or_else(|| finding.finding_type.clone(), str::to_owned),
             severity: finding.severity,
             confidence_bp: finding.confidence_bp,
             subject: writ_core::finding::SubjectRef {
@@ -1458,6 +1493,7 @@ impl Ingestor {
                 &source,
                 &keys,
                 review_reason,
+                overdue_as.map(|_| writ_core::campaign::OVERDUE_NEVER_AUTOMATIC),
                 &[],
                 now,
             )?

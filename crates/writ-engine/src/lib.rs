@@ -26,6 +26,7 @@
 pub mod audit;
 pub mod automation;
 pub mod bypass;
+pub mod campaigns;
 pub mod engine;
 pub mod entries;
 pub mod exceptions;

@@ -564,6 +564,7 @@ delegate! {
         fn entry_by_idempotency_key(&self, key: &str) -> Option<writ_store::LedgerRow>;
         fn entries_by_idempotency_keys(&self, keys: &[String]) -> Vec<writ_store::LedgerRow>;
         fn latest_entry_of_kind(&self, kind: writ_core::event::EventKind) -> Option<writ_store::LedgerRow>;
+        fn campaigns_started(&self, limit: u32) -> Vec<writ_store::LedgerRow>;
         fn entries(&self, from: u64, limit: u32) -> Vec<writ_store::LedgerRow>;
         fn entries_at(&self, seqs: &[u64]) -> Vec<writ_store::LedgerRow>;
         fn leaves(&self, from: u64, limit: u32) -> Vec<(u64, Vec<u8>, [u8; 32])>;

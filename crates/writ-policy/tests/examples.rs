@@ -38,6 +38,7 @@ fn example_bundle_loads() {
         bundle.files(),
         [
             "agents.cedar",
+            "certification.cedar",
             "credentials.cedar",
             "exceptions.cedar",
             "guardrails.cedar",
@@ -65,6 +66,8 @@ fn example_bundle_declares_a_signal_for_every_finding_type() {
             ("agent_entitlement_request", "entitlement_request"),
             ("agent_overprivileged", "overprivilege"),
             ("certificate_long_lived", "stale_credential"),
+            ("certification_due", "certification"),
+            ("certification_overdue", "certification_overdue"),
             ("credential_compromise", "compromise"),
             ("dormant_identity", "inactivity"),
             ("drift_reverted", "drift"),

@@ -31,7 +31,9 @@ use crate::problem::Problem;
         crate::admin::get_principal, crate::admin::change_principal, crate::admin::disable_principal,
         crate::admin::list_tokens, crate::admin::issue_token, crate::admin::revoke_token,
         crate::admin::sync_target, crate::admin::list_systems, crate::admin::import_rules,
-        crate::cases::controls_report),
+        crate::cases::controls_report, crate::campaigns::start_campaign,
+        crate::campaigns::list_campaigns, crate::campaigns::get_campaign,
+        crate::campaigns::answer),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
     modifiers(&BearerAuth, &ExactSchemas),
     tags(
@@ -41,7 +43,8 @@ use crate::problem::Problem;
         (name = "cases", description = "Cases, their timelines, votes, rollbacks, closures and freezes"),
         (name = "principals", description = "Who may act: principals, teams, roles and tokens"),
         (name = "inventory", description = "Target discovery and ownership rules"),
-        (name = "requests", description = "Requested changes: new service accounts, OAuth scopes, agents' time-boxed access")
+        (name = "requests", description = "Requested changes: new service accounts, OAuth scopes, agents' time-boxed access"),
+        (name = "campaigns", description = "Certification campaigns: owner teams certify or revoke each identity by a deadline")
     )
 )]
 pub struct ApiDoc;
@@ -336,6 +339,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/targets/{name}/sync", post(crate::admin::sync_target))
         .route("/v1/systems", get(crate::admin::list_systems))
         .route("/v1/reports/controls", get(crate::cases::controls_report))
+        .route(
+            "/v1/campaigns",
+            get(crate::campaigns::list_campaigns).post(crate::campaigns::start_campaign),
+        )
+        .route("/v1/campaigns/{id}", get(crate::campaigns::get_campaign))
+        .route(
+            "/v1/cases/{id}/certification",
+            post(crate::campaigns::answer),
+        )
         .route("/v1/inventory/rules", post(crate::admin::import_rules))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

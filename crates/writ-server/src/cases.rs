@@ -611,7 +611,7 @@ pub async fn rollback(
     clippy::result_large_err,
     reason = "a Problem is built at most once per request, on its way out"
 )]
-fn writeback(state: &AppState) -> Result<&writ_engine::writeback::WriteBack, Problem> {
+pub(crate) fn writeback(state: &AppState) -> Result<&writ_engine::writeback::WriteBack, Problem> {
     state.writeback.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -625,7 +625,7 @@ fn writeback(state: &AppState) -> Result<&writ_engine::writeback::WriteBack, Pro
     clippy::result_large_err,
     reason = "a Problem is built at most once per request, on its way out"
 )]
-fn parse_case_id(text: &str) -> Result<CaseId, Problem> {
+pub(crate) fn parse_case_id(text: &str) -> Result<CaseId, Problem> {
     text.parse().map_err(|_| {
         Problem::new(StatusCode::BAD_REQUEST, "bad-case-id", "Not a case id")
             .field("id", format!("{text:?} is not a UUID"))

@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod auth;
 mod body;
+mod campaigns;
 mod cases;
 mod findings;
 mod limits;

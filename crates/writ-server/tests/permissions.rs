@@ -55,6 +55,14 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/systems", Roles(READERS)),
     ("GET", "/v1/cases/{id}/replay", Roles(READERS)),
     ("GET", "/v1/reports/controls", Roles(READERS)),
+    ("GET", "/v1/campaigns", Roles(READERS)),
+    ("GET", "/v1/campaigns/{id}", Roles(READERS)),
+    ("POST", "/v1/campaigns", Roles(ADMIN)),
+    (
+        "POST",
+        "/v1/cases/{id}/certification",
+        Roles(&[Role::Approver, Role::RiskOwner]),
+    ),
     (
         "POST",
         "/v1/cases/{id}/approvals",

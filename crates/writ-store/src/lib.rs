@@ -166,6 +166,9 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// The newest entry of this kind, if any.
     async fn latest_entry_of_kind(&self, kind: EventKind) -> Result<Option<LedgerRow>, StoreError>;
 
+    /// The newest `limit` `campaign_started` entries, newest first.
+    async fn campaigns_started(&self, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
+
     /// Up to `limit` entries starting at `from`, in sequence order.
     async fn entries(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError>;
 

@@ -133,6 +133,11 @@ pub const SQLITE: &[Migration] = &[
         name: "systems",
         sql: include_str!("../migrations/sqlite/0014_systems.sql"),
     },
+    Migration {
+        version: 15,
+        name: "campaigns",
+        sql: include_str!("../migrations/sqlite/0015_campaigns.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -206,6 +211,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 14,
         name: "systems",
         sql: include_str!("../migrations/postgres/0014_systems.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "campaigns",
+        sql: include_str!("../migrations/postgres/0015_campaigns.sql"),
     },
 ];
 

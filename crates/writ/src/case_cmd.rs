@@ -366,7 +366,26 @@ fn print_story(detail: &serde_json::Value) {
                 writ_core::event::ClosureEvidence::RequestEnded { job, reason } => println!(
                     "         the request ran its course: job {job} ended what it granted ({reason})"
                 ),
+                writ_core::event::ClosureEvidence::Certification {
+                    campaign,
+                    answer,
+                    answered_by,
+                    rationale,
+                } => println!(
+                    "         {} by {} in campaign {campaign}: {rationale}",
+                    match answer {
+                        writ_core::campaign::Answer::Certify => "certified",
+                        writ_core::campaign::Answer::Revoke => "revoked",
+                    },
+                    answered_by.join(", ")
+                ),
             },
+            Some(EventBody::CertificationOverdue(overdue)) => {
+                println!(
+                    "         nobody answered campaign {} by {}: decided again as overdue",
+                    overdue.campaign, overdue.deadline
+                );
+            }
             Some(EventBody::CaseDismissed(dismissed)) => {
                 println!(
                     "         dismissed as a false positive by {}: {}",

@@ -11,6 +11,7 @@ mod audit_cmd;
 mod bench;
 mod bench_ingest;
 mod bench_writeback;
+mod campaign_cmd;
 mod case_cmd;
 mod client;
 mod config;
@@ -118,6 +119,10 @@ enum Command {
     /// scopes, an agent's time-boxed tool access (through the API).
     #[command(subcommand)]
     Request(request_cmd::RequestCommand),
+    /// Certification campaigns: owner teams certify or revoke each identity of a system by a
+    /// deadline (through the API).
+    #[command(subcommand)]
+    Campaign(campaign_cmd::CampaignCommand),
     /// Make credentials for findings sources.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
         Command::Case(command) => case_cmd::run(command),
         Command::Exception(command) => exception_cmd::run(command),
         Command::Request(command) => request_cmd::run(command),
+        Command::Campaign(command) => campaign_cmd::run(command),
         Command::Token(command) => token_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command),
     };

@@ -15,6 +15,10 @@ pub const DEMO_BUNDLE: &[(&str, &str)] = &[
         include_str!("../../../policies/demo/agents.cedar"),
     ),
     (
+        "certification.cedar",
+        include_str!("../../../policies/demo/certification.cedar"),
+    ),
+    (
         "credentials.cedar",
         include_str!("../../../policies/demo/credentials.cedar"),
     ),

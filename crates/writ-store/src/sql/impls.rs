@@ -41,6 +41,13 @@ macro_rules! impl_store {
                 q::latest_entry_of_kind(&mut *self.reader.acquire().await?, kind).await
             }
 
+            async fn campaigns_started(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::LedgerRow>, $crate::StoreError> {
+                q::campaigns_started(&mut *self.reader.acquire().await?, limit).await
+            }
+
             async fn entries(
                 &self,
                 from: u64,

@@ -214,6 +214,23 @@ macro_rules! ledger_queries {
             .transpose()
         }
 
+        pub(crate) async fn campaigns_started(
+            conn: &mut Conn,
+            limit: u32,
+        ) -> Result<Vec<LedgerRow>, StoreError> {
+            // The literal kind matches the partial index `ledger_entries_campaigns`.
+            sqlx::query(
+                "SELECT seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash
+                 FROM ledger_entries WHERE kind = 'campaign_started' ORDER BY seq DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+        }
+
         pub(crate) async fn entries(
             conn: &mut Conn,
             from: u64,
