@@ -8,6 +8,7 @@
 //! | `orphaned_identity` | no owner team after the ownership rules are applied |
 //! | `dormant_identity` | the target's own last use is older than the dormancy threshold |
 //! | `drift_reverted` | a credential writ disabled (verified) is active again: changed outside writ |
+//! | `drift_regranted` | a grant writ revoked or a scope it reduced (verified) is back: read back again, the change no longer holds |
 //! | `expired_but_active` | past its expiry (a role's `VALID UNTIL`) and still able to log in |
 //! | `unknown_identity` | present in the target, absent from the inventory at the last sync |
 //!
@@ -48,6 +49,9 @@ pub struct SyncView<'a> {
     pub found: &'a [Found<'a>],
     /// The system's jobs whose change writ verified (or applied), newest last.
     pub verified: &'a [Job],
+    /// Of [`revocations_in_force`], those the target no longer shows in effect (the sync read
+    /// each back with the connector's own verification).
+    pub regranted: &'a [&'a Job],
     /// Now.
     pub now: Timestamp,
     /// Unused for longer than this is dormant.
@@ -103,6 +107,35 @@ fn active(attributes: &serde_json::Value) -> Option<bool> {
         return Some(status.eq_ignore_ascii_case("active"));
     }
     attributes["can_login"].as_bool()
+}
+
+/// The verified revocations a sync reads back again: per object, each revoke and scope
+/// reduction since the last change that granted something there (a grant, a new account;
+/// a scope set is both: it replaces the ones before), newest last. One that no longer holds
+/// is drift (`drift_regranted`).
+pub fn revocations_in_force(verified: &[Job]) -> Vec<&Job> {
+    let mut by_object: HashMap<&str, Vec<&Job>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for job in verified.iter().filter(|j| j.state == JobState::Verified) {
+        let object = job.external_id.as_str();
+        let in_force = by_object.entry(object).or_insert_with(|| {
+            order.push(object);
+            Vec::new()
+        });
+        match &job.action {
+            Action::Revoke { .. } | Action::ReduceScope { .. } => in_force.push(job),
+            Action::SetScopes { .. } => {
+                in_force.clear();
+                in_force.push(job);
+            }
+            Action::Grant { .. } | Action::Create { .. } => in_force.clear(),
+            _ => {}
+        }
+    }
+    order
+        .into_iter()
+        .flat_map(|object| by_object.remove(object).unwrap_or_default())
+        .collect()
 }
 
 /// The findings one sync raises (see the module documentation), in identity order.
@@ -170,6 +203,31 @@ pub fn reconciliation_findings(view: &SyncView<'_>) -> Vec<ReconcileFinding> {
                 serde_json::json!({"job": job.id, "case": job.case_id, "verified": "disable"}),
             ));
         }
+        for job in view
+            .regranted
+            .iter()
+            .filter(|j| j.external_id == identity.external_id)
+        {
+            out.push(finding(
+                view,
+                identity,
+                "drift_regranted",
+                Severity::High,
+                format!(
+                    "{}: what writ's {} took away (job {}) is back: changed outside writ",
+                    identity.external_id,
+                    job.action.name(),
+                    job.id
+                ),
+                &format!("job-{}", job.id),
+                serde_json::json!({
+                    "job": job.id,
+                    "case": job.case_id,
+                    "verified": job.action.name(),
+                    "action": job.action,
+                }),
+            ));
+        }
         if let Some(until) = found.attributes["valid_until"]
             .as_str()
             .and_then(|text| text.parse::<Timestamp>().ok())
@@ -205,4 +263,50 @@ pub fn reconciliation_findings(view: &SyncView<'_>) -> Vec<ReconcileFinding> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{CaseId, JobId};
+
+    fn verified(n: u128, object: &str, action: Action) -> Job {
+        let mut job = Job::queued(
+            JobId(uuid::Uuid::from_u128(n)),
+            CaseId(uuid::Uuid::from_u128(n)),
+            "idp",
+            object,
+            action,
+            false,
+        );
+        job.state = JobState::Verified;
+        job
+    }
+
+    #[test]
+    fn revocations_in_force_are_those_since_the_last_grant() {
+        let reduce = |scope: &str| Action::ReduceScope {
+            remove: vec![scope.to_owned()],
+        };
+        let grant = |scope: &str| Action::Grant {
+            scopes: vec![scope.to_owned()],
+        };
+        let jobs = vec![
+            verified(1, "bot", reduce("a")),
+            verified(2, "bot", grant("a")),
+            verified(3, "bot", reduce("a")),
+            verified(4, "app", Action::SetScopes { scopes: vec![] }),
+            verified(5, "app", Action::Disable),
+            verified(6, "bot", Action::Revoke { what: "b".into() }),
+        ];
+        let ids: Vec<u128> = revocations_in_force(&jobs)
+            .iter()
+            .map(|j| j.id.0.as_u128())
+            .collect();
+        assert_eq!(ids, [3, 6, 4]);
+        // A revocation that was rolled back is not in force.
+        let mut rolled_back = verified(7, "db", reduce("x"));
+        rolled_back.state = JobState::RolledBack;
+        assert!(revocations_in_force(&[rolled_back]).is_empty());
+    }
 }

@@ -112,7 +112,6 @@ impl WriteBack {
         ask: &CampaignAsk,
     ) -> Result<StartedCampaign, WriteBackError> {
         let now = self.clock.now();
-        writ_core::campaign::check_deadline(ask.deadline, now).map_err(problem)?;
         for kind in &ask.kinds {
             if kind.parse::<IdentityKind>().is_err() {
                 return Err(problem(CampaignProblem {
@@ -137,6 +136,8 @@ impl WriteBack {
                 ask.system
             )));
         }
+        // What is asked about exists; then whether the ask is acceptable.
+        writ_core::campaign::check_deadline(ask.deadline, now).map_err(problem)?;
         if identities.len() > writ_core::campaign::MAX_ITEMS {
             return Err(problem(CampaignProblem {
                 field: "system",

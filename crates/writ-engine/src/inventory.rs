@@ -332,6 +332,18 @@ pub async fn sync_target(
         let verified = store
             .jobs_applied_since(&system, Timestamp::UNIX_EPOCH)
             .await?;
+        let present: std::collections::HashSet<&str> = found
+            .iter()
+            .map(|(identity, _)| identity.external_id.as_str())
+            .collect();
+        let mut regranted = Vec::new();
+        for job in writ_core::reconcile::revocations_in_force(&verified) {
+            if present.contains(job.external_id.as_str())
+                && revocation_lapsed(store, connector, job).await?
+            {
+                regranted.push(job);
+            }
+        }
         let found: Vec<writ_core::reconcile::Found<'_>> = found
             .iter()
             .map(|(identity, index)| writ_core::reconcile::Found {
@@ -346,6 +358,7 @@ pub async fn sync_target(
                 synced_before,
                 found: &found,
                 verified: &verified,
+                regranted: &regranted,
                 now,
                 dormant_after,
             });
@@ -363,6 +376,41 @@ pub async fn sync_target(
         result?;
     }
     Ok(report)
+}
+
+/// Whether a verified revocation no longer holds: its plan (from its intent entry) read back
+/// with the connector's own verification. A target that cannot be read, or a job whose plan
+/// cannot be found, says nothing (no finding).
+async fn revocation_lapsed(
+    store: &dyn Store,
+    connector: &dyn Connector,
+    job: &writ_core::job::Job,
+) -> Result<bool, InventoryError> {
+    let Some(intent) = store
+        .job_view(job.id)
+        .await?
+        .and_then(|view| view.intent_seq)
+    else {
+        return Ok(false);
+    };
+    let Some(row) = store.entries_at(&[intent]).await?.pop() else {
+        return Ok(false);
+    };
+    let plan = match crate::entries::decode_body(&row) {
+        Ok(writ_core::event::EventBody::WriteBackIntent(intent)) => intent.plan,
+        _ => {
+            tracing::warn!(job = %job.id, seq = row.seq, "the job's intent is unreadable");
+            return Ok(false);
+        }
+    };
+    match connector.verify(&plan).await {
+        Ok(writ_core::change::Verification::NotInEffect { .. }) => Ok(true),
+        Ok(writ_core::change::Verification::Confirmed) => Ok(false),
+        Err(err) => {
+            tracing::warn!(job = %job.id, error = %err, "could not read a revocation back");
+            Ok(false)
+        }
+    }
 }
 
 /// A target synced on a schedule (`[[targets]] sync_every`).

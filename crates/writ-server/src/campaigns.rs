@@ -34,10 +34,31 @@ pub struct CampaignRequest {
     /// When answers are due (RFC 3339): in the future, at most 366 days away.
     #[schema(value_type = String, format = DateTime)]
     pub deadline: jiff::Timestamp,
-    /// The identity kinds covered (`service_account`, `api_key`, ...); all when absent.
+    /// The identity kinds covered; all when absent.
     #[serde(default)]
     #[schema(max_items = 16)]
-    pub kinds: Vec<String>,
+    pub kinds: Vec<IdentityKindParam>,
+}
+
+/// An identity kind, as the inventory names it.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum IdentityKindParam {
+    /// A service account or database role.
+    ServiceAccount,
+    /// A long-lived API or access key.
+    ApiKey,
+    /// An OAuth application (client).
+    OauthApp,
+    /// A short-lived or long-lived token.
+    Token,
+    /// An X.509 certificate.
+    Certificate,
+    /// A stored secret.
+    Secret,
+    /// An AI agent.
+    AiAgent,
 }
 
 /// A campaign's summary.
@@ -165,7 +186,11 @@ pub async fn start_campaign(
             &CampaignAsk {
                 system: request.system,
                 deadline: request.deadline,
-                kinds: request.kinds,
+                kinds: request
+                    .kinds
+                    .iter()
+                    .map(|k| <&str>::from(*k).to_owned())
+                    .collect(),
             },
         )
         .await
@@ -336,4 +361,19 @@ pub async fn answer(
         job_id: outcome.vote.job.map(|job| job.id.to_string()),
         closed: outcome.closed,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_identity_kind_is_a_kind_parameter() {
+        use strum::VariantArray as _;
+        for kind in writ_core::identity::IdentityKind::VARIANTS {
+            let name: &str = (*kind).into();
+            let param: IdentityKindParam = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(<&str>::from(param), name);
+        }
+    }
 }

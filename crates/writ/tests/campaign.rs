@@ -238,9 +238,16 @@ async fn a_campaign_certifies_revokes_and_escalates(db: TestDb) {
     let report = wait_for_item(&server, &root, &id, "svc_silent", "escalated").await;
     assert_eq!(item(&report, "svc_keep")["status"], "certified", "{report}");
     assert!(can_login(&pg, "svc_silent").await);
-    let report = wait_for_item(&server, &root, &id, "svc_drop", "revoked").await;
-    let story = get(&server, &root, &format!("/v1/cases/{drop}")).await;
-    assert_eq!(story["case"]["state"], "closed", "{report} {story}");
+    // The verified revocation closes on its answer at the deadline.
+    let story = server
+        .wait_for_case_state(&root, &drop, "closed", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        story["lifecycle"]["compliance"]["by"], "certification",
+        "{story}"
+    );
+    let report = get(&server, &root, &format!("/v1/campaigns/{id}")).await;
+    assert_eq!(item(&report, "svc_drop")["status"], "revoked", "{report}");
     let story = get(&server, &root, &format!("/v1/cases/{silent}")).await;
     assert_eq!(story["case"]["state"], "awaiting_approval", "{story}");
     let kinds: Vec<&str> = story["events"]

@@ -285,6 +285,13 @@ async fn reconciliation_raises_its_own_findings(db: TestDb) {
         .find(|e| e["kind"] == "finding_received")
         .unwrap();
     assert_eq!(received["actor"], "source:writ-reconcile", "{received}");
+    // Every case replays to identical decisions under the bundle kept by hash.
+    let cases = get(&server, &root, "/v1/cases?limit=1000").await;
+    for case in cases.as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        let replay = get(&server, &root, &format!("/v1/cases/{id}/replay")).await;
+        assert_eq!(replay["all_identical"], true, "{replay}");
+    }
     server.stop();
     for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
         let output = site.run(args);

@@ -520,6 +520,52 @@ async fn agent_tool_access_ends_by_itself(w: World) {
     assert!(w.token(&w.bot, "api:read").await.is_ok(), "the rest stays");
     w.wait_for_state(&case, "closed").await;
 
+    // Someone gives the tool back outside writ: the next sync reads the verified reduction
+    // back, finds that it no longer holds, and raises drift for a person.
+    let outside =
+        writ_connector_oauth::OauthClients::new(writ_connector_oauth::OauthClientsConfig {
+            system: "idp".into(),
+            issuer: w.idp.issuer(),
+            registrations: writ_connector_oauth::OauthClientsConfig::read_registrations(
+                &w.site.path("registrations.json"),
+            )
+            .unwrap(),
+            agents: [bot.clone()].into(),
+        })
+        .unwrap();
+    {
+        use writ_connectors::Connector as _;
+        let grant = writ_core::change::Action::Grant {
+            scopes: vec!["tools:search".into()],
+        };
+        let plan = outside.plan(&bot, &grant).await.unwrap();
+        outside.apply(&plan, "by-hand").await.unwrap();
+    }
+    assert!(
+        w.token(&w.bot, "tools:search").await.is_ok(),
+        "back, outside writ"
+    );
+    let output = w.site.run_as(&w.server, &w.root, &["sync", "idp"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let (_, cases) = w.api(&w.root, "GET", "/v1/cases?limit=1000", None).await;
+    let drift = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["finding_type"] == "drift_regranted" && c["subject"] == format!("idp/{bot}"))
+        .unwrap_or_else(|| panic!("no drift case: {cases}"))
+        .clone();
+    assert_eq!(drift["state"], "needs_review", "{drift}");
+    // A second sync of the same state raises nothing new.
+    let output = w.site.run_as(&w.server, &w.root, &["sync", "idp"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let (_, again) = w.api(&w.root, "GET", "/v1/cases?limit=1000", None).await;
+    assert_eq!(
+        again.as_array().unwrap().len(),
+        cases.as_array().unwrap().len(),
+        "{again}"
+    );
+
     // Again, for an hour, ending early if the agent is found over-privileged: a finding of that
     // type about the agent revokes it at once.
     let (status, again) = w
