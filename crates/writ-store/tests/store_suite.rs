@@ -1018,7 +1018,45 @@ async fn a_witness_keeps_its_newest_cosignature(h: Harness) {
     assert!(h.store.checkpoint_at(1).await.unwrap().is_none());
 }
 
+/// Replicas racing for a system's scheduled sync: exactly one claims each round; a round
+/// already run, or older than one run, is claimed by nobody; systems are claimed apart.
+async fn one_replica_claims_each_sync_round(h: Harness) {
+    let race = |round: i64| {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = h.store.clone();
+                tokio::spawn(async move {
+                    store
+                        .claim_sync_round("pg-main", round, &format!("replica-{i}"))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        async move {
+            let mut wins = 0;
+            for task in tasks {
+                if task.await.unwrap() {
+                    wins += 1;
+                }
+            }
+            wins
+        }
+    };
+    assert_eq!(race(5).await, 1);
+    assert_eq!(race(5).await, 0, "the round is taken");
+    assert_eq!(race(4).await, 0, "an older round is past");
+    assert_eq!(race(6).await, 1);
+    assert!(
+        h.store
+            .claim_sync_round("aws", 6, "replica-0")
+            .await
+            .unwrap()
+    );
+}
+
 writ_testkit::backend_suite!(
+    one_replica_claims_each_sync_round,
     a_witness_keeps_its_newest_cosignature,
     the_outbox_is_committed_claimed_and_finished,
     expectations_make_appends_conditional,
