@@ -230,6 +230,30 @@ pub struct WriteBack {
     pub(crate) ingestor: Option<crate::ingest::Ingestor>,
 }
 
+/// What a voter may vote on (see [`WriteBack::vote_offer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteOffer {
+    /// The approval rule.
+    pub rule: String,
+    /// How many more approvals it needs, at least.
+    pub missing: u64,
+    /// The groups of the rule the voter would count for.
+    pub groups: Vec<String>,
+}
+
+/// A vote's checks passed, with what recording it needs.
+struct Ballot {
+    view: CaseView,
+    decision_seq: u64,
+    recorded: entries::RecordedDecision,
+    workflow: CaseWorkflow,
+    identity: Option<writ_core::identity::Identity>,
+    rule: writ_core::approvers::ApprovalRule,
+    groups: std::collections::BTreeSet<writ_core::approvers::ApproverGroup>,
+    owner_team: Option<String>,
+    exclusions: writ_core::approvers::Exclusions,
+}
+
 /// What a rollback request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollbackOutcome {
@@ -303,6 +327,96 @@ impl WriteBack {
         self
     }
 
+    /// What `voter` may vote on in `case_id` now, recording nothing: the case awaits
+    /// approval, the voter is eligible under the rule (in one of its groups, enabled, not
+    /// excluded by separation of duties), an override's named risk owner, and not voted yet.
+    /// What the console asks before it offers a vote; the vote itself checks all of it again.
+    pub async fn vote_offer(
+        &self,
+        case_id: CaseId,
+        voter: &Principal,
+    ) -> Result<VoteOffer, WriteBackError> {
+        let ballot = self.ballot(case_id, voter).await?;
+        if ballot.workflow.votes.contains_key(&voter.name) {
+            return Err(WriteBackError::Refused(format!(
+                "{} has already voted on case {case_id}'s decision",
+                voter.name
+            )));
+        }
+        Ok(VoteOffer {
+            rule: ballot.rule.to_string(),
+            missing: ballot.workflow.votes_missing(),
+            groups: ballot.groups.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// Every check a vote makes before it is recorded (see [`WriteBack::vote_offer`]), with
+    /// what the vote needs next.
+    async fn ballot(&self, case_id: CaseId, voter: &Principal) -> Result<Ballot, WriteBackError> {
+        let view = self.case_view(case_id).await?;
+        if !matches!(
+            view.case.state,
+            CaseState::AwaitingApproval
+                | CaseState::RollbackRequested
+                | CaseState::ExceptionRequested
+                | CaseState::DismissalRequested
+        ) {
+            return Err(WriteBackError::Refused(format!(
+                "case {case_id} is not awaiting approval (it is {})",
+                <&str>::from(view.case.state)
+            )));
+        }
+        let Some(decision_seq) = view.decision_seq else {
+            return Err(no_decision(case_id));
+        };
+        let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+        let workflow = workflow_of(&view, &recorded);
+        let Some(rule) = workflow.rule() else {
+            return Err(WriteBackError::Refused(format!(
+                "case {case_id}'s decision does not call for approvals"
+            )));
+        };
+        let identity = match view.case.identity_id {
+            Some(id) => self.store.identity(id).await?,
+            None => None,
+        };
+        // A new account's owner team is the one its request names.
+        let owner_team = identity
+            .as_ref()
+            .and_then(|i| i.owner_team.clone())
+            .or_else(|| {
+                recorded
+                    .request
+                    .as_ref()
+                    .and_then(|r| r.owner_team().map(str::to_owned))
+            });
+        let exclusions = self
+            .exclusions(&view, identity.as_ref(), recorded.requester())
+            .await?;
+        let groups = eligibility(&rule, voter, owner_team.as_deref(), &exclusions)
+            .map_err(|refusal| WriteBackError::Forbidden(refusal.to_string()))?;
+        // An override is accepted by the risk owner it names, and no one else.
+        if let Some((_, risk_owner)) = &recorded.overrider
+            && *risk_owner != voter.name
+        {
+            return Err(WriteBackError::Forbidden(format!(
+                "the override asks {risk_owner} to accept the residual risk; {} cannot vote on it",
+                voter.name
+            )));
+        }
+        Ok(Ballot {
+            rule,
+            groups,
+            owner_team,
+            exclusions,
+            view,
+            decision_seq,
+            recorded,
+            workflow,
+            identity,
+        })
+    }
+
     /// Records `voter`'s vote on `case_id`'s pending change.
     ///
     /// The voter must be eligible under the decision's approval rule (in one of its groups,
@@ -328,60 +442,20 @@ impl WriteBack {
             return Err(WriteBackError::Refused("a vote needs a rationale".into()));
         }
         for _ in 0..STALE_RETRIES {
-            let view = self.case_view(case_id).await?;
-            if !matches!(
-                view.case.state,
-                CaseState::AwaitingApproval
-                    | CaseState::RollbackRequested
-                    | CaseState::ExceptionRequested
-                    | CaseState::DismissalRequested
-            ) {
-                return Err(WriteBackError::Refused(format!(
-                    "case {case_id} is not awaiting approval (it is {})",
-                    <&str>::from(view.case.state)
-                )));
-            }
-            let Some(decision_seq) = view.decision_seq else {
-                return Err(no_decision(case_id));
-            };
-            let recorded = entries::recorded_decision_at(&*self.store, decision_seq).await?;
+            let Ballot {
+                view,
+                decision_seq,
+                recorded,
+                mut workflow,
+                identity,
+                rule,
+                groups,
+                owner_team,
+                exclusions,
+            } = self.ballot(case_id, voter).await?;
             let decision = recorded.decision.clone();
             let rollback = recorded.rollback.clone();
             let exception = recorded.exception.clone();
-            let mut workflow = workflow_of(&view, &recorded);
-            let Some(rule) = workflow.rule() else {
-                return Err(WriteBackError::Refused(format!(
-                    "case {case_id}'s decision does not call for approvals"
-                )));
-            };
-            let identity = match view.case.identity_id {
-                Some(id) => self.store.identity(id).await?,
-                None => None,
-            };
-            // A new account's owner team is the one its request names.
-            let owner_team = identity
-                .as_ref()
-                .and_then(|i| i.owner_team.clone())
-                .or_else(|| {
-                    recorded
-                        .request
-                        .as_ref()
-                        .and_then(|r| r.owner_team().map(str::to_owned))
-                });
-            let exclusions = self
-                .exclusions(&view, identity.as_ref(), recorded.requester())
-                .await?;
-            let groups = eligibility(&rule, voter, owner_team.as_deref(), &exclusions)
-                .map_err(|refusal| WriteBackError::Forbidden(refusal.to_string()))?;
-            // An override is accepted by the risk owner it names, and no one else.
-            if let Some((_, risk_owner)) = &recorded.overrider
-                && *risk_owner != voter.name
-            {
-                return Err(WriteBackError::Forbidden(format!(
-                    "the override asks {risk_owner} to accept the residual risk; {} cannot vote on it",
-                    voter.name
-                )));
-            }
             // A vote binds to the object the change is made to: a request's own target (an
             // offboarding's is pinned to a key id), else the case's identity.
             let (system, external_id) = match (&recorded.request, &identity) {

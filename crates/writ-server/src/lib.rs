@@ -11,6 +11,7 @@ mod auth;
 mod body;
 mod campaigns;
 mod cases;
+pub mod console;
 mod findings;
 mod limits;
 mod listener;
@@ -118,6 +119,10 @@ pub struct AppState {
     pub replays: Arc<writ_engine::sources::ReplayCache>,
     /// The ledger's public key, embedded in the bundles the API hands out.
     pub verifier: Option<writ_ledger::VerifierKey>,
+    /// The reviewer console (`/`), when it is on.
+    pub console: Option<console::ConsoleSettings>,
+    /// Randomness for the console's CSRF tokens and sign-in state.
+    pub random: Arc<dyn writ_core::clock::RandomSource>,
 }
 
 impl AppState {
@@ -143,6 +148,8 @@ impl AppState {
             limits: Arc::new(Limits::new(&settings)),
             replays: Arc::default(),
             verifier: Some(engine.verifier.clone()),
+            console: None,
+            random: Arc::new(writ_engine::principals::OsRandom),
             settings,
         }
     }
@@ -153,7 +160,12 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.max_body_bytes;
     let body_timeout = state.settings.body_read_timeout;
-    api::routes()
+    let routes = if state.console.is_some() {
+        api::routes().merge(console::routes())
+    } else {
+        api::routes()
+    };
+    routes
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -38,6 +38,60 @@ pub struct Config {
     pub writeback: WriteBackConfig,
     /// Webhook endpoints notified of what people must hear about (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
+    /// The reviewer console served at `/`.
+    pub console: ConsoleConfig,
+    /// Single sign-on for the console (OpenID Connect), when set.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[console]`: the reviewer console in the browser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve it (at `/`).
+    pub enabled: bool,
+    /// The key console sessions are signed with: 32 random bytes as hex, readable by its owner
+    /// only; made on first start when absent. Every replica needs the same file.
+    pub session_key_file: PathBuf,
+    /// Minutes a session may go unused.
+    pub idle_minutes: u32,
+    /// Hours a session lasts at most.
+    pub absolute_hours: u32,
+    /// The URL browsers reach the console at (for the sign-on redirect); by default
+    /// `http(s)://` and `[server] listen`.
+    pub public_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_key_file: PathBuf::from("writ-console.key"),
+            idle_minutes: 30,
+            absolute_hours: 12,
+            public_url: None,
+        }
+    }
+}
+
+/// `[oidc]`: sign-in through an OpenID Connect provider (authorization code flow with PKCE).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL.
+    pub issuer: String,
+    /// The client id writ is registered under (redirect URI `{public_url}/auth/oidc/callback`).
+    pub client_id: String,
+    /// A file holding the client secret, readable by its owner only.
+    pub client_secret_file: PathBuf,
+    /// The ID token claim naming the principal: `preferred_username` (default), `email` or
+    /// `sub`. The principal must exist in writ.
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+}
+
+fn default_name_claim() -> String {
+    "preferred_username".to_owned()
 }
 
 /// `[[webhooks]]`: an endpoint that receives notifications, signed as the Standard Webhooks

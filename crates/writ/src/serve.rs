@@ -180,12 +180,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tls.acceptor().context("[server] tls_cert / tls_key")?;
     }
     let schedule = sync_schedule(&config, &named)?;
-    let state = AppState::from_engine(
+    let mut state = AppState::from_engine(
         &engine,
         sources,
         named.into_iter().collect(),
         settings.clone(),
     );
+    state.console = console_settings(&config, settings.tls.is_some())?;
     let worker = engine.writeback.clone();
     let notifier = notifier(&config, &engine)?;
     // Unchanged identities are confirmed again a quarter into their freshness window.
@@ -377,6 +378,99 @@ fn notifier(
 
 /// Refuses a secret file that its group or others may read: the secret signs what writ
 /// tells the world.
+/// The console's settings from `[console]` and `[oidc]`: the session key (made on first start,
+/// mode 600), the timeouts, and single sign-on with its client secret read from its file.
+fn console_settings(
+    config: &Config,
+    tls: bool,
+) -> anyhow::Result<Option<writ_server::console::ConsoleSettings>> {
+    use writ_server::console::{ConsoleSettings, OidcSettings, session};
+    let console = &config.console;
+    if !console.enabled {
+        return Ok(None);
+    }
+    let path = &console.session_key_file;
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        writ_core::clock::RandomSource::fill(&writ_engine::principals::OsRandom, &mut bytes)
+            .map_err(|e| anyhow::anyhow!("no randomness for the console's session key: {e}"))?;
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(path, &text)
+            .with_context(|| format!("[console] session_key_file {}", path.display()))?;
+        tracing::info!(file = %path.display(), "made the console's session key");
+    }
+    refuse_shared_secret_file(path).context("[console] session_key_file")?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("[console] session_key_file {}", path.display()))?;
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(session::SessionKey::new)
+        .with_context(|| {
+            format!(
+                "[console] session_key_file {}: not 32 or more bytes of hex",
+                path.display()
+            )
+        })?;
+    let public_url = console.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "{}://{}",
+            if tls { "https" } else { "http" },
+            config.server.listen
+        )
+    });
+    let oidc = match &config.oidc {
+        Some(oidc) => {
+            refuse_shared_secret_file(&oidc.client_secret_file)
+                .context("[oidc] client_secret_file")?;
+            let secret = std::fs::read_to_string(&oidc.client_secret_file).with_context(|| {
+                format!(
+                    "[oidc] client_secret_file {}",
+                    oidc.client_secret_file.display()
+                )
+            })?;
+            anyhow::ensure!(
+                matches!(
+                    oidc.name_claim.as_str(),
+                    "preferred_username" | "email" | "sub"
+                ),
+                "[oidc] name_claim must be preferred_username, email or sub"
+            );
+            Some(OidcSettings {
+                issuer: oidc.issuer.clone(),
+                client_id: oidc.client_id.clone(),
+                client_secret: secret.trim().to_owned(),
+                public_url: public_url.clone(),
+                name_claim: oidc.name_claim.clone(),
+            })
+        }
+        None => None,
+    };
+    Ok(Some(ConsoleSettings {
+        key: bytes,
+        limits: session::SessionLimits {
+            idle: SignedDuration::from_mins(i64::from(console.idle_minutes.max(1))),
+            absolute: SignedDuration::from_hours(i64::from(console.absolute_hours.max(1))),
+        },
+        secure_cookies: tls,
+        oidc,
+    }))
+}
+
+/// Writes a new file readable by its owner only; never overwrites.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 fn refuse_shared_secret_file(path: &std::path::Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {

@@ -1,0 +1,1080 @@
+//! The console's pages and actions. Each page reads through the store as the API's handlers
+//! do; each action calls the engine function its API twin calls, as the session's principal.
+#![expect(
+    clippy::result_large_err,
+    reason = "the error is the page sent back, built at most once per request"
+)]
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use writ_core::approval::Verdict;
+use writ_core::case::{Case, CaseState};
+use writ_core::event::EventBody;
+use writ_core::principal::{Principal, Role};
+use writ_store::CaseFilter;
+
+use super::session::{SESSION_COOKIE, SIGNIN_COOKIE, Session, cookie, same_token, set_cookie};
+use super::{CSP, ConsoleSettings};
+use crate::AppState;
+
+/// How many cases a queue scans at most (the newest changed first).
+const QUEUE_SCAN: u32 = 200;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// An HTML page with the console's security headers.
+fn page(status: StatusCode, html: Result<String, askama::Error>, cookies: &[String]) -> Response {
+    let body = match html {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(error = %err, "a console template failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response();
+        }
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for value in cookies {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+pub(super) fn error_page(
+    status: StatusCode,
+    viewer: Option<&Viewer>,
+    title: &str,
+    message: &str,
+) -> Response {
+    let html = ErrorPage {
+        viewer: viewer.map_or("", |v| v.principal.name.as_str()),
+        csrf: viewer.map_or("", |v| v.session.csrf.as_str()),
+        title,
+        message,
+    }
+    .render();
+    page(status, html, &[])
+}
+
+pub(crate) fn not_found() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        None,
+        "Not found",
+        "There is nothing here.",
+    )
+}
+
+pub(super) fn redirect(to: &str, cookies: &[String]) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(to) {
+        headers.insert(header::LOCATION, value);
+    }
+    for value in cookies {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+pub(super) fn settings(state: &AppState) -> Result<&ConsoleSettings, Response> {
+    state.console.as_ref().ok_or_else(not_found)
+}
+
+/// Random bytes as hex, for CSRF tokens and sign-in state.
+pub(super) fn random_hex(state: &AppState) -> Result<String, Response> {
+    let mut bytes = [0u8; 32];
+    state.random.fill(&mut bytes).map_err(|err| {
+        tracing::error!(error = %err, "no randomness for a console token");
+        error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "Unavailable",
+            "The server has no randomness to start a session.",
+        )
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The signed-in principal of a console request.
+pub(crate) struct Viewer {
+    principal: Principal,
+    session: Session,
+    /// A renewed session cookie to send back (the idle timeout moves with use).
+    refresh: Option<String>,
+}
+
+/// Roles that may use the console: anyone who may read cases (a findings source may not).
+fn may_use_console(principal: &Principal) -> bool {
+    crate::READERS.iter().any(|role| principal.has_role(*role))
+}
+
+/// The session's principal, or a redirect to the sign-in page (an absent, forged, expired or
+/// idle session, or a principal since disabled).
+async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
+    let settings = settings(state)?;
+    let to_login = || {
+        redirect(
+            "/login",
+            &[set_cookie(SESSION_COOKIE, "", 0, settings.secure_cookies)],
+        )
+    };
+    let Some(value) = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| cookie(v, SESSION_COOKIE))
+    else {
+        return Err(redirect("/login", &[]));
+    };
+    let Some(mut session) = settings.key.open::<Session>("session", value) else {
+        return Err(to_login());
+    };
+    let now = state.clock.now();
+    if !session.alive(now, settings.limits) {
+        return Err(to_login());
+    }
+    let principal = match state.store.principal(&session.name).await {
+        Ok(Some(view)) if !view.principal.disabled && may_use_console(&view.principal) => {
+            view.principal
+        }
+        Ok(_) => return Err(to_login()),
+        Err(err) => {
+            tracing::error!(error = %err, "store unavailable");
+            return Err(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "Unavailable",
+                "The database does not answer.",
+            ));
+        }
+    };
+    let refresh = (now.as_microsecond() - session.seen_us > 60_000_000).then(|| {
+        session.seen_us = now.as_microsecond();
+        session_cookie(settings, &session)
+    });
+    Ok(Viewer {
+        principal,
+        session,
+        refresh,
+    })
+}
+
+fn session_cookie(settings: &ConsoleSettings, session: &Session) -> String {
+    set_cookie(
+        SESSION_COOKIE,
+        &settings.key.seal("session", session),
+        settings.limits.absolute.as_secs(),
+        settings.secure_cookies,
+    )
+}
+
+/// Refuses a state-changing request whose CSRF token (form field or `X-CSRF-Token`) is not
+/// the session's.
+fn check_csrf(
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    form_token: Option<&str>,
+) -> Result<(), Response> {
+    let sent = form_token.or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
+    match sent {
+        Some(token) if same_token(token, &viewer.session.csrf) => Ok(()),
+        _ => Err(error_page(
+            StatusCode::FORBIDDEN,
+            Some(viewer),
+            "Refused",
+            "The form's CSRF token is missing or wrong: reload the page and try again.",
+        )),
+    }
+}
+
+fn parse_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_urlencoded::from_bytes(body).ok()
+}
+
+// ---- Sign-in -------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    signin_csrf: &'a str,
+    sso: bool,
+    error: Option<&'a str>,
+}
+
+/// `GET /login`: the sign-in form (a token, or single sign-on when configured).
+pub(crate) async fn login_form(State(state): State<AppState>) -> Response {
+    login_page(&state, StatusCode::OK, None)
+}
+
+fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let settings = match settings(state) {
+        Ok(settings) => settings,
+        Err(response) => return response,
+    };
+    let token = match random_hex(state) {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    let cookie = set_cookie(
+        SIGNIN_COOKIE,
+        &settings.key.seal("signin-form", &token),
+        600,
+        settings.secure_cookies,
+    );
+    let html = LoginPage {
+        viewer: "",
+        csrf: "",
+        signin_csrf: &token,
+        sso: settings.oidc.is_some(),
+        error,
+    }
+    .render();
+    page(status, html, &[cookie])
+}
+
+#[derive(serde::Deserialize)]
+struct TokenForm {
+    csrf: String,
+    token: String,
+}
+
+/// `POST /login`: signs in with a principal's API token.
+pub(crate) async fn login_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let settings = match settings(&state) {
+        Ok(settings) => settings.clone(),
+        Err(response) => return response,
+    };
+    let Some(form) = parse_form::<TokenForm>(&body) else {
+        return login_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            Some("The form is incomplete."),
+        );
+    };
+    let expected = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| cookie(v, SIGNIN_COOKIE))
+        .and_then(|v| settings.key.open::<String>("signin-form", v));
+    if !expected.is_some_and(|token| same_token(&token, &form.csrf)) {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired: try again."),
+        );
+    }
+    let principal = match state.principals.authenticate(&form.token).await {
+        Ok(principal) if may_use_console(&principal) => principal,
+        Ok(_) => {
+            return login_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                Some("This principal has no role that may use the console."),
+            );
+        }
+        Err(_) => {
+            return login_page(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                Some("That token does not sign anyone in."),
+            );
+        }
+    };
+    start_session(&state, &settings, &principal.name, "token")
+}
+
+/// Starts a session for `name` and sends the browser to the queues.
+pub(crate) fn start_session(
+    state: &AppState,
+    settings: &ConsoleSettings,
+    name: &str,
+    via: &str,
+) -> Response {
+    let csrf = match random_hex(state) {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    let now = state.clock.now().as_microsecond();
+    let session = Session {
+        name: name.to_owned(),
+        issued_us: now,
+        seen_us: now,
+        csrf,
+        via: via.to_owned(),
+    };
+    redirect(
+        "/",
+        &[
+            session_cookie(settings, &session),
+            set_cookie(SIGNIN_COOKIE, "", 0, settings.secure_cookies),
+        ],
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /logout`.
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let form = parse_form::<CsrfForm>(&body);
+    if let Err(response) = check_csrf(
+        &viewer,
+        &headers,
+        form.as_ref().and_then(|f| f.csrf.as_deref()),
+    ) {
+        return response;
+    }
+    let secure = state.console.as_ref().is_some_and(|s| s.secure_cookies);
+    redirect("/login", &[set_cookie(SESSION_COOKIE, "", 0, secure)])
+}
+
+pub(crate) use super::oidc::{oidc_callback, oidc_start};
+
+// ---- Queues --------------------------------------------------------------------------------
+
+struct QueueRow {
+    case_id: String,
+    short_id: String,
+    subject: String,
+    finding_type: String,
+    state: &'static str,
+    detail: String,
+}
+
+struct Queue {
+    id: &'static str,
+    title: &'static str,
+    detail_title: &'static str,
+    rows: Vec<QueueRow>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    roles: String,
+    queues: Vec<Queue>,
+}
+
+fn row(case: &Case, detail: String) -> QueueRow {
+    let id = case.id.to_string();
+    QueueRow {
+        short_id: id
+            .chars()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
+        case_id: id,
+        subject: case.subject.clone(),
+        finding_type: case.finding_type.clone(),
+        state: case.state.into(),
+        detail,
+    }
+}
+
+async fn cases_in(state: &AppState, case_state: CaseState) -> Result<Vec<Case>, Response> {
+    state
+        .store
+        .cases(&CaseFilter {
+            state: Some(case_state),
+            limit: Some(QUEUE_SCAN),
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "store unavailable");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "Unavailable",
+                "The database does not answer.",
+            )
+        })
+}
+
+/// Why a case waits for a person: its decision's routing, else the decision's reason.
+async fn decision_reason(state: &AppState, case: &Case) -> String {
+    let Ok(Some(view)) = state.store.case_view(case.id).await else {
+        return String::new();
+    };
+    let Some(seq) = view.decision_seq else {
+        return String::new();
+    };
+    let Ok(mut rows) = state.store.entries_at(&[seq]).await else {
+        return String::new();
+    };
+    match rows
+        .pop()
+        .map(|row| writ_engine::entries::decode_body(&row))
+    {
+        Some(Ok(EventBody::DecisionRecorded(b))) => b
+            .routing
+            .map_or(b.decision.reason, |routing| routing.reason),
+        Some(Ok(body)) => body
+            .recorded_decision()
+            .map(|(decision, _)| decision.reason.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `GET /`: the queues, by what the viewer may do.
+pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let principal = &viewer.principal;
+    let mut queues = Vec::new();
+    // Approvals due for me: what a dry run of my vote says I may decide.
+    if principal.has_role(Role::Approver) || principal.has_role(Role::RiskOwner) {
+        let mut rows = Vec::new();
+        if let Some(writeback) = &state.writeback {
+            for wanted in [
+                CaseState::AwaitingApproval,
+                CaseState::RollbackRequested,
+                CaseState::ExceptionRequested,
+                CaseState::DismissalRequested,
+            ] {
+                let cases = match cases_in(&state, wanted).await {
+                    Ok(cases) => cases,
+                    Err(response) => return response,
+                };
+                for case in cases {
+                    if let Ok(outcome) = writeback.vote_offer(case.id, principal).await {
+                        rows.push(row(
+                            &case,
+                            format!(
+                                "{} ({} more needed; you count for {})",
+                                outcome.rule,
+                                outcome.missing,
+                                outcome.groups.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        queues.push(Queue {
+            id: "mine",
+            title: "Approvals due for me",
+            detail_title: "Rule",
+            rows,
+        });
+    }
+    for (id, title, wanted) in [
+        ("review", "Needing review", CaseState::NeedsReview),
+        ("failed", "Failed write-backs", CaseState::WriteBackFailed),
+        ("frozen", "Frozen work", CaseState::Frozen),
+    ] {
+        let cases = match cases_in(&state, wanted).await {
+            Ok(cases) => cases,
+            Err(response) => return response,
+        };
+        let mut rows = Vec::new();
+        for case in cases.iter().take(50) {
+            rows.push(row(case, decision_reason(&state, case).await));
+        }
+        queues.push(Queue {
+            id,
+            title,
+            detail_title: "Why",
+            rows,
+        });
+    }
+    let soon = state.clock.now() + jiff::SignedDuration::from_hours(24 * 14);
+    let exceptions = state
+        .store
+        .exceptions(&writ_store::ExceptionFilter {
+            state: Some(writ_core::exception::ExceptionState::Active),
+            expiring_before: Some(soon),
+            limit: Some(50),
+            ..writ_store::ExceptionFilter::default()
+        })
+        .await
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for view in exceptions {
+        if let Ok(Some(case)) = state.store.case(view.exception.case_id).await {
+            rows.push(row(
+                &case,
+                format!(
+                    "expires {} ({})",
+                    view.exception.expires_at, view.exception.justification
+                ),
+            ));
+        }
+    }
+    queues.push(Queue {
+        id: "expiring",
+        title: "Exceptions expiring within 14 days",
+        detail_title: "Expiry",
+        rows,
+    });
+    let roles: Vec<&str> = principal.roles.iter().map(|r| <&str>::from(*r)).collect();
+    let html = HomePage {
+        viewer: &principal.name,
+        csrf: &viewer.session.csrf,
+        roles: roles.join(", "),
+        queues,
+    }
+    .render();
+    page(StatusCode::OK, html, viewer.refresh.as_slice())
+}
+
+// ---- The case page ---------------------------------------------------------------------------
+
+struct TimelineItem {
+    seq: u64,
+    time: String,
+    kind: &'static str,
+    actor: String,
+    summary: String,
+    body: String,
+    superseded: bool,
+}
+
+struct VoteOffer {
+    rule: String,
+    missing: u64,
+    groups: String,
+}
+
+#[derive(Template)]
+#[template(path = "case.html")]
+struct CasePage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    case_id: String,
+    short_id: String,
+    subject: String,
+    finding_type: String,
+    state: &'static str,
+    operational: String,
+    compliance: String,
+    proofs: String,
+    error: Option<String>,
+    vote: Option<VoteOffer>,
+    timeline: Vec<TimelineItem>,
+}
+
+/// One line about an event, for the timeline.
+fn summary(body: &EventBody) -> String {
+    use EventBody as B;
+    match body {
+        B::FindingReceived(b) => format!(
+            "{} from {} ({} trust): {}",
+            b.finding.finding_type,
+            b.source.name,
+            <&str>::from(b.source.trust),
+            b.observation.title
+        ),
+        B::DecisionRecorded(b) => format!(
+            "{} (bundle {}; determined by {}){}",
+            b.decision.reason,
+            b.decision.bundle_hash,
+            b.decision.determining_policies.join(", "),
+            b.routing
+                .as_ref()
+                .map(|r| format!("; to a person: {}", r.reason))
+                .unwrap_or_default()
+        ),
+        B::ApprovalGranted(b) => format!("{} approved: {}", b.approval.approver, b.rationale),
+        B::ChangeRejected(b) => format!("{} rejected: {}", b.approval.approver, b.rationale),
+        B::ChangeRequested(b) => format!(
+            "{} of {} queued (job {})",
+            b.job.action.name(),
+            b.job.external_id,
+            b.job.id
+        ),
+        B::WriteBackIntent(b) => format!(
+            "plan: {} {}, pre-image recorded ({})",
+            b.plan.action.name(),
+            b.plan.external_id,
+            if b.plan.pre_image.exists {
+                "the object exists"
+            } else {
+                "no object"
+            }
+        ),
+        B::WriteBackApplied(b) => format!("applied to {} ({:?})", b.job.external_id, b.outcome),
+        B::WriteBackVerified(b) => {
+            format!("read back from the target: {:?}", b.verification)
+        }
+        B::WriteBackFailed(b) => {
+            format!("failed: {}", b.job.last_error.clone().unwrap_or_default())
+        }
+        B::CaseClosed(b) => format!("compliance closed: {:?}", b.evidence),
+        B::CaseDismissed(b) => format!("dismissed by {}: {}", b.reviewer, b.rationale),
+        B::CertificationOverdue(b) => {
+            format!("nobody answered campaign {} by {}", b.campaign, b.deadline)
+        }
+        other => other
+            .case()
+            .map(|case| format!("the case is now {}", <&str>::from(case.state)))
+            .unwrap_or_default(),
+    }
+}
+
+/// `GET /cases/{id}`: the case's timeline from the ledger and what the viewer may do.
+pub(crate) async fn case_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    render_case(&state, &viewer, &id, StatusCode::OK, None).await
+}
+
+async fn render_case(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    let Ok(case_id) = id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            Some(viewer),
+            "Not found",
+            "No such case.",
+        );
+    };
+    let (case, rows) = match (
+        state.store.case(case_id).await,
+        state.store.case_entries(case_id).await,
+    ) {
+        (Ok(Some(case)), Ok(rows)) => (case, rows),
+        (Ok(None), _) => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                Some(viewer),
+                "Not found",
+                "No such case.",
+            );
+        }
+        _ => {
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(viewer),
+                "Unavailable",
+                "The database does not answer.",
+            );
+        }
+    };
+    let mut decoded = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match writ_engine::entries::decode(row) {
+            Ok(event) => decoded.push(event),
+            Err(err) => {
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some(viewer),
+                    "Unreadable ledger entry",
+                    &err.to_string(),
+                );
+            }
+        }
+    }
+    let lifecycle = writ_core::lifecycle::Lifecycle::of(&decoded);
+    let superseded: std::collections::HashSet<u64> = lifecycle
+        .decisions
+        .iter()
+        .filter(|d| d.superseded)
+        .map(|d| d.seq)
+        .collect();
+    let proofs = proof_status(state, &rows).await;
+    let timeline = decoded
+        .iter()
+        .map(|event| TimelineItem {
+            seq: event.seq,
+            time: event.time.to_string(),
+            kind: event.kind.name(),
+            actor: event.actor.clone(),
+            summary: summary(&event.body),
+            body: event
+                .body
+                .to_value()
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_default(),
+            superseded: superseded.contains(&event.seq),
+        })
+        .collect();
+    let vote = match &state.writeback {
+        Some(writeback) => writeback
+            .vote_offer(case.id, &viewer.principal)
+            .await
+            .ok()
+            .map(|outcome| VoteOffer {
+                rule: outcome.rule,
+                missing: outcome.missing,
+                groups: outcome.groups.join(", "),
+            }),
+        None => None,
+    };
+    let compliance = if lifecycle.compliance.closed {
+        format!(
+            "closed by {} ({})",
+            lifecycle.compliance.by.clone().unwrap_or_default(),
+            lifecycle.compliance.evidence.clone().unwrap_or_default()
+        )
+    } else {
+        "open".to_owned()
+    };
+    let id_text = case.id.to_string();
+    let html = CasePage {
+        viewer: &viewer.principal.name,
+        csrf: &viewer.session.csrf,
+        short_id: id_text
+            .chars()
+            .skip(id_text.len().saturating_sub(8))
+            .collect(),
+        case_id: id_text,
+        subject: case.subject.clone(),
+        finding_type: case.finding_type.clone(),
+        state: case.state.into(),
+        operational: if lifecycle.operational.remediated {
+            "remediated: a verified change is in effect".to_owned()
+        } else {
+            "not remediated".to_owned()
+        },
+        compliance,
+        proofs,
+        error,
+        vote,
+        timeline,
+    }
+    .render();
+    page(status, html, viewer.refresh.as_slice())
+}
+
+/// Whether the latest signed checkpoint covers the case's entries (their inclusion proofs
+/// can be made against it), said in words.
+async fn proof_status(state: &AppState, rows: &[writ_store::LedgerRow]) -> String {
+    let Ok(Some(checkpoint)) = state.store.latest_checkpoint().await else {
+        return "no signed checkpoint yet".to_owned();
+    };
+    let covered = rows.iter().filter(|r| r.seq < checkpoint.size).count();
+    format!(
+        "{covered} of {} entries covered by the signed checkpoint of size {} (each provable with `writ audit export --case`)",
+        rows.len(),
+        checkpoint.size
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct VoteForm {
+    csrf: Option<String>,
+    verdict: String,
+    rationale: String,
+}
+
+/// `POST /cases/{id}/vote`: approve or reject as the viewer, through `WriteBack::vote` (the
+/// API's vote), with the session's CSRF token.
+pub(crate) async fn vote(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let Some(form) = parse_form::<VoteForm>(&body) else {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::BAD_REQUEST,
+            Some("The form is incomplete: a verdict and a rationale are needed.".into()),
+        )
+        .await;
+    };
+    if let Err(response) = check_csrf(&viewer, &headers, form.csrf.as_deref()) {
+        return response;
+    }
+    if !(viewer.principal.has_role(Role::Approver) || viewer.principal.has_role(Role::RiskOwner)) {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::FORBIDDEN,
+            Some("Voting needs the role approver or risk_owner.".into()),
+        )
+        .await;
+    }
+    let verdict = match form.verdict.as_str() {
+        "approve" => Verdict::Approve,
+        "reject" => Verdict::Reject,
+        _ => {
+            return render_case(
+                &state,
+                &viewer,
+                &id,
+                StatusCode::BAD_REQUEST,
+                Some("The verdict is approve or reject.".into()),
+            )
+            .await;
+        }
+    };
+    let Ok(case_id) = id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId) else {
+        return not_found();
+    };
+    let Some(writeback) = &state.writeback else {
+        return not_found();
+    };
+    match writeback
+        .vote(case_id, &viewer.principal, verdict, &form.rationale, false)
+        .await
+    {
+        Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
+        Err(err) => {
+            let message = err.to_string();
+            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
+                .unwrap_or(StatusCode::CONFLICT);
+            render_case(&state, &viewer, &id, status, Some(message)).await
+        }
+    }
+}
+
+// ---- Inventory, systems, dashboard -------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "table.html")]
+struct TablePage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    title: &'a str,
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+/// `GET /identities`: the inventory with owners, criticality and freshness.
+pub(crate) async fn identities(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let identities = state.store.identities().await.unwrap_or_default();
+    let rows = identities
+        .iter()
+        .take(1000)
+        .map(|i| {
+            vec![
+                i.system.clone(),
+                i.external_id.clone(),
+                <&str>::from(i.kind).to_owned(),
+                i.owner_team.clone().unwrap_or_else(|| "(none)".into()),
+                <&str>::from(i.criticality).to_owned(),
+                i.reconciled_at.map(|t| t.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let html = TablePage {
+        viewer: &viewer.principal.name,
+        csrf: &viewer.session.csrf,
+        title: "Identities",
+        headers: vec![
+            "System",
+            "Identity",
+            "Kind",
+            "Owner team",
+            "Criticality",
+            "Reconciled at",
+        ],
+        rows,
+    }
+    .render();
+    page(StatusCode::OK, html, viewer.refresh.as_slice())
+}
+
+/// `GET /systems`: each system's sync freshness and whether automation is paused there, why.
+pub(crate) async fn systems(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let systems = state.store.systems().await.unwrap_or_default();
+    let rows = systems
+        .iter()
+        .map(|s| {
+            vec![
+                s.system.clone(),
+                s.last_success_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "never".into()),
+                match &s.outcome {
+                    writ_core::event::SyncOutcome::Succeeded { .. } => "succeeded".to_owned(),
+                    writ_core::event::SyncOutcome::Failed { error } => format!("failed: {error}"),
+                },
+                format!("{} of {}", s.owned.unwrap_or(0), s.identities.unwrap_or(0)),
+                s.paused_reason
+                    .clone()
+                    .map_or_else(|| "running".to_owned(), |r| format!("paused: {r}")),
+            ]
+        })
+        .collect();
+    let html = TablePage {
+        viewer: &viewer.principal.name,
+        csrf: &viewer.session.csrf,
+        title: "Systems",
+        headers: vec![
+            "System",
+            "Last successful sync",
+            "Last result",
+            "Owned",
+            "Automation",
+        ],
+        rows,
+    }
+    .render();
+    page(StatusCode::OK, html, viewer.refresh.as_slice())
+}
+
+struct Bar {
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+    label: String,
+    value: usize,
+}
+
+struct Chart {
+    title: &'static str,
+    width: u32,
+    height: u32,
+    bars: Vec<Bar>,
+}
+
+/// A bar chart of `counts` (label, value), drawn as SVG shapes (no script).
+fn chart(title: &'static str, counts: &[(String, usize)]) -> Chart {
+    let (width, height, top, bottom) = (480u32, 200u32, 16u32, 20u32);
+    let max = counts.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let n = u32::try_from(counts.len().max(1)).unwrap_or(1);
+    let slot = width / n;
+    let bars = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let h =
+                u32::try_from(*value * usize::try_from(height - top - bottom).unwrap_or(0) / max)
+                    .unwrap_or(0);
+            Bar {
+                x: u32::try_from(i).unwrap_or(0) * slot + 4,
+                y: height - bottom - h,
+                w: slot.saturating_sub(8).max(2),
+                h,
+                label: label.clone(),
+                value: *value,
+            }
+        })
+        .collect();
+    Chart {
+        title,
+        width,
+        height,
+        bars,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    cases: usize,
+    charts: Vec<Chart>,
+}
+
+/// `GET /dashboard`: charts over the most recently changed cases.
+pub(crate) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let cases = state
+        .store
+        .cases(&CaseFilter {
+            state: None,
+            limit: Some(1000),
+        })
+        .await
+        .unwrap_or_default();
+    let mut by_state: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut by_type: std::collections::BTreeMap<String, usize> = Default::default();
+    for case in &cases {
+        *by_state
+            .entry(<&str>::from(case.state).to_owned())
+            .or_default() += 1;
+        *by_type.entry(case.finding_type.clone()).or_default() += 1;
+    }
+    let mut top_types: Vec<(String, usize)> = by_type.into_iter().collect();
+    top_types.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    top_types.truncate(8);
+    let html = DashboardPage {
+        viewer: &viewer.principal.name,
+        csrf: &viewer.session.csrf,
+        cases: cases.len(),
+        charts: vec![
+            chart("Cases by state", &by_state.into_iter().collect::<Vec<_>>()),
+            chart("Cases by finding type (top 8)", &top_types),
+        ],
+    }
+    .render();
+    page(StatusCode::OK, html, viewer.refresh.as_slice())
+}
