@@ -5,6 +5,11 @@
 //   INITIAL_ACCESS_TOKEN  (required) bearer token for RFC 7591 POST /reg
 //   SCOPES                (optional) space-separated scopes besides "openid"
 //                         default "api:read api:write tools:search tools:deploy"
+//   SIGN_IN_CLIENTS       (optional) JSON array of static clients for the authorization
+//                         code flow; when set, people sign in through the library's
+//                         development login pages (any login, any password), and the
+//                         ID token names them: sub, preferred_username = the login,
+//                         email = <login>@example.test
 //
 // Prints exactly one line on stdout when ready: "listening <issuer>".
 // All library notices/warnings go to stderr. Exits when stdin closes, so the
@@ -39,12 +44,24 @@ const extraScopes = (process.env.SCOPES ?? 'api:read api:write tools:search tool
 
 const issuer = `http://127.0.0.1:${port}`;
 
+const signInClients = process.env.SIGN_IN_CLIENTS ? JSON.parse(process.env.SIGN_IN_CLIENTS) : [];
+const signIn = signInClients.length > 0;
+
 const provider = new Provider(issuer, {
-  // Default in-memory adapter; no statically configured clients.
-  clients: [],
-  scopes: ['openid', ...extraScopes],
+  // Default in-memory adapter; static clients only for sign-in.
+  clients: signInClients,
+  scopes: ['openid', ...extraScopes, ...(signIn ? ['profile', 'email'] : [])],
+  claims: { openid: ['sub'], profile: ['preferred_username'], email: ['email'] },
+  async findAccount(ctx, id) {
+    return {
+      accountId: id,
+      async claims() {
+        return { sub: id, preferred_username: id, email: `${id}@example.test` };
+      },
+    };
+  },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: signIn },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },

@@ -14,7 +14,7 @@ mod postgres;
 
 pub use db::{TestBackend, TestDb, exec_sql};
 pub use moto::{MotoServer, venv_program};
-pub use oidc::{INITIAL_ACCESS_TOKEN, OidcProvider, SCOPES, oidc_dir};
+pub use oidc::{INITIAL_ACCESS_TOKEN, OidcProvider, SCOPES, SignInClient, oidc_dir};
 pub use postgres::PgCluster;
 
 use std::net::TcpListener;

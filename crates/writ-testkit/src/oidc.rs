@@ -18,6 +18,17 @@ pub const INITIAL_ACCESS_TOKEN: &str = "writ-test-initial-access-token";
 /// The scopes the server offers besides `openid`.
 pub const SCOPES: &str = "api:read api:write tools:search tools:deploy";
 
+/// A static client for [`OidcProvider::start_with_sign_in`].
+#[derive(Debug, Clone, Copy)]
+pub struct SignInClient<'a> {
+    /// Its id.
+    pub client_id: &'a str,
+    /// Its secret.
+    pub client_secret: &'a str,
+    /// Its one redirect URI.
+    pub redirect_uri: &'a str,
+}
+
 /// An `oidc-provider` on 127.0.0.1 and a free port; killed on drop.
 #[derive(Debug)]
 pub struct OidcProvider {
@@ -36,6 +47,13 @@ impl OidcProvider {
     /// Starts the server (`node oidc/server.mjs`) and waits for its readiness line. Needs
     /// Node.js and `npm ci` run in `oidc/` (scripts/test does it).
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with_sign_in(None)
+    }
+
+    /// Starts the server with a static client people sign in to through the authorization
+    /// code flow (the library's development login pages: any login, any password; the ID
+    /// token's `preferred_username` is the login).
+    pub fn start_with_sign_in(client: Option<SignInClient<'_>>) -> Result<Self, HarnessError> {
         let dir = oidc_dir();
         if !dir.join("node_modules/oidc-provider").is_dir() {
             return Err(HarnessError::Missing {
@@ -50,6 +68,15 @@ impl OidcProvider {
             .env("PORT", port.to_string())
             .env("INITIAL_ACCESS_TOKEN", INITIAL_ACCESS_TOKEN)
             .env("SCOPES", SCOPES)
+            .env(
+                "SIGN_IN_CLIENTS",
+                client.map_or_else(String::new, |c| {
+                    format!(
+                        r#"[{{"client_id":"{}","client_secret":"{}","redirect_uris":["{}"],"grant_types":["authorization_code"],"response_types":["code"]}}]"#,
+                        c.client_id, c.client_secret, c.redirect_uri
+                    )
+                }),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

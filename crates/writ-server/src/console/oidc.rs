@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 
@@ -216,11 +217,33 @@ pub(crate) async fn oidc_callback(
         Ok(claims) => claims,
         Err(err) => return failed(&format!("the ID token: {err}")),
     };
-    let name = match oidc.name_claim.as_str() {
+    let mut name = match oidc.name_claim.as_str() {
         "sub" => Some(claims.subject().as_str().to_owned()),
         "email" => claims.email().map(|e| e.as_str().to_owned()),
         _ => claims.preferred_username().map(|u| u.as_str().to_owned()),
     };
+    // A conformant provider may keep profile claims out of the ID token and answer them at
+    // the UserInfo endpoint, for the subject the ID token names (the crate checks it is the
+    // same).
+    if name.is_none() {
+        let subject = claims.subject().clone();
+        let userinfo = match client.user_info(tokens.access_token().clone(), Some(subject)) {
+            Ok(request) => request
+                .request_async::<openidconnect::EmptyAdditionalClaims, _, openidconnect::core::CoreGenderClaim>(&http)
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match userinfo {
+            Ok(info) => {
+                name = match oidc.name_claim.as_str() {
+                    "email" => info.email().map(|e| e.as_str().to_owned()),
+                    _ => info.preferred_username().map(|u| u.as_str().to_owned()),
+                };
+            }
+            Err(why) => return failed(&format!("the UserInfo request: {why}")),
+        }
+    }
     let Some(name) = name else {
         return failed(&format!("the ID token has no {} claim", oidc.name_claim));
     };

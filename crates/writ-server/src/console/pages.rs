@@ -1017,7 +1017,7 @@ fn chart(title: &'static str, counts: &[(String, usize)]) -> Chart {
             Bar {
                 x: u32::try_from(i).unwrap_or(0) * slot + 4,
                 y: height - bottom - h,
-                w: slot.saturating_sub(8).max(2),
+                w: slot.saturating_sub(8).clamp(2, 64),
                 h,
                 label: label.clone(),
                 value: *value,
@@ -1041,38 +1041,152 @@ struct DashboardPage<'a> {
     charts: Vec<Chart>,
 }
 
-/// `GET /dashboard`: charts over the most recently changed cases.
+/// How many of the most recently changed cases the dashboard reads the stories of.
+const DASHBOARD_CASES: u32 = 300;
+
+/// The bucket a span falls in, for the time charts.
+fn span_bucket(span: jiff::SignedDuration) -> &'static str {
+    let secs = span.as_secs();
+    match secs {
+        s if s < 60 => "<1m",
+        s if s < 3600 => "<1h",
+        s if s < 86_400 => "<1d",
+        s if s < 7 * 86_400 => "<7d",
+        s if s < 30 * 86_400 => "<30d",
+        _ => ">=30d",
+    }
+}
+
+const SPAN_BUCKETS: &[&str] = &["<1m", "<1h", "<1d", "<7d", "<30d", ">=30d"];
+
+fn ordered(
+    counts: &std::collections::BTreeMap<String, usize>,
+    order: &[&str],
+) -> Vec<(String, usize)> {
+    order
+        .iter()
+        .map(|k| ((*k).to_owned(), counts.get(*k).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// `GET /dashboard`: charts over the most recently changed cases, read from their stories in
+/// the ledger: time from finding to verified remediation, open cases by age and severity,
+/// decisions by tier (the share of automation), exceptions by expiry, write-back outcomes per
+/// target.
 pub(crate) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use std::collections::BTreeMap;
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
+    let now = state.clock.now();
     let cases = state
         .store
         .cases(&CaseFilter {
             state: None,
-            limit: Some(1000),
+            limit: Some(DASHBOARD_CASES),
         })
         .await
         .unwrap_or_default();
-    let mut by_state: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut by_type: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut to_verified: BTreeMap<String, usize> = BTreeMap::new();
+    let mut open_age: BTreeMap<String, usize> = BTreeMap::new();
+    let mut open_severity: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for case in &cases {
-        *by_state
-            .entry(<&str>::from(case.state).to_owned())
-            .or_default() += 1;
-        *by_type.entry(case.finding_type.clone()).or_default() += 1;
+        let Ok(rows) = state.store.case_entries(case.id).await else {
+            continue;
+        };
+        let mut first: Option<jiff::Timestamp> = None;
+        let mut severity = None;
+        for row in &rows {
+            let Ok(event) = writ_engine::entries::decode(row) else {
+                continue;
+            };
+            match &event.body {
+                EventBody::FindingReceived(b) => {
+                    first.get_or_insert(event.time);
+                    severity = Some(<&str>::from(b.finding.severity));
+                }
+                EventBody::DecisionRecorded(b) => {
+                    let tier = match &b.decision.tier {
+                        writ_core::decision::Tier::Auto if b.routing.is_none() => "auto",
+                        writ_core::decision::Tier::Auto => "auto, to a person",
+                        writ_core::decision::Tier::Approval { .. } => "approval",
+                        writ_core::decision::Tier::CaseOnly { .. } => "case only",
+                        writ_core::decision::Tier::Deny => "deny",
+                    };
+                    *tiers.entry(tier.to_owned()).or_default() += 1;
+                }
+                EventBody::WriteBackVerified(b) => {
+                    if let Some(first) = first {
+                        *to_verified
+                            .entry(span_bucket(event.time.duration_since(first)).to_owned())
+                            .or_default() += 1;
+                    }
+                    *outcomes
+                        .entry(format!("{} verified", b.job.system))
+                        .or_default() += 1;
+                }
+                EventBody::WriteBackFailed(b) => {
+                    *outcomes
+                        .entry(format!("{} failed", b.job.system))
+                        .or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        if case.state.is_open() {
+            if let Some(first) = first {
+                *open_age
+                    .entry(span_bucket(now.duration_since(first)).to_owned())
+                    .or_default() += 1;
+            }
+            *open_severity
+                .entry(severity.unwrap_or("unknown").to_owned())
+                .or_default() += 1;
+        }
     }
-    let mut top_types: Vec<(String, usize)> = by_type.into_iter().collect();
-    top_types.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    top_types.truncate(8);
+    let exceptions = state
+        .store
+        .exceptions(&writ_store::ExceptionFilter {
+            state: Some(writ_core::exception::ExceptionState::Active),
+            limit: Some(1000),
+            ..writ_store::ExceptionFilter::default()
+        })
+        .await
+        .unwrap_or_default();
+    let mut expiry: BTreeMap<String, usize> = BTreeMap::new();
+    for view in &exceptions {
+        *expiry
+            .entry(span_bucket(view.exception.expires_at.duration_since(now)).to_owned())
+            .or_default() += 1;
+    }
+    let mut outcomes: Vec<(String, usize)> = outcomes.into_iter().collect();
+    outcomes.truncate(10);
     let html = DashboardPage {
         viewer: &viewer.principal.name,
         csrf: &viewer.session.csrf,
         cases: cases.len(),
         charts: vec![
-            chart("Cases by state", &by_state.into_iter().collect::<Vec<_>>()),
-            chart("Cases by finding type (top 8)", &top_types),
+            chart(
+                "Time from finding to verified remediation",
+                &ordered(&to_verified, SPAN_BUCKETS),
+            ),
+            chart("Open cases by age", &ordered(&open_age, SPAN_BUCKETS)),
+            chart(
+                "Open cases by severity",
+                &ordered(
+                    &open_severity,
+                    &["critical", "high", "medium", "low", "info", "unknown"],
+                ),
+            ),
+            chart("Decisions by tier", &tiers.into_iter().collect::<Vec<_>>()),
+            chart(
+                "Exceptions by time to expiry",
+                &ordered(&expiry, SPAN_BUCKETS),
+            ),
+            chart("Write-back outcomes per target", &outcomes),
         ],
     }
     .render();

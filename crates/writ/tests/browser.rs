@@ -1,0 +1,203 @@
+//! End to end in a real browser: headless Chromium (Debian `chromium`) driven by Playwright
+//! (`tests/browser/console.mjs`, npm `playwright-core` pinned by its lock file) against the real
+//! `writ serve`, a real PostgreSQL target and a real OpenID Connect provider (npm
+//! `oidc-provider`), on SQLite and PostgreSQL: an approver signs in through the provider,
+//! approves a pending change and sees it applied and verified on the case page; a reviewer of
+//! another team is offered no approval, and a forged vote or a form without its CSRF token is
+//! refused; no page trips the Content-Security-Policy. Screenshots of each page land in
+//! `target/console-screenshots/<backend>/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Site, text};
+use serde_json::json;
+use writ_testkit::{OidcProvider, PgCluster, SignInClient, TestDb};
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+async fn can_login(url: &str, role: &str) -> bool {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+        .bind(role)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    login
+}
+
+async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no browser at {chromium}: install Debian's chromium (.ci/run does) or set CHROMIUM"
+    );
+    assert!(
+        browser_dir().join("node_modules/playwright-core").is_dir(),
+        "run `npm ci` in {} (scripts/test does it)",
+        browser_dir().display()
+    );
+    let target = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let pg = target.url("postgres");
+    writ_testkit::exec_sql(
+        &pg,
+        "CREATE ROLE svc_old LOGIN; CREATE ROLE svc_batch LOGIN;",
+    )
+    .await
+    .unwrap();
+    let site = Site::new(
+        db,
+        &format!(
+            "[writeback]\ninterval_ms = 200\n\n\
+             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
+        ),
+    );
+    let redirect = format!("http://127.0.0.1:{}/auth/oidc/callback", site.port);
+    let idp = tokio::task::spawn_blocking(move || {
+        OidcProvider::start_with_sign_in(Some(SignInClient {
+            client_id: "writ-console",
+            client_secret: "console-secret",
+            redirect_uri: &redirect,
+        }))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let secret = site.path("oidc-secret");
+    std::fs::write(&secret, "console-secret\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = std::fs::read_to_string(site.path("writ.toml")).unwrap();
+    std::fs::write(
+        site.path("writ.toml"),
+        format!(
+            "{config}\n[oidc]\nissuer = \"{}\"\nclient_id = \"writ-console\"\nclient_secret_file = \"oidc-secret\"\n",
+            idp.issuer()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\npg-main/svc_*,data,medium\n",
+    )
+    .unwrap();
+    let root = site.bootstrap_admin("root");
+    let mut server = site.spawn_serve(&[]);
+    server.wait_ready().await;
+    site.add_principal(
+        &server,
+        &root,
+        &["dana", "--team", "data", "--role", "approver"],
+    );
+    let sam = site.add_principal(
+        &server,
+        &root,
+        &["sam", "--team", "security", "--role", "approver"],
+    );
+    let scanner = site.add_principal(
+        &server,
+        &root,
+        &[
+            "scanner",
+            "--service",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+        ],
+    );
+    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
+        let output = site.run_as(&server, &root, args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    let mut cases = Vec::new();
+    for role in ["svc_old", "svc_batch"] {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(server.url("/v1/findings"))
+            .bearer_auth(&scanner)
+            .json(&json!({
+                "finding_type": "inactive_service_account",
+                "severity": "medium",
+                "confidence": 0.95,
+                "subject": {"system": "pg-main", "external_id": role},
+                "title": "no login for 200 days",
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cases.push(
+            answer["accepted"][0]["outcome"]["case_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("../console-screenshots")
+        .join(backend);
+    std::fs::create_dir_all(&shots).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg("console.mjs")
+        .current_dir(browser_dir())
+        .env("WRIT_URL", &server.base)
+        .env("CASE", &cases[0])
+        .env("OTHER_CASE", &cases[1])
+        .env("APPROVER", "dana")
+        .env("OTHER_TOKEN", &sam)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{}\nserve.log:\n{}",
+        text(&output),
+        std::fs::read_to_string(site.path("serve.log")).unwrap_or_default()
+    );
+    // The change the approver made in the browser is in the target.
+    assert!(!can_login(&pg, "svc_old").await);
+    assert!(can_login(&pg, "svc_batch").await);
+    // The approval was recorded as the signed-in principal's.
+    let story: serde_json::Value = reqwest::Client::new()
+        .get(server.url(&format!("/v1/cases/{}", cases[0])))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let approval = story["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "approval_granted")
+        .unwrap();
+    assert_eq!(approval["actor"], "user:dana", "{approval}");
+    server.stop();
+    drop(idp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_reviewer_signs_in_and_approves_in_chromium() {
+    a_reviewer_signs_in_and_approves_in_chromium(TestDb::sqlite().unwrap(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_reviewer_signs_in_and_approves_in_chromium() {
+    a_reviewer_signs_in_and_approves_in_chromium(TestDb::postgres().unwrap(), "postgres").await;
+}

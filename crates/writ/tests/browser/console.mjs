@@ -1,0 +1,118 @@
+// The reviewer console in a real headless Chromium (Debian `chromium`, driven by
+// playwright-core), run by crates/writ/tests/browser.rs against a real `writ serve` and a real
+// OpenID Connect provider (oidc-provider). Exits non-zero, naming the step, when anything
+// fails; saves a screenshot of each page it reaches in $SHOTS.
+//
+// Env: WRIT_URL, CASE (the case the approver approves), OTHER_CASE (a case of the same team
+// that the second reviewer may not decide), APPROVER (the login the provider signs in),
+// OTHER_TOKEN (the second reviewer's API token), SHOTS (a directory), CHROMIUM (the browser).
+
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env('WRIT_URL');
+const shots = env('SHOTS');
+let step = 'start';
+const check = (ok, what) => {
+  if (!ok) throw new Error(`${step}: ${what}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox'],
+});
+const violations = [];
+const watch = (page) => {
+  page.on('console', (message) => {
+    if (/Content Security Policy|Refused to/.test(message.text())) violations.push(message.text());
+  });
+  page.on('pageerror', (error) => violations.push(String(error)));
+};
+try {
+  // 1. An approver signs in through the identity provider.
+  step = 'sign-in with OIDC';
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  watch(page);
+  await page.goto(`${base}/`);
+  check(page.url().endsWith('/login'), `not sent to /login: ${page.url()}`);
+  await page.screenshot({ path: `${shots}/01-login.png` });
+  await page.getByRole('link', { name: 'Sign in with single sign-on' }).click();
+  await page.waitForSelector('input[name="login"]');
+  await page.fill('input[name="login"]', env('APPROVER'));
+  await page.fill('input[name="password"]', 'any');
+  await page.click('button[type="submit"]');
+  // The provider asks for consent once.
+  await page.waitForLoadState('load');
+  if (!page.url().startsWith(base)) {
+    await page.click('button[type="submit"]');
+  }
+  await page.waitForURL(`${base}/`);
+  check((await page.textContent('main')).includes(`Signed in as ${env('APPROVER')}`), 'not signed in');
+
+  // 2. The approval is due for them; they approve it on the case page.
+  step = 'queue';
+  const caseLink = page.locator(`a[href="/cases/${env('CASE')}"]`).first();
+  check((await caseLink.count()) === 1, 'the case is not in the queue');
+  await page.screenshot({ path: `${shots}/02-queues.png`, fullPage: true });
+  step = 'approve';
+  await caseLink.click();
+  await page.waitForSelector('#approve');
+  await page.fill('#rationale', 'unused for 200 days; the team confirmed it can go');
+  await page.screenshot({ path: `${shots}/03-case.png`, fullPage: true });
+  await page.click('#approve');
+  await page.waitForURL(`${base}/cases/${env('CASE')}`);
+  step = 'verified';
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const text = await page.textContent('main');
+    if (text.includes('write_back_verified')) break;
+    check(Date.now() < deadline, 'the change was never verified');
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  check((await page.textContent('#case-state')).trim() === 'remediated', 'not remediated');
+  await page.screenshot({ path: `${shots}/04-verified.png`, fullPage: true });
+  step = 'dashboard';
+  await page.goto(`${base}/dashboard`);
+  check((await page.locator('svg.chart').count()) >= 2, 'no charts');
+  await page.screenshot({ path: `${shots}/05-dashboard.png`, fullPage: true });
+
+  // 3. A reviewer of another team (signed in with a token) is offered no approval, and a
+  // vote forced through, or a form without its CSRF token, is refused.
+  step = 'other team';
+  const other = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const otherPage = await other.newPage();
+  watch(otherPage);
+  await otherPage.goto(`${base}/login`);
+  await otherPage.fill('#token', env('OTHER_TOKEN'));
+  await otherPage.click('button[type="submit"]');
+  await otherPage.waitForURL(`${base}/`);
+  await otherPage.goto(`${base}/cases/${env('OTHER_CASE')}`);
+  check((await otherPage.locator('#approve').count()) === 0, 'an approve button is offered');
+  const csrf = await otherPage.getAttribute('input[name="csrf"]', 'value');
+  const forged = await other.request.post(`${base}/cases/${env('OTHER_CASE')}/vote`, {
+    form: { csrf, verdict: 'approve', rationale: 'forged' },
+    maxRedirects: 0,
+  });
+  check(forged.status() === 403, `a forged vote answered ${forged.status()}`);
+  const noToken = await other.request.post(`${base}/cases/${env('OTHER_CASE')}/vote`, {
+    form: { verdict: 'approve', rationale: 'no token' },
+    maxRedirects: 0,
+  });
+  check(noToken.status() === 403, `a vote without its CSRF token answered ${noToken.status()}`);
+
+  step = 'content security policy';
+  check(violations.length === 0, `the browser reported: ${violations.join(' | ')}`);
+  console.log('console: every step passed');
+} catch (error) {
+  console.error(String(error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
