@@ -284,6 +284,44 @@ async fn a_reviewer_approves_in_the_console(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!can_login(&pg, "svc_old").await);
+    // On the remediated case an approver is offered a rollback and a closure, not an unfreeze
+    // (an admin's); one forced through is refused. Closing it records the rationale.
+    let (_, page, _) = browser.get(&server, &format!("/cases/{case}")).await;
+    assert!(
+        page.contains("id=\"step-rollback\"") && page.contains("id=\"step-close\""),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"step-unfreeze\""), "{page}");
+    let csrf = hidden_csrf(&page);
+    let (status, _) = browser
+        .post(
+            &server,
+            &format!("/cases/{case}/step"),
+            &[
+                ("csrf", &csrf),
+                ("action", "unfreeze"),
+                ("rationale", "forced"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = browser
+        .post(
+            &server,
+            &format!("/cases/{case}/step"),
+            &[
+                ("csrf", &csrf),
+                ("action", "close"),
+                ("rationale", "disabled and confirmed"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    let (_, page, _) = browser.get(&server, &format!("/cases/{case}")).await;
+    assert!(
+        page.contains("state-closed") && page.contains("disabled and confirmed"),
+        "{page}"
+    );
     // The other pages render for a signed-in reviewer.
     for path in ["/dashboard", "/identities", "/systems"] {
         let (status, page, _) = browser.get(&server, path).await;

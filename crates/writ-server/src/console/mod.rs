@@ -85,6 +85,8 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/oidc/callback", get(pages::oidc_callback))
         .route("/cases/{id}", get(pages::case_page))
         .route("/cases/{id}/vote", post(pages::vote))
+        .route("/cases/{id}/step", post(pages::step))
+        .route("/cases/{id}/state", get(pages::case_state))
         .route("/identities", get(pages::identities))
         .route("/systems", get(pages::systems))
         .route("/dashboard", get(pages::dashboard))

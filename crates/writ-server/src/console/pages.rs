@@ -588,6 +588,63 @@ struct VoteOffer {
     groups: String,
 }
 
+/// A step on a case that needs only a rationale, offered by role and state; the engine checks
+/// it again when it is taken.
+struct StepOffer {
+    action: &'static str,
+    label: &'static str,
+    help: &'static str,
+}
+
+/// A step: its action, its button, what it does, who may take it (the API's roles), and from
+/// which states.
+type Step = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [Role],
+    &'static [CaseState],
+);
+
+/// The steps a rationale is enough for.
+const STEPS: &[Step] = &[
+    (
+        "close",
+        "Close",
+        "Close the finding for compliance on your word.",
+        &[Role::Approver, Role::Admin],
+        writ_core::workflow::CLOSABLE,
+    ),
+    (
+        "rollback",
+        "Roll back",
+        "Undo the verified change from its recorded pre-image (policy decides: now, or after approvals).",
+        &[Role::Approver, Role::Admin, Role::BreakGlass],
+        &[CaseState::Remediated],
+    ),
+    (
+        "unfreeze",
+        "Unfreeze",
+        "Let the frozen work go on where it stopped.",
+        &[Role::Admin],
+        &[CaseState::Frozen],
+    ),
+];
+
+fn step_offers(principal: &Principal, state: CaseState) -> Vec<StepOffer> {
+    STEPS
+        .iter()
+        .filter(|(_, _, _, roles, states)| {
+            states.contains(&state) && roles.iter().any(|r| principal.has_role(*r))
+        })
+        .map(|(action, label, help, _, _)| StepOffer {
+            action,
+            label,
+            help,
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "case.html")]
 struct CasePage<'a> {
@@ -602,7 +659,10 @@ struct CasePage<'a> {
     compliance: String,
     proofs: String,
     error: Option<String>,
+    /// The case is changing by itself (a change being applied): the state polls (htmx).
+    moving: bool,
     vote: Option<VoteOffer>,
+    steps: Vec<StepOffer>,
     timeline: Vec<TimelineItem>,
 }
 
@@ -794,7 +854,9 @@ async fn render_case(
         compliance,
         proofs,
         error,
+        moving: MOVING.contains(&case.state),
         vote,
+        steps: step_offers(&viewer.principal, case.state),
         timeline,
     }
     .render();
@@ -882,6 +944,140 @@ pub(crate) async fn vote(
         .await
     {
         Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
+        Err(err) => {
+            let message = err.to_string();
+            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
+                .unwrap_or(StatusCode::CONFLICT);
+            render_case(&state, &viewer, &id, status, Some(message)).await
+        }
+    }
+}
+
+/// States a case leaves by itself (the worker applies, verifies or undoes a change).
+const MOVING: &[CaseState] = &[CaseState::Remediating, CaseState::RollbackRequested];
+
+#[derive(serde::Deserialize)]
+pub(crate) struct StateQuery {
+    was: Option<String>,
+}
+
+/// `GET /cases/{id}/state` (htmx): the case's state as a fragment; when it is no longer the
+/// one the page showed, the page reloads to show what happened (`HX-Refresh`).
+pub(crate) async fn case_state(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<StateQuery>,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let Ok(case_id) = id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId) else {
+        return not_found();
+    };
+    let Ok(Some(case)) = state.store.case(case_id).await else {
+        return not_found();
+    };
+    let now: &'static str = case.state.into();
+    let mut response = page(
+        StatusCode::OK,
+        Ok(if MOVING.contains(&case.state) {
+            format!(
+                "<span id=\"case-state\" class=\"state state-{now}\" hx-get=\"/cases/{case_id}/state?was={now}\" hx-trigger=\"every 2s\" hx-swap=\"outerHTML\" aria-live=\"polite\">{now}</span>"
+            )
+        } else {
+            format!("<span id=\"case-state\" class=\"state state-{now}\">{now}</span>")
+        }),
+        viewer.refresh.as_slice(),
+    );
+    if query.was.as_deref() != Some(now) {
+        response
+            .headers_mut()
+            .insert("hx-refresh", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct StepForm {
+    csrf: Option<String>,
+    action: String,
+    rationale: String,
+}
+
+/// `POST /cases/{id}/step`: close, roll back or unfreeze with a rationale, as the viewer,
+/// through the API's engine functions and role rules, with the session's CSRF token.
+pub(crate) async fn step(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let Some(form) = parse_form::<StepForm>(&body) else {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::BAD_REQUEST,
+            Some("The form is incomplete: an action and a rationale are needed.".into()),
+        )
+        .await;
+    };
+    if let Err(response) = check_csrf(&viewer, &headers, form.csrf.as_deref()) {
+        return response;
+    }
+    let Some((action, _, _, roles, _)) = STEPS.iter().find(|(a, ..)| *a == form.action) else {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::BAD_REQUEST,
+            Some(format!("There is no action {:?}.", form.action)),
+        )
+        .await;
+    };
+    if !roles.iter().any(|r| viewer.principal.has_role(*r)) {
+        let names: Vec<&str> = roles.iter().map(|r| <&str>::from(*r)).collect();
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::FORBIDDEN,
+            Some(format!(
+                "To {action} a case needs the role {}.",
+                names.join(" or ")
+            )),
+        )
+        .await;
+    }
+    let (Ok(case_id), Some(writeback)) = (
+        id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId),
+        &state.writeback,
+    ) else {
+        return not_found();
+    };
+    let principal = &viewer.principal;
+    let result = match *action {
+        "close" => writeback
+            .close(case_id, principal, &form.rationale)
+            .await
+            .map(|_| ()),
+        "rollback" => writeback
+            .rollback(case_id, principal, &form.rationale)
+            .await
+            .map(|_| ()),
+        _ => writeback
+            .unfreeze(case_id, principal, &form.rationale)
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Ok(()) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
         Err(err) => {
             let message = err.to_string();
             let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)

@@ -67,16 +67,25 @@ try {
   await page.screenshot({ path: `${shots}/03-case.png`, fullPage: true });
   await page.click('#approve');
   await page.waitForURL(`${base}/cases/${env('CASE')}`);
+  // No reload by hand: while the change is applied the page polls its state (htmx) and
+  // reloads itself when it moves.
   step = 'verified';
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const text = await page.textContent('main');
-    if (text.includes('write_back_verified')) break;
-    check(Date.now() < deadline, 'the change was never verified');
-    await page.waitForTimeout(500);
-    await page.reload();
+    try {
+      await page.waitForFunction(
+        () => document.querySelector('#case-state')?.textContent.trim() === 'remediated',
+        null,
+        { timeout: 5_000 },
+      );
+      break;
+    } catch (error) {
+      // The page reloading itself under the wait, or not there yet: look again.
+      check(Date.now() < deadline, `the change was never verified (${error})`);
+    }
   }
-  check((await page.textContent('#case-state')).trim() === 'remediated', 'not remediated');
+  await page.waitForLoadState('load');
+  check((await page.textContent('main')).includes('write_back_verified'), 'no verification on the page');
   await page.screenshot({ path: `${shots}/04-verified.png`, fullPage: true });
   step = 'dashboard';
   await page.goto(`${base}/dashboard`);
