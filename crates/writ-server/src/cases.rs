@@ -125,6 +125,7 @@ pub async fn list_cases(
         .cases(&CaseFilter {
             state: query.state,
             limit: Some(limit),
+            ..CaseFilter::default()
         })
         .await
         .map_err(|err| Problem::unavailable(&err))?;

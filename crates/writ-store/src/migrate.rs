@@ -138,6 +138,11 @@ pub const SQLITE: &[Migration] = &[
         name: "campaigns",
         sql: include_str!("../migrations/sqlite/0015_campaigns.sql"),
     },
+    Migration {
+        version: 16,
+        name: "cases_by_state",
+        sql: include_str!("../migrations/sqlite/0016_cases_by_state.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -216,6 +221,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         name: "campaigns",
         sql: include_str!("../migrations/postgres/0015_campaigns.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "cases_by_state",
+        sql: include_str!("../migrations/postgres/0016_cases_by_state.sql"),
     },
 ];
 

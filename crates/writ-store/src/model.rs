@@ -414,6 +414,10 @@ pub struct CaseFilter {
     pub state: Option<CaseState>,
     /// At most this many (default 100).
     pub limit: Option<u32>,
+    /// Skip this many first (paging), newest changed first.
+    pub offset: Option<u32>,
+    /// Only cases of this finding type.
+    pub finding_type: Option<String>,
 }
 
 /// A case in a [`ProjectionDump`]: the case, the seqs that opened and last changed it, and the

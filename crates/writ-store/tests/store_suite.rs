@@ -661,7 +661,7 @@ async fn case_listing_filters_and_limits(h: Harness) {
         .store
         .cases(&CaseFilter {
             state: Some(CaseState::NeedsReview),
-            limit: None,
+            ..CaseFilter::default()
         })
         .await
         .unwrap();
@@ -669,12 +669,44 @@ async fn case_listing_filters_and_limits(h: Harness) {
     let limited = h
         .store
         .cases(&CaseFilter {
-            state: None,
             limit: Some(1),
+            ..CaseFilter::default()
         })
         .await
         .unwrap();
     assert_eq!(limited.len(), 1);
+    // Pages: the second of two-case pages, newest changed first.
+    let second_page = h
+        .store
+        .cases(&CaseFilter {
+            limit: Some(2),
+            offset: Some(2),
+            ..CaseFilter::default()
+        })
+        .await
+        .unwrap();
+    let subjects: Vec<&str> = second_page.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(subjects, ["subject-1", "subject-0"]);
+    // By finding type and state together.
+    let typed = h
+        .store
+        .cases(&CaseFilter {
+            state: Some(CaseState::NeedsReview),
+            finding_type: Some(all[0].finding_type.clone()),
+            ..CaseFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(typed.len(), 2);
+    let none = h
+        .store
+        .cases(&CaseFilter {
+            finding_type: Some("no_such_type".into()),
+            ..CaseFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 async fn identity_upsert_replaces(h: Harness) {

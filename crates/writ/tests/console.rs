@@ -245,6 +245,18 @@ async fn a_reviewer_approves_in_the_console(db: TestDb) {
         home.contains("1 of owner_team") || home.contains("owner_team"),
         "{home}"
     );
+    // The queue's own page, filtered by finding type.
+    let (status, queue, _) = browser
+        .get(&server, "/queues/mine?type=inactive_service_account")
+        .await;
+    assert_eq!(status, 200);
+    assert!(queue.contains(&case), "{queue}");
+    let (_, queue, _) = browser
+        .get(&server, "/queues/mine?type=leaked_secret")
+        .await;
+    assert!(!queue.contains(&case), "{queue}");
+    let (status, _, _) = browser.get(&server, "/queues/nope").await;
+    assert_eq!(status, 404);
     let (_, page, _) = browser.get(&server, &format!("/cases/{case}")).await;
     assert!(page.contains("id=\"approve\""), "{page}");
     // Without its CSRF token the vote is refused.

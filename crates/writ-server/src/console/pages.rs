@@ -391,6 +391,8 @@ struct Queue {
     title: &'static str,
     detail_title: &'static str,
     rows: Vec<QueueRow>,
+    /// There are more than the home page shows.
+    more: bool,
 }
 
 #[derive(Template)]
@@ -400,6 +402,7 @@ struct HomePage<'a> {
     csrf: &'a str,
     roles: String,
     queues: Vec<Queue>,
+    render_ms: u128,
 }
 
 fn row(case: &Case, detail: String) -> QueueRow {
@@ -421,12 +424,26 @@ fn row(case: &Case, detail: String) -> QueueRow {
     }
 }
 
-async fn cases_in(state: &AppState, case_state: CaseState) -> Result<Vec<Case>, Response> {
+/// Where a queue's page starts and what it shows.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    offset: u32,
+    limit: u32,
+    finding_type: Option<String>,
+}
+
+async fn cases_in(
+    state: &AppState,
+    case_state: CaseState,
+    window: &Window,
+) -> Result<Vec<Case>, Response> {
     state
         .store
         .cases(&CaseFilter {
             state: Some(case_state),
-            limit: Some(QUEUE_SCAN),
+            limit: Some(window.limit),
+            offset: Some(window.offset),
+            finding_type: window.finding_type.clone(),
         })
         .await
         .map_err(|err| {
@@ -466,6 +483,127 @@ async fn decision_reason(state: &AppState, case: &Case) -> String {
     }
 }
 
+/// The queues: id, title, the column that explains each row, and whether the viewer sees it.
+const QUEUES: &[(&str, &str, &str)] = &[
+    ("mine", "Approvals due for me", "Rule"),
+    ("review", "Needing review", "Why"),
+    ("failed", "Failed write-backs", "Why"),
+    ("frozen", "Frozen work", "Why"),
+    ("expiring", "Exceptions expiring within 14 days", "Expiry"),
+    ("bypass", "Break-glass changes owing their review", "Reason"),
+];
+
+/// One page of queue `id` for `principal`.
+async fn queue(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    window: &Window,
+) -> Result<Vec<QueueRow>, Response> {
+    let mut rows = Vec::new();
+    match id {
+        "mine" => {
+            let Some(writeback) = &state.writeback else {
+                return Ok(rows);
+            };
+            if !(principal.has_role(Role::Approver) || principal.has_role(Role::RiskOwner)) {
+                return Ok(rows);
+            }
+            // The cases waiting for votes in this window, kept where the viewer may vote
+            // (every check of a vote, nothing recorded).
+            for wanted in [
+                CaseState::AwaitingApproval,
+                CaseState::RollbackRequested,
+                CaseState::ExceptionRequested,
+                CaseState::DismissalRequested,
+            ] {
+                for case in cases_in(state, wanted, window).await? {
+                    if let Ok(offer) = writeback.vote_offer(case.id, principal).await {
+                        rows.push(row(
+                            &case,
+                            format!(
+                                "{} ({} more needed; you count for {})",
+                                offer.rule,
+                                offer.missing,
+                                offer.groups.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        "review" | "failed" | "frozen" => {
+            let wanted = match id {
+                "review" => CaseState::NeedsReview,
+                "failed" => CaseState::WriteBackFailed,
+                _ => CaseState::Frozen,
+            };
+            for case in cases_in(state, wanted, window).await? {
+                let why = decision_reason(state, &case).await;
+                rows.push(row(&case, why));
+            }
+        }
+        "expiring" => {
+            let soon = state.clock.now() + jiff::SignedDuration::from_hours(24 * 14);
+            let exceptions = state
+                .store
+                .exceptions(&writ_store::ExceptionFilter {
+                    state: Some(writ_core::exception::ExceptionState::Active),
+                    expiring_before: Some(soon),
+                    limit: Some(window.offset + window.limit),
+                    ..writ_store::ExceptionFilter::default()
+                })
+                .await
+                .unwrap_or_default();
+            for view in exceptions.into_iter().skip(window.offset as usize) {
+                if let Ok(Some(case)) = state.store.case(view.exception.case_id).await
+                    && window
+                        .finding_type
+                        .as_ref()
+                        .is_none_or(|t| *t == case.finding_type)
+                {
+                    rows.push(row(
+                        &case,
+                        format!(
+                            "expires {} ({})",
+                            view.exception.expires_at, view.exception.justification
+                        ),
+                    ));
+                }
+            }
+        }
+        "bypass" => {
+            // Break-glass changes are applied at once: their cases are remediated, owing a
+            // review until someone else upholds or rejects it.
+            for case in cases_in(state, CaseState::Remediated, window).await? {
+                let Ok(rows_of) = state.store.case_entries(case.id).await else {
+                    continue;
+                };
+                let mut owing = None;
+                for entry in &rows_of {
+                    match writ_engine::entries::decode_body(entry) {
+                        Ok(EventBody::BreakGlassUsed(b)) => {
+                            owing = Some(format!("{} by {}: {}", b.incident, b.by, b.reason));
+                        }
+                        Ok(EventBody::BypassReviewed(_)) => owing = None,
+                        _ => {}
+                    }
+                }
+                if let Some(detail) = owing {
+                    rows.push(row(&case, detail));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(rows)
+}
+
+/// How many rows each queue shows on the home page; the queue's own page shows more.
+const PREVIEW: u32 = 10;
+/// Rows per page on a queue's own page.
+const PAGE: u32 = 50;
+
 /// `GET /`: the queues, by what the viewer may do.
 pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers).await {
@@ -473,98 +611,106 @@ pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> R
         Err(response) => return response,
     };
     let principal = &viewer.principal;
+    let started = std::time::Instant::now();
     let mut queues = Vec::new();
-    // Approvals due for me: what a dry run of my vote says I may decide.
-    if principal.has_role(Role::Approver) || principal.has_role(Role::RiskOwner) {
-        let mut rows = Vec::new();
-        if let Some(writeback) = &state.writeback {
-            for wanted in [
-                CaseState::AwaitingApproval,
-                CaseState::RollbackRequested,
-                CaseState::ExceptionRequested,
-                CaseState::DismissalRequested,
-            ] {
-                let cases = match cases_in(&state, wanted).await {
-                    Ok(cases) => cases,
-                    Err(response) => return response,
-                };
-                for case in cases {
-                    if let Ok(outcome) = writeback.vote_offer(case.id, principal).await {
-                        rows.push(row(
-                            &case,
-                            format!(
-                                "{} ({} more needed; you count for {})",
-                                outcome.rule,
-                                outcome.missing,
-                                outcome.groups.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        queues.push(Queue {
-            id: "mine",
-            title: "Approvals due for me",
-            detail_title: "Rule",
-            rows,
-        });
-    }
-    for (id, title, wanted) in [
-        ("review", "Needing review", CaseState::NeedsReview),
-        ("failed", "Failed write-backs", CaseState::WriteBackFailed),
-        ("frozen", "Frozen work", CaseState::Frozen),
-    ] {
-        let cases = match cases_in(&state, wanted).await {
-            Ok(cases) => cases,
+    for (id, title, detail_title) in QUEUES {
+        // The approvals queue looks further: most waiting cases are someone else's.
+        let window = Window {
+            offset: 0,
+            limit: if *id == "mine" { QUEUE_SCAN } else { PREVIEW },
+            finding_type: None,
+        };
+        let mut rows = match queue(&state, principal, id, &window).await {
+            Ok(rows) => rows,
             Err(response) => return response,
         };
-        let mut rows = Vec::new();
-        for case in cases.iter().take(50) {
-            rows.push(row(case, decision_reason(&state, case).await));
-        }
+        let more =
+            rows.len() > PREVIEW as usize || (*id != "mine" && rows.len() == PREVIEW as usize);
+        rows.truncate(PREVIEW as usize);
         queues.push(Queue {
             id,
             title,
-            detail_title: "Why",
+            detail_title,
             rows,
+            more,
         });
     }
-    let soon = state.clock.now() + jiff::SignedDuration::from_hours(24 * 14);
-    let exceptions = state
-        .store
-        .exceptions(&writ_store::ExceptionFilter {
-            state: Some(writ_core::exception::ExceptionState::Active),
-            expiring_before: Some(soon),
-            limit: Some(50),
-            ..writ_store::ExceptionFilter::default()
-        })
-        .await
-        .unwrap_or_default();
-    let mut rows = Vec::new();
-    for view in exceptions {
-        if let Ok(Some(case)) = state.store.case(view.exception.case_id).await {
-            rows.push(row(
-                &case,
-                format!(
-                    "expires {} ({})",
-                    view.exception.expires_at, view.exception.justification
-                ),
-            ));
-        }
-    }
-    queues.push(Queue {
-        id: "expiring",
-        title: "Exceptions expiring within 14 days",
-        detail_title: "Expiry",
-        rows,
-    });
     let roles: Vec<&str> = principal.roles.iter().map(|r| <&str>::from(*r)).collect();
     let html = HomePage {
         viewer: &principal.name,
         csrf: &viewer.session.csrf,
         roles: roles.join(", "),
         queues,
+        render_ms: started.elapsed().as_millis(),
+    }
+    .render();
+    page(StatusCode::OK, html, viewer.refresh.as_slice())
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage<'a> {
+    viewer: &'a str,
+    csrf: &'a str,
+    id: &'a str,
+    title: &'a str,
+    detail_title: &'a str,
+    rows: Vec<QueueRow>,
+    finding_type: String,
+    page: u32,
+    next: bool,
+    render_ms: u128,
+}
+
+/// A queue's page and filter.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct QueueQuery {
+    page: Option<u32>,
+    #[serde(rename = "type")]
+    finding_type: Option<String>,
+}
+
+/// `GET /queues/{id}?page=N&type=T`: one queue, 50 rows a page, filtered by finding type.
+pub(crate) async fn queue_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<QueueQuery>,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let Some((id, title, detail_title)) = QUEUES.iter().find(|(q, ..)| *q == id) else {
+        return not_found();
+    };
+    let page_number = query.page.unwrap_or(1).clamp(1, 10_000);
+    let finding_type = query
+        .finding_type
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let window = Window {
+        offset: (page_number - 1) * PAGE,
+        limit: PAGE,
+        finding_type: finding_type.clone(),
+    };
+    let started = std::time::Instant::now();
+    let rows = match queue(&state, &viewer.principal, id, &window).await {
+        Ok(rows) => rows,
+        Err(response) => return response,
+    };
+    let next = *id == "mine" || rows.len() == PAGE as usize;
+    let html = QueuePage {
+        viewer: &viewer.principal.name,
+        csrf: &viewer.session.csrf,
+        id,
+        title,
+        detail_title,
+        rows,
+        finding_type: finding_type.unwrap_or_default(),
+        page: page_number,
+        next,
+        render_ms: started.elapsed().as_millis(),
     }
     .render();
     page(StatusCode::OK, html, viewer.refresh.as_slice())
@@ -1279,8 +1425,8 @@ pub(crate) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
     let cases = state
         .store
         .cases(&CaseFilter {
-            state: None,
             limit: Some(DASHBOARD_CASES),
+            ..CaseFilter::default()
         })
         .await
         .unwrap_or_default();

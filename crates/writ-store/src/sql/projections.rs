@@ -728,22 +728,21 @@ macro_rules! projection_queries {
             conn: &mut Conn,
             filter: &$crate::model::CaseFilter,
         ) -> Result<Vec<Case>, StoreError> {
-            let limit = i64::from(filter.limit.unwrap_or(100));
-            let rows = match filter.state {
-                Some(state) => {
-                    sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE state = $1 ORDER BY updated_seq DESC LIMIT $2")
-                        .bind(enum_text(&state))
-                        .bind(limit)
-                        .fetch_all(&mut *conn)
-                        .await?
-                }
-                None => {
-                    sqlx::query("SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases ORDER BY updated_seq DESC LIMIT $1")
-                        .bind(limit)
-                        .fetch_all(&mut *conn)
-                        .await?
-                }
-            };
+            let mut builder = sqlx::QueryBuilder::<$db>::new(
+                "SELECT id, identity_id, subject, finding_type, state, compliance_closed FROM cases WHERE 1 = 1",
+            );
+            if let Some(state) = filter.state {
+                builder.push(" AND state = ").push_bind(enum_text(&state));
+            }
+            if let Some(finding_type) = &filter.finding_type {
+                builder.push(" AND finding_type = ").push_bind(finding_type.clone());
+            }
+            builder
+                .push(" ORDER BY updated_seq DESC LIMIT ")
+                .push_bind(i64::from(filter.limit.unwrap_or(100)))
+                .push(" OFFSET ")
+                .push_bind(i64::from(filter.offset.unwrap_or(0)));
+            let rows = builder.build().fetch_all(&mut *conn).await?;
             rows.iter().map(case_from_row).collect()
         }
     };
