@@ -235,6 +235,25 @@ async fn a_reviewer_approves_in_the_console(db: TestDb) {
         )
         .await;
     assert_eq!(status, 403, "{page}");
+    // Sam may ask for an exception (an approver); one past the policy's bounds is refused,
+    // and nothing changes.
+    let (_, page, _) = sam_browser.get(&server, &format!("/cases/{case}")).await;
+    assert!(page.contains("id=\"ask-exception\""), "{page}");
+    let (status, page) = sam_browser
+        .post(
+            &server,
+            &format!("/cases/{case}/exception"),
+            &[
+                ("csrf", &csrf),
+                ("justification", "needed for the quarter close"),
+                ("until", "2099-12-31"),
+                ("controls", "alerting on use"),
+                ("follow_up", "decommission in Q1"),
+            ],
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status}: {page}");
+    assert!(page.contains("state-awaiting_approval"), "{page}");
 
     // Dana (the owner team) sees it due, and approves it on the case page.
     let mut browser = Browser::new();

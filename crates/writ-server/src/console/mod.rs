@@ -87,6 +87,8 @@ pub fn routes() -> Router<AppState> {
         .route("/cases/{id}/vote", post(pages::vote))
         .route("/cases/{id}/step", post(pages::step))
         .route("/cases/{id}/state", get(pages::case_state))
+        .route("/cases/{id}/exception", post(pages::exception))
+        .route("/cases/{id}/review", post(pages::review))
         .route("/queues/{id}", get(pages::queue_page))
         .route("/identities", get(pages::identities))
         .route("/systems", get(pages::systems))

@@ -234,7 +234,16 @@ struct LoginPage<'a> {
 
 /// `GET /login`: the sign-in form (a token, or single sign-on when configured).
 pub(crate) async fn login_form(State(state): State<AppState>) -> Response {
-    login_page(&state, StatusCode::OK, None)
+    // A new installation: say how the first person gets in.
+    let empty = matches!(state.store.principal_count().await, Ok(0));
+    login_page(
+        &state,
+        StatusCode::OK,
+        empty.then_some(
+            "No one can sign in yet. On this host, run `writ principal add NAME --role admin \
+             --role approver --bootstrap` and sign in with the token it prints.",
+        ),
+    )
 }
 
 fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
@@ -809,6 +818,10 @@ struct CasePage<'a> {
     moving: bool,
     vote: Option<VoteOffer>,
     steps: Vec<StepOffer>,
+    /// An exception may be asked for (by role and state).
+    exception: bool,
+    /// A break-glass change owes a review the viewer may give (by role, not its user).
+    review: Option<String>,
     timeline: Vec<TimelineItem>,
 }
 
@@ -1003,6 +1016,19 @@ async fn render_case(
         moving: MOVING.contains(&case.state),
         vote,
         steps: step_offers(&viewer.principal, case.state),
+        exception: writ_core::workflow::EXCEPTABLE.contains(&case.state)
+            && EXCEPTION_ROLES
+                .iter()
+                .any(|r| viewer.principal.has_role(*r)),
+        review: lifecycle
+            .bypasses
+            .last()
+            .filter(|b| {
+                b.review == "pending"
+                    && b.by != viewer.principal.name
+                    && REVIEW_ROLES.iter().any(|r| viewer.principal.has_role(*r))
+            })
+            .map(|b| format!("{} used break-glass for {}: {}", b.by, b.incident, b.reason)),
         timeline,
     }
     .render();
@@ -1143,6 +1169,184 @@ pub(crate) async fn case_state(
             .insert("hx-refresh", HeaderValue::from_static("true"));
     }
     response
+}
+
+/// Who may ask for an exception (the API's roles).
+const EXCEPTION_ROLES: &[Role] = &[Role::Requester, Role::Approver, Role::Admin];
+/// Who may review a break-glass change (the API's roles; never who used it).
+const REVIEW_ROLES: &[Role] = &[Role::Approver, Role::Admin];
+
+#[derive(serde::Deserialize)]
+struct ExceptionForm {
+    csrf: Option<String>,
+    justification: String,
+    /// The last day it holds (`YYYY-MM-DD`, to the end of that day in UTC).
+    until: String,
+    /// Compensating controls, one per line.
+    controls: String,
+    follow_up: String,
+}
+
+/// `POST /cases/{id}/exception`: asks to accept the case's risk until a day, through
+/// `WriteBack::request_exception` (policy decides: in force now, or after approvals).
+pub(crate) async fn exception(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let Some(form) = parse_form::<ExceptionForm>(&body) else {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::BAD_REQUEST,
+            Some("The form is incomplete: justification, until, controls and follow-up.".into()),
+        )
+        .await;
+    };
+    if let Err(response) = check_csrf(&viewer, &headers, form.csrf.as_deref()) {
+        return response;
+    }
+    if !EXCEPTION_ROLES
+        .iter()
+        .any(|r| viewer.principal.has_role(*r))
+    {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::FORBIDDEN,
+            Some("Asking for an exception needs the role requester, approver or admin.".into()),
+        )
+        .await;
+    }
+    let until = form
+        .until
+        .parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|day| day.at(23, 59, 59, 0).to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|zoned| zoned.timestamp());
+    let Some(expires_at) = until else {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("until: a day as YYYY-MM-DD.".into()),
+        )
+        .await;
+    };
+    let (Ok(case_id), Some(writeback)) = (
+        id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId),
+        &state.writeback,
+    ) else {
+        return not_found();
+    };
+    let ask = writ_engine::exceptions::ExceptionAsk {
+        justification: form.justification,
+        expires_at,
+        compensating_controls: form
+            .controls
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        follow_up: form.follow_up,
+    };
+    match writeback
+        .request_exception(case_id, &viewer.principal, ask)
+        .await
+    {
+        Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
+        Err(err) => {
+            let message = err.to_string();
+            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
+                .unwrap_or(StatusCode::CONFLICT);
+            render_case(&state, &viewer, &id, status, Some(message)).await
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReviewForm {
+    csrf: Option<String>,
+    verdict: String,
+    rationale: String,
+}
+
+/// `POST /cases/{id}/review`: reviews a break-glass change through `WriteBack::review_bypass`
+/// (upheld, or rejected: the change is rolled back).
+pub(crate) async fn review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let viewer = match viewer(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let Some(form) = parse_form::<ReviewForm>(&body) else {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::BAD_REQUEST,
+            Some("The form is incomplete: a verdict and a rationale are needed.".into()),
+        )
+        .await;
+    };
+    if let Err(response) = check_csrf(&viewer, &headers, form.csrf.as_deref()) {
+        return response;
+    }
+    if !REVIEW_ROLES.iter().any(|r| viewer.principal.has_role(*r)) {
+        return render_case(
+            &state,
+            &viewer,
+            &id,
+            StatusCode::FORBIDDEN,
+            Some("Reviewing a break-glass change needs the role approver or admin.".into()),
+        )
+        .await;
+    }
+    let verdict = match form.verdict.as_str() {
+        "upheld" => writ_core::event::ReviewVerdict::Upheld,
+        "rejected" => writ_core::event::ReviewVerdict::Rejected,
+        _ => {
+            return render_case(
+                &state,
+                &viewer,
+                &id,
+                StatusCode::BAD_REQUEST,
+                Some("The verdict is upheld or rejected.".into()),
+            )
+            .await;
+        }
+    };
+    let (Ok(case_id), Some(writeback)) = (
+        id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId),
+        &state.writeback,
+    ) else {
+        return not_found();
+    };
+    match writeback
+        .review_bypass(case_id, &viewer.principal, verdict, &form.rationale)
+        .await
+    {
+        Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
+        Err(err) => {
+            let message = err.to_string();
+            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
+                .unwrap_or(StatusCode::CONFLICT);
+            render_case(&state, &viewer, &id, status, Some(message)).await
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
