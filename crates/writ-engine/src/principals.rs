@@ -482,6 +482,48 @@ impl Principals {
         Ok(true)
     }
 
+    /// Sets a person's teams to the ones their identity provider names at sign-in (the
+    /// console's `[oidc] teams_claim`), recorded as `principal_changed` by `oidc:<issuer>`
+    /// when they differ: the provider is the source of truth for team membership, and the
+    /// ledger says when and from where each change came. Roles are never touched. Returns the
+    /// principal as it is now.
+    pub async fn sync_teams(
+        &self,
+        name: &str,
+        teams: &[String],
+        issuer: &str,
+    ) -> Result<Principal, PrincipalsError> {
+        let view = self.get(name).await?;
+        let mut principal = view.principal.clone();
+        principal.teams = canonical_teams(teams)?;
+        if principal == view.principal {
+            return Ok(principal);
+        }
+        principal.validate()?;
+        let draft = Draft {
+            expect: vec![Expectation::Principal {
+                name: view.principal.name.clone(),
+                updated_seq: Some(view.updated_seq),
+            }],
+            ..Draft::new(
+                None,
+                format!("oidc:{issuer}"),
+                format!(
+                    "principal:oidc-teams:{}:{}",
+                    view.principal.name, view.updated_seq
+                ),
+                EventBody::PrincipalChanged(PrincipalRecorded {
+                    principal: principal.clone(),
+                    reason: Some(format!(
+                        "teams from the identity provider {issuer} at sign-in"
+                    )),
+                }),
+            )
+        };
+        self.append(vec![draft]).await?;
+        Ok(principal)
+    }
+
     /// Revokes the tokens that `[[sources]]` entries issued to source principals the
     /// configuration no longer declares (`configured`: the names it declares now). Returns how
     /// many were revoked. Tokens an admin issued over the API are left alone.

@@ -9,7 +9,8 @@
 //                         code flow; when set, people sign in through the library's
 //                         development login pages (any login, any password), and the
 //                         ID token names them: sub, preferred_username = the login,
-//                         email = <login>@example.test
+//                         email = <login>@example.test, groups = SIGN_IN_GROUPS[login]
+//   SIGN_IN_GROUPS        (optional) JSON object: login -> the teams its `groups` claim lists
 //
 // Prints exactly one line on stdout when ready: "listening <issuer>".
 // All library notices/warnings go to stderr. Exits when stdin closes, so the
@@ -45,18 +46,19 @@ const extraScopes = (process.env.SCOPES ?? 'api:read api:write tools:search tool
 const issuer = `http://127.0.0.1:${port}`;
 
 const signInClients = process.env.SIGN_IN_CLIENTS ? JSON.parse(process.env.SIGN_IN_CLIENTS) : [];
+const signInGroups = process.env.SIGN_IN_GROUPS ? JSON.parse(process.env.SIGN_IN_GROUPS) : {};
 const signIn = signInClients.length > 0;
 
 const provider = new Provider(issuer, {
   // Default in-memory adapter; static clients only for sign-in.
   clients: signInClients,
   scopes: ['openid', ...extraScopes, ...(signIn ? ['profile', 'email'] : [])],
-  claims: { openid: ['sub'], profile: ['preferred_username'], email: ['email'] },
+  claims: { openid: ['sub'], profile: ['preferred_username', 'groups'], email: ['email'] },
   async findAccount(ctx, id) {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, preferred_username: id, email: `${id}@example.test` };
+        return { sub: id, preferred_username: id, email: `${id}@example.test`, groups: signInGroups[id] ?? [] };
       },
     };
   },

@@ -27,6 +27,8 @@ pub struct SignInClient<'a> {
     pub client_secret: &'a str,
     /// Its one redirect URI.
     pub redirect_uri: &'a str,
+    /// The `groups` claim each login gets (a JSON object: login -> teams).
+    pub groups: &'a str,
 }
 
 /// An `oidc-provider` on 127.0.0.1 and a free port; killed on drop.
@@ -77,6 +79,7 @@ impl OidcProvider {
                     )
                 }),
             )
+            .env("SIGN_IN_GROUPS", client.map_or("{}", |c| c.groups))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

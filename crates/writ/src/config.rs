@@ -88,6 +88,10 @@ pub struct OidcConfig {
     /// `sub`. The principal must exist in writ.
     #[serde(default = "default_name_claim")]
     pub name_claim: String,
+    /// A claim (from UserInfo) listing the person's teams; when set, each sign-in sets the
+    /// principal's teams to it, recorded in the ledger. Roles stay writ's.
+    #[serde(default)]
+    pub teams_claim: Option<String>,
 }
 
 fn default_name_claim() -> String {

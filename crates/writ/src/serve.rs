@@ -441,6 +441,7 @@ fn console_settings(
                 client_secret: secret.trim().to_owned(),
                 public_url: public_url.clone(),
                 name_claim: oidc.name_claim.clone(),
+                teams_claim: oidc.teams_claim.clone(),
             })
         }
         None => None,

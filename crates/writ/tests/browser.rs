@@ -66,6 +66,7 @@ async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str)
             client_id: "writ-console",
             client_secret: "console-secret",
             redirect_uri: &redirect,
+            groups: r#"{"dana": ["data", "platform"]}"#,
         }))
     })
     .await
@@ -81,7 +82,7 @@ async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str)
     std::fs::write(
         site.path("writ.toml"),
         format!(
-            "{config}\n[oidc]\nissuer = \"{}\"\nclient_id = \"writ-console\"\nclient_secret_file = \"oidc-secret\"\n",
+            "{config}\n[oidc]\nissuer = \"{}\"\nclient_id = \"writ-console\"\nclient_secret_file = \"oidc-secret\"\nteams_claim = \"groups\"\n",
             idp.issuer()
         ),
     )
@@ -188,6 +189,17 @@ async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str)
         .find(|e| e["kind"] == "approval_granted")
         .unwrap();
     assert_eq!(approval["actor"], "user:dana", "{approval}");
+    // The provider named dana's teams at sign-in: recorded, by the provider, in the ledger.
+    let dana: serde_json::Value = reqwest::Client::new()
+        .get(server.url("/v1/principals/dana"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dana["teams"], json!(["data", "platform"]), "{dana}");
     server.stop();
     drop(idp);
 }

@@ -46,6 +46,9 @@ pub struct OidcSettings {
     pub public_url: String,
     /// The ID token claim that names the principal.
     pub name_claim: String,
+    /// The UserInfo claim that lists the principal's teams, when the provider is their
+    /// source of truth.
+    pub teams_claim: Option<String>,
 }
 
 /// The Content-Security-Policy every console page is sent with: only writ's own scripts,

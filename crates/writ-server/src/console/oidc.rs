@@ -30,6 +30,15 @@ struct Pending {
     started_us: i64,
 }
 
+/// Every claim UserInfo sends, to read the configured ones by name.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+struct AnyClaims {
+    #[serde(flatten)]
+    claims: std::collections::HashMap<String, serde_json::Value>,
+}
+
+impl openidconnect::AdditionalClaims for AnyClaims {}
+
 /// How long a sign-in may take at the provider.
 const SIGNIN_SECONDS: i64 = 600;
 
@@ -224,22 +233,38 @@ pub(crate) async fn oidc_callback(
     };
     // A conformant provider may keep profile claims out of the ID token and answer them at
     // the UserInfo endpoint, for the subject the ID token names (the crate checks it is the
-    // same).
-    if name.is_none() {
+    // same); the teams claim is read there too.
+    let mut teams = None;
+    if name.is_none() || oidc.teams_claim.is_some() {
         let subject = claims.subject().clone();
         let userinfo = match client.user_info(tokens.access_token().clone(), Some(subject)) {
             Ok(request) => request
-                .request_async::<openidconnect::EmptyAdditionalClaims, _, openidconnect::core::CoreGenderClaim>(&http)
+                .request_async::<AnyClaims, _, openidconnect::core::CoreGenderClaim>(&http)
                 .await
                 .map_err(|err| err.to_string()),
             Err(err) => Err(err.to_string()),
         };
         match userinfo {
             Ok(info) => {
-                name = match oidc.name_claim.as_str() {
-                    "email" => info.email().map(|e| e.as_str().to_owned()),
-                    _ => info.preferred_username().map(|u| u.as_str().to_owned()),
-                };
+                if name.is_none() {
+                    name = match oidc.name_claim.as_str() {
+                        "email" => info.email().map(|e| e.as_str().to_owned()),
+                        _ => info.preferred_username().map(|u| u.as_str().to_owned()),
+                    };
+                }
+                if let Some(claim) = &oidc.teams_claim {
+                    let Some(listed) = info.additional_claims().claims.get(claim) else {
+                        return failed(&format!("UserInfo has no {claim} claim"));
+                    };
+                    let Some(listed) = listed.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect::<Vec<_>>()
+                    }) else {
+                        return failed(&format!("the {claim} claim is not a list of teams"));
+                    };
+                    teams = Some(listed);
+                }
             }
             Err(why) => return failed(&format!("the UserInfo request: {why}")),
         }
@@ -255,6 +280,14 @@ pub(crate) async fn oidc_callback(
             if !view.principal.disabled
                 && crate::READERS.iter().any(|r| view.principal.has_role(*r)) =>
         {
+            if let Some(teams) = teams
+                && let Err(err) = state
+                    .principals
+                    .sync_teams(&view.principal.name, &teams, &oidc.issuer)
+                    .await
+            {
+                return failed(&format!("recording the teams the provider names: {err}"));
+            }
             start_session(&state, &settings, &view.principal.name, "oidc")
         }
         Ok(_) => failed(&format!(
