@@ -194,6 +194,30 @@ impl ApprovalRule {
     pub fn missing(&self, voters: &BTreeMap<String, BTreeSet<ApproverGroup>>) -> u64 {
         u64::from(self.total()).saturating_sub(self.seats_filled(voters))
     }
+
+    /// Per quorum, how many of the voters count for its group (at most its count), and its
+    /// count: what a reviewer reads as "owner_team 0/1, security 1/1". A voter in two groups
+    /// shows in both; whether the rule is met is [`ApprovalRule::is_met`]'s (each voter fills
+    /// one seat).
+    pub fn progress(
+        &self,
+        voters: &BTreeMap<String, BTreeSet<ApproverGroup>>,
+    ) -> Vec<(ApproverGroup, u32, u32)> {
+        self.quorums
+            .iter()
+            .map(|q| {
+                let have = voters
+                    .values()
+                    .filter(|groups| groups.contains(&q.group))
+                    .count();
+                (
+                    q.group.clone(),
+                    u32::try_from(have).unwrap_or(u32::MAX).min(q.count),
+                    q.count,
+                )
+            })
+            .collect()
+    }
 }
 
 impl fmt::Display for ApprovalRule {
@@ -389,6 +413,22 @@ mod tests {
         who.iter()
             .map(|p| (p.name.clone(), rule.groups_of(p, owner)))
             .collect()
+    }
+
+    #[test]
+    fn progress_counts_the_votes_for_each_group() {
+        let rule = ApprovalRule::parse("owner_team and 2 of team:security", 1).unwrap();
+        let owner = person("dana", &["data"], &[Role::Approver]);
+        let sec = person("sam", &["security"], &[Role::Approver]);
+        let voters = votes(&rule, Some("data"), &[&sec]);
+        let shown: Vec<String> = rule
+            .progress(&voters)
+            .iter()
+            .map(|(g, have, need)| format!("{g} {have}/{need}"))
+            .collect();
+        assert_eq!(shown, ["owner_team 0/1", "team:security 1/2"]);
+        let voters = votes(&rule, Some("data"), &[&sec, &owner]);
+        assert_eq!(rule.progress(&voters)[0].1, 1);
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub struct WriteBack {
 pub struct VoteOffer {
     /// The approval rule.
     pub rule: String,
+    /// Each group's votes so far (`owner_team 0/1, team:security 1/2`).
+    pub progress: String,
     /// How many more approvals it needs, at least.
     pub missing: u64,
     /// The groups of the rule the voter would count for.
@@ -344,6 +346,13 @@ impl WriteBack {
             )));
         }
         Ok(VoteOffer {
+            progress: ballot
+                .rule
+                .progress(&ballot.workflow.votes)
+                .iter()
+                .map(|(group, have, need)| format!("{group} {have}/{need}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             rule: ballot.rule.to_string(),
             missing: ballot.workflow.votes_missing(),
             groups: ballot.groups.iter().map(ToString::to_string).collect(),

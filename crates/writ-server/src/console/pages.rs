@@ -531,8 +531,9 @@ async fn queue(
                         rows.push(row(
                             &case,
                             format!(
-                                "{} ({} more needed; you count for {})",
+                                "{}: {} ({} more needed; you count for {})",
                                 offer.rule,
+                                offer.progress,
                                 offer.missing,
                                 offer.groups.join(", ")
                             ),
@@ -978,7 +979,7 @@ async fn render_case(
             .await
             .ok()
             .map(|outcome| VoteOffer {
-                rule: outcome.rule,
+                rule: format!("{}: {}", outcome.rule, outcome.progress),
                 missing: outcome.missing,
                 groups: outcome.groups.join(", "),
             }),
