@@ -33,7 +33,7 @@ use crate::problem::Problem;
         crate::admin::sync_target, crate::admin::list_systems, crate::admin::import_rules,
         crate::cases::controls_report, crate::campaigns::start_campaign,
         crate::campaigns::list_campaigns, crate::campaigns::get_campaign,
-        crate::campaigns::answer),
+        crate::campaigns::answer, crate::metrics::metrics),
     components(schemas(Health, Ready, Status, Problem, crate::problem::FieldError, crate::findings::IngestResponse, crate::findings::Accepted, crate::findings::Refused)),
     modifiers(&BearerAuth, &ExactSchemas),
     tags(
@@ -353,6 +353,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/v1/status", get(status))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/v1/ledger/checkpoint", get(latest_checkpoint))
         .route("/v1/findings", axum::routing::post(crate::findings::ingest))
 }

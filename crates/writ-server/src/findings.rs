@@ -361,6 +361,23 @@ async fn ingest_inner(
         }
     }
 
+    for a in &accepted {
+        state.metrics.finding(&source.name, "new");
+        if let Some(decision) = &a.outcome.decision {
+            state.metrics.decision(match decision.tier {
+                writ_core::decision::Tier::Auto => "auto",
+                writ_core::decision::Tier::Approval { .. } => "approval",
+                writ_core::decision::Tier::CaseOnly { .. } => "case_only",
+                writ_core::decision::Tier::Deny => "deny",
+            });
+        }
+    }
+    for _ in &duplicates {
+        state.metrics.finding(&source.name, "duplicate");
+    }
+    for _ in &refused {
+        state.metrics.finding(&source.name, "refused");
+    }
     if accepted.is_empty() && duplicates.is_empty() && !refused.is_empty() {
         let mut problem = Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -15,6 +15,7 @@ pub mod console;
 mod findings;
 mod limits;
 mod listener;
+pub mod metrics;
 mod problem;
 mod requests;
 pub mod witness;
@@ -68,6 +69,8 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// A sync's dormancy threshold for its reconciliation findings (`ingest.dormant_after_days`).
     pub dormant_after: jiff::SignedDuration,
+    /// Who may read `/metrics`.
+    pub metrics_access: metrics::MetricsAccess,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +89,7 @@ impl Default for ServerSettings {
             },
             tls: None,
             dormant_after: jiff::SignedDuration::from_hours(90 * 24),
+            metrics_access: metrics::MetricsAccess::Loopback,
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct AppState {
     pub console: Option<console::ConsoleSettings>,
     /// Randomness for the console's CSRF tokens and sign-in state.
     pub random: Arc<dyn writ_core::clock::RandomSource>,
+    /// This process's metrics (`GET /metrics`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -150,6 +156,7 @@ impl AppState {
             verifier: Some(engine.verifier.clone()),
             console: None,
             random: Arc::new(writ_engine::principals::OsRandom),
+            metrics: Arc::default(),
             settings,
         }
     }
@@ -166,6 +173,11 @@ pub fn router(state: AppState) -> Router {
         api::routes()
     };
     routes
+        // After routing, so each request is counted by its route template.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -55,6 +55,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/v1/systems", Roles(READERS)),
     ("GET", "/v1/cases/{id}/replay", Roles(READERS)),
     ("GET", "/v1/reports/controls", Roles(READERS)),
+    ("GET", "/metrics", Roles(ADMIN_AUDITOR)),
     ("GET", "/v1/campaigns", Roles(READERS)),
     ("GET", "/v1/campaigns/{id}", Roles(READERS)),
     ("POST", "/v1/campaigns", Roles(ADMIN)),

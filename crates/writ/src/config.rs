@@ -430,6 +430,9 @@ pub struct ServerConfig {
     /// PEM private key of `tls_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Who may read `GET /metrics`: `loopback` (open to loopback clients, a token of an admin
+    /// or auditor elsewhere) or `token` (always a token).
+    pub metrics_access: String,
 }
 
 impl Default for ServerConfig {
@@ -449,6 +452,7 @@ impl Default for ServerConfig {
             auth_failures_per_second: defaults.auth_failure_limit.per_second,
             tls_cert: None,
             tls_key: None,
+            metrics_access: "loopback".to_owned(),
         }
     }
 }
@@ -490,6 +494,13 @@ impl ServerConfig {
             body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             max_concurrent_requests: self.max_concurrent_requests.max(1),
+            metrics_access: match self.metrics_access.as_str() {
+                "loopback" => writ_server::metrics::MetricsAccess::Loopback,
+                "token" => writ_server::metrics::MetricsAccess::Token,
+                other => {
+                    anyhow::bail!("[server] metrics_access is loopback or token, not {other:?}")
+                }
+            },
             rate_limit: writ_server::RateLimit {
                 per_second: self.rate_limit_per_second,
                 burst: self.rate_limit_burst,
