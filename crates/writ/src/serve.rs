@@ -452,7 +452,8 @@ fn console_settings(
             idle: SignedDuration::from_mins(i64::from(console.idle_minutes.max(1))),
             absolute: SignedDuration::from_hours(i64::from(console.absolute_hours.max(1))),
         },
-        secure_cookies: tls,
+        // Behind a proxy that terminates TLS, the public URL says the browser is on HTTPS.
+        secure_cookies: tls || public_url.starts_with("https://"),
         oidc,
     }))
 }

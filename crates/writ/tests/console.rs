@@ -365,6 +365,25 @@ async fn a_reviewer_approves_in_the_console(db: TestDb) {
     assert_eq!(status, 303);
     let (status, _, _) = browser.get(&server, "/").await;
     assert_eq!(status, 303);
+    // Guessing tokens at the sign-in form is limited per address, like the API.
+    let mut limited = false;
+    for _ in 0..40 {
+        let (_, page, _) = anonymous.get(&server, "/login").await;
+        let csrf = hidden_csrf(&page);
+        let (status, _) = anonymous
+            .post(
+                &server,
+                "/login",
+                &[("csrf", &csrf), ("token", "writ_guess")],
+            )
+            .await;
+        if status == 429 {
+            limited = true;
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    assert!(limited, "forty wrong tokens and no limit");
     server.stop();
     for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
         let output = site.run(args);

@@ -278,9 +278,11 @@ struct TokenForm {
     token: String,
 }
 
-/// `POST /login`: signs in with a principal's API token.
+/// `POST /login`: signs in with a principal's API token. Failed attempts count against the
+/// client's address like the API's failed authentications (429 when over the limit).
 pub(crate) async fn login_token(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::PeerAddr>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -288,6 +290,19 @@ pub(crate) async fn login_token(
         Ok(settings) => settings.clone(),
         Err(response) => return response,
     };
+    let peer = peer.map(|axum::Extension(peer)| peer.0.ip());
+    if let Some(peer) = peer
+        && state
+            .limits
+            .may_authenticate(peer, state.clock.now())
+            .is_err()
+    {
+        return login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed sign-ins from this address: wait a while and try again."),
+        );
+    }
     let Some(form) = parse_form::<TokenForm>(&body) else {
         return login_page(
             &state,
@@ -317,6 +332,9 @@ pub(crate) async fn login_token(
             );
         }
         Err(_) => {
+            if let Some(peer) = peer {
+                state.limits.failed_authentication(peer, state.clock.now());
+            }
             return login_page(
                 &state,
                 StatusCode::UNAUTHORIZED,
