@@ -922,7 +922,7 @@ async fn render_case(
     status: StatusCode,
     error: Option<String>,
 ) -> Response {
-    let Ok(case_id) = id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId) else {
+    let Ok(case_id) = id.parse::<writ_core::ids::CaseId>() else {
         return error_page(
             StatusCode::NOT_FOUND,
             Some(viewer),
@@ -1068,6 +1068,26 @@ async fn proof_status(state: &AppState, rows: &[writ_store::LedgerRow]) -> Strin
     )
 }
 
+/// Where an action on a case ends: back on the case page, or the page again with the
+/// engine's refusal and the status the API answers for the same error.
+async fn action_done(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    case_id: writ_core::ids::CaseId,
+    result: Result<(), writ_engine::writeback::WriteBackError>,
+) -> Response {
+    match result {
+        Ok(()) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
+        Err(err) => {
+            let message = err.to_string();
+            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
+                .unwrap_or(StatusCode::CONFLICT);
+            render_case(state, viewer, id, status, Some(message)).await
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct VoteForm {
     csrf: Option<String>,
@@ -1124,24 +1144,17 @@ pub(crate) async fn vote(
             .await;
         }
     };
-    let Ok(case_id) = id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId) else {
+    let Ok(case_id) = id.parse::<writ_core::ids::CaseId>() else {
         return not_found();
     };
     let Some(writeback) = &state.writeback else {
         return not_found();
     };
-    match writeback
+    let result = writeback
         .vote(case_id, &viewer.principal, verdict, &form.rationale, false)
         .await
-    {
-        Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
-        Err(err) => {
-            let message = err.to_string();
-            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
-                .unwrap_or(StatusCode::CONFLICT);
-            render_case(&state, &viewer, &id, status, Some(message)).await
-        }
-    }
+        .map(|_| ());
+    action_done(&state, &viewer, &id, case_id, result).await
 }
 
 /// States a case leaves by itself (the worker applies, verifies or undoes a change).
@@ -1164,7 +1177,7 @@ pub(crate) async fn case_state(
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    let Ok(case_id) = id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId) else {
+    let Ok(case_id) = id.parse::<writ_core::ids::CaseId>() else {
         return not_found();
     };
     let Ok(Some(case)) = state.store.case(case_id).await else {
@@ -1260,10 +1273,8 @@ pub(crate) async fn exception(
         )
         .await;
     };
-    let (Ok(case_id), Some(writeback)) = (
-        id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId),
-        &state.writeback,
-    ) else {
+    let (Ok(case_id), Some(writeback)) = (id.parse::<writ_core::ids::CaseId>(), &state.writeback)
+    else {
         return not_found();
     };
     let ask = writ_engine::exceptions::ExceptionAsk {
@@ -1278,18 +1289,11 @@ pub(crate) async fn exception(
             .collect(),
         follow_up: form.follow_up,
     };
-    match writeback
+    let result = writeback
         .request_exception(case_id, &viewer.principal, ask)
         .await
-    {
-        Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
-        Err(err) => {
-            let message = err.to_string();
-            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
-                .unwrap_or(StatusCode::CONFLICT);
-            render_case(&state, &viewer, &id, status, Some(message)).await
-        }
-    }
+        .map(|_| ());
+    action_done(&state, &viewer, &id, case_id, result).await
 }
 
 #[derive(serde::Deserialize)]
@@ -1348,24 +1352,15 @@ pub(crate) async fn review(
             .await;
         }
     };
-    let (Ok(case_id), Some(writeback)) = (
-        id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId),
-        &state.writeback,
-    ) else {
+    let (Ok(case_id), Some(writeback)) = (id.parse::<writ_core::ids::CaseId>(), &state.writeback)
+    else {
         return not_found();
     };
-    match writeback
+    let result = writeback
         .review_bypass(case_id, &viewer.principal, verdict, &form.rationale)
         .await
-    {
-        Ok(_) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
-        Err(err) => {
-            let message = err.to_string();
-            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
-                .unwrap_or(StatusCode::CONFLICT);
-            render_case(&state, &viewer, &id, status, Some(message)).await
-        }
-    }
+        .map(|_| ());
+    action_done(&state, &viewer, &id, case_id, result).await
 }
 
 #[derive(serde::Deserialize)]
@@ -1424,10 +1419,8 @@ pub(crate) async fn step(
         )
         .await;
     }
-    let (Ok(case_id), Some(writeback)) = (
-        id.parse::<uuid::Uuid>().map(writ_core::ids::CaseId),
-        &state.writeback,
-    ) else {
+    let (Ok(case_id), Some(writeback)) = (id.parse::<writ_core::ids::CaseId>(), &state.writeback)
+    else {
         return not_found();
     };
     let principal = &viewer.principal;
@@ -1445,15 +1438,7 @@ pub(crate) async fn step(
             .await
             .map(|_| ()),
     };
-    match result {
-        Ok(()) => redirect(&format!("/cases/{case_id}"), viewer.refresh.as_slice()),
-        Err(err) => {
-            let message = err.to_string();
-            let status = StatusCode::from_u16(crate::cases::writeback_problem(err).status)
-                .unwrap_or(StatusCode::CONFLICT);
-            render_case(&state, &viewer, &id, status, Some(message)).await
-        }
-    }
+    action_done(&state, &viewer, &id, case_id, result).await
 }
 
 // ---- Inventory, systems, dashboard -------------------------------------------------------------
