@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse as _,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,14 +69,31 @@ fn redirect_uri(oidc: &OidcSettings) -> Result<RedirectUrl, String> {
     .map_err(|e| e.to_string())
 }
 
-async fn metadata(
+/// The client writ is at the provider, from its discovery document (endpoints and keys).
+async fn client(
     oidc: &OidcSettings,
     http: &reqwest::Client,
-) -> Result<CoreProviderMetadata, String> {
+) -> Result<
+    CoreClient<
+        EndpointSet,
+        EndpointNotSet,
+        EndpointNotSet,
+        EndpointNotSet,
+        EndpointMaybeSet,
+        EndpointMaybeSet,
+    >,
+    String,
+> {
     let issuer = IssuerUrl::new(oidc.issuer.clone()).map_err(|e| e.to_string())?;
-    CoreProviderMetadata::discover_async(issuer, http)
+    let provider = CoreProviderMetadata::discover_async(issuer, http)
         .await
-        .map_err(|e| format!("discovery at {}: {e}", oidc.issuer))
+        .map_err(|e| format!("discovery at {}: {e}", oidc.issuer))?;
+    Ok(CoreClient::from_provider_metadata(
+        provider,
+        ClientId::new(oidc.client_id.clone()),
+        Some(ClientSecret::new(oidc.client_secret.clone())),
+    )
+    .set_redirect_uri(redirect_uri(oidc)?))
 }
 
 /// `GET /auth/oidc`: sends the browser to the provider.
@@ -97,20 +114,10 @@ pub(crate) async fn oidc_start(State(state): State<AppState>) -> Response {
         Ok(http) => http,
         Err(why) => return failed(&why),
     };
-    let provider = match metadata(&oidc, &http).await {
-        Ok(provider) => provider,
+    let client = match client(&oidc, &http).await {
+        Ok(client) => client,
         Err(why) => return failed(&why),
     };
-    let redirect_url = match redirect_uri(&oidc) {
-        Ok(url) => url,
-        Err(why) => return failed(&why),
-    };
-    let client = CoreClient::from_provider_metadata(
-        provider,
-        ClientId::new(oidc.client_id.clone()),
-        Some(ClientSecret::new(oidc.client_secret.clone())),
-    )
-    .set_redirect_uri(redirect_url);
     let challenge =
         PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.clone()));
     let (state_for_url, nonce_for_url) = (state_token.clone(), nonce.clone());
@@ -192,20 +199,10 @@ pub(crate) async fn oidc_callback(
         Ok(http) => http,
         Err(why) => return failed(&why),
     };
-    let provider = match metadata(&oidc, &http).await {
-        Ok(provider) => provider,
+    let client = match client(&oidc, &http).await {
+        Ok(client) => client,
         Err(why) => return failed(&why),
     };
-    let redirect_url = match redirect_uri(&oidc) {
-        Ok(url) => url,
-        Err(why) => return failed(&why),
-    };
-    let client = CoreClient::from_provider_metadata(
-        provider,
-        ClientId::new(oidc.client_id.clone()),
-        Some(ClientSecret::new(oidc.client_secret.clone())),
-    )
-    .set_redirect_uri(redirect_url);
     let request = match client.exchange_code(AuthorizationCode::new(code)) {
         Ok(request) => request,
         Err(err) => return failed(&err.to_string()),
