@@ -12,23 +12,12 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Site, text};
+use common::{Site, pg_can_login as can_login, text};
 use serde_json::json;
 use writ_testkit::{OidcProvider, PgCluster, SignInClient, TestDb};
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-async fn can_login(url: &str, role: &str) -> bool {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
-        .bind(role)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    login
 }
 
 async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str) {

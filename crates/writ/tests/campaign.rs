@@ -9,47 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, Site, text};
+use common::{Server, Site, api_get as get, api_post as post, pg_can_login as can_login, text};
 use serde_json::{Value, json};
 use writ_testkit::{PgCluster, TestDb};
-
-async fn get(server: &Server, token: &str, path: &str) -> Value {
-    let response = reqwest::Client::new()
-        .get(server.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.unwrap()
-}
-
-async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn can_login(url: &str, role: &str) -> bool {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
-        .bind(role)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    login
-}
 
 /// The campaign's item about `role`.
 fn item<'a>(report: &'a Value, role: &str) -> &'a Value {

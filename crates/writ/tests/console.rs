@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, Site, text};
+use common::{Server, Site, pg_can_login as can_login, text};
 use serde_json::json;
 use writ_testkit::{PgCluster, TestDb};
 
@@ -103,17 +103,6 @@ fn hidden_csrf(page: &str) -> String {
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_else(|| panic!("no csrf field: {page}"))
         .to_owned()
-}
-
-async fn can_login(url: &str, role: &str) -> bool {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
-        .bind(role)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    login
 }
 
 async fn a_reviewer_approves_in_the_console(db: TestDb) {

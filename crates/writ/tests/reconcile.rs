@@ -10,37 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, Site, text};
+use common::{Server, Site, api_get as get, api_post as post, text};
 use serde_json::{Value, json};
 use writ_connector_aws::Service;
 use writ_testkit::{MotoServer, PgCluster, TestDb};
-
-async fn get(server: &Server, token: &str, path: &str) -> Value {
-    let response = reqwest::Client::new()
-        .get(server.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.unwrap()
-}
-
-async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// The cases about `subject` of `finding_type`.
 fn cases_of<'a>(cases: &'a Value, finding_type: &str, subject: &str) -> Vec<&'a Value> {

@@ -332,3 +332,52 @@ pub fn aws_env(endpoint: Option<&str>) -> Vec<(&'static str, String)> {
     }
     env
 }
+
+/// `GET path` as the principal of `token`; the JSON answer (a non-2xx fails the test).
+pub async fn api_get(server: &Server, token: &str, path: &str) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+/// `POST path` with a JSON `body` as the principal of `token`; the status and JSON answer.
+pub async fn api_post(
+    server: &Server,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Whether PostgreSQL role `role` at `url` can log in (`pg_roles.rolcanlogin`).
+pub async fn pg_can_login(url: &str, role: &str) -> bool {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+        .bind(role)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    login
+}
