@@ -225,6 +225,19 @@ async fn ingest_inner(
             }
         }
     };
+    let response = ingest_as(&state, source, &query, &headers, &body).await?;
+    Ok((StatusCode::OK, Json(response)).into_response())
+}
+
+/// Parses `body` and records its findings as `source`'s: the one path of the API's
+/// `POST /v1/findings` and the console's findings form, once the source is authenticated.
+pub(crate) async fn ingest_as(
+    state: &AppState,
+    source: Source,
+    query: &IngestQuery,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<IngestResponse, Problem> {
     let Some(ingestor) = state.ingestor.as_ref() else {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -245,7 +258,7 @@ async fn ingest_inner(
                 format!("{name:?} is not one of native, ocsf, prowler, detect_secrets, gitleaks"),
             )
         })?,
-        None => detect_format(&body).ok_or_else(|| {
+        None => detect_format(body).ok_or_else(|| {
             Problem::new(
                 StatusCode::BAD_REQUEST,
                 "unknown-format",
@@ -265,7 +278,7 @@ async fn ingest_inner(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
 
-    let mut reader = FindingReader::new(Cursor::new(body.as_ref()), format, options);
+    let mut reader = FindingReader::new(Cursor::new(body), format, options);
     let mut parsed = Vec::new();
     let mut refused = Vec::new();
     let mut fatal = None;
@@ -418,18 +431,14 @@ async fn ingest_inner(
         ))
         .field("idempotency_key", "already used"));
     }
-    Ok((
-        StatusCode::OK,
-        Json(IngestResponse {
-            format: format_name(format).to_owned(),
-            source: source.name,
-            accepted,
-            duplicates,
-            refused,
-            skipped,
-        }),
-    )
-        .into_response())
+    Ok(IngestResponse {
+        format: format_name(format).to_owned(),
+        source: source.name,
+        accepted,
+        duplicates,
+        refused,
+        skipped,
+    })
 }
 
 /// Counts a refused credential (a 401) against the client's address.
@@ -520,7 +529,7 @@ async fn signed_source(
     clippy::result_large_err,
     reason = "a Problem is built at most once per request, on its way out"
 )]
-fn source_of(principal: writ_core::principal::Principal) -> Result<Source, Problem> {
+pub(crate) fn source_of(principal: writ_core::principal::Principal) -> Result<Source, Problem> {
     if !principal.has_role(Role::Source) {
         return Err(crate::auth::forbidden(format!(
             "sending findings needs the role source; {} has {}",

@@ -60,6 +60,9 @@ pub struct ConsoleConfig {
     /// The URL browsers reach the console at (for the sign-on redirect); by default
     /// `http(s)://` and `[server] listen`.
     pub public_url: Option<String>,
+    /// Where `writ serve` leaves the one-time code that makes the first admin on the
+    /// console's `/setup` page, while no admin exists (mode 600; removed once used).
+    pub setup_code_file: PathBuf,
 }
 
 impl Default for ConsoleConfig {
@@ -70,6 +73,7 @@ impl Default for ConsoleConfig {
             idle_minutes: 30,
             absolute_hours: 12,
             public_url: None,
+            setup_code_file: PathBuf::from("writ-setup.code"),
         }
     }
 }

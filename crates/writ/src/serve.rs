@@ -187,6 +187,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         settings.clone(),
     );
     state.console = console_settings(&config, settings.tls.is_some())?;
+    if let Some(console) = &state.console {
+        prepare_setup_code(&*engine.store, console)
+            .await
+            .context("[console] setup_code_file")?;
+    }
     let worker = engine.writeback.clone();
     let notifier = notifier(&config, &engine)?;
     // Unchanged identities are confirmed again a quarter into their freshness window.
@@ -455,7 +460,47 @@ fn console_settings(
         // Behind a proxy that terminates TLS, the public URL says the browser is on HTTPS.
         secure_cookies: tls || public_url.starts_with("https://"),
         oidc,
+        setup_code_file: Some(console.setup_code_file.clone()),
+        public_url,
     }))
+}
+
+/// While no admin exists, leaves a one-time setup code on the host (mode 600) for the
+/// console's `/setup` page, and says where (never what); once one exists, removes a leftover
+/// code. Whoever can read the file could bootstrap an admin on this host with the CLI anyway.
+async fn prepare_setup_code(
+    store: &dyn writ_store::Store,
+    console: &writ_server::console::ConsoleSettings,
+) -> anyhow::Result<()> {
+    let Some(path) = &console.setup_code_file else {
+        return Ok(());
+    };
+    let admin = store
+        .principals()
+        .await?
+        .iter()
+        .any(|view| view.principal.has_role(writ_core::principal::Role::Admin));
+    if admin {
+        if path.exists() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        return Ok(());
+    }
+    if !path.exists() {
+        let mut bytes = [0u8; 16];
+        writ_core::clock::RandomSource::fill(&writ_engine::principals::OsRandom, &mut bytes)
+            .map_err(|e| anyhow::anyhow!("no randomness for the setup code: {e}"))?;
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(path, &text).with_context(|| path.display().to_string())?;
+    }
+    refuse_shared_secret_file(path)?;
+    tracing::warn!(
+        file = %path.display(),
+        "no admin yet: open {}/setup and enter the setup code from this file (or run `writ principal add NAME --role admin --bootstrap`)",
+        console.public_url
+    );
+    Ok(())
 }
 
 /// Writes a new file readable by its owner only; never overwrites.

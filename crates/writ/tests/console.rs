@@ -389,3 +389,319 @@ async fn sqlite_a_reviewer_approves_in_the_console() {
 async fn postgres_a_reviewer_approves_in_the_console() {
     a_reviewer_approves_in_the_console(TestDb::postgres().unwrap()).await;
 }
+
+/// The token a token page shows, once.
+fn shown_token(page: &str) -> String {
+    page.split("id=\"new-token\" class=\"token\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no token shown: {page}"))
+        .trim()
+        .to_owned()
+}
+
+/// A new installation is set up in the console alone: the first admin with the setup code
+/// `writ serve` left on the host, an approver added, the target synced, ownership imported,
+/// a finding sent by hand, approved, applied and verified; each refusal on the way.
+async fn a_new_installation_is_set_up_in_the_console(db: TestDb) {
+    let target = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let pg = target.url("postgres");
+    writ_testkit::exec_sql(&pg, "CREATE ROLE etl_old LOGIN")
+        .await
+        .unwrap();
+    let site = Site::new(
+        db,
+        &format!(
+            "[writeback]\ninterval_ms = 200\n\n\
+             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
+        ),
+    );
+    let mut server = site.spawn_serve(&[]);
+    server.wait_ready().await;
+    // The code is on the host, readable by its owner only; the log says where, never what.
+    let code_file = site.path("writ-setup.code");
+    let code = std::fs::read_to_string(&code_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&code_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    let log = std::fs::read_to_string(site.path("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("writ-setup.code") && log.contains("/setup"),
+        "{log}"
+    );
+    assert!(!log.contains(&code), "the setup code is in the log");
+
+    // Nobody can sign in yet: the console sends the browser to the setup page.
+    let mut admin = Browser::new();
+    let (status, _, headers) = admin.get(&server, "/login").await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (303, &"/setup".parse().unwrap())
+    );
+    let (status, page, _) = admin.get(&server, "/setup").await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = hidden_csrf(&page);
+    let form = |code: &'static str| {
+        move |csrf: &str| {
+            vec![
+                ("csrf".to_owned(), csrf.to_owned()),
+                ("code".to_owned(), code.to_owned()),
+                ("name".to_owned(), "root".to_owned()),
+                ("team".to_owned(), "security".to_owned()),
+                ("role".to_owned(), "approver".to_owned()),
+                ("role".to_owned(), "source".to_owned()),
+                ("trust".to_owned(), "high".to_owned()),
+            ]
+        }
+    };
+    let post = |browser: &Browser, path: &str, fields: Vec<(String, String)>| {
+        browser
+            .http
+            .post(server.url(path))
+            .header("cookie", browser.cookie_header())
+            .form(&fields)
+            .send()
+    };
+    // A wrong code, and a form from another page, are refused; nothing is made.
+    let response = post(&admin, "/setup", form("0000")(&csrf)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let code: &'static str = Box::leak(code.into_boxed_str());
+    let response = post(&Browser::new(), "/setup", form(code)(&csrf))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let (_, page, _) = admin.get(&server, "/setup").await;
+    let response = post(&admin, "/setup", form(code)(&hidden_csrf(&page)))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    admin.keep(&response);
+    let page = response.text().await.unwrap();
+    let root = shown_token(&page);
+    assert!(admin.cookies.contains_key("writ_session"), "signed in");
+    assert!(!code_file.exists(), "the used code is removed");
+    // Once an admin exists, the setup page is closed.
+    let (status, _, headers) = Browser::new().get(&server, "/setup").await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (303, &"/login".parse().unwrap())
+    );
+    let whoami = common::api_get(&server, &root, "/v1/whoami").await;
+    assert_eq!(
+        whoami["roles"],
+        json!(["source", "approver", "admin"]),
+        "{whoami}"
+    );
+
+    // The admin's home links to the setting-up pages.
+    let (_, home, _) = admin.get(&server, "/").await;
+    for link in ["to-principals", "to-systems", "to-findings"] {
+        assert!(home.contains(link), "{link}: {home}");
+    }
+    let csrf = hidden_csrf(&home);
+    // An approver is added (not without the CSRF token), and their token shown once.
+    let (status, _) = admin
+        .post(
+            &server,
+            "/principals",
+            &[("name", "omar"), ("role", "approver")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, page) = admin
+        .post(
+            &server,
+            "/principals",
+            &[
+                ("csrf", &csrf),
+                ("name", "omar"),
+                ("kind", "person"),
+                ("team", "data"),
+                ("role", "approver"),
+                ("token_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let omar = shown_token(&page);
+    let (status, page) = admin
+        .post(
+            &server,
+            "/principals",
+            &[("csrf", &csrf), ("name", "omar"), ("role", "approver")],
+        )
+        .await;
+    assert_eq!(status, 409, "the name is taken: {page}");
+    // Ownership rules: a bad line is named; good ones are imported.
+    let (status, page) = admin
+        .post(
+            &server,
+            "/systems/rules",
+            &[
+                ("csrf", &csrf),
+                ("name", "owners.csv"),
+                (
+                    "rules",
+                    "pg-main/etl_*,data,medium\npg-main/[,data,medium\n",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("owners.csv, line 2"), "{page}");
+    let (status, page) = admin
+        .post(
+            &server,
+            "/systems/rules",
+            &[
+                ("csrf", &csrf),
+                ("name", "owners.csv"),
+                (
+                    "rules",
+                    "pattern,owner_team,criticality\npg-main/etl_*,data,medium\n",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Imported owners.csv: 1 rule(s)"), "{page}");
+    // The target is synced from the systems page; an unknown one is a 404.
+    let (status, _) = admin
+        .post(
+            &server,
+            "/systems/sync",
+            &[("csrf", &csrf), ("target", "nope")],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, page) = admin
+        .post(
+            &server,
+            "/systems/sync",
+            &[("csrf", &csrf), ("target", "pg")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Synced pg:"), "{page}");
+    // A finding sent by hand; a bad one beside it is refused with its line, the good one
+    // recorded.
+    let findings = format!(
+        "{}\n{}\n",
+        json!({
+            "finding_type": "inactive_service_account",
+            "severity": "medium",
+            "confidence": 0.95,
+            "subject": {"system": "pg-main", "external_id": "etl_old"},
+            "title": "no login for 200 days",
+        }),
+        json!({"finding_type": "inactive_service_account"}),
+    );
+    let (status, page) = admin
+        .post(
+            &server,
+            "/findings",
+            &[
+                ("csrf", &csrf),
+                ("format", "detect"),
+                ("findings", &findings),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("1 recorded") && page.contains("1 refused"),
+        "{page}"
+    );
+    assert!(page.contains("line 2"), "{page}");
+    let case = page
+        .split("<a href=\"/cases/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(page.contains("state-awaiting_approval"), "{page}");
+
+    // Omar (an approver of the owner team) may not read principals, send findings or sync;
+    // he approves, and the change is applied and verified.
+    let mut approver = Browser::new();
+    approver.sign_in(&server, &omar).await;
+    for path in ["/principals", "/findings"] {
+        let (status, _, _) = approver.get(&server, path).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let (_, page, _) = approver.get(&server, "/systems").await;
+    assert!(
+        !page.contains("sync-pg") && !page.contains("import-rules"),
+        "{page}"
+    );
+    let (_, home, _) = approver.get(&server, "/").await;
+    assert!(!home.contains("to-principals"), "{home}");
+    let csrf_omar = hidden_csrf(&home);
+    let (status, _) = approver
+        .post(
+            &server,
+            "/systems/sync",
+            &[("csrf", &csrf_omar), ("target", "pg")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = approver
+        .post(
+            &server,
+            &format!("/cases/{case}/vote"),
+            &[
+                ("csrf", &csrf_omar),
+                ("verdict", "approve"),
+                ("rationale", "the old ETL is gone"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    server
+        .wait_for_case_state(&root, &case, "remediated", Duration::from_secs(30))
+        .await;
+    assert!(!can_login(&pg, "etl_old").await);
+    // The admin disables omar in the console: his session ends at once.
+    let (status, page) = admin
+        .post(
+            &server,
+            "/principals/omar/disable",
+            &[("csrf", &csrf), ("reason", "left the team")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let (status, _, _) = approver.get(&server, "/").await;
+    assert_eq!(status, 303);
+    // An admin cannot disable itself.
+    let (status, _) = admin
+        .post(
+            &server,
+            "/principals/root/disable",
+            &[("csrf", &csrf), ("reason", "oops")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    server.stop();
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_new_installation_is_set_up_in_the_console() {
+    a_new_installation_is_set_up_in_the_console(TestDb::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_new_installation_is_set_up_in_the_console() {
+    a_new_installation_is_set_up_in_the_console(TestDb::postgres().unwrap()).await;
+}

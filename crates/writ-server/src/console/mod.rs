@@ -9,6 +9,7 @@
 //! carries the session's CSRF token; every page is sent with a strict Content-Security-Policy
 //! (no inline script or style).
 
+mod admin;
 mod oidc;
 mod pages;
 pub mod session;
@@ -31,6 +32,11 @@ pub struct ConsoleSettings {
     pub secure_cookies: bool,
     /// OpenID Connect sign-in, when configured.
     pub oidc: Option<OidcSettings>,
+    /// The file holding the one-time code that makes the first admin on `/setup`, written by
+    /// `writ serve` while no admin exists (`None`: the setup page only points to the CLI).
+    pub setup_code_file: Option<std::path::PathBuf>,
+    /// The URL browsers reach the console at.
+    pub public_url: String,
 }
 
 /// OpenID Connect sign-in (authorization code flow with PKCE, state and nonce).
@@ -95,6 +101,19 @@ pub fn routes() -> Router<AppState> {
         .route("/queues/{id}", get(pages::queue_page))
         .route("/identities", get(pages::identities))
         .route("/systems", get(pages::systems))
+        .route("/systems/sync", post(admin::sync))
+        .route("/systems/rules", post(admin::import_rules))
+        .route("/setup", get(admin::setup_form).post(admin::setup))
+        .route(
+            "/principals",
+            get(admin::principals).post(admin::add_principal),
+        )
+        .route("/principals/{name}/token", post(admin::new_token))
+        .route("/principals/{name}/disable", post(admin::disable))
+        .route(
+            "/findings",
+            get(admin::findings_form).post(admin::submit_findings),
+        )
         .route("/dashboard", get(pages::dashboard))
         .route("/assets/{name}", get(asset))
 }

@@ -32,7 +32,11 @@ struct ErrorPage<'a> {
 }
 
 /// An HTML page with the console's security headers.
-fn page(status: StatusCode, html: Result<String, askama::Error>, cookies: &[String]) -> Response {
+pub(super) fn page(
+    status: StatusCode,
+    html: Result<String, askama::Error>,
+    cookies: &[String],
+) -> Response {
     let body = match html {
         Ok(body) => body,
         Err(err) => {
@@ -127,10 +131,10 @@ pub(super) fn random_hex(state: &AppState) -> Result<String, Response> {
 
 /// The signed-in principal of a console request.
 pub(crate) struct Viewer {
-    principal: Principal,
-    session: Session,
+    pub(super) principal: Principal,
+    pub(super) session: Session,
     /// A renewed session cookie to send back (the idle timeout moves with use).
-    refresh: Option<String>,
+    pub(super) refresh: Option<String>,
 }
 
 /// Roles that may use the console: anyone who may read cases (a findings source may not).
@@ -140,7 +144,7 @@ fn may_use_console(principal: &Principal) -> bool {
 
 /// The session's principal, or a redirect to the sign-in page (an absent, forged, expired or
 /// idle session, or a principal since disabled).
-async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
+pub(super) async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
     let settings = settings(state)?;
     let to_login = || {
         redirect(
@@ -199,7 +203,7 @@ fn session_cookie(settings: &ConsoleSettings, session: &Session) -> String {
 
 /// Refuses a state-changing request whose CSRF token (form field or `X-CSRF-Token`) is not
 /// the session's.
-fn check_csrf(
+pub(super) fn check_csrf(
     viewer: &Viewer,
     headers: &HeaderMap,
     form_token: Option<&str>,
@@ -234,16 +238,11 @@ struct LoginPage<'a> {
 
 /// `GET /login`: the sign-in form (a token, or single sign-on when configured).
 pub(crate) async fn login_form(State(state): State<AppState>) -> Response {
-    // A new installation: say how the first person gets in.
-    let empty = matches!(state.store.principal_count().await, Ok(0));
-    login_page(
-        &state,
-        StatusCode::OK,
-        empty.then_some(
-            "No one can sign in yet. On this host, run `writ principal add NAME --role admin \
-             --role approver --bootstrap` and sign in with the token it prints.",
-        ),
-    )
+    // A new installation: the first admin is made on the setup page.
+    if !super::admin::admin_exists(&state).await {
+        return redirect("/setup", &[]);
+    }
+    login_page(&state, StatusCode::OK, None)
 }
 
 fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
@@ -352,10 +351,20 @@ pub(crate) fn start_session(
     name: &str,
     via: &str,
 ) -> Response {
-    let csrf = match random_hex(state) {
-        Ok(token) => token,
-        Err(response) => return response,
-    };
+    match session_cookies(state, settings, name, via) {
+        Ok(cookies) => redirect("/", &cookies),
+        Err(response) => response,
+    }
+}
+
+/// The cookies of a new session for `name` (and the sign-in form's cookie cleared).
+pub(super) fn session_cookies(
+    state: &AppState,
+    settings: &ConsoleSettings,
+    name: &str,
+    via: &str,
+) -> Result<Vec<String>, Response> {
+    let csrf = random_hex(state)?;
     let now = state.clock.now().as_microsecond();
     let session = Session {
         name: name.to_owned(),
@@ -364,13 +373,10 @@ pub(crate) fn start_session(
         csrf,
         via: via.to_owned(),
     };
-    redirect(
-        "/",
-        &[
-            session_cookie(settings, &session),
-            set_cookie(SIGNIN_COOKIE, "", 0, settings.secure_cookies),
-        ],
-    )
+    Ok(vec![
+        session_cookie(settings, &session),
+        set_cookie(SIGNIN_COOKIE, "", 0, settings.secure_cookies),
+    ])
 }
 
 #[derive(serde::Deserialize)]
@@ -430,6 +436,10 @@ struct HomePage<'a> {
     roles: String,
     queues: Vec<Queue>,
     render_ms: u128,
+    /// Links to the setting-up pages the viewer may use.
+    admin: bool,
+    reads_principals: bool,
+    source: bool,
 }
 
 fn row(case: &Case, detail: String) -> QueueRow {
@@ -517,7 +527,11 @@ const QUEUES: &[(&str, &str, &str)] = &[
     ("failed", "Failed write-backs", "Why"),
     ("frozen", "Frozen work", "Why"),
     ("expiring", "Exceptions expiring within 14 days", "Expiry"),
-    ("bypass", "Break-glass changes owing their review", "Reason"),
+    (
+        "bypass",
+        "Break-glass reviews owed (overdue first)",
+        "Review",
+    ),
 ];
 
 /// One page of queue `id` for `principal`.
@@ -602,7 +616,10 @@ async fn queue(
         }
         "bypass" => {
             // Break-glass changes are applied at once: their cases are remediated, owing a
-            // review until someone else upholds or rejects it.
+            // review until someone else upholds or rejects it. The earliest due come first,
+            // and overdue ones say so.
+            let now = state.clock.now();
+            let mut owing_rows = Vec::new();
             for case in cases_in(state, CaseState::Remediated, window).await? {
                 let Ok(rows_of) = state.store.case_entries(case.id).await else {
                     continue;
@@ -611,16 +628,26 @@ async fn queue(
                 for entry in &rows_of {
                     match writ_engine::entries::decode_body(entry) {
                         Ok(EventBody::BreakGlassUsed(b)) => {
-                            owing = Some(format!("{} by {}: {}", b.incident, b.by, b.reason));
+                            let due = if b.review_due < now {
+                                format!("OVERDUE since {}", b.review_due)
+                            } else {
+                                format!("due {}", b.review_due)
+                            };
+                            owing = Some((
+                                b.review_due,
+                                format!("{due}; {} by {}: {}", b.incident, b.by, b.reason),
+                            ));
                         }
                         Ok(EventBody::BypassReviewed(_)) => owing = None,
                         _ => {}
                     }
                 }
-                if let Some(detail) = owing {
-                    rows.push(row(&case, detail));
+                if let Some((due, detail)) = owing {
+                    owing_rows.push((due, row(&case, detail)));
                 }
             }
+            owing_rows.sort_by_key(|(due, _)| *due);
+            rows.extend(owing_rows.into_iter().map(|(_, row)| row));
         }
         _ => {}
     }
@@ -670,6 +697,9 @@ pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> R
         roles: roles.join(", "),
         queues,
         render_ms: started.elapsed().as_millis(),
+        admin: principal.has_role(Role::Admin),
+        reads_principals: principal.has_role(Role::Admin) || principal.has_role(Role::Auditor),
+        source: principal.has_role(Role::Source),
     }
     .render();
     page(StatusCode::OK, html, viewer.refresh.as_slice())
@@ -1498,41 +1528,7 @@ pub(crate) async fn systems(State(state): State<AppState>, headers: HeaderMap) -
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    let systems = state.store.systems().await.unwrap_or_default();
-    let rows = systems
-        .iter()
-        .map(|s| {
-            vec![
-                s.system.clone(),
-                s.last_success_at
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "never".into()),
-                match &s.outcome {
-                    writ_core::event::SyncOutcome::Succeeded { .. } => "succeeded".to_owned(),
-                    writ_core::event::SyncOutcome::Failed { error } => format!("failed: {error}"),
-                },
-                format!("{} of {}", s.owned.unwrap_or(0), s.identities.unwrap_or(0)),
-                s.paused_reason
-                    .clone()
-                    .map_or_else(|| "running".to_owned(), |r| format!("paused: {r}")),
-            ]
-        })
-        .collect();
-    let html = TablePage {
-        viewer: &viewer.principal.name,
-        csrf: &viewer.session.csrf,
-        title: "Systems",
-        headers: vec![
-            "System",
-            "Last successful sync",
-            "Last result",
-            "Owned",
-            "Automation",
-        ],
-        rows,
-    }
-    .render();
-    page(StatusCode::OK, html, viewer.refresh.as_slice())
+    super::admin::systems_page(&state, &viewer, StatusCode::OK, None, None).await
 }
 
 struct Bar {
