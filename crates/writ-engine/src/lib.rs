@@ -30,6 +30,7 @@ pub mod campaigns;
 pub mod engine;
 pub mod entries;
 pub mod exceptions;
+pub mod group_commit;
 pub mod ingest;
 pub mod inventory;
 pub mod keys;

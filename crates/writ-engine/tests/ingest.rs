@@ -537,6 +537,97 @@ async fn pipelined_batches_see_each_other(h: Harness) {
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 
+/// Group commit across requests: 60 concurrent requests from two sources, most with one
+/// finding, one with three, several about the same identity and one carrying a secret-named
+/// field, are committed in shared batches. Each request gets its own results in order; the bad
+/// finding alone is refused; every other finding is recorded once, in the right case.
+async fn concurrent_requests_commit_together(h: Harness) {
+    use writ_engine::group_commit::{GroupCommit, GroupLimits};
+    let group = GroupCommit::new(
+        h.ingestor.clone(),
+        GroupLimits {
+            max_findings: 16,
+            batches_in_flight: 2,
+        },
+    );
+    let mut tasks = Vec::new();
+    for i in 0..60u32 {
+        let group = group.clone();
+        let source = if i % 2 == 0 {
+            prowler()
+        } else {
+            source("wiz", Trust::Medium)
+        };
+        let mut submissions = vec![if i % 3 == 0 {
+            unused_key_finding(&format!("shared-identity-{i}"))
+        } else {
+            submit(
+                observation(
+                    "aws:000000000000",
+                    &format!("svc-{i}/AccessKey1"),
+                    "iam_user_accesskey_unused",
+                    10_000,
+                ),
+                &format!("own-{i}"),
+            )
+        }];
+        if i == 7 {
+            submissions[0].observation.details = json!({"password": "hunter2"});
+        }
+        if i == 10 {
+            for n in 0..2 {
+                submissions.push(submit(
+                    observation(
+                        "aws:000000000000",
+                        &format!("svc-10-{n}/AccessKey1"),
+                        "iam_user_accesskey_unused",
+                        10_000,
+                    ),
+                    &format!("own-10-{n}"),
+                ));
+            }
+        }
+        let subjects: Vec<String> = submissions
+            .iter()
+            .map(|s| s.observation.subject.external_id.clone())
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            (i, subjects, group.ingest(source, submissions).await)
+        }));
+    }
+    let mut recorded = 0;
+    for task in tasks {
+        let (i, subjects, results) = task.await.unwrap();
+        assert_eq!(results.len(), subjects.len(), "request {i}");
+        for (subject, result) in subjects.iter().zip(results) {
+            if i == 7 {
+                assert!(
+                    matches!(
+                        result,
+                        Err(writ_engine::ingest::IngestError::Append(
+                            writ_engine::AppendError::SecretInEvent { .. }
+                        ))
+                    ),
+                    "request 7 alone is refused: {result:?}"
+                );
+                continue;
+            }
+            let outcome = result.unwrap_or_else(|err| panic!("request {i}: {err}"));
+            let case = h.store.case(outcome.case_id).await.unwrap().unwrap();
+            assert!(
+                case.subject.ends_with(&format!("/{subject}")),
+                "request {i}: {} is not about {subject}",
+                case.subject
+            );
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 61);
+    let dump = h.store.projection_dump().await.unwrap();
+    assert_eq!(dump.findings.len(), 61, "each finding once");
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 /// A store that fails its next `commit` when armed, and otherwise is the real one.
 #[derive(Debug)]
 struct FailNextCommit {
@@ -1013,4 +1104,5 @@ writ_testkit::backend_suite!(
     policy_tiers_follow_the_demo_bundle,
     duplicates_return_the_original,
     concurrent_findings_open_one_case,
+    concurrent_requests_commit_together,
 );

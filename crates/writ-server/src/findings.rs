@@ -337,7 +337,12 @@ pub(crate) async fn ingest_as(
             )
         })
         .unzip();
-    let results = ingestor.ingest_batch(&source, submissions).await;
+    // Together with other requests' findings waiting at the same time (group commit); each
+    // request still gets its own results, after its findings are committed.
+    let results = match &state.group_commit {
+        Some(group) => group.ingest(source.clone(), submissions).await,
+        None => ingestor.ingest_batch(&source, submissions).await,
+    };
     for ((index, line), result) in positions.into_iter().zip(results) {
         match result {
             Ok(outcome) if outcome.duplicate => duplicates.push(Accepted {

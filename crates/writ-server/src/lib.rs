@@ -103,6 +103,9 @@ pub struct AppState {
     pub sequencer: Sequencer,
     /// The ingest pipeline (absent in tests that do not ingest).
     pub ingestor: Option<Ingestor>,
+    /// Group commit in front of the ingestor: concurrent requests' findings are planned and
+    /// committed together (`None`: each request on its own).
+    pub group_commit: Option<writ_engine::group_commit::GroupCommit>,
     /// The HMAC signing secrets of source principals (`[[sources]]`).
     pub sources: SourceRegistry,
     /// Principals and tokens: who is calling.
@@ -145,6 +148,12 @@ impl AppState {
             store: engine.store.clone(),
             sequencer: engine.sequencer.clone(),
             ingestor: engine.ingestor.clone(),
+            group_commit: engine.ingestor.clone().map(|ingestor| {
+                writ_engine::group_commit::GroupCommit::new(
+                    ingestor,
+                    writ_engine::group_commit::GroupLimits::default(),
+                )
+            }),
             sources,
             principals: engine.principals.clone(),
             writeback: Some(engine.writeback.clone()),

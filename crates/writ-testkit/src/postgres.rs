@@ -76,28 +76,50 @@ impl PgCluster {
                  host all all 127.0.0.1/32 scram-sha-256\n",
             )?;
         }
+        cluster.pg_ctl("start", &[])?;
+        Ok(cluster)
+    }
+
+    /// Runs `pg_ctl ACTION` on the cluster's data directory with its server options, waiting
+    /// for it to finish.
+    fn pg_ctl(&self, action: &str, extra: &[&str]) -> Result<Output, HarnessError> {
+        let data = self.dir.path().join("data");
         let server_options = format!(
             "-k {} -p {} -h 127.0.0.1 -F -c max_connections=200",
-            cluster.dir.path().display(),
-            cluster.port
+            self.dir.path().display(),
+            self.port
         );
-        let log = cluster.dir.path().join("server.log");
-        cluster.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-o".as_ref(),
-                server_options.as_ref(),
-                "-l".as_ref(),
-                log.as_os_str(),
-                "-w".as_ref(),
-                "-t".as_ref(),
-                "60".as_ref(),
-                "start".as_ref(),
-            ],
-        )?;
-        Ok(cluster)
+        let log = self.server_log_path();
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-o".as_ref(),
+            server_options.as_ref(),
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-w".as_ref(),
+            "-t".as_ref(),
+            "60".as_ref(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        args.push(action.as_ref());
+        self.run("pg_ctl", &args)
+    }
+
+    /// Restarts the server (fast shutdown: open connections are cut, as in a failover), and
+    /// waits until it accepts connections again.
+    pub fn restart(&self) -> Result<(), HarnessError> {
+        self.pg_ctl("restart", &["-m", "fast"]).map(|_| ())
+    }
+
+    /// Where the server writes its log (with `log_statement = 'all'`, every statement run).
+    pub fn server_log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.server_log_path()).unwrap_or_default()
     }
 
     /// The port the server listens on (127.0.0.1).

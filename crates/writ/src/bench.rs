@@ -33,6 +33,9 @@ pub enum BenchCommand {
     Ingest(crate::bench_ingest::IngestArgs),
     /// Time from a finding to a verified change in moto and PostgreSQL, beside the direct call.
     Writeback(crate::bench_writeback::WriteBackArgs),
+    /// Findings per second and latency from many concurrent clients posting one finding per
+    /// request to `writ serve` on loopback, beside `writ ingest` of a file in the same run.
+    Http(crate::bench_http::HttpArgs),
 }
 
 /// Options of `writ bench ledger`.
@@ -73,6 +76,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
         BenchCommand::Writeback(args) => {
             crate::runtime()?.block_on(crate::bench_writeback::run(args))?
         }
+        BenchCommand::Http(args) => crate::runtime()?.block_on(crate::bench_http::run(args))?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod admin_cmd;
 mod audit_cmd;
 mod bench;
+mod bench_http;
 mod bench_ingest;
 mod bench_writeback;
 mod campaign_cmd;

@@ -460,7 +460,11 @@ fn console_settings(
         // Behind a proxy that terminates TLS, the public URL says the browser is on HTTPS.
         secure_cookies: tls || public_url.starts_with("https://"),
         oidc,
-        setup_code_file: Some(console.setup_code_file.clone()),
+        // Absolute, so that the setup page names the file wherever the server was started.
+        setup_code_file: Some(
+            std::path::absolute(&console.setup_code_file)
+                .unwrap_or_else(|_| console.setup_code_file.clone()),
+        ),
         public_url,
     }))
 }

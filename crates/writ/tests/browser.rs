@@ -20,7 +20,8 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str) {
+/// The browser to drive, once it and playwright-core are known to be there.
+fn chromium() -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
@@ -31,6 +32,38 @@ async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str)
         "run `npm ci` in {} (scripts/test does it)",
         browser_dir().display()
     );
+    chromium
+}
+
+/// Where a backend's screenshots go.
+fn shots(backend: &str) -> PathBuf {
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("../console-screenshots")
+        .join(backend);
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
+/// Runs a browser script with `vars`; panics with its output and the server's log when it
+/// fails.
+async fn run_script(script: &str, site: &Site, vars: &[(&str, &str)]) -> String {
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script).current_dir(browser_dir());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = command.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{}\nserve.log:\n{}",
+        text(&output),
+        std::fs::read_to_string(site.path("serve.log")).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str) {
+    let chromium = chromium();
     let target = tokio::task::spawn_blocking(PgCluster::start)
         .await
         .unwrap()
@@ -135,29 +168,21 @@ async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str)
                 .to_owned(),
         );
     }
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("../console-screenshots")
-        .join(backend);
-    std::fs::create_dir_all(&shots).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg("console.mjs")
-        .current_dir(browser_dir())
-        .env("WRIT_URL", &server.base)
-        .env("CASE", &cases[0])
-        .env("OTHER_CASE", &cases[1])
-        .env("APPROVER", "dana")
-        .env("OTHER_TOKEN", &sam)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "the browser run failed:\n{}\nserve.log:\n{}",
-        text(&output),
-        std::fs::read_to_string(site.path("serve.log")).unwrap_or_default()
-    );
+    let shots = shots(backend);
+    run_script(
+        "console.mjs",
+        &site,
+        &[
+            ("WRIT_URL", &server.base),
+            ("CASE", &cases[0]),
+            ("OTHER_CASE", &cases[1]),
+            ("APPROVER", "dana"),
+            ("OTHER_TOKEN", &sam),
+            ("SHOTS", &shots.to_string_lossy()),
+            ("CHROMIUM", &chromium),
+        ],
+    )
+    .await;
     // The change the approver made in the browser is in the target.
     assert!(!can_login(&pg, "svc_old").await);
     assert!(can_login(&pg, "svc_batch").await);
@@ -201,4 +226,90 @@ async fn sqlite_a_reviewer_signs_in_and_approves_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_reviewer_signs_in_and_approves_in_chromium() {
     a_reviewer_signs_in_and_approves_in_chromium(TestDb::postgres().unwrap(), "postgres").await;
+}
+
+/// The README's promise: a new user opens the console of a fresh installation and takes a case
+/// from finding to verified remediation without the CLI (only `writ.toml` names the target).
+async fn a_new_user_goes_from_nothing_to_a_verified_change_in_chromium(db: TestDb, backend: &str) {
+    let chromium = chromium();
+    let target = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let pg = target.url("postgres");
+    writ_testkit::exec_sql(&pg, "CREATE ROLE etl_old LOGIN; CREATE ROLE etl_new LOGIN;")
+        .await
+        .unwrap();
+    let site = Site::new(
+        db,
+        &format!(
+            "[writeback]\ninterval_ms = 200\n\n\
+             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
+        ),
+    );
+    let mut server = site.spawn_serve(&[]);
+    server.wait_ready().await;
+    let code = std::fs::read_to_string(site.path("writ-setup.code")).unwrap();
+    let shots = shots(backend);
+    let out = run_script(
+        "first_run.mjs",
+        &site,
+        &[
+            ("WRIT_URL", &server.base),
+            ("SETUP_CODE", code.trim()),
+            ("TARGET", "pg"),
+            ("SYSTEM", "pg-main"),
+            ("ROLE", "etl_old"),
+            ("SHOTS", &shots.to_string_lossy()),
+            ("CHROMIUM", &chromium),
+        ],
+    )
+    .await;
+    let printed = |name: &str| {
+        out.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} printed: {out}"))
+            .to_owned()
+    };
+    let (case, root) = (printed("CASE"), printed("ROOT"));
+    // The change is in the target, and only that one.
+    assert!(!can_login(&pg, "etl_old").await);
+    assert!(can_login(&pg, "etl_new").await);
+    // Each step is the signed-in principal's in the ledger.
+    let story = common::api_get(&server, &root, &format!("/v1/cases/{case}")).await;
+    server.stop();
+    let actor_of = |kind: &str| {
+        story["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .map(|e| e["actor"].clone())
+            .unwrap_or_else(|| panic!("no {kind}: {story}"))
+    };
+    assert_eq!(actor_of("finding_received"), json!("source:root"));
+    assert_eq!(actor_of("approval_granted"), json!("user:omar"));
+    assert_eq!(actor_of("write_back_verified"), json!("engine"));
+    for args in [&["audit", "verify"][..], &["admin", "rebuild", "--check"]] {
+        let output = site.run(args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_new_user_goes_from_nothing_to_a_verified_change_in_chromium() {
+    a_new_user_goes_from_nothing_to_a_verified_change_in_chromium(
+        TestDb::sqlite().unwrap(),
+        "sqlite",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_new_user_goes_from_nothing_to_a_verified_change_in_chromium() {
+    a_new_user_goes_from_nothing_to_a_verified_change_in_chromium(
+        TestDb::postgres().unwrap(),
+        "postgres",
+    )
+    .await;
 }

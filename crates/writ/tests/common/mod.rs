@@ -56,6 +56,11 @@ impl Site {
         Site { db, url, port }
     }
 
+    /// The PostgreSQL cluster of the site's database (none on SQLite), to restart it.
+    pub fn database_cluster(&self) -> Option<&writ_testkit::PgCluster> {
+        self.db.cluster()
+    }
+
     /// The site's working directory.
     pub fn dir(&self) -> &Path {
         self.db.dir.path()

@@ -1,0 +1,186 @@
+//! Group commit across requests: findings that arrive in many small concurrent requests (a
+//! webhook per alert) are planned and committed together, as one [`Ingestor::ingest_batch`] per
+//! source, instead of one plan and one commit each.
+//!
+//! Each request hands its findings to [`GroupCommit::ingest`] and waits for its own results.
+//! One task collects the requests: it takes whatever has queued (up to
+//! [`GroupLimits::max_findings`]) whenever fewer than [`GroupLimits::batches_in_flight`]
+//! batches are running, so a lone request waits for nothing (no timer) and a crowd forms
+//! batches while the previous one commits. A request is answered only after the batch holding
+//! its findings has committed, with one result per finding, in order: findings are judged one
+//! by one, so one request's bad finding never fails another request's. A batch-wide failure
+//! (the ledger unwritable) fails each of its findings with that error, as it would have alone.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::AppendError;
+use crate::ingest::{IngestError, IngestOutcome, Ingestor, Submission};
+use crate::sources::Source;
+
+/// How batches are formed.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    /// Findings a batch takes at most (a larger request is a batch of its own).
+    pub max_findings: usize,
+    /// Batches planned or committing at once: while they run, requests queue up for the next.
+    pub batches_in_flight: usize,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        Self {
+            max_findings: 5000,
+            // The ingestor pipelines two: one planning while the other commits.
+            batches_in_flight: 2,
+        }
+    }
+}
+
+type Results = Vec<Result<IngestOutcome, IngestError>>;
+
+/// One request's findings and where its results go.
+struct Request {
+    source: Source,
+    submissions: Vec<Submission>,
+    reply: oneshot::Sender<Results>,
+}
+
+/// The collector's inputs, kept until it starts.
+type Pending = Option<(mpsc::UnboundedReceiver<Request>, Ingestor)>;
+
+/// The entrance of group commit; cheap to clone, shared by every request handler.
+#[derive(Clone)]
+pub struct GroupCommit {
+    sender: mpsc::UnboundedSender<Request>,
+    /// The collector's end, until the first request starts it on the caller's runtime.
+    pending: Arc<Mutex<Pending>>,
+    limits: GroupLimits,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Group commit in front of `ingestor`. The collecting task starts with the first request.
+    pub fn new(ingestor: Ingestor, limits: GroupLimits) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self {
+            sender,
+            pending: Arc::new(Mutex::new(Some((receiver, ingestor)))),
+            limits: GroupLimits {
+                max_findings: limits.max_findings.max(1),
+                batches_in_flight: limits.batches_in_flight.max(1),
+            },
+        }
+    }
+
+    /// Records `submissions` from `source` together with whatever other requests are waiting,
+    /// and returns one result per submission, in order, once they are committed.
+    pub async fn ingest(&self, source: Source, submissions: Vec<Submission>) -> Results {
+        if submissions.is_empty() {
+            return Vec::new();
+        }
+        self.start();
+        let count = submissions.len();
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            source,
+            submissions,
+            reply,
+        };
+        if self.sender.send(request).is_err() {
+            return stopped(count);
+        }
+        answer.await.unwrap_or_else(|_| stopped(count))
+    }
+
+    fn start(&self) {
+        let taken = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((receiver, ingestor)) = taken {
+            tokio::spawn(collect(receiver, ingestor, self.limits));
+        }
+    }
+}
+
+fn stopped(count: usize) -> Results {
+    (0..count)
+        .map(|_| Err(IngestError::Append(AppendError::Stopped)))
+        .collect()
+}
+
+/// Forms batches from the queued requests while fewer than the limit are running.
+async fn collect(
+    mut receiver: mpsc::UnboundedReceiver<Request>,
+    ingestor: Ingestor,
+    limits: GroupLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.batches_in_flight));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = receiver.recv().await else {
+            return;
+        };
+        let mut taken = first.submissions.len();
+        let mut batch = vec![first];
+        while taken < limits.max_findings {
+            match receiver.try_recv() {
+                Ok(request) => {
+                    taken += request.submissions.len();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let ingestor = ingestor.clone();
+        tokio::spawn(async move {
+            commit(&ingestor, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Commits a batch of requests: one `ingest_batch` per source (in the order the sources first
+/// appear), then each request gets its own slice of the results.
+async fn commit(ingestor: &Ingestor, batch: Vec<Request>) {
+    let mut by_source: Vec<(Source, Vec<Request>)> = Vec::new();
+    for request in batch {
+        match by_source
+            .iter_mut()
+            .find(|(source, _)| *source == request.source)
+        {
+            Some((_, requests)) => requests.push(request),
+            None => by_source.push((request.source.clone(), vec![request])),
+        }
+    }
+    for (source, requests) in by_source {
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut submissions = Vec::new();
+        for request in requests {
+            replies.push((request.reply, request.submissions.len()));
+            submissions.extend(request.submissions);
+        }
+        let mut results = ingestor
+            .ingest_batch(&source, submissions)
+            .await
+            .into_iter();
+        for (reply, count) in replies {
+            let mine: Results = results.by_ref().take(count).collect();
+            // A request whose client went away has nobody to answer; its findings stay
+            // recorded (a retry comes back as duplicates).
+            let _ = reply.send(mine);
+        }
+    }
+}

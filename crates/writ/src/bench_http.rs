@@ -1,0 +1,346 @@
+//! `writ bench http`: many small senders. This very binary serves on loopback (`writ serve`, a
+//! child process, on a throwaway SQLite file or PostgreSQL cluster), and N concurrent clients
+//! each post one finding per request for a while; it reports findings/s and p50/p99 latency
+//! for each N, beside two baselines measured in the same run: the rate of `writ ingest` of a
+//! file of findings into the same database, and the rate of authenticated `GET /v1/whoami`
+//! requests from the same N clients (the HTTP and authentication floor, no ledger). Nothing
+//! here asserts a speed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use writ_testkit::PgCluster;
+
+use crate::bench::BenchBackend;
+
+/// Options of `writ bench http`.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// Concurrent clients of each round, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds each round posts for.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Findings in the file ingested for the baseline.
+    #[arg(long, default_value_t = 20_000)]
+    file_findings: u64,
+    /// Which backends to measure.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: BenchBackend,
+}
+
+/// What a round's clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// `POST /v1/findings` with one new finding.
+    Finding,
+    /// `GET /v1/whoami` (authentication and HTTP only).
+    Whoami,
+}
+
+/// One round's figures.
+struct Round {
+    clients: usize,
+    findings: u64,
+    failed: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.clients.is_empty() && args.clients.iter().all(|c| *c > 0),
+        "--clients: one or more counts above 0"
+    );
+    println!(
+        "writ bench http: one finding per request, {} s per round, clients {:?}; baseline: `writ ingest` of {} findings",
+        args.seconds, args.clients, args.file_findings
+    );
+    if matches!(args.backend, BenchBackend::Sqlite | BenchBackend::All) {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("writ.db").display());
+        one_backend("sqlite", dir.path(), &url, &args).await?;
+        if std::env::var_os("BENCH_SERVE_LOG").is_some() {
+            println!("kept {}", dir.keep().display());
+        }
+    }
+    if matches!(args.backend, BenchBackend::Postgres | BenchBackend::All) {
+        let dir = tempfile::tempdir()?;
+        let cluster = PgCluster::start().context("cannot start a throwaway PostgreSQL")?;
+        let url = cluster.create_database("bench")?;
+        one_backend("postgres", dir.path(), &url, &args).await?;
+        drop(cluster);
+    }
+    Ok(())
+}
+
+/// A `writ` child process in `dir`.
+fn writ(dir: &Path) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("where is this binary?")?;
+    let mut command = Command::new(exe);
+    command
+        .current_dir(dir)
+        .env("WRIT_CONFIG", dir.join("writ.toml"))
+        // `BENCH_SERVE_LOG` (a `RUST_LOG` filter) shows the server's timings, e.g.
+        // `writ_engine=debug`; its log is `serve.log` in the kept directory.
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        );
+    Ok(command)
+}
+
+/// Kills the server when the measurement ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyhow::Result<()> {
+    let port = free_port()?;
+    std::fs::write(
+        dir.join("writ.toml"),
+        format!(
+            "[database]\nurl = \"{url}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             rate_limit_per_second = 0\nmax_concurrent_requests = 1024\n\n[console]\nenabled = false\n"
+        ),
+    )?;
+    // One principal sends the findings (and may bootstrap: an admin with the source role).
+    let output = writ(dir)?
+        .args([
+            "principal",
+            "add",
+            "bench",
+            "--role",
+            "admin",
+            "--role",
+            "source",
+            "--trust",
+            "high",
+            "--bootstrap",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "bootstrap: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+
+    // The baseline: the same kind of findings from a file, through `writ ingest`.
+    let file = dir.join("baseline.ndjson");
+    write_findings(&file, args.file_findings)?;
+    let started = Instant::now();
+    let output = writ(dir)?
+        .arg("ingest")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "writ ingest: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file_rate = args.file_findings as f64 / started.elapsed().as_secs_f64();
+
+    let log = std::fs::File::create(dir.join("serve.log"))?;
+    let child = writ(dir)?
+        .arg("serve")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let _server = Server(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let ready = Instant::now();
+    loop {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "writ serve did not start: see {}",
+            dir.join("serve.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    println!("\n{name}: `writ ingest` of a file: {file_rate:.0} findings/s");
+    println!(
+        "{:>8} {:>12} {:>9} {:>9} {:>8} {:>13} {:>12} {:>11}",
+        "clients",
+        "findings/s",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "of file rate",
+        "whoami/s",
+        "whoami p99"
+    );
+    let mut serial = 0u64;
+    for &clients in &args.clients {
+        let floor = round(
+            &http,
+            &base,
+            &token,
+            (clients, Probe::Whoami),
+            args.seconds.div_ceil(2),
+            &mut serial,
+        )
+        .await;
+        let round = round(
+            &http,
+            &base,
+            &token,
+            (clients, Probe::Finding),
+            args.seconds,
+            &mut serial,
+        )
+        .await;
+        let rate = round.findings as f64 / round.elapsed.as_secs_f64();
+        println!(
+            "{:>8} {:>12.0} {:>9.1} {:>9.1} {:>8} {:>12.0}% {:>12.0} {:>8.1} ms",
+            round.clients,
+            rate,
+            round.p50.as_secs_f64() * 1e3,
+            round.p99.as_secs_f64() * 1e3,
+            round.failed,
+            100.0 * rate / file_rate,
+            floor.findings as f64 / floor.elapsed.as_secs_f64(),
+            floor.p99.as_secs_f64() * 1e3,
+        );
+    }
+    Ok(())
+}
+
+/// `clients` concurrent senders sending `probe` requests (one new finding each, for findings)
+/// for `seconds`; `findings` counts the successful requests.
+async fn round(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    (clients, probe): (usize, Probe),
+    seconds: u64,
+    serial: &mut u64,
+) -> Round {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let http = http.clone();
+        let url = match probe {
+            Probe::Finding => format!("{base}/v1/findings"),
+            Probe::Whoami => format!("{base}/v1/whoami"),
+        };
+        let token = token.to_owned();
+        let first = *serial + (client as u64) * 10_000_000;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0u64;
+            let mut n = first;
+            while Instant::now() < deadline {
+                n += 1;
+                let sent = Instant::now();
+                let request = match probe {
+                    Probe::Finding => http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(finding(n)),
+                    Probe::Whoami => http.get(&url),
+                };
+                // The body is read whole, so that the connection is kept for the next request.
+                let ok = match request.bearer_auth(&token).send().await {
+                    Ok(response) => {
+                        let good = response.status().is_success();
+                        response.bytes().await.is_ok() && good
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for task in tasks {
+        if let Ok((mine, lost)) = task.await {
+            latencies.extend(mine);
+            failed += lost;
+        }
+    }
+    let elapsed = started.elapsed();
+    *serial += (clients as u64) * 10_000_000;
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Round {
+        clients,
+        findings: latencies.len() as u64,
+        failed,
+        elapsed,
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// A native finding about identity `n` (each a new case), as a scanner's webhook sends it.
+fn finding(n: u64) -> String {
+    let kind = [
+        "inactive_service_account",
+        "iam_user_accesskey_unused",
+        "leaked_secret",
+    ];
+    serde_json::json!({
+        "finding_type": kind[(n % 3) as usize],
+        "severity": "medium",
+        "confidence": 0.9,
+        "subject": {"system": "pg-main", "external_id": format!("svc_{n}")},
+        "title": "bench finding",
+    })
+    .to_string()
+}
+
+fn write_findings(path: &PathBuf, n: u64) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        // Numbered apart from the rounds' identities.
+        writeln!(out, "{}", finding(1_000_000_000_000 + i))?;
+    }
+    out.flush()?;
+    Ok(())
+}
