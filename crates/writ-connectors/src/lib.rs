@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use writ_core::change::Action;
 pub use writ_core::change::{ApplyOutcome, ObjectState, Plan, Verification};
 
+pub mod observed;
+
 /// What a connector can do; the engine refuses actions a connector does not advertise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {

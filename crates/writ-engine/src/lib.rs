@@ -50,5 +50,6 @@ pub mod writeback;
 
 pub use engine::{Engine, EngineBuilder, NoPolicy};
 pub use sequencer::{
-    AppendError, Appended, Draft, EvidenceBlob, Sequencer, SequencerConfig, WebhookRoute,
+    AppendError, Appended, CommitObserver, Draft, EvidenceBlob, Sequencer, SequencerConfig,
+    WebhookRoute,
 };

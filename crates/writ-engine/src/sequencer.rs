@@ -181,6 +181,14 @@ pub struct SequencerConfig {
     /// Start on a ledger whose newest entries no checkpoint covers (only `writ admin seal`,
     /// which appends the event that covers them).
     pub accept_unsigned_tail: bool,
+    /// Told about each transaction committed (for `writ serve`'s metrics).
+    pub commit_observer: Option<Arc<dyn CommitObserver>>,
+}
+
+/// Told about each ledger transaction the writer commits, or fails to.
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    /// `entries` events were committed together (`ok`), or refused, in `took`.
+    fn ledger_committed(&self, entries: usize, took: Duration, ok: bool);
 }
 
 /// A `[[webhooks]]` endpoint's name and the notification kinds it receives.
@@ -201,6 +209,7 @@ impl Default for SequencerConfig {
             webhooks: Vec::new(),
             publish: Vec::new(),
             accept_unsigned_tail: false,
+            commit_observer: None,
         }
     }
 }
@@ -689,6 +698,9 @@ impl Writer {
                     tree: prepared.tree.clone(),
                 });
             let committed = self.store.commit(prepared.batch).await;
+            if let Some(observer) = &self.config.commit_observer {
+                observer.ledger_committed(leaders.len(), committing.elapsed(), committed.is_ok());
+            }
             tracing::debug!(
                 events = leaders.len(),
                 prepare_ms = (committing - preparing).as_secs_f64() * 1e3,

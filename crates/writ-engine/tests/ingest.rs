@@ -720,6 +720,7 @@ delegate! {
         fn claim_outbox(&self, holder: &str, now: Timestamp, until: Timestamp, limit: u32) -> Vec<writ_store::OutboxRow>;
         fn finish_delivery(&self, id: &str, holder: &str, attempt: writ_store::DeliveryAttempt, next: writ_store::DeliveryNext) -> ();
         fn outbox(&self, limit: u32) -> Vec<(writ_store::OutboxRow, String)>;
+        fn queue_depths(&self) -> writ_store::QueueDepths;
         fn jobs_applied_since(&self, system: &str, since: Timestamp) -> Vec<writ_core::job::Job>;
         fn job_view(&self, id: writ_core::ids::JobId) -> Option<writ_store::JobView>;
         fn jobs_for_case(&self, case: writ_core::ids::CaseId) -> Vec<writ_core::job::Job>;

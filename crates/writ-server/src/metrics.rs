@@ -2,10 +2,14 @@
 //! (the `prometheus-client` crate encodes it).
 //!
 //! Counters are this process's (since it started): HTTP requests by route and status with
-//! their latency, findings in by source and outcome, decisions by tier. Gauges are read from
-//! the shared database at scrape time, so every replica reports the same value for them: the
-//! ledger's size, webhook deliveries waiting, cases by state among the most recently changed,
-//! systems with automation paused.
+//! their latency, findings in by source and outcome, decisions by tier, ledger transactions
+//! (entries appended, commit latency; reported by the sequencer through
+//! [`writ_engine::CommitObserver`]), and target calls by system and operation with their
+//! latency (reported by each connector wrapped in [`writ_connectors::observed::Observed`]).
+//! Gauges are read from the shared database at scrape time (one `GROUP BY` each), so every
+//! replica reports the same value for them: the ledger's size, cases by state, write-back
+//! jobs by system and state, webhook notifications by endpoint and state (delivered, failed,
+//! pending), systems with automation paused.
 //!
 //! Access (`[server] metrics_access`): `loopback` (the default) answers clients on the
 //! loopback interface without credentials and asks others for a token of an `admin` or
@@ -65,6 +69,36 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    system: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallOutcomeLabels {
+    system: String,
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    system: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    endpoint: String,
+    state: String,
+}
+
 /// The metrics of one process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -77,10 +111,14 @@ pub struct Metrics {
     outbox_pending: Gauge,
     cases: Family<StateLabels, Gauge>,
     paused_systems: Gauge,
+    ledger_commits: Family<OutcomeLabels, Counter>,
+    ledger_appends: Counter,
+    ledger_commit_latency: Histogram,
+    target_calls: Family<CallOutcomeLabels, Counter>,
+    target_latency: Family<CallLabels, Histogram>,
+    jobs: Family<JobLabels, Gauge>,
+    notifications: Family<NotificationLabels, Gauge>,
 }
-
-/// How many of the most recently changed cases the case gauge counts.
-const CASES_SCANNED: u32 = 10_000;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -120,14 +158,54 @@ impl Default for Metrics {
         let outbox_pending = Gauge::default();
         registry.register(
             "webhook_outbox_pending",
-            "Webhook deliveries waiting in the outbox (up to 1000 counted)",
+            "Webhook notifications waiting to be delivered",
             outbox_pending.clone(),
         );
         let cases = Family::<StateLabels, Gauge>::default();
+        registry.register("cases", "Cases by state", cases.clone());
+        let ledger_commits = Family::<OutcomeLabels, Counter>::default();
         registry.register(
-            "cases",
-            "Cases by state, among the 10,000 most recently changed",
-            cases.clone(),
+            "ledger_commits",
+            "Ledger transactions by this replica's writer, by outcome (ok, failed)",
+            ledger_commits.clone(),
+        );
+        let ledger_appends = Counter::default();
+        registry.register(
+            "ledger_appends",
+            "Entries this replica appended to the ledger",
+            ledger_appends.clone(),
+        );
+        let ledger_commit_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
+        registry.register(
+            "ledger_commit_duration_seconds",
+            "Time to commit one ledger transaction (the group of entries written together)",
+            ledger_commit_latency.clone(),
+        );
+        let target_calls = Family::<CallOutcomeLabels, Counter>::default();
+        registry.register(
+            "target_calls",
+            "Calls to target systems, by system, operation and outcome (ok, error)",
+            target_calls.clone(),
+        );
+        let target_latency = Family::<CallLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "target_call_duration_seconds",
+            "Time a target system took to answer, by system and operation",
+            target_latency.clone(),
+        );
+        let jobs = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "writeback_jobs",
+            "Write-back jobs by system and state",
+            jobs.clone(),
+        );
+        let notifications = Family::<NotificationLabels, Gauge>::default();
+        registry.register(
+            "webhook_notifications",
+            "Webhook notifications by endpoint and state (pending, delivered, failed, disabled)",
+            notifications.clone(),
         );
         let paused_systems = Gauge::default();
         registry.register(
@@ -145,7 +223,53 @@ impl Default for Metrics {
             outbox_pending,
             cases,
             paused_systems,
+            ledger_commits,
+            ledger_appends,
+            ledger_commit_latency,
+            target_calls,
+            target_latency,
+            jobs,
+            notifications,
         }
+    }
+}
+
+impl writ_engine::CommitObserver for Metrics {
+    fn ledger_committed(&self, entries: usize, took: std::time::Duration, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.ledger_commits
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.ledger_appends.inc_by(entries as u64);
+        }
+        self.ledger_commit_latency.observe(took.as_secs_f64());
+    }
+}
+
+impl writ_connectors::observed::CallObserver for Metrics {
+    fn target_called(
+        &self,
+        system: &str,
+        operation: &'static str,
+        took: std::time::Duration,
+        ok: bool,
+    ) {
+        self.target_calls
+            .get_or_create(&CallOutcomeLabels {
+                system: system.to_owned(),
+                operation: operation.to_owned(),
+                outcome: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+        self.target_latency
+            .get_or_create(&CallLabels {
+                system: system.to_owned(),
+                operation: operation.to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 }
 
@@ -235,30 +359,46 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> Respons
         }
         Err(err) => return crate::problem::Problem::unavailable(&err).into_response(),
     }
-    if let Ok(rows) = store.outbox(1000).await {
-        metrics.outbox_pending.set(clamp(rows.len() as u64));
+    if let Ok(depths) = store.queue_depths().await {
+        metrics.cases.clear();
+        for (state, n) in &depths.cases {
+            metrics
+                .cases
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(clamp(*n));
+        }
+        metrics.jobs.clear();
+        for (system, state, n) in &depths.jobs {
+            metrics
+                .jobs
+                .get_or_create(&JobLabels {
+                    system: system.clone(),
+                    state: state.clone(),
+                })
+                .set(clamp(*n));
+        }
+        metrics.notifications.clear();
+        let mut pending = 0;
+        for (endpoint, state, n) in &depths.notifications {
+            if state == "pending" {
+                pending += n;
+            }
+            metrics
+                .notifications
+                .get_or_create(&NotificationLabels {
+                    endpoint: endpoint.clone(),
+                    state: state.clone(),
+                })
+                .set(clamp(*n));
+        }
+        metrics.outbox_pending.set(clamp(pending));
     }
     if let Ok(systems) = store.systems().await {
         metrics.paused_systems.set(clamp(
             systems.iter().filter(|s| s.paused_reason.is_some()).count() as u64,
         ));
-    }
-    if let Ok(cases) = store
-        .cases(&writ_store::CaseFilter {
-            limit: Some(CASES_SCANNED),
-            ..writ_store::CaseFilter::default()
-        })
-        .await
-    {
-        metrics.cases.clear();
-        for case in &cases {
-            metrics
-                .cases
-                .get_or_create(&StateLabels {
-                    state: <&str>::from(case.state).to_owned(),
-                })
-                .inc();
-        }
     }
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &metrics.registry).is_err() {

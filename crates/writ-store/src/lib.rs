@@ -41,7 +41,7 @@ pub use model::{
     CaseFilter, CaseHead, CaseView, CheckpointRow, CommitBatch, CosignatureRow, DeliveryAttempt,
     DeliveryNext, DueDeadline, Effect, EntryPage, EntryRef, EvidenceRow, ExceptionFilter,
     ExceptionView, Expectation, JobView, LedgerRow, OutboxRow, PrincipalView, ProjectionDump,
-    SystemStatus, TokenView,
+    QueueDepths, SystemStatus, TokenView,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -412,6 +412,11 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     /// Each notification's state and attempts (`pending`, `delivered`, `failed`,
     /// `disabled`), oldest first, for inspection.
     async fn outbox(&self, limit: u32) -> Result<Vec<(OutboxRow, String)>, StoreError>;
+
+    /// How much is where, counted by the database (one `GROUP BY` each, for metrics): cases
+    /// by state, write-back jobs by system and state, webhook notifications by endpoint and
+    /// state.
+    async fn queue_depths(&self) -> Result<QueueDepths, StoreError>;
 
     /// Gives up `holder`'s lease on `job`, if it still holds it.
     async fn release_lease(&self, job: JobId, holder: &str) -> Result<(), StoreError>;

@@ -269,6 +269,17 @@ pub struct CommitBatch {
     pub expectations: Vec<Expectation>,
 }
 
+/// Counts of what waits where ([`crate::JobQueue::queue_depths`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Cases by state.
+    pub cases: Vec<(String, u64)>,
+    /// Write-back jobs by system and state.
+    pub jobs: Vec<(String, String, u64)>,
+    /// Webhook notifications by endpoint and state.
+    pub notifications: Vec<(String, String, u64)>,
+}
+
 /// A notification waiting in the outbox for its endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {

@@ -53,6 +53,15 @@ pub async fn build_with(
     config: &Config,
     connectors: Vec<Arc<dyn writ_connectors::Connector>>,
 ) -> anyhow::Result<Engine> {
+    build_observed(config, connectors, None).await
+}
+
+/// [`build_with`], with each ledger transaction reported to `commit_observer`.
+async fn build_observed(
+    config: &Config,
+    connectors: Vec<Arc<dyn writ_connectors::Connector>>,
+    commit_observer: Option<Arc<dyn writ_engine::CommitObserver>>,
+) -> anyhow::Result<Engine> {
     let policy = Arc::new(crate::policy_source::load(config)?);
     let store = crate::open_store(config).await?;
     let signed = store
@@ -77,6 +86,7 @@ pub async fn build_with(
                 })
                 .collect(),
             publish,
+            commit_observer,
             ..SequencerConfig::default()
         })
         .ingest_settings(IngestSettings {
@@ -119,8 +129,26 @@ pub fn checkpoint_sinks(
 async fn serve(config: Config) -> anyhow::Result<()> {
     let shown_url = writ_store::redact_url(&config.database.url);
     let sources = SourceRegistry::load(&config.sources).context("invalid [[sources]]")?;
-    let named = crate::writeback_cmd::connectors(&config).await;
-    let engine = build_with(&config, named.iter().map(|(_, c)| c.clone()).collect()).await?;
+    // This process's metrics: the ledger writer reports each commit, and each target call is
+    // timed by the connector's wrapper.
+    let metrics = Arc::new(writ_server::metrics::Metrics::default());
+    let named: Vec<(String, Arc<dyn writ_connectors::Connector>)> =
+        crate::writeback_cmd::connectors(&config)
+            .await
+            .into_iter()
+            .map(|(name, connector)| {
+                let observed: Arc<dyn writ_connectors::Connector> = Arc::new(
+                    writ_connectors::observed::Observed::new(connector, metrics.clone()),
+                );
+                (name, observed)
+            })
+            .collect();
+    let engine = build_observed(
+        &config,
+        named.iter().map(|(_, c)| c.clone()).collect(),
+        Some(metrics.clone()),
+    )
+    .await?;
     // `[[sources]]` entries are source principals: make sure each exists, with its trust and
     // its configured token digest, as ledger events.
     for source in &config.sources {
@@ -187,6 +215,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         settings.clone(),
     );
     state.console = console_settings(&config, settings.tls.is_some())?;
+    state.metrics = metrics;
     if let Some(console) = &state.console {
         prepare_setup_code(&*engine.store, console)
             .await

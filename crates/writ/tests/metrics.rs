@@ -1,15 +1,18 @@
-//! End to end, `GET /metrics` on both backends: scraped by a real Prometheus-format parser
-//! (the `prometheus_client` parser from PyPI, in the test venv), the counters say what the
-//! server did (a finding in, its decision, the requests by route) and the gauges what the
-//! database holds; open on loopback by default, a token of an admin or auditor with
-//! `metrics_access = "token"`.
+//! End to end, `GET /metrics` on both backends with a real PostgreSQL target: scraped by a
+//! real Prometheus-format parser (the `prometheus_client` parser from PyPI, in the test venv),
+//! the counters say what the server did (findings in, decisions, requests by route, ledger
+//! commits and their latency, calls to the target by operation) and the gauges what the
+//! database holds (cases by state, write-back jobs by system and state); open on loopback by
+//! default, a token of an admin or auditor with `metrics_access = "token"`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Site, text};
 use serde_json::{Value, json};
-use writ_testkit::TestDb;
+use writ_testkit::{PgCluster, TestDb};
 
 /// The samples of a scrape, parsed by `prometheus_client.parser`: name, labels, value.
 fn parse(scrape: &str) -> Vec<(String, serde_json::Map<String, Value>, f64)> {
@@ -62,10 +65,38 @@ fn value(
 }
 
 async fn metrics_are_scraped_by_a_prometheus_parser(db: TestDb) {
-    let site = Site::new(db, "");
+    let target = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let pg = target.url("postgres");
+    writ_testkit::exec_sql(&pg, "CREATE ROLE svc_old LOGIN")
+        .await
+        .unwrap();
+    let site = Site::new(
+        db,
+        &format!(
+            "[writeback]\ninterval_ms = 200\n\n\
+             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
+        ),
+    );
+    std::fs::write(
+        site.path("owners.csv"),
+        "pattern,owner_team,criticality\npg-main/svc_*,data,medium\n",
+    )
+    .unwrap();
     let root = site.bootstrap_admin("root");
     let mut server = site.spawn_serve(&[]);
     server.wait_ready().await;
+    let omar = site.add_principal(
+        &server,
+        &root,
+        &["omar", "--team", "data", "--role", "approver"],
+    );
+    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
+        let output = site.run_as(&server, &root, args);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
     let scanner = site.add_principal(
         &server,
         &root,
@@ -93,6 +124,38 @@ async fn metrics_are_scraped_by_a_prometheus_parser(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+    // A change approved, applied and verified: write-back calls to the target.
+    let answer: Value = http
+        .post(server.url("/v1/findings"))
+        .bearer_auth(&scanner)
+        .json(&json!({
+            "finding_type": "inactive_service_account",
+            "severity": "medium",
+            "confidence": 0.95,
+            "subject": {"system": "pg-main", "external_id": "svc_old"},
+            "title": "no login for 200 days",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case = answer["accepted"][0]["outcome"]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = common::api_post(
+        &server,
+        &omar,
+        &format!("/v1/cases/{case}/approvals"),
+        json!({"verdict": "approve", "rationale": "unused"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    server
+        .wait_for_case_state(&root, &case, "remediated", Duration::from_secs(30))
+        .await;
 
     // On loopback, no credentials are needed.
     let response = http.get(server.url("/metrics")).send().await.unwrap();
@@ -110,7 +173,7 @@ async fn metrics_are_scraped_by_a_prometheus_parser(db: TestDb) {
             "writ_findings_total",
             &[("source", "scanner"), ("outcome", "new")]
         ),
-        Some(1.0),
+        Some(2.0),
         "{samples:?}"
     );
     assert!(
@@ -123,8 +186,62 @@ async fn metrics_are_scraped_by_a_prometheus_parser(db: TestDb) {
         "{samples:?}"
     );
     assert!(value(&samples, "writ_ledger_entries", &[]).is_some_and(|v| v > 0.0));
+    // Cases by state, counted by the database: the leak waits for a person (unknown
+    // identity; so does the sync's finding about the unowned `postgres` role), the disable is
+    // done.
+    assert_eq!(
+        value(&samples, "writ_cases", &[("state", "needs_review")]),
+        Some(2.0),
+        "{samples:?}"
+    );
+    assert_eq!(
+        value(&samples, "writ_cases", &[("state", "remediated")]),
+        Some(1.0),
+        "{samples:?}"
+    );
+    // The ledger writer's transactions, and their latency.
     assert!(
-        value(&samples, "writ_cases", &[]).is_some_and(|v| v >= 1.0),
+        value(&samples, "writ_ledger_commits_total", &[("outcome", "ok")])
+            .is_some_and(|v| v >= 1.0),
+        "{samples:?}"
+    );
+    assert!(
+        value(&samples, "writ_ledger_appends_total", &[]).is_some_and(|v| v >= 5.0),
+        "{samples:?}"
+    );
+    assert!(
+        value(&samples, "writ_ledger_commit_duration_seconds_count", &[]).is_some_and(|v| v >= 1.0),
+        "{samples:?}"
+    );
+    // The target's calls by operation, and the job by system and state.
+    for operation in ["discover", "apply", "verify"] {
+        assert!(
+            value(
+                &samples,
+                "writ_target_calls_total",
+                &[
+                    ("system", "pg-main"),
+                    ("operation", operation),
+                    ("outcome", "ok")
+                ]
+            )
+            .is_some_and(|v| v >= 1.0),
+            "{operation}: {samples:?}"
+        );
+        assert!(
+            value(
+                &samples,
+                "writ_target_call_duration_seconds_count",
+                &[("system", "pg-main"), ("operation", operation)]
+            )
+            .is_some_and(|v| v >= 1.0),
+            "{operation}: {samples:?}"
+        );
+    }
+    assert!(
+        samples.iter().any(|(n, l, v)| n == "writ_writeback_jobs"
+            && l.get("system") == Some(&json!("pg-main"))
+            && *v == 1.0),
         "{samples:?}"
     );
     // Route labels are templates, never raw ids.

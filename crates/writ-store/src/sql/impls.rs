@@ -408,6 +408,10 @@ macro_rules! impl_store {
                 q::outbox(&mut *self.reader.acquire().await?, limit).await
             }
 
+            async fn queue_depths(&self) -> Result<$crate::QueueDepths, $crate::StoreError> {
+                q::queue_depths(&mut *self.reader.acquire().await?).await
+            }
+
             async fn release_lease(
                 &self,
                 job: writ_core::ids::JobId,

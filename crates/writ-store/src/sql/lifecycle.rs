@@ -436,6 +436,46 @@ macro_rules! lifecycle_queries {
             Ok(rows)
         }
 
+        pub(crate) async fn queue_depths(
+            conn: &mut Conn,
+        ) -> Result<$crate::QueueDepths, StoreError> {
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            let mut depths = $crate::QueueDepths::default();
+            for row in sqlx::query("SELECT state, count(*) AS n FROM cases GROUP BY state")
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                depths
+                    .cases
+                    .push((row.try_get("state")?, count(row.try_get("n")?)));
+            }
+            for row in sqlx::query(
+                "SELECT system, state, count(*) AS n FROM jobs GROUP BY system, state",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                depths.jobs.push((
+                    row.try_get("system")?,
+                    row.try_get("state")?,
+                    count(row.try_get("n")?),
+                ));
+            }
+            for row in sqlx::query(
+                "SELECT endpoint, state, count(*) AS n FROM webhook_outbox GROUP BY endpoint, state",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                depths.notifications.push((
+                    row.try_get("endpoint")?,
+                    row.try_get("state")?,
+                    count(row.try_get("n")?),
+                ));
+            }
+            Ok(depths)
+        }
+
         fn exception_from_row(row: &DbRow) -> Result<$crate::model::ExceptionView, StoreError> {
             const T: &str = "exceptions";
             let snapshot: String = row.try_get("snapshot")?;
