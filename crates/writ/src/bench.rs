@@ -36,6 +36,9 @@ pub enum BenchCommand {
     /// Findings per second and latency from many concurrent clients posting one finding per
     /// request to `writ serve` on loopback, beside `writ ingest` of a file in the same run.
     Http(crate::bench_http::HttpArgs),
+    /// A steady stream of findings and approvals for N minutes, reporting memory and latency
+    /// over time.
+    Soak(crate::bench_soak::SoakArgs),
 }
 
 /// Options of `writ bench ledger`.
@@ -77,6 +80,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
             crate::runtime()?.block_on(crate::bench_writeback::run(args))?
         }
         BenchCommand::Http(args) => crate::runtime()?.block_on(crate::bench_http::run(args))?,
+        BenchCommand::Soak(args) => crate::runtime()?.block_on(crate::bench_soak::run(args))?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -79,7 +79,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
 }
 
 /// A `writ` child process in `dir`.
-fn writ(dir: &Path) -> anyhow::Result<Command> {
+pub(crate) fn writ(dir: &Path) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("where is this binary?")?;
     let mut command = Command::new(exe);
     command
@@ -95,12 +95,27 @@ fn writ(dir: &Path) -> anyhow::Result<Command> {
 }
 
 /// Kills the server when the measurement ends, however it ends.
-struct Server(Child);
+pub(crate) struct Server {
+    child: Child,
+    /// Its URL.
+    pub base: String,
+    /// The token of `bench`: an admin that may also send findings.
+    pub token: String,
+    /// A client with room for many connections.
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -109,13 +124,21 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyhow::Result<()> {
+/// Writes `writ.toml` in `dir` for database `url` (with `extra` appended), bootstraps the
+/// `bench` principal (admin and source), runs `before_serving` (a baseline on the same
+/// database), then starts `writ serve` and waits until it is ready.
+pub(crate) async fn start_server(
+    dir: &Path,
+    url: &str,
+    extra: &str,
+    before_serving: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     std::fs::write(
         dir.join("writ.toml"),
         format!(
             "[database]\nurl = \"{url}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
-             rate_limit_per_second = 0\nmax_concurrent_requests = 1024\n\n[console]\nenabled = false\n"
+             rate_limit_per_second = 0\nmax_concurrent_requests = 1024\n\n[console]\nenabled = false\n\n{extra}\n"
         ),
     )?;
     // One principal sends the findings (and may bootstrap: an admin with the source role).
@@ -144,43 +167,31 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
         .unwrap_or_default()
         .trim()
         .to_owned();
-
-    // The baseline: the same kind of findings from a file, through `writ ingest`.
-    let file = dir.join("baseline.ndjson");
-    write_findings(&file, args.file_findings)?;
-    let started = Instant::now();
-    let output = writ(dir)?
-        .arg("ingest")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "writ ingest: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let file_rate = args.file_findings as f64 / started.elapsed().as_secs_f64();
-
+    before_serving(dir)?;
     let log = std::fs::File::create(dir.join("serve.log"))?;
     let child = writ(dir)?
         .arg("serve")
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
-    let _server = Server(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        token,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+    };
     let ready = Instant::now();
     loop {
-        if http
-            .get(format!("{base}/readyz"))
+        if server
+            .http
+            .get(format!("{}/readyz", server.base))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            break;
+            return Ok(server);
         }
         anyhow::ensure!(
             ready.elapsed() < Duration::from_secs(30),
@@ -189,6 +200,31 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyhow::Result<()> {
+    // The baseline: the same kind of findings from a file, through `writ ingest`, into the
+    // same database before it is served.
+    let mut file_rate = 0.0;
+    let server = start_server(dir, url, "", |dir| {
+        let file = dir.join("baseline.ndjson");
+        write_findings(&file, args.file_findings)?;
+        let started = Instant::now();
+        let output = writ(dir)?
+            .arg("ingest")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "writ ingest: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        file_rate = args.file_findings as f64 / started.elapsed().as_secs_f64();
+        Ok(())
+    })
+    .await?;
+    let (http, base, token) = (&server.http, &server.base, &server.token);
 
     println!("\n{name}: `writ ingest` of a file: {file_rate:.0} findings/s");
     println!(
@@ -205,18 +241,18 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
     let mut serial = 0u64;
     for &clients in &args.clients {
         let floor = round(
-            &http,
-            &base,
-            &token,
+            http,
+            base,
+            token,
             (clients, Probe::Whoami),
             args.seconds.div_ceil(2),
             &mut serial,
         )
         .await;
         let round = round(
-            &http,
-            &base,
-            &token,
+            http,
+            base,
+            token,
             (clients, Probe::Finding),
             args.seconds,
             &mut serial,
@@ -318,7 +354,7 @@ async fn round(
 }
 
 /// A native finding about identity `n` (each a new case), as a scanner's webhook sends it.
-fn finding(n: u64) -> String {
+pub(crate) fn finding(n: u64) -> String {
     let kind = [
         "inactive_service_account",
         "iam_user_accesskey_unused",

@@ -11,6 +11,7 @@ mod audit_cmd;
 mod bench;
 mod bench_http;
 mod bench_ingest;
+mod bench_soak;
 mod bench_writeback;
 mod campaign_cmd;
 mod case_cmd;
