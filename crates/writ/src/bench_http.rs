@@ -30,6 +30,10 @@ pub struct HttpArgs {
     /// Which backends to measure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: BenchBackend,
+    /// On PostgreSQL, rounds again with this many `writ serve` replicas on the same database
+    /// (comma-separated; each client sends to one replica, the clients spread over them).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    replicas: Vec<usize>,
 }
 
 /// What a round's clients send.
@@ -124,6 +128,48 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Starts one more `writ serve` on `server`'s configuration and database, listening on its
+/// own port.
+async fn start_replica(dir: &Path, server: &Server, index: usize) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.join(format!("serve-{index}.log")))?;
+    let child = writ(dir)?
+        .arg("serve")
+        .env("WRIT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let replica = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        token: server.token.clone(),
+        http: server.http.clone(),
+    };
+    wait_ready(&replica, dir).await?;
+    Ok(replica)
+}
+
+async fn wait_ready(server: &Server, dir: &Path) -> anyhow::Result<()> {
+    let ready = Instant::now();
+    loop {
+        if server
+            .http
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "writ serve did not start: see the serve logs in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Writes `writ.toml` in `dir` for database `url` (with `extra` appended), bootstraps the
 /// `bench` principal (admin and source), runs `before_serving` (a baseline on the same
 /// database), then starts `writ serve` and waits until it is ready.
@@ -182,24 +228,8 @@ pub(crate) async fn start_server(
             .pool_max_idle_per_host(256)
             .build()?,
     };
-    let ready = Instant::now();
-    loop {
-        if server
-            .http
-            .get(format!("{}/readyz", server.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(server);
-        }
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(30),
-            "writ serve did not start: see {}",
-            dir.join("serve.log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&server, dir).await?;
+    Ok(server)
 }
 
 async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyhow::Result<()> {
@@ -224,7 +254,8 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
         Ok(())
     })
     .await?;
-    let (http, base, token) = (&server.http, &server.base, &server.token);
+    let (http, token) = (&server.http, &server.token);
+    let base = std::slice::from_ref(&server.base);
 
     println!("\n{name}: `writ ingest` of a file: {file_rate:.0} findings/s");
     println!(
@@ -271,14 +302,56 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
             floor.p99.as_secs_f64() * 1e3,
         );
     }
+    // Replicas share one PostgreSQL database (a SQLite file is one machine's).
+    if name == "postgres" && args.replicas.iter().any(|r| *r > 1) {
+        println!("\n{name}: replicas on the same database, clients spread over them");
+        println!(
+            "{:>8} {:>8} {:>12} {:>9} {:>9} {:>8}",
+            "replicas", "clients", "findings/s", "p50 ms", "p99 ms", "failed"
+        );
+        let mut replicas = Vec::new();
+        let most = args.clients.iter().copied().max().unwrap_or(16);
+        for &count in &args.replicas {
+            while replicas.len() + 1 < count {
+                replicas.push(start_replica(dir, &server, replicas.len() + 1).await?);
+            }
+            let bases: Vec<String> = std::iter::once(server.base.clone())
+                .chain(
+                    replicas
+                        .iter()
+                        .take(count.saturating_sub(1))
+                        .map(|r| r.base.clone()),
+                )
+                .collect();
+            let round = round(
+                http,
+                &bases,
+                token,
+                (most, Probe::Finding),
+                args.seconds,
+                &mut serial,
+            )
+            .await;
+            println!(
+                "{:>8} {:>8} {:>12.0} {:>9.1} {:>9.1} {:>8}",
+                bases.len(),
+                most,
+                round.findings as f64 / round.elapsed.as_secs_f64(),
+                round.p50.as_secs_f64() * 1e3,
+                round.p99.as_secs_f64() * 1e3,
+                round.failed
+            );
+        }
+    }
     Ok(())
 }
 
 /// `clients` concurrent senders sending `probe` requests (one new finding each, for findings)
-/// for `seconds`; `findings` counts the successful requests.
+/// for `seconds`, client `i` to `bases[i % bases.len()]`; `findings` counts the successful
+/// requests.
 async fn round(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     token: &str,
     (clients, probe): (usize, Probe),
     seconds: u64,
@@ -289,6 +362,7 @@ async fn round(
     let mut tasks = Vec::new();
     for client in 0..clients {
         let http = http.clone();
+        let base = &bases[client % bases.len()];
         let url = match probe {
             Probe::Finding => format!("{base}/v1/findings"),
             Probe::Whoami => format!("{base}/v1/whoami"),
