@@ -232,21 +232,9 @@ async fn postgres_a_reviewer_signs_in_and_approves_in_chromium() {
 /// from finding to verified remediation without the CLI (only `writ.toml` names the target).
 async fn a_new_user_goes_from_nothing_to_a_verified_change_in_chromium(db: TestDb, backend: &str) {
     let chromium = chromium();
-    let target = tokio::task::spawn_blocking(PgCluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let pg = target.url("postgres");
-    writ_testkit::exec_sql(&pg, "CREATE ROLE etl_old LOGIN; CREATE ROLE etl_new LOGIN;")
-        .await
-        .unwrap();
-    let site = Site::new(
-        db,
-        &format!(
-            "[writeback]\ninterval_ms = 200\n\n\
-             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
-        ),
-    );
+    let (_target, pg) =
+        common::pg_target("CREATE ROLE etl_old LOGIN; CREATE ROLE etl_new LOGIN;").await;
+    let site = Site::new(db, &common::pg_target_config(&pg));
     let mut server = site.spawn_serve(&[]);
     server.wait_ready().await;
     let code = std::fs::read_to_string(site.path("writ-setup.code")).unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Server, Site, pg_can_login as can_login, text};
 use serde_json::json;
-use writ_testkit::{PgCluster, TestDb};
+use writ_testkit::TestDb;
 
 /// A browser's view of the console: its cookies, kept by hand (name = value).
 struct Browser {
@@ -106,21 +106,8 @@ fn hidden_csrf(page: &str) -> String {
 }
 
 async fn a_reviewer_approves_in_the_console(db: TestDb) {
-    let target = tokio::task::spawn_blocking(PgCluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let pg = target.url("postgres");
-    writ_testkit::exec_sql(&pg, "CREATE ROLE svc_old LOGIN")
-        .await
-        .unwrap();
-    let site = Site::new(
-        db,
-        &format!(
-            "[writeback]\ninterval_ms = 200\n\n\
-             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
-        ),
-    );
+    let (_target, pg) = common::pg_target("CREATE ROLE svc_old LOGIN").await;
+    let site = Site::new(db, &common::pg_target_config(&pg));
     std::fs::write(
         site.path("owners.csv"),
         "pattern,owner_team,criticality\npg-main/svc_*,data,medium\n",
@@ -404,21 +391,8 @@ fn shown_token(page: &str) -> String {
 /// `writ serve` left on the host, an approver added, the target synced, ownership imported,
 /// a finding sent by hand, approved, applied and verified; each refusal on the way.
 async fn a_new_installation_is_set_up_in_the_console(db: TestDb) {
-    let target = tokio::task::spawn_blocking(PgCluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let pg = target.url("postgres");
-    writ_testkit::exec_sql(&pg, "CREATE ROLE etl_old LOGIN")
-        .await
-        .unwrap();
-    let site = Site::new(
-        db,
-        &format!(
-            "[writeback]\ninterval_ms = 200\n\n\
-             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
-        ),
-    );
+    let (_target, pg) = common::pg_target("CREATE ROLE etl_old LOGIN").await;
+    let site = Site::new(db, &common::pg_target_config(&pg));
     let mut server = site.spawn_serve(&[]);
     server.wait_ready().await;
     // The code is on the host, readable by its owner only; the log says where, never what.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{Site, text};
 use serde_json::{Value, json};
-use writ_testkit::{PgCluster, TestDb};
+use writ_testkit::TestDb;
 
 /// The samples of a scrape, parsed by `prometheus_client.parser`: name, labels, value.
 fn parse(scrape: &str) -> Vec<(String, serde_json::Map<String, Value>, f64)> {
@@ -65,21 +65,8 @@ fn value(
 }
 
 async fn metrics_are_scraped_by_a_prometheus_parser(db: TestDb) {
-    let target = tokio::task::spawn_blocking(PgCluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let pg = target.url("postgres");
-    writ_testkit::exec_sql(&pg, "CREATE ROLE svc_old LOGIN")
-        .await
-        .unwrap();
-    let site = Site::new(
-        db,
-        &format!(
-            "[writeback]\ninterval_ms = 200\n\n\
-             [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{pg}\"\n"
-        ),
-    );
+    let (_target, pg) = common::pg_target("CREATE ROLE svc_old LOGIN").await;
+    let site = Site::new(db, &common::pg_target_config(&pg));
     std::fs::write(
         site.path("owners.csv"),
         "pattern,owner_team,criticality\npg-main/svc_*,data,medium\n",

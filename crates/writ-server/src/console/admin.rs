@@ -23,7 +23,7 @@ use writ_core::principal::{PrincipalKind, Role};
 use writ_engine::principals::NewPrincipal;
 
 use super::pages::{Viewer, check_csrf, error_page, page, session_cookies, viewer};
-use super::session::{SIGNIN_COOKIE, cookie, same_token, set_cookie};
+use super::session::same_token;
 use crate::AppState;
 use crate::problem::Problem;
 
@@ -54,6 +54,19 @@ pub(super) fn problem_text(problem: &Problem) -> String {
         }
     }
     text
+}
+
+/// The viewer of a form sent in a session, and its fields; or the page refusing it (no
+/// session, or no CSRF token of the session's).
+async fn signed_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Viewer, Vec<(String, String)>), Response> {
+    let viewer = viewer(state, headers).await?;
+    let pairs = form_pairs(body);
+    check_csrf(&viewer, headers, field(&pairs, "csrf"))?;
+    Ok((viewer, pairs))
 }
 
 /// A form's fields as pairs, so that checkboxes sharing a name (`role`) all count.
@@ -150,20 +163,10 @@ pub(crate) async fn setup_form(State(state): State<AppState>) -> Response {
 }
 
 fn setup_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
-    let settings = match super::pages::settings(state) {
-        Ok(settings) => settings,
+    let (settings, token, cookie) = match super::pages::pre_session_form(state, "setup-form") {
+        Ok(form) => form,
         Err(response) => return response,
     };
-    let token = match super::pages::random_hex(state) {
-        Ok(token) => token,
-        Err(response) => return response,
-    };
-    let cookie = set_cookie(
-        SIGNIN_COOKIE,
-        &settings.key.seal("setup-form", &token),
-        600,
-        settings.secure_cookies,
-    );
     let html = SetupPage {
         viewer: "",
         csrf: "",
@@ -210,12 +213,8 @@ pub(crate) async fn setup(
         );
     }
     let pairs = form_pairs(&body);
-    let expected = headers
-        .get(axum::http::header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| cookie(v, SIGNIN_COOKIE))
-        .and_then(|v| settings.key.open::<String>("setup-form", v));
-    if !expected.is_some_and(|token| field(&pairs, "csrf").is_some_and(|t| same_token(&token, t))) {
+    if !super::pages::pre_session_form_ok(&settings, &headers, "setup-form", field(&pairs, "csrf"))
+    {
         return setup_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -443,14 +442,10 @@ pub(crate) async fn add_principal(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
+    let (viewer, pairs) = match signed_form(&state, &headers, &body).await {
+        Ok(signed) => signed,
         Err(response) => return response,
     };
-    let pairs = form_pairs(&body);
-    if let Err(response) = check_csrf(&viewer, &headers, field(&pairs, "csrf")) {
-        return response;
-    }
     let new = match roles_of(&pairs).and_then(|roles| new_principal(&pairs, roles)) {
         Ok(new) => new,
         Err(message) => {
@@ -485,14 +480,10 @@ pub(crate) async fn new_token(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
+    let (viewer, _) = match signed_form(&state, &headers, &body).await {
+        Ok(signed) => signed,
         Err(response) => return response,
     };
-    let pairs = form_pairs(&body);
-    if let Err(response) = check_csrf(&viewer, &headers, field(&pairs, "csrf")) {
-        return response;
-    }
     let ttl = Some(SignedDuration::from_hours(24 * 90));
     match state
         .principals
@@ -519,14 +510,10 @@ pub(crate) async fn disable(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
+    let (viewer, pairs) = match signed_form(&state, &headers, &body).await {
+        Ok(signed) => signed,
         Err(response) => return response,
     };
-    let pairs = form_pairs(&body);
-    if let Err(response) = check_csrf(&viewer, &headers, field(&pairs, "csrf")) {
-        return response;
-    }
     let reason = field(&pairs, "reason")
         .unwrap_or("disabled in the console")
         .to_owned();
@@ -625,14 +612,10 @@ pub(crate) async fn sync(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
+    let (viewer, pairs) = match signed_form(&state, &headers, &body).await {
+        Ok(signed) => signed,
         Err(response) => return response,
     };
-    let pairs = form_pairs(&body);
-    if let Err(response) = check_csrf(&viewer, &headers, field(&pairs, "csrf")) {
-        return response;
-    }
     let target = field(&pairs, "target").unwrap_or_default().to_owned();
     let outcome = crate::admin::sync_target(
         State(state.clone()),
@@ -667,14 +650,10 @@ pub(crate) async fn import_rules(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
+    let (viewer, pairs) = match signed_form(&state, &headers, &body).await {
+        Ok(signed) => signed,
         Err(response) => return response,
     };
-    let pairs = form_pairs(&body);
-    if let Err(response) = check_csrf(&viewer, &headers, field(&pairs, "csrf")) {
-        return response;
-    }
     let name = field(&pairs, "name").unwrap_or("owners.csv").to_owned();
     let text = pairs
         .iter()
@@ -801,14 +780,10 @@ pub(crate) async fn submit_findings(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
+    let (viewer, pairs) = match signed_form(&state, &headers, &body).await {
+        Ok(signed) => signed,
         Err(response) => return response,
     };
-    let pairs = form_pairs(&body);
-    if let Err(response) = check_csrf(&viewer, &headers, field(&pairs, "csrf")) {
-        return response;
-    }
     let source = match as_source(&viewer) {
         Ok(source) => source,
         Err(response) => return response,

@@ -245,21 +245,43 @@ pub(crate) async fn login_form(State(state): State<AppState>) -> Response {
     login_page(&state, StatusCode::OK, None)
 }
 
-fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
-    let settings = match settings(state) {
-        Ok(settings) => settings,
-        Err(response) => return response,
-    };
-    let token = match random_hex(state) {
-        Ok(token) => token,
-        Err(response) => return response,
-    };
+/// A form shown before there is a session (`purpose` names which): the settings, a fresh form
+/// token, and the cookie that carries it sealed for ten minutes.
+pub(super) fn pre_session_form<'a>(
+    state: &'a AppState,
+    purpose: &str,
+) -> Result<(&'a ConsoleSettings, String, String), Response> {
+    let settings = settings(state)?;
+    let token = random_hex(state)?;
     let cookie = set_cookie(
         SIGNIN_COOKIE,
-        &settings.key.seal("signin-form", &token),
+        &settings.key.seal(purpose, &token),
         600,
         settings.secure_cookies,
     );
+    Ok((settings, token, cookie))
+}
+
+/// Whether `sent` is the token of the `purpose` form this browser was given (its cookie).
+pub(super) fn pre_session_form_ok(
+    settings: &ConsoleSettings,
+    headers: &HeaderMap,
+    purpose: &str,
+    sent: Option<&str>,
+) -> bool {
+    headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| cookie(v, SIGNIN_COOKIE))
+        .and_then(|v| settings.key.open::<String>(purpose, v))
+        .is_some_and(|token| sent.is_some_and(|sent| same_token(&token, sent)))
+}
+
+fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let (settings, token, cookie) = match pre_session_form(state, "signin-form") {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
     let html = LoginPage {
         viewer: "",
         csrf: "",
@@ -309,12 +331,7 @@ pub(crate) async fn login_token(
             Some("The form is incomplete."),
         );
     };
-    let expected = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| cookie(v, SIGNIN_COOKIE))
-        .and_then(|v| settings.key.open::<String>("signin-form", v));
-    if !expected.is_some_and(|token| same_token(&token, &form.csrf)) {
+    if !pre_session_form_ok(&settings, &headers, "signin-form", Some(&form.csrf)) {
         return login_page(
             &state,
             StatusCode::FORBIDDEN,

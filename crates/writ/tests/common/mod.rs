@@ -386,3 +386,23 @@ pub async fn pg_can_login(url: &str, role: &str) -> bool {
     pool.close().await;
     login
 }
+
+/// A throwaway PostgreSQL target with `sql` run on it (the roles a test needs), and its URL.
+pub async fn pg_target(sql: &str) -> (writ_testkit::PgCluster, String) {
+    let target = tokio::task::spawn_blocking(writ_testkit::PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = target.url("postgres");
+    writ_testkit::exec_sql(&url, sql).await.unwrap();
+    (target, url)
+}
+
+/// The configuration naming the PostgreSQL at `url` as target `pg` of system `pg-main`, with
+/// a write-back worker passing every 200 ms.
+pub fn pg_target_config(url: &str) -> String {
+    format!(
+        "[writeback]\ninterval_ms = 200\n\n\
+         [[targets]]\nname = \"pg\"\nkind = \"postgres\"\nsystem = \"pg-main\"\nurl = \"{url}\"\n"
+    )
+}
