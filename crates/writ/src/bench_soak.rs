@@ -5,8 +5,9 @@
 //! (it waits for the owner team's approval, which an approver gives within a second; the worker
 //! disables the role and reads it back), the others about identities writ does not know (a new
 //! case for a person each). Every `--every` seconds it prints the window's findings/s,
-//! latency (p50, p99, max), approvals and verified changes, the server's resident memory and
-//! the ledger's size. Nothing here asserts a figure.
+//! latency (p50, p99, max), approvals and verified changes, the server's resident memory (its
+//! heap apart from the database file pages its SQLite readers map, which the kernel may take
+//! back) and the ledger's size. Nothing here asserts a figure.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +96,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     .await?;
     let approver = prepare(&server).await?;
     println!(
-        "{:>7} {:>11} {:>8} {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>9}",
+        "{:>7} {:>11} {:>8} {:>8} {:>8} {:>7} {:>10} {:>9} {:>9} {:>11} {:>9}",
         "minute",
         "findings/s",
         "p50 ms",
@@ -104,7 +105,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         "failed",
         "approvals",
         "verified",
-        "RSS MiB",
+        "heap MiB",
+        "mapped MiB",
         "ledger"
     );
 
@@ -196,8 +198,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         let approvals_now = approvals.load(Ordering::SeqCst);
         let verified_now = verified(&server).await.unwrap_or(verified_before);
         let ledger = ledger_size(&server).await.unwrap_or(0);
+        let (heap, mapped) = memory_mib(server.pid()).unwrap_or_default();
         println!(
-            "{:>7.1} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>9} {:>8.0} {:>9}",
+            "{:>7.1} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>9} {:>9.0} {:>11.0} {:>9}",
             started.elapsed().as_secs_f64() / 60.0,
             taken.latencies.len() as f64 / args.every as f64,
             at(0.5),
@@ -206,7 +209,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             taken.failed,
             approvals_now - approvals_before,
             verified_now.saturating_sub(verified_before),
-            rss_mib(server.pid()).unwrap_or(0.0),
+            heap,
+            mapped,
             ledger
         );
         approvals_before = approvals_now;
@@ -329,15 +333,20 @@ async fn ledger_size(server: &Server) -> Option<u64> {
     status["ledger_size"].as_u64()
 }
 
-/// The resident memory of process `pid`, from `/proc` (Linux).
-fn rss_mib(pid: u32) -> Option<f64> {
+/// The resident memory of process `pid`, from `/proc` (Linux): anonymous (the heap, stacks,
+/// SQLite's own page caches) and file-backed (mapped files: the database pages the readers
+/// map, the binary).
+fn memory_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    let field = |name: &str| -> Option<f64> {
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
 }
