@@ -160,14 +160,7 @@ impl Principals {
         // Source principals made from `[[sources]]` by `writ serve` do not count: the first
         // admin can be made whenever no admin exists yet (enabled or not: a disabled admin
         // is re-enabled by another admin, not replaced by a bootstrap).
-        let admins = self
-            .store
-            .principals()
-            .await?
-            .iter()
-            .filter(|view| view.principal.has_role(Role::Admin))
-            .count();
-        if admins > 0 {
+        if self.admin_exists().await? {
             return Err(PrincipalsError::Forbidden(
                 "an admin exists already: --bootstrap only makes the first admin; ask an admin to add principals".into(),
             ));
@@ -176,6 +169,17 @@ impl Principals {
         // raced the first comes back as a duplicate and is refused below.
         self.create_as(BOOTSTRAP_ACTOR, "principal:bootstrap", new)
             .await
+    }
+
+    /// Whether any principal has the admin role (enabled or not): until one does, the first
+    /// admin may be bootstrapped.
+    pub async fn admin_exists(&self) -> Result<bool, PrincipalsError> {
+        Ok(self
+            .store
+            .principals()
+            .await?
+            .iter()
+            .any(|view| view.principal.has_role(Role::Admin)))
     }
 
     /// Creates a principal and its first token. `by` must be an enabled admin.

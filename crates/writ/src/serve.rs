@@ -217,7 +217,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     state.console = console_settings(&config, settings.tls.is_some())?;
     state.metrics = metrics;
     if let Some(console) = &state.console {
-        prepare_setup_code(&*engine.store, console)
+        prepare_setup_code(&engine.principals, console)
             .await
             .context("[console] setup_code_file")?;
     }
@@ -502,18 +502,13 @@ fn console_settings(
 /// console's `/setup` page, and says where (never what); once one exists, removes a leftover
 /// code. Whoever can read the file could bootstrap an admin on this host with the CLI anyway.
 async fn prepare_setup_code(
-    store: &dyn writ_store::Store,
+    principals: &writ_engine::principals::Principals,
     console: &writ_server::console::ConsoleSettings,
 ) -> anyhow::Result<()> {
     let Some(path) = &console.setup_code_file else {
         return Ok(());
     };
-    let admin = store
-        .principals()
-        .await?
-        .iter()
-        .any(|view| view.principal.has_role(writ_core::principal::Role::Admin));
-    if admin {
+    if principals.admin_exists().await? {
         if path.exists() {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove {}", path.display()))?;

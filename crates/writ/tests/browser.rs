@@ -139,10 +139,7 @@ async fn a_reviewer_signs_in_and_approves_in_chromium(db: TestDb, backend: &str)
             "high",
         ],
     );
-    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
-        let output = site.run_as(&server, &root, args);
-        assert!(output.status.success(), "{args:?}: {}", text(&output));
-    }
+    site.import_owners_and_sync(&server, &root);
     let mut cases = Vec::new();
     for role in ["svc_old", "svc_batch"] {
         let answer: serde_json::Value = reqwest::Client::new()

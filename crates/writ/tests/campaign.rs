@@ -76,10 +76,7 @@ async fn a_campaign_certifies_revokes_and_escalates(db: TestDb) {
         &root,
         &["sam", "--team", "security", "--role", "approver"],
     );
-    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
-        let output = site.run_as(&server, &root, args);
-        assert!(output.status.success(), "{args:?}: {}", text(&output));
-    }
+    site.import_owners_and_sync(&server, &root);
 
     // Only an admin starts a campaign; a deadline in the past is refused, naming the field.
     let later = (writ_core::Clock::now(&writ_core::SystemClock)

@@ -138,10 +138,7 @@ async fn a_reviewer_approves_in_the_console(db: TestDb) {
             "high",
         ],
     );
-    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
-        let output = site.run_as(&server, &root, args);
-        assert!(output.status.success(), "{args:?}: {}", text(&output));
-    }
+    site.import_owners_and_sync(&server, &root);
     let answer: serde_json::Value = reqwest::Client::new()
         .post(server.url("/v1/findings"))
         .bearer_auth(&scanner)

@@ -80,10 +80,7 @@ async fn metrics_are_scraped_by_a_prometheus_parser(db: TestDb) {
         &root,
         &["omar", "--team", "data", "--role", "approver"],
     );
-    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
-        let output = site.run_as(&server, &root, args);
-        assert!(output.status.success(), "{args:?}: {}", text(&output));
-    }
+    site.import_owners_and_sync(&server, &root);
     let scanner = site.add_principal(
         &server,
         &root,

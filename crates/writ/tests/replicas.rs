@@ -148,10 +148,7 @@ async fn three_replicas_survive_kills_and_a_database_restart() {
             "high",
         ],
     );
-    for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
-        let output = site.run_as(&first, &root, args);
-        assert!(output.status.success(), "{args:?}: {}", text(&output));
-    }
+    site.import_owners_and_sync(&first, &root);
     let mut second = start_replica(&site, &ports, 1);
     second.wait_ready().await;
     let mut third = start_replica(&site, &ports, 2);

@@ -149,9 +149,7 @@ struct SetupPage<'a> {
 /// Whether some admin exists (enabled or not); an unreadable store counts as yes, so that the
 /// setup page never opens by mistake.
 pub(super) async fn admin_exists(state: &AppState) -> bool {
-    state.store.principals().await.map_or(true, |all| {
-        all.iter().any(|view| view.principal.has_role(Role::Admin))
-    })
+    state.principals.admin_exists().await.unwrap_or(true)
 }
 
 /// `GET /setup`: on an installation without an admin, the form that makes the first one.

@@ -61,6 +61,14 @@ impl Site {
         self.db.cluster()
     }
 
+    /// Imports the site's `owners.csv` and syncs target `pg`, as `admin` through `server`.
+    pub fn import_owners_and_sync(&self, server: &Server, admin: &str) {
+        for args in [&["inventory", "import", "owners.csv"][..], &["sync", "pg"]] {
+            let output = self.run_as(server, admin, args);
+            assert!(output.status.success(), "{args:?}: {}", text(&output));
+        }
+    }
+
     /// The site's working directory.
     pub fn dir(&self) -> &Path {
         self.db.dir.path()
