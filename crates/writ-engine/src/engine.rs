@@ -62,6 +62,7 @@ impl Engine {
             sequencer: SequencerConfig::default(),
             ingest: IngestSettings::default(),
             writeback: WriteBackSettings::default(),
+            auth_cache: std::time::Duration::ZERO,
         }
     }
 
@@ -98,9 +99,17 @@ pub struct EngineBuilder {
     sequencer: SequencerConfig,
     ingest: IngestSettings,
     writeback: WriteBackSettings,
+    auth_cache: std::time::Duration,
 }
 
 impl EngineBuilder {
+    /// How long a successful authentication is kept (zero, the default: not at all); see
+    /// [`Principals::with_auth_cache`].
+    pub fn auth_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.auth_cache = ttl;
+        self
+    }
+
     /// The clock (a manual one in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -192,7 +201,8 @@ impl EngineBuilder {
             self.clock.clone(),
             self.ids.clone(),
             self.random,
-        );
+        )
+        .with_auth_cache(self.auth_cache);
         Ok(Engine {
             principals,
             store: self.store,

@@ -3,15 +3,21 @@
 //! source, instead of one plan and one commit each.
 //!
 //! Each request hands its findings to [`GroupCommit::ingest`] and waits for its own results.
-//! One task collects the requests: it takes whatever has queued (up to
-//! [`GroupLimits::max_findings`]) whenever fewer than [`GroupLimits::batches_in_flight`]
-//! batches are running, so a lone request waits for nothing (no timer) and a crowd forms
-//! batches while the previous one commits. A request is answered only after the batch holding
+//! One task collects the requests: whenever fewer than [`GroupLimits::batches_in_flight`]
+//! batches are running, it takes whatever has queued (up to [`GroupLimits::max_findings`]).
+//! Clients that were just answered tend to send again at once (a sender with one request
+//! open at a time), so when fewer requests have queued than were answered since the last
+//! batch formed, the collector waits up to [`GroupLimits::linger`] for them: without that,
+//! the first of them to come back would start a batch of one while the others are a
+//! round trip behind. A lone client was answered once and is alone in the queue: it waits
+//! for nothing. A request is answered only after the batch holding
 //! its findings has committed, with one result per finding, in order: findings are judged one
 //! by one, so one request's bad finding never fails another request's. A batch-wide failure
 //! (the ledger unwritable) fails each of its findings with that error, as it would have alone.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -26,6 +32,9 @@ pub struct GroupLimits {
     pub max_findings: usize,
     /// Batches planned or committing at once: while they run, requests queue up for the next.
     pub batches_in_flight: usize,
+    /// How long a forming batch waits at most for the clients answered since the last one
+    /// formed (zero: it takes what has queued).
+    pub linger: Duration,
 }
 
 impl Default for GroupLimits {
@@ -34,6 +43,8 @@ impl Default for GroupLimits {
             max_findings: 5000,
             // The ingestor pipelines two: one planning while the other commits.
             batches_in_flight: 2,
+            // About ten times a loopback client's round trip from answer to next request.
+            linger: Duration::from_millis(2),
         }
     }
 }
@@ -77,6 +88,7 @@ impl GroupCommit {
             limits: GroupLimits {
                 max_findings: limits.max_findings.max(1),
                 batches_in_flight: limits.batches_in_flight.max(1),
+                linger: limits.linger,
             },
         }
     }
@@ -126,6 +138,8 @@ async fn collect(
     limits: GroupLimits,
 ) {
     let slots = Arc::new(Semaphore::new(limits.batches_in_flight));
+    // Requests answered since the last batch formed: the clients likely to come back.
+    let answered = Arc::new(AtomicUsize::new(0));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -133,6 +147,7 @@ async fn collect(
         let Some(first) = receiver.recv().await else {
             return;
         };
+        let expected = answered.swap(0, Ordering::SeqCst);
         let mut taken = first.submissions.len();
         let mut batch = vec![first];
         while taken < limits.max_findings {
@@ -144,9 +159,24 @@ async fn collect(
                 Err(_) => break,
             }
         }
+        if batch.len() < expected && !limits.linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + limits.linger;
+            while batch.len() < expected && taken < limits.max_findings {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(request)) => {
+                        taken += request.submissions.len();
+                        batch.push(request);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
         let ingestor = ingestor.clone();
+        let answered = answered.clone();
         tokio::spawn(async move {
+            let requests = batch.len();
             commit(&ingestor, batch).await;
+            answered.fetch_add(requests, Ordering::SeqCst);
             drop(slot);
         });
     }

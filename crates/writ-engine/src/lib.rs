@@ -24,6 +24,7 @@
 //!   keeping their co-signatures.
 
 pub mod audit;
+mod auth_cache;
 pub mod automation;
 pub mod bypass;
 pub mod campaigns;

@@ -25,6 +25,7 @@ use writ_core::principal::{
 use writ_core::{Clock, IdSource, RandomSource};
 use writ_store::{Expectation, PrincipalView, Store, StoreError, TokenView};
 
+use crate::auth_cache::AuthCache;
 use crate::sequencer::{AppendError, Draft, Sequencer};
 
 /// What an admin asks for when adding a principal.
@@ -98,6 +99,8 @@ pub struct Principals {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     random: Arc<dyn RandomSource>,
+    /// Recent authentications (shared by every clone; emptied on each change made here).
+    recent: Arc<AuthCache>,
 }
 
 /// The actor recorded for a principal's own actions.
@@ -143,7 +146,16 @@ impl Principals {
             clock,
             ids,
             random,
+            recent: Arc::new(AuthCache::default()),
         }
+    }
+
+    /// Keeps successful authentications for `ttl` (zero, the default: not at all), so that a
+    /// busy client's requests do not each read the store. A change made through this service
+    /// takes effect at once; one made through another replica, within `ttl`.
+    pub fn with_auth_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.recent = Arc::new(AuthCache::new(ttl));
+        self
     }
 
     /// Creates the first admin (no admin exists yet; source principals made from
@@ -612,6 +624,10 @@ impl Principals {
     /// enabled.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, AuthFailure> {
         let digest = token_digest(secret);
+        if let Some(principal) = self.recent.get(&digest, self.clock.now()) {
+            return Ok(principal);
+        }
+        let generation = self.recent.generation();
         let token = self
             .store
             .token_by_digest(&digest)
@@ -629,6 +645,8 @@ impl Principals {
         if principal.disabled {
             return Err(AuthFailure::Rejected(TokenRejected::Invalid));
         }
+        self.recent
+            .put(generation, digest, token.token, principal.clone());
         Ok(principal)
     }
 
@@ -701,6 +719,8 @@ impl Principals {
         group: Vec<Draft>,
     ) -> Result<Vec<crate::sequencer::Appended>, PrincipalsError> {
         let results = self.sequencer.append_group(group).await;
+        // Whatever was appended, a cached authentication may now be wrong.
+        self.recent.clear();
         results
             .into_iter()
             .map(|result| {

@@ -548,6 +548,7 @@ async fn concurrent_requests_commit_together(h: Harness) {
         GroupLimits {
             max_findings: 16,
             batches_in_flight: 2,
+            linger: std::time::Duration::from_millis(2),
         },
     );
     let mut tasks = Vec::new();

@@ -93,4 +93,78 @@ async fn configured_source_tokens_follow_the_configuration(w: World) {
     assert!(drift.is_empty(), "{drift:#?}");
 }
 
-writ_testkit::backend_suite!(configured_source_tokens_follow_the_configuration);
+/// Two replicas over one database, each remembering authentications: a disable made through
+/// one is refused there at once; the other, which remembered the token, refuses it once its
+/// time to live has passed.
+async fn remembered_authentications_follow_changes(w: World) {
+    use std::time::Duration;
+    let db_url = w._db.url.clone();
+    let replica = |ttl: Duration| {
+        let url = db_url.clone();
+        async move {
+            let store = writ_store::open(&url).await.unwrap();
+            let (signer, _) = writ_ledger::generate_key("writ.test/ledger", [3; 32]).unwrap();
+            Engine::builder(store, signer)
+                .auth_cache(ttl)
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    let here = replica(Duration::from_secs(60)).await;
+    let there = replica(Duration::from_millis(300)).await;
+    let (root, _) = here.principals.bootstrap(admin("root")).await.unwrap();
+    let mut approver = admin("alice");
+    approver.roles = vec![Role::Approver];
+    let (_, first) = here.principals.create(&root, approver).await.unwrap();
+    let (_, second) = here
+        .principals
+        .issue_token(&root, "alice", None)
+        .await
+        .unwrap();
+    for engine in [&here, &there] {
+        for token in [&first, &second] {
+            let who = engine.principals.authenticate(&token.secret).await.unwrap();
+            assert_eq!(who.name, "alice");
+        }
+    }
+
+    let tokens = here.principals.tokens("alice").await.unwrap();
+    let first_id = tokens
+        .iter()
+        .find(|t| t.token.sha256 == token_digest(&first.secret))
+        .unwrap()
+        .token
+        .id;
+    here.principals
+        .revoke_token(&root, "alice", first_id)
+        .await
+        .unwrap();
+    assert!(
+        here.principals.authenticate(&first.secret).await.is_err(),
+        "revoked through this replica: refused at once"
+    );
+    assert!(here.principals.authenticate(&second.secret).await.is_ok());
+
+    here.principals
+        .disable(&root, "alice", "left".into())
+        .await
+        .unwrap();
+    assert!(here.principals.authenticate(&second.secret).await.is_err());
+    // The other replica remembered the token for up to its time to live, then reads again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for token in [&first, &second] {
+        assert!(
+            there.principals.authenticate(&token.secret).await.is_err(),
+            "still authenticated past the other replica's time to live"
+        );
+    }
+    // A replica that remembers nothing sees the change at once.
+    let exact = replica(Duration::ZERO).await;
+    assert!(exact.principals.authenticate(&second.secret).await.is_err());
+}
+
+writ_testkit::backend_suite!(
+    configured_source_tokens_follow_the_configuration,
+    remembered_authentications_follow_changes
+);

@@ -40,9 +40,14 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            // The one writer: 64 MiB of page cache (the ledger's random-keyed indexes outgrow
+            // The one writer: 16 MiB of page cache (the ledger's random-keyed indexes outgrow
             // SQLite's 2 MiB default within some hundred thousand entries, after which every
-            // commit spills and re-reads index pages); statement journals of multi-row
+            // commit spills and re-reads index pages). Not more: at the end of every write
+            // transaction SQLite scans the cache's whole hash table (`pcache1TruncateUnsafe`),
+            // which with 64 MiB took 6% of the server's time under many small commits, and
+            // measured slower both for one-finding requests and for a 100,000-line file
+            // (`writ bench http`: 2,048/s and 7,483/s at 64 MiB, 2,577/s and 7,893/s at 16 MiB,
+            // 2,281/s and 7,521/s at 2 MiB, one run each); statement journals of multi-row
             // INSERTs in memory; a WAL checkpoint every ~200 MiB rather than every 4 MiB: a
             // commit of a few thousand findings dirties most pages of the random-keyed
             // indexes, and a page rewritten by many commits is copied back once per
@@ -51,7 +56,7 @@ impl SqliteStore {
             .connect_with(
                 options
                     .clone()
-                    .pragma("cache_size", "-65536")
+                    .pragma("cache_size", "-16384")
                     .pragma("temp_store", "memory")
                     .pragma("wal_autocheckpoint", "50000"),
             )

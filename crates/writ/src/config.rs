@@ -428,6 +428,11 @@ pub struct ServerConfig {
     pub auth_failure_burst: f64,
     /// How fast that budget refills, per second.
     pub auth_failures_per_second: f64,
+    /// Milliseconds a successful authentication is remembered, so that a busy client's
+    /// requests do not each read its token and principal (0: read them on every request). A
+    /// revocation or a disabled principal takes effect at once on the replica it was made
+    /// through, and on other replicas within this time.
+    pub auth_cache_ms: u64,
     /// PEM certificate chain: with `tls_key`, the server speaks only HTTPS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -454,6 +459,7 @@ impl Default for ServerConfig {
             rate_limit_burst: defaults.rate_limit.burst,
             auth_failure_burst: defaults.auth_failure_limit.burst,
             auth_failures_per_second: defaults.auth_failure_limit.per_second,
+            auth_cache_ms: 1000,
             tls_cert: None,
             tls_key: None,
             metrics_access: "loopback".to_owned(),

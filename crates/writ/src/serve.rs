@@ -95,6 +95,7 @@ async fn build_observed(
             )),
         })
         .writeback_settings(config.writeback.settings())
+        .auth_cache(Duration::from_millis(config.server.auth_cache_ms))
         .start()
         .await
         .context("cannot open the ledger for writing")
