@@ -6,11 +6,12 @@
 //! One task collects the requests: whenever fewer than [`GroupLimits::batches_in_flight`]
 //! batches are running, it takes whatever has queued (up to [`GroupLimits::max_findings`]).
 //! Clients that were just answered tend to send again at once (a sender with one request
-//! open at a time), so when fewer requests have queued than were answered since the last
-//! batch formed, the collector waits up to [`GroupLimits::linger`] for them: without that,
-//! the first of them to come back would start a batch of one while the others are a
-//! round trip behind. A lone client was answered once and is alone in the queue: it waits
-//! for nothing. A request is answered only after the batch holding
+//! open at a time), so when fewer requests have queued than were answered and not seen since,
+//! the collector waits up to [`GroupLimits::linger`] for them: without that, the first of them
+//! to come back would start a batch of one while the others are a round trip behind. It waits
+//! for no more than a fair share of the clients at work (the last batches' sizes over the
+//! batches in flight), so the batches stay about equal and one plans while another commits. A
+//! lone client was answered once and is alone in the queue: it waits for nothing. A request is answered only after the batch holding
 //! its findings has committed, with one result per finding, in order: findings are judged one
 //! by one, so one request's bad finding never fails another request's. A batch-wide failure
 //! (the ledger unwritable) fails each of its findings with that error, as it would have alone.
@@ -138,8 +139,10 @@ async fn collect(
     limits: GroupLimits,
 ) {
     let slots = Arc::new(Semaphore::new(limits.batches_in_flight));
-    // Requests answered since the last batch formed: the clients likely to come back.
+    // Requests answered and not yet seen again: the clients likely to come back.
     let answered = Arc::new(AtomicUsize::new(0));
+    // The sizes (in requests) of the last batches formed, one per slot: the clients at work.
+    let mut recent = std::collections::VecDeque::with_capacity(limits.batches_in_flight);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -147,7 +150,12 @@ async fn collect(
         let Some(first) = receiver.recv().await else {
             return;
         };
-        let expected = answered.swap(0, Ordering::SeqCst);
+        // Wait for the clients coming back, but no more than a fair share of the clients at
+        // work: batches of about equal size keep one planning while the other commits, where
+        // one batch of everybody would plan and commit in turn.
+        let at_work: usize = recent.iter().sum();
+        let fair_share = at_work.div_ceil(limits.batches_in_flight);
+        let expected = answered.load(Ordering::SeqCst).min(fair_share);
         let mut taken = first.submissions.len();
         let mut batch = vec![first];
         while taken < limits.max_findings {
@@ -171,6 +179,14 @@ async fn collect(
                 }
             }
         }
+        // Saturating: a request may come back before its batch has counted it as answered.
+        let _ = answered.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            Some(n.saturating_sub(batch.len()))
+        });
+        if recent.len() == limits.batches_in_flight {
+            recent.pop_front();
+        }
+        recent.push_back(batch.len());
         let ingestor = ingestor.clone();
         let answered = answered.clone();
         tokio::spawn(async move {

@@ -168,27 +168,62 @@ pub struct Ingestor {
 /// source: the findings carry the source, the entries say who put them there.
 pub const OPERATOR_IMPORT_ACTOR: &str = "operator:import";
 
-/// Turns of the ingest pipeline: one batch plans while (at most) one commits.
+/// Turns of the ingest pipeline: one batch plans at a time, and hands itself to the
+/// sequencer without waiting for the batches before it to commit (the sequencer keeps their
+/// order, and may commit several in one transaction).
 #[derive(Debug, Default)]
 struct Lanes {
-    /// Held while a batch reads and plans, until it is handed to the sequencer.
+    /// Held while a batch reads and plans, until it is handed to the sequencer: hand-overs
+    /// happen in planning order.
     plan: Mutex<()>,
-    /// Held from a batch's hand-over to the sequencer until its results are in.
-    commit: Mutex<()>,
-    /// The last batch handed over.
-    in_flight: std::sync::Mutex<InFlight>,
+    /// The batches handed over whose results are not in yet, oldest first.
+    handed_over: std::sync::Mutex<Vec<Arc<HandedOver>>>,
 }
 
-/// The cases and finding keys of the last batch handed over to the sequencer, and whether
-/// all of its events were committed.
+/// A batch handed to the sequencer: what planning must see of it until its results are in.
+#[derive(Debug)]
+struct HandedOver {
+    view: InFlight,
+    /// `Some(committed whole)` once its results are in.
+    settled: tokio::sync::watch::Sender<Option<bool>>,
+}
+
+impl HandedOver {
+    /// Whether every one of its events was committed, once its results are in.
+    async fn committed_whole(&self) -> bool {
+        let mut settled = self.settled.subscribe();
+        match settled.wait_for(Option::is_some).await {
+            Ok(state) => state.unwrap_or(false),
+            // The sender lives as long as `self`: unreachable, and "not whole" is the safe answer.
+            Err(_) => false,
+        }
+    }
+}
+
+/// What planning sees of `batches` together.
+fn merged(batches: &[Arc<HandedOver>]) -> InFlight {
+    let mut seen = InFlight::default();
+    for batch in batches {
+        seen.cases.extend(
+            batch
+                .view
+                .cases
+                .iter()
+                .map(|(key, case)| (key.clone(), case.clone())),
+        );
+        seen.keys.extend(batch.view.keys.iter().cloned());
+    }
+    seen
+}
+
+/// The cases and finding keys of the batches handed over to the sequencer and not committed
+/// yet, as planning sees them.
 #[derive(Debug, Default, Clone)]
 struct InFlight {
-    /// Cases it opens, by subject and finding type.
+    /// Cases they open, by subject and finding type.
     cases: HashMap<(String, String), OpenCase>,
-    /// Its findings' idempotency keys.
+    /// Their findings' idempotency keys.
     keys: HashSet<String>,
-    /// Set when every one of its events was committed.
-    committed_whole: bool,
 }
 
 /// A planned batch, ready to hand over.
@@ -378,7 +413,10 @@ impl Ingestor {
         };
         // Another replica opened one of our cases first (or recorded the same finding), or the
         // batch in flight held the same finding: those findings go again, alone, and now join
-        // what was recorded.
+        // what was recorded, once the batches that held them have their results in.
+        if !retry.is_empty() {
+            self.settle_handed_over().await;
+        }
         for index in retry {
             let again = self
                 .run_batch(source, std::slice::from_ref(&submissions[index]))
@@ -401,25 +439,31 @@ impl Ingestor {
         submissions: &[Submission],
     ) -> Result<(Vec<Result<IngestOutcome, IngestError>>, Vec<usize>), IngestError> {
         let plan_turn = self.lanes.plan.lock().await;
-        // A batch that has committed whole is in the store; only one still committing needs
-        // to be seen from here (and a finding retried alone must not wait for itself).
-        let seen = Some(self.in_flight())
-            .filter(|in_flight| !in_flight.committed_whole)
-            .unwrap_or_default();
+        // A batch whose results are in is in the store as far as it committed; the ones still
+        // committing are seen from here.
+        let before = self.handed_over();
         let planning = std::time::Instant::now();
-        let mut planned = self.plan_batch(source, submissions, &seen).await?;
+        let mut planned = self
+            .plan_batch(source, submissions, &merged(&before))
+            .await?;
         tracing::debug!(
             findings = submissions.len(),
             plan_ms = planning.elapsed().as_secs_f64() * 1e3,
             "ingest batch planned"
         );
-        // Wait for the batch before to settle; if it did not commit whole and this one relied
-        // on it, plan again from what the store now holds.
-        let commit_turn = self.lanes.commit.lock().await;
-        if planned.relies_on_in_flight && !self.in_flight().committed_whole {
-            planned = self
-                .plan_batch(source, submissions, &InFlight::default())
-                .await?;
+        // A batch that joined a case only a batch before it is opening waits for those to
+        // settle; if one did not commit whole, it plans again from what the store now holds
+        // (no batch was handed over meanwhile: this one holds the planning turn).
+        if planned.relies_on_in_flight {
+            let mut whole = true;
+            for batch in &before {
+                whole &= batch.committed_whole().await;
+            }
+            if !whole {
+                planned = self
+                    .plan_batch(source, submissions, &merged(&self.handed_over()))
+                    .await?;
+            }
         }
         let Planned {
             plans,
@@ -428,40 +472,41 @@ impl Ingestor {
             keys,
             ..
         } = planned;
-        self.set_in_flight(InFlight {
-            cases: opened,
-            keys,
-            committed_whole: false,
+        let (settled, _) = tokio::sync::watch::channel(None);
+        let this = Arc::new(HandedOver {
+            view: InFlight {
+                cases: opened,
+                keys,
+            },
+            settled,
         });
+        self.lock_handed_over().push(this.clone());
+        let submitted = self.sequencer.submit_groups(groups).await;
         drop(plan_turn);
-        let appended = self.sequencer.append_groups(groups).await;
+        let appended = submitted.results().await;
         let committed_whole = appended.iter().flatten().all(Result::is_ok);
-        let settled = self.settle(plans, appended).await;
-        if committed_whole {
-            self.lanes
-                .in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .committed_whole = true;
-        }
-        drop(commit_turn);
-        Ok(settled)
+        self.lock_handed_over()
+            .retain(|batch| !Arc::ptr_eq(batch, &this));
+        this.settled.send_replace(Some(committed_whole));
+        Ok(self.settle(plans, appended).await)
     }
 
-    fn in_flight(&self) -> InFlight {
+    fn lock_handed_over(&self) -> std::sync::MutexGuard<'_, Vec<Arc<HandedOver>>> {
         self.lanes
-            .in_flight
+            .handed_over
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
-    fn set_in_flight(&self, in_flight: InFlight) {
-        *self
-            .lanes
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = in_flight;
+    fn handed_over(&self) -> Vec<Arc<HandedOver>> {
+        self.lock_handed_over().clone()
+    }
+
+    /// Waits until every batch handed over so far has its results in.
+    async fn settle_handed_over(&self) {
+        for batch in self.handed_over() {
+            batch.committed_whole().await;
+        }
     }
 
     /// Reads what the batch needs (three lookups) and plans every finding's events, seeing the

@@ -299,6 +299,14 @@ impl Sequencer {
         &self,
         groups: Vec<Vec<Draft>>,
     ) -> Vec<Vec<Result<Appended, AppendError>>> {
+        self.submit_groups(groups).await.results().await
+    }
+
+    /// Hands groups of events to the writer and returns once they are queued, behind every
+    /// request queued before and ahead of every request queued after; their results come
+    /// from [`Submitted::results`]. A pipeline uses this to hand its next batch over while
+    /// the one before is still committing (the writer may commit both together).
+    pub async fn submit_groups(&self, groups: Vec<Vec<Draft>>) -> Submitted {
         // A group with a secret-named field is refused whole, before anything is sent.
         let mut refused: Vec<Option<(AppendError, usize)>> = Vec::with_capacity(groups.len());
         let mut send = Vec::with_capacity(groups.len());
@@ -316,8 +324,8 @@ impl Sequencer {
             }
         }
         let sizes: Vec<usize> = send.iter().map(Vec::len).collect();
-        let answered = if sizes.iter().all(|&n| n == 0) {
-            Ok(send.iter().map(|_| Vec::new()).collect())
+        let answer = if sizes.iter().all(|&n| n == 0) {
+            Answer::Ready(send.iter().map(|_| Vec::new()).collect())
         } else {
             let (reply, receive) = oneshot::channel();
             match self
@@ -328,9 +336,47 @@ impl Sequencer {
                 })
                 .await
             {
-                Ok(()) => receive.await.map_err(|_| AppendError::Stopped),
-                Err(_) => Err(AppendError::Stopped),
+                Ok(()) => Answer::Queued(receive),
+                Err(_) => Answer::Stopped,
             }
+        };
+        Submitted {
+            refused,
+            sizes,
+            answer,
+        }
+    }
+}
+
+/// Groups handed to the writer ([`Sequencer::submit_groups`]), their results to come.
+#[derive(Debug)]
+#[must_use = "the results say which groups were recorded"]
+pub struct Submitted {
+    refused: Vec<Option<(AppendError, usize)>>,
+    sizes: Vec<usize>,
+    answer: Answer,
+}
+
+#[derive(Debug)]
+enum Answer {
+    /// Nothing was sent (every group refused or empty).
+    Ready(Vec<Vec<Result<Appended, AppendError>>>),
+    Queued(oneshot::Receiver<Vec<Vec<Result<Appended, AppendError>>>>),
+    Stopped,
+}
+
+impl Submitted {
+    /// One result per draft, per group, in order, once the writer has committed them.
+    pub async fn results(self) -> Vec<Vec<Result<Appended, AppendError>>> {
+        let Submitted {
+            refused,
+            sizes,
+            answer,
+        } = self;
+        let answered = match answer {
+            Answer::Ready(ready) => Ok(ready),
+            Answer::Queued(receive) => receive.await.map_err(|_| AppendError::Stopped),
+            Answer::Stopped => Err(AppendError::Stopped),
         };
         let mut answered = match answered {
             Ok(answered) => answered.into_iter(),

@@ -537,6 +537,42 @@ async fn pipelined_batches_see_each_other(h: Harness) {
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 
+/// Four batches handed over without waiting for each other: each later one sees the cases
+/// and keys of every one still committing, so all join the one case the first opens, and a
+/// finding three of them carry is recorded once (the others are told it is a duplicate).
+async fn many_batches_in_flight_see_all_before_them(h: Harness) {
+    let source = prowler();
+    let batch = |n: u32| {
+        vec![
+            unused_key_finding(&format!("own-{n}")),
+            unused_key_finding("shared"),
+        ]
+    };
+    let (a, b, c, d) = tokio::join!(
+        h.ingestor.ingest_batch(&source, batch(1)),
+        h.ingestor.ingest_batch(&source, batch(2)),
+        h.ingestor.ingest_batch(&source, batch(3)),
+        h.ingestor
+            .ingest_batch(&source, vec![unused_key_finding("own-4")]),
+    );
+    let all: Vec<_> = [a, b, c, d]
+        .into_iter()
+        .flatten()
+        .map(|r| r.unwrap())
+        .collect();
+    let case = all[0].case_id;
+    assert!(all.iter().all(|o| o.case_id == case), "{all:?}");
+    assert_eq!(
+        all.iter().filter(|o| !o.duplicate).count(),
+        5,
+        "four own findings and the shared one once: {all:?}"
+    );
+    let dump = h.store.projection_dump().await.unwrap();
+    assert_eq!(dump.cases.len(), 1);
+    assert_eq!(dump.findings.len(), 5);
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 /// Group commit across requests: 60 concurrent requests from two sources, most with one
 /// finding, one with three, several about the same identity and one carrying a secret-named
 /// field, are committed in shared batches. Each request gets its own results in order; the bad
@@ -1101,6 +1137,7 @@ writ_testkit::backend_suite!(
     a_pass_closes_and_a_new_failure_reopens,
     a_failed_batch_in_flight_is_planned_around,
     pipelined_batches_see_each_other,
+    many_batches_in_flight_see_all_before_them,
     unused_key_needs_owner_approval,
     incomplete_source_of_truth_goes_to_human_review,
     policy_tiers_follow_the_demo_bundle,

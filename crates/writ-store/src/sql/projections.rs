@@ -571,25 +571,51 @@ macro_rules! projection_queries {
 
         /// The rows of `select` (which ends comparing a column to the group's first element)
         /// followed by `in_list` (which opens an `IN (` of the group's second elements), for
-        /// every group, in chunks of [`KEYS_PER_LOOKUP`].
+        /// every group. The groups' look-ups are joined with `UNION ALL` into as few
+        /// statements as [`KEYS_PER_LOOKUP`] bound values allow (each branch still walks its
+        /// index on both columns): a batch of findings of several types is one round trip,
+        /// not one per type.
         async fn rows_in_groups(
             conn: &mut Conn,
             select: &str,
             in_list: &str,
             groups: Vec<(&str, Vec<&str>)>,
         ) -> Result<Vec<DbRow>, StoreError> {
-            let mut rows = Vec::new();
-            for (first, seconds) in groups {
+            // SQLite allows 500 terms in a compound select; stay well below.
+            const BRANCHES_PER_STATEMENT: usize = 64;
+            let mut statements: Vec<Vec<(&str, &[&str])>> = Vec::new();
+            let mut binds = 0;
+            for (first, seconds) in &groups {
                 for chunk in seconds.chunks(KEYS_PER_LOOKUP) {
-                    let mut builder = sqlx::QueryBuilder::<$db>::new(select);
-                    builder.push_bind(first).push(in_list);
+                    let full = statements.last().is_none_or(|branches| {
+                        branches.len() == BRANCHES_PER_STATEMENT
+                            || binds + chunk.len() + 1 > KEYS_PER_LOOKUP + 1
+                    });
+                    if full {
+                        statements.push(Vec::new());
+                        binds = 0;
+                    }
+                    binds += chunk.len() + 1;
+                    if let Some(branches) = statements.last_mut() {
+                        branches.push((first, chunk));
+                    }
+                }
+            }
+            let mut rows = Vec::new();
+            for branches in statements {
+                let mut builder = sqlx::QueryBuilder::<$db>::new("");
+                for (at, (first, chunk)) in branches.into_iter().enumerate() {
+                    if at > 0 {
+                        builder.push(" UNION ALL ");
+                    }
+                    builder.push(select).push_bind(first).push(in_list);
                     let mut list = builder.separated(", ");
                     for second in chunk {
                         list.push_bind(*second);
                     }
                     builder.push(")");
-                    rows.extend(builder.build().fetch_all(&mut *conn).await?);
                 }
+                rows.extend(builder.build().fetch_all(&mut *conn).await?);
             }
             Ok(rows)
         }
