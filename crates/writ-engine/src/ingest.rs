@@ -200,6 +200,26 @@ impl HandedOver {
     }
 }
 
+/// Takes a handed-over batch off the list and announces it settled when dropped: when its
+/// results are in, or when the caller gave up waiting for them (then as not committed whole,
+/// the safe answer: a batch that relied on it plans again from the store).
+struct Settling<'a> {
+    lanes: &'a Lanes,
+    batch: Arc<HandedOver>,
+    committed_whole: bool,
+}
+
+impl Drop for Settling<'_> {
+    fn drop(&mut self) {
+        self.lanes
+            .handed_over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|batch| !Arc::ptr_eq(batch, &self.batch));
+        self.batch.settled.send_replace(Some(self.committed_whole));
+    }
+}
+
 /// What planning sees of `batches` together.
 fn merged(batches: &[Arc<HandedOver>]) -> InFlight {
     let mut seen = InFlight::default();
@@ -473,21 +493,23 @@ impl Ingestor {
             ..
         } = planned;
         let (settled, _) = tokio::sync::watch::channel(None);
-        let this = Arc::new(HandedOver {
-            view: InFlight {
-                cases: opened,
-                keys,
-            },
-            settled,
-        });
-        self.lock_handed_over().push(this.clone());
+        let mut handed_over = Settling {
+            lanes: &self.lanes,
+            batch: Arc::new(HandedOver {
+                view: InFlight {
+                    cases: opened,
+                    keys,
+                },
+                settled,
+            }),
+            committed_whole: false,
+        };
+        self.lock_handed_over().push(handed_over.batch.clone());
         let submitted = self.sequencer.submit_groups(groups).await;
         drop(plan_turn);
         let appended = submitted.results().await;
-        let committed_whole = appended.iter().flatten().all(Result::is_ok);
-        self.lock_handed_over()
-            .retain(|batch| !Arc::ptr_eq(batch, &this));
-        this.settled.send_replace(Some(committed_whole));
+        handed_over.committed_whole = appended.iter().flatten().all(Result::is_ok);
+        drop(handed_over);
         Ok(self.settle(plans, appended).await)
     }
 

@@ -573,6 +573,39 @@ async fn many_batches_in_flight_see_all_before_them(h: Harness) {
     assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
 }
 
+/// A caller that stops waiting (a client hung up) at any point of its batch's way through
+/// the pipeline leaves nothing behind for the next batches to wait on: the finding it carried
+/// that was refused (a secret-named field) comes again clean and is recorded, and the store
+/// rebuilds to what the ledger says.
+async fn a_batch_given_up_on_holds_nothing_up(h: Harness) {
+    use std::time::Duration;
+    let source = prowler();
+    // Every 250 microseconds up to 40 ms: some give up while planning, some once handed over.
+    for micros in (0u64..160).map(|step| step * 250) {
+        let mut poisoned = unused_key_finding("shared");
+        poisoned.observation.details = json!({"password": "hunter2"});
+        let batch = vec![unused_key_finding(&format!("given-up-{micros}")), poisoned];
+        let _ = tokio::time::timeout(
+            Duration::from_micros(micros),
+            h.ingestor.ingest_batch(&source, batch),
+        )
+        .await;
+    }
+    let results = tokio::time::timeout(
+        Duration::from_secs(30),
+        h.ingestor.ingest_batch(
+            &source,
+            vec![unused_key_finding("shared"), unused_key_finding("after")],
+        ),
+    )
+    .await
+    .expect("a later batch is not held up");
+    for result in &results {
+        assert!(result.is_ok(), "{results:?}");
+    }
+    assert!(rebuild::check(&*h.store).await.unwrap().is_empty());
+}
+
 /// Group commit across requests: 60 concurrent requests from two sources, most with one
 /// finding, one with three, several about the same identity and one carrying a secret-named
 /// field, are committed in shared batches. Each request gets its own results in order; the bad
@@ -1138,6 +1171,7 @@ writ_testkit::backend_suite!(
     a_failed_batch_in_flight_is_planned_around,
     pipelined_batches_see_each_other,
     many_batches_in_flight_see_all_before_them,
+    a_batch_given_up_on_holds_nothing_up,
     unused_key_needs_owner_approval,
     incomplete_source_of_truth_goes_to_human_review,
     policy_tiers_follow_the_demo_bundle,
