@@ -11,8 +11,9 @@
 //! to come back would start a batch of one while the others are a round trip behind. It waits
 //! for no more than a fair share of the clients at work (the last batches' sizes over the
 //! batches in flight), so the batches stay about equal and one plans while another commits. A
-//! lone client was answered once and is alone in the queue: it waits for nothing. A request is answered only after the batch holding
-//! its findings has committed, with one result per finding, in order: findings are judged one
+//! lone client was answered once and is alone in the queue: it waits for nothing.
+//!
+//! A request is answered only after the batch holding its findings has committed, with one result per finding, in order: findings are judged one
 //! by one, so one request's bad finding never fails another request's. A batch-wide failure
 //! (the ledger unwritable) fails each of its findings with that error, as it would have alone.
 

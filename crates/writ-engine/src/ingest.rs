@@ -209,12 +209,18 @@ struct Settling<'a> {
     committed_whole: bool,
 }
 
+impl Lanes {
+    fn lock_handed_over(&self) -> std::sync::MutexGuard<'_, Vec<Arc<HandedOver>>> {
+        self.handed_over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Drop for Settling<'_> {
     fn drop(&mut self) {
         self.lanes
-            .handed_over
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lock_handed_over()
             .retain(|batch| !Arc::ptr_eq(batch, &self.batch));
         self.batch.settled.send_replace(Some(self.committed_whole));
     }
@@ -238,7 +244,7 @@ fn merged(batches: &[Arc<HandedOver>]) -> InFlight {
 
 /// The cases and finding keys of the batches handed over to the sequencer and not committed
 /// yet, as planning sees them.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct InFlight {
     /// Cases they open, by subject and finding type.
     cases: HashMap<(String, String), OpenCase>,
@@ -504,7 +510,9 @@ impl Ingestor {
             }),
             committed_whole: false,
         };
-        self.lock_handed_over().push(handed_over.batch.clone());
+        self.lanes
+            .lock_handed_over()
+            .push(handed_over.batch.clone());
         let submitted = self.sequencer.submit_groups(groups).await;
         drop(plan_turn);
         let appended = submitted.results().await;
@@ -513,15 +521,8 @@ impl Ingestor {
         Ok(self.settle(plans, appended).await)
     }
 
-    fn lock_handed_over(&self) -> std::sync::MutexGuard<'_, Vec<Arc<HandedOver>>> {
-        self.lanes
-            .handed_over
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn handed_over(&self) -> Vec<Arc<HandedOver>> {
-        self.lock_handed_over().clone()
+        self.lanes.lock_handed_over().clone()
     }
 
     /// Waits until every batch handed over so far has its results in.
@@ -532,7 +533,7 @@ impl Ingestor {
     }
 
     /// Reads what the batch needs (three lookups) and plans every finding's events, seeing the
-    /// cases and keys of the batch `in_flight` as well as the store.
+    /// cases and keys of the unsettled batches (`in_flight`) as well as the store.
     async fn plan_batch(
         &self,
         source: &Source,
