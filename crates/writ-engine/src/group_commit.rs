@@ -13,9 +13,10 @@
 //! batches in flight), so the batches stay about equal and one plans while another commits. A
 //! lone client was answered once and is alone in the queue: it waits for nothing.
 //!
-//! A request is answered only after the batch holding its findings has committed, with one result per finding, in order: findings are judged one
-//! by one, so one request's bad finding never fails another request's. A batch-wide failure
-//! (the ledger unwritable) fails each of its findings with that error, as it would have alone.
+//! A request is answered only after the batch holding its findings has committed, with one
+//! result per finding, in order: findings are judged one by one, so one request's bad finding
+//! never fails another request's. A batch-wide failure (the ledger unwritable) fails each of
+//! its findings with that error, as it would have alone.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
