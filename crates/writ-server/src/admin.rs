@@ -2,6 +2,8 @@
 //! rules, and `whoami`. Everything here is an admin's action (except `whoami` and revoking
 //! one's own token), recorded in the ledger as that admin.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -291,7 +293,7 @@ pub async fn whoami(caller: Caller) -> Json<PrincipalInfo> {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_principals(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<PrincipalInfo>>, Problem> {
     caller.require(&[Role::Admin, Role::Auditor], "listing principals")?;
@@ -317,7 +319,7 @@ pub async fn list_principals(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn create_principal(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
@@ -369,7 +371,7 @@ pub async fn create_principal(
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn get_principal(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<PrincipalInfo>, Problem> {
@@ -398,7 +400,7 @@ pub async fn get_principal(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn change_principal(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -440,7 +442,7 @@ pub async fn change_principal(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn disable_principal(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -476,7 +478,7 @@ pub async fn disable_principal(
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_tokens(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TokenInfo>>, Problem> {
@@ -512,7 +514,7 @@ pub async fn list_tokens(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn issue_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -557,7 +559,7 @@ pub async fn issue_token(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn revoke_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
@@ -607,7 +609,7 @@ pub struct InventoryResult {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn sync_target(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<InventoryResult>, Problem> {
@@ -703,7 +705,7 @@ pub struct SystemSummary {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_systems(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<SystemSummary>>, Problem> {
     use writ_core::event::SyncOutcome;
@@ -840,7 +842,7 @@ pub struct RulesQuery {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn import_rules(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     query: Result<Query<RulesQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,

@@ -1,5 +1,7 @@
 //! Routes and the OpenAPI document that describes them.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -288,7 +290,7 @@ impl utoipa::Modify for ExactSchemas {
     }
 }
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     use axum::routing::{delete, patch, post};
     Router::new()
         .route("/v1/cases", get(crate::cases::list_cases))
@@ -398,7 +400,7 @@ async fn healthz() -> Json<Health> {
         (status = 200, description = "Ready", body = Ready),
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, Problem> {
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Ready>, Problem> {
     // A probe must answer quickly even when the database hangs.
     match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => {}
@@ -417,7 +419,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, Problem> {
         (status = 200, description = "Status", body = Status),
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
-async fn status(State(state): State<AppState>) -> Result<Json<Status>, Problem> {
+async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Status>, Problem> {
     let ledger_size = state
         .store
         .ledger_size()
@@ -438,7 +440,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<Status>, Problem> 
         (status = 404, description = "Nothing has been appended yet", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
-async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
+async fn latest_checkpoint(State(state): State<Arc<AppState>>) -> Result<Response, Problem> {
     let latest = state
         .store
         .latest_checkpoint()

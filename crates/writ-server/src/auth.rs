@@ -11,6 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 use writ_core::principal::{Principal, Role};
 use writ_engine::principals::AuthFailure;
 
@@ -62,12 +63,12 @@ pub fn unauthenticated(why: &str) -> Problem {
     .field("Authorization", why.to_owned())
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = Unauthenticated;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_owned();
         let peer = parts

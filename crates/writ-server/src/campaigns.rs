@@ -3,6 +3,8 @@
 //! stand (readers), and `POST /v1/cases/{id}/certification` answers one question (certify or
 //! revoke) as a vote under the case's approval rule (`writ_engine::campaigns`).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -174,7 +176,7 @@ const STARTERS: &[Role] = &[Role::Admin];
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn start_campaign(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CampaignStarted>), Problem> {
@@ -221,7 +223,7 @@ pub async fn start_campaign(
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_campaigns(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<CampaignSummary>>, Problem> {
     caller.require(crate::READERS, "reading campaigns")?;
@@ -249,7 +251,7 @@ pub async fn list_campaigns(
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn get_campaign(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CampaignReport>, Problem> {
@@ -332,7 +334,7 @@ pub struct AnswerResponse {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn answer(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,

@@ -2,6 +2,8 @@
 //! Every route here needs an authenticated principal ([`Caller`]); the actor recorded in the
 //! ledger is that principal, never a name from the request.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -107,7 +109,7 @@ pub struct CasesQuery {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_cases(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     query: Result<Query<CasesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<CaseSummary>>, Problem> {
@@ -185,7 +187,7 @@ pub struct ControlsReport {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn controls_report(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     query: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ControlsReport>, Problem> {
@@ -271,7 +273,7 @@ pub struct CaseReplay {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn replay_case(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CaseReplay>, Problem> {
@@ -310,7 +312,7 @@ pub async fn replay_case(
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn get_case(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CaseDetail>, Problem> {
@@ -385,7 +387,7 @@ pub struct IdentitySummary {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_identities(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<IdentitySummary>>, Problem> {
     caller.require(READERS, "reading the inventory")?;
@@ -475,7 +477,7 @@ pub struct VoteResponse {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn vote(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -562,7 +564,7 @@ pub struct RollbackResponse {
         (status = 503, description = "The ledger or the target could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn rollback(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -729,7 +731,7 @@ const REVIEWERS: &[Role] = &[Role::Approver, Role::Admin];
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn close_case(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -765,7 +767,7 @@ pub async fn close_case(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn dismiss_case(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -798,7 +800,7 @@ pub async fn dismiss_case(
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn unfreeze_case(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -920,7 +922,7 @@ const EXCEPTION_ASKERS: &[Role] = &[Role::Requester, Role::Approver, Role::Admin
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn request_exception(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -993,7 +995,7 @@ pub struct ExceptionsQuery {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn list_exceptions(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     query: Result<Query<ExceptionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ExceptionSummary>>, Problem> {
@@ -1082,7 +1084,7 @@ pub struct BreakGlassResponse {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn break_glass(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -1157,7 +1159,7 @@ pub struct ReviewResponse {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn review_bypass(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -1211,7 +1213,7 @@ pub struct OverrideRequest {
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn override_decision(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,

@@ -1,6 +1,7 @@
 //! `POST /v1/findings`: authenticated ingest of one finding or a batch, in any supported format.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -100,7 +101,7 @@ pub struct IngestResponse {
         (status = 503, description = "The ledger could not be written; nothing stored", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn ingest(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Query(query): Query<IngestQuery>,
     headers: HeaderMap,
     request: axum::extract::Request,
@@ -177,7 +178,7 @@ enum Credentials {
 }
 
 async fn ingest_inner(
-    state: AppState,
+    state: Arc<AppState>,
     query: IngestQuery,
     headers: HeaderMap,
     body: Result<Bytes, StatusCode>,

@@ -159,7 +159,11 @@ fn take_from<K: std::hash::Hash + Eq>(
 
 /// Middleware: refuses a request when the server already has its maximum in flight (503,
 /// `Retry-After`), and answers 503 when a request runs past its deadline.
-pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Ok(_permit) = state.limits.in_flight.clone().try_acquire_owned() else {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

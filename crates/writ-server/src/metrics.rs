@@ -296,7 +296,11 @@ impl Metrics {
 
 /// Middleware: counts every request by its route template (never the raw path, whose ids
 /// would make a label per case) and times it.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -336,14 +340,14 @@ fn clamp(n: u64) -> i64 {
         (status = 403, description = "The principal may not read metrics", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store does not answer", body = crate::problem::Problem, content_type = "application/problem+json")
     ))]
-pub async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let loopback = request
         .extensions()
         .get::<crate::PeerAddr>()
         .is_some_and(|peer| peer.0.ip().is_loopback());
     if !(loopback && state.settings.metrics_access == MetricsAccess::Loopback) {
         let (mut parts, _) = request.into_parts();
-        let caller = match <crate::auth::Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
+        let caller = match <crate::auth::Caller as axum::extract::FromRequestParts<Arc<AppState>>>::from_request_parts(&mut parts, &state).await {
             Ok(caller) => caller,
             Err(refusal) => return refusal.into_response(),
         };

@@ -3,6 +3,8 @@
 //! access. The body is one of the request kinds (`kind` names it); each is validated field by
 //! field, then decided by policy and recorded in a new case (`writ_engine::requests`).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -298,7 +300,7 @@ const REQUESTERS: &[Role] = &[Role::Requester];
         (status = 503, description = "The ledger could not be written", body = Problem, content_type = "application/problem+json")
     ))]
 pub async fn submit(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RequestResponse>), Problem> {

@@ -13,7 +13,7 @@ use sqlx::{Pool, Postgres, Transaction};
 use crate::{Backend, StoreError, migrate};
 
 mod q {
-    crate::sql::backend_queries!(sqlx::Postgres);
+    crate::sql::backend_queries!(sqlx::Postgres, several_statements_per_call = false);
 }
 
 /// The advisory lock key that serialises migrations ("writ" in ASCII).

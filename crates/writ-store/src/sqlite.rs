@@ -14,7 +14,7 @@ use sqlx::{Pool, Sqlite, Transaction};
 use crate::{Backend, StoreError, migrate};
 
 mod q {
-    crate::sql::backend_queries!(sqlx::Sqlite);
+    crate::sql::backend_queries!(sqlx::Sqlite, several_statements_per_call = true);
 }
 
 /// A store in one SQLite file.
@@ -40,6 +40,9 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // No ping before each use: a connection to a local file does not go stale, and
+            // each ping is one more round trip to the connection's worker thread.
+            .test_before_acquire(false)
             // The one writer: 16 MiB of page cache (the ledger's random-keyed indexes outgrow
             // SQLite's 2 MiB default within some hundred thousand entries, after which every
             // commit spills and re-reads index pages). Not more: at the end of every write
@@ -79,6 +82,8 @@ impl SqliteStore {
         let path = options.get_filename().to_path_buf();
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            // As the writer's: nothing to test on a local file.
+            .test_before_acquire(false)
             .connect_with(options.read_only(true).pragma("mmap_size", "1073741824"))
             .await?;
         let scanner = Some(crate::sqlite_scan::Scanner::new(path));

@@ -12,6 +12,7 @@
 )]
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -153,7 +154,7 @@ pub(super) async fn admin_exists(state: &AppState) -> bool {
 }
 
 /// `GET /setup`: on an installation without an admin, the form that makes the first one.
-pub(crate) async fn setup_form(State(state): State<AppState>) -> Response {
+pub(crate) async fn setup_form(State(state): State<Arc<AppState>>) -> Response {
     if admin_exists(&state).await {
         return super::pages::redirect("/login", &[]);
     }
@@ -190,7 +191,7 @@ fn setup_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
 /// too), signs them in and shows their API token once. A wrong code counts as a failed
 /// sign-in of the client's address.
 pub(crate) async fn setup(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     peer: Option<axum::Extension<crate::PeerAddr>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -399,7 +400,7 @@ async fn principals_page(
 }
 
 /// `GET /principals`: who may do what (admins and auditors), with the forms admins use.
-pub(crate) async fn principals(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn principals(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -436,7 +437,7 @@ async fn principal_refused(
 /// `POST /principals`: adds a principal (`Principals::create`, admins only) and shows its
 /// first token once.
 pub(crate) async fn add_principal(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -473,7 +474,7 @@ pub(crate) async fn add_principal(
 
 /// `POST /principals/{name}/token`: a new token for the principal (admins only), shown once.
 pub(crate) async fn new_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: axum::body::Bytes,
@@ -503,7 +504,7 @@ pub(crate) async fn new_token(
 /// `POST /principals/{name}/disable`: disables the principal and revokes its tokens (admins
 /// only; not oneself), with a reason.
 pub(crate) async fn disable(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: axum::body::Bytes,
@@ -606,7 +607,7 @@ pub(super) async fn systems_page(
 /// `POST /systems/sync`: discovers a configured target now, through the API's own
 /// `POST /v1/targets/{name}/sync` handler as the viewer (admins only).
 pub(crate) async fn sync(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -644,7 +645,7 @@ pub(crate) async fn sync(
 /// given, as `writ inventory import` reads a file), through the API's own
 /// `POST /v1/inventory/rules` handler as the viewer (admins only).
 pub(crate) async fn import_rules(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -760,7 +761,10 @@ fn as_source(viewer: &Viewer) -> Result<writ_engine::sources::Source, Response> 
 }
 
 /// `GET /findings`: the form to send findings by hand (principals with the `source` role).
-pub(crate) async fn findings_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn findings_form(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -774,7 +778,7 @@ pub(crate) async fn findings_form(State(state): State<AppState>, headers: Header
 /// `POST /findings`: records pasted findings (any format `POST /v1/findings` reads) as the
 /// viewer's, through the API's own path: its rate, parsing, per-finding results.
 pub(crate) async fn submit_findings(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {

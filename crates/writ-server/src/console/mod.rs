@@ -9,6 +9,8 @@
 //! carries the session's CSRF token; every page is sent with a strict Content-Security-Policy
 //! (no inline script or style).
 
+use std::sync::Arc;
+
 mod admin;
 mod oidc;
 mod pages;
@@ -85,7 +87,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
 }
 
 /// The console's routes (merged into the API router when the console is on).
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login_token))

@@ -5,6 +5,8 @@
 //! back. The configured claim names the principal, who must exist in writ and not be
 //! disabled: signing in never creates a principal or changes its roles.
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -97,7 +99,7 @@ async fn client(
 }
 
 /// `GET /auth/oidc`: sends the browser to the provider.
-pub(crate) async fn oidc_start(State(state): State<AppState>) -> Response {
+pub(crate) async fn oidc_start(State(state): State<Arc<AppState>>) -> Response {
     let settings = match settings(&state) {
         Ok(settings) => settings.clone(),
         Err(response) => return response,
@@ -159,7 +161,7 @@ pub(crate) struct Callback {
 /// `GET /auth/oidc/callback`: checks the state, exchanges the code (with the PKCE verifier),
 /// checks the ID token (with the nonce), and signs the named principal in.
 pub(crate) async fn oidc_callback(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(callback): Query<Callback>,
 ) -> Response {

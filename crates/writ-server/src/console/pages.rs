@@ -9,6 +9,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 use writ_core::approval::Verdict;
 use writ_core::case::{Case, CaseState};
 use writ_core::event::EventBody;
@@ -237,7 +238,7 @@ struct LoginPage<'a> {
 }
 
 /// `GET /login`: the sign-in form (a token, or single sign-on when configured).
-pub(crate) async fn login_form(State(state): State<AppState>) -> Response {
+pub(crate) async fn login_form(State(state): State<Arc<AppState>>) -> Response {
     // A new installation: the first admin is made on the setup page.
     if !super::admin::admin_exists(&state).await {
         return redirect("/setup", &[]);
@@ -302,7 +303,7 @@ struct TokenForm {
 /// `POST /login`: signs in with a principal's API token. Failed attempts count against the
 /// client's address like the API's failed authentications (429 when over the limit).
 pub(crate) async fn login_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     peer: Option<axum::Extension<crate::PeerAddr>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -403,7 +404,7 @@ struct CsrfForm {
 
 /// `POST /logout`.
 pub(crate) async fn logout(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -677,7 +678,7 @@ const PREVIEW: u32 = 10;
 const PAGE: u32 = 50;
 
 /// `GET /`: the queues, by what the viewer may do.
-pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -747,7 +748,7 @@ pub(crate) struct QueueQuery {
 
 /// `GET /queues/{id}?page=N&type=T`: one queue, 50 rows a page, filtered by finding type.
 pub(crate) async fn queue_page(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<QueueQuery>,
@@ -951,7 +952,7 @@ fn summary(body: &EventBody) -> String {
 
 /// `GET /cases/{id}`: the case's timeline from the ledger and what the viewer may do.
 pub(crate) async fn case_page(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -1145,7 +1146,7 @@ struct VoteForm {
 /// `POST /cases/{id}/vote`: approve or reject as the viewer, through `WriteBack::vote` (the
 /// API's vote), with the session's CSRF token.
 pub(crate) async fn vote(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -1215,7 +1216,7 @@ pub(crate) struct StateQuery {
 /// `GET /cases/{id}/state` (htmx): the case's state as a fragment; when it is no longer the
 /// one the page showed, the page reloads to show what happened (`HX-Refresh`).
 pub(crate) async fn case_state(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<StateQuery>,
@@ -1269,7 +1270,7 @@ struct ExceptionForm {
 /// `POST /cases/{id}/exception`: asks to accept the case's risk until a day, through
 /// `WriteBack::request_exception` (policy decides: in force now, or after approvals).
 pub(crate) async fn exception(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -1353,7 +1354,7 @@ struct ReviewForm {
 /// `POST /cases/{id}/review`: reviews a break-glass change through `WriteBack::review_bypass`
 /// (upheld, or rejected: the change is rolled back).
 pub(crate) async fn review(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -1420,7 +1421,7 @@ struct StepForm {
 /// `POST /cases/{id}/step`: close, roll back or unfreeze with a rationale, as the viewer,
 /// through the API's engine functions and role rules, with the session's CSRF token.
 pub(crate) async fn step(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -1501,7 +1502,7 @@ struct TablePage<'a> {
 }
 
 /// `GET /identities`: the inventory with owners, criticality and freshness.
-pub(crate) async fn identities(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn identities(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -1540,7 +1541,7 @@ pub(crate) async fn identities(State(state): State<AppState>, headers: HeaderMap
 }
 
 /// `GET /systems`: each system's sync freshness and whether automation is paused there, why.
-pub(crate) async fn systems(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn systems(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -1636,7 +1637,7 @@ fn ordered(
 /// the ledger: time from finding to verified remediation, open cases by age and severity,
 /// decisions by tier (the share of automation), exceptions by expiry, write-back outcomes per
 /// target.
-pub(crate) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     use std::collections::BTreeMap;
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,

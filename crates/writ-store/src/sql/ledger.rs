@@ -12,7 +12,9 @@ macro_rules! ledger_queries {
         }
 
         /// Writes a batch whose head has already been locked and read as `head`. Rows go in
-        /// multi-row `INSERT`s (a few statements per batch, not a few per event).
+        /// multi-row `INSERT`s (a few statements per batch, not a few per event), and the
+        /// statements of a small batch in one call where the backend allows it ([`Statements`]).
+        /// The expectations are checked before anything is written.
         pub(crate) async fn write_batch(
             conn: &mut Conn,
             head: u64,
@@ -46,30 +48,34 @@ macro_rules! ledger_queries {
                     }
                 }
             }
+            check_expectations(conn, &batch.expectations).await?;
+            let mut statements = Statements::new();
             for chunk in batch.entries.chunks(ROWS_PER_STATEMENT) {
-                insert_entries(conn, chunk).await?;
+                insert_entries(conn, &mut statements, chunk).await?;
             }
             if let Some(checkpoint) = &batch.checkpoint {
-                sqlx::query(
-                    "INSERT INTO checkpoints (size, root, note, time_us) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(seq_to_db(checkpoint.size)?)
-                .bind(checkpoint.root.to_vec())
-                .bind(checkpoint.note.as_str())
-                .bind(micros(checkpoint.time))
-                .execute(&mut *conn)
-                .await?;
+                statements
+                    .start(conn, "INSERT INTO checkpoints (size, root, note, time_us) VALUES (")
+                    .await?
+                    .push_bind(seq_to_db(checkpoint.size)?)
+                    .push(", ")
+                    .push_bind(checkpoint.root.to_vec())
+                    .push(", ")
+                    .push_bind(checkpoint.note.clone())
+                    .push(", ")
+                    .push_bind(micros(checkpoint.time))
+                    .push(")");
             }
-            check_expectations(conn, &batch.expectations).await?;
-            apply_effects(conn, &batch.effects).await?;
-            insert_outbox(conn, &batch.outbox).await?;
+            apply_effects(conn, &mut statements, &batch.effects).await?;
+            insert_outbox(conn, &mut statements, &batch.outbox).await?;
             if next != head {
-                sqlx::query("UPDATE ledger_head SET size = $1 WHERE id = 1")
-                    .bind(seq_to_db(next)?)
-                    .execute(&mut *conn)
-                    .await?;
+                statements
+                    .start(conn, "UPDATE ledger_head SET size = ")
+                    .await?
+                    .push_bind(seq_to_db(next)?)
+                    .push(" WHERE id = 1");
             }
-            Ok(())
+            statements.flush(conn).await
         }
 
         /// Fails with [`StoreError::Stale`] unless every case and job is still in the state and
@@ -132,10 +138,17 @@ macro_rules! ledger_queries {
             Ok(())
         }
 
-        async fn insert_entries(conn: &mut Conn, entries: &[LedgerRow]) -> Result<(), StoreError> {
-            let mut builder = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO ledger_entries (seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash) ",
-            );
+        async fn insert_entries(
+            conn: &mut Conn,
+            statements: &mut Statements,
+            entries: &[LedgerRow],
+        ) -> Result<(), StoreError> {
+            let builder = statements
+                .start(
+                    conn,
+                    "INSERT INTO ledger_entries (seq, time_us, case_id, kind, actor, idempotency_key, leaf, leaf_hash) ",
+                )
+                .await?;
             let mut bad_seq = None;
             builder.push_values(entries, |mut row, entry| {
                 let seq = seq_to_db(entry.seq).unwrap_or_else(|_| {
@@ -154,7 +167,6 @@ macro_rules! ledger_queries {
             if let Some(seq) = bad_seq {
                 return Err(StoreError::BatchNotContiguous { seq });
             }
-            builder.build().execute(&mut *conn).await?;
             Ok(())
         }
 

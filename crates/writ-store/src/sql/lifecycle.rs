@@ -263,22 +263,31 @@ macro_rules! lifecycle_queries {
         /// Writes notifications into the outbox, in the commit's transaction.
         async fn insert_outbox(
             conn: &mut Conn,
+            statements: &mut Statements,
             rows: &[$crate::model::OutboxRow],
         ) -> Result<(), StoreError> {
             for row in rows {
-                sqlx::query(
-                    "INSERT INTO webhook_outbox (id, endpoint, seq, kind, payload, created_us, state, attempts, next_attempt_us)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(row.id.as_str())
-                .bind(row.endpoint.as_str())
-                .bind(seq_to_db(row.seq)?)
-                .bind(row.kind.as_str())
-                .bind(row.payload.as_str())
-                .bind(micros(row.created))
-                .execute(&mut *conn)
-                .await?;
+                let seq = seq_to_db(row.seq)?;
+                statements
+                    .start(
+                        conn,
+                        "INSERT INTO webhook_outbox (id, endpoint, seq, kind, payload, created_us, state, attempts, next_attempt_us) VALUES (",
+                    )
+                    .await?
+                    .push_bind(row.id.clone())
+                    .push(", ")
+                    .push_bind(row.endpoint.clone())
+                    .push(", ")
+                    .push_bind(seq)
+                    .push(", ")
+                    .push_bind(row.kind.clone())
+                    .push(", ")
+                    .push_bind(row.payload.clone())
+                    .push(", ")
+                    .push_bind(micros(row.created))
+                    .push(", 'pending', 0, ")
+                    .push_bind(micros(row.created))
+                    .push(") ON CONFLICT (id) DO NOTHING");
             }
             Ok(())
         }

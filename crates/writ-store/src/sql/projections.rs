@@ -7,7 +7,13 @@ macro_rules! projection_queries {
         /// Applies projection effects with as few statements as possible. Several changes to
         /// one identity or case collapse into one row carrying the first and last seq, so the
         /// result equals applying them one by one.
-        async fn apply_effects(conn: &mut Conn, effects: &[Effect]) -> Result<(), StoreError> {
+        /// Adds `effects` to `statements`; what it must run at once (votes, whose count it
+        /// checks, and the rare administrative effects) runs in order after flushing them.
+        async fn apply_effects(
+            conn: &mut Conn,
+            statements: &mut Statements,
+            effects: &[Effect],
+        ) -> Result<(), StoreError> {
             let mut evidence: Vec<&EvidenceRow> = Vec::new();
             let mut identities: Vec<(&Identity, u64)> = Vec::new();
             // (case, opened seq, updated seq, seq of its decision in force)
@@ -88,9 +94,9 @@ macro_rules! projection_queries {
                 }
             }
             for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                let builder = statements.start(conn,
                     "INSERT INTO jobs (id, case_id, system, state, next_attempt_us, snapshot, created_seq, updated_seq, intent_seq) ",
-                );
+                ).await?;
                 let mut bad = None;
                 builder.push_values(chunk, |mut row, (job, created, updated, intent)| {
                     let mut seq = |s: u64| {
@@ -119,12 +125,11 @@ macro_rules! projection_queries {
                         snapshot = excluded.snapshot, updated_seq = excluded.updated_seq,
                         intent_seq = COALESCE(excluded.intent_seq, jobs.intent_seq)",
                 );
-                builder.build().execute(&mut *conn).await?;
             }
             for chunk in evidence.chunks(ROWS_PER_STATEMENT) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                let builder = statements.start(conn,
                     "INSERT INTO evidence (digest, media_type, bytes, received_us) ",
-                );
+                ).await?;
                 builder.push_values(chunk, |mut row, e| {
                     row.push_bind(e.digest.to_string())
                         .push_bind(e.media_type.as_str())
@@ -132,12 +137,11 @@ macro_rules! projection_queries {
                         .push_bind(micros(e.received));
                 });
                 builder.push(" ON CONFLICT (digest) DO NOTHING");
-                builder.build().execute(&mut *conn).await?;
             }
             for chunk in identities.chunks(ROWS_PER_STATEMENT) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                let builder = statements.start(conn,
                     "INSERT INTO identities (id, system, external_id, kind, owner_team, criticality, privileged, tags, last_used_us, reconciled_us, updated_seq) ",
-                );
+                ).await?;
                 let mut bad = None;
                 builder.push_values(chunk, |mut row, (identity, seq)| {
                     let tags = serde_json::to_string(&identity.tags).unwrap_or_else(|_| "[]".into());
@@ -167,12 +171,11 @@ macro_rules! projection_queries {
                         tags = excluded.tags, last_used_us = excluded.last_used_us,
                         reconciled_us = excluded.reconciled_us, updated_seq = excluded.updated_seq",
                 );
-                builder.build().execute(&mut *conn).await?;
             }
             for chunk in cases.chunks(ROWS_PER_STATEMENT) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                let builder = statements.start(conn,
                     "INSERT INTO cases (id, identity_id, subject, finding_type, state, compliance_closed, opened_seq, updated_seq, decision_seq) ",
-                );
+                ).await?;
                 let mut bad = None;
                 builder.push_values(chunk, |mut row, (case, opened, updated, decision)| {
                     let mut seq = |s: u64| {
@@ -204,10 +207,12 @@ macro_rules! projection_queries {
                         updated_seq = excluded.updated_seq,
                         decision_seq = COALESCE(excluded.decision_seq, cases.decision_seq)",
                 );
-                builder.build().execute(&mut *conn).await?;
             }
             // Votes count for the decision in force when they are recorded, and make the case
             // newer (its version is what an approval's expectation compares).
+            if !votes.is_empty() {
+                statements.flush(conn).await?;
+            }
             for (case_id, approver, seq) in votes {
                 let seq = seq_to_db(seq)?;
                 sqlx::query(
@@ -235,9 +240,9 @@ macro_rules! projection_queries {
                 }
             }
             for chunk in findings.chunks(ROWS_PER_STATEMENT) {
-                let mut builder = sqlx::QueryBuilder::<$db>::new(
+                let builder = statements.start(conn,
                     "INSERT INTO findings (id, case_id, source, finding_type, severity, confidence_bp, subject_system, subject_external_id, observed_us, evidence, idempotency_key, seq) ",
-                );
+                ).await?;
                 let mut bad = None;
                 builder.push_values(chunk, |mut row, (finding, case_id, seq)| {
                     row.push_bind(finding.id.as_uuid())
@@ -259,7 +264,9 @@ macro_rules! projection_queries {
                 if let Some(seq) = bad {
                     return Err(StoreError::BatchNotContiguous { seq });
                 }
-                builder.build().execute(&mut *conn).await?;
+            }
+            if !principal_effects.is_empty() || !lifecycle_effects.is_empty() {
+                statements.flush(conn).await?;
             }
             for effect in principal_effects {
                 apply_principal_effect(conn, effect).await?;
@@ -291,7 +298,9 @@ macro_rules! projection_queries {
             ] {
                 sqlx::query(statement).execute(&mut *conn).await?;
             }
-            apply_effects(conn, effects).await
+            let mut statements = Statements::new();
+            apply_effects(conn, &mut statements, effects).await?;
+            statements.flush(conn).await
         }
 
         pub(crate) async fn projection_dump(
