@@ -559,13 +559,6 @@ impl Ingestor {
             })
             .collect();
         let all_keys: Vec<String> = keys.iter().map(|k| k.finding.clone()).collect();
-        let mut recorded: HashMap<String, LedgerRow> = self
-            .store
-            .entries_by_idempotency_keys(&all_keys)
-            .await?
-            .into_iter()
-            .map(|row| (row.idempotency_key.clone(), row))
-            .collect();
         let pairs: Vec<(String, String)> = submissions
             .iter()
             .map(|s| {
@@ -581,10 +574,50 @@ impl Ingestor {
             .zip(submissions)
             .map(|(subject, s)| (subject.clone(), s.observation.finding_type.clone()))
             .collect();
-        let mut open: HashMap<(String, String), OpenCase> = self
-            .store
-            .open_case_heads(&case_keys)
-            .await?
+        // The look-ups go out together, each on a reader of its own: one after the other they
+        // were most of a small batch's planning time, waiting on hand-offs to the driver. So
+        // they ask for a little more than planning may use (the identity of every subject,
+        // the last closed case of every failing finding's key), not for what the answer to
+        // the one before would have narrowed it to. Each reads committed data, as before.
+        let failing_keys: Vec<(String, String)> = case_keys
+            .iter()
+            .zip(submissions)
+            .filter(|(_, s)| s.observation.status == FindingStatus::Fail)
+            .map(|(key, _)| key.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let distinct_pairs: Vec<(String, String)> = pairs
+            .iter()
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let (recorded, open_heads, identities, last_closed, paused) = tokio::try_join!(
+            async {
+                Ok::<_, IngestError>(self.store.entries_by_idempotency_keys(&all_keys).await?)
+            },
+            async { Ok(self.store.open_case_heads(&case_keys).await?) },
+            async {
+                Ok(self
+                    .store
+                    .identities_by_external_ids(&distinct_pairs)
+                    .await?)
+            },
+            async {
+                if failing_keys.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    Ok(self.store.last_closed_cases_for(&failing_keys).await?)
+                }
+            },
+            self.paused_systems(),
+        )?;
+        let mut recorded: HashMap<String, LedgerRow> = recorded
+            .into_iter()
+            .map(|row| (row.idempotency_key.clone(), row))
+            .collect();
+        let mut open: HashMap<(String, String), OpenCase> = open_heads
             .into_iter()
             .map(|head| {
                 (
@@ -641,25 +674,26 @@ impl Ingestor {
             }
         }
         // A finding that may open or decide a case needs its identity: one that only joins an
-        // open case records the finding and nothing else.
-        let mut may_open: Vec<(String, String)> = Vec::new();
-        let mut opening_keys: Vec<(String, String)> = Vec::new();
+        // open case records the finding and nothing else. Planning sees exactly what it saw
+        // when these look-ups were narrowed first.
+        let mut may_open: HashSet<(String, String)> = HashSet::new();
+        let mut opening_keys: HashSet<(String, String)> = HashSet::new();
         for ((pair, case_key), submission) in pairs.iter().zip(&case_keys).zip(submissions) {
             match open.get(case_key) {
                 None if submission.observation.status == FindingStatus::Fail => {
-                    may_open.push(pair.clone());
-                    opening_keys.push(case_key.clone());
+                    may_open.insert(pair.clone());
+                    opening_keys.insert(case_key.clone());
                 }
-                Some(open_case) if open_case.strength.is_some() => may_open.push(pair.clone()),
+                Some(open_case) if open_case.strength.is_some() => {
+                    may_open.insert(pair.clone());
+                }
                 _ => {}
             }
         }
-        let identities: HashMap<(String, String), Identity> = self
-            .store
-            .identities_by_external_ids(&may_open)
-            .await?
+        let identities: HashMap<(String, String), Identity> = identities
             .into_iter()
             .map(|i| ((i.system.clone(), i.external_id.clone()), i))
+            .filter(|(pair, _)| may_open.contains(pair))
             .collect();
         // Passes about a subject with no open case of their own may close the cases of what
         // lies under it (a user's keys, when the check passes for the user).
@@ -696,21 +730,16 @@ impl Ingestor {
                 }
             }
         }
-        let last_closed = if opening_keys.is_empty() {
-            HashMap::new()
-        } else {
-            self.store
-                .last_closed_cases_for(&opening_keys)
-                .await?
-                .into_iter()
-                .map(|head| {
-                    (
-                        (head.case.subject.clone(), head.case.finding_type.clone()),
-                        head.case.id,
-                    )
-                })
-                .collect()
-        };
+        let last_closed = last_closed
+            .into_iter()
+            .map(|head| {
+                (
+                    (head.case.subject.clone(), head.case.finding_type.clone()),
+                    head.case.id,
+                )
+            })
+            .filter(|(key, _)| opening_keys.contains(key))
+            .collect();
         tracing::debug!(
             findings = submissions.len(),
             lookups_ms = looking_up.elapsed().as_secs_f64() * 1e3,
@@ -722,7 +751,7 @@ impl Ingestor {
             last_closed,
             under,
             freezes: Vec::new(),
-            paused: self.paused_systems().await?,
+            paused,
         };
         let mut groups: Vec<Vec<Draft>> = Vec::new();
         let mut plans: Vec<Result<Plan, IngestError>> = Vec::with_capacity(submissions.len());
@@ -1410,7 +1439,10 @@ impl Ingestor {
             ..Draft::new(
                 Some(case.id),
                 ENGINE_ACTOR,
-                format!("decision:{}:{}", source.name, key.base),
+                // Keyed by the case first: case ids grow with time, so a commit's decisions
+                // land together at the end of the ledger's key index rather than on a random
+                // page each (the finding's own key is a digest and cannot).
+                format!("decision:{}:{}:{}", case.id, source.name, key.base),
                 EventBody::DecisionRecorded(DecisionRecorded {
                     case: case.clone(),
                     decision: decision.clone(),

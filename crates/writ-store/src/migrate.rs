@@ -143,6 +143,11 @@ pub const SQLITE: &[Migration] = &[
         name: "cases_by_state",
         sql: include_str!("../migrations/sqlite/0016_cases_by_state.sql"),
     },
+    Migration {
+        version: 17,
+        name: "closed_cases_by_subject",
+        sql: include_str!("../migrations/sqlite/0017_closed_cases_by_subject.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -226,6 +231,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 16,
         name: "cases_by_state",
         sql: include_str!("../migrations/postgres/0016_cases_by_state.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "closed_cases_by_subject",
+        sql: include_str!("../migrations/postgres/0017_closed_cases_by_subject.sql"),
     },
 ];
 
