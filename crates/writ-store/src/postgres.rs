@@ -13,7 +13,7 @@ use sqlx::{Pool, Postgres, Transaction};
 use crate::{Backend, StoreError, migrate};
 
 mod q {
-    crate::sql::backend_queries!(sqlx::Postgres, several_statements_per_call = false);
+    crate::sql::backend_queries!(sqlx::Postgres, combine = crate::sql::Combine::WithClauses);
 }
 
 /// The advisory lock key that serialises migrations ("writ" in ASCII).

@@ -14,7 +14,7 @@ use sqlx::{Pool, Sqlite, Transaction};
 use crate::{Backend, StoreError, migrate};
 
 mod q {
-    crate::sql::backend_queries!(sqlx::Sqlite, several_statements_per_call = true);
+    crate::sql::backend_queries!(sqlx::Sqlite, combine = crate::sql::Combine::Semicolons);
 }
 
 /// A store in one SQLite file.

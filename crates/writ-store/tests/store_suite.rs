@@ -383,6 +383,78 @@ async fn failed_write_changes_no_state(h: Harness) {
     assert_eq!(h.store.case(CaseId(uuid(10))).await.unwrap(), None);
 }
 
+/// A batch too big for one call goes in several (thousand-row statements, past the combined
+/// SQL bound) and is still one transaction: all of it lands, or, when its last statement
+/// fails, none of it does.
+async fn a_batch_of_many_statements_commits_whole(h: Harness) {
+    const FINDINGS: u64 = 2_500;
+    // `last_id`: the id of the batch's last finding.
+    let batch = |base: u64, last_id: u128| {
+        let mut entries = Vec::new();
+        let mut effects = Vec::new();
+        for i in 0..FINDINGS {
+            let seq = base + i;
+            let key = format!("k{seq}");
+            let id = if i + 1 == FINDINGS {
+                last_id
+            } else {
+                1_000_000 + u128::from(seq)
+            };
+            let bytes = format!("evidence {seq}").into_bytes();
+            let digest = Sha256Digest::of(&bytes);
+            entries.push(entry(seq, &key, None));
+            effects.push(Effect::PutEvidence(EvidenceRow {
+                digest,
+                media_type: "application/json".into(),
+                bytes,
+                received: t(1),
+            }));
+            effects.push(Effect::InsertFinding {
+                finding: finding(id, &key, digest),
+                case_id: None,
+                seq,
+            });
+        }
+        CommitBatch {
+            entries,
+            effects,
+            ..Default::default()
+        }
+    };
+    h.store
+        .commit(batch(0, 1_000_000 + u128::from(FINDINGS)))
+        .await
+        .unwrap();
+    assert_eq!(h.store.ledger_size().await.unwrap(), FINDINGS);
+    let dump = h.store.projection_dump().await.unwrap();
+    assert_eq!(dump.findings.len(), FINDINGS as usize);
+
+    // The second batch's last finding takes the id of the first batch's first: the findings'
+    // last statement fails, after every other statement of the batch has run.
+    let err = h
+        .store
+        .commit(batch(FINDINGS, 1_000_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.store.ledger_size().await.unwrap(), FINDINGS);
+    assert_eq!(
+        h.store
+            .entry_by_idempotency_key(&format!("k{FINDINGS}"))
+            .await
+            .unwrap(),
+        None
+    );
+    let after = h.store.projection_dump().await.unwrap();
+    assert_eq!(after.findings.len(), FINDINGS as usize);
+    let evidence = h
+        .store
+        .evidence_meta(&[Sha256Digest::of(format!("evidence {FINDINGS}").as_bytes())])
+        .await
+        .unwrap();
+    assert!(evidence.is_empty(), "{evidence:?}");
+}
+
 /// A finding's idempotency key is its entry's key: a second finding with a taken key
 /// conflicts (on the ledger's unique index), and a finding that does not carry its entry's key
 /// is refused. Nothing of either batch is written.
@@ -1098,6 +1170,7 @@ writ_testkit::backend_suite!(
     stale_head_is_refused,
     gap_in_batch_writes_nothing,
     failed_write_changes_no_state,
+    a_batch_of_many_statements_commits_whole,
     duplicate_finding_key_conflicts,
     open_case_lookup_ignores_closed_cases,
     batch_lookups_match_exact_pairs,

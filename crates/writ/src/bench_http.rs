@@ -78,6 +78,9 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
         let url = cluster.create_database("bench")?;
         one_backend("postgres", dir.path(), &url, &args).await?;
         drop(cluster);
+        if std::env::var_os("BENCH_SERVE_LOG").is_some() {
+            println!("kept {}", dir.keep().display());
+        }
     }
     Ok(())
 }
@@ -346,6 +349,11 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
     Ok(())
 }
 
+/// How many failed requests the bench describes (on standard error), so that a failure count
+/// comes with its reasons without flooding the terminal.
+const MAX_FAILURES_SHOWN: u32 = 5;
+static FAILURES_SHOWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// `clients` concurrent senders sending `probe` requests (one new finding each, for findings)
 /// for `seconds`, client `i` to `bases[i % bases.len()]`; `findings` counts the successful
 /// requests.
@@ -384,13 +392,27 @@ async fn round(
                     Probe::Whoami => http.get(&url),
                 };
                 // The body is read whole, so that the connection is kept for the next request.
-                let ok = match request.bearer_auth(&token).send().await {
+                let outcome = match request.bearer_auth(&token).send().await {
                     Ok(response) => {
-                        let good = response.status().is_success();
-                        response.bytes().await.is_ok() && good
+                        let status = response.status();
+                        match response.bytes().await {
+                            Ok(_) if status.is_success() => Ok(()),
+                            Ok(body) => Err(format!(
+                                "{status}: {}",
+                                String::from_utf8_lossy(&body[..body.len().min(300)])
+                            )),
+                            Err(err) => Err(format!("{status}, body unread: {err}")),
+                        }
                     }
-                    Err(_) => false,
+                    Err(err) => Err(err.to_string()),
                 };
+                let ok = outcome.is_ok();
+                if let Err(why) = outcome
+                    && FAILURES_SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        < MAX_FAILURES_SHOWN
+                {
+                    eprintln!("bench http: a request failed: {why}");
+                }
                 if ok {
                     latencies.push(sent.elapsed());
                 } else {

@@ -91,12 +91,22 @@ pub(crate) fn hash_from_db(table: &'static str, bytes: Vec<u8>) -> Result<[u8; 3
     })
 }
 
-/// Expands the shared statements for one backend. `$db` is the sqlx database type;
-/// `$several_per_call` says whether its connection runs several `;`-separated statements, their
-/// `?` parameters bound in order, in one call (SQLite does; PostgreSQL's extended protocol
-/// prepares one statement at a time).
+/// How a backend takes several write statements in one call (see `Statements`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Combine {
+    /// `;`-separated, each statement's `?` parameters bound in order (SQLite's driver runs
+    /// them one after the other).
+    Semicolons,
+    /// As the data-modifying `WITH` clauses of one statement, `$N` numbers running on across
+    /// them (PostgreSQL's extended protocol prepares one statement at a time). They see one
+    /// snapshot, not each other's rows: fine for writes of distinct rows with no reads.
+    WithClauses,
+}
+
+/// Expands the shared statements for one backend. `$db` is the sqlx database type, `$combine`
+/// a [`Combine`].
 macro_rules! backend_queries {
-    ($db:ty, several_statements_per_call = $several_per_call:expr) => {
+    ($db:ty, combine = $combine:expr) => {
         use sqlx::Row as _;
         use uuid::Uuid;
         use writ_core::Sha256Digest;
@@ -122,14 +132,16 @@ macro_rules! backend_queries {
         /// SQL text past which [`Statements`] runs what it holds rather than add more: a
         /// batch of a few findings becomes one call, a file's thousand-row statements go
         /// one by one as before (and do not fill the prepared-statement cache with megabytes).
+        /// It also keeps a PostgreSQL statement under its 65,535 parameters: each `$N` takes
+        /// at least three bytes, so 64 KiB hold fewer than 22,000, and the statement that
+        /// crosses the line adds at most `ROWS_PER_STATEMENT` rows of 12 columns.
         const COMBINED_SQL_BYTES: usize = 64 * 1024;
 
-        /// Writes whose results nobody reads, sent to the database together. On SQLite each
-        /// statement sent on its own is a round trip to the connection's worker thread, and a
-        /// commit of a few findings spent more time in those hand-offs than in SQLite (nine
-        /// statements, about 0.1 ms each under load); so it sends them as one `;`-separated
-        /// call, each statement's `?` parameters bound in order. Elsewhere each statement is
-        /// sent when the next one starts.
+        /// Writes whose results nobody reads, sent to the database together: each statement
+        /// sent on its own is a round trip (to SQLite's worker thread, or to the PostgreSQL
+        /// server), and a commit of a few findings spent more time in those than in the
+        /// database (nine statements, about 0.1 ms each under load on SQLite). How they are
+        /// put together is the backend's [`Combine`](crate::sql::Combine).
         ///
         /// Whoever then reads, or writes with a result it checks, on the same connection calls
         /// [`Statements::flush`] first, so that everything runs in the order it was written.
@@ -154,11 +166,18 @@ macro_rules! backend_queries {
                 conn: &mut Conn,
                 sql: &str,
             ) -> Result<&mut sqlx::QueryBuilder<$db>, StoreError> {
-                if self.pending > 0 {
-                    if $several_per_call && self.builder.sql().as_str().len() < COMBINED_SQL_BYTES {
+                if self.pending > 0 && self.builder.sql().as_str().len() >= COMBINED_SQL_BYTES {
+                    self.flush(conn).await?;
+                }
+                match $combine {
+                    $crate::sql::Combine::Semicolons if self.pending > 0 => {
                         self.builder.push(";\n");
-                    } else {
-                        self.flush(conn).await?;
+                    }
+                    $crate::sql::Combine::Semicolons => {}
+                    $crate::sql::Combine::WithClauses => {
+                        let lead = if self.pending == 0 { "WITH" } else { ")," };
+                        self.builder
+                            .push(format_args!("{lead} w{} AS (", self.pending));
                     }
                 }
                 self.pending += 1;
@@ -171,6 +190,9 @@ macro_rules! backend_queries {
                     return Ok(());
                 }
                 self.pending = 0;
+                if $combine == $crate::sql::Combine::WithClauses {
+                    self.builder.push(") SELECT 1");
+                }
                 let result = self.builder.build().execute(&mut *conn).await;
                 self.builder.reset();
                 result?;
