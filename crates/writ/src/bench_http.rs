@@ -349,10 +349,40 @@ async fn one_backend(name: &str, dir: &Path, url: &str, args: &HttpArgs) -> anyh
     Ok(())
 }
 
-/// How many failed requests the bench describes (on standard error), so that a failure count
+/// How many failed requests a bench describes (on standard error), so that a failure count
 /// comes with its reasons without flooding the terminal.
 const MAX_FAILURES_SHOWN: u32 = 5;
 static FAILURES_SHOWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Whether a request succeeded, its body read whole (so that the connection is kept for the
+/// next request); the first few failures are described on standard error.
+pub(crate) async fn succeeded(sent: reqwest::Result<reqwest::Response>) -> bool {
+    let outcome = match sent {
+        Ok(response) => {
+            let status = response.status();
+            match response.bytes().await {
+                Ok(_) if status.is_success() => Ok(()),
+                Ok(body) => Err(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                )),
+                Err(err) => Err(format!("{status}, body unread: {err}")),
+            }
+        }
+        Err(err) => Err(err.to_string()),
+    };
+    match outcome {
+        Ok(()) => true,
+        Err(why) => {
+            if FAILURES_SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                < MAX_FAILURES_SHOWN
+            {
+                eprintln!("bench: a request failed: {why}");
+            }
+            false
+        }
+    }
+}
 
 /// `clients` concurrent senders sending `probe` requests (one new finding each, for findings)
 /// for `seconds`, client `i` to `bases[i % bases.len()]`; `findings` counts the successful
@@ -391,28 +421,7 @@ async fn round(
                         .body(finding(n)),
                     Probe::Whoami => http.get(&url),
                 };
-                // The body is read whole, so that the connection is kept for the next request.
-                let outcome = match request.bearer_auth(&token).send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        match response.bytes().await {
-                            Ok(_) if status.is_success() => Ok(()),
-                            Ok(body) => Err(format!(
-                                "{status}: {}",
-                                String::from_utf8_lossy(&body[..body.len().min(300)])
-                            )),
-                            Err(err) => Err(format!("{status}, body unread: {err}")),
-                        }
-                    }
-                    Err(err) => Err(err.to_string()),
-                };
-                let ok = outcome.is_ok();
-                if let Err(why) = outcome
-                    && FAILURES_SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        < MAX_FAILURES_SHOWN
-                {
-                    eprintln!("bench http: a request failed: {why}");
-                }
+                let ok = succeeded(request.bearer_auth(&token).send().await).await;
                 if ok {
                     latencies.push(sent.elapsed());
                 } else {

@@ -148,21 +148,17 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
                         crate::bench_http::finding(2_000_000_000_000 + n)
                     };
                     let sent = Instant::now();
-                    let ok = match server
-                        .http
-                        .post(format!("{}/v1/findings", server.base))
-                        .bearer_auth(&server.token)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                    {
-                        Ok(response) => {
-                            let good = response.status().is_success();
-                            response.bytes().await.is_ok() && good
-                        }
-                        Err(_) => false,
-                    };
+                    let ok = crate::bench_http::succeeded(
+                        server
+                            .http
+                            .post(format!("{}/v1/findings", server.base))
+                            .bearer_auth(&server.token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await,
+                    )
+                    .await;
                     let took = sent.elapsed();
                     let mut window = window.lock().await;
                     if ok {
