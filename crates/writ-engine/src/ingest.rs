@@ -532,7 +532,8 @@ impl Ingestor {
         }
     }
 
-    /// Reads what the batch needs (three lookups) and plans every finding's events, seeing the
+    /// Reads what the batch needs (five look-ups at once, a sixth for passes and a seventh for
+    /// redecisions when there are any) and plans every finding's events, seeing the
     /// cases and keys of the unsettled batches (`in_flight`) as well as the store.
     async fn plan_batch(
         &self,

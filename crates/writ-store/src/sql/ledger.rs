@@ -54,17 +54,16 @@ macro_rules! ledger_queries {
                 insert_entries(conn, &mut statements, chunk).await?;
             }
             if let Some(checkpoint) = &batch.checkpoint {
+                let size = seq_to_db(checkpoint.size)?;
                 statements
-                    .start(conn, "INSERT INTO checkpoints (size, root, note, time_us) VALUES (")
+                    .start(conn, "INSERT INTO checkpoints (size, root, note, time_us) ")
                     .await?
-                    .push_bind(seq_to_db(checkpoint.size)?)
-                    .push(", ")
-                    .push_bind(checkpoint.root.to_vec())
-                    .push(", ")
-                    .push_bind(checkpoint.note.clone())
-                    .push(", ")
-                    .push_bind(micros(checkpoint.time))
-                    .push(")");
+                    .push_values([checkpoint], |mut row, checkpoint| {
+                        row.push_bind(size)
+                            .push_bind(checkpoint.root.to_vec())
+                            .push_bind(checkpoint.note.clone())
+                            .push_bind(micros(checkpoint.time));
+                    });
             }
             apply_effects(conn, &mut statements, &batch.effects).await?;
             insert_outbox(conn, &mut statements, &batch.outbox).await?;

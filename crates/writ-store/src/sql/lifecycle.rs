@@ -266,28 +266,30 @@ macro_rules! lifecycle_queries {
             statements: &mut Statements,
             rows: &[$crate::model::OutboxRow],
         ) -> Result<(), StoreError> {
-            for row in rows {
-                let seq = seq_to_db(row.seq)?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let seqs = chunk
+                    .iter()
+                    .map(|row| seq_to_db(row.seq))
+                    .collect::<Result<Vec<_>, _>>()?;
                 statements
                     .start(
                         conn,
-                        "INSERT INTO webhook_outbox (id, endpoint, seq, kind, payload, created_us, state, attempts, next_attempt_us) VALUES (",
+                        "INSERT INTO webhook_outbox (id, endpoint, seq, kind, payload, created_us, state, attempts, next_attempt_us) ",
                     )
                     .await?
-                    .push_bind(row.id.clone())
-                    .push(", ")
-                    .push_bind(row.endpoint.clone())
-                    .push(", ")
-                    .push_bind(seq)
-                    .push(", ")
-                    .push_bind(row.kind.clone())
-                    .push(", ")
-                    .push_bind(row.payload.clone())
-                    .push(", ")
-                    .push_bind(micros(row.created))
-                    .push(", 'pending', 0, ")
-                    .push_bind(micros(row.created))
-                    .push(") ON CONFLICT (id) DO NOTHING");
+                    .push_values(chunk.iter().zip(seqs), |mut values, (row, seq)| {
+                        values
+                            .push_bind(row.id.clone())
+                            .push_bind(row.endpoint.clone())
+                            .push_bind(seq)
+                            .push_bind(row.kind.clone())
+                            .push_bind(row.payload.clone())
+                            .push_bind(micros(row.created))
+                            .push("'pending'")
+                            .push("0")
+                            .push_bind(micros(row.created));
+                    })
+                    .push(" ON CONFLICT (id) DO NOTHING");
             }
             Ok(())
         }

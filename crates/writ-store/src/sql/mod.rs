@@ -158,9 +158,9 @@ macro_rules! backend_queries {
                 }
             }
 
-            /// Starts a statement with `sql` and returns the builder to go on with it (binds
-            /// with `push_bind`: `?` placeholders, never `$N`, which would count from the first
-            /// statement of the call).
+            /// Starts a statement with `sql` and returns the builder to go on with it. Values go
+            /// in with `push_bind` only: a `$N` written into the SQL would count from the first
+            /// statement of the call, not this one.
             async fn start(
                 &mut self,
                 conn: &mut Conn,

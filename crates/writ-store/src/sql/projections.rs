@@ -7,6 +7,7 @@ macro_rules! projection_queries {
         /// Applies projection effects with as few statements as possible. Several changes to
         /// one identity or case collapse into one row carrying the first and last seq, so the
         /// result equals applying them one by one.
+        ///
         /// Adds `effects` to `statements`; what it must run at once (votes, whose count it
         /// checks, and the rare administrative effects) runs in order after flushing them.
         async fn apply_effects(
